@@ -1,0 +1,3 @@
+"""Sentral: a SIP softswitch for clinics."""
+
+__version__ = "0.1.0"

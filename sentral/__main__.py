@@ -1,0 +1,3 @@
+from sentral.cli import main
+
+main()

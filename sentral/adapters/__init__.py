@@ -1,0 +1,1 @@
+"""The clinic's world: caller-ID lookups, national IDs, platform events."""

@@ -1,0 +1,1 @@
+"""Media: RTP relay, codecs, DTMF, prompts and music on hold."""

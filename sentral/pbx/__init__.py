@@ -1,0 +1,1 @@
+"""SIP core and call control: transports, the endpoint driver, the registrar, calls and presence."""

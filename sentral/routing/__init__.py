@@ -1,0 +1,1 @@
+"""Who rings: pure routing policies that take call events and return commands."""
