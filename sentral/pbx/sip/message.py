@@ -1,0 +1,596 @@
+"""SIP requests and responses: parsing, validation, construction and serialization (RFC 3261 §7, §20).
+
+Theory of operation: parsing is lazy. ``parse_message`` does the work every message needs in one
+pass: it frames the message (Content-Length, datagram or stream), splits the start line, unfolds
+continuation lines and cuts the header block into (key, name, value) fields. Nothing else is
+parsed until asked for: ``msg.top_via`` parses only the first Via value, ``msg.cseq`` only the
+CSeq line, and each result is cached on the message. ``validate`` parses what every request
+must carry so that a broken one is answered 400 before it reaches a transaction.
+
+Errors are ``SipError``s carrying their response: 400 for a malformed message, 505 for a wrong
+SIP version, 513 over the size limits, and ``drop`` for what RFC 3261 says to discard silently
+(a response whose status code is outside 100..699). When a request line is broken the error is
+a ``ParseError`` that still carries the header fields, so the driver can address a 400 to the
+sender.
+
+The parser never raises anything but ``SipError`` for any input bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sentral.pbx.sip.errors import SipError, reason_phrase
+from sentral.pbx.sip.grammar import TOKEN_CHARS, split_commas
+from sentral.pbx.sip.headers import (
+    CANONICAL,
+    COMPACT,
+    LIST_HEADERS,
+    CSeq,
+    NameAddr,
+    Via,
+    display_name,
+    header_key,
+    parse_name_addr,
+    parse_via,
+)
+from sentral.pbx.sip.uri import Uri, parse_uri
+
+MAX_MESSAGE_SIZE = 65_535
+MAX_HEADER_FIELDS = 128
+BRANCH_MAGIC = "z9hG4bK"
+
+Field = tuple[str, str, str]  # (key, name as written, value)
+
+_KNOWN_KEYS = frozenset(CANONICAL) | frozenset(COMPACT.values())
+_VERSION_RE = re.compile(r"SIP/\d+\.\d+\Z", re.IGNORECASE)
+_FOLD_RE = re.compile(r"\r\n[ \t]+")
+_CL_RE = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+_SINGLE_HEADERS = ("call-id", "cseq", "from", "to", "max-forwards", "content-length", "expires")
+
+
+class ParseError(SipError):
+    """A message whose start line is broken; ``fields`` are its header fields, if they parsed."""
+
+    __slots__ = ("fields", "is_request")
+
+    def __init__(self, status: int, reason: str, fields: list[Field] | None, *, is_request: bool) -> None:
+        super().__init__(status, reason)
+        self.fields = fields
+        self.is_request = is_request
+
+
+class Message:
+    """What requests and responses share: header fields, body, and cached parsed values.
+
+    Not frozen: parsed header values are cached on first use. Treat a received message as
+    read-only; build new messages for what you send.
+    """
+
+    __slots__ = (
+        "_call_id",
+        "_cseq",
+        "_from",
+        "_index",
+        "_to",
+        "_top_via",
+        "body",
+        "fields",
+    )
+
+    def __init__(self, fields: list[Field], body: bytes = b"") -> None:
+        self.fields = fields
+        self.body = body
+        self._index: dict[str, list[str]] | None = None
+        self._top_via: Via | None = None
+        self._cseq: CSeq | None = None
+        self._from: NameAddr | None = None
+        self._to: NameAddr | None = None
+        self._call_id: str | None = None
+
+    # -- raw header access -------------------------------------------------------------------
+
+    def _idx(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for key, _, value in self.fields:
+                values = index.get(key)
+                if values is None:
+                    index[key] = [value]
+                else:
+                    values.append(value)
+            self._index = index
+        return index
+
+    def header(self, name: str) -> str | None:
+        """The first field value of header ``name`` (any spelling, compact forms too), or None."""
+        values = self._idx().get(header_key(name))
+        return values[0] if values else None
+
+    def header_lines(self, name: str) -> list[str]:
+        """Every field value of header ``name``, one per header line, unsplit."""
+        return list(self._idx().get(header_key(name), ()))
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of header ``name``: list headers are split at top-level commas."""
+        key = header_key(name)
+        lines = self._idx().get(key)
+        if not lines:
+            return []
+        if key not in LIST_HEADERS:
+            return list(lines)
+        out: list[str] = []
+        for line in lines:
+            out.extend(split_commas(line))
+        return out
+
+    def has_header(self, name: str) -> bool:
+        """True if header ``name`` is present."""
+        return header_key(name) in self._idx()
+
+    def tokens(self, name: str) -> list[str]:
+        """Option tags and similar token lists (Require, Supported, Allow), lower-cased."""
+        return [v.lower() for v in self.header_values(name)]
+
+    # -- parsed header values ----------------------------------------------------------------
+
+    def _single(self, key: str) -> str:
+        values = self._idx().get(key)
+        if not values:
+            raise SipError(400, f"Missing {display_name(key)} header")
+        if len(values) > 1:
+            raise SipError(400, f"Multiple {display_name(key)} headers")
+        return values[0]
+
+    @property
+    def call_id(self) -> str:
+        """The Call-ID (SipError 400 when missing, repeated or empty)."""
+        value = self._call_id
+        if value is None:
+            value = self._single("call-id")
+            if not value or any(c in value for c in " \t"):
+                raise SipError(400, "Bad Call-ID")
+            self._call_id = value
+        return value
+
+    @property
+    def cseq(self) -> CSeq:
+        """The parsed CSeq."""
+        value = self._cseq
+        if value is None:
+            value = self._cseq = CSeq.parse(self._single("cseq"))
+        return value
+
+    @property
+    def from_(self) -> NameAddr:
+        """The parsed From."""
+        value = self._from
+        if value is None:
+            value = self._from = parse_name_addr(self._single("from"))
+        return value
+
+    @property
+    def to(self) -> NameAddr:
+        """The parsed To."""
+        value = self._to
+        if value is None:
+            value = self._to = parse_name_addr(self._single("to"))
+        return value
+
+    @property
+    def from_tag(self) -> str | None:
+        """The From tag."""
+        return self.from_.tag
+
+    @property
+    def to_tag(self) -> str | None:
+        """The To tag."""
+        return self.to.tag
+
+    @property
+    def top_via(self) -> Via:
+        """The first Via value (parsed alone: the others stay text)."""
+        value = self._top_via
+        if value is None:
+            lines = self._idx().get("via")
+            if not lines:
+                raise SipError(400, "Missing Via header")
+            first = lines[0]
+            if "," in first:
+                parts = split_commas(first)
+                if not parts:
+                    raise SipError(400, "Empty Via header")
+                first = parts[0]
+            value = self._top_via = parse_via(first)
+        return value
+
+    @property
+    def vias(self) -> list[Via]:
+        """Every Via value, parsed."""
+        return [parse_via(v) for v in self.header_values("via")]
+
+    def name_addrs(self, name: str) -> list[NameAddr]:
+        """Every value of a name-addr list header (Contact, Route, Record-Route, Path)."""
+        return [parse_name_addr(v) for v in self.header_values(name)]
+
+    @property
+    def contact_star(self) -> bool:
+        """True for ``Contact: *`` (the unregister-all form of RFC 3261 §10.2.2)."""
+        values = self.header_values("contact")
+        return len(values) == 1 and values[0] == "*"
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """The Contact values, parsed (a ``*`` is refused here; check ``contact_star`` first)."""
+        values = self.header_values("contact")
+        if "*" in values:
+            raise SipError(400, "Contact * mixed with other contacts")
+        return [parse_name_addr(v) for v in values]
+
+    def int_header(self, name: str, *, limit: int = 2**32 - 1) -> int | None:
+        """A header holding one non-negative integer (Expires, Max-Forwards, Min-Expires)."""
+        values = self._idx().get(header_key(name))
+        if not values:
+            return None
+        if len(values) > 1:
+            raise SipError(400, f"Multiple {display_name(header_key(name))} headers")
+        text = values[0].strip()
+        if not text.isdigit() or len(text) > 10:
+            raise SipError(400, f"Bad {display_name(header_key(name))} header")
+        value = int(text)
+        if value > limit:
+            raise SipError(400, f"{display_name(header_key(name))} out of range")
+        return value
+
+    @property
+    def max_forwards(self) -> int | None:
+        """Max-Forwards (0..255), or None when absent."""
+        return self.int_header("max-forwards", limit=255)
+
+    @property
+    def expires(self) -> int | None:
+        """The Expires header as seconds, or None when absent."""
+        return self.int_header("expires")
+
+    @property
+    def content_type(self) -> str | None:
+        """The media type of the body, lower-case, without parameters."""
+        value = self.header("content-type")
+        return value.split(";", 1)[0].strip().lower() if value else None
+
+    # -- serialization -----------------------------------------------------------------------
+
+    def start_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """The wire form: CRLF line ends, Content-Length computed from the body."""
+        lines = [self.start_line()]
+        for key, name, value in self.fields:
+            if key == "content-length":
+                continue
+            lines.append(f"{display_name(key) if len(name) == 1 else name}: {value}")
+        lines.append(f"Content-Length: {len(self.body)}")
+        head = "\r\n".join(lines) + "\r\n\r\n"
+        return head.encode("utf-8", "surrogateescape") + self.body
+
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
+
+
+class Request(Message):
+    """A SIP request."""
+
+    __slots__ = ("_uri", "method", "uri_text")
+
+    def __init__(self, method: str, uri: Uri | str, fields: list[Field], body: bytes = b"") -> None:
+        super().__init__(fields, body)
+        self.method = method
+        if isinstance(uri, Uri):
+            self._uri: Uri | None = uri
+            self.uri_text = str(uri)
+        else:
+            self._uri = None
+            self.uri_text = uri
+
+    @classmethod
+    def build(
+        cls, method: str, uri: Uri | str, headers: Iterable[tuple[str, str]], body: bytes = b""
+    ) -> Request:
+        """A request from (name, value) header pairs, in order."""
+        return cls(method, uri, [(header_key(n), n, v) for n, v in headers], body)
+
+    @property
+    def uri(self) -> Uri:
+        """The Request-URI, parsed (SipError 400 when malformed)."""
+        value = self._uri
+        if value is None:
+            value = self._uri = parse_uri(self.uri_text)
+        return value
+
+    @property
+    def branch(self) -> str | None:
+        """The top Via branch."""
+        return self.top_via.branch
+
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri_text} SIP/2.0"
+
+    def validate(self) -> None:
+        """Parse what routing needs from every request; raise SipError(400) if anything is off.
+
+        Checks the Request-URI, top Via, From, To, Call-ID, CSeq (its method must match the
+        request's), Max-Forwards, singleton headers that appear twice, and Contact values.
+        """
+        index = self._idx()
+        for key in _SINGLE_HEADERS:
+            values = index.get(key)
+            if values is not None and len(values) > 1:
+                raise SipError(400, f"Multiple {display_name(key)} headers")
+        _ = self.uri
+        _ = self.top_via
+        _ = self.from_
+        _ = self.to
+        _ = self.call_id
+        if self.cseq.method != self.method:
+            raise SipError(400, "CSeq method does not match the request method")
+        _ = self.max_forwards
+        _ = self.expires
+        if "contact" in index and not self.contact_star:
+            _ = self.contacts
+        for value in self.header_values("via")[1:]:
+            parse_via(value)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri_text}>"
+
+
+class Response(Message):
+    """A SIP response."""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(self, status: int, reason: str, fields: list[Field], body: bytes = b"") -> None:
+        super().__init__(fields, body)
+        self.status = status
+        self.reason = reason
+
+    @classmethod
+    def build(
+        cls, status: int, reason: str | None, headers: Iterable[tuple[str, str]], body: bytes = b""
+    ) -> Response:
+        """A response from (name, value) header pairs, in order."""
+        return cls(
+            status, reason or reason_phrase(status), [(header_key(n), n, v) for n, v in headers], body
+        )
+
+    def start_line(self) -> str:
+        return f"SIP/2.0 {self.status} {self.reason}"
+
+    def validate(self) -> None:
+        """Parse what transaction matching needs from a response."""
+        _ = self.top_via
+        _ = self.call_id
+        _ = self.cseq
+        _ = self.from_
+        _ = self.to
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+# -- parsing -------------------------------------------------------------------------------------
+
+
+def _split_fields(text: str) -> tuple[list[Field], dict[str, list[str]]]:
+    if "\r\n " in text or "\r\n\t" in text:
+        text = _FOLD_RE.sub(" ", text)
+    lines = text.split("\r\n")
+    if len(lines) > MAX_HEADER_FIELDS + 1:
+        raise SipError(400, "Too many header fields")
+    fields: list[Field] = []
+    index: dict[str, list[str]] = {}
+    append = fields.append
+    known = _KNOWN_KEYS
+    compact = COMPACT
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon:
+            if not line:
+                continue
+            raise SipError(400, "Header line without a colon")
+        name = name.rstrip(" \t")
+        key = name.lower()
+        if key not in known:
+            key = compact.get(key, key)
+            if key not in known and (not key or any(c not in TOKEN_CHARS for c in key)):
+                raise SipError(400, "Bad header name")
+        value = value.strip(" \t")
+        append((key, name, value))
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
+        else:
+            values.append(value)
+    return fields, index
+
+
+def _content_length(index: dict[str, list[str]]) -> int | None:
+    values = index.get("content-length")
+    if values is None:
+        return None
+    if len(values) > 1:
+        raise SipError(400, "Multiple Content-Length headers")
+    value = values[0]
+    if not value.isdigit() or len(value) > 9:
+        raise SipError(400, "Bad Content-Length")
+    return int(value)
+
+
+def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
+    """Parse one whole message.
+
+    For a datagram the body is what Content-Length says (bytes past it are ignored, RFC 3261
+    §18.3; fewer bytes than it says is a 400) or, without Content-Length, the rest of the
+    datagram. For a stream, ``data`` is one message as ``StreamFramer`` cut it out.
+    """
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise SipError(513, "Message Too Large")
+    sep = data.find(b"\r\n\r\n")
+    if sep < 0:
+        head_bytes = data[:-2] if data.endswith(b"\r\n") else data
+        body_start = len(data)
+    else:
+        head_bytes = data[:sep]
+        body_start = sep + 4
+    head = head_bytes.decode("utf-8", "surrogateescape")
+    first_end = head.find("\r\n")
+    first = head if first_end < 0 else head[:first_end]
+    fields, index = _split_fields(head)
+    length = _content_length(index)
+    available = len(data) - body_start
+    if length is None:
+        length = available if datagram else 0
+    elif length > available:
+        raise SipError(400, "Body shorter than Content-Length")
+    body = data[body_start : body_start + length]
+
+    message: Request | Response
+    if first.startswith("SIP/") or first[:4].upper() == "SIP/":
+        message = _parse_response(first, fields, body)
+    else:
+        message = _parse_request(first, fields, body)
+    message._index = index
+    return message
+
+
+def _parse_response(first: str, fields: list[Field], body: bytes) -> Response:
+    parts = first.split(" ", 2)
+    if len(parts) < 2:
+        raise SipError(400, "Bad status line", drop=True)
+    version, code = parts[0], parts[1]
+    reason = parts[2] if len(parts) == 3 else ""
+    if version.upper() != "SIP/2.0":
+        raise SipError(505, "Version Not Supported", drop=True)
+    if len(code) != 3 or not code.isdigit():
+        raise SipError(400, "Bad status code", drop=True)
+    status = int(code)
+    if status < 100 or status > 699:
+        raise SipError(400, "Status code out of range", drop=True)
+    return Response(status, reason, fields, body)
+
+
+def _parse_request(first: str, fields: list[Field], body: bytes) -> Request:
+    parts = first.split(" ")
+    if len(parts) != 3:
+        raise ParseError(400, "Bad request line", fields, is_request=True)
+    method, uri_text, version = parts
+    if not method or any(c not in TOKEN_CHARS for c in method):
+        raise ParseError(400, "Bad method", fields, is_request=True)
+    if version.upper() != "SIP/2.0":
+        if _VERSION_RE.match(version):
+            raise ParseError(505, "Version Not Supported", fields, is_request=True)
+        raise ParseError(400, "Bad SIP version", fields, is_request=True)
+    if not uri_text or ":" not in uri_text:
+        raise ParseError(400, "Bad Request-URI", fields, is_request=True)
+    return Request(method, uri_text, fields, body)
+
+
+class StreamFramer:
+    """Cuts a TCP/TLS byte stream into messages by Content-Length (RFC 3261 §18.3).
+
+    ``feed`` returns the complete messages (as bytes) now available. CRLFs between messages are
+    keep-alives (RFC 5626 §4.4.1): they are counted in ``pings`` (a double CRLF asks for a
+    single CRLF pong) and skipped. Broken framing (no or a bad Content-Length where one is
+    needed, a message over the size limit) raises SipError; the connection must then be closed,
+    since the stream can no longer be trusted to be in step.
+    """
+
+    __slots__ = ("_buf", "pings")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.pings = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        out: list[bytes] = []
+        while buf:
+            start = 0
+            while buf[start : start + 2] == b"\r\n":
+                start += 2
+            if start:
+                if start >= 4:
+                    self.pings += 1
+                del buf[:start]
+                continue
+            if len(buf) == 1 and buf[0:1] == b"\r":
+                break
+            sep = buf.find(b"\r\n\r\n")
+            if sep < 0:
+                if len(buf) > MAX_MESSAGE_SIZE:
+                    raise SipError(513, "Message Too Large")
+                break
+            head = bytes(buf[: sep + 2])
+            lengths = _CL_RE.findall(b"\r\n" + head)
+            if len(lengths) > 1:
+                raise SipError(400, "Multiple Content-Length headers")
+            length = 0
+            if lengths:
+                text = lengths[0].strip()
+                if not text.isdigit() or len(text) > 9:
+                    raise SipError(400, "Bad Content-Length")
+                length = int(text)
+            total = sep + 4 + length
+            if total > MAX_MESSAGE_SIZE:
+                raise SipError(513, "Message Too Large")
+            if len(buf) < total:
+                break
+            out.append(bytes(buf[:total]))
+            del buf[:total]
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Bytes held of a message not yet complete."""
+        return len(self._buf)
+
+
+# -- building responses --------------------------------------------------------------------------
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> Response:
+    """A response to ``request`` (RFC 3261 §8.2.6): Via, From, Call-ID and CSeq copied, To copied
+    with ``to_tag`` added when the request's To has none (never on 100 Trying)."""
+    fields: list[Field] = []
+    index = request._idx()
+    for value in index.get("via", ()):
+        fields.append(("via", "Via", value))
+    for key, name in (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq")):
+        for value in index.get(key, ()):
+            if key == "to" and to_tag and status != 100 and request.to.tag is None:
+                value = f"{value};tag={to_tag}"
+            fields.append((key, name, value))
+    if status == 100:
+        for value in index.get("timestamp", ()):
+            fields.append(("timestamp", "Timestamp", value))
+    for name, value in headers:
+        fields.append((header_key(name), name, value))
+    return Response(status, reason or reason_phrase(status), fields, body)
+
+
+def error_response_fields(fields: list[Field]) -> list[Field]:
+    """The fields a stateless error response copies from a request that did not fully parse."""
+    keep = ("via", "from", "to", "call-id", "cseq")
+    return [(k, display_name(k), v) for k, _, v in fields if k in keep]
