@@ -1,0 +1,504 @@
+"""The operator's CLI: set up the database, manage clinics and staff, list registrations, serve.
+
+Every command is scriptable: listings take ``--json`` (a JSON array of objects), and a mistake
+ends with one sentence on stderr saying what to fix and exit code 1 (usage errors exit 2), never a
+traceback. Changes are committed through ``ConfigStore``, which bumps the directory version, so a
+running server picks them up within a second.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, cast
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from sentral.config.db import (
+    StoreError,
+    database_url,
+    describe_url,
+    make_engine,
+    migrate,
+    schema_is_current,
+    sqlite_path,
+)
+from sentral.config.settings import Listen, ListenSpecError, ServeConfig, parse_listen
+from sentral.config.store import (
+    BindingRow,
+    BindingStore,
+    ConfigStore,
+    parse_digest_algorithms,
+    validate_extension,
+    validate_name,
+    validate_password,
+)
+from sentral.logs import LEVELS, LogFormat, configure
+
+DEFAULT_DOMAIN = "clinic.local"
+DEMO_CLINIC_NAME = "Fjordheim legesenter"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoStaff:
+    """A member of staff that ``sentral init --demo`` creates."""
+
+    extension: str
+    name: str
+    roles: tuple[str, ...]
+
+
+DEMO_STAFF = (
+    DemoStaff("1001", "Ingrid Solberg", ("doctor",)),
+    DemoStaff("1002", "Magnus Haugen", ("doctor",)),
+    DemoStaff("1003", "Silje Nilsen", ("nurse",)),
+    DemoStaff("1004", "Kari Johansen", ("medical-secretary",)),
+)
+
+
+class OperatorError(click.ClickException):
+    """A mistake the operator can fix: printed as one sentence on stderr, exit code 1."""
+
+    def show(self, file: Any = None) -> None:
+        """Print ``sentral: <sentence>`` on stderr."""
+        click.echo(f"sentral: {self.format_message()}", err=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The database the command works on, as given by --db, $SENTRAL_DB or the default."""
+
+    url: str
+
+    @property
+    def where(self) -> str:
+        """The database as the operator named it, without a password."""
+        return describe_url(self.url)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+@contextmanager
+def _translated(target: Target) -> Iterator[None]:
+    """Turn storage failures into operator sentences."""
+    try:
+        yield
+    except StoreError as exc:
+        raise OperatorError(str(exc)) from exc
+    except DBAPIError as exc:
+        raise OperatorError(f"the database at {target.where} refused the operation: {_first_line(exc)}") from exc
+
+
+def _open(target: Target, *, creating: bool = False) -> Engine:
+    """Connect to the target database; unless ``creating``, it must hold the current schema."""
+    path = sqlite_path(target.url)
+    if path is not None:
+        parent = Path(path).parent
+        if not parent.is_dir():
+            raise OperatorError(
+                f"cannot open the database at {path}: the directory {parent} does not exist; create it first"
+            )
+        if not creating and not Path(path).exists():
+            raise OperatorError(
+                f"there is no database at {path}; create it with `sentral init` or point --db at an existing one"
+            )
+    try:
+        engine = make_engine(target.url)
+    except StoreError as exc:
+        raise OperatorError(str(exc)) from exc
+    try:
+        engine.connect().close()
+        current = creating or schema_is_current(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        raise OperatorError(f"cannot open the database at {target.where}: {_first_line(exc)}") from exc
+    if not current:
+        engine.dispose()
+        raise OperatorError(
+            f"the database at {target.where} is not set up for this version of sentral; run `sentral init` first"
+        )
+    click.get_current_context().call_on_close(engine.dispose)
+    return engine
+
+
+def _emit_json(items: Sequence[dict[str, Any]]) -> None:
+    click.echo(json.dumps(list(items), indent=2, ensure_ascii=False))
+
+
+def _emit_table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> None:
+    if not rows:
+        click.echo(empty)
+        return
+    widths = [max(len(headers[i]), *(len(row[i]) for row in rows)) for i in range(len(headers))]
+    for line in (headers, *rows):
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+def _source(row: BindingRow) -> str:
+    host = f"[{row.source_host}]" if ":" in row.source_host else row.source_host
+    return f"{host}:{row.source_port}"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    metavar="URL|PATH",
+    help="Database: an SQLite file path or a SQLAlchemy URL (postgresql+psycopg://...). "
+    "Default: $SENTRAL_DB, else ./sentral.db.",
+)
+@click.pass_context
+def cli(ctx: click.Context, db: str | None) -> None:
+    """Sentral, a SIP softswitch for clinics."""
+    ctx.obj = Target(database_url(db))
+
+
+pass_target = click.make_pass_decorator(Target)
+
+
+@cli.command()
+@click.option("--domain", default=DEFAULT_DOMAIN, show_default=True, help="SIP domain of the clinic.")
+@click.option("--demo", is_flag=True, help="Also add demo staff 1001-1004 and print their passwords.")
+@pass_target
+def init(target: Target, domain: str, demo: bool) -> None:
+    """Create or upgrade the database schema and the clinic; safe to run again."""
+    engine = _open(target, creating=True)
+    with _translated(target):
+        migrate(engine)
+        store = ConfigStore(engine)
+        clinic = store.clinic(domain)
+        if clinic is None:
+            clinic = store.create_clinic(domain, DEMO_CLINIC_NAME if demo else None)
+            click.echo(f"Created clinic {clinic.domain} in {target.where}.")
+        else:
+            click.echo(f"Clinic {clinic.domain} is ready in {target.where}.")
+        if not demo:
+            return
+        existing = {entry.extension for entry in store.staff(clinic.domain)}
+        created: list[tuple[DemoStaff, str]] = []
+        for member in DEMO_STAFF:
+            if member.extension in existing:
+                continue
+            password = secrets.token_urlsafe(9)
+            store.add_staff(clinic.domain, member.extension, member.name, password, member.roles)
+            created.append((member, password))
+    if created:
+        click.echo("\nDemo staff (the passwords are shown only now):")
+        _emit_table(
+            ("EXTENSION", "NAME", "ROLES", "PASSWORD"),
+            [(m.extension, m.name, ",".join(m.roles), pw) for m, pw in created],
+            "",
+        )
+    else:
+        click.echo(
+            "Demo staff 1001-1004 already exist; their passwords were shown when they were created "
+            "(set a new one with `sentral user passwd 1001 --password ...`)."
+        )
+    click.echo(
+        "\nTo register a softphone (Linphone, Zoiper, MicroSIP, ...):\n"
+        f"  SIP domain / realm: {clinic.domain}\n"
+        "  server (proxy):     127.0.0.1:5060, transport UDP or TCP\n"
+        "  username:           the extension, e.g. 1001\n"
+        "  password:           as printed when the extension was created\n"
+        "Then call another extension, e.g. 1002."
+    )
+
+
+# -- clinics -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def clinic() -> None:
+    """Manage clinics (SIP domains)."""
+
+
+@clinic.command("add")
+@click.argument("domain")
+@click.option("--name", help="Display name; defaults to the domain.")
+@pass_target
+def clinic_add(target: Target, domain: str, name: str | None) -> None:
+    """Add a clinic serving DOMAIN."""
+    engine = _open(target)
+    with _translated(target):
+        entry = ConfigStore(engine).create_clinic(domain, name)
+    click.echo(f"Added clinic {entry.domain} ({entry.name}).")
+
+
+@clinic.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@pass_target
+def clinic_list(target: Target, as_json: bool) -> None:
+    """List clinics."""
+    engine = _open(target)
+    with _translated(target):
+        clinics = ConfigStore(engine).clinics()
+    if as_json:
+        _emit_json(
+            [{"domain": c.domain, "name": c.name, "digest_algorithms": list(c.digest_algorithms)} for c in clinics]
+        )
+        return
+    _emit_table(
+        ("DOMAIN", "NAME", "DIGEST"),
+        [(c.domain, c.name, ",".join(c.digest_algorithms)) for c in clinics],
+        "No clinics yet; create one with `sentral init --domain DOMAIN`.",
+    )
+
+
+@clinic.command("set")
+@click.argument("domain")
+@click.option(
+    "--digest",
+    required=True,
+    metavar="sha256,md5|md5|sha256",
+    help="Digest algorithms to challenge with, in order (older desk phones only do md5).",
+)
+@pass_target
+def clinic_set(target: Target, domain: str, digest: str) -> None:
+    """Change the settings of the clinic DOMAIN."""
+    engine = _open(target)
+    with _translated(target):
+        entry = ConfigStore(engine).set_digest_algorithms(domain, parse_digest_algorithms(digest))
+    click.echo(f"Clinic {entry.domain} now challenges with {', '.join(entry.digest_algorithms)}.")
+
+
+# -- staff ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def user() -> None:
+    """Manage staff: extensions, names, passwords and roles."""
+
+
+domain_option = click.option(
+    "--domain", help="The clinic; may be left out when there is only one.", metavar="DOMAIN"
+)
+
+
+@user.command("add")
+@click.argument("extension")
+@click.option("--name", required=True, help="Full name, e.g. 'Kari Nordmann'.")
+@click.option(
+    "--password", prompt=True, hide_input=True, confirmation_prompt=True, help="At least 8 characters."
+)
+@click.option("--role", "roles", multiple=True, metavar="ROLE", help="A role such as doctor; repeatable.")
+@domain_option
+@pass_target
+def user_add(
+    target: Target, extension: str, name: str, password: str, roles: tuple[str, ...], domain: str | None
+) -> None:
+    """Add a member of staff at EXTENSION."""
+    with _translated(target):
+        # Check what the operator typed before looking at the database, so the first complaint is about it.
+        validate_name(name, validate_extension(extension))
+        validate_password(password)
+        store = ConfigStore(_open(target))
+        entry = store.add_staff(store.resolve_domain(domain), extension, name, password, roles)
+    roles_text = f" with roles {', '.join(entry.roles)}" if entry.roles else ""
+    click.echo(f"Added {entry.extension}@{entry.domain} ({entry.name}){roles_text}.")
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option("--domain", help="Only this clinic; default: every clinic.", metavar="DOMAIN")
+@pass_target
+def user_list(target: Target, as_json: bool, domain: str | None) -> None:
+    """List staff."""
+    engine = _open(target)
+    with _translated(target):
+        store = ConfigStore(engine)
+        staff = store.staff(store.resolve_domain(domain) if domain is not None else None)
+    if as_json:
+        _emit_json(
+            [{"domain": s.domain, "extension": s.extension, "name": s.name, "roles": list(s.roles)} for s in staff]
+        )
+        return
+    _emit_table(
+        ("EXTENSION", "DOMAIN", "NAME", "ROLES"),
+        [(s.extension, s.domain, s.name, ",".join(s.roles)) for s in staff],
+        "No staff yet; add someone with `sentral user add EXT --name NAME`.",
+    )
+
+
+@user.command("remove")
+@click.argument("extension")
+@domain_option
+@pass_target
+def user_remove(target: Target, extension: str, domain: str | None) -> None:
+    """Remove the member of staff at EXTENSION, with their registrations."""
+    with _translated(target):
+        validate_extension(extension)
+        store = ConfigStore(_open(target))
+        resolved = store.resolve_domain(domain)
+        store.remove_staff(resolved, extension)
+    click.echo(f"Removed {extension}@{resolved}.")
+
+
+@user.command("passwd")
+@click.argument("extension")
+@click.option(
+    "--password", prompt=True, hide_input=True, confirmation_prompt=True, help="At least 8 characters."
+)
+@domain_option
+@pass_target
+def user_passwd(target: Target, extension: str, password: str, domain: str | None) -> None:
+    """Set a new password for EXTENSION."""
+    with _translated(target):
+        validate_extension(extension)
+        validate_password(password)
+        store = ConfigStore(_open(target))
+        resolved = store.resolve_domain(domain)
+        store.change_password(resolved, extension, password)
+    click.echo(f"Changed the password of {extension}@{resolved}.")
+
+
+@user.command("roles")
+@click.argument("extension")
+@click.option("--add", "add", multiple=True, metavar="ROLE", help="Role to give; repeatable.")
+@click.option("--remove", "remove", multiple=True, metavar="ROLE", help="Role to take away; repeatable.")
+@domain_option
+@pass_target
+def user_roles(
+    target: Target, extension: str, add: tuple[str, ...], remove: tuple[str, ...], domain: str | None
+) -> None:
+    """Give or take away roles of EXTENSION and print the roles it then holds."""
+    if not add and not remove:
+        raise click.UsageError("say which roles to change with --add ROLE or --remove ROLE")
+    engine = _open(target)
+    with _translated(target):
+        store = ConfigStore(engine)
+        resolved = store.resolve_domain(domain)
+        held: tuple[str, ...] = ()
+        if add:
+            held = store.add_roles(resolved, extension, add)
+        if remove:
+            held = store.remove_roles(resolved, extension, remove)
+    click.echo(f"{extension}@{resolved} holds: {', '.join(held) or 'no roles'}.")
+
+
+# -- registrations -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@pass_target
+def registrations(target: Target, as_json: bool) -> None:
+    """List the registered contacts that have not expired."""
+    engine = _open(target)
+    now = time.time()
+    with _translated(target):
+        rows = BindingStore(engine).list(now)
+    if as_json:
+        _emit_json(
+            [
+                {
+                    "aor": f"{row.extension}@{row.domain}",
+                    "domain": row.domain,
+                    "extension": row.extension,
+                    "contact": row.contact,
+                    "transport": row.transport,
+                    "source": _source(row),
+                    "expires_in": max(0, round(row.expires_at - now)),
+                    "user_agent": row.user_agent,
+                }
+                for row in rows
+            ]
+        )
+        return
+    _emit_table(
+        ("AOR", "CONTACT", "TRANSPORT", "SOURCE", "EXPIRES IN"),
+        [
+            (
+                f"{row.extension}@{row.domain}",
+                row.contact,
+                row.transport,
+                _source(row),
+                f"{max(0, round(row.expires_at - now))}s",
+            )
+            for row in rows
+        ],
+        "No registrations.",
+    )
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+def _parse_listens(specs: Sequence[str]) -> tuple[Listen, ...]:
+    listens: list[Listen] = []
+    for spec in specs:
+        try:
+            listens.append(parse_listen(spec))
+        except ListenSpecError as exc:
+            raise click.UsageError(str(exc)) from exc
+    return tuple(listens)
+
+
+def _check_readable(path: str, what: str) -> None:
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise OperatorError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
+
+
+@cli.command()
+@click.option(
+    "--listen",
+    "listen_specs",
+    multiple=True,
+    metavar="TRANSPORT:HOST:PORT",
+    help="udp:HOST:PORT, tcp:[::1]:5060 or tls:HOST:5061; repeatable. Default: udp and tcp on 0.0.0.0:5060.",
+)
+@click.option("--cert", type=click.Path(dir_okay=False), help="TLS certificate chain (PEM), for tls listens.")
+@click.option("--key", type=click.Path(dir_okay=False), help="TLS private key (PEM), for tls listens.")
+@click.option("--sip-trace", is_flag=True, help="Log every SIP message sent and received.")
+@click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
+@click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), default="info", show_default=True)
+@pass_target
+def serve(
+    target: Target,
+    listen_specs: tuple[str, ...],
+    cert: str | None,
+    key: str | None,
+    sip_trace: bool,
+    log_format: str,
+    log_level: str,
+) -> NoReturn:
+    """Run the softswitch until interrupted."""
+    listens = _parse_listens(listen_specs) if listen_specs else ServeConfig(db_url=target.url).listens
+    if any(listen.transport == "tls" for listen in listens):
+        if not cert or not key:
+            raise click.UsageError("a tls listen needs --cert FILE and --key FILE")
+        _check_readable(cert, "TLS certificate")
+        _check_readable(key, "TLS private key")
+    _open(target).dispose()
+    # The server is imported only here, so that every other command stays light and starts fast.
+    from sentral.app import serve as run_server
+
+    configure(cast(LogFormat, log_format), log_level)
+    config = ServeConfig(
+        db_url=target.url,
+        listens=listens,
+        cert=cert,
+        key=key,
+        sip_trace=sip_trace,
+        log_format=log_format,
+    )
+    click.get_current_context().exit(run_server(config))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="sentral")
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,161 @@
+"""SQLAlchemy models: clinics, staff, roles, registrations and the directory version.
+
+A clinic is a SIP domain; several clinics can share one server. Staff credentials are kept only
+as digest HA1 hashes (MD5 and SHA-256 of ``extension:domain:password``), never as the password.
+
+Bindings (the registrar's location service) are written on the registration hot path with Core
+statements, not through the ORM; the model here defines the table and its key. ``expires_at`` and
+``updated_at`` are epoch seconds as floats because the registrar reasons in ``time.time()`` terms.
+
+``directory_version`` is a single-row counter. Every configuration change made through the store
+bumps it in the same transaction, and the running server polls it to reload its in-memory directory.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+DEFAULT_DIGEST_ALGORITHMS = "SHA-256,MD5"
+
+# Explicit constraint names keep migrations portable between SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the shared metadata and naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Clinic(Base):
+    """A clinic: one SIP domain, which is also the digest realm of its staff."""
+
+    __tablename__ = "clinic"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(253), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    digest_algorithms: Mapped[str] = mapped_column(
+        String(32), default=DEFAULT_DIGEST_ALGORITHMS, server_default=DEFAULT_DIGEST_ALGORITHMS
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+
+    staff: Mapped[list[Staff]] = relationship(back_populates="clinic", cascade="all, delete-orphan")
+    roles: Mapped[list[Role]] = relationship(back_populates="clinic", cascade="all, delete-orphan")
+
+
+class Staff(Base):
+    """A member of staff with an extension in one clinic."""
+
+    __tablename__ = "staff"
+    __table_args__ = (UniqueConstraint("clinic_id", "extension"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id", ondelete="CASCADE"))
+    extension: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(200))
+    ha1_md5: Mapped[str] = mapped_column(String(32))
+    ha1_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+
+    clinic: Mapped[Clinic] = relationship(back_populates="staff")
+    roles: Mapped[list[Role]] = relationship(secondary="staff_role", back_populates="staff")
+
+
+class Role(Base):
+    """A role within a clinic (doctor, nurse, medical-secretary) that routing can ring."""
+
+    __tablename__ = "role"
+    __table_args__ = (UniqueConstraint("clinic_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+
+    clinic: Mapped[Clinic] = relationship(back_populates="roles")
+    staff: Mapped[list[Staff]] = relationship(secondary="staff_role", back_populates="roles")
+
+
+class StaffRole(Base):
+    """Which staff hold which roles."""
+
+    __tablename__ = "staff_role"
+
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), primary_key=True)
+    role_id: Mapped[int] = mapped_column(ForeignKey("role.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Binding(Base):
+    """One registered contact of an address of record (RFC 3261 §10, RFC 5626 instance/reg-id).
+
+    ``key`` is computed by the registrar: ``+sip.instance/reg-id`` when the contact carries them,
+    else the contact URI. ``path`` holds the Path header URIs joined by newlines.
+    """
+
+    __tablename__ = "binding"
+    __table_args__ = (Index("ix_binding_expires_at", "expires_at"),)
+
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    extension: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    contact: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[float] = mapped_column(Float)
+    call_id: Mapped[str] = mapped_column(Text)
+    cseq: Mapped[int] = mapped_column(Integer)
+    instance: Mapped[str | None] = mapped_column(Text)
+    reg_id: Mapped[int | None] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text, default="", server_default="")
+    transport: Mapped[str] = mapped_column(String(8))
+    source_host: Mapped[str] = mapped_column(String(255))
+    source_port: Mapped[int] = mapped_column(Integer)
+    local_listen: Mapped[str] = mapped_column(Text)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class DirectoryVersion(Base):
+    """The single-row counter bumped by every configuration change."""
+
+    __tablename__ = "directory_version"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+__all__ = [
+    "DEFAULT_DIGEST_ALGORITHMS",
+    "Base",
+    "Binding",
+    "Clinic",
+    "DirectoryVersion",
+    "Role",
+    "Staff",
+    "StaffRole",
+]

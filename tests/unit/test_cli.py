@@ -1,0 +1,352 @@
+"""The operator CLI, driven through its real entry point (click's runner and a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+from click.testing import CliRunner, Result
+from sqlalchemy import select
+
+from sentral.cli import cli
+from sentral.config.db import database_url, make_engine
+from sentral.config.directory import directory_version, load_directory
+from sentral.config.models import Staff
+from sentral.config.settings import Listen, ServeConfig
+from sentral.config.store import BindingRow, BindingStore
+from sentral.logs import configure
+from sentral.pbx.sip.auth import compute_ha1
+
+
+def run(db: str, *args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(cli, ["--db", db, *args], input=input, prog_name="sentral")
+
+
+def ok(db: str, *args: str) -> str:
+    result = run(db, *args)
+    assert result.exit_code == 0, result.output + result.stderr
+    return result.stdout
+
+
+def fails(db: str, *args: str, code: int = 1) -> str:
+    """Run a command that must fail; return its stderr, checked to be a sentence, not a traceback."""
+    result = run(db, *args)
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    return result.stderr
+
+
+@pytest.fixture
+def db(db_url: str) -> str:
+    """A database set up by `sentral init` with the default clinic."""
+    ok(db_url, "init")
+    return db_url
+
+
+def sqlite_db(tmp_path: Path) -> str:
+    return str(tmp_path / "sentral.db")
+
+
+# -- init ----------------------------------------------------------------------------------------
+
+
+def test_init_demo_creates_staff_whose_printed_passwords_work_and_is_idempotent(db_url: str) -> None:
+    first = ok(db_url, "init", "--demo")
+    passwords = dict(re.findall(r"^(100[1-4])\s.*\s(\S+)$", first, re.MULTILINE))
+    assert sorted(passwords) == ["1001", "1002", "1003", "1004"]
+    assert "127.0.0.1:5060" in first
+    assert "clinic.local" in first
+    engine = make_engine(db_url)
+    try:
+        directory = load_directory(engine)
+        for extension, password in passwords.items():
+            staff = directory.staff_for("clinic.local", extension)
+            assert staff is not None
+            assert staff.ha1_sha256 == compute_ha1("SHA-256", extension, "clinic.local", password)
+            assert staff.ha1_md5 == compute_ha1("MD5", extension, "clinic.local", password)
+        roles = {entry.roles[0] for entry in directory.staff.values()}
+        assert roles == {"doctor", "nurse", "medical-secretary"}
+        version = directory_version(engine)
+        with engine.connect() as connection:
+            before = connection.execute(select(Staff.__table__).order_by(Staff.id)).all()
+
+        second = ok(db_url, "init", "--demo")
+        assert not any(password in second for password in passwords.values())
+        assert "already exist" in second
+        assert directory_version(engine) == version
+        with engine.connect() as connection:
+            assert connection.execute(select(Staff.__table__).order_by(Staff.id)).all() == before
+    finally:
+        engine.dispose()
+
+
+def test_init_with_another_domain_adds_a_second_clinic(db: str) -> None:
+    ok(db, "init", "--domain", "nord.example")
+    clinics = json.loads(ok(db, "clinic", "list", "--json"))
+    assert [c["domain"] for c in clinics] == ["clinic.local", "nord.example"]
+
+
+def test_commands_other_than_init_need_an_initialised_database(tmp_path: Path) -> None:
+    db = sqlite_db(tmp_path)
+    assert "there is no database at" in fails(db, "user", "list")
+    assert not Path(db).exists()
+    Path(db).touch()
+    assert "run `sentral init` first" in fails(db, "user", "list")
+
+
+def test_a_database_in_a_missing_directory_is_a_sentence(tmp_path: Path) -> None:
+    err = fails(str(tmp_path / "missing" / "sentral.db"), "init")
+    assert err.startswith(f"sentral: cannot open the database at {tmp_path / 'missing' / 'sentral.db'}")
+
+
+def test_an_unreachable_database_url_is_a_sentence() -> None:
+    err = fails("postgresql+psycopg://sentral:secret-pw@127.0.0.1:1/sentral", "user", "list")
+    assert err.startswith("sentral: cannot open the database at postgresql+psycopg://sentral:***@127.0.0.1:1/")
+    assert "secret-pw" not in err
+
+
+def test_db_defaults_to_the_environment_then_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SENTRAL_DB", raising=False)
+    assert database_url(None) == database_url(str(tmp_path / "sentral.db"))
+    monkeypatch.setenv("SENTRAL_DB", "postgresql+psycopg://h/db")
+    assert database_url(None) == "postgresql+psycopg://h/db"
+    assert database_url("other.db").endswith(str(tmp_path / "other.db"))
+
+
+# -- clinics -------------------------------------------------------------------------------------
+
+
+def test_clinic_add_list_and_set_digest(db: str) -> None:
+    assert "Added clinic nord.example (Nord legekontor)" in ok(db, "clinic", "add", "nord.example", "--name", "Nord legekontor")
+    ok(db, "clinic", "set", "nord.example", "--digest", "md5")
+    clinics = json.loads(ok(db, "clinic", "list", "--json"))
+    assert clinics == [
+        {"domain": "clinic.local", "name": "clinic.local", "digest_algorithms": ["SHA-256", "MD5"]},
+        {"domain": "nord.example", "name": "Nord legekontor", "digest_algorithms": ["MD5"]},
+    ]
+    table = ok(db, "clinic", "list")
+    assert re.search(r"^nord\.example\s+Nord legekontor\s+MD5$", table, re.MULTILINE)
+    assert "choose sha256,md5 or md5 or sha256" in fails(db, "clinic", "set", "nord.example", "--digest", "sha1")
+    assert "already exists" in fails(db, "clinic", "add", "nord.example")
+    assert "known clinics: clinic.local, nord.example" in fails(db, "clinic", "set", "sor.example", "--digest", "md5")
+
+
+# -- users ---------------------------------------------------------------------------------------
+
+
+def test_user_add_list_passwd_remove(db: str) -> None:
+    out = ok(db, "user", "add", "1001", "--name", "Ingrid Solberg", "--password", "fjord-secret-1", "--role", "doctor")
+    assert out.strip() == "Added 1001@clinic.local (Ingrid Solberg) with roles doctor."
+    ok(db, "user", "add", "1003", "--name", "Silje Nilsen", "--password", "fjord-secret-3")
+    assert json.loads(ok(db, "user", "list", "--json")) == [
+        {"domain": "clinic.local", "extension": "1001", "name": "Ingrid Solberg", "roles": ["doctor"]},
+        {"domain": "clinic.local", "extension": "1003", "name": "Silje Nilsen", "roles": []},
+    ]
+    assert re.search(r"^1001\s+clinic\.local\s+Ingrid Solberg\s+doctor$", ok(db, "user", "list"), re.MULTILINE)
+
+    ok(db, "user", "passwd", "1001", "--password", "fjord-secret-2")
+    engine = make_engine(db)
+    try:
+        staff = load_directory(engine).staff_for("clinic.local", "1001")
+        assert staff is not None
+        assert staff.ha1_sha256 == compute_ha1("SHA-256", "1001", "clinic.local", "fjord-secret-2")
+    finally:
+        engine.dispose()
+
+    assert "holds: medical-secretary." in ok(db, "user", "roles", "1001", "--add", "medical-secretary", "--remove", "doctor")
+    assert ok(db, "user", "remove", "1001").strip() == "Removed 1001@clinic.local."
+    assert [u["extension"] for u in json.loads(ok(db, "user", "list", "--json"))] == ["1003"]
+    assert "there is no extension 1001 in clinic.local" in fails(db, "user", "remove", "1001")
+
+
+def test_user_add_password_can_be_typed_at_the_prompt(db: str) -> None:
+    result = run(db, "user", "add", "1005", "--name", "Ola Nordmann", input="prompted-pw\nprompted-pw\n")
+    assert result.exit_code == 0, result.output
+    engine = make_engine(db)
+    try:
+        staff = load_directory(engine).staff_for("clinic.local", "1005")
+        assert staff is not None
+        assert staff.ha1_md5 == compute_ha1("MD5", "1005", "clinic.local", "prompted-pw")
+    finally:
+        engine.dispose()
+
+
+def test_user_mistakes_are_sentences(db: str) -> None:
+    ok(db, "user", "add", "1001", "--name", "Ingrid Solberg", "--password", "fjord-secret-1")
+    assert fails(db, "user", "add", "1001", "--name", "Magnus Haugen", "--password", "fjord-secret-2") == (
+        "sentral: extension 1001 already exists in clinic.local; choose another number or remove it first\n"
+    )
+    assert "must be 2 to 10 digits" in fails(db, "user", "add", "1", "--name", "X", "--password", "long-enough")
+    assert "must be 2 to 10 digits" in fails(db, "user", "add", "abc", "--name", "X", "--password", "long-enough")
+    assert "give extension 1002 a name" in fails(db, "user", "add", "1002", "--name", " ", "--password", "long-enough")
+    assert "at least 8 characters" in fails(db, "user", "add", "1002", "--name", "X", "--password", "short")
+    assert "at least 8 characters" in fails(db, "user", "passwd", "1001", "--password", "short")
+    err = fails(db, "user", "add", "1002", "--name", "X", "--password", "long-enough", "--domain", "sor.example")
+    assert err == "sentral: there is no clinic sor.example; known clinics: clinic.local\n"
+    fails(db, "user", "add", "1002", "--password", "long-enough", code=2)
+
+
+def test_domain_is_required_once_there_are_several_clinics(db: str) -> None:
+    ok(db, "clinic", "add", "nord.example")
+    err = fails(db, "user", "add", "1001", "--name", "Per Hansen", "--password", "long-enough")
+    assert "several clinics (clinic.local, nord.example); say which one with --domain" in err
+    ok(db, "user", "add", "1001", "--name", "Per Hansen", "--password", "long-enough", "--domain", "nord.example")
+    ok(db, "user", "add", "1001", "--name", "Kari Johansen", "--password", "long-enough", "--domain", "clinic.local")
+    listed = json.loads(ok(db, "user", "list", "--json", "--domain", "nord.example"))
+    assert [(u["domain"], u["name"]) for u in listed] == [("nord.example", "Per Hansen")]
+    assert len(json.loads(ok(db, "user", "list", "--json"))) == 2
+
+
+# -- registrations -------------------------------------------------------------------------------
+
+
+def test_registrations_lists_unexpired_bindings(db: str) -> None:
+    now = time.time()
+    engine = make_engine(db)
+    try:
+        rows = [
+                BindingRow("clinic.local", "1001", "k1", "<sip:1001@192.0.2.10:5062>", now + 300, "c1", 1,
+                           "udp", "192.0.2.10", 5062, "udp:0.0.0.0:5060", now, user_agent="Yealink T46U"),
+                BindingRow("clinic.local", "1002", "k2", "<sip:1002@[2001:db8::2]:5060;transport=tcp>", now + 60,
+                           "c2", 1, "tcp", "2001:db8::2", 49152, "tcp:0.0.0.0:5060", now),
+                BindingRow("clinic.local", "1003", "k3", "<sip:1003@192.0.2.12>", now - 5, "c3", 1,
+                           "udp", "192.0.2.12", 5060, "udp:0.0.0.0:5060", now),
+        ]  # fmt: skip
+        BindingStore(engine).apply(rows, [])
+    finally:
+        engine.dispose()
+    listed = json.loads(ok(db, "registrations", "--json"))
+    assert [r["aor"] for r in listed] == ["1001@clinic.local", "1002@clinic.local"]
+    assert listed[0]["contact"] == "<sip:1001@192.0.2.10:5062>"
+    assert listed[0]["transport"] == "udp"
+    assert listed[0]["source"] == "192.0.2.10:5062"
+    assert listed[0]["user_agent"] == "Yealink T46U"
+    assert 295 <= listed[0]["expires_in"] <= 300
+    assert listed[1]["source"] == "[2001:db8::2]:49152"
+    table = ok(db, "registrations")
+    assert re.search(r"^1002@clinic\.local\s+\S+\s+tcp\s+\[2001:db8::2\]:49152\s+\d+s$", table, re.MULTILINE)
+    assert "1003@" not in table
+
+
+def test_registrations_on_an_empty_server(db: str) -> None:
+    assert json.loads(ok(db, "registrations", "--json")) == []
+    assert ok(db, "registrations").strip() == "No registrations."
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ServeConfig]]:
+    """Stand in for the server: record the configuration `sentral serve` hands over."""
+    seen: list[ServeConfig] = []
+
+    def serve(config: ServeConfig) -> int:
+        seen.append(config)
+        return 3
+
+    monkeypatch.setattr("sentral.app.serve", serve, raising=False)
+    yield seen
+    structlog.reset_defaults()
+
+
+def test_serve_hands_the_parsed_configuration_over_and_exits_with_its_code(
+    db: str, served: list[ServeConfig], tmp_path: Path
+) -> None:
+    result = run(db, "serve")
+    assert result.exit_code == 3, result.output
+    assert served[-1].listens == (Listen("udp", "0.0.0.0", 5060), Listen("tcp", "0.0.0.0", 5060))
+    assert served[-1].db_url == db
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("certificate")
+    key.write_text("key")
+    result = run(db, "serve", "--listen", "udp:127.0.0.1:5070", "--listen", "tls:[::1]", "--cert", str(cert),
+                 "--key", str(key), "--sip-trace", "--log-format", "json")  # fmt: skip
+    assert result.exit_code == 3, result.output
+    config = served[-1]
+    assert config.listens == (Listen("udp", "127.0.0.1", 5070), Listen("tls", "::1", 5061))
+    assert (config.cert, config.key, config.sip_trace, config.log_format) == (str(cert), str(key), True, "json")
+
+
+def test_serve_refuses_bad_listens_and_missing_tls_files(db: str, served: list[ServeConfig], tmp_path: Path) -> None:
+    assert "start with udp:, tcp: or tls:" in fails(db, "serve", "--listen", "sctp:0.0.0.0:5060", code=2)
+    assert "the port must be a number" in fails(db, "serve", "--listen", "udp:0.0.0.0:99999", code=2)
+    assert "a tls listen needs --cert FILE and --key FILE" in fails(db, "serve", "--listen", "tls:0.0.0.0", code=2)
+    missing = str(tmp_path / "nope.pem")
+    err = fails(db, "serve", "--listen", "tls:0.0.0.0", "--cert", missing, "--key", missing)
+    assert err == f"sentral: cannot read the TLS certificate {missing}: No such file or directory\n"
+    assert served == []
+
+
+def test_serve_refuses_a_database_without_the_current_schema(
+    tmp_path: Path, served: list[ServeConfig]
+) -> None:
+    db = sqlite_db(tmp_path)
+    Path(db).touch()
+    assert "run `sentral init` first" in fails(db, "serve")
+    assert served == []
+
+
+# -- logs ----------------------------------------------------------------------------------------
+
+
+def test_json_logs_carry_the_bound_call_context(capsys: pytest.CaptureFixture[str]) -> None:
+    configure("json", "info")
+    try:
+        with structlog.contextvars.bound_contextvars(call_id="a84b4c76e66710", leg="b", clinic="clinic.local"):
+            structlog.get_logger().info("leg answered")
+        structlog.get_logger().debug("hidden below the level")
+        lines = capsys.readouterr().err.strip().splitlines()
+    finally:
+        structlog.reset_defaults()
+    assert len(lines) == 1
+    event = json.loads(lines[0])
+    assert (event["event"], event["level"], event["call_id"], event["leg"], event["clinic"]) == (
+        "leg answered", "info", "a84b4c76e66710", "b", "clinic.local"
+    )  # fmt: skip
+
+
+# -- the installed command -----------------------------------------------------------------------
+
+
+def run_installed(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SENTRAL_DB"}
+    # The console script the package installs; `python -m sentral` where it is not on disk.
+    script = Path(sys.executable).with_name("sentral")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "sentral"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_the_command_exits_cleanly_on_success_and_on_mistakes(db_url: str, tmp_path: Path) -> None:
+    first = run_installed("--db", db_url, "init", "--demo")
+    assert first.returncode == 0, first.stderr
+    again = run_installed("--db", db_url, "init", "--demo")
+    assert again.returncode == 0, again.stderr
+    duplicate = run_installed("--db", db_url, "user", "add", "1001", "--name", "X", "--password", "long-enough")
+    assert duplicate.returncode == 1
+    assert duplicate.stderr == (
+        "sentral: extension 1001 already exists in clinic.local; choose another number or remove it first\n"
+    )
+    listed = run_installed("--db", db_url, "user", "list", "--json")
+    assert [u["extension"] for u in json.loads(listed.stdout)] == ["1001", "1002", "1003", "1004"]
+    for args, code in [
+        (("--db", str(tmp_path / "missing" / "x.db"), "init"), 1),
+        (("--db", "postgresql+psycopg://nobody@127.0.0.1:1/none", "registrations"), 1),
+        (("--db", db_url, "serve", "--listen", "udp:[::1"), 2),
+    ]:
+        result = run_installed(*args)
+        assert result.returncode == code, result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stderr.strip()
