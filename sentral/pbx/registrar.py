@@ -1,0 +1,293 @@
+"""The registrar (RFC 3261 §10.3) with digest auth, RFC 5626 flows and Path (RFC 3327).
+
+Theory of operation: ``Registrar.register`` decides what a REGISTER does without doing any IO:
+it picks the clinic from the To domain, authenticates the request (401 with one challenge per
+algorithm the clinic offers), checks that the authenticated extension is the one whose bindings
+are being changed, computes every binding's expiry (423 below the minimum), and returns the
+response together with the binding changes. The endpoint commits those changes to storage and
+applies them to the location service before it sends the 200 OK, so an acknowledged
+registration survives a crash.
+
+Bindings are keyed per RFC 5626: by ``+sip.instance`` and ``reg-id`` when the phone uses
+outbound, by ``+sip.instance`` alone when it sends only that (a rebooted phone replaces its old
+binding rather than adding one), and by the contact URI otherwise. Each binding records the
+transport, source address and listener the REGISTER came through, which is how requests reach a
+phone behind NAT later. When an address of record would exceed ``max_contacts``, the binding
+closest to expiry is replaced, so that a phone rebooted without unregistering is not locked out.
+
+An unknown extension and a wrong password get the same answer and cost the same work: the digest
+check runs against a dummy hash for unknown users.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from dataclasses import dataclass, field
+from enum import Enum
+
+from sentral.config.directory import ClinicEntry, Directory
+from sentral.config.store import BindingRow
+from sentral.pbx.location import Location
+from sentral.pbx.sip.auth import Credentials, DigestAuthority, Verdict, parse_credentials
+from sentral.pbx.sip.errors import SipError
+from sentral.pbx.sip.grammar import quote, unquote
+from sentral.pbx.sip.headers import NameAddr
+from sentral.pbx.sip.message import Request, Response, make_response
+from sentral.pbx.transport import Origin
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrarPolicy:
+    """Expiry bounds and the per-AOR contact limit."""
+
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+    max_contacts: int = 5
+
+
+class AuthOutcome(Enum):
+    """What authentication concluded, for the abuse guard and the security log."""
+
+    NONE = "none"  # no credentials offered: challenged
+    OK = "ok"
+    FAILED = "failed"
+    STALE = "stale"
+
+
+@dataclass(slots=True)
+class RegisterResult:
+    """The response to send once ``upserts`` and ``deletes`` are durable."""
+
+    response: Response
+    auth: AuthOutcome = AuthOutcome.NONE
+    username: str | None = None
+    upserts: list[BindingRow] = field(default_factory=list)
+    deletes: list[tuple[str, str, str]] = field(default_factory=list)
+    # The bindings the 200 OK lists, completed once the change is applied.
+    listed: list[BindingRow] = field(default_factory=list)
+
+
+class Registrar:
+    """Handles REGISTER for every clinic the server serves."""
+
+    def __init__(self, authority: DigestAuthority, location: Location, policy: RegistrarPolicy) -> None:
+        self.authority = authority
+        self.location = location
+        self.policy = policy
+
+    def clinic_for(self, request: Request, directory: Directory) -> ClinicEntry | None:
+        """The clinic a request is addressed to: by To host, by Request-URI host, or the only one."""
+        clinic = directory.clinic(request.to.uri.host)
+        if clinic is None:
+            clinic = directory.clinic(request.uri.host)
+        if clinic is None and len(directory.clinics) == 1:
+            clinic = next(iter(directory.clinics.values()))
+        return clinic
+
+    def challenge(self, request: Request, clinic: ClinicEntry, now: float, *, stale: bool = False) -> Response:
+        """A 401 carrying one WWW-Authenticate per digest algorithm the clinic offers."""
+        values = self.authority.challenge(clinic.domain, now, algorithms=clinic.digest_algorithms, stale=stale)
+        return make_response(
+            request,
+            401,
+            to_tag=_tag_for(request),
+            headers=[("WWW-Authenticate", v) for v in values],
+        )
+
+    def authenticate(
+        self, request: Request, clinic: ClinicEntry, directory: Directory, now: float, header: str
+    ) -> tuple[AuthOutcome, Credentials | None]:
+        """Check the credentials in ``header`` (Authorization or Proxy-Authorization)."""
+        creds: Credentials | None = None
+        for value in request.header_lines(header):
+            candidate = parse_credentials(value)
+            if candidate.realm == clinic.domain:
+                creds = candidate
+                break
+        if creds is None:
+            return AuthOutcome.NONE, None
+        if creds.algorithm not in clinic.digest_algorithms:
+            return AuthOutcome.FAILED, creds
+        staff = directory.staff_for(clinic.domain, creds.username)
+        ha1 = staff.ha1(creds.algorithm) if staff is not None else None
+        verdict = self.authority.verify(request.method, creds, ha1, now, realm=clinic.domain)
+        if verdict is Verdict.OK:
+            return AuthOutcome.OK, creds
+        if verdict is Verdict.STALE:
+            return AuthOutcome.STALE, creds
+        return AuthOutcome.FAILED, creds
+
+    def register(self, request: Request, origin: Origin, directory: Directory, now: float) -> RegisterResult:
+        """Decide the outcome of a REGISTER received from ``origin`` at wall-clock time ``now``."""
+        clinic = self.clinic_for(request, directory)
+        if clinic is None:
+            return RegisterResult(make_response(request, 404, "Unknown Domain", to_tag=_tag_for(request)))
+        outcome, creds = self.authenticate(request, clinic, directory, now, "authorization")
+        if outcome is AuthOutcome.NONE or outcome is AuthOutcome.FAILED:
+            result = RegisterResult(self.challenge(request, clinic, now), auth=outcome)
+            result.username = creds.username if creds is not None else None
+            return result
+        if outcome is AuthOutcome.STALE:
+            return RegisterResult(self.challenge(request, clinic, now, stale=True), auth=outcome)
+        assert creds is not None
+        extension = request.to.uri.user_unescaped
+        if extension != creds.username:
+            return RegisterResult(
+                make_response(request, 403, "Forbidden", to_tag=_tag_for(request)),
+                auth=AuthOutcome.OK,
+                username=creds.username,
+            )
+        result = self._bindings(request, origin, clinic, extension, now)
+        result.auth = AuthOutcome.OK
+        result.username = creds.username
+        return result
+
+    def _bindings(
+        self, request: Request, origin: Origin, clinic: ClinicEntry, extension: str, now: float
+    ) -> RegisterResult:
+        policy = self.policy
+        aor = (clinic.domain, extension)
+        current = {row.key: row for row in self.location.bindings(aor, now)}
+        call_id = request.call_id
+        cseq = request.cseq.seq
+        tag = _tag_for(request)
+
+        if request.contact_star:
+            if request.expires != 0:
+                raise SipError(400, "Contact * requires Expires: 0")
+            removed: list[tuple[str, str, str]] = []
+            for row in current.values():
+                if row.call_id == call_id and row.cseq >= cseq:
+                    return RegisterResult(make_response(request, 500, "Out of Order", to_tag=tag))
+                removed.append((clinic.domain, extension, row.key))
+            return RegisterResult(self._ok(request, tag, [], now), deletes=removed)
+
+        contacts = request.contacts
+        if not contacts:
+            return RegisterResult(self._ok(request, tag, list(current.values()), now))
+
+        header_expires = request.expires
+        supported = request.tokens("supported")
+        outbound = "outbound" in supported
+        path = tuple(request.header_values("path"))
+        user_agent = request.header("user-agent")
+        upserts: dict[str, BindingRow] = {}
+        deletes: dict[str, tuple[str, str, str]] = {}
+        for contact in contacts:
+            expires = _contact_expires(contact, header_expires, policy.default_expires)
+            if 0 < expires < policy.min_expires:
+                return RegisterResult(
+                    make_response(
+                        request, 423, to_tag=tag, headers=[("Min-Expires", str(policy.min_expires))]
+                    )
+                )
+            expires = min(expires, policy.max_expires)
+            instance = contact.param("+sip.instance")
+            reg_id_text = contact.param("reg-id")
+            reg_id = None
+            if reg_id_text is not None:
+                if not reg_id_text.isdigit() or len(reg_id_text) > 9:
+                    raise SipError(400, "Bad reg-id")
+                reg_id = int(reg_id_text)
+            instance = unquote(instance) if instance else None
+            key = _binding_key(contact, instance, reg_id if outbound else None)
+            existing = current.get(key)
+            if existing is not None and existing.call_id == call_id and existing.cseq >= cseq:
+                return RegisterResult(make_response(request, 500, "Out of Order", to_tag=tag))
+            if expires == 0:
+                if existing is not None:
+                    deletes[key] = (clinic.domain, extension, key)
+                upserts.pop(key, None)
+                continue
+            upserts[key] = BindingRow(
+                domain=clinic.domain,
+                extension=extension,
+                key=key,
+                contact=str(contact.uri),
+                expires_at=now + expires,
+                call_id=call_id,
+                cseq=cseq,
+                transport=origin.transport,
+                source_host=origin.host,
+                source_port=origin.port,
+                local_listen=f"{origin.local}#{origin.conn_id}" if origin.conn_id else str(origin.local),
+                updated_at=now,
+                instance=instance,
+                reg_id=reg_id if outbound else None,
+                path=path,
+                user_agent=user_agent[:200] if user_agent else None,
+            )
+            deletes.pop(key, None)
+
+        # Over the contact limit: replace the bindings closest to expiry.
+        remaining = {k: r for k, r in current.items() if k not in deletes}
+        remaining.update(upserts)
+        overflow = len(remaining) - policy.max_contacts
+        if overflow > 0:
+            victims = sorted(
+                (r for k, r in current.items() if k not in deletes and k not in upserts),
+                key=lambda r: r.expires_at,
+            )[:overflow]
+            for row in victims:
+                deletes[row.key] = (clinic.domain, extension, row.key)
+                remaining.pop(row.key, None)
+        listed = list(remaining.values())
+        headers: list[tuple[str, str]] = []
+        if outbound and any(r.reg_id is not None for r in upserts.values()):
+            headers.append(("Require", "outbound"))
+        if path:
+            headers.extend(("Path", value) for value in path)
+        return RegisterResult(
+            self._ok(request, tag, listed, now, headers),
+            upserts=list(upserts.values()),
+            deletes=list(deletes.values()),
+            listed=listed,
+        )
+
+    def _ok(
+        self,
+        request: Request,
+        tag: str,
+        bindings: list[BindingRow],
+        now: float,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> Response:
+        headers = [("Contact", _listed_contact(row, now)) for row in bindings]
+        headers.append(("Date", email.utils.formatdate(now, usegmt=True)))
+        if extra:
+            headers.extend(extra)
+        return make_response(request, 200, to_tag=tag, headers=headers)
+
+
+def _tag_for(request: Request) -> str:
+    """A To tag for a response to a request outside any dialog: stable across retransmissions."""
+    return format(abs(hash((request.call_id, request.from_tag, request.cseq.seq))) & 0xFFFFFFFF, "08x")
+
+
+def _contact_expires(contact: NameAddr, header_expires: int | None, default: int) -> int:
+    text = contact.param("expires")
+    if text is not None:
+        if not text.isdigit() or len(text) > 10:
+            raise SipError(400, "Bad Contact expires")
+        return int(text)
+    return header_expires if header_expires is not None else default
+
+
+def _binding_key(contact: NameAddr, instance: str | None, reg_id: int | None) -> str:
+    if instance and reg_id is not None:
+        return f"{instance};reg-id={reg_id}"
+    if instance:
+        return instance
+    return str(contact.uri)
+
+
+def _listed_contact(row: BindingRow, now: float) -> str:
+    remaining = max(0, int(row.expires_at - now + 0.5))
+    value = f"<{row.contact}>;expires={remaining}"
+    if row.instance:
+        value += f";+sip.instance={quote(row.instance)}"
+    if row.reg_id is not None:
+        value += f";reg-id={row.reg_id}"
+    return value
+

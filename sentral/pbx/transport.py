@@ -1,0 +1,331 @@
+"""Transports: the UDP, TCP and TLS sockets Sentral listens on (RFC 3261 §18).
+
+Theory of operation: ``Transports`` owns every listening socket and stream connection. Each
+complete message is handed, as bytes with an ``Origin``, to one callback; what is sent goes out
+through ``send`` with a ``Target``. Nothing here parses SIP beyond stream framing.
+
+UDP reads with ``recvfrom_into`` into one preallocated buffer and drains the socket in a loop
+on each wake-up. CPython's datagram transport instead allocates a fresh 256 KiB buffer for every
+datagram, which costs more than parsing the SIP message in it; the reader here copies only the
+bytes received. Sends go straight to ``sendto`` on the socket the peer knows us by, so a phone
+behind NAT sees responses from the address and port it sent to.
+
+TCP and TLS use asyncio protocols. Each connection has a ``StreamFramer``; broken framing closes
+the connection (the stream can no longer be trusted to be in step). A double CRLF keep-alive is
+answered with a single CRLF (RFC 5626 §4.4.1). Connections idle longer than ``idle_timeout`` are
+closed. Responses to a request that came over a stream go back over the same connection
+(RFC 3261 §18.2.2); a connection is found by its id or by the peer's address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from sentral.config.settings import Listen
+from sentral.pbx.sip.errors import SipError
+from sentral.pbx.sip.message import StreamFramer
+
+log = structlog.get_logger("sentral.transport")
+
+UDP_BUFFER = 65_535
+UDP_DRAIN_BATCH = 256
+SOCKET_BUFFER = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a message came from: transport, the peer's address, the listener, the connection."""
+
+    transport: str
+    host: str
+    port: int
+    local: Listen
+    conn_id: int = 0
+
+    @property
+    def reliable(self) -> bool:
+        """True for stream transports, where SIP does not retransmit."""
+        return self.transport != "udp"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where to send: transport and address, and the listener or connection to send through."""
+
+    transport: str
+    host: str
+    port: int
+    local: Listen | None = None
+    conn_id: int = 0
+
+
+MessageHandler = Callable[[bytes, Origin], None]
+
+
+class _UdpListener:
+    """One bound UDP socket, read by draining it on every readable event."""
+
+    def __init__(self, listen: Listen, sock: socket.socket, handler: MessageHandler) -> None:
+        self.listen = listen
+        self.sock = sock
+        self.handler = handler
+        self._buf = bytearray(UDP_BUFFER)
+        self._view = memoryview(self._buf)
+        self._origins: dict[tuple[str, int], Origin] = {}
+
+    def on_readable(self) -> None:
+        sock = self.sock
+        view = self._view
+        recv = sock.recvfrom_into
+        buf = self._buf
+        origins = self._origins
+        for _ in range(UDP_DRAIN_BATCH):
+            try:
+                n, addr = recv(buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # ICMP port unreachable from an earlier send surfaces here on Linux: not fatal.
+                continue
+            if n <= 4 and not bytes(view[:n]).strip():
+                continue  # CRLF keep-alive datagram
+            key = (addr[0], addr[1])
+            origin = origins.get(key)
+            if origin is None:
+                if len(origins) > 100_000:
+                    origins.clear()
+                origin = origins[key] = Origin("udp", addr[0], addr[1], self.listen)
+            try:
+                self.handler(bytes(view[:n]), origin)
+            except Exception:
+                log.exception("udp_handler_failed", peer=f"{addr[0]}:{addr[1]}")
+
+    def send(self, data: bytes, host: str, port: int) -> bool:
+        try:
+            self.sock.sendto(data, (host, port))
+        except (BlockingIOError, InterruptedError):
+            return False  # send buffer full: UDP retransmission will cover it
+        except OSError as exc:
+            log.info("udp_send_failed", peer=f"{host}:{port}", error=str(exc))
+            return False
+        return True
+
+
+class _StreamConnection(asyncio.Protocol):
+    """One TCP or TLS connection, framed by Content-Length."""
+
+    def __init__(self, owner: Transports, listen: Listen, transport_name: str) -> None:
+        self.owner = owner
+        self.listen = listen
+        self.transport_name = transport_name
+        self.framer = StreamFramer()
+        self.transport: asyncio.Transport | None = None
+        self.conn_id = 0
+        self.peer: tuple[str, int] = ("", 0)
+        self.origin: Origin | None = None
+        self.last_activity = time.monotonic()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0], peer[1]) if peer else ("", 0)
+        self.conn_id = self.owner._register(self)
+        self.origin = Origin(self.transport_name, self.peer[0], self.peer[1], self.listen, self.conn_id)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        framer = self.framer
+        try:
+            messages = framer.feed(data)
+        except SipError as exc:
+            log.info("stream_framing_error", peer=f"{self.peer[0]}:{self.peer[1]}", reason=exc.reason)
+            self.close()
+            return
+        if framer.pings:
+            assert self.transport is not None
+            self.transport.write(b"\r\n" * framer.pings)
+            framer.pings = 0
+        origin = self.origin
+        assert origin is not None
+        for message in messages:
+            try:
+                self.owner.handler(message, origin)
+            except Exception:
+                log.exception("stream_handler_failed", peer=f"{self.peer[0]}:{self.peer[1]}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner._unregister(self)
+
+    def send(self, data: bytes) -> bool:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        transport.write(data)
+        self.last_activity = time.monotonic()
+        return True
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Transports:
+    """Every socket Sentral listens on, and the stream connections it holds."""
+
+    def __init__(
+        self,
+        handler: MessageHandler,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        idle_timeout: float = 900.0,
+    ) -> None:
+        self.handler = handler
+        self.ssl_context = ssl_context
+        self.idle_timeout = idle_timeout
+        self._udp: dict[Listen, _UdpListener] = {}
+        self._udp_by_family: dict[int, _UdpListener] = {}
+        self._servers: list[asyncio.Server] = []
+        self._conns: dict[int, _StreamConnection] = {}
+        self._conns_by_peer: dict[tuple[str, str, int], _StreamConnection] = {}
+        self._next_conn = 1
+        self._sweeper: asyncio.Task[None] | None = None
+        self.bound: list[Listen] = []
+
+    async def start(self, listens: tuple[Listen, ...]) -> None:
+        """Bind every listener; raise OSError with a readable message if one cannot be bound."""
+        loop = asyncio.get_running_loop()
+        for listen in listens:
+            if listen.transport == "udp":
+                sock = _bind_udp(listen)
+                listener = _UdpListener(listen, sock, self.handler)
+                loop.add_reader(sock.fileno(), listener.on_readable)
+                self._udp[listen] = listener
+                self._udp_by_family.setdefault(sock.family, listener)
+                self.bound.append(listen)
+            else:
+                tls = listen.transport == "tls"
+                if tls and self.ssl_context is None:
+                    raise OSError(errno.EINVAL, f"{listen} needs a certificate and key")
+                server = await loop.create_server(
+                    lambda lst=listen: _StreamConnection(self, lst, lst.transport),
+                    host=listen.host,
+                    port=listen.port,
+                    ssl=self.ssl_context if tls else None,
+                    reuse_address=True,
+                    backlog=1024,
+                )
+                self._servers.append(server)
+                self.bound.append(listen)
+        self._sweeper = asyncio.create_task(self._sweep_idle(), name="transport-idle-sweeper")
+
+    def _register(self, conn: _StreamConnection) -> int:
+        conn_id = self._next_conn
+        self._next_conn += 1
+        self._conns[conn_id] = conn
+        self._conns_by_peer[(conn.transport_name, conn.peer[0], conn.peer[1])] = conn
+        return conn_id
+
+    def _unregister(self, conn: _StreamConnection) -> None:
+        self._conns.pop(conn.conn_id, None)
+        key = (conn.transport_name, conn.peer[0], conn.peer[1])
+        if self._conns_by_peer.get(key) is conn:
+            del self._conns_by_peer[key]
+
+    def send(self, data: bytes, target: Target) -> bool:
+        """Send one message; False if it could not be handed to the network."""
+        if target.transport == "udp":
+            listener = self._udp.get(target.local) if target.local is not None else None
+            if listener is None:
+                family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
+                listener = self._udp_by_family.get(family)
+                if listener is None:
+                    return False
+            return listener.send(data, target.host, target.port)
+        conn = self._conns.get(target.conn_id) if target.conn_id else None
+        if conn is None:
+            conn = self._conns_by_peer.get((target.transport, target.host, target.port))
+        if conn is None:
+            log.info("no_connection", transport=target.transport, peer=f"{target.host}:{target.port}")
+            return False
+        return conn.send(data)
+
+    def connection_open(self, conn_id: int) -> bool:
+        """True while stream connection ``conn_id`` is open (a flow of RFC 5626)."""
+        return conn_id in self._conns
+
+    @property
+    def connection_count(self) -> int:
+        """How many stream connections are open."""
+        return len(self._conns)
+
+    async def _sweep_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(30.0, self.idle_timeout / 2))
+            limit = time.monotonic() - self.idle_timeout
+            for conn in [c for c in self._conns.values() if c.last_activity < limit]:
+                log.info("stream_idle_closed", peer=f"{conn.peer[0]}:{conn.peer[1]}")
+                conn.close()
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        loop = asyncio.get_running_loop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for listener in self._udp.values():
+            loop.remove_reader(listener.sock.fileno())
+            listener.sock.close()
+        self._udp.clear()
+        self._udp_by_family.clear()
+        for server in self._servers:
+            server.close()
+        for conn in list(self._conns.values()):
+            conn.close()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        self._servers.clear()
+
+
+def _bind_udp(listen: Listen) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+            if option is None:
+                continue
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+                break
+            except OSError:
+                continue
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((listen.host, listen.port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def make_server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
+    """A TLS server context for SIP over TLS (TLS 1.2 and newer)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
