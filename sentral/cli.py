@@ -8,6 +8,7 @@ running server picks them up within a second.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 import time
@@ -30,7 +31,7 @@ from sentral.config.db import (
     schema_is_current,
     sqlite_path,
 )
-from sentral.config.settings import Listen, ListenSpecError, ServeConfig, parse_listen
+from sentral.config.settings import SERVE_DEFAULTS, Listen, ListenSpecError, ServeConfig, parse_listen
 from sentral.config.store import (
     BindingRow,
     BindingStore,
@@ -463,6 +464,35 @@ def _check_readable(path: str, what: str) -> None:
 @click.option("--sip-trace", is_flag=True, help="Log every SIP message sent and received.")
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
 @click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), default="info", show_default=True)
+@click.option(
+    "--trust",
+    "trusted",
+    multiple=True,
+    metavar="NETWORK",
+    help="A network never throttled or blocked, e.g. 192.0.2.0/24; repeatable; replaces the default "
+    "(loopback). 'none' trusts nothing.",
+)
+@click.option(
+    "--flood-rate",
+    type=click.FloatRange(min=1),
+    default=SERVE_DEFAULTS.flood_rate,
+    show_default=True,
+    help="Requests a second one address may send before it is throttled.",
+)
+@click.option(
+    "--auth-failures",
+    type=click.IntRange(min=1),
+    default=SERVE_DEFAULTS.auth_failures,
+    show_default=True,
+    help="Failed logins a minute from one address before it is blocked.",
+)
+@click.option(
+    "--block-seconds",
+    type=click.FloatRange(min=1),
+    default=SERVE_DEFAULTS.block_seconds,
+    show_default=True,
+    help="How long a blocked address stays blocked.",
+)
 @pass_target
 def serve(
     target: Target,
@@ -472,9 +502,14 @@ def serve(
     sip_trace: bool,
     log_format: str,
     log_level: str,
+    trusted: tuple[str, ...],
+    flood_rate: float,
+    auth_failures: int,
+    block_seconds: float,
 ) -> NoReturn:
     """Run the softswitch until interrupted."""
-    listens = _parse_listens(listen_specs) if listen_specs else ServeConfig(db_url=target.url).listens
+    networks = _parse_trusted(trusted) if trusted else SERVE_DEFAULTS.trusted
+    listens = _parse_listens(listen_specs) if listen_specs else SERVE_DEFAULTS.listens
     if any(listen.transport == "tls" for listen in listens):
         if not cert or not key:
             raise click.UsageError("a tls listen needs --cert FILE and --key FILE")
@@ -492,8 +527,25 @@ def serve(
         key=key,
         sip_trace=sip_trace,
         log_format=log_format,
+        flood_rate=flood_rate,
+        auth_failures=auth_failures,
+        block_seconds=block_seconds,
+        trusted=networks,
     )
     click.get_current_context().exit(run_server(config))
+
+
+def _parse_trusted(values: tuple[str, ...]) -> tuple[str, ...]:
+    if any(v.lower() == "none" for v in values):
+        if len(values) > 1:
+            raise click.UsageError("--trust none cannot be combined with networks")
+        return ()
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise click.UsageError(f"--trust {value!r}: give a network such as 192.0.2.0/24 or an address") from exc
+    return tuple(values)
 
 
 def main() -> None:

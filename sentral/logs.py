@@ -46,6 +46,8 @@ def configure(log_format: LogFormat, level: str) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(stream=sys.stderr, level=numeric, format="%(levelname)s %(name)s: %(message)s", force=True)
+    # Alembic reports every schema check at INFO; only its warnings matter to an operator.
+    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
 
 
 __all__ = ["LEVELS", "LogFormat", "configure"]

@@ -63,5 +63,13 @@ class ServeConfig:
     sip_trace: bool = False
     log_format: str = "console"
     flood_rate: float = 500.0
+    """Sustained requests a second one source address may send before it is throttled."""
     auth_failures: int = 20
+    """Failed authentications a source may make in a minute before it is blocked."""
     block_seconds: float = 600.0
+    trusted: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    """Networks never throttled or blocked (a clinic's own NAT address belongs here)."""
+
+
+SERVE_DEFAULTS = ServeConfig(db_url="")
+"""The defaults of every serve setting, for help texts and option defaults."""

@@ -1,0 +1,372 @@
+"""The endpoint driver: where bytes from the network meet the sans-IO SIP core.
+
+Theory of operation: every message the transports receive arrives in ``on_message`` with its
+``Origin``. The driver asks the abuse guard whether the source may be heard, parses, answers
+malformed requests statelessly (the one place a ``SipError`` becomes a response), stamps the top
+Via with ``received``/``rport`` (RFC 3261 §18.2.1, RFC 3581), and hands the message to the
+transaction layer. New server transactions are dispatched by method to their transaction user:
+the registrar for REGISTER, the endpoint itself for OPTIONS. Everything the core wants sent or
+timed comes back as actions, which the driver carries out: bytes to the transports, deadlines to
+one timer on the event loop.
+
+Responses go where RFC 3261 §18.2.2 and RFC 3581 say: over the connection the request came on
+for TCP and TLS; for UDP to the ``received`` address and the ``rport`` port (the source of the
+request, which is what a phone behind NAT needs), from the socket the request arrived on.
+
+A REGISTER's bindings are committed to storage before its 200 OK is sent: the registrar decides,
+the writer commits (batched with other registrations), and the response goes out from the
+commit's completion callback. No task is created per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+
+from sentral.config.directory import Directory
+from sentral.config.writer import BindingWriter
+from sentral.pbx.guard import Guard, GuardAction
+from sentral.pbx.location import Location
+from sentral.pbx.registrar import AuthOutcome, RegisterResult, Registrar
+from sentral.pbx.sip.errors import SipError
+from sentral.pbx.sip.headers import Via
+from sentral.pbx.sip.message import (
+    Field,
+    ParseError,
+    Request,
+    Response,
+    error_response_fields,
+    make_response,
+    parse_message,
+)
+from sentral.pbx.sip.transaction import (
+    AckReceived,
+    Action,
+    CancelReceived,
+    RequestReceived,
+    ResponseReceived,
+    Send,
+    ServerTransaction,
+    StrayResponse,
+    TransactionLayer,
+    TransactionStateError,
+    TransactionTerminated,
+    TransactionTimeout,
+    TransportError,
+)
+from sentral.pbx.transport import Origin, Target, Transports
+
+log = structlog.get_logger("sentral.endpoint")
+security_log = structlog.get_logger("sentral.security")
+
+SUPPORTED = ("path", "outbound")
+ALLOW = ("REGISTER", "OPTIONS", "ACK", "CANCEL", "BYE")
+SIP_METHODS = frozenset(
+    {
+        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+        "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+    }
+)
+SERVER_NAME = "Sentral"
+
+
+class Endpoint:
+    """Drives the SIP core for one server process."""
+
+    def __init__(
+        self,
+        transports: Transports,
+        layer: TransactionLayer,
+        registrar: Registrar,
+        location: Location,
+        writer: BindingWriter,
+        guard: Guard,
+        directory: Callable[[], Directory],
+        *,
+        sip_trace: bool = False,
+    ) -> None:
+        self.transports = transports
+        self.layer = layer
+        self.registrar = registrar
+        self.location = location
+        self.writer = writer
+        self.guard = guard
+        self.directory = directory
+        self.sip_trace = sip_trace
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._origins: dict[ServerTransaction, Origin] = {}
+        self.draining = False
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind to the running event loop (timers are scheduled on it)."""
+        self._loop = loop
+
+    # -- receiving --------------------------------------------------------------------------
+
+    def on_message(self, data: bytes, origin: Origin) -> None:
+        """One complete message from the network."""
+        now = time.monotonic()
+        verdict = self.guard.check(origin.host, now)
+        self.log_security()
+        if verdict is GuardAction.BLOCK:
+            return
+        if self.sip_trace:
+            log.debug("sip_in", peer=f"{origin.transport}:{origin.host}:{origin.port}", message=_text(data))
+        try:
+            message = parse_message(data, datagram=not origin.reliable)
+        except ParseError as exc:
+            self._reject_unparsed(exc, exc.fields, origin)
+            return
+        except SipError as exc:
+            if not exc.drop:
+                log.info("unparsable_message", peer=origin.host, reason=exc.reason)
+            return
+        if isinstance(message, Response):
+            self._on_response(message, origin, now)
+            return
+        if verdict is GuardAction.THROTTLE and message.method != "ACK":
+            self._reject_unparsed(
+                SipError(503, "Service Unavailable", headers=(("Retry-After", "30"),)), message.fields, origin
+            )
+            return
+        try:
+            message.validate()
+            self._stamp_via(message, origin)
+        except SipError as exc:
+            if message.method != "ACK":
+                self._reject_unparsed(exc, message.fields, origin)
+            return
+        self._run(self.layer.receive(message, _peer(origin), origin.reliable, now), origin)
+
+    def _on_response(self, response: Response, origin: Origin, now: float) -> None:
+        try:
+            response.validate()
+        except SipError:
+            return  # a malformed response is dropped (RFC 3261 §18.1.2)
+        self._run(self.layer.receive(response, _peer(origin), origin.reliable, now), origin)
+
+    def _stamp_via(self, request: Request, origin: Origin) -> None:
+        via = request.top_via
+        params = via.params
+        changed = False
+        if via.host.strip("[]") != origin.host:
+            params = (*tuple(p for p in params if p[0] != "received"), ("received", origin.host))
+            changed = True
+        if via.wants_rport:
+            params = tuple(("rport", str(origin.port)) if k == "rport" else (k, v) for k, v in params)
+            changed = True
+        if changed:
+            _replace_top_via(request, via.with_params(params))
+
+    # -- the transaction user ------------------------------------------------------------------
+
+    def _on_request(self, tx: ServerTransaction, request: Request, origin: Origin, now: float) -> None:
+        method = request.method
+        if method == "REGISTER" or method == "OPTIONS":
+            unsupported = [t for t in request.tokens("require") if t not in SUPPORTED]
+            if unsupported:
+                self._respond(
+                    tx, make_response(request, 420, headers=[("Unsupported", ", ".join(unsupported))])
+                )
+                return
+        uri = request.uri
+        if uri.scheme not in ("sip", "sips", "tel"):
+            self._respond(tx, make_response(request, 416))
+            return
+        if method == "REGISTER":
+            self._register(tx, request, origin)
+        elif method == "OPTIONS":
+            self._respond(tx, self._options(request))
+        elif method in SIP_METHODS:
+            self._respond(tx, make_response(request, 405, headers=[("Allow", ", ".join(ALLOW))]))
+        else:
+            self._respond(tx, make_response(request, 501, headers=[("Allow", ", ".join(ALLOW))]))
+
+    def _options(self, request: Request) -> Response:
+        return make_response(
+            request,
+            200,
+            to_tag=_local_tag(request),
+            headers=[
+                ("Allow", ", ".join(ALLOW)),
+                ("Accept", "application/sdp"),
+                ("Supported", ", ".join(SUPPORTED)),
+                ("Server", SERVER_NAME),
+            ],
+        )
+
+    def _register(self, tx: ServerTransaction, request: Request, origin: Origin) -> None:
+        wall = time.time()
+        try:
+            result = self.registrar.register(request, origin, self.directory(), wall)
+        except SipError as exc:
+            self._respond(tx, make_response(request, exc.status, exc.reason, headers=exc.headers))
+            return
+        self._account(result, origin, request)
+        if not result.upserts and not result.deletes:
+            self._respond(tx, result.response)
+            return
+        future = self.writer.submit(result.upserts, result.deletes)
+        future.add_done_callback(lambda f: self._registered(f, tx, request, result))
+
+    def _registered(
+        self, future: asyncio.Future[None], tx: ServerTransaction, request: Request, result: RegisterResult
+    ) -> None:
+        error = future.exception() if not future.cancelled() else asyncio.CancelledError()
+        if error is not None:
+            log.error("binding_write_failed", error=str(error))
+            self._respond(tx, make_response(request, 500, "Server Internal Error"))
+            return
+        self.location.apply(result.upserts, result.deletes)
+        self._respond(tx, result.response)
+
+    def _account(self, result: RegisterResult, origin: Origin, request: Request) -> None:
+        now = time.monotonic()
+        if result.auth is AuthOutcome.FAILED:
+            self.guard.auth_failed(origin.host, now)
+            security_log.warning(
+                "auth_failed",
+                remote=origin.host,
+                port=origin.port,
+                transport=origin.transport,
+                method=request.method,
+                user=result.username,
+            )
+        elif result.auth is AuthOutcome.OK:
+            self.guard.auth_succeeded(origin.host, now)
+        self.log_security()
+
+    def log_security(self) -> None:
+        for event in self.guard.events():
+            security_log.warning(f"security_{event.kind.value}", remote=event.host, reason=event.reason, count=event.count)
+
+    # -- sending and timers ---------------------------------------------------------------------
+
+    def _respond(self, tx: ServerTransaction, response: Response) -> None:
+        try:
+            actions = self.layer.respond(tx, response, time.monotonic())
+        except TransactionStateError:
+            return  # the transaction ended (Timer J or a transport error) before the answer was ready
+        self._run(actions, None)
+
+    def _run(self, actions: list[Action], origin: Origin | None) -> None:
+        now = time.monotonic()
+        for action in actions:
+            match action:
+                case Send():
+                    self._send(action)
+                case RequestReceived(tx=tx, request=request):
+                    assert origin is not None
+                    self._origins[tx] = origin
+                    self._on_request(tx, request, origin, now)
+                case CancelReceived(tx=tx, request=request):
+                    assert origin is not None
+                    self._origins[tx] = origin
+                    # Nothing this endpoint serves yet is cancellable: no INVITE is pending.
+                    self._respond(tx, make_response(request, 481))
+                case TransactionTerminated(tx=tx):
+                    if isinstance(tx, ServerTransaction):
+                        self._origins.pop(tx, None)
+                case AckReceived() | ResponseReceived() | StrayResponse():
+                    pass  # no dialogs or client transactions are served yet
+                case TransactionTimeout() | TransportError():
+                    pass
+        self._schedule()
+
+    def _send(self, action: Send) -> None:
+        tx = action.tx
+        origin = self._origins.get(tx) if isinstance(tx, ServerTransaction) else None
+        host, port = action.destination
+        if origin is not None:
+            target = Target(origin.transport, host, port, origin.local, origin.conn_id)
+        else:
+            target = Target("udp", host, port)
+        if self.sip_trace:
+            log.debug("sip_out", peer=f"{target.transport}:{host}:{port}", message=_text(action.data))
+        if not self.transports.send(action.data, target) and action.reliable:
+            self._run(self.layer.transport_error(tx, time.monotonic()), None)
+
+    def _schedule(self) -> None:
+        deadline = self.layer.next_deadline()
+        if deadline is None:
+            return
+        if self._timer_at is not None and self._timer_at <= deadline:
+            return
+        loop = self._loop
+        if loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        delay = max(0.0, deadline - time.monotonic())
+        self._timer = loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._run(self.layer.on_timer(time.monotonic()), None)
+
+    # -- stateless answers ----------------------------------------------------------------------
+
+    def _reject_unparsed(self, error: SipError, fields: list[Field] | None, origin: Origin) -> None:
+        """Answer a request that cannot enter a transaction, if it says where to answer."""
+        log.info("bad_request", peer=origin.host, status=error.status, reason=error.reason)
+        if not fields:
+            return
+        kept = error_response_fields(fields)
+        if not any(k == "via" for k, _, _ in kept):
+            return
+        response = Response(error.status, error.reason, kept)
+        for name, value in error.headers:
+            response.fields.append((name.lower(), name, value))
+        try:
+            via = response.top_via
+        except SipError:
+            return
+        host, port = _response_address(via, origin)
+        self.transports.send(response.to_bytes(), Target(origin.transport, host, port, origin.local, origin.conn_id))
+
+
+def _peer(origin: Origin) -> tuple[str, int]:
+    return (origin.host, origin.port)
+
+
+def _response_address(via: Via, origin: Origin) -> tuple[str, int]:
+    if origin.reliable:
+        return origin.host, origin.port
+    host = via.received or origin.host
+    port = via.rport or (origin.port if via.wants_rport else (via.port or 5060))
+    return host, port
+
+
+def _replace_top_via(request: Request, via: Via) -> None:
+    """Rewrite the first Via value in place (the fields and the lookup index alike)."""
+    fields = request.fields
+    for i, (key, name, value) in enumerate(fields):
+        if key != "via":
+            continue
+        rest = ""
+        if "," in value:
+            from sentral.pbx.sip.grammar import split_commas
+
+            parts = split_commas(value)
+            rest = ", " + ", ".join(parts[1:]) if len(parts) > 1 else ""
+        new_value = str(via) + rest
+        fields[i] = (key, name, new_value)
+        index = request._idx()
+        index["via"][0] = new_value
+        request._top_via = via
+        return
+
+
+def _local_tag(request: Request) -> str:
+    return format(abs(hash((request.call_id, request.from_tag, request.cseq.seq, "o"))) & 0xFFFFFFFF, "08x")
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
