@@ -13,7 +13,7 @@ import structlog
 from sentral.config.db import make_engine, schema_is_current
 from sentral.config.directory import Directory, directory_version, load_directory
 from sentral.config.settings import ServeConfig
-from sentral.config.store import BindingStore
+from sentral.config.store import BindingStore, ConfigStore
 from sentral.config.writer import BindingWriter
 from sentral.pbx.endpoint import Endpoint
 from sentral.pbx.guard import Guard, GuardPolicy, parse_networks
@@ -46,21 +46,11 @@ class Server:
                 trusted=parse_networks(config.trusted),
             )
         )
-        self.registrar = Registrar(DigestAuthority(os.urandom(32)), self.location, RegistrarPolicy())
         self._directory: Directory | None = None
         ssl_context = make_server_ssl_context(config.cert, config.key) if config.cert and config.key else None
         self.layer = TransactionLayer()
         self.transports = Transports(self._on_message, ssl_context=ssl_context)
-        self.endpoint = Endpoint(
-            self.transports,
-            self.layer,
-            self.registrar,
-            self.location,
-            self.writer,
-            self.guard,
-            self.directory,
-            sip_trace=config.sip_trace,
-        )
+        self.endpoint: Endpoint | None = None
         self._stop = asyncio.Event()
         self._interrupts = 0
 
@@ -70,15 +60,29 @@ class Server:
         return self._directory
 
     def _on_message(self, data: bytes, origin: Origin) -> None:
+        assert self.endpoint is not None
         self.endpoint.on_message(data, origin)
 
     async def run(self) -> int:
         """Serve until stopped; the exit code."""
         loop = asyncio.get_running_loop()
-        self.endpoint.attach(loop)
         if not await asyncio.to_thread(schema_is_current, self.engine):
             log.error("schema_outdated", hint="run `sentral init` first")
             return 1
+        # The nonce key outlives restarts, so phones holding a nonce are not failed after one.
+        secret = await asyncio.to_thread(ConfigStore(self.engine).server_secret, "digest-nonce")
+        registrar = Registrar(DigestAuthority(secret), self.location, RegistrarPolicy())
+        endpoint = self.endpoint = Endpoint(
+            self.transports,
+            self.layer,
+            registrar,
+            self.location,
+            self.writer,
+            self.guard,
+            self.directory,
+            sip_trace=self.config.sip_trace,
+        )
+        endpoint.attach(loop)
         self._directory = await asyncio.to_thread(load_directory, self.engine)
         rows = await asyncio.to_thread(self.store.load_active, time.time())
         self.location.apply(rows, [])
@@ -137,7 +141,8 @@ class Server:
         while True:
             await asyncio.sleep(1.0)
             self.guard.poll(time.monotonic())
-            self.endpoint.log_security()
+            if self.endpoint is not None:
+                self.endpoint.log_security()
             gone = self.location.expire(time.time())
             if not gone:
                 continue

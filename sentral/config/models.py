@@ -149,6 +149,19 @@ class DirectoryVersion(Base):
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class ServerSecret(Base):
+    """Random keys the server must keep across restarts, such as the one that signs digest nonces.
+
+    Were the nonce key new at every start, every phone would fail its next authentication after a
+    restart, and a clinic behind one NAT address could trip the abuse guard.
+    """
+
+    __tablename__ = "server_secret"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+
+
 __all__ = [
     "DEFAULT_DIGEST_ALGORITHMS",
     "Base",
@@ -156,6 +169,7 @@ __all__ = [
     "Clinic",
     "DirectoryVersion",
     "Role",
+    "ServerSecret",
     "Staff",
     "StaffRole",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import re
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from sentral.config.models import (
     Clinic,
     DirectoryVersion,
     Role,
+    ServerSecret,
     Staff,
     StaffRole,
 )
@@ -110,6 +112,20 @@ class ConfigStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._writer = writing(engine)
+
+    # -- server secrets ----------------------------------------------------------------------
+
+    def server_secret(self, name: str) -> bytes:
+        """The 32-byte secret called ``name``, created on first use and kept from then on.
+
+        Two servers starting at once on one database agree: the first insert wins and both read it.
+        """
+        with self._writer.begin() as connection:
+            found = connection.execute(select(ServerSecret.value).where(ServerSecret.name == name)).scalar()
+            if found is None:
+                found = secrets.token_hex(32)
+                connection.execute(insert(ServerSecret).values(name=name, value=found))
+        return bytes.fromhex(found)
 
     # -- clinics -----------------------------------------------------------------------------
 

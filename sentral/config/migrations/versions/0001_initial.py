@@ -95,10 +95,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_directory_version"),
     )
     op.bulk_insert(directory_version, [{"id": 1, "version": 0}])
+    op.create_table(
+        "server_secret",
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("value", sa.String(128), nullable=False),
+        sa.PrimaryKeyConstraint("name", name="pk_server_secret"),
+    )
 
 
 def downgrade() -> None:
     """Drop every table."""
+    op.drop_table("server_secret")
     op.drop_table("directory_version")
     op.drop_index("ix_binding_expires_at", table_name="binding")
     op.drop_table("binding")
