@@ -8,15 +8,17 @@ running server picks them up within a second.
 
 from __future__ import annotations
 
+import csv
 import ipaddress
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn, TextIO, cast
 
 import click
 from sqlalchemy import Engine
@@ -36,6 +38,7 @@ from sentral.config.store import (
     BindingRow,
     BindingStore,
     ConfigStore,
+    NewStaff,
     parse_digest_algorithms,
     validate_extension,
     validate_name,
@@ -305,6 +308,49 @@ def user_add(
         entry = store.add_staff(store.resolve_domain(domain), extension, name, password, roles)
     roles_text = f" with roles {', '.join(entry.roles)}" if entry.roles else ""
     click.echo(f"Added {entry.extension}@{entry.domain} ({entry.name}){roles_text}.")
+
+
+@user.command("import")
+@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"), metavar="FILE.csv")
+@domain_option
+@pass_target
+def user_import(target: Target, csv_file: TextIO, domain: str | None) -> None:
+    """Add every member of staff listed in FILE.csv, all or none.
+
+    The file has a header line naming the columns extension, name and password, and optionally
+    roles (several separated by spaces or semicolons). '-' reads standard input.
+    """
+    with _translated(target):
+        people = _read_staff_csv(csv_file)
+        store = ConfigStore(_open(target))
+        added = store.add_staff_many(store.resolve_domain(domain), people)
+    click.echo(f"Added {len(added)} members of staff.")
+
+
+def _read_staff_csv(handle: TextIO) -> list[NewStaff]:
+    name = getattr(handle, "name", "the file")
+    reader = csv.DictReader(handle)
+    columns = {c.strip().lower() for c in (reader.fieldnames or [])}
+    missing = {"extension", "name", "password"} - columns
+    if missing:
+        raise StoreError(
+            f"{name}: the first line must name the columns extension, name, password (and optionally roles); "
+            f"missing {', '.join(sorted(missing))}"
+        )
+    people: list[NewStaff] = []
+    for line, row in enumerate(reader, start=2):
+        values = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+        try:
+            extension = validate_extension(values["extension"])
+            validate_name(values["name"], extension)
+            validate_password(values["password"])
+        except StoreError as exc:
+            raise StoreError(f"{name}, line {line}: {exc}") from exc
+        roles = tuple(r for r in re.split(r"[;\s]+", values.get("roles", "")) if r)
+        people.append(NewStaff(extension, values["name"], values["password"], roles))
+    if not people:
+        raise StoreError(f"{name}: no staff listed below the header line")
+    return people
 
 
 @user.command("list")

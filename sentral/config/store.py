@@ -106,6 +106,20 @@ def _bump_version(connection: Connection) -> None:
     connection.execute(update(DirectoryVersion).values(version=DirectoryVersion.version + 1))
 
 
+@dataclass(frozen=True, slots=True)
+class NewStaff:
+    """A member of staff to add: extension, name, password and roles."""
+
+    extension: str
+    name: str
+    password: str
+    roles: tuple[str, ...] = ()
+
+
+def _taken(extension: str, domain: str) -> str:
+    return f"extension {extension} already exists in {domain}; choose another number or remove it first"
+
+
 class ConfigStore:
     """Clinics, staff and roles: the changes the operator makes with the CLI."""
 
@@ -190,37 +204,54 @@ class ConfigStore:
         self, domain: str, extension: str, name: str, password: str, roles: Iterable[str] = ()
     ) -> StaffEntry:
         """Add a member of staff; only the HA1 hashes of the password are stored."""
+        return self.add_staff_many(domain, [NewStaff(extension, name, password, tuple(roles))])[0]
+
+    def add_staff_many(self, domain: str, people: Sequence[NewStaff]) -> builtins.list[StaffEntry]:
+        """Add several members of staff in one transaction: all of them, or (on any error) none."""
         canonical = normalize_domain(domain)
-        validate_extension(extension)
-        display = validate_name(name, extension)
-        validate_password(password)
-        role_names = tuple(dict.fromkeys(normalize_role(role) for role in roles))
-        ha1_md5 = compute_ha1("MD5", extension, canonical, password)
-        ha1_sha256 = compute_ha1("SHA-256", extension, canonical, password)
-        taken = (
-            f"extension {extension} already exists in {canonical}; choose another number or remove it first"
-        )
+        prepared: builtins.list[tuple[StaffEntry, tuple[str, ...]]] = []
+        seen: set[str] = set()
+        for person in people:
+            validate_extension(person.extension)
+            display = validate_name(person.name, person.extension)
+            validate_password(person.password)
+            if person.extension in seen:
+                raise StoreError(f"extension {person.extension} appears twice; each extension can be added once")
+            seen.add(person.extension)
+            role_names = tuple(dict.fromkeys(normalize_role(role) for role in person.roles))
+            entry = StaffEntry(
+                canonical,
+                person.extension,
+                display,
+                tuple(sorted(role_names)),
+                compute_ha1("MD5", person.extension, canonical, person.password),
+                compute_ha1("SHA-256", person.extension, canonical, person.password),
+            )
+            prepared.append((entry, role_names))
+        current = ""
         try:
             with self._writer.begin() as connection:
                 clinic_id = self._require_clinic(connection, canonical)
-                if self._staff_id(connection, clinic_id, extension) is not None:
-                    raise StoreError(taken)
-                staff_id = connection.execute(
-                    insert(Staff)
-                    .values(
-                        clinic_id=clinic_id,
-                        extension=extension,
-                        name=display,
-                        ha1_md5=ha1_md5,
-                        ha1_sha256=ha1_sha256,
-                    )
-                    .returning(Staff.id)
-                ).scalar_one()
-                self._grant(connection, clinic_id, staff_id, role_names)
+                for entry, role_names in prepared:
+                    current = entry.extension
+                    if self._staff_id(connection, clinic_id, entry.extension) is not None:
+                        raise StoreError(_taken(entry.extension, canonical))
+                    staff_id = connection.execute(
+                        insert(Staff)
+                        .values(
+                            clinic_id=clinic_id,
+                            extension=entry.extension,
+                            name=entry.name,
+                            ha1_md5=entry.ha1_md5,
+                            ha1_sha256=entry.ha1_sha256,
+                        )
+                        .returning(Staff.id)
+                    ).scalar_one()
+                    self._grant(connection, clinic_id, staff_id, role_names)
                 _bump_version(connection)
         except IntegrityError as exc:
-            raise StoreError(taken) from exc
-        return StaffEntry(canonical, extension, display, tuple(sorted(role_names)), ha1_md5, ha1_sha256)
+            raise StoreError(_taken(current, canonical)) from exc
+        return [entry for entry, _ in prepared]
 
     def staff(self, domain: str | None = None) -> builtins.list[StaffEntry]:
         """Staff of one clinic, or of every clinic when ``domain`` is None, by domain and extension."""

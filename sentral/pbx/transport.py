@@ -27,6 +27,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import structlog
 
@@ -135,8 +136,8 @@ class _StreamConnection(asyncio.Protocol):
         self.last_activity = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's stream transports do not derive from asyncio.Transport but offer its methods.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1]) if peer else ("", 0)
         self.conn_id = self.owner._register(self)

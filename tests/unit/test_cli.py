@@ -350,3 +350,43 @@ def test_the_command_exits_cleanly_on_success_and_on_mistakes(db_url: str, tmp_p
         assert result.returncode == code, result.stderr
         assert "Traceback" not in result.stderr
         assert result.stderr.strip()
+
+
+def test_user_import_adds_everyone_from_a_csv(db: str, tmp_path: Path) -> None:
+    sheet = tmp_path / "staff.csv"
+    sheet.write_text(
+        "Extension,Name,Password,Roles\n"
+        "1101,Kari Nordmann,secret-1101,doctor\n"
+        "1102,Ola Nordmann,secret-1102,nurse;medical-secretary\n"
+        "1103,Per Hansen,secret-1103,\n",
+        encoding="utf-8",
+    )
+    assert "Added 3 members of staff" in ok(db, "user", "import", str(sheet))
+    listed = {u["extension"]: u for u in json.loads(ok(db, "user", "list", "--json"))}
+    assert set(listed) == {"1101", "1102", "1103"}
+    assert sorted(listed["1102"]["roles"]) == ["medical-secretary", "nurse"]
+    engine = make_engine(db)
+    try:
+        entry = load_directory(engine).staff_for("clinic.local", "1101")
+        assert entry is not None
+        assert entry.ha1_md5 == compute_ha1("MD5", "1101", "clinic.local", "secret-1101")
+    finally:
+        engine.dispose()
+
+
+def test_user_import_is_all_or_nothing_and_names_the_bad_line(db: str, tmp_path: Path) -> None:
+    sheet = tmp_path / "staff.csv"
+    sheet.write_text("extension,name,password\n1201,A B,secret-1201\n1202,C D,short\n", encoding="utf-8")
+    message = fails(db, "user", "import", str(sheet))
+    assert "line 3" in message and "8 characters" in message
+    ok(db, "user", "add", "1301", "--name", "Taken", "--password", "secret-1301")
+    sheet.write_text("extension,name,password\n1302,E F,secret-1302\n1301,G H,secret-1301\n", encoding="utf-8")
+    assert "1301 already exists" in fails(db, "user", "import", str(sheet))
+    extensions = {u["extension"] for u in json.loads(ok(db, "user", "list", "--json"))}
+    assert extensions == {"1301"}
+
+
+def test_user_import_needs_the_named_columns(db: str, tmp_path: Path) -> None:
+    sheet = tmp_path / "staff.csv"
+    sheet.write_text("1401,No Header,secret-1401\n", encoding="utf-8")
+    assert "must name the columns" in fails(db, "user", "import", str(sheet))

@@ -1,0 +1,219 @@
+"""Phones register to the real server on loopback: pjsua2 softphones, SIPp, and crash recovery.
+
+Every test here runs against SQLite and PostgreSQL (the ``db_url`` fixture), because what a
+registration leaves behind must be the same on both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.system.peers import Sipp, Softphone, wait_until, write_users_csv
+from tests.system.server import SentralServer
+
+DOMAIN = "clinic.test"
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+@pytest.fixture
+def clinic(db_url: str, tmp_path: Path) -> Iterator[SentralServer]:
+    """A running server on ``db_url`` with clinic.test and three members of staff."""
+    workdir = tmp_path / "server"
+    workdir.mkdir()
+    server = SentralServer(db_url, workdir)
+    server.cli("init", "--domain", DOMAIN)
+    for ext in ("1001", "1002", "1003"):
+        server.cli("user", "add", ext, "--name", f"Staff {ext}", "--password", f"secret-{ext}")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def add_users(server: SentralServer, users: list[tuple[str, str]], path: Path) -> None:
+    """Add staff in bulk with `sentral user import`, as IT staff provision a clinic."""
+    lines = ["extension,name,password", *(f"{ext},Staff {ext},{password}" for ext, password in users)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    server.cli("user", "import", str(path))
+
+
+def bindings_of(server: SentralServer, ext: str) -> list[dict[str, object]]:
+    return [r for r in server.registrations() if r["extension"] == ext]
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_softphone_registers_refreshes_and_unregisters(
+    clinic: SentralServer, softphone_factory: Callable[..., Softphone], transport: str
+) -> None:
+    phone = softphone_factory("desk")
+    phone.add_account("a", "1001", "secret-1001", DOMAIN, clinic.address, transport=transport, reg_timeout=300)
+    first = phone.wait_registered("a")
+    assert first["expires"] == 300
+    [row] = bindings_of(clinic, "1001")
+    assert row["transport"] == transport
+    assert 290 < int(row["expires_in"]) <= 300  # type: ignore[call-overload]
+
+    phone.register("a")  # a refresh
+    phone.wait_registered("a")
+    assert len(bindings_of(clinic, "1001")) == 1
+
+    phone.unregister("a")
+    event = phone.wait_event("reg_state", account="a")
+    assert event["code"] == 200 and not event["active"]
+    assert bindings_of(clinic, "1001") == []
+
+
+def test_sha256_is_offered_first_and_md5_only_clinics_work_too(
+    clinic: SentralServer, softphone_factory: Callable[..., Softphone]
+) -> None:
+    clinic.extra_args = ("--sip-trace", "--log-level", "debug")
+    clinic.restart()
+    phone = softphone_factory("desk")
+    phone.add_account("a", "1001", "secret-1001", DOMAIN, clinic.address)
+    phone.wait_registered("a")
+    answered = set(re.findall(r"Authorization: Digest[^\\]*?algorithm=([A-Za-z0-9-]+)", clinic.log_path.read_text()))
+    assert answered == {"SHA-256"}
+    clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")
+    time.sleep(1.0)  # the server follows configuration changes within a second
+    phone.add_account("b", "1002", "secret-1002", DOMAIN, clinic.address)
+    phone.wait_registered("b")
+    assert {r["extension"] for r in clinic.registrations()} == {"1001", "1002"}
+    answered = set(re.findall(r"Authorization: Digest[^\\]*?algorithm=([A-Za-z0-9-]+)", clinic.log_path.read_text()))
+    assert answered == {"SHA-256", "MD5"}
+
+
+def test_wrong_password_is_refused_and_nothing_is_bound(
+    clinic: SentralServer, softphone_factory: Callable[..., Softphone]
+) -> None:
+    phone = softphone_factory("desk")
+    phone.add_account("a", "1001", "not-the-password", DOMAIN, clinic.address)
+    event = phone.wait_event("reg_state", account="a")
+    assert event["code"] in (401, 403)
+    assert not event["active"]
+    assert clinic.registrations() == []
+    assert "auth_failed" in clinic.log_tail(200)
+
+
+def test_password_change_takes_effect_without_restart(
+    clinic: SentralServer, softphone_factory: Callable[..., Softphone]
+) -> None:
+    clinic.cli("user", "passwd", "1003", "--password", "brand-new-secret")
+    time.sleep(1.0)
+    phone = softphone_factory("desk")
+    phone.add_account("old", "1003", "secret-1003", DOMAIN, clinic.address)
+    assert phone.wait_event("reg_state", account="old")["code"] in (401, 403)
+    phone.add_account("new", "1003", "brand-new-secret", DOMAIN, clinic.address)
+    phone.wait_registered("new")
+
+
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+def test_sipp_registers_many_users_with_digest(
+    clinic: SentralServer, sipp: Sipp, tmp_path: Path, transport: str
+) -> None:
+    clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")  # SIPp 3.6 speaks MD5 only
+    users = [(str(2000 + i), f"password-{i:04d}", DOMAIN) for i in range(150)]
+    add_users(clinic, [(ext, password) for ext, password, _ in users], tmp_path / "staff.csv")
+    time.sleep(1.0)
+    csv = write_users_csv(tmp_path / "users.csv", users)
+    result = sipp.run(
+        clinic.address,
+        SCENARIOS / "register_auth.xml",
+        transport=transport,
+        users=csv,
+        calls=len(users),
+        rate=100,
+        timeout=60,
+        auth_uri=DOMAIN,
+    )
+    assert result.successful == len(users), result
+    assert result.failed == 0
+    registered = {r["extension"] for r in clinic.registrations()}
+    assert registered == {ext for ext, _, _ in users}
+
+
+class DigestClient:
+    """A minimal REGISTER client over UDP that records which registrations were acknowledged."""
+
+    def __init__(self, server: tuple[str, int]) -> None:
+        self.server = server
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(2.0)
+        self.port = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _register(self, ext: str, call_id: str, cseq: int, auth: str = "") -> str:
+        branch = "z9hG4bK" + uuid.uuid4().hex
+        message = (
+            f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch};rport\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: <sip:{ext}@{DOMAIN}>;tag={call_id[:8]}\r\n"
+            f"To: <sip:{ext}@{DOMAIN}>\r\n"
+            f"Call-ID: {call_id}\r\n"
+            f"CSeq: {cseq} REGISTER\r\n"
+            f"Contact: <sip:{ext}@127.0.0.1:{self.port}>\r\n"
+            "Expires: 3600\r\n"
+            f"{auth}"
+            "Content-Length: 0\r\n\r\n"
+        )
+        self.sock.sendto(message.encode(), self.server)
+        while True:
+            data, _ = self.sock.recvfrom(65535)
+            text = data.decode()
+            if f"Call-ID: {call_id}" in text and f"CSeq: {cseq} REGISTER" in text and " 100 " not in text[:12]:
+                return text
+
+    def register(self, ext: str, password: str) -> bool:
+        """True once the server answered 200 to the authenticated REGISTER."""
+        call_id = uuid.uuid4().hex
+        challenge = self._register(ext, call_id, 1)
+        nonce = re.search(r'nonce="([^"]+)"', challenge)
+        if not challenge.startswith("SIP/2.0 401") or nonce is None:
+            return False
+        realm = DOMAIN
+        ha1 = hashlib.md5(f"{ext}:{realm}:{password}".encode()).hexdigest()
+        ha2 = hashlib.md5(f"REGISTER:sip:{DOMAIN}".encode()).hexdigest()
+        response = hashlib.md5(f"{ha1}:{nonce.group(1)}:00000001:abc:auth:{ha2}".encode()).hexdigest()
+        auth = (
+            f'Authorization: Digest username="{ext}", realm="{realm}", nonce="{nonce.group(1)}", '
+            f'uri="sip:{DOMAIN}", response="{response}", algorithm=MD5, cnonce="abc", qop=auth, '
+            "nc=00000001\r\n"
+        )
+        return self._register(ext, call_id, 2, auth).startswith("SIP/2.0 200")
+
+
+def test_sigkill_loses_no_acknowledged_registration(clinic: SentralServer, tmp_path: Path) -> None:
+    clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")
+    users = [(str(3000 + i), f"password-{i:04d}") for i in range(400)]
+    add_users(clinic, users, tmp_path / "staff.csv")
+    time.sleep(1.0)
+    host, port = clinic.address.split(":")
+    client = DigestClient((host, int(port)))
+    acknowledged: list[str] = []
+    try:
+        for ext, password in users[:300]:
+            if client.register(ext, password):
+                acknowledged.append(ext)
+        # Kill the server in the middle of a registration that has been sent but not answered.
+        ext, password = users[300]
+        client._register(ext, uuid.uuid4().hex, 1)
+        clinic.kill()
+    finally:
+        client.close()
+    assert len(acknowledged) == 300
+    clinic.start()
+    wait_until(lambda: "serving" in clinic.log_tail(50), 10, "the restarted server to serve")
+    assert {r["extension"] for r in clinic.registrations()} >= set(acknowledged)
+    assert "bindings=300" in clinic.log_tail(50) or "bindings=301" in clinic.log_tail(50)
