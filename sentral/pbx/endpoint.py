@@ -28,7 +28,7 @@ import structlog
 
 from sentral.config.directory import Directory
 from sentral.config.writer import BindingWriter
-from sentral.pbx.guard import Guard, GuardAction
+from sentral.pbx.guard import Guard, GuardAction, SecurityEventKind
 from sentral.pbx.location import Location
 from sentral.pbx.registrar import AuthOutcome, RegisterResult, Registrar
 from sentral.pbx.sip.errors import SipError
@@ -243,6 +243,8 @@ class Endpoint:
 
     def log_security(self) -> None:
         for event in self.guard.events():
+            if event.kind is SecurityEventKind.AUTH_FAILURE:
+                continue  # already logged as auth_failed, with the user and transport
             security_log.warning(f"security_{event.kind.value}", remote=event.host, reason=event.reason, count=event.count)
 
     # -- sending and timers ---------------------------------------------------------------------
