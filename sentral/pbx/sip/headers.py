@@ -127,7 +127,7 @@ def parse_name_addr(text: str) -> NameAddr:
     """Parse a name-addr (``"Bob" <sip:bob@host>;tag=1``) or addr-spec (``sip:bob@host;tag=1``).
 
     In the addr-spec form the URI ends at the first semicolon: what follows are header
-    parameters (RFC 3261 §20.10).
+    parameters, and a URI with ``?headers`` or a comma is refused (RFC 3261 §20.10).
     """
     m = _NAME_ADDR_RE.match(text)
     if m is not None:
@@ -145,6 +145,10 @@ def parse_name_addr(text: str) -> NameAddr:
     if m is None:
         raise SipError(400, "Bad address")
     uri_text, ptext = m.group("uri", "params")
+    if "?" in uri_text or "," in uri_text:
+        # A URI with headers or a comma must be enclosed in <> (RFC 3261 §20.10; RFC 4475
+        # §3.1.2.13): in general the unbracketed form is ambiguous.
+        raise SipError(400, "URI with headers or comma must be in <>")
     params = parse_params(ptext[1:].rstrip(WS)) if ptext else ()
     return NameAddr(uri=parse_uri(uri_text), params=params, bracketed=False)
 
@@ -177,7 +181,7 @@ class Via(NamedTuple):
     def rport(self) -> int | None:
         """The filled-in rport value (RFC 3581), or None if absent or empty."""
         value = param(self.params, "rport")
-        return int(value) if value and value.isdigit() else None
+        return int(value) if value and value.isascii() and value.isdigit() else None
 
     @property
     def wants_rport(self) -> bool:
@@ -231,7 +235,9 @@ def parse_via(text: str) -> Via:
         for key, value in params:
             if key == "branch" and not value:
                 raise SipError(400, "Empty Via branch")
-            if key == "ttl" and (value is None or not value.isdigit() or int(value) > 255):
+            if key == "ttl" and (
+                value is None or not (value.isascii() and value.isdigit()) or int(value) > 255
+            ):
                 raise SipError(400, "Bad Via ttl")
     protocol = "SIP/2.0" if name == "SIP" and version == "2.0" else f"{name.upper()}/{version}"
     return Via(transport=transport.upper(), host=host, port=port, params=params, protocol=protocol)

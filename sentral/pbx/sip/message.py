@@ -44,7 +44,7 @@ BRANCH_MAGIC = "z9hG4bK"
 Field = tuple[str, str, str]  # (key, name as written, value)
 
 _KNOWN_KEYS = frozenset(CANONICAL) | frozenset(COMPACT.values())
-_VERSION_RE = re.compile(r"SIP/\d+\.\d+\Z", re.IGNORECASE)
+_VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+\Z", re.IGNORECASE)
 _FOLD_RE = re.compile(r"\r\n[ \t]+")
 _CL_RE = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _SINGLE_HEADERS = ("call-id", "cseq", "from", "to", "max-forwards", "content-length", "expires")
@@ -237,7 +237,7 @@ class Message:
         if len(values) > 1:
             raise SipError(400, f"Multiple {display_name(header_key(name))} headers")
         text = values[0].strip()
-        if not text.isdigit() or len(text) > 10:
+        if not (text.isascii() and text.isdigit()) or len(text) > 10:
             raise SipError(400, f"Bad {display_name(header_key(name))} header")
         value = int(text)
         if value > limit:
@@ -321,7 +321,7 @@ class Request(Message):
     def validate(self) -> None:
         """Parse what routing needs from every request; raise SipError(400) if anything is off.
 
-        Checks the Request-URI, top Via, From, To, Call-ID, CSeq (its method must match the
+        Checks the Request-URI (which must not carry ``?headers``), top Via, From, To, Call-ID, CSeq (its method must match the
         request's), Max-Forwards, singleton headers that appear twice, and Contact values.
         """
         index = self._idx()
@@ -329,7 +329,10 @@ class Request(Message):
             values = index.get(key)
             if values is not None and len(values) > 1:
                 raise SipError(400, f"Multiple {display_name(key)} headers")
-        _ = self.uri
+        if self.uri.headers:
+            # Headers are "not allowed" in a Request-URI (RFC 3261 §19.1.1); RFC 4475 §3.1.2.11
+            # lets a server refuse them rather than forward a request it would have to rewrite.
+            raise SipError(400, "Headers in Request-URI")
         _ = self.top_via
         _ = self.from_
         _ = self.to
@@ -370,12 +373,21 @@ class Response(Message):
         return f"SIP/2.0 {self.status} {self.reason}"
 
     def validate(self) -> None:
-        """Parse what transaction matching needs from a response."""
-        _ = self.top_via
-        _ = self.call_id
-        _ = self.cseq
-        _ = self.from_
-        _ = self.to
+        """Parse what transaction matching needs from a response.
+
+        A response is never answered, so every error raised here carries ``drop``: a malformed
+        response is discarded (RFC 4475 §3.1.2.5, RFC 3261 §18.1.2).
+        """
+        try:
+            _ = self.top_via
+            _ = self.call_id
+            _ = self.cseq
+            _ = self.from_
+            _ = self.to
+        except SipError as exc:
+            if exc.drop:
+                raise
+            raise SipError(exc.status, exc.reason, drop=True) from exc
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"
@@ -405,7 +417,7 @@ def _split_fields(text: str) -> tuple[list[Field], dict[str, list[str]]]:
         key = name.lower()
         if key not in known:
             key = compact.get(key, key)
-            if key not in known and (not key or any(c not in TOKEN_CHARS for c in key)):
+            if key not in known and (not key or not TOKEN_CHARS.issuperset(key)):
                 raise SipError(400, "Bad header name")
         value = value.strip(" \t")
         append((key, name, value))
@@ -424,7 +436,7 @@ def _content_length(index: dict[str, list[str]]) -> int | None:
     if len(values) > 1:
         raise SipError(400, "Multiple Content-Length headers")
     value = values[0]
-    if not value.isdigit() or len(value) > 9:
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
         raise SipError(400, "Bad Content-Length")
     return int(value)
 
@@ -474,7 +486,7 @@ def _parse_response(first: str, fields: list[Field], body: bytes) -> Response:
     reason = parts[2] if len(parts) == 3 else ""
     if version.upper() != "SIP/2.0":
         raise SipError(505, "Version Not Supported", drop=True)
-    if len(code) != 3 or not code.isdigit():
+    if len(code) != 3 or not (code.isascii() and code.isdigit()):
         raise SipError(400, "Bad status code", drop=True)
     status = int(code)
     if status < 100 or status > 699:
@@ -487,7 +499,7 @@ def _parse_request(first: str, fields: list[Field], body: bytes) -> Request:
     if len(parts) != 3:
         raise ParseError(400, "Bad request line", fields, is_request=True)
     method, uri_text, version = parts
-    if not method or any(c not in TOKEN_CHARS for c in method):
+    if not method or not TOKEN_CHARS.issuperset(method):
         raise ParseError(400, "Bad method", fields, is_request=True)
     if version.upper() != "SIP/2.0":
         if _VERSION_RE.match(version):
@@ -502,16 +514,18 @@ class StreamFramer:
     """Cuts a TCP/TLS byte stream into messages by Content-Length (RFC 3261 §18.3).
 
     ``feed`` returns the complete messages (as bytes) now available. CRLFs between messages are
-    keep-alives (RFC 5626 §4.4.1): they are counted in ``pings`` (a double CRLF asks for a
-    single CRLF pong) and skipped. Broken framing (no or a bad Content-Length where one is
-    needed, a message over the size limit) raises SipError; the connection must then be closed,
+    keep-alives (RFC 5626 §4.4.1): every double CRLF adds one to ``pings`` (each asks for a
+    single CRLF pong), even when its halves arrive in different reads, and is skipped. Broken
+    framing (a missing or bad Content-Length, which a stream transport must carry per RFC 3261
+    §20.14; a message over the size limit) raises SipError; the connection must then be closed,
     since the stream can no longer be trusted to be in step.
     """
 
-    __slots__ = ("_buf", "pings")
+    __slots__ = ("_buf", "_crlfs", "pings")
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._crlfs = 0  # a lone CRLF seen at a message boundary, waiting for its pair
         self.pings = 0
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -523,12 +537,14 @@ class StreamFramer:
             while buf[start : start + 2] == b"\r\n":
                 start += 2
             if start:
-                if start >= 4:
-                    self.pings += 1
+                crlfs = self._crlfs + start // 2
+                self.pings += crlfs // 2
+                self._crlfs = crlfs % 2
                 del buf[:start]
                 continue
             if len(buf) == 1 and buf[0:1] == b"\r":
                 break
+            self._crlfs = 0
             sep = buf.find(b"\r\n\r\n")
             if sep < 0:
                 if len(buf) > MAX_MESSAGE_SIZE:
@@ -538,12 +554,12 @@ class StreamFramer:
             lengths = _CL_RE.findall(b"\r\n" + head)
             if len(lengths) > 1:
                 raise SipError(400, "Multiple Content-Length headers")
-            length = 0
-            if lengths:
-                text = lengths[0].strip()
-                if not text.isdigit() or len(text) > 9:
-                    raise SipError(400, "Bad Content-Length")
-                length = int(text)
+            if not lengths:
+                raise SipError(400, "Missing Content-Length")
+            text = lengths[0].strip()
+            if not text.isdigit() or len(text) > 9:
+                raise SipError(400, "Bad Content-Length")
+            length = int(text)
             total = sep + 4 + length
             if total > MAX_MESSAGE_SIZE:
                 raise SipError(513, "Message Too Large")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from sentral.pbx.sip.errors import SipError
-from sentral.pbx.sip.grammar import Params, format_params, has_param, param, parse_params
+from sentral.pbx.sip.grammar import Params, format_params, parse_params
 
 SIP_SCHEMES = frozenset({"sip", "sips", "tel"})
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*\Z")
@@ -78,18 +78,22 @@ class Uri:
         return h[1:-1] if h.startswith("[") else h
 
     def param(self, name: str) -> str | None:
-        """The value of URI parameter ``name`` (lower-case), or None."""
-        return param(self.params, name)
+        """The value of URI parameter ``name`` (lower-case), or None; a name written with
+        %-escapes (``;%6C%72`` for ``;lr``) is found too (RFC 3261 §19.1.4)."""
+        for key, value in self.params:
+            if key == name or ("%" in key and _param_name(key) == name):
+                return value
+        return None
 
     def has_param(self, name: str) -> bool:
-        """True if URI parameter ``name`` is present."""
-        return has_param(self.params, name)
+        """True if URI parameter ``name`` is present (escaped or not)."""
+        return any(key == name or ("%" in key and _param_name(key) == name) for key, _ in self.params)
 
     @property
     def transport(self) -> str | None:
         """The ``transport`` parameter in lower case, if any."""
-        value = param(self.params, "transport")
-        return value.lower() if value else None
+        value = self.param("transport")
+        return unescape(value).lower() if value else None
 
     def with_params(self, params: Params) -> Uri:
         """A copy with ``params`` replacing the parameters."""
@@ -134,19 +138,37 @@ class Uri:
             return False
         if self.opaque is not None or other.opaque is not None:
             return self.opaque == other.opaque
-        if self.user_unescaped != other.user_unescaped or self.password != other.password:
+        if self.user_unescaped != other.user_unescaped:
+            return False
+        if self.password != other.password and (
+            self.password is None or other.password is None or unescape(self.password) != unescape(other.password)
+        ):
             return False
         if self.host.lower() != other.host.lower() or self.port != other.port:
             return False
-        mine = {k: (v.lower() if v else v) for k, v in self.params}
-        theirs = {k: (v.lower() if v else v) for k, v in other.params}
+        mine = _comparable_params(self.params)
+        theirs = _comparable_params(other.params)
         for name in ("user", "ttl", "method", "maddr", "transport"):
             if (name in mine or name in theirs) and mine.get(name) != theirs.get(name):
                 return False
         for name in mine.keys() & theirs.keys():
             if mine[name] != theirs[name]:
                 return False
-        return sorted(self.headers) == sorted(other.headers)
+        return _comparable_headers(self.headers) == _comparable_headers(other.headers)
+
+
+def _param_name(key: str) -> str:
+    return unescape(key).lower()
+
+
+def _comparable_params(params: Params) -> dict[str, str | None]:
+    """Parameters as RFC 3261 §19.1.4 compares them: escapes decoded, case folded."""
+    return {_param_name(k) if "%" in k else k: (unescape(v).lower() if v else v) for k, v in params}
+
+
+def _comparable_headers(headers: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """URI headers in any order, names case-insensitive, escapes decoded (RFC 3261 §19.1.4)."""
+    return sorted((unescape(k).lower(), unescape(v)) for k, v in headers)
 
 
 def _split_host_port(text: str) -> tuple[str, int | None]:
@@ -156,8 +178,9 @@ def _split_host_port(text: str) -> tuple[str, int | None]:
         if end < 0:
             raise SipError(400, "Bad IPv6 reference")
         host = text[: end + 1]
-        if not _IPV6_RE.match(host) or not _valid_ipv6(host[1:-1]):
+        if not _IPV6_RE.match(host):
             raise SipError(400, "Bad IPv6 reference")
+        host = _ipv6_reference(host)
         rest = text[end + 1 :]
         if not rest:
             return host, None
@@ -182,8 +205,24 @@ def _valid_ipv6(text: str) -> bool:
     return True
 
 
+def _ipv6_reference(ref: str) -> str:
+    """Check a bracketed IPv6 reference; raise SipError(400) if it is not one.
+
+    RFC 3261's ABNF, taken from RFC 2373, allows an extra colon before an embedded IPv4 address
+    (``[2001:db8:::192.0.2.1]``); RFC 5118 §4.10 asks implementations to tolerate it. Such a
+    reference comes back in the corrected form, so that it compares equal to the correct one.
+    """
+    inner = ref[1:-1]
+    if _valid_ipv6(inner):
+        return ref
+    head, sep, tail = inner.partition(":::")
+    if sep and "." in tail and _valid_ipv6(f"{head}::{tail}"):
+        return f"[{head}::{tail}]"
+    raise SipError(400, "Bad IPv6 reference")
+
+
 def _port(text: str) -> int:
-    if not text.isdigit() or len(text) > 5:
+    if not (text.isascii() and text.isdigit()) or len(text) > 5:
         raise SipError(400, "Bad port")
     port = int(text)
     if port > 65535:
@@ -233,8 +272,8 @@ def _parse_sip(scheme: str, rest: str) -> Uri:
     if "%" in rest and _BAD_ESCAPE_RE.search(rest):
         raise SipError(400, "Bad escape in URI")
     user, password, host, port_text, ptext, htext = m.group("user", "pw", "host", "port", "params", "headers")
-    if host[0] == "[" and not _valid_ipv6(host[1:-1]):
-        raise SipError(400, "Bad IPv6 reference")
+    if host[0] == "[":
+        host = _ipv6_reference(host)
     port = None
     if port_text is not None:
         port = int(port_text)
