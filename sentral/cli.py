@@ -1,4 +1,4 @@
-"""The operator's CLI: set up the database, manage clinics and staff, list registrations, serve.
+"""The operator's CLI: set up the database, manage clinics and staff, list registrations and calls, serve.
 
 Every command is scriptable: listings take ``--json`` (a JSON array of objects), and a mistake
 ends with one sentence on stderr saying what to fix and exit code 1 (usage errors exit 2), never a
@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, cast
 
@@ -24,6 +25,7 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from sentral.config.cdr import LIVE_MAX_AGE, CallRecord, CdrStore, LegRecord, LiveCall, LiveCallStore
 from sentral.config.db import (
     StoreError,
     database_url,
@@ -476,6 +478,184 @@ def registrations(target: Target, as_json: bool) -> None:
     )
 
 
+# -- calls and call records ----------------------------------------------------------------------
+
+# Without --since, `sentral cdr` shows this many of the newest records rather than the whole history.
+DEFAULT_CDR_LIMIT = 100
+
+
+class _Moment(click.ParamType[float]):
+    """An ISO 8601 date or date-time, as epoch seconds; one without an offset is local time."""
+
+    name = "ISO8601"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            # A naive datetime's timestamp() reads it as local time, which is what the operator means.
+            return datetime.fromisoformat(str(value).strip()).timestamp()
+        except (ValueError, OverflowError, OSError):
+            self.fail(
+                f"{value!r} is not an ISO 8601 date or time; write it like 2025-03-01, 2025-03-01T08:30 "
+                "or 2025-03-01T08:30:00+01:00",
+                param,
+                ctx,
+            )
+
+
+def _utc(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _local(moment: float) -> str:
+    return datetime.fromtimestamp(moment).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _clock(seconds: float) -> str:
+    """0:42, 12:03 or 1:02:03."""
+    minutes, secs = divmod(int(max(0.0, seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _times(**moments: float | None) -> dict[str, Any]:
+    """Each time as an ISO 8601 UTC string under its name and as epoch seconds under NAME_epoch."""
+    fields: dict[str, Any] = {}
+    for name, moment in moments.items():
+        fields[name] = _utc(moment)
+        fields[f"{name}_epoch"] = moment
+    return fields
+
+
+def _live_json(call: LiveCall, now: float) -> dict[str, Any]:
+    return {
+        "call_id": call.call_id,
+        "server_id": call.server_id,
+        "domain": call.domain,
+        "caller": call.caller,
+        "callee": call.callee,
+        "state": call.state,
+        "legs": call.legs,
+        **_times(started_at=call.started_at, answered_at=call.answered_at, updated_at=call.updated_at),
+        "duration": round(call.duration(now), 3),
+        "elapsed": round(max(0.0, now - call.started_at), 3),
+    }
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@pass_target
+def calls(target: Target, as_json: bool) -> None:
+    """List the calls in progress on the running servers.
+
+    DURATION is the talk time of an answered call and the time since the call began for the others.
+    """
+    engine = _open(target)
+    now = time.time()
+    with _translated(target):
+        live = LiveCallStore(engine).list(LIVE_MAX_AGE, now=now)
+    if as_json:
+        _emit_json([_live_json(call, now) for call in live])
+        return
+    _emit_table(
+        ("CALL ID", "FROM", "TO", "STATE", "DURATION"),
+        [
+            (
+                call.call_id,
+                call.caller,
+                call.callee,
+                call.state,
+                _clock(now - (call.answered_at if call.answered_at is not None else call.started_at)),
+            )
+            for call in live
+        ],
+        "No calls in progress.",
+    )
+
+
+def _leg_json(leg: LegRecord) -> dict[str, Any]:
+    return {
+        "leg": leg.leg,
+        "role": leg.role,
+        "target": leg.target,
+        **_times(
+            started_at=leg.started_at,
+            ringing_at=leg.ringing_at,
+            answered_at=leg.answered_at,
+            ended_at=leg.ended_at,
+        ),
+        "outcome": leg.outcome,
+        "status": leg.status,
+    }
+
+
+def _record_json(record: CallRecord) -> dict[str, Any]:
+    return {
+        "call_id": record.call_id,
+        "domain": record.domain,
+        "caller": record.caller,
+        "caller_name": record.caller_name,
+        "callee": record.callee,
+        "callee_extension": record.callee_extension,
+        **_times(
+            started_at=record.started_at,
+            ringing_at=record.ringing_at,
+            answered_at=record.answered_at,
+            ended_at=record.ended_at,
+        ),
+        "duration": round(record.duration, 3),
+        "disposition": record.disposition,
+        "hangup_by": record.hangup_by,
+        "hangup_reason": record.hangup_reason,
+        "status_to_caller": record.status_to_caller,
+        "legs": [_leg_json(leg) for leg in record.legs],
+    }
+
+
+def _record_row(record: CallRecord) -> tuple[str, ...]:
+    caller = f"{record.caller} ({record.caller_name})" if record.caller_name else record.caller
+    callee = record.callee
+    if record.callee_extension and record.callee_extension != record.callee:
+        callee = f"{record.callee} -> {record.callee_extension}"
+    hangup = f"{record.hangup_by}: {record.hangup_reason}" if record.hangup_by else record.hangup_reason
+    duration = _clock(record.duration) if record.answered_at is not None else "-"
+    return (_local(record.started_at), record.call_id, caller, callee, record.disposition, duration, hangup)
+
+
+@cli.command()
+@click.option(
+    "--since",
+    type=_Moment(),
+    help="Only calls that started at or after this ISO 8601 date or time, e.g. 2025-03-01 or "
+    "2025-03-01T08:30:00+01:00; without an offset it is local time.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    help=f"Only the newest N records; 0 for all. Default: {DEFAULT_CDR_LIMIT} without --since, all with it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array; times in UTC and epoch seconds.")
+@pass_target
+def cdr(target: Target, since: float | None, limit: int | None, as_json: bool) -> None:
+    """List call records, newest last; the table shows local time."""
+    if limit is None:
+        limit = 0 if since is not None else DEFAULT_CDR_LIMIT
+    engine = _open(target)
+    with _translated(target):
+        records = CdrStore(engine).list(since, limit or None)
+    if as_json:
+        _emit_json([_record_json(record) for record in records])
+        return
+    _emit_table(
+        ("STARTED", "CALL ID", "FROM", "TO", "RESULT", "DURATION", "HANGUP"),
+        [_record_row(record) for record in records],
+        "No call records." if since is None else "No call records since then.",
+    )
+
+
 # -- serve ---------------------------------------------------------------------------------------
 
 
@@ -539,6 +719,27 @@ def _check_readable(path: str, what: str) -> None:
     show_default=True,
     help="How long a blocked address stays blocked.",
 )
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=SERVE_DEFAULTS.drain_timeout,
+    show_default=True,
+    help="Seconds calls in progress may go on after SIGTERM (new calls get 503) before they are hung up.",
+)
+@click.option(
+    "--no-answer-timeout",
+    type=click.FloatRange(min=1),
+    default=SERVE_DEFAULTS.no_answer_timeout,
+    show_default=True,
+    help="Seconds a call rings before the caller hears 480 (no answer).",
+)
+@click.option(
+    "--session-interval",
+    type=click.IntRange(min=90),
+    default=SERVE_DEFAULTS.session_interval,
+    show_default=True,
+    help="Session timer interval (RFC 4028) asked for on every call leg, in seconds.",
+)
 @pass_target
 def serve(
     target: Target,
@@ -552,6 +753,9 @@ def serve(
     flood_rate: float,
     auth_failures: int,
     block_seconds: float,
+    drain_timeout: float,
+    no_answer_timeout: float,
+    session_interval: int,
 ) -> NoReturn:
     """Run the softswitch until interrupted."""
     networks = _parse_trusted(trusted) if trusted else SERVE_DEFAULTS.trusted
@@ -577,6 +781,9 @@ def serve(
         auth_failures=auth_failures,
         block_seconds=block_seconds,
         trusted=networks,
+        drain_timeout=drain_timeout,
+        no_answer_timeout=no_answer_timeout,
+        session_interval=session_interval,
     )
     click.get_current_context().exit(run_server(config))
 

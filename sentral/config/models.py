@@ -1,4 +1,4 @@
-"""SQLAlchemy models: clinics, staff, roles, registrations and the directory version.
+"""SQLAlchemy models: clinics, staff, roles, registrations, call records and the directory version.
 
 A clinic is a SIP domain; several clinics can share one server. Staff credentials are kept only
 as digest HA1 hashes (MD5 and SHA-256 of ``extension:domain:password``), never as the password.
@@ -6,6 +6,9 @@ as digest HA1 hashes (MD5 and SHA-256 of ``extension:domain:password``), never a
 Bindings (the registrar's location service) are written on the registration hot path with Core
 statements, not through the ORM; the model here defines the table and its key. ``expires_at`` and
 ``updated_at`` are epoch seconds as floats because the registrar reasons in ``time.time()`` terms.
+
+Call records (``call_record`` and its ``call_leg`` rows) and the live-call snapshot (``live_call``)
+are likewise written with Core statements by ``sentral.config.cdr``; their times are epoch seconds too.
 
 ``directory_version`` is a single-row counter. Every configuration change made through the store
 bumps it in the same transaction, and the running server polls it to reload its in-memory directory.
@@ -162,14 +165,85 @@ class ServerSecret(Base):
     value: Mapped[str] = mapped_column(String(128))
 
 
+class StoredCall(Base):
+    """One finished call: who called whom, when, how it ended (``CallRecord`` in the code that uses it).
+
+    ``call_id`` is the server's own id for the call, not a SIP Call-ID (each leg has one of those).
+    """
+
+    __tablename__ = "call_record"
+    __table_args__ = (
+        Index("ix_call_record_started_at", "started_at"),
+        Index("ix_call_record_ended_at", "ended_at"),
+    )
+
+    call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(253))
+    caller: Mapped[str] = mapped_column(Text)
+    caller_name: Mapped[str | None] = mapped_column(Text)
+    callee: Mapped[str] = mapped_column(Text)
+    callee_extension: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[float] = mapped_column(Float)
+    ringing_at: Mapped[float | None] = mapped_column(Float)
+    answered_at: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[float] = mapped_column(Float)
+    disposition: Mapped[str] = mapped_column(String(32))
+    hangup_by: Mapped[str | None] = mapped_column(String(16))
+    hangup_reason: Mapped[str] = mapped_column(Text)
+    status_to_caller: Mapped[int] = mapped_column(Integer)
+
+
+class StoredLeg(Base):
+    """One leg of a finished call: the caller's (leg 0) or one target that was rung."""
+
+    __tablename__ = "call_leg"
+
+    call_id: Mapped[str] = mapped_column(
+        ForeignKey("call_record.call_id", ondelete="CASCADE"), primary_key=True
+    )
+    leg: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    role: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[float] = mapped_column(Float)
+    ringing_at: Mapped[float | None] = mapped_column(Float)
+    answered_at: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[float] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(32))
+    status: Mapped[int | None] = mapped_column(Integer)
+
+
+class PublishedCall(Base):
+    """A call in progress as its server last published it, for ``sentral calls`` in another process.
+
+    ``updated_at`` is when the server last published or refreshed its snapshot; a server that died
+    leaves rows behind, and readers tell them apart by their age.
+    """
+
+    __tablename__ = "live_call"
+
+    server_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(253))
+    caller: Mapped[str] = mapped_column(Text)
+    callee: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[float] = mapped_column(Float)
+    answered_at: Mapped[float | None] = mapped_column(Float)
+    legs: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
 __all__ = [
     "DEFAULT_DIGEST_ALGORITHMS",
     "Base",
     "Binding",
     "Clinic",
     "DirectoryVersion",
+    "PublishedCall",
     "Role",
     "ServerSecret",
     "Staff",
     "StaffRole",
+    "StoredCall",
+    "StoredLeg",
 ]

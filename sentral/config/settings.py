@@ -69,6 +69,12 @@ class ServeConfig:
     block_seconds: float = 600.0
     trusted: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """Networks never throttled or blocked (a clinic's own NAT address belongs here)."""
+    drain_timeout: float = 30.0
+    """On SIGTERM, how long calls in progress may go on before they are hung up (new calls get 503)."""
+    no_answer_timeout: float = 60.0
+    """How long a call rings before the caller gets 480 (no answer)."""
+    session_interval: int = 1800
+    """The session timer interval asked for on each leg (RFC 4028), seconds; at least 90."""
 
 
 SERVE_DEFAULTS = ServeConfig(db_url="")

@@ -1,18 +1,23 @@
-"""The binding writer: group commits for the registrar, off the event loop.
+"""Group-commit writers: durable writes for the hot path, off the event loop.
 
 Theory of operation. The registrar answers a REGISTER with 200 OK only once the binding is on disk,
-yet a commit costs a disk flush (SQLite) or a round trip (PostgreSQL), far too slow to do once per
-REGISTER and far too blocking to do on the event loop. So one dedicated thread owns one connection.
-Coroutines queue their changes and await a future; the thread takes everything queued, applies it
-in a single transaction, and resolves every future of that batch with ``call_soon_threadsafe`` once
-the commit returned. While a commit is in flight new requests pile up and become the next batch, so
-the batch size grows with the load and the commit rate stays bounded by the disk, not by the
-request rate.
+and a call's record must be on disk before the call controller forgets it; yet a commit costs a disk
+flush (SQLite) or a round trip (PostgreSQL), far too slow to do once per request and far too
+blocking to do on the event loop. So one dedicated thread owns one connection. Coroutines queue
+their changes and await a future; the thread takes everything queued, applies it in a single
+transaction, and resolves every future of that batch with ``call_soon_threadsafe`` once the commit
+returned. While a commit is in flight new requests pile up and become the next batch, so the batch
+size grows with the load and the commit rate stays bounded by the disk, not by the request rate.
 
-Within a batch, requests are merged in arrival order (a later upsert or delete of the same binding
-wins), which is exactly the state sequential application would leave. If a batch fails, each of its
-requests is retried in a transaction of its own, so one bad row fails only the caller that sent it
-and the others still commit; every failure reaches its awaiting caller as the original exception.
+``GroupCommitWriter`` is that machinery, parameterised by how to open the connection and how to
+apply a batch of items in one transaction. ``BindingWriter`` builds on it here; the call-record
+writer lives with the call records in ``sentral.config.cdr``.
+
+Binding changes within a batch are merged in arrival order (a later upsert or delete of the same
+binding wins), which is exactly the state sequential application would leave. If a batch fails, each
+of its requests is retried in a transaction of its own, so one bad row fails only the caller that
+sent it and the others still commit; every failure reaches its awaiting caller as the original
+exception.
 """
 
 from __future__ import annotations
@@ -20,20 +25,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from sqlalchemy import Connection
 
 from sentral.config.store import BindingRow, BindingStore
 
 Identity = tuple[str, str, str]
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True, slots=True)
-class _Request:
-    upserts: tuple[BindingRow, ...]
-    deletes: tuple[Identity, ...]
+class _Request(Generic[Item]):
+    item: Item
     future: asyncio.Future[None]
     loop: asyncio.AbstractEventLoop
 
@@ -48,13 +54,33 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_exception(error)
 
 
-class BindingWriter:
-    """Writes binding changes in group commits on a dedicated thread; see the module docstring."""
+def resolved_future() -> asyncio.Future[None]:
+    """A future of the running loop that is already done: the answer when there is nothing to write."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
 
-    def __init__(self, store: BindingStore, *, max_batch: int = 10_000) -> None:
-        self._store = store
+
+class GroupCommitWriter(Generic[Item]):
+    """Applies queued items in group commits on a dedicated thread; see the module docstring.
+
+    ``connect`` opens the thread's connection (again after a failure); ``apply`` writes a batch of
+    items in one transaction on it and commits. ``what`` names the writer in errors and the thread.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        connect: Callable[[], Connection],
+        apply: Callable[[Connection, Sequence[Item]], None],
+        *,
+        max_batch: int = 10_000,
+    ) -> None:
+        self._what = what
+        self._connect = connect
+        self._apply = apply
         self._max_batch = max_batch
-        self._pending: list[_Request] = []
+        self._pending: list[_Request[Item]] = []
         self._condition = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -68,30 +94,24 @@ class BindingWriter:
     def start(self) -> None:
         """Start the writer thread."""
         if self._thread is not None:
-            raise RuntimeError("the binding writer is already started")
-        self._thread = threading.Thread(target=self._run, name="sentral-binding-writer", daemon=True)
+            raise RuntimeError(f"the {self._what} is already started")
+        name = "sentral-" + self._what.replace(" ", "-")
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, upserts: Sequence[BindingRow], deletes: Sequence[Identity]) -> asyncio.Future[None]:
-        """Queue changes; the future resolves once the transaction holding them committed.
+    def _enqueue(self, item: Item) -> asyncio.Future[None]:
+        """Queue one item; the future resolves once the transaction holding it committed.
 
         Call it from the event loop's thread. The future fails with the commit's error, if any.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        if not upserts and not deletes:
-            future.set_result(None)
-            return future
         with self._condition:
             if self._thread is None or self._closing:
-                raise RuntimeError("the binding writer is not running")
-            self._pending.append(_Request(tuple(upserts), tuple(deletes), future, loop))
+                raise RuntimeError(f"the {self._what} is not running")
+            self._pending.append(_Request(item, future, loop))
             self._condition.notify()
         return future
-
-    async def write(self, upserts: Sequence[BindingRow], deletes: Sequence[Identity]) -> None:
-        """Queue changes and return once the transaction holding them committed (or raise its error)."""
-        await self.submit(upserts, deletes)
 
     async def close(self) -> None:
         """Commit everything already queued, then stop the thread."""
@@ -118,7 +138,7 @@ class BindingWriter:
             if connection is not None:
                 connection.close()
 
-    def _commit_batch(self, connection: Connection | None, batch: list[_Request]) -> Connection | None:
+    def _commit_batch(self, connection: Connection | None, batch: list[_Request[Item]]) -> Connection | None:
         connection, error = self._commit(connection, batch)
         if error is None:
             self._resolve(batch, None)
@@ -131,20 +151,12 @@ class BindingWriter:
         return connection
 
     def _commit(
-        self, connection: Connection | None, batch: Sequence[_Request]
+        self, connection: Connection | None, batch: Sequence[_Request[Item]]
     ) -> tuple[Connection | None, BaseException | None]:
-        changes: dict[Identity, BindingRow | None] = {}
-        for request in batch:
-            for identity in request.deletes:
-                changes[identity] = None
-            for row in request.upserts:
-                changes[row.identity] = row
-        upserts = [row for row in changes.values() if row is not None]
-        deletes = [identity for identity, row in changes.items() if row is None]
         try:
             if connection is None:
-                connection = self._store.connect()
-            self._store.apply(upserts, deletes, connection=connection)
+                connection = self._connect()
+            self._apply(connection, [request.item for request in batch])
         except Exception as exc:
             # A failed connection may be broken; the next batch starts on a fresh one.
             if connection is not None:
@@ -155,11 +167,49 @@ class BindingWriter:
         return connection, None
 
     @staticmethod
-    def _resolve(batch: Sequence[_Request], error: BaseException | None) -> None:
+    def _resolve(batch: Sequence[_Request[Item]], error: BaseException | None) -> None:
         for request in batch:
             # The loop may already be closed if its owner gave up waiting; nobody is left to tell.
             with contextlib.suppress(RuntimeError):
                 request.loop.call_soon_threadsafe(_settle, request.future, error)
 
 
-__all__ = ["BindingWriter"]
+@dataclass(frozen=True, slots=True)
+class _BindingChange:
+    upserts: tuple[BindingRow, ...]
+    deletes: tuple[Identity, ...]
+
+
+class BindingWriter(GroupCommitWriter[_BindingChange]):
+    """Writes binding changes in group commits on a dedicated thread; see the module docstring."""
+
+    def __init__(self, store: BindingStore, *, max_batch: int = 10_000) -> None:
+        self._store = store
+        super().__init__("binding writer", store.connect, self._apply_changes, max_batch=max_batch)
+
+    def submit(self, upserts: Sequence[BindingRow], deletes: Sequence[Identity]) -> asyncio.Future[None]:
+        """Queue changes; the future resolves once the transaction holding them committed.
+
+        Call it from the event loop's thread. The future fails with the commit's error, if any.
+        """
+        if not upserts and not deletes:
+            return resolved_future()
+        return self._enqueue(_BindingChange(tuple(upserts), tuple(deletes)))
+
+    async def write(self, upserts: Sequence[BindingRow], deletes: Sequence[Identity]) -> None:
+        """Queue changes and return once the transaction holding them committed (or raise its error)."""
+        await self.submit(upserts, deletes)
+
+    def _apply_changes(self, connection: Connection, batch: Sequence[_BindingChange]) -> None:
+        changes: dict[Identity, BindingRow | None] = {}
+        for change in batch:
+            for identity in change.deletes:
+                changes[identity] = None
+            for row in change.upserts:
+                changes[row.identity] = row
+        upserts = [row for row in changes.values() if row is not None]
+        deletes = [identity for identity, row in changes.items() if row is None]
+        self._store.apply(upserts, deletes, connection=connection)
+
+
+__all__ = ["BindingWriter", "GroupCommitWriter", "resolved_future"]

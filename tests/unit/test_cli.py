@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from sentral.cli import cli
+from sentral.config.cdr import CallRecord, CdrStore, LegRecord, LiveCall, LiveCallStore
 from sentral.config.db import database_url, make_engine
 from sentral.config.directory import directory_version, load_directory
 from sentral.config.models import Staff
@@ -390,3 +392,177 @@ def test_user_import_needs_the_named_columns(db: str, tmp_path: Path) -> None:
     sheet = tmp_path / "staff.csv"
     sheet.write_text("1401,No Header,secret-1401\n", encoding="utf-8")
     assert "must name the columns" in fails(db, "user", "import", str(sheet))
+
+
+# -- calls and call records ----------------------------------------------------------------------
+
+
+def _live(call_id: str, state: str, started_at: float, answered_at: float | None = None) -> LiveCall:
+    return LiveCall(call_id=call_id, domain="clinic.local", caller="+4791234567", callee="1001", state=state,
+                    started_at=started_at, answered_at=answered_at, legs=2)  # fmt: skip
+
+
+def test_calls_lists_the_calls_of_servers_that_published_lately(db: str) -> None:
+    now = time.time()
+    engine = make_engine(db)
+    try:
+        calls = LiveCallStore(engine)
+        calls.publish(
+            "sip-1",
+            [_live("c-talking", "answered", now - 125, now - 65), _live("c-ringing", "ringing", now - 12)],
+        )
+        # A server that died a minute ago: its rows are still there but must not be shown.
+        calls.publish("sip-2", [_live("c-dead", "answered", now - 600, now - 590)], now=now - 60)
+    finally:
+        engine.dispose()
+    listed = json.loads(ok(db, "calls", "--json"))
+    assert [c["call_id"] for c in listed] == ["c-talking", "c-ringing"]
+    talking, ringing = listed
+    assert (talking["caller"], talking["callee"], talking["legs"]) == ("+4791234567", "1001", 2)
+    assert talking["state"] == "answered"
+    assert talking["server_id"] == "sip-1" and talking["domain"] == "clinic.local"
+    assert 65 <= talking["duration"] < 70 and 125 <= talking["elapsed"] < 130
+    assert talking["started_at_epoch"] == now - 125
+    assert talking["started_at"].endswith("Z") and talking["started_at"].startswith(
+        datetime.fromtimestamp(now - 125, UTC).strftime("%Y-%m-%dT%H:%M")
+    )
+    assert ringing["answered_at"] is None and ringing["duration"] == 0 and 12 <= ringing["elapsed"] < 17
+    table = ok(db, "calls").splitlines()
+    assert table[0].split() == ["CALL", "ID", "FROM", "TO", "STATE", "DURATION"]
+    assert re.fullmatch(r"c-talking\s+\+4791234567\s+1001\s+answered\s+1:0[5-9]", table[1])
+    assert re.fullmatch(r"c-ringing\s+\+4791234567\s+1001\s+ringing\s+0:1[2-6]", table[2])
+    assert len(table) == 3
+
+
+def test_calls_when_nothing_is_in_progress(db: str) -> None:
+    assert ok(db, "calls").strip() == "No calls in progress."
+    assert json.loads(ok(db, "calls", "--json")) == []
+
+
+T0 = 1_740_816_000.0  # 2025-03-01T08:00:00Z
+
+
+def _record(call_id: str, started_at: float, answered: bool = True) -> CallRecord:
+    legs = (
+        LegRecord(leg=0, role="caller", target="+4791234567", started_at=started_at,
+                  answered_at=started_at + 5 if answered else None, ended_at=started_at + 65,
+                  outcome="answered" if answered else "no_answer", status=200 if answered else 480),
+        LegRecord(leg=1, role="callee", target="sip:1001@192.0.2.10:5062", started_at=started_at + 0.5,
+                  ringing_at=started_at + 0.75, answered_at=started_at + 5 if answered else None,
+                  ended_at=started_at + 65, outcome="answered" if answered else "no_answer", status=200 if answered else None),
+    )  # fmt: skip
+    return CallRecord(
+        call_id=call_id, domain="clinic.local", caller="+4791234567", caller_name="Kari Nordmann" if answered else None,
+        callee="22", callee_extension="1001", started_at=started_at, ringing_at=started_at + 0.75,
+        answered_at=started_at + 5 if answered else None, ended_at=started_at + 65,
+        disposition="answered" if answered else "no_answer", hangup_by="caller" if answered else "system",
+        hangup_reason="BYE" if answered else "no answer timeout", status_to_caller=200 if answered else 480, legs=legs,
+    )  # fmt: skip
+
+
+def _store_records(db: str, records: list[CallRecord]) -> None:
+    engine = make_engine(db)
+    try:
+        CdrStore(engine).write(records)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def oslo_time() -> Iterator[None]:
+    """Run in Norwegian local time, so that local and UTC times differ."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "CET-1CEST,M3.5.0,M10.5.0/3"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+def test_cdr_lists_records_newest_last_with_every_field_and_the_legs(db: str, oslo_time: None) -> None:
+    _store_records(db, [_record("c2", T0 + 3600, answered=False), _record("c1", T0)])
+    listed = json.loads(ok(db, "cdr", "--json"))
+    assert [r["call_id"] for r in listed] == ["c1", "c2"]
+    first, second = listed
+    assert first == {
+        "call_id": "c1", "domain": "clinic.local", "caller": "+4791234567", "caller_name": "Kari Nordmann",
+        "callee": "22", "callee_extension": "1001",
+        "started_at": "2025-03-01T08:00:00.000Z", "started_at_epoch": T0,
+        "ringing_at": "2025-03-01T08:00:00.750Z", "ringing_at_epoch": T0 + 0.75,
+        "answered_at": "2025-03-01T08:00:05.000Z", "answered_at_epoch": T0 + 5,
+        "ended_at": "2025-03-01T08:01:05.000Z", "ended_at_epoch": T0 + 65,
+        "duration": 60.0, "disposition": "answered", "hangup_by": "caller", "hangup_reason": "BYE",
+        "status_to_caller": 200,
+        "legs": [
+            {"leg": 0, "role": "caller", "target": "+4791234567",
+             "started_at": "2025-03-01T08:00:00.000Z", "started_at_epoch": T0, "ringing_at": None,
+             "ringing_at_epoch": None, "answered_at": "2025-03-01T08:00:05.000Z", "answered_at_epoch": T0 + 5,
+             "ended_at": "2025-03-01T08:01:05.000Z", "ended_at_epoch": T0 + 65, "outcome": "answered", "status": 200},
+            {"leg": 1, "role": "callee", "target": "sip:1001@192.0.2.10:5062",
+             "started_at": "2025-03-01T08:00:00.500Z", "started_at_epoch": T0 + 0.5,
+             "ringing_at": "2025-03-01T08:00:00.750Z", "ringing_at_epoch": T0 + 0.75,
+             "answered_at": "2025-03-01T08:00:05.000Z", "answered_at_epoch": T0 + 5,
+             "ended_at": "2025-03-01T08:01:05.000Z", "ended_at_epoch": T0 + 65, "outcome": "answered", "status": 200},
+        ],
+    }  # fmt: skip
+    assert (second["answered_at"], second["duration"], second["caller_name"]) == (None, 0, None)
+    assert [leg["status"] for leg in second["legs"]] == [480, None]
+    table = ok(db, "cdr").splitlines()
+    assert table[0].split() == ["STARTED", "CALL", "ID", "FROM", "TO", "RESULT", "DURATION", "HANGUP"]
+    # The table shows local time: 08:00 UTC is 09:00 in Oslo in March.
+    assert re.fullmatch(
+        r"2025-03-01 09:00:00\s+c1\s+\+4791234567 \(Kari Nordmann\)\s+22 -> 1001\s+answered\s+1:00\s+caller: BYE",
+        table[1],
+    )
+    assert re.fullmatch(
+        r"2025-03-01 10:00:00\s+c2\s+\+4791234567\s+22 -> 1001\s+no_answer\s+-\s+system: no answer timeout",
+        table[2],
+    )
+
+
+def test_cdr_since_takes_iso_8601_dates_and_times(db: str, oslo_time: None) -> None:
+    # 07:00, 08:00, 09:00 and 23:30 UTC on 1 March; 00:30 on 2 March in Oslo is 23:30 UTC on 1 March.
+    _store_records(db, [_record("c0700", T0 - 3600), _record("c0800", T0), _record("c0900", T0 + 3600),
+                        _record("c2330", T0 + 15.5 * 3600)])  # fmt: skip
+
+    def since(value: str, *more: str) -> list[str]:
+        return [r["call_id"] for r in json.loads(ok(db, "cdr", "--since", value, "--json", *more))]
+
+    assert since("2025-03-01T08:00:00Z") == ["c0800", "c0900", "c2330"]
+    assert since("2025-03-01T08:00:00.001+00:00") == ["c0900", "c2330"]
+    assert since("2025-03-01T09:00+01:00") == ["c0800", "c0900", "c2330"]
+    # Without an offset it is local time: 09:00 in Oslo is 08:00 UTC.
+    assert since("2025-03-01T09:00") == ["c0800", "c0900", "c2330"]
+    assert since("2025-03-01 10:00:00") == ["c0900", "c2330"]
+    # A date is local midnight: 2 March begins at 23:00 UTC on 1 March.
+    assert since("2025-03-02") == ["c2330"]
+    assert since("2025-03-01") == ["c0700", "c0800", "c0900", "c2330"]
+    assert since("2025-03-01", "--limit", "2") == ["c0900", "c2330"]
+    assert "No call records since then." in ok(db, "cdr", "--since", "2025-03-03")
+    assert json.loads(ok(db, "cdr", "--since", "2025-03-03", "--json")) == []
+
+
+def test_cdr_shows_the_newest_hundred_unless_told_otherwise(db: str) -> None:
+    _store_records(db, [_record(f"c{i:03d}", T0 + i) for i in range(105)])
+    listed = [r["call_id"] for r in json.loads(ok(db, "cdr", "--json"))]
+    assert listed == [f"c{i:03d}" for i in range(5, 105)]
+    assert len(json.loads(ok(db, "cdr", "--json", "--limit", "0"))) == 105
+    newest = json.loads(ok(db, "cdr", "--json", "--limit", "3"))
+    assert [r["call_id"] for r in newest] == ["c102", "c103", "c104"]
+    assert len(ok(db, "cdr", "--limit", "3").splitlines()) == 4
+
+
+def test_cdr_on_an_empty_server(db: str) -> None:
+    assert ok(db, "cdr").strip() == "No call records."
+    assert json.loads(ok(db, "cdr", "--json")) == []
+
+
+def test_cdr_refuses_a_bad_since_or_limit_with_a_usage_error(db: str) -> None:
+    for value in ("yesterday", "2025-13-01", "01.03.2025", ""):
+        message = fails(db, "cdr", "--since", value, code=2)
+        assert "is not an ISO 8601 date or time" in message
+        assert "2025-03-01T08:30:00+01:00" in message
+    assert "--limit" in fails(db, "cdr", "--limit", "-1", code=2)

@@ -1,4 +1,4 @@
-"""Initial schema: clinics, staff, roles, bindings and the directory version.
+"""Initial schema: clinics, staff, roles, bindings, call records, live calls and the directory version.
 
 Revision ID: 0001
 Revises:
@@ -101,10 +101,66 @@ def upgrade() -> None:
         sa.Column("value", sa.String(128), nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_server_secret"),
     )
+    op.create_table(
+        "call_record",
+        sa.Column("call_id", sa.String(64), nullable=False),
+        sa.Column("domain", sa.String(253), nullable=False),
+        sa.Column("caller", sa.Text(), nullable=False),
+        sa.Column("caller_name", sa.Text(), nullable=True),
+        sa.Column("callee", sa.Text(), nullable=False),
+        sa.Column("callee_extension", sa.String(64), nullable=True),
+        sa.Column("started_at", sa.Float(), nullable=False),
+        sa.Column("ringing_at", sa.Float(), nullable=True),
+        sa.Column("answered_at", sa.Float(), nullable=True),
+        sa.Column("ended_at", sa.Float(), nullable=False),
+        sa.Column("disposition", sa.String(32), nullable=False),
+        sa.Column("hangup_by", sa.String(16), nullable=True),
+        sa.Column("hangup_reason", sa.Text(), nullable=False),
+        sa.Column("status_to_caller", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("call_id", name="pk_call_record"),
+    )
+    op.create_index("ix_call_record_started_at", "call_record", ["started_at"])
+    op.create_index("ix_call_record_ended_at", "call_record", ["ended_at"])
+    op.create_table(
+        "call_leg",
+        sa.Column("call_id", sa.String(64), nullable=False),
+        sa.Column("leg", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("target", sa.Text(), nullable=False),
+        sa.Column("started_at", sa.Float(), nullable=False),
+        sa.Column("ringing_at", sa.Float(), nullable=True),
+        sa.Column("answered_at", sa.Float(), nullable=True),
+        sa.Column("ended_at", sa.Float(), nullable=False),
+        sa.Column("outcome", sa.String(32), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["call_id"], ["call_record.call_id"], name="fk_call_leg_call_id_call_record", ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("call_id", "leg", name="pk_call_leg"),
+    )
+    op.create_table(
+        "live_call",
+        sa.Column("server_id", sa.String(64), nullable=False),
+        sa.Column("call_id", sa.String(64), nullable=False),
+        sa.Column("domain", sa.String(253), nullable=False),
+        sa.Column("caller", sa.Text(), nullable=False),
+        sa.Column("callee", sa.Text(), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("started_at", sa.Float(), nullable=False),
+        sa.Column("answered_at", sa.Float(), nullable=True),
+        sa.Column("legs", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("server_id", "call_id", name="pk_live_call"),
+    )
 
 
 def downgrade() -> None:
     """Drop every table."""
+    op.drop_table("live_call")
+    op.drop_table("call_leg")
+    op.drop_index("ix_call_record_ended_at", table_name="call_record")
+    op.drop_index("ix_call_record_started_at", table_name="call_record")
+    op.drop_table("call_record")
     op.drop_table("server_secret")
     op.drop_table("directory_version")
     op.drop_index("ix_binding_expires_at", table_name="binding")

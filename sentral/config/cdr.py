@@ -1,0 +1,419 @@
+"""Call records (CDRs) and the live-call snapshot: what happened to every call, and what is ringing now.
+
+Theory of operation. When a call ends the call controller produces one ``CallRecord`` holding one
+``LegRecord`` per leg: leg 0 is the caller's (A) leg, legs 1.. are the targets tried (B legs), in the
+order they were tried. ``CdrStore.write`` stores a batch of them in one transaction with two Core
+``executemany`` inserts, one for the calls and one for all their legs; the records are keyed by the
+server's own call id, so the legs need no generated key from the database and no round trip per
+call. ``CdrWriter`` puts that behind the group-commit thread of ``sentral.config.writer``: a call
+that ends queues its record and the future resolves only after the commit, so a record whose future
+resolved survives the process being killed (SQLite runs in WAL mode, where a commit is in the log
+before it returns).
+
+``CdrStore.list`` reads records back with their legs in two queries whatever their number: the
+calls, then the legs of every call in the same time range, matched up in memory.
+
+The live calls belong to the running server, but ``sentral calls`` runs in another process. So the
+server publishes a snapshot: ``LiveCallStore.publish`` replaces all rows of one server in one
+transaction and stamps them with the time. A server that dies leaves its rows behind; readers pass
+a ``max_age`` and see only servers that published (or refreshed with ``touch``) within it. Because
+a server publishes only when something changed, a quiet server must ``touch`` its rows more often
+than readers' ``max_age`` (``sentral calls`` uses ``LIVE_MAX_AGE``), or its long calls would look
+stale.
+
+Phone numbers in these records are personal data: nothing here logs them, and database errors are
+re-raised as ``StoreError`` sentences that carry neither the statement's parameters nor the row,
+since PostgreSQL puts the failing row into its error details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.exc import DBAPIError
+
+from sentral.config.db import StoreError, writing
+from sentral.config.models import PublishedCall, StoredCall, StoredLeg
+from sentral.config.writer import GroupCommitWriter, resolved_future
+
+LegRole = Literal["caller", "callee"]
+HangupBy = Literal["caller", "callee", "system"]
+
+# How recently a server must have published for `sentral calls` to believe its snapshot.
+LIVE_MAX_AGE = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegRecord:
+    """One leg of a finished call.
+
+    ``leg`` numbers the legs of a call: 0 is the caller's leg, 1.. the targets in the order they
+    were tried. ``outcome`` is answered, cancelled, busy, declined, no_answer, failed and the like;
+    ``status`` is the final SIP status the leg got, if it got one.
+    """
+
+    leg: int
+    role: LegRole
+    target: str
+    started_at: float
+    ended_at: float
+    outcome: str
+    answered_at: float | None = None
+    ringing_at: float | None = None
+    status: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRecord:
+    """The record of one finished call; times are epoch seconds.
+
+    ``disposition`` says how the call went for the caller: answered, busy, declined, no_answer,
+    cancelled, failed, not_found, unavailable, rejected and the like. ``hangup_reason`` says what
+    ended it ("BYE", "CANCEL", "486 Busy Here", "session timer expired", "no answer timeout",
+    "drain"); ``status_to_caller`` is the final SIP status the caller got (200 when answered).
+    """
+
+    call_id: str
+    domain: str
+    caller: str
+    callee: str
+    started_at: float
+    ended_at: float
+    disposition: str
+    hangup_reason: str
+    status_to_caller: int
+    caller_name: str | None = None
+    callee_extension: str | None = None
+    ringing_at: float | None = None
+    answered_at: float | None = None
+    hangup_by: HangupBy | None = None
+    legs: tuple[LegRecord, ...] = ()
+
+    @property
+    def duration(self) -> float:
+        """Seconds from answer to end; 0 for a call that was never answered."""
+        if self.answered_at is None:
+            return 0.0
+        return max(0.0, self.ended_at - self.answered_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiveCall:
+    """A call in progress as the server publishes it.
+
+    ``state`` is ringing, answered, held or ending; ``legs`` counts the legs the call has now.
+    ``server_id`` and ``updated_at`` are filled in by ``LiveCallStore.list`` (which server published
+    the call, and when); ``publish`` takes the server from its argument and the time from the clock.
+    """
+
+    call_id: str
+    domain: str
+    caller: str
+    callee: str
+    state: str
+    started_at: float
+    answered_at: float | None = None
+    legs: int = 1
+    server_id: str | None = None
+    updated_at: float | None = None
+
+    def duration(self, now: float) -> float:
+        """Seconds talked so far; 0 while the call has not been answered."""
+        if self.answered_at is None:
+            return 0.0
+        return max(0.0, now - self.answered_at)
+
+
+_CALL_COLUMNS = (
+    "call_id", "domain", "caller", "caller_name", "callee", "callee_extension", "started_at", "ringing_at",
+    "answered_at", "ended_at", "disposition", "hangup_by", "hangup_reason", "status_to_caller",
+)  # fmt: skip
+_LEG_COLUMNS = (
+    "call_id", "leg", "role", "target", "started_at", "ringing_at", "answered_at", "ended_at", "outcome", "status",
+)  # fmt: skip
+_LIVE_COLUMNS = (
+    "server_id", "call_id", "domain", "caller", "callee", "state", "started_at", "answered_at", "legs",
+    "updated_at",
+)  # fmt: skip
+
+
+def _call_params(record: CallRecord) -> dict[str, Any]:
+    return {
+        "call_id": record.call_id,
+        "domain": record.domain,
+        "caller": record.caller,
+        "caller_name": record.caller_name,
+        "callee": record.callee,
+        "callee_extension": record.callee_extension,
+        "started_at": record.started_at,
+        "ringing_at": record.ringing_at,
+        "answered_at": record.answered_at,
+        "ended_at": record.ended_at,
+        "disposition": record.disposition,
+        "hangup_by": record.hangup_by,
+        "hangup_reason": record.hangup_reason,
+        "status_to_caller": record.status_to_caller,
+    }
+
+
+def _leg_params(call_id: str, leg: LegRecord) -> dict[str, Any]:
+    return {
+        "call_id": call_id,
+        "leg": leg.leg,
+        "role": leg.role,
+        "target": leg.target,
+        "started_at": leg.started_at,
+        "ringing_at": leg.ringing_at,
+        "answered_at": leg.answered_at,
+        "ended_at": leg.ended_at,
+        "outcome": leg.outcome,
+        "status": leg.status,
+    }
+
+
+def _first_line(exc: DBAPIError) -> str:
+    text = str(exc.orig or "").strip()
+    return text.splitlines()[0].strip() if text else type(exc.orig).__name__
+
+
+@contextmanager
+def _worded(what: str) -> Iterator[None]:
+    """Turn a database error into a ``StoreError`` that holds no row data.
+
+    The first line of the driver's message names the constraint or the failure; the lines after it
+    (PostgreSQL's DETAIL) and SQLAlchemy's rendering of the parameters would hold phone numbers.
+    """
+    try:
+        yield
+    except DBAPIError as exc:
+        raise StoreError(f"{what}: {_first_line(exc)}") from None
+
+
+class CdrStore:
+    """Call records on disk: batched inserts on the hot path, listing for the operator."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._writer = writing(engine)
+        self._insert_calls = insert(StoredCall)
+        self._insert_legs = insert(StoredLeg)
+        self._calls = select(*(getattr(StoredCall, name) for name in _CALL_COLUMNS))
+        self._legs = select(*(getattr(StoredLeg, name) for name in _LEG_COLUMNS))
+
+    def connect(self) -> Connection:
+        """A connection of its own for a dedicated writer; on SQLite it takes the write lock up front."""
+        return self._writer.connect()
+
+    def write(self, records: Sequence[CallRecord], *, connection: Connection | None = None) -> None:
+        """Store the records and their legs in one transaction (on ``connection`` if given).
+
+        Raises ``StoreError`` (for instance when a call id is already stored); then nothing is stored.
+        """
+        if not records:
+            return
+        calls = [_call_params(record) for record in records]
+        legs = [_leg_params(record.call_id, leg) for record in records for leg in record.legs]
+        with _worded(f"{len(records)} call records were not stored"):
+            if connection is None:
+                with self._writer.begin() as own:
+                    self._write(own, calls, legs)
+            else:
+                with connection.begin():
+                    self._write(connection, calls, legs)
+
+    def _write(self, connection: Connection, calls: list[dict[str, Any]], legs: list[dict[str, Any]]) -> None:
+        connection.execute(self._insert_calls, calls)
+        if legs:
+            connection.execute(self._insert_legs, legs)
+
+    def list(self, since: float | None = None, limit: int | None = None) -> builtins.list[CallRecord]:
+        """Records of calls that started at or after ``since``, oldest first, with their legs.
+
+        With ``limit``, only the newest ``limit`` of them (still oldest first).
+        """
+        newest_first = (StoredCall.started_at.desc(), StoredCall.call_id.desc())
+        calls = self._calls.order_by(*newest_first)
+        if since is not None:
+            calls = calls.where(StoredCall.started_at >= since)
+        if limit is not None:
+            calls = calls.limit(limit)
+        with self._engine.connect() as connection:
+            rows = connection.execute(calls).all()[::-1]
+            if not rows:
+                return []
+            legs: dict[str, builtins.list[LegRecord]] = {row.call_id: [] for row in rows}
+            # Every wanted call started at or after the oldest one found, so this range holds all
+            # their legs and the time index finds them (a join ordered by call id makes SQLite scan
+            # every leg instead). Calls written since the first query may come back too; they are
+            # not in ``legs`` and are skipped, which keeps the answer consistent when PostgreSQL
+            # reads each statement at a new snapshot.
+            for values in connection.execute(
+                self._legs.where(
+                    StoredLeg.call_id.in_(
+                        select(StoredCall.call_id).where(StoredCall.started_at >= rows[0].started_at)
+                    )
+                ).order_by(StoredLeg.call_id, StoredLeg.leg)
+            ):
+                found = legs.get(values.call_id)
+                if found is not None:
+                    found.append(_leg_record(values))
+        return [_call_record(values, tuple(legs[values.call_id])) for values in rows]
+
+
+def _leg_record(values: Any) -> LegRecord:
+    return LegRecord(
+        leg=values.leg,
+        role=cast(LegRole, values.role),
+        target=values.target,
+        started_at=values.started_at,
+        ringing_at=values.ringing_at,
+        answered_at=values.answered_at,
+        ended_at=values.ended_at,
+        outcome=values.outcome,
+        status=values.status,
+    )
+
+
+def _call_record(values: Any, legs: tuple[LegRecord, ...]) -> CallRecord:
+    return CallRecord(
+        call_id=values.call_id,
+        domain=values.domain,
+        caller=values.caller,
+        caller_name=values.caller_name,
+        callee=values.callee,
+        callee_extension=values.callee_extension,
+        started_at=values.started_at,
+        ringing_at=values.ringing_at,
+        answered_at=values.answered_at,
+        ended_at=values.ended_at,
+        disposition=values.disposition,
+        hangup_by=cast(HangupBy | None, values.hangup_by),
+        hangup_reason=values.hangup_reason,
+        status_to_caller=values.status_to_caller,
+        legs=legs,
+    )
+
+
+class CdrWriter(GroupCommitWriter[tuple[CallRecord, ...]]):
+    """Writes call records in group commits on a dedicated thread (see ``sentral.config.writer``).
+
+    If a batch fails, each submission in it is retried on its own, so one bad record fails only the
+    caller that submitted it.
+    """
+
+    def __init__(self, store: CdrStore, *, max_batch: int = 10_000) -> None:
+        self._store = store
+        super().__init__("cdr writer", store.connect, self._write_batch, max_batch=max_batch)
+
+    def submit(self, records: Sequence[CallRecord]) -> asyncio.Future[None]:
+        """Queue records; the future resolves once the transaction holding them committed.
+
+        Call it from the event loop's thread. The future fails with the commit's ``StoreError``.
+        """
+        if not records:
+            return resolved_future()
+        return self._enqueue(tuple(records))
+
+    async def write(self, records: Sequence[CallRecord]) -> None:
+        """Queue records and return once they are committed (or raise the commit's error)."""
+        await self.submit(records)
+
+    def _write_batch(self, connection: Connection, batch: Sequence[tuple[CallRecord, ...]]) -> None:
+        self._store.write([record for records in batch for record in records], connection=connection)
+
+
+class LiveCallStore:
+    """The live-call snapshots that running servers publish and `sentral calls` reads."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._writer = writing(engine)
+        self._select = select(*(getattr(PublishedCall, name) for name in _LIVE_COLUMNS))
+
+    def publish(self, server_id: str, calls: Sequence[LiveCall], *, now: float | None = None) -> None:
+        """Replace every row of ``server_id`` with ``calls``, in one transaction, stamped ``now``."""
+        stamp = time.time() if now is None else now
+        rows = [
+            {
+                "server_id": server_id,
+                "call_id": call.call_id,
+                "domain": call.domain,
+                "caller": call.caller,
+                "callee": call.callee,
+                "state": call.state,
+                "started_at": call.started_at,
+                "answered_at": call.answered_at,
+                "legs": call.legs,
+                "updated_at": stamp,
+            }
+            for call in calls
+        ]
+        with _worded("the live calls were not published"), self._writer.begin() as connection:
+            connection.execute(delete(PublishedCall).where(PublishedCall.server_id == server_id))
+            if rows:
+                connection.execute(insert(PublishedCall), rows)
+
+    def touch(self, server_id: str, *, now: float | None = None) -> None:
+        """Mark the snapshot of ``server_id`` as current without rewriting it: the keep-alive."""
+        stamp = time.time() if now is None else now
+        with _worded("the live calls were not refreshed"), self._writer.begin() as connection:
+            connection.execute(
+                update(PublishedCall).where(PublishedCall.server_id == server_id).values(updated_at=stamp)
+            )
+
+    def clear(self, server_id: str) -> None:
+        """Remove every row of ``server_id``: what a server does when it stops."""
+        with _worded("the live calls were not cleared"), self._writer.begin() as connection:
+            connection.execute(delete(PublishedCall).where(PublishedCall.server_id == server_id))
+
+    def purge(self, older_than: float, *, now: float | None = None) -> int:
+        """Delete rows not refreshed for ``older_than`` seconds, left by servers that died; returns how many."""
+        limit = (time.time() if now is None else now) - older_than
+        with _worded("stale live calls were not purged"), self._writer.begin() as connection:
+            result = connection.execute(delete(PublishedCall).where(PublishedCall.updated_at < limit))
+            return int(result.rowcount)
+
+    def list(self, max_age: float, *, now: float | None = None) -> builtins.list[LiveCall]:
+        """Calls of every server that published within ``max_age`` seconds, oldest call first."""
+        limit = (time.time() if now is None else now) - max_age
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                self._select.where(PublishedCall.updated_at >= limit).order_by(
+                    PublishedCall.started_at, PublishedCall.server_id, PublishedCall.call_id
+                )
+            )
+            return [
+                LiveCall(
+                    server_id=values.server_id,
+                    call_id=values.call_id,
+                    domain=values.domain,
+                    caller=values.caller,
+                    callee=values.callee,
+                    state=values.state,
+                    started_at=values.started_at,
+                    answered_at=values.answered_at,
+                    legs=values.legs,
+                    updated_at=values.updated_at,
+                )
+                for values in rows
+            ]
+
+
+__all__ = [
+    "LIVE_MAX_AGE",
+    "CallRecord",
+    "CdrStore",
+    "CdrWriter",
+    "HangupBy",
+    "LegRecord",
+    "LegRole",
+    "LiveCall",
+    "LiveCallStore",
+]

@@ -1,0 +1,342 @@
+"""Call records and live calls: stored with their legs, read back in order, written in group commits."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import cast
+
+import pytest
+from sqlalchemy import Engine, delete, func, select
+
+from sentral.config.cdr import CallRecord, CdrStore, CdrWriter, LegRecord, LiveCall, LiveCallStore
+from sentral.config.db import StoreError, make_engine, writing
+from sentral.config.models import StoredCall, StoredLeg
+
+T0 = 1_740_816_000.0  # 2025-03-01T08:00:00Z
+CALLER = "+4791234567"
+
+
+def answered(call_id: str, started_at: float, *, targets: int = 2) -> CallRecord:
+    """A call to 1001 whose phones rang in parallel; the first answered, the others were cancelled."""
+    legs = [
+        LegRecord(leg=0, role="caller", target=CALLER, started_at=started_at, ringing_at=started_at + 0.25,
+                  answered_at=started_at + 4.5, ended_at=started_at + 64.5, outcome="answered", status=200),
+    ]  # fmt: skip
+    for n in range(1, targets + 1):
+        won = n == 1
+        legs.append(
+            LegRecord(leg=n, role="callee", target=f"sip:1001@192.0.2.{10 + n}:5062", started_at=started_at + 0.01,
+                      ringing_at=started_at + 0.25, answered_at=started_at + 4.5 if won else None,
+                      ended_at=started_at + (64.5 if won else 4.5), outcome="answered" if won else "cancelled",
+                      status=200 if won else 487)
+        )  # fmt: skip
+    return CallRecord(
+        call_id=call_id, domain="fjordheim.example", caller=CALLER, caller_name="Kari Nordmann", callee="22",
+        callee_extension="1001", started_at=started_at, ringing_at=started_at + 0.25, answered_at=started_at + 4.5,
+        ended_at=started_at + 64.5, disposition="answered", hangup_by="callee", hangup_reason="BYE",
+        status_to_caller=200, legs=tuple(legs),
+    )  # fmt: skip
+
+
+def busy(call_id: str, started_at: float) -> CallRecord:
+    """A call refused by the only phone: no answer time, no caller name, no extension resolved."""
+    return CallRecord(
+        call_id=call_id, domain="fjordheim.example", caller="1002", callee="1003", started_at=started_at,
+        ended_at=started_at + 1.0, disposition="busy", hangup_by="callee", hangup_reason="486 Busy Here",
+        status_to_caller=486,
+        legs=(
+            LegRecord(leg=0, role="caller", target="1002", started_at=started_at, ended_at=started_at + 1.0,
+                      outcome="busy", status=486),
+            LegRecord(leg=1, role="callee", target="sip:1003@192.0.2.13", started_at=started_at + 0.01,
+                      ended_at=started_at + 1.0, outcome="busy", status=486),
+        ),
+    )  # fmt: skip
+
+
+def not_found(call_id: str, started_at: float) -> CallRecord:
+    """A call to a number nobody has: no legs beyond the caller's, nothing but a status."""
+    return CallRecord(
+        call_id=call_id, domain="fjordheim.example", caller="1002", callee="9999", started_at=started_at,
+        ended_at=started_at, disposition="not_found", hangup_reason="404 Not Found", status_to_caller=404,
+    )  # fmt: skip
+
+
+def stored_ids(db_url: str) -> list[str]:
+    """Call ids of every stored record, read through an engine of its own as another process would."""
+    engine = make_engine(db_url)
+    try:
+        return [record.call_id for record in CdrStore(engine).list()]
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def writes_blocked(engine: Engine) -> Iterator[None]:
+    """Hold the write lock on call records from another connection until the block ends."""
+    with writing(engine).connect() as connection, connection.begin():
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("LOCK TABLE call_record IN SHARE ROW EXCLUSIVE MODE")
+        yield
+
+
+# -- CdrStore ------------------------------------------------------------------------------------
+
+
+def test_records_round_trip_with_their_legs(engine: Engine) -> None:
+    store = CdrStore(engine)
+    written = [
+        answered("c-answered", T0, targets=3),
+        busy("c-busy", T0 + 10),
+        not_found("c-missing", T0 + 20),
+    ]
+    store.write(written)
+    assert store.list() == written
+    first, second, third = store.list()
+    assert [leg.outcome for leg in first.legs] == ["answered", "answered", "cancelled", "cancelled"]
+    assert first.duration == 60.0
+    assert second.duration == 0.0
+    assert second.caller_name is None and second.answered_at is None and second.legs[1].status == 486
+    assert third.legs == () and third.hangup_by is None
+
+
+def test_list_puts_the_newest_last_and_filters_by_start_time_and_count(engine: Engine) -> None:
+    store = CdrStore(engine)
+    # Written in the order the calls ended, which is not the order they started in.
+    store.write([busy("c3", T0 + 300), answered("c1", T0 + 100)])
+    store.write([not_found("c4", T0 + 400), answered("c2", T0 + 200)])
+    store.write([busy("c5", T0 + 500)])
+
+    def ids(records: list[CallRecord]) -> list[str]:
+        return [record.call_id for record in records]
+
+    assert ids(store.list()) == ["c1", "c2", "c3", "c4", "c5"]
+    assert ids(store.list(since=T0 + 200)) == ["c2", "c3", "c4", "c5"]
+    assert ids(store.list(since=T0 + 200.001)) == ["c3", "c4", "c5"]
+    assert ids(store.list(limit=2)) == ["c4", "c5"]
+    assert ids(store.list(since=T0 + 100, limit=3)) == ["c3", "c4", "c5"]
+    assert store.list(since=T0 + 1000) == []
+    limited = store.list(limit=4)
+    assert ids(limited) == ["c2", "c3", "c4", "c5"]
+    # Each record brings its own legs, also when only some records are asked for.
+    assert limited[0] == answered("c2", T0 + 200)
+    assert limited[1] == busy("c3", T0 + 300)
+
+
+def test_a_batch_is_one_transaction_and_its_error_shows_no_phone_numbers(engine: Engine) -> None:
+    store = CdrStore(engine)
+    store.write([answered("c1", T0)])
+    with pytest.raises(StoreError) as failure:
+        store.write([answered("c2", T0 + 10), answered("c1", T0 + 20)])
+    assert "call records were not stored" in str(failure.value)
+    assert CALLER not in str(failure.value)
+    with pytest.raises(StoreError) as failure:
+        store.write([replace(answered("c3", T0 + 30), callee=cast(str, None))])
+    assert CALLER not in str(failure.value)
+    assert [record.call_id for record in store.list()] == ["c1"]
+
+
+def test_deleting_a_record_deletes_its_legs(engine: Engine) -> None:
+    store = CdrStore(engine)
+    store.write([answered("c1", T0), busy("c2", T0 + 10)])
+    with writing(engine).begin() as connection:
+        connection.execute(delete(StoredCall).where(StoredCall.call_id == "c1"))
+    with engine.connect() as connection:
+        left = connection.execute(select(StoredLeg.call_id, func.count()).group_by(StoredLeg.call_id)).all()
+    assert [tuple(row) for row in left] == [("c2", 2)]
+
+
+def test_write_sustains_well_over_1000_calls_per_second(engine: Engine) -> None:
+    store = CdrStore(engine)
+    store.write([busy(f"warm-{i}", T0 - 1000 + i) for i in range(10)])
+    records = [answered(f"c{i}", T0 + i, targets=1) for i in range(2000)]
+    started = time.perf_counter()
+    store.write(records)
+    elapsed = time.perf_counter() - started
+    assert len(store.list(since=T0)) == 2000
+    # One second is the budget for 2,000 calls with two legs each; measured figures are a fraction of it.
+    assert elapsed < 1.0, f"2000 records took {elapsed:.3f}s"
+
+
+# -- CdrWriter -----------------------------------------------------------------------------------
+
+
+def test_writer_resolves_after_the_commit(engine: Engine, db_url: str) -> None:
+    async def scenario() -> None:
+        writer = CdrWriter(CdrStore(engine))
+        writer.start()
+        await writer.write([answered("c1", T0)])
+        assert stored_ids(db_url) == ["c1"]
+        nothing = writer.submit([])
+        assert nothing.done()
+        await writer.close()
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_submissions_share_commits(engine: Engine, db_url: str) -> None:
+    async def scenario() -> int:
+        writer = CdrWriter(CdrStore(engine))
+        writer.start()
+        with writes_blocked(engine):
+            first = writer.submit([answered("c-first", T0)])
+            # Give the writer thread time to take the first submission and stall on the lock.
+            await asyncio.sleep(0.2)
+            rest = [writer.submit([busy(f"c{i:03d}", T0 + 1 + i)]) for i in range(299)]
+            await asyncio.sleep(0)
+            assert not first.done()
+        await asyncio.gather(first, *rest)
+        await writer.close()
+        return writer.commits
+
+    commits = asyncio.run(scenario())
+    assert commits <= 2
+    assert len(stored_ids(db_url)) == 300
+
+
+def test_a_failing_submission_reaches_its_caller_and_spares_the_rest(engine: Engine, db_url: str) -> None:
+    CdrStore(engine).write([busy("taken", T0)])
+
+    async def scenario() -> list[BaseException | None]:
+        writer = CdrWriter(CdrStore(engine))
+        writer.start()
+        with writes_blocked(engine):
+            futures = [
+                writer.submit([answered("c1", T0 + 1)]),
+                writer.submit([busy("c2", T0 + 2), busy("taken", T0 + 3)]),
+                writer.submit([not_found("c3", T0 + 4)]),
+            ]
+            await asyncio.sleep(0)
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        with pytest.raises(StoreError, match="not stored"):
+            await writer.write([busy("taken", T0 + 5)])
+        await writer.write([busy("c4", T0 + 6)])
+        await writer.close()
+        with pytest.raises(RuntimeError, match="not running"):
+            writer.submit([busy("c5", T0 + 7)])
+        return [r if isinstance(r, BaseException) else None for r in results]
+
+    first, second, third = asyncio.run(scenario())
+    assert first is None
+    assert isinstance(second, StoreError)
+    assert third is None
+    assert stored_ids(db_url) == ["taken", "c1", "c3", "c4"]
+
+
+def test_close_commits_everything_queued(engine: Engine, db_url: str) -> None:
+    async def scenario() -> list[asyncio.Future[None]]:
+        writer = CdrWriter(CdrStore(engine))
+        writer.start()
+        futures = [writer.submit([busy(f"c{i:02d}", T0 + i)]) for i in range(50)]
+        await writer.close()
+        await asyncio.gather(*futures)
+        return futures
+
+    assert all(future.done() for future in asyncio.run(scenario()))
+    assert stored_ids(db_url) == [f"c{i:02d}" for i in range(50)]
+
+
+WRITING_PROCESS = """
+import asyncio, sys
+from sentral.config.cdr import CallRecord, CdrStore, CdrWriter
+from sentral.config.db import make_engine
+
+def report(call_id, future):
+    if not future.cancelled() and future.exception() is None:
+        print(call_id, flush=True)
+
+async def main():
+    writer = CdrWriter(CdrStore(make_engine(sys.argv[1])))
+    writer.start()
+    n = 0
+    while True:
+        for _ in range(20):
+            call_id = f"k{n:07d}"
+            n += 1
+            record = CallRecord(call_id=call_id, domain="fjordheim.example", caller="1002", callee="1003",
+                                started_at=1e9 + n, ended_at=1e9 + n, disposition="busy",
+                                hangup_reason="486 Busy Here", status_to_caller=486)
+            writer.submit([record]).add_done_callback(lambda f, c=call_id: report(c, f))
+        await asyncio.sleep(0.002)
+
+asyncio.run(main())
+"""
+
+
+def test_no_acknowledged_record_is_lost_when_the_process_is_killed(db_url: str, engine: Engine) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", WRITING_PROCESS, db_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    acknowledged: list[str] = []
+    try:
+        while len(acknowledged) < 500:
+            line = process.stdout.readline()
+            assert line, process.stderr.read()
+            acknowledged.append(line.strip())
+    finally:
+        process.kill()  # SIGKILL: no flushing, no clean shutdown
+        process.wait(timeout=30)
+    acknowledged += process.stdout.read().split()
+    process.stdout.close()
+    process.stderr.close()
+    assert set(acknowledged) <= set(stored_ids(db_url))
+
+
+# -- LiveCallStore -------------------------------------------------------------------------------
+
+
+def live(call_id: str, state: str = "answered", **changes: object) -> LiveCall:
+    call = LiveCall(call_id=call_id, domain="fjordheim.example", caller=CALLER, callee="1001", state=state,
+                    started_at=T0, answered_at=T0 + 5 if state == "answered" else None, legs=2)  # fmt: skip
+    return replace(call, **changes)  # type: ignore[arg-type]
+
+
+def test_a_publication_replaces_only_that_servers_calls(engine: Engine) -> None:
+    calls = LiveCallStore(engine)
+    now = T0 + 60
+    calls.publish("sip-a", [live("a1", "ringing", started_at=T0 + 1), live("a2")], now=now)
+    calls.publish("sip-b", [live("b1", started_at=T0 + 2)], now=now)
+    calls.publish("sip-a", [live("a2", "held"), live("a3", "ringing", started_at=T0 + 3)], now=now + 1)
+    listed = calls.list(5.0, now=now + 2)
+    assert [(c.server_id, c.call_id, c.state) for c in listed] == [
+        ("sip-a", "a2", "held"), ("sip-b", "b1", "answered"), ("sip-a", "a3", "ringing")
+    ]  # fmt: skip
+    assert listed[0] == replace(live("a2", "held"), server_id="sip-a", updated_at=now + 1)
+    calls.publish("sip-b", [], now=now + 2)
+    assert [c.call_id for c in calls.list(5.0, now=now + 2)] == ["a2", "a3"]
+    calls.clear("sip-a")
+    assert calls.list(5.0, now=now + 2) == []
+
+
+def test_servers_that_stopped_publishing_are_not_shown(engine: Engine) -> None:
+    calls = LiveCallStore(engine)
+    calls.publish("sip-a", [live("a1")], now=T0)
+    calls.publish("sip-b", [live("b1")], now=T0 + 4)
+    assert [c.call_id for c in calls.list(5.0, now=T0 + 5)] == ["a1", "b1"]
+    assert [c.call_id for c in calls.list(5.0, now=T0 + 6)] == ["b1"]
+    # A quiet server keeps its calls visible by touching them rather than publishing them again.
+    calls.touch("sip-a", now=T0 + 8)
+    assert [c.call_id for c in calls.list(5.0, now=T0 + 10)] == ["a1"]
+    assert calls.purge(60.0, now=T0 + 66) == 1
+    assert [c.call_id for c in calls.list(100.0, now=T0 + 66)] == ["a1"]
+
+
+def test_live_calls_can_be_published_from_another_thread(engine: Engine) -> None:
+    calls = LiveCallStore(engine)
+
+    async def scenario() -> None:
+        await asyncio.to_thread(calls.publish, "sip-a", [live("a1"), live("a2", "ringing")])
+
+    asyncio.run(scenario())
+    listed = calls.list(5.0)
+    assert sorted(c.call_id for c in listed) == ["a1", "a2"]
+    assert all(c.updated_at is not None and abs(c.updated_at - time.time()) < 5 for c in listed)
