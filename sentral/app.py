@@ -1,4 +1,15 @@
-"""Wiring: the one place that builds the running system from its configuration."""
+"""Wiring: the one place that builds the running system from its configuration.
+
+Shutdown. SIGTERM starts a drain: new INVITEs are answered 503 with Retry-After, calls in progress
+go on for up to ``drain_timeout`` seconds, then the rest are hung up (BYE, or CANCEL and 480 for
+those still ringing); the server waits briefly for those requests to be answered, flushes every
+call record to storage and exits 0. A second SIGINT exits at once.
+
+Call records. Call control hands each finished call's report to ``_record``, which turns it into
+a ``CallRecord`` (wall-clock times) and queues it on the CDR writer's group commit. The live calls
+are published at most once a second, and only when they changed (with a keep-alive touch in
+between, so that `sentral calls` keeps believing a quiet server).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +17,18 @@ import asyncio
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable
 
 import structlog
 
+from sentral.config.cdr import CallRecord, CdrStore, CdrWriter, LegRecord, LiveCall, LiveCallStore
 from sentral.config.db import make_engine, schema_is_current
 from sentral.config.directory import Directory, directory_version, load_directory
 from sentral.config.settings import ServeConfig
 from sentral.config.store import BindingStore, ConfigStore
 from sentral.config.writer import BindingWriter
+from sentral.pbx.call import CallReport, CallSettings
 from sentral.pbx.endpoint import Endpoint
 from sentral.pbx.guard import Guard, GuardPolicy, parse_networks
 from sentral.pbx.location import Location
@@ -26,6 +40,10 @@ from sentral.pbx.transport import Origin, Transports, make_server_ssl_context
 log = structlog.get_logger("sentral")
 
 DIRECTORY_POLL = 0.5
+LIVE_PUBLISH = 1.0
+LIVE_TOUCH = 2.0
+# After the drain, how long the BYEs and CANCELs sent to the remaining calls may take to be answered.
+HANGUP_GRACE = 2.0
 
 
 class Server:
@@ -51,8 +69,15 @@ class Server:
         self.layer = TransactionLayer()
         self.transports = Transports(self._on_message, ssl_context=ssl_context)
         self.endpoint: Endpoint | None = None
+        self.cdr_writer = CdrWriter(CdrStore(self.engine))
+        self.live_store = LiveCallStore(self.engine)
+        self.server_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._records: set[asyncio.Future[None]] = set()
         self._stop = asyncio.Event()
+        self._drain = asyncio.Event()
         self._interrupts = 0
+        # Monotonic call-control times become epoch seconds with this offset.
+        self._wall_offset = time.time() - time.monotonic()
 
     def directory(self) -> Directory:
         """The current configuration snapshot."""
@@ -81,17 +106,23 @@ class Server:
             self.guard,
             self.directory,
             sip_trace=self.config.sip_trace,
+            call_settings=CallSettings(
+                no_answer=self.config.no_answer_timeout, session_interval=self.config.session_interval
+            ),
+            on_record=self._record,
         )
         endpoint.attach(loop)
         self._directory = await asyncio.to_thread(load_directory, self.engine)
         rows = await asyncio.to_thread(self.store.load_active, time.time())
         self.location.apply(rows, [])
         self.writer.start()
+        self.cdr_writer.start()
         try:
             await self.transports.start(self.config.listens)
         except OSError as exc:
             log.error("cannot_listen", error=str(exc), hint="is another server using the port?")
             await self.writer.close()
+            await self.cdr_writer.close()
             return 1
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
@@ -104,15 +135,24 @@ class Server:
         tasks = [
             asyncio.create_task(self._follow_directory(), name="directory-follower"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
+            asyncio.create_task(self._publish_live_calls(), name="live-calls"),
         ]
         try:
             await self._stop.wait()
+            if self._drain.is_set():
+                await self._drain_calls()
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.transports.close()
+            await self._flush_records()
             await self.writer.close()
+            await self.cdr_writer.close()
+            try:
+                await asyncio.to_thread(self.live_store.clear, self.server_id)
+            except Exception as exc:
+                log.warning("live_calls_not_cleared", error=str(exc))
             self.engine.dispose()
         log.info("stopped")
         return 0
@@ -122,7 +162,83 @@ class Server:
         if signum == signal.SIGINT and self._interrupts > 1:
             os._exit(130)
         log.info("stopping", signal=signal.Signals(signum).name)
+        if signum == signal.SIGTERM:
+            self._drain.set()
         self._stop.set()
+
+    async def _drain_calls(self) -> None:
+        """Refuse new calls, let those in progress finish within the drain timeout, end the rest."""
+        endpoint = self.endpoint
+        if endpoint is None:
+            return
+        endpoint.draining = True
+        calls = endpoint.calls
+        deadline = time.monotonic() + self.config.drain_timeout
+        if len(calls):
+            log.info("draining", calls=len(calls), timeout=self.config.drain_timeout)
+        while len(calls) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if len(calls):
+            log.info("drain_timeout", calls=len(calls))
+            endpoint.hang_up_all()
+        # Let the last BYEs and CANCELs be answered (or retransmitted) before the sockets close.
+        grace = time.monotonic() + HANGUP_GRACE
+        while self.layer.client_count and time.monotonic() < grace:
+            await asyncio.sleep(0.05)
+
+    # -- call records and live calls ---------------------------------------------------------------
+
+    def _record(self, report: CallReport) -> None:
+        future = self.cdr_writer.submit([call_record(report, self._wall_offset)])
+        self._records.add(future)
+        future.add_done_callback(self._recorded)
+
+    def _recorded(self, future: asyncio.Future[None]) -> None:
+        self._records.discard(future)
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None:
+            log.error("cdr_write_failed", error=str(error))
+
+    async def _flush_records(self) -> None:
+        if self._records:
+            await asyncio.gather(*self._records, return_exceptions=True)
+
+    async def _publish_live_calls(self) -> None:
+        """At most once a second, publish the live calls if they changed; touch them otherwise."""
+        published = -1
+        touched = 0.0
+        while True:
+            await asyncio.sleep(LIVE_PUBLISH)
+            endpoint = self.endpoint
+            if endpoint is None:
+                continue
+            calls = endpoint.calls
+            now = time.monotonic()
+            try:
+                if calls.version != published:
+                    published = calls.version
+                    snapshot = [
+                        LiveCall(
+                            call_id=live.call_id,
+                            domain=live.clinic,
+                            caller=live.caller,
+                            callee=live.callee,
+                            state=live.state,
+                            started_at=live.started + self._wall_offset,
+                            answered_at=None if live.answered is None else live.answered + self._wall_offset,
+                            legs=live.legs,
+                        )
+                        for live in calls.live()
+                    ]
+                    await asyncio.to_thread(self.live_store.publish, self.server_id, snapshot)
+                    touched = now
+                elif now - touched >= LIVE_TOUCH:
+                    await asyncio.to_thread(self.live_store.touch, self.server_id)
+                    touched = now
+            except Exception as exc:
+                log.warning("live_calls_not_published", error=str(exc))
 
     async def _follow_directory(self) -> None:
         """Reload staff and clinics within half a second of a change made with the CLI."""
@@ -152,6 +268,72 @@ class Server:
                 await self.writer.write([], [row.identity for row in gone])
             except Exception as exc:
                 log.warning("binding_purge_failed", error=str(exc))
+
+
+def call_record(report: CallReport, wall_offset: float) -> CallRecord:
+    """The stored record of a call report; monotonic times shifted by ``wall_offset`` to epoch."""
+
+    def wall(at: float | None) -> float | None:
+        return None if at is None else at + wall_offset
+
+    legs = tuple(
+        LegRecord(
+            leg=index,
+            role="caller" if leg.side == "a" else "callee",
+            target=leg.target,
+            started_at=leg.started + wall_offset,
+            ended_at=(leg.ended if leg.ended is not None else report.ended) + wall_offset,
+            outcome=_leg_outcome(leg.outcome, leg.status),
+            answered_at=wall(leg.answered),
+            ringing_at=wall(leg.ringing),
+            status=leg.status,
+        )
+        for index, leg in enumerate(report.legs)
+    )
+    status = report.status if report.status is not None else 500
+    return CallRecord(
+        call_id=report.call_id,
+        domain=report.clinic,
+        caller=report.caller,
+        caller_name=report.caller_name or None,
+        callee=report.callee,
+        callee_extension=report.callee if report.callee_name else None,
+        started_at=report.started + wall_offset,
+        ringing_at=wall(report.rang),
+        answered_at=wall(report.answered),
+        ended_at=report.ended + wall_offset,
+        disposition=_disposition(report),
+        hangup_by=report.hangup_by if report.hangup_by in ("caller", "callee", "system") else None,  # type: ignore[arg-type]
+        hangup_reason=report.cause,
+        status_to_caller=status,
+        legs=legs,
+    )
+
+
+_DISPOSITIONS = {
+    486: "busy",
+    600: "busy",
+    603: "declined",
+    404: "not_found",
+    480: "unavailable",
+    487: "cancelled",
+}
+
+
+def _disposition(report: CallReport) -> str:
+    if report.answered is not None:
+        return "answered"
+    if report.cause == "no answer timeout":
+        return "no_answer"
+    return _DISPOSITIONS.get(report.status or 0, "failed")
+
+
+def _leg_outcome(outcome: str, status: int | None) -> str:
+    if outcome == "rejected":
+        return {486: "busy", 600: "busy", 603: "declined"}.get(status or 0, "failed")
+    if outcome == "timeout":
+        return "no_answer"
+    return outcome.replace(" ", "_")
 
 
 def serve(config: ServeConfig) -> int:

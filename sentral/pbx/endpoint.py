@@ -5,9 +5,19 @@ Theory of operation: every message the transports receive arrives in ``on_messag
 malformed requests statelessly (the one place a ``SipError`` becomes a response), stamps the top
 Via with ``received``/``rport`` (RFC 3261 §18.2.1, RFC 3581), and hands the message to the
 transaction layer. New server transactions are dispatched by method to their transaction user:
-the registrar for REGISTER, the endpoint itself for OPTIONS. Everything the core wants sent or
-timed comes back as actions, which the driver carries out: bytes to the transports, deadlines to
-one timer on the event loop.
+the registrar for REGISTER, the endpoint itself for OPTIONS, call control (``CallControl``) for
+INVITE, ACK, CANCEL, BYE, UPDATE, INFO and PRACK and for every response to a request it sent.
+Everything the core wants sent or timed comes back as actions, which the driver carries out:
+bytes to the transports, deadlines to one timer on the event loop (the earlier of the
+transaction layer's and call control's).
+
+A new INVITE is authenticated here, before call control sees it, with the same digest rules as
+REGISTER: a 407 carrying one Proxy-Authenticate per algorithm the clinic offers, and a failure
+counted against the source in the guard. The endpoint is call control's ``CallPort``: it starts
+client transactions towards the ``Target`` a leg names (a binding's source address, listener
+and connection), sends end-to-end ACKs straight to the transports, and hands finished calls'
+records to ``on_record``. While ``draining`` (SIGTERM), new INVITEs get 503 with Retry-After
+and calls in progress carry on.
 
 Responses go where RFC 3261 §18.2.2 and RFC 3581 say: over the connection the request came on
 for TCP and TLS; for UDP to the ``received`` address and the ``rport`` port (the source of the
@@ -21,6 +31,7 @@ commit's completion callback. No task is created per request.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 
@@ -28,6 +39,8 @@ import structlog
 
 from sentral.config.directory import Directory
 from sentral.config.writer import BindingWriter
+from sentral.pbx.call import ALLOW as CALL_ALLOW
+from sentral.pbx.call import CallControl, Caller, CallReport, CallSettings
 from sentral.pbx.guard import Guard, GuardAction, SecurityEventKind
 from sentral.pbx.location import Location
 from sentral.pbx.registrar import AuthOutcome, RegisterResult, Registrar
@@ -46,6 +59,7 @@ from sentral.pbx.sip.transaction import (
     AckReceived,
     Action,
     CancelReceived,
+    ClientTransaction,
     RequestReceived,
     ResponseReceived,
     Send,
@@ -58,12 +72,17 @@ from sentral.pbx.sip.transaction import (
     TransportError,
 )
 from sentral.pbx.transport import Origin, Target, Transports
+from sentral.routing.dialplan import DialPlan
 
 log = structlog.get_logger("sentral.endpoint")
 security_log = structlog.get_logger("sentral.security")
 
-SUPPORTED = ("path", "outbound")
-ALLOW = ("REGISTER", "OPTIONS", "ACK", "CANCEL", "BYE")
+SUPPORTED = ("path", "outbound", "timer")
+ALLOW = tuple(method.strip() for method in CALL_ALLOW.split(","))
+# Methods call control serves (a new INVITE reaches it only once authenticated).
+CALL_METHODS = frozenset({"INVITE", "BYE", "UPDATE", "INFO", "PRACK"})
+DRAIN_RETRY_AFTER = "30"
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 SIP_METHODS = frozenset(
     {
         "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
@@ -87,6 +106,8 @@ class Endpoint:
         directory: Callable[[], Directory],
         *,
         sip_trace: bool = False,
+        call_settings: CallSettings | None = None,
+        on_record: Callable[[CallReport], None] | None = None,
     ) -> None:
         self.transports = transports
         self.layer = layer
@@ -100,7 +121,18 @@ class Endpoint:
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._origins: dict[ServerTransaction, Origin] = {}
+        self._targets: dict[ClientTransaction, Target] = {}
+        self._local_hosts: dict[tuple[str, str], str] = {}
         self.draining = False
+        self.on_record = on_record
+        self.calls = CallControl(
+            self,
+            DialPlan(),
+            directory,
+            lambda aor: location.bindings(aor, time.time()),
+            settings=call_settings,
+            timings=layer.timings,
+        )
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind to the running event loop (timers are scheduled on it)."""
@@ -180,6 +212,10 @@ class Endpoint:
             return
         if method == "REGISTER":
             self._register(tx, request, origin)
+        elif method == "INVITE" and not request.to_tag:
+            self._invite(tx, request, origin, now)
+        elif method in CALL_METHODS or (method == "OPTIONS" and request.to_tag):
+            self.calls.on_request(tx, request, now)
         elif method == "OPTIONS":
             self._respond(tx, self._options(request))
         elif method in SIP_METHODS:
@@ -199,6 +235,56 @@ class Endpoint:
                 ("Server", SERVER_NAME),
             ],
         )
+
+    def _invite(self, tx: ServerTransaction, request: Request, origin: Origin, now: float) -> None:
+        """A new call: refused while draining, challenged until authenticated, then call control's."""
+        if self.draining:
+            self._respond(
+                tx,
+                make_response(
+                    request, 503, to_tag=_local_tag(request), headers=[("Retry-After", DRAIN_RETRY_AFTER)]
+                ),
+            )
+            return
+        directory = self.directory()
+        clinic = self.registrar.clinic_for(request, directory)
+        if clinic is None:
+            self._respond(tx, make_response(request, 404, "Unknown Domain", to_tag=_local_tag(request)))
+            return
+        wall = time.time()
+        try:
+            outcome, creds = self.registrar.authenticate(
+                request, clinic, directory, wall, "proxy-authorization"
+            )
+        except SipError as exc:
+            self._respond(tx, make_response(request, exc.status, exc.reason, to_tag=_local_tag(request)))
+            return
+        if outcome is AuthOutcome.FAILED:
+            self.guard.auth_failed(origin.host, now)
+            security_log.warning(
+                "auth_failed",
+                remote=origin.host,
+                port=origin.port,
+                transport=origin.transport,
+                method="INVITE",
+                user=creds.username if creds is not None else None,
+            )
+            self.log_security()
+        if outcome is not AuthOutcome.OK:
+            values = self.registrar.authority.challenge(
+                clinic.domain, wall, algorithms=clinic.digest_algorithms, stale=outcome is AuthOutcome.STALE
+            )
+            headers = [("Proxy-Authenticate", value) for value in values]
+            self._respond(tx, make_response(request, 407, to_tag=_local_tag(request), headers=headers))
+            return
+        assert creds is not None
+        self.guard.auth_succeeded(origin.host, now)
+        staff = directory.staff_for(clinic.domain, creds.username)
+        if staff is None:  # removed between the digest check and here
+            self._respond(tx, make_response(request, 403, to_tag=_local_tag(request)))
+            return
+        caller = Caller(clinic, staff.extension, staff.name)
+        self.calls.on_invite(tx, request, origin, caller, now)
 
     def _register(self, tx: ServerTransaction, request: Request, origin: Origin) -> None:
         wall = time.time()
@@ -266,35 +352,118 @@ class Endpoint:
                     assert origin is not None
                     self._origins[tx] = origin
                     self._on_request(tx, request, origin, now)
-                case CancelReceived(tx=tx, request=request):
+                case CancelReceived(tx=tx, request=request, invite_tx=invite_tx):
                     assert origin is not None
                     self._origins[tx] = origin
-                    # Nothing this endpoint serves yet is cancellable: no INVITE is pending.
-                    self._respond(tx, make_response(request, 481))
+                    self.calls.on_cancel(tx, request, invite_tx, now)
                 case TransactionTerminated(tx=tx):
                     if isinstance(tx, ServerTransaction):
                         self._origins.pop(tx, None)
-                case AckReceived() | ResponseReceived() | StrayResponse():
-                    pass  # no dialogs or client transactions are served yet
-                case TransactionTimeout() | TransportError():
-                    pass
+                    else:
+                        self._targets.pop(tx, None)
+                        self.calls.on_terminated(tx)
+                case AckReceived(request=request):
+                    self.calls.on_ack(request, now)
+                case ResponseReceived(tx=tx, response=response):
+                    self.calls.on_response(tx, response, now)
+                case StrayResponse(response=response):
+                    self.calls.on_stray_response(response, now)
+                case TransactionTimeout(tx=tx) | TransportError(tx=tx):
+                    self.calls.on_timeout(tx, now)
         self._schedule()
 
     def _send(self, action: Send) -> None:
         tx = action.tx
-        origin = self._origins.get(tx) if isinstance(tx, ServerTransaction) else None
         host, port = action.destination
-        if origin is not None:
-            target = Target(origin.transport, host, port, origin.local, origin.conn_id)
+        if isinstance(tx, ServerTransaction):
+            origin = self._origins.get(tx)
+            if origin is not None:
+                target = Target(origin.transport, host, port, origin.local, origin.conn_id)
+            else:
+                target = Target("udp", host, port)
         else:
-            target = Target("udp", host, port)
+            target = self._targets.get(tx) or Target("udp", host, port)
         if self.sip_trace:
             log.debug("sip_out", peer=f"{target.transport}:{host}:{port}", message=_text(action.data))
-        if not self.transports.send(action.data, target) and action.reliable:
-            self._run(self.layer.transport_error(tx, time.monotonic()), None)
+        # A failure is reported on the next turn of the loop: the sender may still be setting the
+        # transaction up (call control files a client transaction after starting it).
+        if not self.transports.send(action.data, target) and action.reliable and self._loop is not None:
+            self._loop.call_soon(self._transport_failed, tx)
+
+    def _transport_failed(self, tx: ClientTransaction | ServerTransaction) -> None:
+        self._run(self.layer.transport_error(tx, time.monotonic()), None)
+
+    # -- the call port ----------------------------------------------------------------------------
+
+    def respond(self, tx: ServerTransaction, response: Response) -> None:
+        """Send a response through a server transaction (call control's port)."""
+        self._respond(tx, response)
+
+    def send_request(self, request: Request, target: Target) -> ClientTransaction:
+        """Start a client transaction towards ``target``."""
+        tx, actions = self.layer.send_request(
+            request, (target.host, target.port), target.transport != "udp", time.monotonic()
+        )
+        self._targets[tx] = target
+        self._run(actions, None)
+        return tx
+
+    def send_ack(self, request: Request, target: Target) -> None:
+        """Send an end-to-end ACK (no transaction)."""
+        data = request.to_bytes()
+        if self.sip_trace:
+            log.debug("sip_out", peer=f"{target.transport}:{target.host}:{target.port}", message=_text(data))
+        self.transports.send(data, target)
+
+    def cancel(self, tx: ClientTransaction) -> None:
+        """CANCEL an INVITE client transaction."""
+        cancel_tx, actions = self.layer.cancel(tx, time.monotonic())
+        if cancel_tx is not None:
+            target = self._targets.get(tx)
+            if target is not None:
+                self._targets[cancel_tx] = target
+        self._run(actions, None)
+
+    def local_address(self, target: Target) -> tuple[str, int]:
+        """Our address as ``target`` reaches it: the listener's, or for a wildcard listener the
+        source address the kernel picks towards the peer."""
+        listen = target.local
+        if listen is None:
+            listen = next((b for b in self.transports.bound if b.transport == target.transport), None)
+        if listen is None:
+            return target.host, 5060
+        host = listen.host
+        if host in WILDCARD_HOSTS:
+            key = (listen.host, target.host)
+            host = self._local_hosts.get(key) or ""
+            if not host:
+                host = self._local_hosts[key] = _source_address(target.host)
+        return host, listen.port
+
+    def hang_up_all(self) -> None:
+        """End every call in progress (the end of a drain)."""
+        self.calls.hang_up_all(time.monotonic())
+        self._schedule()
+
+    def record(self, report: CallReport) -> None:
+        """A call ended: hand its record on."""
+        log.info(
+            "call_ended",
+            call=report.call_id,
+            caller=report.caller,
+            callee=report.callee,
+            status=report.status,
+            hangup_by=report.hangup_by,
+            cause=report.cause,
+        )
+        if self.on_record is not None:
+            self.on_record(report)
 
     def _schedule(self) -> None:
         deadline = self.layer.next_deadline()
+        calls_deadline = self.calls.next_deadline()
+        if deadline is None or (calls_deadline is not None and calls_deadline < deadline):
+            deadline = calls_deadline
         if deadline is None:
             return
         if self._timer_at is not None and self._timer_at <= deadline:
@@ -311,7 +480,10 @@ class Endpoint:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self._run(self.layer.on_timer(time.monotonic()), None)
+        now = time.monotonic()
+        self._run(self.layer.on_timer(now), None)
+        self.calls.on_timer(now)
+        self._schedule()
 
     # -- stateless answers ----------------------------------------------------------------------
 
@@ -364,6 +536,17 @@ def _replace_top_via(request: Request, via: Via) -> None:
         index["via"][0] = new_value
         request._top_via = via
         return
+
+
+def _source_address(peer: str) -> str:
+    """The local address the kernel would send from towards ``peer`` (no packet is sent)."""
+    family = socket.AF_INET6 if ":" in peer else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((peer, 9))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1" if family == socket.AF_INET else "::1"
 
 
 def _local_tag(request: Request) -> str:

@@ -1,0 +1,106 @@
+"""Completed calls per second through the B2BUA, and SIPp uac straight to SIPp uas in the same run.
+
+Through Sentral each call is: INVITE, 407, ACK, INVITE with credentials, 100, (B leg: INVITE, 180,
+200, ACK), 180, 200, ACK, 200 ms of talk, BYE, 200 (and BYE, 200 on the B leg). The callee is a
+SIPp uas registered to Sentral; the caller is a SIPp uac authenticating with digest MD5
+(tests/system/scenarios/call_auth_uac.xml). The baseline is SIPp's built-in uac straight to its
+built-in uas (INVITE, 180, 200, ACK, BYE, 200: no authentication). Rates are stepped up; the figure
+is the highest completed rate with under 0.1 % failed calls, with the generator's and the server's
+CPU over the step.
+
+    .venv/bin/python bench/bench_calls.py [--rates 200,400,600] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+from loadrun import DOMAIN, HEADER, Step, highest_clean, print_run, run_step, step_rates
+
+from tests.system.peers import Sipp, free_port, write_users_csv
+from tests.system.server import SentralServer
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = HERE.parent / "tests" / "system" / "scenarios"
+CALLER, CALLEE = "1001", "1002"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="200,400,600,800,1000", help="offered calls a second, in steps")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each step")
+    args = parser.parse_args()
+    rates = step_rates(args.rates)
+    command = "python bench/bench_calls.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    rows: list[str] = [HEADER]
+    through: list[Step] = []
+    baseline: list[Step] = []
+    with tempfile.TemporaryDirectory(prefix="sentral-bench-") as tmp:
+        work = Path(tmp)
+        sipp = Sipp(work / "sipp")
+        server = SentralServer(f"sqlite:///{work / 'sentral.db'}", work, extra_args=("--log-level", "warning", "--drain-timeout", "2"))
+        server.cli("init", "--domain", DOMAIN)
+        server.cli("clinic", "set", DOMAIN, "--digest", "md5")  # SIPp speaks MD5 only
+        for ext in (CALLER, CALLEE):
+            server.cli("user", "add", ext, "--name", f"Bench {ext}", "--password", f"pw-{ext}-bench")
+        server.start()
+        assert server.proc is not None
+        uas_port = free_port()
+        registration = write_users_csv(work / "callee.csv", [(CALLEE, f"pw-{CALLEE}-bench", DOMAIN)])
+        registered = sipp.run(
+            server.address, SCENARIOS / "register_auth.xml", users=registration, calls=1, local_port=uas_port,
+            auth_uri=DOMAIN,
+        )  # fmt: skip
+        if registered.successful != 1:
+            print(f"the callee did not register:\n{registered}")
+            server.stop()
+            return 1
+        callers = write_users_csv(work / "caller.csv", [(CALLER, f"pw-{CALLER}-bench", DOMAIN, CALLEE)])
+        try:
+            with sipp.running(None, "uas", local_port=uas_port, timeout=3600) as uas:
+                uas.wait_listening()
+                for rate in rates:
+                    step = run_step(
+                        sipp, server.address, SCENARIOS / "call_auth_uac.xml", rate, int(rate * args.seconds),
+                        server_pid=server.proc.pid, users=callers, extra=("-l", str(int(rate * 2) + 100)),
+                    )  # fmt: skip
+                    through.append(step)
+                    rows.append(step.row("sentral"))
+                    print(rows[-1], flush=True)
+        finally:
+            server.stop()
+        base_port = free_port()
+        for rate in rates:
+            with sipp.running(None, "uas", local_port=base_port, timeout=600) as uas:
+                uas.wait_listening()
+                step = run_step(
+                    sipp, f"127.0.0.1:{base_port}", "uac", rate, int(rate * args.seconds),
+                    server_pid=uas.proc.pid, extra=("-l", str(int(rate * 2) + 100)),
+                )  # fmt: skip
+            baseline.append(step)
+            rows.append(step.row("sipp-uas"))
+
+    best, base = highest_clean(through), highest_clean(baseline)
+    rows.append("")
+    if best is None:
+        rows.append("no step through Sentral stayed under 0.1 % failed calls")
+    else:
+        cpu = f", server CPU {best.server_cpu / best.wall * 100:.0f} % of one core" if best.server_cpu else ""
+        rows.append(
+            f"Sentral: {best.completed_per_second:.0f} calls/s at {best.failure_ratio * 100:.3f} % failed "
+            f"(offered {best.rate:.0f}/s{cpu})"
+        )
+    if base is not None:
+        rows.append(f"baseline (SIPp uac -> SIPp uas): {base.completed_per_second:.0f} calls/s")
+    if best is not None and base is not None:
+        rows.append(f"ratio Sentral / baseline: {best.completed_per_second / base.completed_per_second:.2f}")
+    print_run("Calls through the B2BUA over UDP (INVITE, 180, 200, ACK, BYE)", command, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1591 @@
+"""Calls between phones: the back-to-back user agent (RFC 3261, 3264, 3311, 4028, 6026).
+
+Theory of operation
+-------------------
+A ``Call`` has legs. The A leg is the caller's dialog, in which Sentral is the UAS; each B leg is
+one INVITE Sentral sends, as UAC, to one registered contact of the callee (forking: all of them
+ring at once). Every leg has its own Call-ID, tags, CSeq space, Via and Contact, so nothing of one
+phone's topology reaches the other: requests and responses are rebuilt, never copied, and the
+only things that cross are the SDP bodies (through the media seam), INFO bodies, and the caller's
+identity as the directory states it.
+
+``CallControl`` is the transaction user for INVITE, ACK, CANCEL, BYE, UPDATE, INFO and PRACK. It
+is sans-IO in the manner of the SIP core: the endpoint feeds it transaction events with ``now``
+and it acts through a ``CallPort`` (respond, send a request, send an end-to-end ACK, cancel,
+hand over a finished call's record). Its own timers (no-answer, 2xx retransmission, session
+timers) are reported by ``next_deadline`` and run by ``on_timer``; one heap of (deadline, call)
+entries with lazy deletion keeps that cheap with many calls.
+
+The call-control vocabulary is explicit: a ``RingStrategy`` turns what happens to the B legs
+(``LegRinging``, ``LegAnswered``, ``LegFailed``, ``NoAnswer``) into commands (``Try`` these
+targets, ``Ring`` the caller, ``Connect`` a leg, ``Cancel`` a leg, ``Fail`` the call, ``HangUp``)
+which the controller carries out; ``ReOffer`` passes a new offer from one leg to the other. The
+first strategy, ``RingAll``, is the forking of RFC 3261 §16.7: everybody rings, the first 2xx
+wins, the others are cancelled (a second 2xx racing in is ACKed and then BYEd), and when all have
+failed the caller gets the most telling failure (``best_failure``). Ring groups, queues and
+transfer recalls are other strategies speaking the same vocabulary.
+
+Offer/answer. Each leg keeps an ``OfferAnswer``, which tells whether a body is an offer or an
+answer and refuses a colliding request (491 for glare, 500 with Retry-After for an overlap). A
+re-INVITE or UPDATE received on one leg is refused with 491 too when the other leg is busy with an
+exchange of its own, since the offer could not be passed on. An INVITE without SDP (the offer
+comes in the 2xx) holds the far side's ACK until the near side's ACK brings the answer.
+
+Media seam. Every SDP body that crosses goes through ``MediaPolicy.offer`` or ``.answer`` with the
+leg it is sent on. ``OriginPerLeg`` only gives each leg its own o= line; the media relay replaces
+it without touching this module.
+
+Reliability. A 2xx we send to an INVITE is retransmitted by us (RFC 3261 §13.3.1.4, RFC 6026 §8.1):
+T1 doubling to T2 until the ACK arrives, and after 64*T1 without one the call is torn down with
+BYE. 100rel is not implemented: ``Require: 100rel`` gets 420 and we never require it ourselves.
+
+Session timers (RFC 4028) are negotiated on each leg on its own (``session_timer``): the A leg as
+UAS from the INVITE, each B leg as UAC from its 2xx (a 422 retries with the larger interval). A leg
+whose refresh does not come is torn down on both sides; when we are a leg's refresher we send a
+re-INVITE with the SDP last sent on it (or an UPDATE, when the phone allows it).
+
+Every call that passed authentication ends in exactly one ``CallReport``: caller, callee, every
+leg with its target and outcome, start, ring, answer and end times (the caller's ``now`` clock),
+who hung up and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from itertools import count
+from math import inf
+from typing import Protocol, assert_never
+
+from sentral.config.directory import ClinicEntry, Directory
+from sentral.config.settings import parse_listen
+from sentral.config.store import BindingRow
+from sentral.pbx.sip.dialog import Dialog, DialogError, DialogState, ForkedDialogs
+from sentral.pbx.sip.errors import SipError, reason_phrase
+from sentral.pbx.sip.message import Request, Response, make_response
+from sentral.pbx.sip.sdp import BodyRole, OfferAnswer, OfferState, OfferStateError, OriginRewriter, parse_sdp
+from sentral.pbx.sip.session_timer import (
+    MIN_SE_FLOOR,
+    Expire,
+    IntervalTooSmall,
+    Negotiated,
+    Refresh,
+    Refresher,
+    SessionTimer,
+    TimerRequest,
+    negotiate_uas,
+    refresh_method,
+)
+from sentral.pbx.sip.transaction import ClientTransaction, ServerTransaction, Timings, new_branch
+from sentral.pbx.transport import Origin, Target
+from sentral.routing.dialplan import BindingsLookup, DialPlan, Query, Reject, Ring, dialled_number
+
+# Option tags we implement: a request requiring anything else gets 420 (RFC 3261 §8.2.2.3).
+SUPPORTED = ("timer",)
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER"
+SERVER = "Sentral"
+SDP = "application/sdp"
+
+
+# -- the port: what the controller asks its driver to do ----------------------------------------
+
+
+class CallPort(Protocol):
+    """The IO the controller needs; the endpoint implements it, protocol tests fake it."""
+
+    def respond(self, tx: ServerTransaction, response: Response) -> None:
+        """Send ``response`` through server transaction ``tx``."""
+
+    def send_request(self, request: Request, target: Target) -> ClientTransaction:
+        """Start a client transaction for ``request`` towards ``target``."""
+
+    def send_ack(self, request: Request, target: Target) -> None:
+        """Send the end-to-end ACK of a 2xx (no transaction)."""
+
+    def cancel(self, tx: ClientTransaction) -> None:
+        """CANCEL the INVITE of ``tx`` (held by the transaction layer until a 1xx came)."""
+
+    def local_address(self, target: Target) -> tuple[str, int]:
+        """The host and port we are reached at by ``target`` (for Via and Contact)."""
+
+    def record(self, report: CallReport) -> None:
+        """A call ended: store its record."""
+
+
+# -- the media seam -----------------------------------------------------------------------------
+
+
+class MediaPolicy(Protocol):
+    """Every SDP body that crosses the B2BUA passes here, with the leg it is about to be sent on."""
+
+    def offer(self, call: Call, leg: Leg, sdp: bytes) -> bytes:
+        """An offer from the other leg, to be sent on ``leg``."""
+
+    def answer(self, call: Call, leg: Leg, sdp: bytes) -> bytes:
+        """An answer from the other leg, to be sent on ``leg``."""
+
+    def release(self, call: Call) -> None:
+        """The call is over: forget whatever was kept for it."""
+
+
+class OriginPerLeg:
+    """SDP passes through; each leg gets its own o= line (``OriginRewriter``), nothing else changes."""
+
+    __slots__ = ("_rewriters", "address")
+
+    def __init__(self, address: str = "0.0.0.0") -> None:
+        self.address = address
+        self._rewriters: dict[Leg, OriginRewriter] = {}
+
+    def _rewrite(self, leg: Leg, sdp: bytes) -> bytes:
+        rewriter = self._rewriters.get(leg)
+        if rewriter is None:
+            address = leg.local[0] if leg.local[0] else self.address
+            rewriter = self._rewriters[leg] = OriginRewriter(secrets.randbits(48), address)
+        return rewriter.rewrite(parse_sdp(sdp)).to_bytes()
+
+    def offer(self, call: Call, leg: Leg, sdp: bytes) -> bytes:
+        return self._rewrite(leg, sdp)
+
+    def answer(self, call: Call, leg: Leg, sdp: bytes) -> bytes:
+        return self._rewrite(leg, sdp)
+
+    def release(self, call: Call) -> None:
+        for leg in call.legs:
+            self._rewriters.pop(leg, None)
+
+
+# -- the call-control vocabulary ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LegRinging:
+    """A B leg sent 180/183 (``response``)."""
+
+    leg: Leg
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class LegAnswered:
+    """A B leg answered with a 2xx."""
+
+    leg: Leg
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class LegFailed:
+    """A B leg ended without answering: ``status`` is its final response (408 for a timeout)."""
+
+    leg: Leg
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class NoAnswer:
+    """The no-answer timer ran out while the call was still ringing."""
+
+
+CallEvent = LegRinging | LegAnswered | LegFailed | NoAnswer
+
+
+@dataclass(frozen=True, slots=True)
+class Try:
+    """Ring these targets (one new B leg each)."""
+
+    targets: tuple[BindingRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RingCaller:
+    """Tell the caller the call is ringing (or progressing): relay ``response`` from ``leg``."""
+
+    leg: Leg
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Answer the caller with ``leg``'s 2xx: the two are in a call."""
+
+    leg: Leg
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Stop ringing ``leg`` (CANCEL, or ACK then BYE for a leg that answered too late)."""
+
+    leg: Leg
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """Refuse the call to the caller with ``status``; ``reason`` goes in a Reason header."""
+
+    status: int
+    reason: str = ""
+    cause: str = ""  # for the record; by default the status and its phrase ("486 Busy Here")
+
+
+@dataclass(frozen=True, slots=True)
+class HangUp:
+    """End the call on every leg; ``cause`` is what the record says."""
+
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReOffer:
+    """Pass a new offer (re-INVITE or UPDATE received on ``source``) to the other leg."""
+
+    source: Leg
+    tx: ServerTransaction
+    request: Request
+
+
+Command = Try | RingCaller | Connect | Cancel | Fail | HangUp | ReOffer
+
+
+class RingStrategy(Protocol):
+    """Decides who rings and what the caller hears; a routing policy, free of SIP."""
+
+    def on_event(self, call: Call, event: CallEvent) -> list[Command]:
+        """The commands that follow ``event``."""
+
+
+def failure_rank(status: int) -> int:
+    """How telling a final failure is to the caller, lower first (RFC 3261 §16.7 in spirit).
+
+    A 6xx is a definitive answer from a person (decline, busy everywhere) and wins; then 486 (busy
+    here); then 480 and 408 (nobody there right now); then 404; then anything else by class.
+    487 is our own CANCEL and tells nothing.
+    """
+    if 600 <= status < 700:
+        return 0
+    if status == 486:
+        return 1
+    if status in (480, 408):
+        return 2
+    if status == 404:
+        return 3
+    if status == 487:
+        return 9
+    return 4 if status < 500 else 5
+
+
+def best_failure(statuses: Iterable[int]) -> tuple[int, str]:
+    """The status the caller gets when every leg failed, and a reason text for it.
+
+    A timeout (408) or our own cancel (487) becomes 480: the phones were there but nobody answered.
+    """
+    ranked = sorted(statuses, key=lambda s: (failure_rank(s), s))
+    if not ranked:
+        return 480, "No contact answered"
+    best = ranked[0]
+    if best in (408, 487):
+        return 480, "No answer"
+    return best, ""
+
+
+class RingAll:
+    """Forking: every target rings, the first to answer gets the call, the rest are cancelled."""
+
+    __slots__ = ()
+
+    def on_event(self, call: Call, event: CallEvent) -> list[Command]:
+        match event:
+            case LegRinging(leg=leg, response=response):
+                return [RingCaller(leg, response)]
+            case LegAnswered(leg=leg, response=response):
+                others = [Cancel(other, "answered elsewhere") for other in call.b_legs if other is not leg]
+                return [Connect(leg, response), *others]
+            case LegFailed():
+                if any(not leg.done for leg in call.b_legs):
+                    return []
+                status, reason = best_failure(leg.status or 480 for leg in call.b_legs)
+                return [Fail(status, reason)]
+            case NoAnswer():
+                cancels: list[Command] = [Cancel(leg, "no answer") for leg in call.b_legs if not leg.done]
+                return [*cancels, Fail(480, "No answer", "no answer timeout")]
+            case _:
+                assert_never(event)
+
+
+# -- calls and legs ------------------------------------------------------------------------------
+
+
+class Side(Enum):
+    """A: the caller's leg (we are UAS). B: a callee's leg (we are UAC)."""
+
+    A = "a"
+    B = "b"
+
+
+class LegState(Enum):
+    """Where one leg stands."""
+
+    CALLING = "calling"  # INVITE under way, nothing heard yet (A: nothing sent but 100)
+    EARLY = "early"  # ringing
+    ANSWERED = "answered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ENDED = "ended"
+
+
+class CallState(Enum):
+    """Where a call stands."""
+
+    TRYING = "trying"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    ENDED = "ended"
+
+
+@dataclass(eq=False, slots=True)
+class Leg:
+    """One side of a call: its own dialog, transaction state, offer/answer and session timer."""
+
+    id: str
+    side: Side
+    target: Target
+    label: str  # what the record shows as the leg's target
+    call_id: str
+    local_tag: str
+    local: tuple[str, int]
+    contact: str
+    started: float
+    state: LegState = LegState.CALLING
+    dialog: Dialog | None = None
+    forks: ForkedDialogs | None = None
+    invite_tx: ClientTransaction | None = None
+    offer: OfferAnswer = field(default_factory=OfferAnswer)
+    timer: SessionTimer | None = None
+    timer_request: TimerRequest | None = None
+    status: int | None = None
+    ringing: float | None = None
+    answered: float | None = None
+    ended: float | None = None
+    last_sdp: bytes = b""
+    peer_allow: tuple[str, ...] = ()
+    # Our 2xx to an INVITE received on this leg, retransmitted until its ACK (RFC 3261 §13.3.1.4).
+    rtx: Response | None = None
+    rtx_tx: ServerTransaction | None = None
+    rtx_at: float = inf
+    rtx_interval: float = 0.0
+    rtx_give_up: float = inf
+    # The ACK owed on this leg for a 2xx whose answer has to come from the other leg's ACK.
+    held_ack: Response | None = None
+    # The last ACK we sent on this leg for the initial 2xx, re-sent on its retransmissions.
+    last_ack: Request | None = None
+    refresh_pending: bool = False
+
+    @property
+    def done(self) -> bool:
+        """True once the leg has failed, been cancelled or ended."""
+        return self.state in (LegState.FAILED, LegState.CANCELLED, LegState.ENDED)
+
+    @property
+    def transport(self) -> str:
+        return self.target.transport
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated caller: clinic, extension and the name the directory gives."""
+
+    clinic: ClinicEntry
+    extension: str
+    name: str
+
+
+@dataclass(eq=False, slots=True)
+class Call:
+    """One call: the A leg, the B legs tried, and what happened when."""
+
+    id: str
+    caller: Caller
+    callee: str
+    callee_name: str
+    a: Leg
+    invite: Request
+    invite_tx: ServerTransaction
+    started: float
+    strategy: RingStrategy
+    timer_uas: Negotiated | None
+    b_legs: list[Leg] = field(default_factory=list)
+    state: CallState = CallState.TRYING
+    winner: Leg | None = None
+    rang: float | None = None
+    answered: float | None = None
+    ended: float | None = None
+    hangup_by: str = ""
+    cause: str = ""
+    status: int | None = None
+    ring_deadline: float = inf
+    heap_at: float = inf
+    a_sdp: bytes = b""
+
+    @property
+    def legs(self) -> list[Leg]:
+        return [self.a, *self.b_legs]
+
+    def peer(self, leg: Leg) -> Leg | None:
+        """The leg ``leg`` talks to, once the call is answered."""
+        if leg is self.a:
+            return self.winner
+        return self.a if leg is self.winner else None
+
+
+@dataclass(frozen=True, slots=True)
+class LegReport:
+    """One leg in a call's record."""
+
+    leg: str
+    side: str
+    target: str
+    outcome: str
+    status: int | None
+    started: float
+    ringing: float | None
+    answered: float | None
+    ended: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallReport:
+    """The record of one finished call; times are on the controller's ``now`` clock."""
+
+    call_id: str
+    clinic: str
+    caller: str
+    caller_name: str
+    callee: str
+    callee_name: str
+    sip_call_id: str
+    status: int | None
+    legs: tuple[LegReport, ...]
+    started: float
+    rang: float | None
+    answered: float | None
+    ended: float
+    hangup_by: str  # "caller", "callee" or "system"
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCall:
+    """A call in progress, for `sentral calls`."""
+
+    call_id: str
+    clinic: str
+    caller: str
+    callee: str
+    state: str
+    started: float
+    answered: float | None
+    legs: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallSettings:
+    """Timers of call control, in seconds."""
+
+    no_answer: float = 60.0
+    session_interval: int = 1800
+    min_se: int = MIN_SE_FLOOR
+
+
+class Purpose(Enum):
+    """Why we sent a client request: how its responses are handled."""
+
+    INVITE = "invite"  # the initial INVITE of a B leg
+    RELAY = "relay"  # a request passed across from the other leg
+    REFRESH = "refresh"  # our own session refresh
+    BYE = "bye"  # our BYE (teardown): nothing to relay
+
+
+@dataclass(eq=False, slots=True)
+class Pending:
+    """A client transaction of ours and what to do with its responses."""
+
+    call: Call
+    leg: Leg
+    purpose: Purpose
+    source: Leg | None = None
+    source_tx: ServerTransaction | None = None
+    source_request: Request | None = None
+    timer: Negotiated | None = None
+
+
+# -- the controller ------------------------------------------------------------------------------
+
+
+def _token() -> str:
+    return secrets.token_hex(8)
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _via(transport: str, local: tuple[str, int]) -> str:
+    return f"SIP/2.0/{transport.upper()} {_hostport(*local)};branch={new_branch()};rport"
+
+
+def _contact(transport: str, local: tuple[str, int]) -> str:
+    suffix = "" if transport == "udp" else f";transport={transport}"
+    return f"<sip:sentral@{_hostport(*local)}{suffix}>"
+
+
+def _sdp_of(message: Request | Response) -> bytes:
+    return message.body if message.body and message.content_type == SDP else b""
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def binding_target(row: BindingRow) -> Target:
+    """Where requests for a binding go: back the way its REGISTER came (transport, source
+    address, and the listener or connection it arrived on)."""
+    listen_text, _, conn = row.local_listen.partition("#")
+    try:
+        listen = parse_listen(listen_text)
+    except ValueError:
+        return Target(row.transport, row.source_host, row.source_port)
+    return Target(row.transport, row.source_host, row.source_port, listen, int(conn) if conn.isdigit() else 0)
+
+
+class CallControl:
+    """The B2BUA: every call, their legs, and the timers they run on."""
+
+    def __init__(
+        self,
+        port: CallPort,
+        dialplan: DialPlan,
+        directory: Callable[[], Directory],
+        bindings: BindingsLookup,
+        *,
+        settings: CallSettings | None = None,
+        media: MediaPolicy | None = None,
+        timings: Timings | None = None,
+        strategy: Callable[[], RingStrategy] = RingAll,
+    ) -> None:
+        self.port = port
+        self.dialplan = dialplan
+        self.directory = directory
+        self.bindings = bindings
+        self.settings = settings or CallSettings()
+        self.media: MediaPolicy = media or OriginPerLeg()
+        self.timings = timings or Timings()
+        self.strategy = strategy
+        self.calls: dict[str, Call] = {}
+        self._invites: dict[ServerTransaction, Call] = {}
+        self._legs: dict[tuple[str, str], tuple[Call, Leg]] = {}
+        self._pending: dict[ClientTransaction, Pending] = {}
+        self._heap: list[tuple[float, int, Call]] = []
+        self._seq = count()
+        self.version = 0  # bumps whenever the set of calls or a call's state changes
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    # -- new calls -------------------------------------------------------------------------------
+
+    def on_invite(
+        self, tx: ServerTransaction, request: Request, origin: Origin, caller: Caller, now: float
+    ) -> None:
+        """A new INVITE (no To tag) from an authenticated phone."""
+        tx.auto_trying = False
+        try:
+            max_forwards = request.max_forwards
+            if max_forwards is not None and max_forwards <= 0:
+                raise SipError(483, "Too Many Hops")
+            self.port.respond(tx, make_response(request, 100))
+            unsupported = [t for t in request.tokens("require") if t not in SUPPORTED]
+            if unsupported:
+                raise SipError(420, "Bad Extension", headers=(("Unsupported", ", ".join(unsupported)),))
+            if request.body and request.content_type != SDP:
+                raise SipError(415, "Unsupported Media Type", headers=(("Accept", SDP),))
+            if len(request.contacts) != 1:
+                raise SipError(400, "An INVITE needs one Contact")
+            sdp = _sdp_of(request)
+            if sdp:
+                parse_sdp(sdp)
+            negotiated = negotiate_uas(
+                request,
+                min_se=self.settings.min_se,
+                default_interval=self.settings.session_interval,
+                prefer=Refresher.UAC,
+            )
+            if isinstance(negotiated, IntervalTooSmall):
+                raise negotiated.error()
+        except SipError as exc:
+            self._refuse(tx, request, exc.status, exc.reason, exc.headers)
+            return
+        number = request.uri.user_unescaped or dialled_number(request.uri_text)
+        decision = self.dialplan.route(Query(caller.clinic, number, self.directory(), self.bindings))
+        target = Target(origin.transport, origin.host, origin.port, origin.local, origin.conn_id)
+        local = self.port.local_address(target)
+        a = Leg(
+            id="a",
+            side=Side.A,
+            target=target,
+            label=f"{caller.extension}@{origin.host}:{origin.port}",
+            call_id=request.call_id,
+            local_tag=_token(),
+            local=local,
+            contact=_contact(origin.transport, local),
+            started=now,
+            peer_allow=tuple(request.tokens("allow")),
+        )
+        a.offer.receive(request)
+        callee_name = decision.name if isinstance(decision, Ring) else ""
+        call = Call(
+            id=_token(),
+            caller=caller,
+            callee=number,
+            callee_name=callee_name,
+            a=a,
+            invite=request,
+            invite_tx=tx,
+            started=now,
+            strategy=self.strategy(),
+            timer_uas=negotiated,
+            a_sdp=sdp,
+        )
+        self.calls[call.id] = call
+        self._invites[tx] = call
+        self._legs[(a.call_id, a.local_tag)] = (call, a)
+        self.version += 1
+        match decision:
+            case Reject(status=status, reason=reason):
+                self._execute(call, Fail(status, reason), now)
+            case Ring(contacts=contacts):
+                call.ring_deadline = now + self.settings.no_answer
+                self._execute(call, Try(contacts), now)
+                self._arm(call)
+            case _:
+                assert_never(decision)
+
+    def _refuse(
+        self,
+        tx: ServerTransaction,
+        request: Request,
+        status: int,
+        reason: str,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self.port.respond(tx, make_response(request, status, reason, to_tag=_token(), headers=headers))
+
+    # -- carrying out commands -----------------------------------------------------------------
+
+    def _execute(self, call: Call, command: Command, now: float) -> None:
+        match command:
+            case Try(targets=targets):
+                for row in targets:
+                    self._start_b_leg(call, row, now)
+                if not call.b_legs:
+                    self._execute(call, Fail(480, "No contact"), now)
+            case RingCaller(response=response):
+                self._ring_caller(call, response, now)
+            case Connect(leg=leg, response=response):
+                self._connect(call, leg, response, now)
+            case Cancel(leg=leg):
+                self._cancel_leg(call, leg, now)
+            case Fail(status=status, reason=reason, cause=cause):
+                self._fail(call, status, reason, cause, now)
+            case HangUp(cause=cause):
+                self._hang_up(call, "system", cause, now)
+            case ReOffer(source=source, tx=tx, request=request):
+                self._relay(call, source, tx, request, now)
+            case _:
+                assert_never(command)
+
+    def _event(self, call: Call, event: CallEvent, now: float) -> None:
+        if call.state is CallState.ENDED:
+            return
+        for command in call.strategy.on_event(call, event):
+            self._execute(call, command, now)
+
+    def _start_b_leg(self, call: Call, row: BindingRow, now: float) -> None:
+        target = binding_target(row)
+        local = self.port.local_address(target)
+        leg = Leg(
+            id=f"b{len(call.b_legs) + 1}",
+            side=Side.B,
+            target=target,
+            label=row.contact,
+            call_id=_token(),
+            local_tag=_token(),
+            local=local,
+            contact=_contact(target.transport, local),
+            started=now,
+            timer_request=TimerRequest(interval=self.settings.session_interval, min_se=self.settings.min_se),
+        )
+        call.b_legs.append(leg)
+        self._legs[(leg.call_id, leg.local_tag)] = (call, leg)
+        self._send_b_invite(call, leg, row.contact, row.path, 1, now)
+
+    def _send_b_invite(
+        self, call: Call, leg: Leg, uri: str, path: Sequence[str], seq: int, now: float
+    ) -> None:
+        caller = call.caller
+        domain = caller.clinic.domain
+        max_forwards = call.invite.max_forwards
+        headers: list[tuple[str, str]] = [
+            ("Via", _via(leg.transport, leg.local)),
+            ("Max-Forwards", str(max_forwards - 1 if max_forwards is not None else 70)),
+        ]
+        headers.extend(("Route", value) for value in path)
+        name = f"{_quote(caller.name)} " if caller.name else ""
+        headers += [
+            ("From", f"{name}<sip:{caller.extension}@{domain}>;tag={leg.local_tag}"),
+            ("To", f"<sip:{call.callee}@{domain}>"),
+            ("Call-ID", leg.call_id),
+            ("CSeq", f"{seq} INVITE"),
+            ("Contact", leg.contact),
+            ("Allow", ALLOW),
+        ]
+        if leg.timer_request is not None:
+            headers.extend(leg.timer_request.headers())
+        body = b""
+        if call.a_sdp:
+            body = self.media.offer(call, leg, call.a_sdp)
+            headers.append(("Content-Type", SDP))
+            leg.last_sdp = body
+        request = Request.build("INVITE", uri, headers, body)
+        leg.offer = OfferAnswer()
+        leg.offer.send(request)
+        leg.forks = ForkedDialogs(request)
+        tx = self.port.send_request(request, leg.target)
+        leg.invite_tx = tx
+        self._pending[tx] = Pending(call, leg, Purpose.INVITE)
+
+    def _ring_caller(self, call: Call, response: Response, now: float) -> None:
+        if call.state not in (CallState.TRYING, CallState.RINGING):
+            return
+        a = call.a
+        sdp = _sdp_of(response)
+        headers = [("Contact", a.contact), ("Allow", ALLOW)]
+        body = b""
+        if sdp and a.offer.state is OfferState.REMOTE_OFFER:
+            try:
+                body = self.media.answer(call, a, sdp)
+                headers.append(("Content-Type", SDP))
+            except SipError:
+                body = b""
+        status = response.status if response.status in (180, 183) else 180
+        ringing = make_response(call.invite, status, to_tag=a.local_tag, headers=headers, body=body)
+        if a.dialog is None:
+            a.dialog = Dialog.as_uas(call.invite, ringing, a.contact)
+        a.offer.send(ringing)
+        a.state = LegState.EARLY
+        if call.state is CallState.TRYING:
+            call.state = CallState.RINGING
+            call.rang = a.ringing = now
+            self.version += 1
+        self.port.respond(call.invite_tx, ringing)
+
+    def _connect(self, call: Call, leg: Leg, response: Response, now: float) -> None:
+        a = call.a
+        call.winner = leg
+        call.state = CallState.ANSWERED
+        call.answered = a.answered = now
+        call.ring_deadline = inf
+        self.version += 1
+        sdp = _sdp_of(response)
+        late_offer = not call.a_sdp
+        if late_offer:
+            leg.held_ack = response  # the answer comes with the caller's ACK
+        else:
+            self._ack(leg, response)
+        headers = [("Contact", a.contact), ("Allow", ALLOW), ("Supported", ", ".join(SUPPORTED))]
+        if call.timer_uas is not None:
+            headers.extend(call.timer_uas.headers())
+            a.timer = SessionTimer.start(
+                call.timer_uas, uas=True, now=now, method=refresh_method(list(a.peer_allow))
+            )
+        body = b""
+        if sdp:
+            body = self.media.offer(call, a, sdp) if late_offer else self.media.answer(call, a, sdp)
+            headers.append(("Content-Type", SDP))
+            a.last_sdp = body
+        ok = make_response(call.invite, 200, to_tag=a.local_tag, headers=headers, body=body)
+        if a.dialog is None:
+            a.dialog = Dialog.as_uas(call.invite, ok, a.contact)
+        else:
+            a.dialog.response_sent(ok)
+        a.offer.send(ok)
+        a.state = LegState.ANSWERED
+        self._send_2xx(a, call.invite_tx, ok, now)
+        self._arm(call)
+
+    def _send_2xx(self, leg: Leg, tx: ServerTransaction, response: Response, now: float) -> None:
+        leg.rtx = response
+        leg.rtx_tx = tx
+        leg.rtx_interval = self.timings.t1
+        # Over a reliable transport the 2xx is not retransmitted, but the ACK is still awaited.
+        leg.rtx_at = inf if tx.reliable else now + self.timings.t1
+        leg.rtx_give_up = now + self.timings.timeout
+        self.port.respond(tx, response)
+
+    def _ack(self, leg: Leg, response: Response, body: bytes = b"") -> None:
+        """ACK a 2xx received on ``leg`` (its initial INVITE or a re-INVITE)."""
+        dialog = leg.dialog
+        if dialog is None:
+            return
+        try:
+            ack = dialog.ack_for(
+                response, _via(leg.transport, leg.local), body=body, content_type=SDP if body else None
+            )
+        except ValueError:
+            return
+        if body:
+            leg.offer.send(ack)
+        if response.cseq.seq == dialog.initial_seq:
+            leg.last_ack = ack
+        self.port.send_ack(ack, leg.target)
+
+    def _cancel_leg(self, call: Call, leg: Leg, now: float) -> None:
+        match leg.state:
+            case LegState.CALLING | LegState.EARLY:
+                leg.state = LegState.CANCELLED
+                leg.status = 487
+                leg.ended = now
+                if leg.invite_tx is not None:
+                    self.port.cancel(leg.invite_tx)
+            case LegState.ANSWERED:
+                if call.winner is not leg:
+                    self._bye(call, leg, now)
+            case LegState.FAILED | LegState.CANCELLED | LegState.ENDED:
+                pass
+            case _:
+                assert_never(leg.state)
+
+    def _fail(self, call: Call, status: int, reason: str, cause: str, now: float) -> None:
+        a = call.a
+        headers: list[tuple[str, str]] = []
+        if reason:
+            headers.append(("Reason", f'SIP;cause={status};text="{reason}"'))
+        if call.state in (CallState.TRYING, CallState.RINGING):
+            response = make_response(call.invite, status, to_tag=a.local_tag, headers=headers)
+            a.offer.send(response)
+            self.port.respond(call.invite_tx, response)
+        a.state = LegState.FAILED
+        a.status = status
+        call.status = status
+        for leg in call.b_legs:
+            self._cancel_leg(call, leg, now)
+        # A refusal the callee's phones gave is theirs; no answer, no contact, no such number is ours.
+        by = (
+            "callee"
+            if any(leg.state is LegState.FAILED and leg.status != 408 for leg in call.b_legs)
+            else "system"
+        )
+        self._finish(call, by, cause or f"{status} {_reason_text(status)}", now)
+
+    def _bye(self, call: Call, leg: Leg, now: float, reason: str = "") -> None:
+        dialog = leg.dialog
+        if dialog is None or dialog.state is DialogState.TERMINATED:
+            return
+        headers = [("Reason", reason)] if reason else []
+        try:
+            bye = dialog.request("BYE", via=_via(leg.transport, leg.local), headers=headers)
+        except DialogError:
+            return
+        leg.state = LegState.ENDED
+        leg.ended = now
+        tx = self.port.send_request(bye, leg.target)
+        self._pending[tx] = Pending(call, leg, Purpose.BYE)
+
+    def _hang_up(self, call: Call, by: str, cause: str, now: float, *, spare: Leg | None = None) -> None:
+        """End the call on every leg but ``spare`` (the one whose BYE we are answering)."""
+        if call.state is CallState.ENDED:
+            return
+        reason = f'SIP;cause=200;text="{cause}"' if by == "system" else ""
+        a = call.a
+        if call.state is CallState.ANSWERED:
+            for leg in call.legs:
+                if leg is spare or leg.done:
+                    continue
+                if leg.state is LegState.ANSWERED:
+                    self._bye(call, leg, now, reason)
+                else:
+                    self._cancel_leg(call, leg, now)
+        else:
+            for leg in call.b_legs:
+                self._cancel_leg(call, leg, now)
+            if a.state in (LegState.CALLING, LegState.EARLY):
+                response = make_response(call.invite, 487 if by == "caller" else 480, to_tag=a.local_tag)
+                self.port.respond(call.invite_tx, response)
+                a.status = response.status
+                call.status = response.status
+        for leg in call.legs:
+            if not leg.done:
+                leg.state = LegState.ENDED
+                leg.ended = now
+        self._finish(call, by, cause, now)
+
+    def _finish(self, call: Call, by: str, cause: str, now: float) -> None:
+        if call.state is CallState.ENDED:
+            return
+        call.state = CallState.ENDED
+        call.ended = now
+        call.hangup_by = by
+        call.cause = cause
+        if call.status is None:
+            call.status = 200 if call.answered is not None else None
+        for leg in call.legs:
+            if leg.ended is None:
+                leg.ended = now
+            leg.rtx = None
+            leg.rtx_at = inf
+            self._legs.pop((leg.call_id, leg.local_tag), None)
+        self._invites.pop(call.invite_tx, None)
+        self.calls.pop(call.id, None)
+        self.media.release(call)
+        self.version += 1
+        self.port.record(self._report(call))
+
+    def _report(self, call: Call) -> CallReport:
+        legs = tuple(
+            LegReport(
+                leg=leg.id,
+                side=leg.side.value,
+                target=leg.label,
+                outcome=_outcome(call, leg),
+                status=leg.status,
+                started=leg.started,
+                ringing=leg.ringing,
+                answered=leg.answered,
+                ended=leg.ended,
+            )
+            for leg in call.legs
+        )
+        assert call.ended is not None
+        return CallReport(
+            call_id=call.id,
+            clinic=call.caller.clinic.domain,
+            caller=call.caller.extension,
+            caller_name=call.caller.name,
+            callee=call.callee,
+            callee_name=call.callee_name,
+            sip_call_id=call.a.call_id,
+            status=call.status,
+            legs=legs,
+            started=call.started,
+            rang=call.rang,
+            answered=call.answered,
+            ended=call.ended,
+            hangup_by=call.hangup_by,
+            cause=call.cause,
+        )
+
+    # -- responses to our requests -------------------------------------------------------------
+
+    def on_response(self, tx: ClientTransaction, response: Response, now: float) -> None:
+        """A response to a request we sent (retransmitted 2xx responses included)."""
+        pending = self._pending.get(tx)
+        if pending is None:
+            return
+        match pending.purpose:
+            case Purpose.INVITE:
+                self._b_invite_response(pending.call, pending.leg, response, now)
+            case Purpose.RELAY:
+                self._relay_response(pending, response, now)
+            case Purpose.REFRESH:
+                self._refresh_response(pending, response, now)
+            case Purpose.BYE:
+                pass
+            case _:
+                assert_never(pending.purpose)
+
+    def on_stray_response(self, response: Response, now: float) -> None:
+        """A response matching no transaction: re-ACK a retransmitted 2xx of a leg we know."""
+        if not 200 <= response.status < 300 or response.cseq.method != "INVITE":
+            return
+        entry = self._legs.get((response.call_id, response.from_tag or ""))
+        if entry is None:
+            return
+        _, leg = entry
+        if leg.last_ack is not None and leg.dialog is not None and response.to_tag == leg.dialog.remote_tag:
+            self.port.send_ack(leg.last_ack, leg.target)
+
+    def on_timeout(self, tx: ClientTransaction | ServerTransaction, now: float) -> None:
+        """Timer B/F fired or the transport failed for a transaction of ours."""
+        if isinstance(tx, ServerTransaction):
+            return
+        pending = self._pending.pop(tx, None)
+        if pending is None:
+            return
+        call, leg = pending.call, pending.leg
+        match pending.purpose:
+            case Purpose.INVITE:
+                if leg.state in (LegState.CALLING, LegState.EARLY):
+                    leg.state = LegState.FAILED
+                    leg.status = 408
+                    leg.ended = now
+                    self._event(call, LegFailed(leg, 408), now)
+            case Purpose.RELAY | Purpose.REFRESH:
+                if pending.source_tx is not None and pending.source_request is not None:
+                    self.port.respond(pending.source_tx, make_response(pending.source_request, 408))
+                self._hang_up(call, "system", "request timeout", now)
+            case Purpose.BYE:
+                pass
+            case _:
+                assert_never(pending.purpose)
+
+    def on_terminated(self, tx: ClientTransaction | ServerTransaction) -> None:
+        """A transaction left the layer."""
+        if isinstance(tx, ClientTransaction):
+            self._pending.pop(tx, None)
+
+    def _b_invite_response(self, call: Call, leg: Leg, response: Response, now: float) -> None:
+        status = response.status
+        if status == 100 or leg.forks is None:
+            return
+        try:
+            dialog = leg.forks.receive(response)
+        except (SipError, ValueError):
+            dialog = None
+            if 200 <= status < 300:
+                return  # a 2xx we cannot build a dialog from: let Timer B end the leg
+        if status < 200:
+            if leg.state is not LegState.CALLING and leg.state is not LegState.EARLY:
+                return
+            leg.offer.receive(response)
+            if status in (180, 183):
+                if leg.ringing is None:
+                    leg.ringing = now
+                leg.state = LegState.EARLY
+                self._event(call, LegRinging(leg, response), now)
+            return
+        if status < 300:
+            if dialog is None:
+                return
+            if leg.dialog is dialog and leg.state in (LegState.ANSWERED, LegState.ENDED):
+                if leg.last_ack is not None:
+                    self.port.send_ack(leg.last_ack, leg.target)  # a retransmitted 2xx
+                return
+            first = leg.dialog is None
+            leg.dialog = dialog if first else leg.dialog
+            if not first or call.winner is not None or call.state is CallState.ENDED or leg.done:
+                # Too late (another fork or contact won, or we cancelled): ACK, then BYE.
+                self._late_answer(call, leg, dialog, response, now)
+                return
+            leg.offer.receive(response)
+            leg.state = LegState.ANSWERED
+            leg.status = status
+            leg.answered = now
+            leg.peer_allow = tuple(response.tokens("allow"))
+            if leg.timer_request is not None:
+                negotiated = leg.timer_request.on_2xx(response)
+                if negotiated is not None:
+                    leg.timer = SessionTimer.start(
+                        negotiated, uas=False, now=now, method=refresh_method(list(leg.peer_allow))
+                    )
+            self._event(call, LegAnswered(leg, response), now)
+            return
+        # A final failure: the transaction layer has ACKed it.
+        leg.offer.receive(response)
+        if (
+            status == 422
+            and leg.timer_request is not None
+            and leg.state in (LegState.CALLING, LegState.EARLY)
+        ):
+            retry = leg.timer_request.after_422(response)
+            if retry is not None and leg.forks is not None:
+                leg.timer_request = retry
+                self._pending = {k: v for k, v in self._pending.items() if v.leg is not leg}
+                seq = leg.forks.invite.cseq.seq + 1
+                self._send_b_invite(call, leg, leg.forks.invite.uri_text, (), seq, now)
+                return
+        if leg.state is LegState.CANCELLED:
+            return
+        if leg.state in (LegState.CALLING, LegState.EARLY):
+            leg.state = LegState.FAILED
+            leg.status = status
+            leg.ended = now
+            self._event(call, LegFailed(leg, status), now)
+
+    def _late_answer(self, call: Call, leg: Leg, dialog: Dialog, response: Response, now: float) -> None:
+        via = _via(leg.transport, leg.local)
+        try:
+            ack = dialog.ack_for(response, via)
+            self.port.send_ack(ack, leg.target)
+            bye = dialog.request("BYE", via=_via(leg.transport, leg.local))
+        except (ValueError, DialogError):
+            return
+        if leg.state in (LegState.CALLING, LegState.EARLY, LegState.CANCELLED):
+            leg.state = LegState.ENDED if leg.state is not LegState.CANCELLED else leg.state
+            leg.ended = leg.ended or now
+        tx = self.port.send_request(bye, leg.target)
+        self._pending[tx] = Pending(call, leg, Purpose.BYE)
+
+    # -- requests inside calls -----------------------------------------------------------------
+
+    def on_cancel(
+        self, tx: ServerTransaction, request: Request, invite_tx: ServerTransaction | None, now: float
+    ) -> None:
+        """A CANCEL from a caller."""
+        call = self._invites.get(invite_tx) if invite_tx is not None else None
+        if invite_tx is None or call is None:
+            self.port.respond(tx, make_response(request, 481, to_tag=_token()))
+            return
+        self.port.respond(tx, make_response(request, 200, to_tag=call.a.local_tag))
+        if call.state in (CallState.TRYING, CallState.RINGING):
+            self._hang_up(call, "caller", "CANCEL", now)
+
+    def on_ack(self, request: Request, now: float) -> None:
+        """An ACK for a 2xx we sent."""
+        entry = self._legs.get((request.call_id, request.to_tag or ""))
+        if entry is None:
+            return
+        call, leg = entry
+        if leg.rtx is not None and request.cseq.seq == leg.rtx.cseq.seq:
+            leg.rtx = None
+            leg.rtx_at = inf
+            leg.rtx_give_up = inf
+            self._arm(call)
+        else:
+            return  # a retransmitted ACK, or one for a 2xx we no longer know
+        sdp = _sdp_of(request)
+        if sdp:
+            with contextlib.suppress(SipError):
+                leg.offer.receive(request)
+        other = call.peer(leg)
+        if other is not None and other.held_ack is not None:
+            held = other.held_ack
+            other.held_ack = None
+            body = b""
+            if sdp:
+                try:
+                    body = self.media.answer(call, other, sdp)
+                except SipError:
+                    body = b""
+            self._ack(other, held, body)
+
+    def on_request(self, tx: ServerTransaction, request: Request, now: float) -> None:
+        """A request other than a new INVITE, CANCEL or ACK: BYE, re-INVITE, UPDATE, INFO, PRACK."""
+        method = request.method
+        entry = self._legs.get((request.call_id, request.to_tag or "")) if request.to_tag else None
+        if entry is None:
+            self.port.respond(tx, make_response(request, 481))
+            return
+        call, leg = entry
+        dialog = leg.dialog
+        if (
+            dialog is None
+            or dialog.state is not DialogState.CONFIRMED
+            or dialog.remote_tag != (request.from_tag or "")
+        ):
+            self.port.respond(tx, make_response(request, 481))
+            return
+        if method == "INVITE" or method == "UPDATE":
+            refusal = leg.offer.refusal(request)
+            if refusal is None and method == "INVITE" and (leg.rtx is not None or leg.held_ack is not None):
+                refusal_status: tuple[int, str] | None = (491, "Request Pending")
+            else:
+                refusal_status = None
+            if refusal is not None:
+                error = refusal.error(secrets.randbelow(11))
+                self.port.respond(
+                    tx, make_response(request, error.status, error.reason, headers=error.headers)
+                )
+                return
+            if refusal_status is not None:
+                self.port.respond(tx, make_response(request, *refusal_status))
+                return
+        try:
+            dialog.receive_request(request)
+        except SipError as exc:
+            self.port.respond(tx, make_response(request, exc.status, exc.reason, headers=exc.headers))
+            return
+        match method:
+            case "BYE":
+                self.port.respond(tx, make_response(request, 200))
+                leg.state = LegState.ENDED
+                leg.ended = now
+                self._hang_up(call, "caller" if leg.side is Side.A else "callee", "BYE", now, spare=leg)
+            case "INVITE" | "UPDATE":
+                self._execute(call, ReOffer(leg, tx, request), now)
+            case "INFO":
+                self._relay(call, leg, tx, request, now)
+            case "OPTIONS":
+                self.port.respond(
+                    tx, make_response(request, 200, headers=[("Allow", ALLOW), ("Accept", SDP)])
+                )
+            case "PRACK":
+                self.port.respond(tx, make_response(request, 481, "No Reliable Provisional Pending"))
+            case _:
+                self.port.respond(tx, make_response(request, 501, headers=[("Allow", ALLOW)]))
+
+    def _relay(self, call: Call, source: Leg, tx: ServerTransaction, request: Request, now: float) -> None:
+        """Pass a re-INVITE, UPDATE or INFO received on ``source`` to the other leg."""
+        method = request.method
+        other = call.peer(source)
+        if other is None or other.dialog is None or other.dialog.state is not DialogState.CONFIRMED:
+            self.port.respond(tx, make_response(request, 481))
+            return
+        offers = method in ("INVITE", "UPDATE")
+        if offers:
+            busy = other.offer.local_invite or other.offer.remote_invite or not other.offer.can_offer
+            # A 2xx of ours still waiting for its ACK on the other leg does not block: that INVITE
+            # transaction is over for its sender, who may well have ACKed already.
+            busy = busy or other.held_ack is not None or other.refresh_pending
+            if busy and (method == "INVITE" or _sdp_of(request)):
+                # The other leg is in an exchange of its own: the offer cannot go on now (glare).
+                self.port.respond(tx, make_response(request, 491))
+                return
+        timer: Negotiated | None = None
+        if method == "INVITE" or (method == "UPDATE" and request.has_header("session-expires")):
+            try:
+                decided = negotiate_uas(
+                    request, min_se=self.settings.min_se, default_interval=None, prefer=Refresher.UAC
+                )
+            except SipError as exc:
+                self.port.respond(tx, make_response(request, exc.status, exc.reason, headers=exc.headers))
+                return
+            if isinstance(decided, IntervalTooSmall):
+                error = decided.error()
+                self.port.respond(
+                    tx, make_response(request, error.status, error.reason, headers=error.headers)
+                )
+                return
+            timer = decided
+        try:
+            if offers and _sdp_of(request):
+                parse_sdp(request.body)  # refuse unusable SDP before the offer state moves
+            role = source.offer.receive(request) if offers else BodyRole.NONE
+        except SipError as exc:
+            self.port.respond(tx, make_response(request, exc.status, exc.reason, headers=exc.headers))
+            return
+        headers: list[tuple[str, str]] = []
+        body = request.body
+        content_type = request.header("content-type")
+        if role is BodyRole.OFFER:
+            body = self.media.offer(call, other, body)
+            other.last_sdp = body
+        if method == "INVITE":
+            headers.append(("Allow", ALLOW))
+            if other.timer is not None:
+                headers.extend(other.timer.refresh_request().headers())
+        elif method == "INFO":
+            for name in ("Info-Package", "Recv-Info"):
+                value = request.header(name)
+                if value is not None:
+                    headers.append((name, value))
+        try:
+            outgoing = other.dialog.request(
+                method,
+                via=_via(other.transport, other.local),
+                body=body,
+                headers=headers,
+                content_type=content_type if body else None,
+            )
+            if offers:
+                other.offer.send(outgoing)
+        except (DialogError, OfferStateError):
+            self.port.respond(tx, make_response(request, 500, headers=[("Retry-After", "1")]))
+            return
+        if method == "INVITE":
+            tx.auto_trying = False
+            self.port.respond(tx, make_response(request, 100))
+        client = self.port.send_request(outgoing, other.target)
+        self._pending[client] = Pending(
+            call, other, Purpose.RELAY, source=source, source_tx=tx, source_request=request, timer=timer
+        )
+
+    def _relay_response(self, pending: Pending, response: Response, now: float) -> None:
+        call, leg, source = pending.call, pending.leg, pending.source
+        request, tx = pending.source_request, pending.source_tx
+        assert source is not None and request is not None and tx is not None
+        status = response.status
+        method = response.cseq.method
+        if status < 200:
+            return
+        if leg.dialog is not None:
+            with contextlib.suppress(SipError, ValueError):
+                leg.dialog.receive_response(response)
+        try:
+            role = leg.offer.receive(response)
+        except SipError:
+            role = BodyRole.NONE
+        if method == "INVITE" and 200 <= status < 300:
+            leg_timer = leg.timer
+            if leg_timer is not None:
+                leg_timer.refreshed(
+                    now, TimerRequest(interval=leg_timer.interval).on_2xx(response), uas=False
+                )
+            if role is BodyRole.OFFER:
+                leg.held_ack = response  # the answer comes with the source leg's ACK
+            else:
+                self._ack(leg, response)
+        headers: list[tuple[str, str]] = []
+        body = b""
+        sdp = _sdp_of(response)
+        if sdp and role in (BodyRole.ANSWER, BodyRole.OFFER):
+            try:
+                body = (
+                    self.media.answer(call, source, sdp)
+                    if role is BodyRole.ANSWER
+                    else self.media.offer(call, source, sdp)
+                )
+            except SipError:
+                body = b""
+        if 200 <= status < 300 and method in ("INVITE", "UPDATE"):
+            headers += [("Contact", source.contact), ("Allow", ALLOW), ("Supported", ", ".join(SUPPORTED))]
+            if pending.timer is not None:
+                headers.extend(pending.timer.headers())
+                if source.timer is not None:
+                    source.timer.refreshed(now, pending.timer, uas=True)
+                else:
+                    source.timer = SessionTimer.start(pending.timer, uas=True, now=now)
+        elif status == 491 or status == 500:
+            retry = response.header("retry-after")
+            if retry is not None:
+                headers.append(("Retry-After", retry))
+        if body:
+            headers.append(("Content-Type", SDP))
+            source.last_sdp = body
+        elif response.body and method == "INFO":
+            body = response.body
+            content_type = response.header("content-type")
+            if content_type:
+                headers.append(("Content-Type", content_type))
+        reply = make_response(request, status, response.reason, headers=headers, body=body)
+        if method in ("INVITE", "UPDATE"):
+            with contextlib.suppress(OfferStateError):
+                source.offer.send(reply)
+        if method == "INVITE" and 200 <= status < 300:
+            self._send_2xx(source, tx, reply, now)
+            self._arm(call)
+        else:
+            self.port.respond(tx, reply)
+        if status in (408, 481):
+            self._hang_up(call, "system", f"{status} on re-{method.lower()}", now)
+
+    def _refresh_response(self, pending: Pending, response: Response, now: float) -> None:
+        call, leg = pending.call, pending.leg
+        status = response.status
+        if status < 200:
+            return
+        leg.refresh_pending = False
+        if leg.dialog is not None:
+            with contextlib.suppress(SipError, ValueError):
+                leg.dialog.receive_response(response)
+        with contextlib.suppress(SipError):
+            leg.offer.receive(response)
+        if 200 <= status < 300:
+            if response.cseq.method == "INVITE":
+                self._ack(leg, response)
+            if leg.timer is not None:
+                negotiated = TimerRequest(interval=leg.timer.interval, refresher=Refresher.UAC).on_2xx(
+                    response
+                )
+                leg.timer.refreshed(now, negotiated, uas=False)
+                self._arm(call)
+        elif status in (408, 481):
+            self._hang_up(call, "system", "session refresh failed", now)
+
+    # -- timers -----------------------------------------------------------------------------------
+
+    def _deadline(self, call: Call) -> float:
+        at = call.ring_deadline
+        for leg in call.legs:
+            if leg.rtx_at < at:
+                at = leg.rtx_at
+            if leg.rtx is not None and leg.rtx_give_up < at:
+                at = leg.rtx_give_up
+            if leg.timer is not None:
+                due = leg.timer.deadline()
+                if due < at:
+                    at = due
+        return at
+
+    def _arm(self, call: Call) -> None:
+        if call.state is CallState.ENDED:
+            call.heap_at = inf
+            return
+        at = self._deadline(call)
+        if at != call.heap_at:
+            call.heap_at = at
+            if at != inf:
+                heapq.heappush(self._heap, (at, next(self._seq), call))
+
+    def next_deadline(self) -> float | None:
+        """When ``on_timer`` next has work, or None (may be early: a stale entry)."""
+        heap = self._heap
+        while heap and (heap[0][2].heap_at != heap[0][0] or heap[0][2].state is CallState.ENDED):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def on_timer(self, now: float) -> None:
+        """Run every call timer due at ``now``."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            at, _, call = heapq.heappop(heap)
+            if at != call.heap_at or call.state is CallState.ENDED:
+                continue
+            call.heap_at = inf
+            self._tick(call, now)
+            self._arm(call)
+
+    def _tick(self, call: Call, now: float) -> None:
+        if call.ring_deadline <= now:
+            call.ring_deadline = inf
+            if call.state in (CallState.TRYING, CallState.RINGING):
+                self._event(call, NoAnswer(), now)
+                return
+        for leg in call.legs:
+            if call.state is CallState.ENDED:
+                return
+            if leg.rtx is not None:
+                if leg.rtx_give_up <= now:
+                    leg.rtx = None
+                    leg.rtx_at = inf
+                    self._hang_up(call, "system", "no ACK", now)
+                    return
+                if leg.rtx_at <= now and leg.rtx_tx is not None:
+                    self.port.respond(leg.rtx_tx, leg.rtx)
+                    leg.rtx_interval = min(2 * leg.rtx_interval, self.timings.t2)
+                    leg.rtx_at = now + leg.rtx_interval
+            if leg.timer is not None:
+                action = leg.timer.due(now)
+                match action:
+                    case None:
+                        pass
+                    case Refresh(method=method):
+                        self._refresh(call, leg, method, now)
+                    case Expire():
+                        self._hang_up(call, "system", "session timer expired", now)
+                        return
+                    case _:
+                        assert_never(action)
+
+    def _refresh(self, call: Call, leg: Leg, method: str, now: float) -> None:
+        dialog = leg.dialog
+        timer = leg.timer
+        if dialog is None or timer is None or call.state is not CallState.ANSWERED:
+            return
+        if (
+            not leg.offer.can_offer
+            or leg.offer.local_invite
+            or leg.offer.remote_invite
+            or leg.held_ack is not None
+        ):
+            timer.refreshed(now)  # an exchange is under way; it refreshes the session too
+            return
+        headers = timer.refresh_request().headers()
+        body = leg.last_sdp if method == "INVITE" else b""
+        if method == "INVITE":
+            headers.append(("Allow", ALLOW))
+        try:
+            request = dialog.request(
+                method,
+                via=_via(leg.transport, leg.local),
+                body=body,
+                headers=headers,
+                content_type=SDP if body else None,
+            )
+            leg.offer.send(request)
+        except (DialogError, OfferStateError):
+            return
+        leg.refresh_pending = True
+        tx = self.port.send_request(request, leg.target)
+        self._pending[tx] = Pending(call, leg, Purpose.REFRESH)
+
+    # -- the server as a whole --------------------------------------------------------------------
+
+    def hang_up_all(self, now: float, cause: str = "drain") -> None:
+        """End every call (BYE answered ones, CANCEL and refuse ringing ones)."""
+        for call in list(self.calls.values()):
+            self._hang_up(call, "system", cause, now)
+
+    def live(self) -> list[LiveCall]:
+        """The calls in progress."""
+        return [
+            LiveCall(
+                call_id=call.id,
+                clinic=call.caller.clinic.domain,
+                caller=call.caller.extension,
+                callee=call.callee,
+                state=call.state.value,
+                started=call.started,
+                answered=call.answered,
+                legs=len(call.legs),
+            )
+            for call in self.calls.values()
+        ]
+
+
+def _outcome(call: Call, leg: Leg) -> str:
+    if leg.side is Side.A:
+        if call.answered is not None:
+            return "answered"
+        if leg.status == 487:
+            return "cancelled"
+        return "timeout" if call.cause == "no answer timeout" else "rejected"
+    if leg is call.winner:
+        return "answered"
+    match leg.state:
+        case LegState.CANCELLED:
+            return "cancelled"
+        case LegState.FAILED:
+            return "timeout" if leg.status == 408 else "rejected"
+        case LegState.ENDED:
+            return "answered elsewhere" if leg.answered is None and leg.dialog is not None else "ended"
+        case LegState.CALLING | LegState.EARLY | LegState.ANSWERED:
+            return str(leg.state.value)
+        case _:
+            assert_never(leg.state)
+
+
+def _reason_text(status: int) -> str:
+    return str(reason_phrase(status))
+
+
+__all__ = [
+    "ALLOW",
+    "SUPPORTED",
+    "Call",
+    "CallControl",
+    "CallEvent",
+    "CallPort",
+    "CallReport",
+    "CallSettings",
+    "CallState",
+    "Caller",
+    "Cancel",
+    "Command",
+    "Connect",
+    "Fail",
+    "HangUp",
+    "Leg",
+    "LegAnswered",
+    "LegFailed",
+    "LegReport",
+    "LegRinging",
+    "LegState",
+    "LiveCall",
+    "MediaPolicy",
+    "NoAnswer",
+    "OriginPerLeg",
+    "ReOffer",
+    "RingAll",
+    "RingCaller",
+    "RingStrategy",
+    "Side",
+    "Try",
+    "best_failure",
+    "binding_target",
+    "failure_rank",
+]
