@@ -5,9 +5,12 @@ and a call's record must be on disk before the call controller forgets it; yet a
 flush (SQLite) or a round trip (PostgreSQL), far too slow to do once per request and far too
 blocking to do on the event loop. So one dedicated thread owns one connection. Coroutines queue
 their changes and await a future; the thread takes everything queued, applies it in a single
-transaction, and resolves every future of that batch with ``call_soon_threadsafe`` once the commit
-returned. While a commit is in flight new requests pile up and become the next batch, so the batch
+transaction, and once the commit returned resolves every future of that batch with one
+``call_soon_threadsafe`` per event loop. While a commit is in flight new requests pile up and become the next batch, so the batch
 size grows with the load and the commit rate stays bounded by the disk, not by the request rate.
+Under load a new commit also waits until ``min_interval`` (2 ms) has passed since the previous one
+began: each commit has a fixed cost in the writer thread, paid holding the GIL the event loop
+needs, and one-row commits back to back would spend it on every request.
 
 ``GroupCommitWriter`` is that machinery, parameterised by how to open the connection and how to
 apply a batch of items in one transaction. ``BindingWriter`` builds on it here; the call-record
@@ -25,8 +28,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from math import inf
 from typing import Generic, TypeVar
 
 from sqlalchemy import Connection
@@ -44,14 +49,15 @@ class _Request(Generic[Item]):
     loop: asyncio.AbstractEventLoop
 
 
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    # The caller may have been cancelled while its batch was committing; nothing to resolve then.
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        # The caller may have been cancelled while its batch was committing; nothing to resolve then.
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 def resolved_future() -> asyncio.Future[None]:
@@ -75,14 +81,18 @@ class GroupCommitWriter(Generic[Item]):
         apply: Callable[[Connection, Sequence[Item]], None],
         *,
         max_batch: int = 10_000,
+        min_interval: float = 0.002,
     ) -> None:
         self._what = what
         self._connect = connect
         self._apply = apply
         self._max_batch = max_batch
+        self._min_interval = min_interval
         self._pending: list[_Request[Item]] = []
         self._condition = threading.Condition()
         self._closing = False
+        # True while the thread waits for work: only then does a new item need to wake it.
+        self._idle = False
         self._thread: threading.Thread | None = None
         self._commits = 0
 
@@ -110,7 +120,8 @@ class GroupCommitWriter(Generic[Item]):
             if self._thread is None or self._closing:
                 raise RuntimeError(f"the {self._what} is not running")
             self._pending.append(_Request(item, future, loop))
-            self._condition.notify()
+            if self._idle:
+                self._condition.notify()
         return future
 
     async def close(self) -> None:
@@ -124,15 +135,25 @@ class GroupCommitWriter(Generic[Item]):
 
     def _run(self) -> None:
         connection: Connection | None = None
+        started = -inf
         try:
             while True:
                 with self._condition:
+                    self._idle = True
                     while not self._pending and not self._closing:
                         self._condition.wait()
+                    self._idle = False
+                    # Under load, commits begin at most every ``min_interval``: a batch gathers
+                    # what arrives meanwhile, so a burst costs a few large commits rather than
+                    # many one-row ones. A lone request after a quiet spell goes at once.
+                    gather = started + self._min_interval - time.monotonic()
+                    if gather > 0 and not self._closing and len(self._pending) < self._max_batch:
+                        self._condition.wait(gather)
                     if not self._pending:
                         return
                     batch = self._pending[: self._max_batch]
                     del self._pending[: self._max_batch]
+                started = time.monotonic()
                 connection = self._commit_batch(connection, batch)
         finally:
             if connection is not None:
@@ -168,10 +189,19 @@ class GroupCommitWriter(Generic[Item]):
 
     @staticmethod
     def _resolve(batch: Sequence[_Request[Item]], error: BaseException | None) -> None:
+        # One wake-up of each event loop per batch, not one per request: every
+        # call_soon_threadsafe writes to the loop's self-pipe and costs it a turn.
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for request in batch:
+            futures = by_loop.get(request.loop)
+            if futures is None:
+                by_loop[request.loop] = [request.future]
+            else:
+                futures.append(request.future)
+        for loop, futures in by_loop.items():
             # The loop may already be closed if its owner gave up waiting; nobody is left to tell.
             with contextlib.suppress(RuntimeError):
-                request.loop.call_soon_threadsafe(_settle, request.future, error)
+                loop.call_soon_threadsafe(_settle, futures, error)
 
 
 @dataclass(frozen=True, slots=True)

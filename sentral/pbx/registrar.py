@@ -75,6 +75,10 @@ class Registrar:
         self.authority = authority
         self.location = location
         self.policy = policy
+        # The Date header of the last second a 200 OK went out in (formatting one costs more
+        # than the rest of the response).
+        self._date_second = -1
+        self._date = ""
 
     def clinic_for(self, request: Request, directory: Directory) -> ClinicEntry | None:
         """The clinic a request is addressed to: by To host, by Request-URI host, or the only one."""
@@ -191,7 +195,8 @@ class Registrar:
                     raise SipError(400, "Bad reg-id")
                 reg_id = int(reg_id_text)
             instance = unquote(instance) if instance else None
-            key = _binding_key(contact, instance, reg_id if outbound else None)
+            contact_text = str(contact.uri)
+            key = _binding_key(contact_text, instance, reg_id if outbound else None)
             existing = current.get(key)
             if existing is not None and existing.call_id == call_id and existing.cseq >= cseq:
                 return RegisterResult(make_response(request, 500, "Out of Order", to_tag=tag))
@@ -204,7 +209,7 @@ class Registrar:
                 domain=clinic.domain,
                 extension=extension,
                 key=key,
-                contact=str(contact.uri),
+                contact=contact_text,
                 expires_at=now + expires,
                 call_id=call_id,
                 cseq=cseq,
@@ -254,10 +259,18 @@ class Registrar:
         extra: list[tuple[str, str]] | None = None,
     ) -> Response:
         headers = [("Contact", _listed_contact(row, now)) for row in bindings]
-        headers.append(("Date", email.utils.formatdate(now, usegmt=True)))
+        headers.append(("Date", self._date_header(now)))
         if extra:
             headers.extend(extra)
         return make_response(request, 200, to_tag=tag, headers=headers)
+
+
+    def _date_header(self, now: float) -> str:
+        second = int(now)
+        if second != self._date_second:
+            self._date = email.utils.formatdate(second, usegmt=True)
+            self._date_second = second
+        return self._date
 
 
 def _tag_for(request: Request) -> str:
@@ -274,12 +287,12 @@ def _contact_expires(contact: NameAddr, header_expires: int | None, default: int
     return header_expires if header_expires is not None else default
 
 
-def _binding_key(contact: NameAddr, instance: str | None, reg_id: int | None) -> str:
+def _binding_key(contact: str, instance: str | None, reg_id: int | None) -> str:
     if instance and reg_id is not None:
         return f"{instance};reg-id={reg_id}"
     if instance:
         return instance
-    return str(contact.uri)
+    return contact
 
 
 def _listed_contact(row: BindingRow, now: float) -> str:

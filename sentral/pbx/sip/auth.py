@@ -48,6 +48,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from math import inf
 from typing import Protocol
 from urllib.parse import unquote
 
@@ -317,10 +318,12 @@ class DigestAuthority:
 
     __slots__ = (
         "_dummy",
+        "_front_expires",
         "_horizon",
         "_lifetime",
         "_max_nonces",
         "_nc",
+        "_nonce_mac",
         "_opaque",
         "_order",
         "_random",
@@ -342,6 +345,8 @@ class DigestAuthority:
         if max_nonces < 1:
             raise ValueError("max_nonces must be at least 1")
         self._secret = secret
+        # Keyed once: copying a keyed HMAC is cheaper than keying a new one for every nonce.
+        self._nonce_mac = hmac.new(secret, _NONCE_LABEL, hashlib.sha256)
         self._lifetime = nonce_lifetime
         self._max_nonces = max_nonces
         self._random = random_bytes
@@ -352,6 +357,8 @@ class DigestAuthority:
         # and popping from the front stays O(1) (a plain dict degrades when emptied from the front).
         self._nc: dict[str, int] = {}
         self._order: deque[str] = deque()
+        # When the nonce at the front of ``_order`` stops being fresh (inf while it is empty).
+        self._front_expires = float("inf")
         self._horizon = float("-inf")
 
     @property
@@ -436,7 +443,7 @@ class DigestAuthority:
             if issued <= self._horizon:
                 # Possibly evicted from a full table: its history is gone, so it cannot be trusted.
                 return Verdict.STALE
-            self._remember(nonce, nc, now)
+            self._remember(nonce, nc, issued, now)
             return Verdict.OK
         if nc <= highest:
             return Verdict.REPLAY
@@ -447,8 +454,13 @@ class DigestAuthority:
         body = _ISSUED.pack(now) + self._random(_RANDOM_BYTES)
         if len(body) != _ISSUED.size + _RANDOM_BYTES:
             raise ValueError("random_bytes returned the wrong number of bytes")
-        tag = hmac.digest(self._secret, _NONCE_LABEL + body + realm.encode(_ENCODING, _ERRORS), "sha256")
-        return base64.urlsafe_b64encode(body + tag[:_TAG_BYTES]).decode("ascii")
+        return base64.urlsafe_b64encode(body + self._nonce_tag(body, realm)).decode("ascii")
+
+    def _nonce_tag(self, body: bytes, realm: str) -> bytes:
+        """The HMAC of a nonce's issue time and random bytes with the realm, truncated."""
+        mac = self._nonce_mac.copy()
+        mac.update(body + realm.encode(_ENCODING, _ERRORS))
+        return mac.digest()[:_TAG_BYTES]
 
     def _nonce_issued(self, nonce: str, realm: str) -> float | None:
         """The issue time of ``nonce`` if this server issued it for ``realm``, else None."""
@@ -459,8 +471,7 @@ class DigestAuthority:
             return None
         raw = base64.urlsafe_b64decode(nonce)
         body = raw[: _ISSUED.size + _RANDOM_BYTES]
-        tag = hmac.digest(self._secret, _NONCE_LABEL + body + realm.encode(_ENCODING, _ERRORS), "sha256")
-        if not hmac.compare_digest(tag[:_TAG_BYTES], raw[_ISSUED.size + _RANDOM_BYTES :]):
+        if not hmac.compare_digest(self._nonce_tag(body, realm), raw[_ISSUED.size + _RANDOM_BYTES :]):
             return None
         issued: float = _ISSUED.unpack_from(raw)[0]
         return issued
@@ -474,22 +485,28 @@ class DigestAuthority:
             opaque = self._opaque[realm] = digest[:12].hex()
         return opaque
 
-    def _remember(self, nonce: str, nc: int, now: float) -> None:
+    def _remember(self, nonce: str, nc: int, issued: float, now: float) -> None:
         table = self._nc
         order = self._order
         # Entries were accepted in roughly issue order, so expired ones gather at the front; one
         # that is not at the front yet is dropped when it gets there or when the cap forces it out.
-        while order:
-            first = order[0]
-            if _ISSUED.unpack_from(base64.urlsafe_b64decode(first))[0] + self._lifetime >= now:
-                break
-            order.popleft()
-            table.pop(first, None)
+        while self._front_expires < now:
+            table.pop(order.popleft(), None)
+            self._front_expires = _issued(order[0]) + self._lifetime if order else inf
         while len(table) >= self._max_nonces:
             first = order.popleft()
             del table[first]
-            issued = _ISSUED.unpack_from(base64.urlsafe_b64decode(first))[0]
-            if issued > self._horizon:
-                self._horizon = issued
+            evicted = _issued(first)
+            if evicted > self._horizon:
+                self._horizon = evicted
+            self._front_expires = _issued(order[0]) + self._lifetime if order else inf
         table[nonce] = nc
+        if not order:
+            self._front_expires = issued + self._lifetime
         order.append(nonce)
+
+
+def _issued(nonce: str) -> float:
+    """The issue time carried in a nonce this server issued."""
+    issued: float = _ISSUED.unpack_from(base64.urlsafe_b64decode(nonce))[0]
+    return issued

@@ -31,8 +31,10 @@ def is_token(text: str) -> bool:
 
 def split_commas(value: str) -> list[str]:
     """Split a header value at top-level commas (not inside quotes or angle brackets)."""
-    if '"' not in value and "<" not in value:
-        return [part.strip() for part in value.split(",") if part.strip()]
+    if '"' not in value:
+        if "<" not in value:
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return _split_commas_unquoted(value)
     parts: list[str] = []
     start = 0
     in_quote = False
@@ -65,6 +67,36 @@ def split_commas(value: str) -> list[str]:
     part = value[start:].strip()
     if part:
         parts.append(part)
+    return parts
+
+
+def _split_commas_unquoted(value: str) -> list[str]:
+    # Without quotes, whether a position is inside angle brackets depends only on the last "<" or
+    # ">" before it; so the value is cut at every comma and the pieces that fall inside brackets
+    # are joined back, with str.split and rfind doing the scanning in C.
+    if "," not in value:
+        if value.rfind("<") > value.rfind(">"):
+            raise SipError(400, "Unterminated angle bracket")
+        part = value.strip()
+        return [part] if part else []
+    parts: list[str] = []
+    pending: list[str] = []
+    in_angle = False
+    for piece in value.split(","):
+        pending.append(piece)
+        opened = piece.rfind("<")
+        closed = piece.rfind(">")
+        if opened > closed:
+            in_angle = True
+        elif closed > opened:
+            in_angle = False
+        if not in_angle:
+            part = (pending[0] if len(pending) == 1 else ",".join(pending)).strip()
+            if part:
+                parts.append(part)
+            pending = []
+    if in_angle:
+        raise SipError(400, "Unterminated angle bracket")
     return parts
 
 
@@ -173,12 +205,13 @@ def param(params: Params, name: str) -> str | None:
 
 def has_param(params: Params, name: str) -> bool:
     """True if parameter ``name`` is present, with or without a value."""
-    return any(key == name for key, _ in params)
+    # A list comprehension rather than any(): no generator to create on this hot path.
+    return name in [key for key, _ in params]
 
 
 def format_params(params: Params) -> str:
     """Serialize parameters with their leading semicolons."""
-    return "".join(f";{k}={v}" if v is not None else f";{k}" for k, v in params)
+    return "".join([f";{k}={v}" if v is not None else f";{k}" for k, v in params])
 
 
 def unquote(value: str) -> str:

@@ -13,6 +13,7 @@ on the hot path, and a NamedTuple is immutable too but costs a third as much to 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import NamedTuple
 
 from sentral.pbx.sip.errors import SipError
@@ -106,7 +107,7 @@ class NameAddr(NamedTuple):
     def with_tag(self, tag: str) -> NameAddr:
         """A copy carrying ``tag`` (replacing any tag it had)."""
         params = (*(p for p in self.params if p[0] != "tag"), ("tag", tag))
-        return self._replace(params=params)
+        return NameAddr(self.uri, self.display, params, self.bracketed)
 
     def __str__(self) -> str:
         uri = str(self.uri)
@@ -123,11 +124,15 @@ _ADDR_SPEC_RE = re.compile(r"[ \t]*(?P<uri>[^;<>\s\"]+)[ \t]*(?P<params>;.*)?\Z"
 _UNESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 
 
+@lru_cache(maxsize=8192)
 def parse_name_addr(text: str) -> NameAddr:
     """Parse a name-addr (``"Bob" <sip:bob@host>;tag=1``) or addr-spec (``sip:bob@host;tag=1``).
 
     In the addr-spec form the URI ends at the first semicolon: what follows are header
     parameters, and a URI with ``?headers`` or a comma is refused (RFC 3261 §20.10).
+
+    Memoized: a NameAddr is immutable, and a phone repeats its From, To and Contact values in
+    the request that answers a challenge, in every refresh and in every retransmission.
     """
     m = _NAME_ADDR_RE.match(text)
     if m is not None:
@@ -199,7 +204,7 @@ class Via(NamedTuple):
 
     def with_params(self, params: Params) -> Via:
         """A copy with ``params`` replacing the parameters."""
-        return self._replace(params=params)
+        return Via(self.transport, self.host, self.port, params, self.protocol)
 
     def __str__(self) -> str:
         return f"{self.protocol}/{self.transport} {self.sent_by}{format_params(self.params)}"
@@ -255,13 +260,19 @@ class CSeq(NamedTuple):
     @classmethod
     def parse(cls, text: str) -> CSeq:
         """Parse a CSeq value; the number must be below 2**31 (RFC 3261 §8.1.1.5)."""
-        m = _CSEQ_RE.match(text)
-        if m is None:
-            raise SipError(400, "Bad CSeq")
-        seq = int(m.group(1))
-        if seq >= 2**31:
-            raise SipError(400, "CSeq out of range")
-        return cls(seq, m.group(2))
+        return _parse_cseq(text)
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"
+
+
+@lru_cache(maxsize=1024)
+def _parse_cseq(text: str) -> CSeq:
+    # Memoized: "1 REGISTER", "2 REGISTER", "102 INVITE" recur across all phones.
+    m = _CSEQ_RE.match(text)
+    if m is None:
+        raise SipError(400, "Bad CSeq")
+    seq = int(m.group(1))
+    if seq >= 2**31:
+        raise SipError(400, "CSeq out of range")
+    return CSeq(seq, m.group(2))

@@ -44,6 +44,14 @@ BRANCH_MAGIC = "z9hG4bK"
 Field = tuple[str, str, str]  # (key, name as written, value)
 
 _KNOWN_KEYS = frozenset(CANONICAL) | frozenset(COMPACT.values())
+# The usual spellings of header names (canonical, lower-case, compact) and their keys: one lookup
+# settles almost every header line; anything else takes the checked path.
+_NAME_KEYS: dict[str, str] = {
+    **{name: key for key, name in CANONICAL.items()},
+    **{key: key for key in _KNOWN_KEYS},
+    **{short: key for short, key in COMPACT.items()},
+    **{short.upper(): key for short, key in COMPACT.items()},
+}
 _VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+\Z", re.IGNORECASE)
 _FOLD_RE = re.compile(r"\r\n[ \t]+")
 _CL_RE = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
@@ -70,11 +78,13 @@ class Message:
 
     __slots__ = (
         "_call_id",
+        "_contacts",
         "_cseq",
         "_from",
         "_index",
         "_to",
         "_top_via",
+        "_values",
         "body",
         "fields",
     )
@@ -88,6 +98,23 @@ class Message:
         self._from: NameAddr | None = None
         self._to: NameAddr | None = None
         self._call_id: str | None = None
+        self._values: dict[str, list[str]] | None = None
+        self._contacts: list[NameAddr] | None = None
+
+    def forget_parsed(self) -> None:
+        """Drop the cached lookup index and parsed values; they are derived again if asked for.
+
+        For messages kept long after they were handled (a completed transaction keeps its request
+        for 32 s): what is left is the fields list, a handful of objects for the garbage collector
+        to visit instead of dozens.
+        """
+        self._index = None
+        self._values = None
+        self._contacts = None
+        self._top_via = None
+        self._cseq = None
+        self._from = None
+        self._to = None
 
     # -- raw header access -------------------------------------------------------------------
 
@@ -115,15 +142,33 @@ class Message:
 
     def header_values(self, name: str) -> list[str]:
         """Every value of header ``name``: list headers are split at top-level commas."""
-        key = header_key(name)
+        return list(self._split_values(header_key(name)))
+
+    def _split_values(self, key: str) -> list[str]:
+        """The values of header ``key``, split at commas once and cached; do not modify the list.
+
+        Via is never cached: the driver rewrites the top Via in place (received, rport).
+        """
+        values = self._values
+        if values is not None:
+            cached = values.get(key)
+            if cached is not None:
+                return cached
         lines = self._idx().get(key)
         if not lines:
             return []
         if key not in LIST_HEADERS:
-            return list(lines)
-        out: list[str] = []
-        for line in lines:
-            out.extend(split_commas(line))
+            return lines
+        if len(lines) == 1:
+            out = split_commas(lines[0])
+        else:
+            out = []
+            for line in lines:
+                out.extend(split_commas(line))
+        if key != "via":
+            if values is None:
+                values = self._values = {}
+            values[key] = out
         return out
 
     def has_header(self, name: str) -> bool:
@@ -132,7 +177,7 @@ class Message:
 
     def tokens(self, name: str) -> list[str]:
         """Option tags and similar token lists (Require, Supported, Allow), lower-cased."""
-        return [v.lower() for v in self.header_values(name)]
+        return [v.lower() for v in self._split_values(header_key(name))]
 
     # -- parsed header values ----------------------------------------------------------------
 
@@ -150,7 +195,7 @@ class Message:
         value = self._call_id
         if value is None:
             value = self._single("call-id")
-            if not value or any(c in value for c in " \t"):
+            if not value or " " in value or "\t" in value:
                 raise SipError(400, "Bad Call-ID")
             self._call_id = value
         return value
@@ -218,41 +263,47 @@ class Message:
     @property
     def contact_star(self) -> bool:
         """True for ``Contact: *`` (the unregister-all form of RFC 3261 §10.2.2)."""
-        values = self.header_values("contact")
+        values = self._split_values("contact")
         return len(values) == 1 and values[0] == "*"
 
     @property
     def contacts(self) -> list[NameAddr]:
         """The Contact values, parsed (a ``*`` is refused here; check ``contact_star`` first)."""
-        values = self.header_values("contact")
-        if "*" in values:
-            raise SipError(400, "Contact * mixed with other contacts")
-        return [parse_name_addr(v) for v in values]
+        parsed = self._contacts
+        if parsed is None:
+            values = self._split_values("contact")
+            if "*" in values:
+                raise SipError(400, "Contact * mixed with other contacts")
+            parsed = self._contacts = [parse_name_addr(v) for v in values]
+        return list(parsed)
 
     def int_header(self, name: str, *, limit: int = 2**32 - 1) -> int | None:
         """A header holding one non-negative integer (Expires, Max-Forwards, Min-Expires)."""
-        values = self._idx().get(header_key(name))
+        return self._int(header_key(name), limit)
+
+    def _int(self, key: str, limit: int) -> int | None:
+        values = self._idx().get(key)
         if not values:
             return None
         if len(values) > 1:
-            raise SipError(400, f"Multiple {display_name(header_key(name))} headers")
+            raise SipError(400, f"Multiple {display_name(key)} headers")
         text = values[0].strip()
         if not (text.isascii() and text.isdigit()) or len(text) > 10:
-            raise SipError(400, f"Bad {display_name(header_key(name))} header")
+            raise SipError(400, f"Bad {display_name(key)} header")
         value = int(text)
         if value > limit:
-            raise SipError(400, f"{display_name(header_key(name))} out of range")
+            raise SipError(400, f"{display_name(key)} out of range")
         return value
 
     @property
     def max_forwards(self) -> int | None:
         """Max-Forwards (0..255), or None when absent."""
-        return self.int_header("max-forwards", limit=255)
+        return self._int("max-forwards", 255)
 
     @property
     def expires(self) -> int | None:
         """The Expires header as seconds, or None when absent."""
-        return self.int_header("expires")
+        return self._int("expires", 2**32 - 1)
 
     @property
     def content_type(self) -> str | None:
@@ -343,8 +394,11 @@ class Request(Message):
         _ = self.expires
         if "contact" in index and not self.contact_star:
             _ = self.contacts
-        for value in self.header_values("via")[1:]:
-            parse_via(value)
+        vias = index["via"]
+        first = vias[0]
+        if len(vias) > 1 or "," in first or '"' in first or "<" in first:
+            for value in self._split_values("via")[1:]:
+                parse_via(value)
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri_text}>"
@@ -407,18 +461,24 @@ def _split_fields(text: str) -> tuple[list[Field], dict[str, list[str]]]:
     append = fields.append
     known = _KNOWN_KEYS
     compact = COMPACT
-    for line in lines[1:]:
+    name_keys = _NAME_KEYS
+    del lines[0]
+    for line in lines:
         name, colon, value = line.partition(":")
         if not colon:
             if not line:
                 continue
             raise SipError(400, "Header line without a colon")
-        name = name.rstrip(" \t")
-        key = name.lower()
-        if key not in known:
-            key = compact.get(key, key)
-            if key not in known and (not key or not TOKEN_CHARS.issuperset(key)):
-                raise SipError(400, "Bad header name")
+        found = name_keys.get(name)
+        if found is not None:
+            key = found
+        else:
+            name = name.rstrip(" \t")
+            key = name.lower()
+            if key not in known:
+                key = compact.get(key, key)
+                if key not in known and (not key or not TOKEN_CHARS.issuperset(key)):
+                    raise SipError(400, "Bad header name")
         value = value.strip(" \t")
         append((key, name, value))
         values = index.get(key)
@@ -589,20 +649,23 @@ def make_response(
 ) -> Response:
     """A response to ``request`` (RFC 3261 §8.2.6): Via, From, Call-ID and CSeq copied, To copied
     with ``to_tag`` added when the request's To has none (never on 100 Trying)."""
-    fields: list[Field] = []
     index = request._idx()
-    for value in index.get("via", ()):
-        fields.append(("via", "Via", value))
-    for key, name in (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq")):
-        for value in index.get(key, ()):
-            if key == "to" and to_tag and status != 100 and request.to.tag is None:
-                value = f"{value};tag={to_tag}"
-            fields.append((key, name, value))
+    fields: list[Field] = [("via", "Via", value) for value in index.get("via", ())]
+    append = fields.append
+    for value in index.get("from", ()):
+        append(("from", "From", value))
+    tag_to = bool(to_tag) and status != 100 and "to" in index and request.to.tag is None
+    for value in index.get("to", ()):
+        append(("to", "To", f"{value};tag={to_tag}" if tag_to else value))
+    for value in index.get("call-id", ()):
+        append(("call-id", "Call-ID", value))
+    for value in index.get("cseq", ()):
+        append(("cseq", "CSeq", value))
     if status == 100:
         for value in index.get("timestamp", ()):
-            fields.append(("timestamp", "Timestamp", value))
+            append(("timestamp", "Timestamp", value))
     for name, value in headers:
-        fields.append((header_key(name), name, value))
+        append((header_key(name), name, value))
     return Response(status, reason or reason_phrase(status), fields, body)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from sentral.pbx.sip.errors import SipError
@@ -24,6 +24,7 @@ _HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_])?\.?\Z")
 _IPV6_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]\Z")
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 _BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_NOT_IN_SIP_URI_RE = re.compile(r'[ \t\r\n<>"]')
 
 
 def unescape(text: str) -> str:
@@ -50,6 +51,9 @@ class Uri:
     params: Params = ()
     headers: tuple[tuple[str, str], ...] = ()
     opaque: str | None = None
+    # The wire form, made on first use: the same URIs are serialized again and again (binding
+    # keys, Contact values, Request-URIs). Not an init field, so ``replace`` never copies it.
+    _text: str | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     @classmethod
     def parse(cls, text: str) -> Uri:
@@ -110,6 +114,13 @@ class Uri:
         return f"{self.scheme}:{user}@{host}" if user is not None else f"{self.scheme}:{host}"
 
     def __str__(self) -> str:
+        text = self._text
+        if text is None:
+            text = self._format()
+            object.__setattr__(self, "_text", text)
+        return text
+
+    def _format(self) -> str:
         if self.opaque is not None:
             return f"{self.scheme}:{self.opaque}"
         if self.scheme == "tel":
@@ -267,7 +278,7 @@ _SIP_RE = re.compile(
 
 def _parse_sip(scheme: str, rest: str) -> Uri:
     m = _SIP_RE.match(rest)
-    if m is None or any(c in rest for c in " \t\r\n<>\""):
+    if m is None or _NOT_IN_SIP_URI_RE.search(rest) is not None:
         raise SipError(400, "Bad SIP URI")
     if "%" in rest and _BAD_ESCAPE_RE.search(rest):
         raise SipError(400, "Bad escape in URI")
