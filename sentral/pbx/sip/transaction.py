@@ -308,7 +308,33 @@ def _legacy_key(request: Request, via: Via, to_tag: str | None, method: str) -> 
 # -- transactions --------------------------------------------------------------------------------
 
 
-class ServerTransaction:
+class _TimerSlots:
+    """The two timer slots every transaction has: a retransmission one and a lifetime one."""
+
+    __slots__ = ()
+    _rtx_at: float
+    _end_at: float
+    _rtx_timer: Timer
+    _end_timer: Timer
+
+    @property
+    def next_deadline(self) -> float | None:
+        """When the next timer of this transaction fires, or None."""
+        at = min(self._rtx_at, self._end_at)
+        return None if at == inf else at
+
+    @property
+    def timers(self) -> dict[Timer, float]:
+        """The running timers and their deadlines."""
+        out: dict[Timer, float] = {}
+        if self._rtx_at != inf:
+            out[self._rtx_timer] = self._rtx_at
+        if self._end_at != inf:
+            out[self._end_timer] = self._end_at
+        return out
+
+
+class ServerTransaction(_TimerSlots):
     """The server side of one request: RFC 3261 §17.2 with RFC 6026's Accepted state.
 
     ``auto_trying`` may be cleared by the transaction user on ``RequestReceived`` to suppress the
@@ -377,22 +403,6 @@ class ServerTransaction:
 
     def __repr__(self) -> str:
         return f"<ServerTransaction {self.method} {self.state.value}>"
-
-    @property
-    def next_deadline(self) -> float | None:
-        """When the next timer of this transaction fires, or None."""
-        at = min(self._rtx_at, self._end_at)
-        return None if at == inf else at
-
-    @property
-    def timers(self) -> dict[Timer, float]:
-        """The running timers and their deadlines."""
-        out: dict[Timer, float] = {}
-        if self._rtx_at != inf:
-            out[self._rtx_timer] = self._rtx_at
-        if self._end_at != inf:
-            out[self._end_timer] = self._end_at
-        return out
 
     def _send_last(self, out: list[Action]) -> None:
         data = self._last_bytes
@@ -510,7 +520,7 @@ class ServerTransaction:
                 assert_never(timer)
 
 
-class ClientTransaction:
+class ClientTransaction(_TimerSlots):
     """The client side of one request: RFC 3261 §17.1 with RFC 6026's Accepted state."""
 
     __slots__ = (
@@ -558,22 +568,6 @@ class ClientTransaction:
 
     def __repr__(self) -> str:
         return f"<ClientTransaction {self.method} {self.state.value}>"
-
-    @property
-    def next_deadline(self) -> float | None:
-        """When the next timer of this transaction fires, or None."""
-        at = min(self._rtx_at, self._end_at)
-        return None if at == inf else at
-
-    @property
-    def timers(self) -> dict[Timer, float]:
-        """The running timers and their deadlines."""
-        out: dict[Timer, float] = {}
-        if self._rtx_at != inf:
-            out[self._rtx_timer] = self._rtx_at
-        if self._end_at != inf:
-            out[self._end_timer] = self._end_at
-        return out
 
     @property
     def cancel_tx(self) -> ClientTransaction | None:
