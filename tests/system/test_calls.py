@@ -7,14 +7,19 @@ what the call record says afterwards (`sentral cdr --json`).
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import re
+import socket
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.system.peers import Sipp, Softphone, free_port, wait_until, write_users_csv
+from tests.system.peers import LOOPBACK, Sipp, Softphone, free_port, wait_until, write_users_csv
 from tests.system.server import SentralServer
 
 DOMAIN = "clinic.test"
@@ -321,3 +326,142 @@ def test_sipp_uac_through_sentral_to_sipp_uas(
     unanswered = [r for r in rows if r["disposition"] != "answered"]
     assert len(unanswered) == result.failed
     assert all(r["status_to_caller"] == 480 and r["legs"][1]["outcome"] == "no_answer" for r in unanswered)
+
+
+# -- timers ---------------------------------------------------------------------------------------
+
+
+def test_callee_rings_forever_and_the_no_answer_timeout_cancels_it(
+    tmp_path: Path, sipp: Sipp, softphone_factory: Callable[..., Softphone]
+) -> None:
+    """A SIPp callee sends 180 and never a final response. After the no-answer timeout (3 s here)
+    Sentral CANCELs the callee's INVITE (the scenario passes only if a CANCEL comes and its 487
+    is ACKed), the caller gets 480, and the record says no answer."""
+    clinic = start_clinic(tmp_path, "--no-answer-timeout", "3", "--drain-timeout", "3")
+    try:
+        clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")
+        time.sleep(1.0)
+        uas_port = free_port()
+        register_sipp_uas(sipp, clinic, tmp_path, "1002", uas_port)
+        alice = phone_for(softphone_factory, clinic, "1001")
+        with sipp.running(
+            None, SCENARIOS / "uas_ring_forever.xml", local_port=uas_port, calls=1, timeout=20
+        ) as uas:
+            uas.wait_listening()
+            started = time.monotonic()
+            out = alice.call("1001", dial(clinic, "1002"))
+            assert alice.wait_call_state(out, "EARLY")["code"] == 180
+            ended = alice.wait_call_state(out, "DISCONNECTED", timeout=10)
+            waited = time.monotonic() - started
+            callee = uas.wait(5.0)
+        assert ended["code"] == 480, ended
+        assert 2.5 <= waited <= 6, waited
+        assert (callee.successful, callee.failed) == (1, 0), callee
+        [row] = records(clinic, 1)
+        assert row["disposition"] == "no_answer" and row["hangup_reason"] == "no answer timeout", row
+        assert row["status_to_caller"] == 480 and row["answered_at"] is None, row
+        assert row["legs"][1]["outcome"] == "cancelled" and row["legs"][1]["ringing_at"] is not None, row
+    finally:
+        clinic.stop()
+
+
+def _header(message: str, name: str) -> str:
+    match = re.search(rf"^{name}:\s*(.*?)\r$", message, re.IGNORECASE | re.MULTILINE)
+    assert match, f"no {name} in\n{message}"
+    return match.group(1)
+
+
+def test_caller_never_acks_the_200_so_sentral_retransmits_it_then_byes_both_sides(
+    tmp_path: Path, softphone_factory: Callable[..., Softphone]
+) -> None:
+    """A caller (raw UDP here, so the test sees every datagram) authenticates, gets its 200 and
+    never sends the ACK. Sentral must retransmit the 200 with T1 doubling up to T2 (0.5, 1, 2, 4,
+    4 ... s: RFC 3261 section 13.3.1.4) and, 64*T1 = 32 s after the first, give up and BYE both
+    sides; the callee's phone hangs up and the record says the system ended the call for want of
+    an ACK. The test takes about 35 s: the 32 s are the RFC's, not a setting."""
+    clinic = start_clinic(tmp_path, "--drain-timeout", "3")
+    try:
+        clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")
+        time.sleep(1.0)
+        bob = phone_for(softphone_factory, clinic, "1002", ring=0, auto_answer=200)
+        host, port = clinic.address.split(":")
+        server = (host, int(port))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            local = sock.getsockname()[1]
+            call_id, tag, uri = f"{uuid.uuid4().hex}@{LOOPBACK}", uuid.uuid4().hex[:10], f"sip:1002@{DOMAIN}"
+            sdp = (
+                f"v=0\r\no=- 1 1 IN IP4 {LOOPBACK}\r\ns=-\r\nc=IN IP4 {LOOPBACK}\r\nt=0 0\r\n"
+                f"m=audio {free_port()} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+            )
+
+            def invite(cseq: int, branch: str, extra: str = "") -> bytes:
+                return (
+                    f"INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {LOOPBACK}:{local};branch={branch};rport\r\n"
+                    f"Max-Forwards: 70\r\nFrom: <sip:1001@{DOMAIN}>;tag={tag}\r\nTo: <{uri}>\r\n"
+                    f"Call-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: <sip:1001@{LOOPBACK}:{local}>\r\n"
+                    f"{extra}Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
+                ).encode()
+
+            def final(timeout: float = 5.0) -> str:
+                sock.settimeout(timeout)
+                while True:
+                    text = sock.recv(65535).decode()
+                    if not text.startswith("SIP/2.0 1"):
+                        return text
+
+            first = "z9hG4bK" + uuid.uuid4().hex
+            sock.sendto(invite(1, first), server)
+            challenge = final()
+            assert challenge.startswith("SIP/2.0 407"), challenge
+            sock.sendto(
+                (
+                    f"ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {LOOPBACK}:{local};branch={first};rport\r\n"
+                    f"Max-Forwards: 70\r\nFrom: <sip:1001@{DOMAIN}>;tag={tag}\r\nTo: {_header(challenge, 'To')}\r\n"
+                    f"Call-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+                ).encode(),
+                server,
+            )
+            params = dict(re.findall(r'(\w+)="?([^",]+)"?', _header(challenge, "Proxy-Authenticate")))
+            ha1 = hashlib.md5(f"1001:{params['realm']}:secret-1001".encode()).hexdigest()
+            ha2 = hashlib.md5(f"INVITE:{uri}".encode()).hexdigest()
+            digest = hashlib.md5(f"{ha1}:{params['nonce']}:00000001:0a4f113b:auth:{ha2}".encode()).hexdigest()
+            opaque = f', opaque="{params["opaque"]}"' if "opaque" in params else ""
+            authorization = (
+                f'Proxy-Authorization: Digest username="1001", realm="{params["realm"]}", '
+                f'nonce="{params["nonce"]}", uri="{uri}", response="{digest}", algorithm=MD5, '
+                f'qop=auth, nc=00000001, cnonce="0a4f113b"{opaque}\r\n'
+            )
+            sock.sendto(invite(2, "z9hG4bK" + uuid.uuid4().hex, authorization), server)
+            answer = final()
+            assert answer.startswith("SIP/2.0 200"), answer
+            oks, bye = [time.monotonic()], None
+            sock.settimeout(1.0)
+            deadline = oks[0] + 40
+            while bye is None and time.monotonic() < deadline:
+                try:
+                    text = sock.recv(65535).decode()
+                except TimeoutError:
+                    continue
+                if text.startswith("SIP/2.0 200") and "INVITE" in _header(text, "CSeq"):
+                    oks.append(time.monotonic())
+                elif text.startswith("BYE "):
+                    bye = time.monotonic()
+                    reply = "".join(
+                        f"{name}: {_header(text, name)}\r\n"
+                        for name in ("Via", "From", "To", "Call-ID", "CSeq")
+                    )
+                    sock.sendto(f"SIP/2.0 200 OK\r\n{reply}Content-Length: 0\r\n\r\n".encode(), server)
+        incoming = bob.wait_incoming("1002")["call"]
+        bob.wait_call_state(incoming, "DISCONNECTED", timeout=5)
+        gaps = [round(b - a, 2) for a, b in itertools.pairwise(oks)]
+        assert bye is not None, f"no BYE within 40 s of the 200; the 200 came {len(oks)} times, gaps {gaps}"
+        assert 30 <= bye - oks[0] <= 35, (bye - oks[0], gaps)
+        assert 0.3 <= gaps[0] <= 0.9 and 0.8 <= gaps[1] <= 1.4 and 1.7 <= gaps[2] <= 2.5, gaps
+        assert all(3.5 <= gap <= 4.6 for gap in gaps[3:]), gaps
+        assert len(oks) >= 9, gaps
+        [row] = records(clinic, 1)
+        assert row["hangup_by"] == "system" and row["hangup_reason"] == "no ACK", row
+        assert row["caller"] == "1001" and row["callee"] == "1002", row
+    finally:
+        clinic.stop()
