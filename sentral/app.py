@@ -9,11 +9,21 @@ Call records. Call control hands each finished call's report to ``_record``, whi
 a ``CallRecord`` (wall-clock times) and queues it on the CDR writer's group commit. The live calls
 are published at most once a second, and only when they changed (with a keep-alive touch in
 between, so that `sentral calls` keeps believing a quiet server).
+
+Garbage collection. Under load the process holds a large, slowly changing heap (every transaction
+lingers for Timer J/K/H, 32 s, with its messages), while each message makes hundreds of container
+objects that die within one turn of the loop. CPython's defaults (a young collection every 700
+allocations, a full one whenever a quarter of the old generation is new) then spend a third of
+the loop's time tracing the same live objects again. ``tune_gc`` runs once start-up is done:
+it collects, freezes what start-up made (modules, configuration, bindings) out of every later
+collection, and raises the thresholds so that short-lived objects die young and full
+collections are rare. Reference cycles are still collected, only less often.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import time
@@ -44,6 +54,8 @@ LIVE_PUBLISH = 1.0
 LIVE_TOUCH = 2.0
 # After the drain, how long the BYEs and CANCELs sent to the remaining calls may take to be answered.
 HANGUP_GRACE = 2.0
+# Collector thresholds once serving: young generation, middle, old (see the module docstring).
+GC_THRESHOLDS = (50_000, 20, 100)
 
 
 class Server:
@@ -117,6 +129,7 @@ class Server:
         self.location.apply(rows, [])
         self.writer.start()
         self.cdr_writer.start()
+        tune_gc()
         try:
             await self.transports.start(self.config.listens)
         except OSError as exc:
@@ -270,6 +283,13 @@ class Server:
                 log.warning("binding_purge_failed", error=str(exc))
 
 
+def tune_gc() -> None:
+    """Freeze what start-up left on the heap and raise the collector's thresholds."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def call_record(report: CallReport, wall_offset: float) -> CallRecord:
     """The stored record of a call report; monotonic times shifted by ``wall_offset`` to epoch."""
 
@@ -353,4 +373,4 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-__all__ = ["Server", "serve"]
+__all__ = ["Server", "call_record", "serve", "tune_gc"]

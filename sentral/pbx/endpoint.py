@@ -119,6 +119,9 @@ class Endpoint:
         self.sip_trace = sip_trace
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        # How deep in ``_run`` we are: actions run nested (a response sent from a transaction
+        # user's handler), and the timer is rescheduled once, when the outermost run ends.
+        self._depth = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._origins: dict[ServerTransaction, Origin] = {}
         self._targets: dict[ClientTransaction, Target] = {}
@@ -343,6 +346,15 @@ class Endpoint:
         self._run(actions, None)
 
     def _run(self, actions: list[Action], origin: Origin | None) -> None:
+        self._depth += 1
+        try:
+            self._carry_out(actions, origin)
+        finally:
+            self._depth -= 1
+        if not self._depth:
+            self._schedule()
+
+    def _carry_out(self, actions: list[Action], origin: Origin | None) -> None:
         now = time.monotonic()
         for action in actions:
             match action:
@@ -370,7 +382,6 @@ class Endpoint:
                     self.calls.on_stray_response(response, now)
                 case TransactionTimeout(tx=tx) | TransportError(tx=tx):
                     self.calls.on_timeout(tx, now)
-        self._schedule()
 
     def _send(self, action: Send) -> None:
         tx = action.tx

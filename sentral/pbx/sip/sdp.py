@@ -347,7 +347,8 @@ class SessionDescription:
         return tuple(line for line in self.lines if line[0] != "o"), self.media
 
 
-def _parse_media(value: str) -> MediaSection:
+def _parse_media(value: str) -> tuple[str, int, int | None, str, tuple[str, ...]]:
+    """The fields of an m= value: media, port, port count, proto, formats."""
     parts = value.split(" ")
     if len(parts) < 3 or not all(parts):
         raise SipError(400, "Bad SDP media line")
@@ -359,7 +360,12 @@ def _parse_media(value: str) -> MediaSection:
     count = int(m.group(2)) if m.group(2) is not None else None
     if port > 65535 or (count is not None and count == 0):
         raise SipError(400, "Bad SDP media port")
-    return MediaSection(media, port, count, proto, tuple(formats))
+    return media, port, count, proto, tuple(formats)
+
+
+# The body parsed last and its result. A B2BUA parses a body when it arrives (to refuse what it
+# cannot use) and again when it passes it on; the result is immutable, so the second is free.
+_last_parsed: tuple[bytes, SessionDescription] | None = None
 
 
 def parse_sdp(data: bytes) -> SessionDescription:
@@ -368,12 +374,24 @@ def parse_sdp(data: bytes) -> SessionDescription:
     Lines may end in CRLF or a bare LF (RFC 8866 §5 asks parsers to accept both); blank lines
     are skipped. SipError 400 for what is not SDP, 488 for SDP that cannot carry a call here.
     """
+    global _last_parsed
+    last = _last_parsed
+    if last is not None and last[0] == data:
+        return last[1]
+    sdp = _parse_sdp(data)
+    _last_parsed = (data, sdp)
+    return sdp
+
+
+def _parse_sdp(data: bytes) -> SessionDescription:
     if len(data) > _MAX_SDP:
         raise SipError(400, "SDP too large")
     text = data.decode("utf-8", "surrogateescape")
     session: list[Line] = []
     media: list[MediaSection] = []
-    current: list[Line] | None = None
+    # The m= fields of the section being read and its lines; built into a MediaSection at its end.
+    fields: tuple[str, int, int | None, str, tuple[str, ...]] | None = None
+    current: list[Line] = []
     for raw in text.split("\n"):
         line = raw[:-1] if raw.endswith("\r") else raw
         if not line:
@@ -386,16 +404,16 @@ def parse_sdp(data: bytes) -> SessionDescription:
         if not session and (kind != "v" or value != "0"):
             raise SipError(400, "SDP must start with v=0")
         if kind == "m":
-            if media and current is not None:
-                media[-1] = replace(media[-1], lines=tuple(current))
-            media.append(_parse_media(value))
-            current = []
-        elif current is not None:
+            if fields is not None:
+                media.append(MediaSection(*fields, lines=tuple(current)))
+                current = []
+            fields = _parse_media(value)
+        elif fields is not None:
             current.append((kind, value))
         else:
             session.append((kind, value))
-    if media and current is not None:
-        media[-1] = replace(media[-1], lines=tuple(current))
+    if fields is not None:
+        media.append(MediaSection(*fields, lines=tuple(current)))
     if not session:
         raise SipError(400, "Empty SDP")
     sdp = SessionDescription(tuple(session), tuple(media))
