@@ -201,10 +201,11 @@ class Server:
 
     # -- call records and live calls ---------------------------------------------------------------
 
-    def _record(self, report: CallReport) -> None:
+    def _record(self, report: CallReport) -> asyncio.Future[None]:
         future = self.cdr_writer.submit([call_record(report, self._wall_offset)])
         self._records.add(future)
         future.add_done_callback(self._recorded)
+        return future
 
     def _recorded(self, future: asyncio.Future[None]) -> None:
         self._records.discard(future)

@@ -112,8 +112,9 @@ class CallPort(Protocol):
     def local_address(self, target: Target) -> tuple[str, int]:
         """The host and port we are reached at by ``target`` (for Via and Contact)."""
 
-    def record(self, report: CallReport) -> None:
-        """A call ended: store its record."""
+    def record(self, report: CallReport, reply: tuple[ServerTransaction, Response] | None = None) -> None:
+        """A call ended: store its record; then, if given, send ``reply`` (the 200 to the BYE that
+        ended it), so that whoever saw the call end finds it in the records even after a crash."""
 
 
 # -- the media seam -----------------------------------------------------------------------------
@@ -431,6 +432,8 @@ class Call:
     ring_deadline: float = inf
     heap_at: float = inf
     a_sdp: bytes = b""
+    # The 200 to the BYE that ends the call: sent only once the call's record is stored.
+    bye_reply: tuple[ServerTransaction, Response] | None = None
 
     @property
     def legs(self) -> list[Leg]:
@@ -953,7 +956,7 @@ class CallControl:
         self.calls.pop(call.id, None)
         self.media.release(call)
         self.version += 1
-        self.port.record(self._report(call))
+        self.port.record(self._report(call), call.bye_reply)
 
     def _report(self, call: Call) -> CallReport:
         legs = tuple(
@@ -1211,7 +1214,11 @@ class CallControl:
             return
         match method:
             case "BYE":
-                self.port.respond(tx, make_response(request, 200))
+                ok = make_response(request, 200)
+                if call.state is CallState.ENDED:
+                    self.port.respond(tx, ok)
+                    return
+                call.bye_reply = (tx, ok)
                 leg.state = LegState.ENDED
                 leg.ended = now
                 self._hang_up(call, "caller" if leg.side is Side.A else "callee", "BYE", now, spare=leg)

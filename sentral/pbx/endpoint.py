@@ -107,7 +107,7 @@ class Endpoint:
         *,
         sip_trace: bool = False,
         call_settings: CallSettings | None = None,
-        on_record: Callable[[CallReport], None] | None = None,
+        on_record: Callable[[CallReport], asyncio.Future[None] | None] | None = None,
     ) -> None:
         self.transports = transports
         self.layer = layer
@@ -456,19 +456,20 @@ class Endpoint:
         self.calls.hang_up_all(time.monotonic())
         self._schedule()
 
-    def record(self, report: CallReport) -> None:
-        """A call ended: hand its record on."""
-        log.info(
-            "call_ended",
-            call=report.call_id,
-            caller=report.caller,
-            callee=report.callee,
-            status=report.status,
-            hangup_by=report.hangup_by,
-            cause=report.cause,
-        )
-        if self.on_record is not None:
-            self.on_record(report)
+    def record(self, report: CallReport, reply: tuple[ServerTransaction, Response] | None = None) -> None:
+        """A call ended: hand its record on, and send ``reply`` once the record is stored."""
+        log.info("call_ended", call=report.call_id, status=report.status, hangup_by=report.hangup_by, cause=report.cause)
+        # Numbers are personal data: only at DEBUG.
+        log.debug("call_ended_parties", call=report.call_id, caller=report.caller, callee=report.callee)
+        stored = self.on_record(report) if self.on_record is not None else None
+        if reply is None:
+            return
+        tx, response = reply
+        if stored is None:
+            self.respond(tx, response)
+            return
+        # The call is over whether or not its record could be stored: the BYE is answered either way.
+        stored.add_done_callback(lambda _: self.respond(tx, response))
 
     def _schedule(self) -> None:
         deadline = self.layer.next_deadline()

@@ -89,8 +89,10 @@ class FakePort:
     def local_address(self, target: Target) -> tuple[str, int]:
         return ("127.0.0.1", 5060)
 
-    def record(self, report: CallReport) -> None:
+    def record(self, report: CallReport, reply: tuple[ServerTransaction, Response] | None = None) -> None:
         self.reports.append(report)
+        if reply is not None:
+            self.respond(*reply)
 
     def statuses(self, tx: ServerTransaction | None = None) -> list[int]:
         return [r.status for t, r in self.responses if tx is None or t is tx]
