@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.system.audio import write_tone
 from tests.system.peers import Softphone
 from tests.system.server import SentralServer
 from tests.system.test_calls import dial, phone_for, records, start_clinic
@@ -38,20 +39,6 @@ def clinic(tmp_path: Path) -> Iterator[SentralServer]:
         yield server
     finally:
         server.stop()
-
-
-def write_tone(path: Path, hz: float, seconds: float = 2.0, rate: int = 8000) -> Path:
-    """A 16-bit mono sine WAV; a whole number of periods, so that it loops without a click."""
-    frames = b"".join(
-        struct.pack("<h", round(12000 * math.sin(2 * math.pi * hz * n / rate)))
-        for n in range(int(seconds * rate))
-    )
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(frames)
-    return path
 
 
 def amplitude(window: tuple[int, ...], hz: float, rate: int) -> float:

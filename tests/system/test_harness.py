@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.system.audio import write_tone
 from tests.system.peers import LOOPBACK, Sipp, Softphone, free_port, write_users_csv
 from tests.system.server import sip_options_ping
 
@@ -366,19 +367,6 @@ def test_sipp_register_scenarios_authenticate(
 
 
 # -- two softphones, no server --------------------------------------------------------------------
-
-
-def write_tone(path: Path, hz: float, seconds: float, rate: int = 8000) -> Path:
-    frames = b"".join(
-        struct.pack("<h", int(12000 * math.sin(2 * math.pi * hz * n / rate)))
-        for n in range(int(seconds * rate))
-    )
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(frames)
-    return path
 
 
 def tone_powers(path: Path, freqs: list[float]) -> dict[float, float]:
