@@ -45,13 +45,13 @@ from sentral.pbx.guard import Guard, GuardAction, SecurityEventKind
 from sentral.pbx.location import Location
 from sentral.pbx.registrar import AuthOutcome, RegisterResult, Registrar
 from sentral.pbx.sip.errors import SipError
-from sentral.pbx.sip.headers import Via
 from sentral.pbx.sip.message import (
     Field,
     ParseError,
     Request,
     Response,
     error_response_fields,
+    local_tag,
     make_response,
     parse_message,
 )
@@ -70,6 +70,7 @@ from sentral.pbx.sip.transaction import (
     TransactionTerminated,
     TransactionTimeout,
     TransportError,
+    response_destination,
 )
 from sentral.pbx.transport import Origin, Target, Transports
 from sentral.routing.dialplan import DialPlan
@@ -196,7 +197,7 @@ class Endpoint:
             params = tuple(("rport", str(origin.port)) if k == "rport" else (k, v) for k, v in params)
             changed = True
         if changed:
-            _replace_top_via(request, via.with_params(params))
+            request.replace_top_via(via.with_params(params))
 
     # -- the transaction user ------------------------------------------------------------------
 
@@ -230,7 +231,7 @@ class Endpoint:
         return make_response(
             request,
             200,
-            to_tag=_local_tag(request),
+            to_tag=local_tag(request),
             headers=[
                 ("Allow", ", ".join(ALLOW)),
                 ("Accept", "application/sdp"),
@@ -245,14 +246,14 @@ class Endpoint:
             self._respond(
                 tx,
                 make_response(
-                    request, 503, to_tag=_local_tag(request), headers=[("Retry-After", DRAIN_RETRY_AFTER)]
+                    request, 503, to_tag=local_tag(request), headers=[("Retry-After", DRAIN_RETRY_AFTER)]
                 ),
             )
             return
         directory = self.directory()
         clinic = self.registrar.clinic_for(request, directory)
         if clinic is None:
-            self._respond(tx, make_response(request, 404, "Unknown Domain", to_tag=_local_tag(request)))
+            self._respond(tx, make_response(request, 404, "Unknown Domain", to_tag=local_tag(request)))
             return
         wall = time.time()
         try:
@@ -260,7 +261,7 @@ class Endpoint:
                 request, clinic, directory, wall, "proxy-authorization"
             )
         except SipError as exc:
-            self._respond(tx, make_response(request, exc.status, exc.reason, to_tag=_local_tag(request)))
+            self._respond(tx, make_response(request, exc.status, exc.reason, to_tag=local_tag(request)))
             return
         if outcome is AuthOutcome.FAILED:
             self.guard.auth_failed(origin.host, now)
@@ -278,13 +279,13 @@ class Endpoint:
                 clinic.domain, wall, algorithms=clinic.digest_algorithms, stale=outcome is AuthOutcome.STALE
             )
             headers = [("Proxy-Authenticate", value) for value in values]
-            self._respond(tx, make_response(request, 407, to_tag=_local_tag(request), headers=headers))
+            self._respond(tx, make_response(request, 407, to_tag=local_tag(request), headers=headers))
             return
         assert creds is not None
         self.guard.auth_succeeded(origin.host, now)
         staff = directory.staff_for(clinic.domain, creds.username)
         if staff is None:  # removed between the digest check and here
-            self._respond(tx, make_response(request, 403, to_tag=_local_tag(request)))
+            self._respond(tx, make_response(request, 403, to_tag=local_tag(request)))
             return
         caller = Caller(clinic, staff.extension, staff.name)
         self.calls.on_invite(tx, request, origin, caller, now)
@@ -514,40 +515,12 @@ class Endpoint:
             via = response.top_via
         except SipError:
             return
-        host, port = _response_address(via, origin)
+        host, port = response_destination(via, _peer(origin), origin.reliable)
         self.transports.send(response.to_bytes(), Target(origin.transport, host, port, origin.local, origin.conn_id))
 
 
 def _peer(origin: Origin) -> tuple[str, int]:
     return (origin.host, origin.port)
-
-
-def _response_address(via: Via, origin: Origin) -> tuple[str, int]:
-    if origin.reliable:
-        return origin.host, origin.port
-    host = via.received or origin.host
-    port = via.rport or (origin.port if via.wants_rport else (via.port or 5060))
-    return host, port
-
-
-def _replace_top_via(request: Request, via: Via) -> None:
-    """Rewrite the first Via value in place (the fields and the lookup index alike)."""
-    fields = request.fields
-    for i, (key, name, value) in enumerate(fields):
-        if key != "via":
-            continue
-        rest = ""
-        if "," in value:
-            from sentral.pbx.sip.grammar import split_commas
-
-            parts = split_commas(value)
-            rest = ", " + ", ".join(parts[1:]) if len(parts) > 1 else ""
-        new_value = str(via) + rest
-        fields[i] = (key, name, new_value)
-        index = request._idx()
-        index["via"][0] = new_value
-        request._top_via = via
-        return
 
 
 def _source_address(peer: str) -> str:
@@ -559,10 +532,6 @@ def _source_address(peer: str) -> str:
             return str(probe.getsockname()[0])
     except OSError:
         return "127.0.0.1" if family == socket.AF_INET else "::1"
-
-
-def _local_tag(request: Request) -> str:
-    return format(abs(hash((request.call_id, request.from_tag, request.cseq.seq, "o"))) & 0xFFFFFFFF, "08x")
 
 
 def _text(data: bytes) -> str:

@@ -32,7 +32,7 @@ from sentral.pbx.sip.auth import Credentials, DigestAuthority, Verdict, parse_cr
 from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.grammar import quote, unquote
 from sentral.pbx.sip.headers import NameAddr
-from sentral.pbx.sip.message import Request, Response, make_response
+from sentral.pbx.sip.message import Request, Response, local_tag, make_response
 from sentral.pbx.transport import Origin
 
 
@@ -95,7 +95,7 @@ class Registrar:
         return make_response(
             request,
             401,
-            to_tag=_tag_for(request),
+            to_tag=local_tag(request),
             headers=[("WWW-Authenticate", v) for v in values],
         )
 
@@ -126,7 +126,7 @@ class Registrar:
         """Decide the outcome of a REGISTER received from ``origin`` at wall-clock time ``now``."""
         clinic = self.clinic_for(request, directory)
         if clinic is None:
-            return RegisterResult(make_response(request, 404, "Unknown Domain", to_tag=_tag_for(request)))
+            return RegisterResult(make_response(request, 404, "Unknown Domain", to_tag=local_tag(request)))
         outcome, creds = self.authenticate(request, clinic, directory, now, "authorization")
         if outcome is AuthOutcome.NONE or outcome is AuthOutcome.FAILED:
             result = RegisterResult(self.challenge(request, clinic, now), auth=outcome)
@@ -138,7 +138,7 @@ class Registrar:
         extension = request.to.uri.user_unescaped
         if extension != creds.username:
             return RegisterResult(
-                make_response(request, 403, "Forbidden", to_tag=_tag_for(request)),
+                make_response(request, 403, "Forbidden", to_tag=local_tag(request)),
                 auth=AuthOutcome.OK,
                 username=creds.username,
             )
@@ -155,7 +155,7 @@ class Registrar:
         current = {row.key: row for row in self.location.bindings(aor, now)}
         call_id = request.call_id
         cseq = request.cseq.seq
-        tag = _tag_for(request)
+        tag = local_tag(request)
 
         if request.contact_star:
             if request.expires != 0:
@@ -271,11 +271,6 @@ class Registrar:
             self._date = email.utils.formatdate(second, usegmt=True)
             self._date_second = second
         return self._date
-
-
-def _tag_for(request: Request) -> str:
-    """A To tag for a response to a request outside any dialog: stable across retransmissions."""
-    return format(abs(hash((request.call_id, request.from_tag, request.cseq.seq))) & 0xFFFFFFFF, "08x")
 
 
 def _contact_expires(contact: NameAddr, header_expires: int | None, default: int) -> int:

@@ -807,3 +807,22 @@ def test_build_and_serialize() -> None:
     again = request(data)
     again.validate()
     assert again.uri == req.uri and again.to == NameAddr.parse("<sip:bob@clinic.example>")
+
+
+def test_replace_top_via_keeps_every_view_of_the_via_in_step() -> None:
+    request = parse_message(
+        b"OPTIONS sip:clinic.test SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport, SIP/2.0/UDP proxy.test;branch=z9hG4bKb\r\n"
+        b"From: <sip:a@clinic.test>;tag=1\r\nTo: <sip:b@clinic.test>\r\nCall-ID: x\r\n"
+        b"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert isinstance(request, Request)
+    request.validate()  # parses and caches the Via values
+    stamped = request.top_via.with_params((("branch", "z9hG4bKa"), ("rport", "40000"), ("received", "192.0.2.7")))
+    request.replace_top_via(stamped)
+    assert request.top_via == stamped
+    assert [v.received for v in request.vias] == ["192.0.2.7", None]
+    assert request.header_values("via")[1] == "SIP/2.0/UDP proxy.test;branch=z9hG4bKb"
+    wire = parse_message(request.to_bytes())
+    assert wire.top_via.received == "192.0.2.7" and wire.top_via.rport == 40000
+    assert len(wire.vias) == 2

@@ -116,6 +116,25 @@ class Message:
         self._from = None
         self._to = None
 
+    def replace_top_via(self, via: Via) -> None:
+        """Rewrite the first Via value in place (received/rport stamping, RFC 3261 §18.2.1),
+        keeping the fields, the lookup index and every cached value in step."""
+        for i, (key, name, value) in enumerate(self.fields):
+            if key != "via":
+                continue
+            rest = ""
+            if "," in value:
+                parts = split_commas(value)
+                rest = ", " + ", ".join(parts[1:]) if len(parts) > 1 else ""
+            new_value = str(via) + rest
+            self.fields[i] = (key, name, new_value)
+            self._idx()["via"][0] = new_value
+            if self._values is not None:
+                self._values.pop("via", None)
+            self._top_via = via
+            return
+        raise SipError(400, "Missing Via header")
+
     # -- raw header access -------------------------------------------------------------------
 
     def _idx(self) -> dict[str, list[str]]:
@@ -667,6 +686,11 @@ def make_response(
     for name, value in headers:
         append((header_key(name), name, value))
     return Response(status, reason or reason_phrase(status), fields, body)
+
+
+def local_tag(request: Request) -> str:
+    """A To tag for a response to a request outside any dialog, the same for its retransmissions."""
+    return format(abs(hash((request.call_id, request.from_tag, request.cseq.seq))) & 0xFFFFFFFF, "08x")
 
 
 def error_response_fields(fields: list[Field]) -> list[Field]:
