@@ -13,7 +13,8 @@ transaction so it is self-consistent; SQLite transactions are snapshots already.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from types import MappingProxyType
 
 from sqlalchemy import Engine, select
@@ -40,6 +41,8 @@ class StaffEntry:
     roles: tuple[str, ...]
     ha1_md5: str
     ha1_sha256: str
+    # False while the member of staff has logged their phone off: it then receives no calls.
+    phone_on: bool = True
 
     def ha1(self, algorithm: str) -> str:
         """The HA1 for ``algorithm`` ("MD5" or "SHA-256")."""
@@ -50,13 +53,76 @@ class StaffEntry:
         raise KeyError(algorithm)
 
 
+class GroupKind(Enum):
+    """A group is a team colleagues call; a function is a duty staff log in to and out of."""
+
+    GROUP = "group"
+    FUNCTION = "function"
+
+
+class Strategy(Enum):
+    """How a group's members are rung (the names Asterisk's queues use)."""
+
+    RINGALL = "ringall"  # everybody at once
+    LINEAR = "linear"  # one at a time, in member order
+    RRMEMORY = "rrmemory"  # one at a time, starting after whoever was rung last
+    LEASTRECENT = "leastrecent"  # one at a time, whoever answered longest ago first
+    FEWESTCALLS = "fewestcalls"  # one at a time, whoever answered fewest calls first
+    RANDOM = "random"  # one at a time, in random order
+
+
+@dataclass(frozen=True, slots=True)
+class MemberEntry:
+    """One member of a group or function, in ring order; ``logged_in`` to this group or function."""
+
+    extension: str
+    logged_in: bool
+    via_role: str | None = None  # the role that made them a member of a function, if not listed by hand
+
+
+@dataclass(frozen=True, slots=True)
+class GroupEntry:
+    """A ring group or a function as the call path sees it. Times in seconds."""
+
+    domain: str
+    name: str
+    kind: GroupKind
+    number: str | None
+    acute_number: str | None
+    strategy: Strategy
+    member_timeout: float  # how long one member rings in the hunting strategies
+    ring_timeout: float  # how long the group rings before the overflow applies
+    overflow: str | None  # "busy", a number of this clinic (extension or group), or None: 480
+    ring_busy: bool  # ring members already in a call
+    max_wait: float  # how long a caller may wait in the queue before the overflow
+    members: tuple[MemberEntry, ...]
+    roles: tuple[str, ...] = ()  # for a function: roles that give it by default
+
+
+@dataclass(frozen=True, slots=True)
+class RoleEntry:
+    """A role of a clinic, and the number that rings everyone holding it, if it has one."""
+
+    domain: str
+    name: str
+    number: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class Directory:
-    """Clinics by domain and staff by (domain, extension), as of ``version``."""
+    """Clinics by domain and staff by (domain, extension), as of ``version``; groups, functions and
+    roles of every clinic with the indexes the dial plan needs."""
 
     version: int
     clinics: Mapping[str, ClinicEntry]
     staff: Mapping[tuple[str, str], StaffEntry]
+    # (domain, name) -> group or function; names are unique per clinic across both kinds.
+    groups: Mapping[tuple[str, str], GroupEntry] = field(default_factory=lambda: MappingProxyType({}))
+    roles: Mapping[tuple[str, str], RoleEntry] = field(default_factory=lambda: MappingProxyType({}))
+    # (domain, number) -> what that number dials: a group's number or acute number, or a role number.
+    numbers: Mapping[tuple[str, str], GroupEntry | RoleEntry] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def staff_for(self, domain: str, extension: str) -> StaffEntry | None:
         """The staff member at ``extension`` in clinic ``domain``, if any."""
@@ -65,6 +131,33 @@ class Directory:
     def clinic(self, domain: str) -> ClinicEntry | None:
         """The clinic serving ``domain``, if any."""
         return self.clinics.get(domain.lower())
+
+    def group(self, domain: str, name: str) -> GroupEntry | None:
+        """The group or function called ``name`` in clinic ``domain``, if any."""
+        return self.groups.get((domain.lower(), name.lower()))
+
+    def number(self, domain: str, number: str) -> GroupEntry | RoleEntry | None:
+        """The group, function or role that ``number`` dials in clinic ``domain``, if any."""
+        return self.numbers.get((domain.lower(), number))
+
+    def role(self, domain: str, name: str) -> RoleEntry | None:
+        """The role called ``name`` in clinic ``domain``, if any."""
+        return self.roles.get((domain.lower(), name.lower()))
+
+    def holders(self, domain: str, role: str) -> tuple[StaffEntry, ...]:
+        """Everyone in clinic ``domain`` holding ``role``, by extension."""
+        domain, role = domain.lower(), role.lower()
+        found = [entry for (d, _), entry in self.staff.items() if d == domain and role in entry.roles]
+        return tuple(sorted(found, key=lambda entry: entry.extension))
+
+    def memberships(self, domain: str, extension: str) -> tuple[GroupEntry, ...]:
+        """The groups and functions ``extension`` is a member of, logged in or not, by name."""
+        domain = domain.lower()
+        return tuple(
+            group
+            for (d, _), group in sorted(self.groups.items())
+            if d == domain and any(member.extension == extension for member in group.members)
+        )
 
 
 def directory_version(engine: Engine) -> int:
@@ -112,7 +205,12 @@ def parse_stored_algorithms(text: str) -> tuple[str, ...]:
 __all__ = [
     "ClinicEntry",
     "Directory",
+    "GroupEntry",
+    "GroupKind",
+    "MemberEntry",
+    "RoleEntry",
     "StaffEntry",
+    "Strategy",
     "directory_version",
     "load_directory",
     "parse_stored_algorithms",
