@@ -1,9 +1,15 @@
-"""The operator's CLI: set up the database, manage clinics and staff, list registrations and calls, serve.
+"""The operator's CLI: set up the database, manage clinics, staff, groups, functions and roles, log
+staff in and out and phones on and off, show presence, registrations and calls, serve.
 
 Every command is scriptable: listings take ``--json`` (a JSON array of objects), and a mistake
 ends with one sentence on stderr saying what to fix and exit code 1 (usage errors exit 2), never a
 traceback. Changes are committed through ``ConfigStore``, which bumps the directory version, so a
 running server picks them up within a second.
+
+``group`` and ``function`` are one set of commands built twice by ``_group_commands``: the two
+kinds differ only in a few options (a function may go without a number and has roles that give
+it) and in whether a new member starts logged in. ``presence`` and ``role members`` read what the
+running server leaves in the database: registrations and the line states it publishes.
 """
 
 from __future__ import annotations
@@ -14,9 +20,9 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, cast
@@ -35,13 +41,20 @@ from sentral.config.db import (
     schema_is_current,
     sqlite_path,
 )
+from sentral.config.directory import GroupEntry, GroupKind, MemberEntry, load_directory
 from sentral.config.settings import SERVE_DEFAULTS, Listen, ListenSpecError, ServeConfig, parse_listen
 from sentral.config.store import (
+    LINE_MAX_AGE,
     BindingRow,
     BindingStore,
     ConfigStore,
+    GroupSettings,
+    LineState,
+    LineStateStore,
+    LineStatus,
     NewStaff,
     parse_digest_algorithms,
+    parse_strategy,
     validate_extension,
     validate_name,
     validate_password,
@@ -360,21 +373,58 @@ def _read_staff_csv(handle: TextIO) -> list[NewStaff]:
 @click.option("--domain", help="Only this clinic; default: every clinic.", metavar="DOMAIN")
 @pass_target
 def user_list(target: Target, as_json: bool, domain: str | None) -> None:
-    """List staff."""
+    """List staff with their roles and the functions they are members of."""
     engine = _open(target)
     with _translated(target):
         store = ConfigStore(engine)
-        staff = store.staff(store.resolve_domain(domain) if domain is not None else None)
+        resolved = store.resolve_domain(domain) if domain is not None else None
+        staff = store.staff(resolved)
+        functions = _functions_by_member(store, {entry.domain for entry in staff})
     if as_json:
         _emit_json(
-            [{"domain": s.domain, "extension": s.extension, "name": s.name, "roles": list(s.roles)} for s in staff]
+            [
+                {
+                    "domain": s.domain,
+                    "extension": s.extension,
+                    "name": s.name,
+                    "roles": list(s.roles),
+                    "phone_on": s.phone_on,
+                    "functions": [
+                        {"name": name, "logged_in": logged_in}
+                        for name, logged_in in functions.get((s.domain, s.extension), ())
+                    ],
+                }
+                for s in staff
+            ]
         )
         return
     _emit_table(
-        ("EXTENSION", "DOMAIN", "NAME", "ROLES"),
-        [(s.extension, s.domain, s.name, ",".join(s.roles)) for s in staff],
+        ("EXTENSION", "DOMAIN", "NAME", "ROLES", "FUNCTIONS"),
+        [
+            (
+                s.extension,
+                s.domain,
+                s.name,
+                ",".join(s.roles),
+                ", ".join(
+                    f"{name} (logged in)" if logged_in else name
+                    for name, logged_in in functions.get((s.domain, s.extension), ())
+                ),
+            )
+            for s in staff
+        ],
         "No staff yet; add someone with `sentral user add EXT --name NAME`.",
     )
+
+
+def _functions_by_member(store: ConfigStore, domains: set[str]) -> dict[tuple[str, str], list[tuple[str, bool]]]:
+    """(domain, extension) -> the functions they are members of, by name, and whether logged in to each."""
+    found: dict[tuple[str, str], list[tuple[str, bool]]] = {}
+    for domain in sorted(domains):
+        for group in store.groups(domain, GroupKind.FUNCTION):
+            for member in group.members:
+                found.setdefault((domain, member.extension), []).append((group.name, member.logged_in))
+    return found
 
 
 @user.command("remove")
@@ -431,6 +481,647 @@ def user_roles(
         if remove:
             held = store.remove_roles(resolved, extension, remove)
     click.echo(f"{extension}@{resolved} holds: {', '.join(held) or 'no roles'}.")
+
+
+# -- groups and functions ------------------------------------------------------------------------
+
+_KIND_HELP = {
+    GroupKind.GROUP: "Manage ring groups: teams colleagues and callers reach on one number.",
+    GroupKind.FUNCTION: "Manage functions: duties such as reception that staff log in to and out of.",
+}
+
+_STRATEGY_HELP = (
+    "How members ring: ringall (everyone at once; the default), linear (in order), rrmemory (in turn, "
+    "after whoever rang last), leastrecent, fewestcalls or random (one at a time)."
+)
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _decorate(*decorators: Decorator) -> Decorator:
+    """Apply several click decorators as one, the first outermost, as if stacked in that order."""
+
+    def apply(function: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+def _settings_options(kind: GroupKind, *, changing: bool) -> Decorator:
+    """The options that set how a group or function rings, for ``add`` or (all optional) ``set``."""
+    noun = kind.value
+    options: list[Decorator] = [
+        click.option(
+            "--number",
+            metavar="NUM",
+            required=kind is GroupKind.GROUP and not changing,
+            help=f"The number that calls the {noun}: 2 to 10 digits, not used by anything else in the clinic.",
+        ),
+        click.option("--acute-number", metavar="NUM", help=f"A second number of the {noun}, for urgent calls."),
+        click.option("--strategy", metavar="STRATEGY", help=_STRATEGY_HELP),
+        click.option(
+            "--ring-timeout", type=int, metavar="SEC", help="Seconds the call rings before the overflow (default 60)."
+        ),
+        click.option(
+            "--member-timeout",
+            type=int,
+            metavar="SEC",
+            help="Seconds each member rings when they ring one at a time (default 20).",
+        ),
+        click.option(
+            "--overflow",
+            metavar="DEST",
+            help="Where an unanswered call goes: busy, or a number of the clinic. Default: the caller hears 480.",
+        ),
+        click.option(
+            "--ring-busy/--skip-busy",
+            default=None,
+            help="Ring members who are already in a call, or skip them (the default).",
+        ),
+        click.option(
+            "--max-wait", type=int, metavar="SEC", help="Seconds a caller may wait in the queue (default 300)."
+        ),
+    ]
+    if changing:
+        options.append(click.option("--no-acute-number", is_flag=True, help="Take the acute number away."))
+        options.append(click.option("--no-overflow", is_flag=True, help="Callers hear 480 when nobody answers."))
+        if kind is GroupKind.FUNCTION:
+            options.append(click.option("--no-number", is_flag=True, help="Take the number away."))
+    return _decorate(*options)
+
+
+def _settings(base: GroupSettings, options: dict[str, Any]) -> GroupSettings:
+    """``base`` with the settings the operator gave on the command line."""
+    changes: dict[str, Any] = {}
+    for field in ("number", "acute_number", "overflow"):
+        given = options.get(field)
+        if options.get(f"no_{field}"):
+            if given is not None:
+                flag = field.replace("_", "-")
+                raise click.UsageError(f"give either --{flag} or --no-{flag}, not both")
+            changes[field] = None
+        elif given is not None:
+            changes[field] = given
+    if options.get("strategy") is not None:
+        changes["strategy"] = parse_strategy(options["strategy"])
+    for field in ("ring_timeout", "member_timeout", "ring_busy", "max_wait"):
+        if options.get(field) is not None:
+            changes[field] = options[field]
+    return replace(base, **changes)
+
+
+def _given(option: str, value: Any) -> bool:
+    """Whether the operator gave ``option``: a ``--no-...`` flag when set, any other option when not None."""
+    return bool(value) if option.startswith("no_") else value is not None
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _seconds_text(value: float) -> str:
+    return f"{int(value)}s"
+
+
+def _overflow_text(overflow: str | None) -> str:
+    return "480 (nobody answers)" if overflow is None else overflow
+
+
+def _member_json(position: int, member: MemberEntry, names: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "position": position,
+        "extension": member.extension,
+        "name": names.get(member.extension),
+        "logged_in": member.logged_in,
+        "via_role": member.via_role,
+    }
+
+
+def _group_json(group: GroupEntry, names: Mapping[str, str]) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "domain": group.domain,
+        "name": group.name,
+        "kind": group.kind.value,
+        "number": group.number,
+        "acute_number": group.acute_number,
+        "strategy": group.strategy.value,
+        "member_timeout": int(group.member_timeout),
+        "ring_timeout": int(group.ring_timeout),
+        "overflow": group.overflow,
+        "ring_busy": group.ring_busy,
+        "max_wait": int(group.max_wait),
+        "members": [_member_json(i, member, names) for i, member in enumerate(group.members, start=1)],
+    }
+    if group.kind is GroupKind.FUNCTION:
+        data["roles"] = list(group.roles)
+    return data
+
+
+def _staff_names(store: ConfigStore, domain: str) -> dict[str, str]:
+    return {entry.extension: entry.name for entry in store.staff(domain)}
+
+
+def _group_commands(kind: GroupKind) -> click.Group:
+    """``sentral group ...`` or ``sentral function ...``: the same commands for either kind."""
+    noun = kind.value
+    is_function = kind is GroupKind.FUNCTION
+    add_roles: Decorator = _decorate()
+    set_roles: Decorator = _decorate()
+    if is_function:
+        add_roles = click.option(
+            "--role", "roles", multiple=True, metavar="ROLE", help="Everyone holding ROLE is a member; repeatable."
+        )
+        set_roles = click.option(
+            "--role",
+            "roles",
+            multiple=True,
+            metavar="ROLE",
+            help="Roles that give the function; repeatable; replaces the roles linked so far.",
+        )
+
+    @click.group(name=noun, help=_KIND_HELP[kind])
+    def commands() -> None:
+        pass
+
+    @commands.command("add")
+    @click.argument("name")
+    @_settings_options(kind, changing=False)
+    @click.option("--member", "members", multiple=True, metavar="EXT", help="A member, in ring order; repeatable.")
+    @add_roles
+    @domain_option
+    @pass_target
+    def add(
+        target: Target,
+        /,
+        name: str,
+        members: tuple[str, ...],
+        domain: str | None,
+        roles: tuple[str, ...] = (),
+        **options: Any,
+    ) -> None:
+        with _translated(target):
+            settings = _settings(GroupSettings(), options)
+            store = ConfigStore(_open(target))
+            group = store.add_group(store.resolve_domain(domain), name, kind, settings, members, roles)
+        number = f" on number {group.number}" if group.number else ""
+        count = len(group.members)
+        people = f"{count} member" + ("" if count == 1 else "s")
+        linked = f"; roles: {', '.join(group.roles)}" if group.roles else ""
+        click.echo(f"Added {noun} {group.name}@{group.domain}{number} with {people}{linked}.")
+
+    add.help = f"Add the {noun} NAME (letters, digits and hyphens, such as reception)."
+
+    @commands.command("set")
+    @click.argument("name")
+    @_settings_options(kind, changing=True)
+    @set_roles
+    @domain_option
+    @pass_target
+    def set_(
+        target: Target, /, name: str, domain: str | None, roles: tuple[str, ...] = (), **options: Any
+    ) -> None:
+        if not roles and not any(_given(option, value) for option, value in options.items()):
+            raise click.UsageError(f"say what to change, such as --ring-timeout 30; see `sentral {noun} set --help`")
+        with _translated(target):
+            store = ConfigStore(_open(target))
+            resolved = store.resolve_domain(domain)
+            group = store.group(resolved, name, kind)
+            settings = _settings(GroupSettings.of(group), options)
+            if settings != GroupSettings.of(group):
+                group = store.change_group(resolved, group.name, kind, settings)
+            if roles:
+                group = store.set_function_roles(resolved, group.name, roles)
+        click.echo(f"Changed {noun} {group.name}@{group.domain}; see `sentral {noun} show {group.name}`.")
+
+    set_.help = f"Change how the {noun} NAME rings; options left out keep their value."
+
+    @commands.command("list")
+    @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+    @domain_option
+    @pass_target
+    def list_(target: Target, as_json: bool, domain: str | None) -> None:
+        engine = _open(target)
+        with _translated(target):
+            store = ConfigStore(engine)
+            resolved = store.resolve_domain(domain)
+            groups = store.groups(resolved, kind)
+            names = _staff_names(store, resolved)
+        if as_json:
+            _emit_json([_group_json(group, names) for group in groups])
+            return
+        headers = ["NAME", "NUMBER", "ACUTE", "STRATEGY", "LOGGED IN", "OVERFLOW"]
+        if is_function:
+            headers.append("ROLES")
+        rows = []
+        for group in groups:
+            logged_in = sum(member.logged_in for member in group.members)
+            row = [
+                group.name,
+                group.number or "-",
+                group.acute_number or "-",
+                group.strategy.value,
+                f"{logged_in}/{len(group.members)}",
+                _overflow_text(group.overflow),
+            ]
+            if is_function:
+                row.append(",".join(group.roles) or "-")
+            rows.append(row)
+        _emit_table(headers, rows, f"No {noun}s yet; add one with `sentral {noun} add NAME`.")
+
+    list_.help = f"List the {noun}s of the clinic with their numbers and how many members are logged in."
+
+    @commands.command("show")
+    @click.argument("name")
+    @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+    @domain_option
+    @pass_target
+    def show(target: Target, name: str, as_json: bool, domain: str | None) -> None:
+        engine = _open(target)
+        with _translated(target):
+            store = ConfigStore(engine)
+            resolved = store.resolve_domain(domain)
+            group = store.group(resolved, name, kind)
+            names = _staff_names(store, resolved)
+        if as_json:
+            click.echo(json.dumps(_group_json(group, names), indent=2, ensure_ascii=False))
+            return
+        settings = [
+            ("number", group.number or "-"),
+            ("acute number", group.acute_number or "-"),
+            ("strategy", group.strategy.value),
+            ("ring timeout", _seconds_text(group.ring_timeout)),
+            ("member timeout", _seconds_text(group.member_timeout)),
+            ("overflow", _overflow_text(group.overflow)),
+            ("ring busy members", _yes(group.ring_busy)),
+            ("longest wait", _seconds_text(group.max_wait)),
+        ]
+        if is_function:
+            settings.append(("roles", ", ".join(group.roles) or "-"))
+        click.echo(f"{noun.capitalize()} {group.name}@{group.domain}")
+        for label, value in settings:
+            click.echo(f"  {label + ':':<19}{value}")
+        click.echo("")
+        _emit_table(
+            ("POSITION", "EXTENSION", "NAME", "LOGGED IN", "VIA ROLE"),
+            [
+                (
+                    str(i),
+                    member.extension,
+                    names.get(member.extension, ""),
+                    _yes(member.logged_in),
+                    member.via_role or "-",
+                )
+                for i, member in enumerate(group.members, start=1)
+            ],
+            f"No members yet; add one with `sentral {noun} member add {group.name} EXT`.",
+        )
+
+    show.help = f"Show the settings and members of the {noun} NAME, in ring order."
+
+    @commands.command("remove")
+    @click.argument("name")
+    @domain_option
+    @pass_target
+    def remove(target: Target, name: str, domain: str | None) -> None:
+        with _translated(target):
+            store = ConfigStore(_open(target))
+            resolved = store.resolve_domain(domain)
+            group = store.group(resolved, name, kind)
+            store.remove_group(resolved, group.name, kind)
+        click.echo(f"Removed {noun} {group.name}@{resolved}.")
+
+    remove.help = f"Remove the {noun} NAME and its memberships."
+
+    @commands.group("member")
+    def member() -> None:
+        pass
+
+    member.help = f"Add members to a {noun} or take them out."
+
+    @member.command("add")
+    @click.argument("name")
+    @click.argument("extension")
+    @domain_option
+    @pass_target
+    def member_add(target: Target, name: str, extension: str, domain: str | None) -> None:
+        with _translated(target):
+            validate_extension(extension)
+            store = ConfigStore(_open(target))
+            group = store.add_member(store.resolve_domain(domain), name, extension, kind)
+        position = next(i for i, m in enumerate(group.members, start=1) if m.extension == extension)
+        state = (
+            "logged in"
+            if group.members[position - 1].logged_in
+            else f"logged out until they log in with `sentral login {extension} {group.name}`"
+        )
+        click.echo(f"{extension} is member {position} of {noun} {group.name}@{group.domain}, {state}.")
+
+    member_add.help = f"Add EXTENSION at the end of the ring order of the {noun} NAME."
+
+    @member.command("remove")
+    @click.argument("name")
+    @click.argument("extension")
+    @domain_option
+    @pass_target
+    def member_remove(target: Target, name: str, extension: str, domain: str | None) -> None:
+        with _translated(target):
+            validate_extension(extension)
+            store = ConfigStore(_open(target))
+            group = store.remove_member(store.resolve_domain(domain), name, extension, kind)
+        click.echo(f"Removed {extension} from {noun} {group.name}@{group.domain}.")
+
+    member_remove.help = f"Take EXTENSION out of the {noun} NAME; the others keep their order."
+
+    if is_function:
+
+        @commands.group("role")
+        def role_links() -> None:
+            """Link roles to a function: everyone holding a linked role is a member of it."""
+
+        @role_links.command("add")
+        @click.argument("name")
+        @click.argument("role")
+        @domain_option
+        @pass_target
+        def role_add(target: Target, name: str, role: str, domain: str | None) -> None:
+            """Make everyone holding ROLE a member of the function NAME (logged out until they log in)."""
+            with _translated(target):
+                store = ConfigStore(_open(target))
+                group = store.link_role(store.resolve_domain(domain), name, role)
+            role_name = role.strip().lower()
+            count = sum(1 for m in group.members if m.via_role == role_name)
+            click.echo(f"Role {role_name} now gives function {group.name}@{group.domain} ({count} through it).")
+
+        @role_links.command("remove")
+        @click.argument("name")
+        @click.argument("role")
+        @domain_option
+        @pass_target
+        def role_remove(target: Target, name: str, role: str, domain: str | None) -> None:
+            """Stop ROLE giving the function NAME; members added by hand stay."""
+            with _translated(target):
+                store = ConfigStore(_open(target))
+                group = store.unlink_role(store.resolve_domain(domain), name, role)
+            click.echo(f"Role {role.strip().lower()} no longer gives function {group.name}@{group.domain}.")
+
+    return commands
+
+
+cli.add_command(_group_commands(GroupKind.GROUP))
+cli.add_command(_group_commands(GroupKind.FUNCTION))
+
+
+# -- roles ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def role() -> None:
+    """Manage roles: their numbers, and who holds them (give roles with `sentral user roles`)."""
+
+
+@role.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@domain_option
+@pass_target
+def role_list(target: Target, as_json: bool, domain: str | None) -> None:
+    """List the roles of the clinic with their numbers and how many hold them."""
+    engine = _open(target)
+    with _translated(target):
+        store = ConfigStore(engine)
+        roles = store.roles(store.resolve_domain(domain))
+    if as_json:
+        _emit_json(
+            [
+                {
+                    "domain": r.domain,
+                    "name": r.name,
+                    "number": r.number,
+                    "holders": r.holders,
+                    "functions": list(r.functions),
+                }
+                for r in roles
+            ]
+        )
+        return
+    _emit_table(
+        ("ROLE", "NUMBER", "HOLDERS", "FUNCTIONS"),
+        [(r.name, r.number or "-", str(r.holders), ",".join(r.functions) or "-") for r in roles],
+        "No roles yet; give someone a role with `sentral user roles EXT --add ROLE`.",
+    )
+
+
+@role.command("set")
+@click.argument("role_name", metavar="ROLE")
+@click.option("--number", metavar="NUM", help="A number that rings everyone holding the role whose phone is on.")
+@click.option("--no-number", is_flag=True, help="Take the number away.")
+@domain_option
+@pass_target
+def role_set(target: Target, role_name: str, number: str | None, no_number: bool, domain: str | None) -> None:
+    """Give ROLE a number of its own, or take it away."""
+    if (number is None) == (not no_number):
+        raise click.UsageError("give either --number NUM or --no-number")
+    with _translated(target):
+        store = ConfigStore(_open(target))
+        entry = store.set_role_number(store.resolve_domain(domain), role_name, number)
+    if entry.number is None:
+        click.echo(f"Role {entry.name}@{entry.domain} has no number now.")
+    else:
+        click.echo(f"Role {entry.name}@{entry.domain} now has number {entry.number}.")
+
+
+@role.command("members")
+@click.argument("role_name", metavar="ROLE")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@domain_option
+@pass_target
+def role_members(target: Target, role_name: str, as_json: bool, domain: str | None) -> None:
+    """List everyone holding ROLE: phone on or off, registered or not, and what their line is doing."""
+    engine = _open(target)
+    with _translated(target):
+        store = ConfigStore(engine)
+        resolved = store.resolve_domain(domain)
+        holders = {entry.extension for entry in store.holders(resolved, role_name)}
+        people = [person for person in _presence(engine, resolved) if person.extension in holders]
+    if as_json:
+        _emit_json([person.json() for person in people])
+        return
+    _emit_table(
+        ("EXTENSION", "NAME", "PHONE", "REGISTERED", "LINE"),
+        [(p.extension, p.name, p.phone, _yes(p.registered), p.line_text) for p in people],
+        f"Nobody holds the role {role_name.strip().lower()}.",
+    )
+
+
+# -- logging in and out, phones and presence -----------------------------------------------------
+
+
+def _login_command(logged_in: bool) -> click.Command:
+    verb = "login" if logged_in else "logout"
+
+    @click.command(verb)
+    @click.argument("extension")
+    @click.argument("name")
+    @domain_option
+    @pass_target
+    def command(target: Target, extension: str, name: str, domain: str | None) -> None:
+        with _translated(target):
+            validate_extension(extension)
+            store = ConfigStore(_open(target))
+            resolved = store.resolve_domain(domain)
+            change = store.login if logged_in else store.logout
+            changed = change(resolved, extension, name)
+            group = store.group(resolved, name)
+        where = f"{'in to' if logged_in else 'out of'} {group.kind.value} {group.name}"
+        state = "is now" if changed else "was already"
+        click.echo(f"{extension}@{resolved} {state} logged {where}.")
+
+    command.help = (
+        f"Log EXTENSION {'in to' if logged_in else 'out of'} the group or function NAME "
+        f"({'calls to it ring them' if logged_in else 'calls to it no longer ring them'})."
+    )
+    return command
+
+
+cli.add_command(_login_command(True))
+cli.add_command(_login_command(False))
+
+
+@cli.group()
+def phone() -> None:
+    """Log a phone on or off: a phone that is off receives no calls, not even direct ones."""
+
+
+def _phone_command(on: bool) -> click.Command:
+    word = "on" if on else "off"
+
+    @click.command(word)
+    @click.argument("extension")
+    @domain_option
+    @pass_target
+    def command(target: Target, extension: str, domain: str | None) -> None:
+        with _translated(target):
+            validate_extension(extension)
+            store = ConfigStore(_open(target))
+            resolved = store.resolve_domain(domain)
+            changed = store.set_phone(resolved, extension, on)
+        click.echo(f"The phone of {extension}@{resolved} {'is now' if changed else 'was already'} {word}.")
+
+    command.help = f"Log the phone of EXTENSION {word}."
+    return command
+
+
+phone.add_command(_phone_command(True))
+phone.add_command(_phone_command(False))
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """One member of staff as ``sentral presence`` shows them."""
+
+    domain: str
+    extension: str
+    name: str
+    phone_on: bool
+    registered: bool
+    line: LineState | None  # None: idle
+    groups: tuple[str, ...]  # logged in to
+    functions: tuple[str, ...]  # logged in to
+
+    @property
+    def phone(self) -> str:
+        """``on`` or ``off``."""
+        return "on" if self.phone_on else "off"
+
+    @property
+    def line_text(self) -> str:
+        """idle, ringing or busy, with (acute) for a call on an acute number."""
+        if self.line is None:
+            return LineStatus.IDLE.value
+        return f"{self.line.state.value} (acute)" if self.line.acute else self.line.state.value
+
+    def json(self) -> dict[str, Any]:
+        """The JSON object of ``--json``."""
+        return {
+            "domain": self.domain,
+            "extension": self.extension,
+            "name": self.name,
+            "phone_on": self.phone_on,
+            "registered": self.registered,
+            "line": self.line.state.value if self.line is not None else LineStatus.IDLE.value,
+            "acute": self.line.acute if self.line is not None else False,
+            "groups": list(self.groups),
+            "functions": list(self.functions),
+        }
+
+
+def _presence(engine: Engine, domain: str | None) -> list[Presence]:
+    """Everyone of clinic ``domain`` (every clinic if None), by domain and extension."""
+    now = time.time()
+    directory = load_directory(engine)
+    bindings = BindingStore(engine)
+    registered = {d: bindings.registered(d, now) for d in directory.clinics if domain in (None, d)}
+    # Lines a stopped server left behind are not shown: it stopped publishing or touching them.
+    lines = {
+        (line.domain, line.extension): line
+        for line in LineStateStore(engine).list(domain, max_age=LINE_MAX_AGE, now=now)
+    }
+    people: list[Presence] = []
+    for (staff_domain, extension), entry in directory.staff.items():
+        if domain is not None and staff_domain != domain:
+            continue
+        logged_in = [
+            group
+            for group in directory.memberships(staff_domain, extension)
+            if any(member.extension == extension and member.logged_in for member in group.members)
+        ]
+        people.append(
+            Presence(
+                domain=staff_domain,
+                extension=extension,
+                name=entry.name,
+                phone_on=entry.phone_on,
+                registered=extension in registered.get(staff_domain, set()),
+                line=lines.get((staff_domain, extension)),
+                groups=tuple(g.name for g in logged_in if g.kind is GroupKind.GROUP),
+                functions=tuple(g.name for g in logged_in if g.kind is GroupKind.FUNCTION),
+            )
+        )
+    return sorted(people, key=lambda person: (person.domain, len(person.extension), person.extension))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option("--domain", help="Only this clinic; default: every clinic.", metavar="DOMAIN")
+@pass_target
+def presence(target: Target, as_json: bool, domain: str | None) -> None:
+    """Show every member of staff: phone on or off, registered, what their line is doing, and the
+    groups and functions they are logged in to."""
+    engine = _open(target)
+    with _translated(target):
+        resolved = ConfigStore(engine).resolve_domain(domain) if domain is not None else None
+        people = _presence(engine, resolved)
+    if as_json:
+        _emit_json([person.json() for person in people])
+        return
+    _emit_table(
+        ("EXTENSION", "DOMAIN", "NAME", "PHONE", "REGISTERED", "LINE", "GROUPS", "FUNCTIONS"),
+        [
+            (
+                p.extension,
+                p.domain,
+                p.name,
+                p.phone,
+                _yes(p.registered),
+                p.line_text,
+                ",".join(p.groups) or "-",
+                ",".join(p.functions) or "-",
+            )
+            for p in people
+        ],
+        "No staff yet; add someone with `sentral user add EXT --name NAME`.",
+    )
 
 
 # -- registrations -------------------------------------------------------------------------------

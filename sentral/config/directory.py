@@ -1,4 +1,4 @@
-"""The directory: an immutable in-memory snapshot of clinics and staff for the call path.
+"""The directory: an immutable in-memory snapshot of clinics, staff, groups, functions and roles.
 
 The call path never reads the database. The server loads a ``Directory`` at start, then polls
 ``directory_version`` (one cheap query) and loads a fresh snapshot when the number moved; lookups
@@ -8,6 +8,12 @@ The version is read before the rows. A change committed after that read bumps th
 version recorded in the snapshot, so the next poll sees it and reloads even if part of the change
 was already visible. On PostgreSQL the snapshot is additionally read in one REPEATABLE READ
 transaction so it is self-consistent; SQLite transactions are snapshots already.
+
+Groups and functions are read with their members in ring order, whether each is logged in, and
+the role that made them a member, if any. ``numbers`` indexes every group number, acute number and
+role number of a clinic, which the store keeps apart from each other and from staff extensions,
+so the dial plan asks one dictionary what a dialled number is. ``read_groups`` and ``read_roles``
+are the same readers, for the store's listings.
 """
 
 from __future__ import annotations
@@ -17,9 +23,18 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
-from sentral.config.models import Clinic, DirectoryVersion, Role, Staff, StaffRole
+from sentral.config.models import (
+    Clinic,
+    DirectoryVersion,
+    FunctionRole,
+    GroupMember,
+    RingGroup,
+    Role,
+    Staff,
+    StaffRole,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +182,7 @@ def directory_version(engine: Engine) -> int:
 
 
 def load_directory(engine: Engine) -> Directory:
-    """Read clinics, staff and their roles into a frozen ``Directory``."""
+    """Read clinics, staff, groups, functions and roles into a frozen ``Directory``."""
     connection = engine.connect()
     if engine.dialect.name == "postgresql":
         connection = connection.execution_options(isolation_level="REPEATABLE READ")
@@ -187,14 +202,113 @@ def load_directory(engine: Engine) -> Directory:
             roles.setdefault(staff_id, []).append(role_name)
         staff: dict[tuple[str, str], StaffEntry] = {}
         staff_rows = connection.execute(
-            select(Staff.id, Staff.clinic_id, Staff.extension, Staff.name, Staff.ha1_md5, Staff.ha1_sha256)
+            select(
+                Staff.id, Staff.clinic_id, Staff.extension, Staff.name, Staff.ha1_md5, Staff.ha1_sha256, Staff.phone_on
+            )
         )
-        for staff_id, clinic_id, extension, name, ha1_md5, ha1_sha256 in staff_rows:
+        for staff_id, clinic_id, extension, name, ha1_md5, ha1_sha256, phone_on in staff_rows:
             domain = domains[clinic_id]
             staff[(domain, extension)] = StaffEntry(
-                domain, extension, name, tuple(roles.get(staff_id, ())), ha1_md5, ha1_sha256
+                domain, extension, name, tuple(roles.get(staff_id, ())), ha1_md5, ha1_sha256, bool(phone_on)
             )
-    return Directory(version, MappingProxyType(clinics), MappingProxyType(staff))
+        groups = {(group.domain, group.name): group for group in read_groups(connection)}
+        role_entries = {(role.domain, role.name): role for role in read_roles(connection)}
+    numbers: dict[tuple[str, str], GroupEntry | RoleEntry] = {}
+    for group in groups.values():
+        for number in (group.number, group.acute_number):
+            if number is not None:
+                numbers[(group.domain, number)] = group
+    for role in role_entries.values():
+        if role.number is not None:
+            numbers[(role.domain, role.number)] = role
+    return Directory(
+        version,
+        MappingProxyType(clinics),
+        MappingProxyType(staff),
+        MappingProxyType(groups),
+        MappingProxyType(role_entries),
+        MappingProxyType(numbers),
+    )
+
+
+def read_groups(connection: Connection, domain: str | None = None) -> list[GroupEntry]:
+    """Groups and functions of clinic ``domain`` (every clinic if None) by domain and name.
+
+    Members come in ring order; a function's ``roles`` are the roles linked to it, by name.
+    """
+    group_query = (
+        select(
+            RingGroup.id,
+            Clinic.domain,
+            RingGroup.name,
+            RingGroup.kind,
+            RingGroup.number,
+            RingGroup.acute_number,
+            RingGroup.strategy,
+            RingGroup.member_timeout,
+            RingGroup.ring_timeout,
+            RingGroup.overflow,
+            RingGroup.ring_busy,
+            RingGroup.max_wait,
+        )
+        .join(Clinic, Clinic.id == RingGroup.clinic_id)
+        .order_by(Clinic.domain, RingGroup.name)
+    )
+    member_query = (
+        select(GroupMember.group_id, Staff.extension, GroupMember.logged_in, GroupMember.via_role)
+        .join(Staff, Staff.id == GroupMember.staff_id)
+        .join(RingGroup, RingGroup.id == GroupMember.group_id)
+        .join(Clinic, Clinic.id == RingGroup.clinic_id)
+        # The extension breaks ties should two rows ever share a position.
+        .order_by(GroupMember.group_id, GroupMember.position, Staff.extension)
+    )
+    link_query = (
+        select(FunctionRole.group_id, Role.name)
+        .join(Role, Role.id == FunctionRole.role_id)
+        .join(Clinic, Clinic.id == Role.clinic_id)
+        .order_by(Role.name)
+    )
+    if domain is not None:
+        group_query = group_query.where(Clinic.domain == domain)
+        member_query = member_query.where(Clinic.domain == domain)
+        link_query = link_query.where(Clinic.domain == domain)
+    members: dict[int, list[MemberEntry]] = {}
+    for group_id, extension, logged_in, via_role in connection.execute(member_query):
+        members.setdefault(group_id, []).append(MemberEntry(extension, bool(logged_in), via_role))
+    links: dict[int, list[str]] = {}
+    for group_id, role_name in connection.execute(link_query):
+        links.setdefault(group_id, []).append(role_name)
+    return [
+        GroupEntry(
+            domain=group_domain,
+            name=name,
+            kind=GroupKind(kind),
+            number=number,
+            acute_number=acute_number,
+            strategy=Strategy(strategy),
+            member_timeout=float(member_timeout),
+            ring_timeout=float(ring_timeout),
+            overflow=overflow,
+            ring_busy=bool(ring_busy),
+            max_wait=float(max_wait),
+            members=tuple(members.get(group_id, ())),
+            roles=tuple(links.get(group_id, ())),
+        )
+        for (group_id, group_domain, name, kind, number, acute_number, strategy, member_timeout, ring_timeout,
+             overflow, ring_busy, max_wait) in connection.execute(group_query)
+    ]  # fmt: skip
+
+
+def read_roles(connection: Connection, domain: str | None = None) -> list[RoleEntry]:
+    """Roles of clinic ``domain`` (every clinic if None) by domain and name, held by anyone or not."""
+    query = (
+        select(Clinic.domain, Role.name, Role.number)
+        .join(Clinic, Clinic.id == Role.clinic_id)
+        .order_by(Clinic.domain, Role.name)
+    )
+    if domain is not None:
+        query = query.where(Clinic.domain == domain)
+    return [RoleEntry(role_domain, name, number) for role_domain, name, number in connection.execute(query)]
 
 
 def parse_stored_algorithms(text: str) -> tuple[str, ...]:
@@ -214,4 +328,6 @@ __all__ = [
     "directory_version",
     "load_directory",
     "parse_stored_algorithms",
+    "read_groups",
+    "read_roles",
 ]

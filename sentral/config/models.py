@@ -1,4 +1,5 @@
-"""SQLAlchemy models: clinics, staff, roles, registrations, call records and the directory version.
+"""SQLAlchemy models: clinics, staff, roles, groups and functions, registrations, call records, line
+states and the directory version.
 
 A clinic is a SIP domain; several clinics can share one server. Staff credentials are kept only
 as digest HA1 hashes (MD5 and SHA-256 of ``extension:domain:password``), never as the password.
@@ -10,6 +11,16 @@ statements, not through the ORM; the model here defines the table and its key. `
 Call records (``call_record`` and its ``call_leg`` rows) and the live-call snapshot (``live_call``)
 are likewise written with Core statements by ``sentral.config.cdr``; their times are epoch seconds too.
 
+Ring groups and functions share one table, ``ring_group``, told apart by ``kind``: their names
+share one namespace per clinic, and so do the numbers of staff, groups and roles. That last rule
+spans three tables, so ``ConfigStore`` enforces it; the unique constraints here only catch two
+groups (or two roles) with one number. A ``group_member`` row with ``via_role`` set was made because
+the member holds a role linked to the function (``function_role``); the store adds and removes
+those rows as roles and links change, and leaves members listed by hand alone.
+
+``line_state`` is the state of every busy or ringing line as the running server last published
+it, for ``sentral presence`` in another process; a line without a row is idle.
+
 ``directory_version`` is a single-row counter. Every configuration change made through the store
 bumps it in the same transaction, and the running server polls it to reload its in-memory directory.
 """
@@ -19,6 +30,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -29,6 +41,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -84,6 +98,8 @@ class Staff(Base):
     name: Mapped[str] = mapped_column(String(200))
     ha1_md5: Mapped[str] = mapped_column(String(32))
     ha1_sha256: Mapped[str] = mapped_column(String(64))
+    # False while the member of staff has logged their phone off: no call rings it then.
+    phone_on: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
 
@@ -95,11 +111,18 @@ class Role(Base):
     """A role within a clinic (doctor, nurse, medical-secretary) that routing can ring."""
 
     __tablename__ = "role"
-    __table_args__ = (UniqueConstraint("clinic_id", "name"),)
+    # A unique index rather than a constraint: SQLite adds an index in place, while a constraint
+    # would rebuild the table, and dropping the old one would cascade into ``staff_role``.
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "name"),
+        Index("ix_role_clinic_id_number", "clinic_id", "number", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(64))
+    # Dialling it rings everyone holding the role.
+    number: Mapped[str | None] = mapped_column(String(10))
 
     clinic: Mapped[Clinic] = relationship(back_populates="roles")
     staff: Mapped[list[Staff]] = relationship(secondary="staff_role", back_populates="roles")
@@ -112,6 +135,81 @@ class StaffRole(Base):
 
     staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), primary_key=True)
     role_id: Mapped[int] = mapped_column(ForeignKey("role.id", ondelete="CASCADE"), primary_key=True)
+
+
+GROUP_KINDS = ("group", "function")
+STRATEGIES = ("ringall", "linear", "rrmemory", "leastrecent", "fewestcalls", "random")
+LINE_STATES = ("idle", "ringing", "busy")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(value) for value in values)})"
+
+
+class RingGroup(Base):
+    """A ring group (a team colleagues call) or a function (a duty staff log in to and out of).
+
+    Times are whole seconds. ``overflow`` is "busy", a number of the clinic, or NULL for 480.
+    """
+
+    __tablename__ = "ring_group"
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "name"),
+        UniqueConstraint("clinic_id", "number"),
+        UniqueConstraint("clinic_id", "acute_number"),
+        CheckConstraint(_one_of("kind", GROUP_KINDS), name="kind"),
+        CheckConstraint(_one_of("strategy", STRATEGIES), name="strategy"),
+        CheckConstraint("member_timeout > 0 AND ring_timeout > 0 AND max_wait >= 0", name="times"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))
+    number: Mapped[str | None] = mapped_column(String(10))
+    acute_number: Mapped[str | None] = mapped_column(String(10))
+    strategy: Mapped[str] = mapped_column(String(16), default="ringall", server_default="ringall")
+    member_timeout: Mapped[int] = mapped_column(Integer, default=20, server_default="20")
+    ring_timeout: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    overflow: Mapped[str | None] = mapped_column(String(16))
+    ring_busy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    max_wait: Mapped[int] = mapped_column(Integer, default=300, server_default="300")
+
+
+class GroupMember(Base):
+    """A member of a group or function: ring order, whether logged in, and the role that made them one."""
+
+    __tablename__ = "group_member"
+    # Removing a member of staff deletes their memberships: the index keeps that from scanning.
+    __table_args__ = (Index("ix_group_member_staff_id", "staff_id"),)
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("ring_group.id", ondelete="CASCADE"), primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    logged_in: Mapped[bool] = mapped_column(Boolean)
+    via_role: Mapped[str | None] = mapped_column(String(64))
+
+
+class FunctionRole(Base):
+    """A role that gives a function: everyone holding the role is a member of it."""
+
+    __tablename__ = "function_role"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("ring_group.id", ondelete="CASCADE"), primary_key=True)
+    role_id: Mapped[int] = mapped_column(ForeignKey("role.id", ondelete="CASCADE"), primary_key=True)
+
+
+class PublishedLine(Base):
+    """The state of one line as the running server last published it; no row means idle."""
+
+    __tablename__ = "line_state"
+    __table_args__ = (CheckConstraint(_one_of("state", LINE_STATES), name="state"),)
+
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    extension: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(8))
+    acute: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    updated_at: Mapped[float] = mapped_column(Float)
 
 
 class Binding(Base):
@@ -235,11 +333,18 @@ class PublishedCall(Base):
 
 __all__ = [
     "DEFAULT_DIGEST_ALGORITHMS",
+    "GROUP_KINDS",
+    "LINE_STATES",
+    "STRATEGIES",
     "Base",
     "Binding",
     "Clinic",
     "DirectoryVersion",
+    "FunctionRole",
+    "GroupMember",
     "PublishedCall",
+    "PublishedLine",
+    "RingGroup",
     "Role",
     "ServerSecret",
     "Staff",

@@ -1,12 +1,37 @@
-"""Storage operations: the clinic and staff changes the CLI makes, and registration bindings.
+"""Storage operations: the configuration changes the CLI makes, registration bindings and line states.
 
 ``ConfigStore`` validates its input and raises ``StoreError`` with one sentence that says what to
 fix, so any front end can show it as is. Every change it commits bumps ``directory_version`` in the
 same transaction; a running server notices within its polling interval and reloads its directory.
 
+Groups and functions. Both live in one table and share one name space per clinic. A clinic's
+numbers (staff extensions, group and function numbers and acute numbers, role numbers) are one
+name space too; the rule spans three tables, so it is checked here, in the transaction that claims
+the number. Those changes bump the directory version first rather than last: on PostgreSQL the row
+lock that takes queues concurrent changes behind each other, so two operators cannot both claim a
+free number (SQLite's ``BEGIN IMMEDIATE`` serialises writers already). A number another group
+overflows to cannot be given up until that overflow is changed.
+
+Roles give functions: everyone holding a role linked to a function is a member of it, with
+``via_role`` naming the role. ``_sync_role_members`` recomputes those rows after every change to
+roles, holders or links, in the same transaction: it adds the missing ones at the end of the ring
+order (logged out, as every new function member is), drops those no role gives any more, and
+never touches a member listed by hand. A member of a group is logged in when added; a member of
+a function is logged out until they log in.
+
+``login``, ``logout``, ``set_logged_in_all``, ``toggle_logged_in`` and ``set_phone`` are also what
+the running server calls when a phone dials a feature code; they bump the version only when
+something changed, and the server's own reload then picks the change up.
+
 ``BindingStore`` is the registrar's location service on disk. It sits on the registration hot path,
 so it uses Core statements and ``executemany``: ``apply`` writes a whole batch of upserts and
 deletes in one transaction, and the batching itself is done by ``sentral.config.writer``.
+
+``LineStateStore`` holds the state of every line that is ringing or busy, which the running server
+publishes for ``sentral presence`` in another process, the way ``LiveCallStore`` publishes calls:
+``replace`` rewrites the whole set in one transaction and stamps it, ``touch`` refreshes the stamp
+of an unchanged set, and readers that pass ``max_age`` ignore the rows of a server that stopped
+publishing. A line without a row is idle.
 """
 
 from __future__ import annotations
@@ -14,20 +39,36 @@ from __future__ import annotations
 import builtins
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from sentral.config.db import StoreError, writing
-from sentral.config.directory import ClinicEntry, StaffEntry, parse_stored_algorithms
+from sentral.config.directory import (
+    ClinicEntry,
+    GroupEntry,
+    GroupKind,
+    RoleEntry,
+    StaffEntry,
+    Strategy,
+    parse_stored_algorithms,
+    read_groups,
+)
 from sentral.config.models import (
     DEFAULT_DIGEST_ALGORITHMS,
     Binding,
     Clinic,
     DirectoryVersion,
+    FunctionRole,
+    GroupMember,
+    PublishedLine,
+    RingGroup,
     Role,
     ServerSecret,
     Staff,
@@ -38,8 +79,16 @@ from sentral.pbx.sip.auth import compute_ha1
 _DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*")
 _EXTENSION = re.compile(r"[0-9]{2,10}")
 _ROLE = re.compile(r"[a-z][a-z0-9-]{0,63}")
+_GROUP_NAME = _ROLE
+_NUMBER = _EXTENSION
 MIN_PASSWORD_LENGTH = 8
 MAX_NAME_LENGTH = 200
+OVERFLOW_BUSY = "busy"
+
+# Limits of a group's times, in whole seconds: (smallest, largest).
+MEMBER_TIMEOUT_RANGE = (1, 600)
+RING_TIMEOUT_RANGE = (1, 3600)
+MAX_WAIT_RANGE = (0, 86400)
 
 # Operator spellings of the digest algorithms, mapped to the names RFC 8760 puts on the wire.
 _ALGORITHM_SPELLINGS = {"md5": "MD5", "sha256": "SHA-256", "sha-256": "SHA-256"}
@@ -88,6 +137,41 @@ def normalize_role(role: str) -> str:
     return canonical
 
 
+def normalize_group_name(name: str, kind: GroupKind) -> str:
+    """A group or function name in lower case: a letter, then letters, digits or hyphens."""
+    canonical = name.strip().lower()
+    if not _GROUP_NAME.fullmatch(canonical):
+        raise StoreError(
+            f"{kind.value} name {name!r} must start with a letter and hold only letters, digits and hyphens, "
+            "such as reception"
+        )
+    return canonical
+
+
+def validate_number(number: str, what: str = "number") -> str:
+    """The number if it is 2 to 10 digits, else ``StoreError`` naming ``what`` it is."""
+    if not _NUMBER.fullmatch(number):
+        raise StoreError(f"{what} {number!r} must be 2 to 10 digits, such as 200")
+    return number
+
+
+def parse_strategy(text: str) -> Strategy:
+    """The ring strategy called ``text`` (ringall, linear, rrmemory, leastrecent, fewestcalls, random)."""
+    try:
+        return Strategy(text.strip().lower())
+    except ValueError:
+        names = ", ".join(strategy.value for strategy in Strategy)
+        raise StoreError(f"strategy {text!r} is not known; choose one of {names}") from None
+
+
+def normalize_overflow(text: str) -> str:
+    """``busy`` or a number, as an overflow destination is stored; whether the number exists is checked later."""
+    canonical = text.strip().lower()
+    if canonical == OVERFLOW_BUSY or _NUMBER.fullmatch(canonical):
+        return canonical
+    raise StoreError(f"overflow {text!r} must be busy or a number of the clinic, such as 200")
+
+
 def parse_digest_algorithms(text: str) -> tuple[str, ...]:
     """Parse ``sha256,md5``, ``md5`` or ``sha256`` into wire names in challenge order."""
     names: list[str] = []
@@ -105,6 +189,104 @@ def _bump_version(connection: Connection) -> None:
     connection.execute(update(DirectoryVersion).values(version=DirectoryVersion.version + 1))
 
 
+def _begin_change(connection: Connection) -> None:
+    """Bump the version before anything else, so that concurrent changes queue on its row lock."""
+    _bump_version(connection)
+
+
+def _seconds(value: int, what: str, limits: tuple[int, int]) -> int:
+    low, high = limits
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise StoreError(f"the {what} must be a whole number of seconds from {low} to {high}, not {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSettings:
+    """How a group or function rings: its numbers, strategy, times (whole seconds) and overflow.
+
+    ``overflow`` is ``busy`` (the caller hears busy), a number of the clinic the call moves on to,
+    or None (the caller hears 480).
+    """
+
+    number: str | None = None
+    acute_number: str | None = None
+    strategy: Strategy = Strategy.RINGALL
+    member_timeout: int = 20
+    ring_timeout: int = 60
+    overflow: str | None = None
+    ring_busy: bool = False
+    max_wait: int = 300
+
+    @classmethod
+    def of(cls, group: GroupEntry) -> GroupSettings:
+        """The settings of an existing group, to change with ``dataclasses.replace``."""
+        return cls(
+            number=group.number,
+            acute_number=group.acute_number,
+            strategy=group.strategy,
+            member_timeout=int(group.member_timeout),
+            ring_timeout=int(group.ring_timeout),
+            overflow=group.overflow,
+            ring_busy=group.ring_busy,
+            max_wait=int(group.max_wait),
+        )
+
+    def checked(self, kind: GroupKind, name: str) -> GroupSettings:
+        """These settings in canonical form, or ``StoreError`` for the first value that is wrong."""
+        if kind is GroupKind.GROUP and self.number is None:
+            raise StoreError(f"give group {name} a number, such as --number 200")
+        number = None if self.number is None else validate_number(self.number)
+        acute = None if self.acute_number is None else validate_number(self.acute_number, "acute number")
+        if acute is not None and acute == number:
+            raise StoreError(f"the acute number of {kind.value} {name} must differ from its number {number}")
+        overflow = None if self.overflow is None else normalize_overflow(self.overflow)
+        if overflow is not None and overflow in (number, acute):
+            raise StoreError(f"{kind.value} {name} cannot overflow to its own number {overflow}")
+        return GroupSettings(
+            number=number,
+            acute_number=acute,
+            strategy=self.strategy,
+            member_timeout=_seconds(self.member_timeout, "member timeout", MEMBER_TIMEOUT_RANGE),
+            ring_timeout=_seconds(self.ring_timeout, "ring timeout", RING_TIMEOUT_RANGE),
+            overflow=overflow,
+            ring_busy=self.ring_busy,
+            max_wait=_seconds(self.max_wait, "longest wait", MAX_WAIT_RANGE),
+        )
+
+    def columns(self) -> dict[str, Any]:
+        """The settings as ``ring_group`` column values."""
+        return {
+            "number": self.number,
+            "acute_number": self.acute_number,
+            "strategy": self.strategy.value,
+            "member_timeout": self.member_timeout,
+            "ring_timeout": self.ring_timeout,
+            "overflow": self.overflow,
+            "ring_busy": self.ring_busy,
+            "max_wait": self.max_wait,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RoleSummary:
+    """A role of a clinic: its number, how many hold it, and the functions it gives."""
+
+    domain: str
+    name: str
+    number: str | None
+    holders: int
+    functions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LoginToggle:
+    """What a toggle did: whether the member is now ``logged_in``, and where that changed, by name."""
+
+    logged_in: bool
+    changed: tuple[str, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class NewStaff:
     """A member of staff to add: extension, name, password and roles."""
@@ -119,8 +301,23 @@ def _taken(extension: str, domain: str) -> str:
     return f"extension {extension} already exists in {domain}; choose another number or remove it first"
 
 
+@dataclass(frozen=True, slots=True)
+class _GroupRef:
+    """A group or function found by name: its row id, canonical name and kind."""
+
+    id: int
+    name: str
+    kind: GroupKind
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of a database error: it names the constraint, where the lines after it hold row data."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
 class ConfigStore:
-    """Clinics, staff and roles: the changes the operator makes with the CLI."""
+    """Clinics, staff, roles, groups and functions: the changes the operator makes with the CLI."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -230,11 +427,18 @@ class ConfigStore:
         current = ""
         try:
             with self._writer.begin() as connection:
+                _begin_change(connection)
                 clinic_id = self._require_clinic(connection, canonical)
                 for entry, role_names in prepared:
                     current = entry.extension
                     if self._staff_id(connection, clinic_id, entry.extension) is not None:
                         raise StoreError(_taken(entry.extension, canonical))
+                    owner = self._number_owner(connection, clinic_id, entry.extension)
+                    if owner is not None:
+                        raise StoreError(
+                            f"extension {entry.extension} is already the number of {owner} in {canonical}; "
+                            "choose another number"
+                        )
                     staff_id = connection.execute(
                         insert(Staff)
                         .values(
@@ -247,7 +451,7 @@ class ConfigStore:
                         .returning(Staff.id)
                     ).scalar_one()
                     self._grant(connection, clinic_id, staff_id, role_names)
-                _bump_version(connection)
+                self._sync_role_members(connection, clinic_id)
         except IntegrityError as exc:
             raise StoreError(_taken(current, canonical)) from exc
         return [entry for entry, _ in prepared]
@@ -256,7 +460,15 @@ class ConfigStore:
         """Staff of one clinic, or of every clinic when ``domain`` is None, by domain and extension."""
         with self._engine.connect() as connection:
             query = (
-                select(Staff.id, Clinic.domain, Staff.extension, Staff.name, Staff.ha1_md5, Staff.ha1_sha256)
+                select(
+                    Staff.id,
+                    Clinic.domain,
+                    Staff.extension,
+                    Staff.name,
+                    Staff.ha1_md5,
+                    Staff.ha1_sha256,
+                    Staff.phone_on,
+                )
                 .join(Clinic, Clinic.id == Staff.clinic_id)
                 .order_by(Clinic.domain, func.length(Staff.extension), Staff.extension)
             )
@@ -269,8 +481,8 @@ class ConfigStore:
             ):
                 roles.setdefault(staff_id, []).append(role_name)
         return [
-            StaffEntry(dom, ext, name, tuple(roles.get(staff_id, ())), md5, sha256)
-            for staff_id, dom, ext, name, md5, sha256 in rows
+            StaffEntry(dom, ext, name, tuple(roles.get(staff_id, ())), md5, sha256, bool(phone_on))
+            for staff_id, dom, ext, name, md5, sha256, phone_on in rows
         ]
 
     def remove_staff(self, domain: str, extension: str) -> None:
@@ -278,12 +490,14 @@ class ConfigStore:
         canonical = normalize_domain(domain)
         validate_extension(extension)
         with self._writer.begin() as connection:
+            _begin_change(connection)
             staff_id = self._require_staff(connection, canonical, extension)
+            clinic_id = self._require_clinic(connection, canonical)
+            self._refuse_if_overflow_target(connection, clinic_id, canonical, extension, f"extension {extension}")
             connection.execute(delete(Staff).where(Staff.id == staff_id))
             connection.execute(
                 delete(Binding).where(Binding.domain == canonical, Binding.extension == extension)
             )
-            _bump_version(connection)
 
     def change_password(self, domain: str, extension: str, password: str) -> None:
         """Replace the stored HA1 hashes with those of a new password."""
@@ -311,6 +525,7 @@ class ConfigStore:
             clinic_id = self._require_clinic(connection, canonical)
             held = set(self._roles_of(connection, staff_id))
             self._grant(connection, clinic_id, staff_id, [r for r in role_names if r not in held])
+            self._sync_role_members(connection, clinic_id)
             _bump_version(connection)
             return self._roles_of(connection, staff_id)
 
@@ -337,8 +552,375 @@ class ConfigStore:
                     ),
                 )
             )
+            self._sync_role_members(connection, self._require_clinic(connection, canonical))
             _bump_version(connection)
             return self._roles_of(connection, staff_id)
+
+    def set_phone(self, domain: str, extension: str, on: bool) -> bool:
+        """Log the phone of ``extension`` on or off; True if that changed anything."""
+        canonical = normalize_domain(domain)
+        validate_extension(extension)
+        with self._writer.begin() as connection:
+            staff_id = self._require_staff(connection, canonical, extension)
+            result = connection.execute(
+                update(Staff).where(Staff.id == staff_id, Staff.phone_on != on).values(phone_on=on)
+            )
+            if not result.rowcount:
+                return False
+            _bump_version(connection)
+            return True
+
+    # -- roles -----------------------------------------------------------------------------------
+
+    def roles(self, domain: str) -> builtins.list[RoleSummary]:
+        """The roles of a clinic by name, with their numbers, holder counts and the functions they give."""
+        canonical = normalize_domain(domain)
+        with self._engine.connect() as connection:
+            clinic_id = self._require_clinic(connection, canonical)
+            counts: dict[int, int] = {
+                role_id: count
+                for role_id, count in connection.execute(
+                    select(StaffRole.role_id, func.count())
+                    .join(Role, Role.id == StaffRole.role_id)
+                    .where(Role.clinic_id == clinic_id)
+                    .group_by(StaffRole.role_id)
+                )
+            }
+            functions: dict[int, builtins.list[str]] = {}
+            for role_id, group_name in connection.execute(
+                select(FunctionRole.role_id, RingGroup.name)
+                .join(RingGroup, RingGroup.id == FunctionRole.group_id)
+                .where(RingGroup.clinic_id == clinic_id)
+                .order_by(RingGroup.name)
+            ):
+                functions.setdefault(role_id, []).append(group_name)
+            rows = connection.execute(
+                select(Role.id, Role.name, Role.number).where(Role.clinic_id == clinic_id).order_by(Role.name)
+            )
+            return [
+                RoleSummary(canonical, name, number, counts.get(role_id, 0), tuple(functions.get(role_id, ())))
+                for role_id, name, number in rows
+            ]
+
+    def holders(self, domain: str, role: str) -> builtins.list[StaffEntry]:
+        """Everyone in the clinic holding ``role``, by extension; ``StoreError`` if there is no such role."""
+        canonical = normalize_domain(domain)
+        name = normalize_role(role)
+        with self._engine.connect() as connection:
+            self._require_role(connection, self._require_clinic(connection, canonical), canonical, name)
+        return [entry for entry in self.staff(canonical) if name in entry.roles]
+
+    def set_role_number(self, domain: str, role: str, number: str | None) -> RoleEntry:
+        """Give ``role`` a number that rings everyone holding it, or take it away with None."""
+        canonical = normalize_domain(domain)
+        name = normalize_role(role)
+        if number is not None:
+            validate_number(number, f"the number of role {name}")
+        with self._writer.begin() as connection:
+            _begin_change(connection)
+            clinic_id = self._require_clinic(connection, canonical)
+            role_id = self._require_role(connection, clinic_id, canonical, name)
+            old = connection.execute(select(Role.number).where(Role.id == role_id)).scalar_one()
+            if old is not None and old != number:
+                self._refuse_if_overflow_target(connection, clinic_id, canonical, old, f"role {name}")
+            if number is not None:
+                self._claim(connection, clinic_id, canonical, number, role_id=role_id)
+            connection.execute(update(Role).where(Role.id == role_id).values(number=number))
+        return RoleEntry(canonical, name, number)
+
+    # -- groups and functions --------------------------------------------------------------------
+
+    def groups(self, domain: str, kind: GroupKind | None = None) -> builtins.list[GroupEntry]:
+        """The groups or functions (both when ``kind`` is None) of a clinic, by name."""
+        canonical = normalize_domain(domain)
+        with self._engine.connect() as connection:
+            self._require_clinic(connection, canonical)
+            found = read_groups(connection, canonical)
+        return [group for group in found if kind is None or group.kind is kind]
+
+    def group(self, domain: str, name: str, kind: GroupKind | None = None) -> GroupEntry:
+        """The group or function called ``name``; ``StoreError`` if there is none (of that ``kind``)."""
+        canonical = normalize_domain(domain)
+        with self._engine.connect() as connection:
+            clinic_id = self._require_clinic(connection, canonical)
+            ref = self._require_group(connection, clinic_id, canonical, name, kind)
+            return self._group_entry(connection, canonical, ref.name)
+
+    def add_group(
+        self,
+        domain: str,
+        name: str,
+        kind: GroupKind,
+        settings: GroupSettings | None = None,
+        members: Iterable[str] = (),
+        roles: Iterable[str] = (),
+    ) -> GroupEntry:
+        """Create a group or function with ``members`` in ring order and, for a function, ``roles`` that give it."""
+        canonical = normalize_domain(domain)
+        group_name = normalize_group_name(name, kind)
+        checked = (settings or GroupSettings()).checked(kind, group_name)
+        extensions = [validate_extension(extension) for extension in members]
+        if len(set(extensions)) != len(extensions):
+            duplicate = next(e for e in extensions if extensions.count(e) > 1)
+            raise StoreError(f"extension {duplicate} is listed twice; name each member once")
+        role_names = tuple(dict.fromkeys(normalize_role(role) for role in roles))
+        if role_names and kind is not GroupKind.FUNCTION:
+            raise StoreError("roles can be linked to functions only, not to groups")
+        try:
+            with self._writer.begin() as connection:
+                _begin_change(connection)
+                clinic_id = self._require_clinic(connection, canonical)
+                self._refuse_taken_name(connection, clinic_id, canonical, group_name)
+                self._check_numbers(connection, clinic_id, canonical, kind, group_name, checked, group_id=None)
+                staff_ids = [self._require_staff(connection, canonical, extension) for extension in extensions]
+                role_ids = [self._require_role(connection, clinic_id, canonical, role) for role in role_names]
+                group_id = connection.execute(
+                    insert(RingGroup)
+                    .values(clinic_id=clinic_id, name=group_name, kind=kind.value, **checked.columns())
+                    .returning(RingGroup.id)
+                ).scalar_one()
+                for position, staff_id in enumerate(staff_ids, start=1):
+                    connection.execute(
+                        insert(GroupMember).values(
+                            group_id=group_id,
+                            staff_id=staff_id,
+                            position=position,
+                            logged_in=kind is GroupKind.GROUP,
+                            via_role=None,
+                        )
+                    )
+                for role_id in role_ids:
+                    connection.execute(insert(FunctionRole).values(group_id=group_id, role_id=role_id))
+                self._sync_role_members(connection, clinic_id)
+                return self._group_entry(connection, canonical, group_name)
+        except IntegrityError as exc:
+            # Only a change racing this one past the checks above gets here.
+            raise StoreError(f"{kind.value} {group_name} could not be added: {_first_line(exc)}") from exc
+
+    def change_group(self, domain: str, name: str, kind: GroupKind, settings: GroupSettings) -> GroupEntry:
+        """Replace the settings of a group or function; its members and roles stay."""
+        canonical = normalize_domain(domain)
+        with self._writer.begin() as connection:
+            _begin_change(connection)
+            clinic_id = self._require_clinic(connection, canonical)
+            ref = self._require_group(connection, clinic_id, canonical, name, kind)
+            checked = settings.checked(kind, ref.name)
+            old_number, old_acute = connection.execute(
+                select(RingGroup.number, RingGroup.acute_number).where(RingGroup.id == ref.id)
+            ).one()
+            for old in (old_number, old_acute):
+                if old is not None and old not in (checked.number, checked.acute_number):
+                    what = f"{kind.value} {ref.name}"
+                    self._refuse_if_overflow_target(connection, clinic_id, canonical, old, what)
+            self._check_numbers(connection, clinic_id, canonical, kind, ref.name, checked, group_id=ref.id)
+            connection.execute(update(RingGroup).where(RingGroup.id == ref.id).values(**checked.columns()))
+            return self._group_entry(connection, canonical, ref.name)
+
+    def remove_group(self, domain: str, name: str, kind: GroupKind) -> None:
+        """Remove a group or function with its memberships and role links."""
+        canonical = normalize_domain(domain)
+        with self._writer.begin() as connection:
+            _begin_change(connection)
+            clinic_id = self._require_clinic(connection, canonical)
+            ref = self._require_group(connection, clinic_id, canonical, name, kind)
+            numbers = connection.execute(
+                select(RingGroup.number, RingGroup.acute_number).where(RingGroup.id == ref.id)
+            ).one()
+            for number in numbers:
+                if number is not None:
+                    self._refuse_if_overflow_target(
+                        connection, clinic_id, canonical, number, f"{kind.value} {ref.name}", ref.id
+                    )
+            connection.execute(delete(RingGroup).where(RingGroup.id == ref.id))
+
+    def add_member(self, domain: str, name: str, extension: str, kind: GroupKind | None = None) -> GroupEntry:
+        """Add ``extension`` at the end of the ring order (logged in to a group, logged out of a function).
+
+        A member a role gave a function becomes a member listed by hand, who stays when the role goes.
+        """
+        canonical = normalize_domain(domain)
+        validate_extension(extension)
+        with self._writer.begin() as connection:
+            clinic_id = self._require_clinic(connection, canonical)
+            ref = self._require_group(connection, clinic_id, canonical, name, kind)
+            staff_id = self._require_staff(connection, canonical, extension)
+            existing = connection.execute(
+                select(GroupMember.via_role).where(GroupMember.group_id == ref.id, GroupMember.staff_id == staff_id)
+            ).one_or_none()
+            if existing is not None and existing.via_role is None:
+                raise StoreError(f"extension {extension} is already a member of {ref.kind.value} {ref.name}")
+            if existing is not None:
+                connection.execute(
+                    update(GroupMember)
+                    .where(GroupMember.group_id == ref.id, GroupMember.staff_id == staff_id)
+                    .values(via_role=None)
+                )
+            else:
+                connection.execute(
+                    insert(GroupMember).values(
+                        group_id=ref.id,
+                        staff_id=staff_id,
+                        position=self._next_position(connection, ref.id),
+                        logged_in=ref.kind is GroupKind.GROUP,
+                        via_role=None,
+                    )
+                )
+            _bump_version(connection)
+            return self._group_entry(connection, canonical, ref.name)
+
+    def remove_member(self, domain: str, name: str, extension: str, kind: GroupKind | None = None) -> GroupEntry:
+        """Take ``extension`` out of a group or function; the others keep their order."""
+        canonical = normalize_domain(domain)
+        validate_extension(extension)
+        with self._writer.begin() as connection:
+            clinic_id = self._require_clinic(connection, canonical)
+            ref = self._require_group(connection, clinic_id, canonical, name, kind)
+            staff_id = self._require_staff(connection, canonical, extension)
+            self._require_membership(connection, ref.id, staff_id, canonical, extension, ref.kind, ref.name)
+            giving = self._roles_giving(connection, ref.id, staff_id)
+            if giving:
+                raise StoreError(
+                    f"extension {extension} holds the role {giving[0]}, which makes them a member of "
+                    f"{ref.kind.value} {ref.name}; take the role away or unlink it first"
+                )
+            connection.execute(
+                delete(GroupMember).where(GroupMember.group_id == ref.id, GroupMember.staff_id == staff_id)
+            )
+            _bump_version(connection)
+            return self._group_entry(connection, canonical, ref.name)
+
+    def link_role(self, domain: str, name: str, role: str) -> GroupEntry:
+        """Make everyone holding ``role`` a member of the function ``name``, now and whenever granted it."""
+        canonical = normalize_domain(domain)
+        role_name = normalize_role(role)
+        with self._writer.begin() as connection:
+            clinic_id = self._require_clinic(connection, canonical)
+            ref = self._require_group(connection, clinic_id, canonical, name, GroupKind.FUNCTION)
+            role_id = self._require_role(connection, clinic_id, canonical, role_name)
+            linked = connection.execute(
+                select(FunctionRole.role_id).where(FunctionRole.group_id == ref.id, FunctionRole.role_id == role_id)
+            ).first()
+            if linked is not None:
+                raise StoreError(f"role {role_name} already gives function {ref.name}")
+            connection.execute(insert(FunctionRole).values(group_id=ref.id, role_id=role_id))
+            self._sync_role_members(connection, clinic_id)
+            _bump_version(connection)
+            return self._group_entry(connection, canonical, ref.name)
+
+    def unlink_role(self, domain: str, name: str, role: str) -> GroupEntry:
+        """Stop ``role`` giving the function ``name``; members it gave leave, members listed by hand stay."""
+        canonical = normalize_domain(domain)
+        role_name = normalize_role(role)
+        with self._writer.begin() as connection:
+            clinic_id = self._require_clinic(connection, canonical)
+            ref = self._require_group(connection, clinic_id, canonical, name, GroupKind.FUNCTION)
+            role_id = self._require_role(connection, clinic_id, canonical, role_name)
+            result = connection.execute(
+                delete(FunctionRole).where(FunctionRole.group_id == ref.id, FunctionRole.role_id == role_id)
+            )
+            if not result.rowcount:
+                raise StoreError(f"role {role_name} does not give function {ref.name}")
+            self._sync_role_members(connection, clinic_id)
+            _bump_version(connection)
+            return self._group_entry(connection, canonical, ref.name)
+
+    def set_function_roles(self, domain: str, name: str, roles: Iterable[str]) -> GroupEntry:
+        """Make exactly ``roles`` give the function ``name`` (none: only members listed by hand remain)."""
+        canonical = normalize_domain(domain)
+        role_names = tuple(dict.fromkeys(normalize_role(role) for role in roles))
+        with self._writer.begin() as connection:
+            clinic_id = self._require_clinic(connection, canonical)
+            ref = self._require_group(connection, clinic_id, canonical, name, GroupKind.FUNCTION)
+            role_ids = [self._require_role(connection, clinic_id, canonical, role) for role in role_names]
+            connection.execute(delete(FunctionRole).where(FunctionRole.group_id == ref.id))
+            for role_id in role_ids:
+                connection.execute(insert(FunctionRole).values(group_id=ref.id, role_id=role_id))
+            self._sync_role_members(connection, clinic_id)
+            _bump_version(connection)
+            return self._group_entry(connection, canonical, ref.name)
+
+    # -- logging in and out ----------------------------------------------------------------------
+
+    def login(self, domain: str, extension: str, name: str) -> bool:
+        """Log ``extension`` in to the group or function ``name``; True if they were logged out."""
+        return self._set_logged_in(domain, extension, name, True)
+
+    def logout(self, domain: str, extension: str, name: str) -> bool:
+        """Log ``extension`` out of the group or function ``name``; True if they were logged in."""
+        return self._set_logged_in(domain, extension, name, False)
+
+    def set_logged_in_all(
+        self, domain: str, extension: str, kind: GroupKind, logged_in: bool
+    ) -> builtins.list[str]:
+        """Log ``extension`` in to (or out of) every group or function of ``kind`` they are a member of.
+
+        Returns the names whose state changed, in name order.
+        """
+        canonical = normalize_domain(domain)
+        validate_extension(extension)
+        with self._writer.begin() as connection:
+            staff_id = self._require_staff(connection, canonical, extension)
+            return self._log_all(connection, staff_id, kind, logged_in)
+
+    def toggle_logged_in(self, domain: str, extension: str, kind: GroupKind) -> LoginToggle:
+        """The feature code's toggle: logged in to any of ``kind``, log out of all; else log in to all."""
+        canonical = normalize_domain(domain)
+        validate_extension(extension)
+        with self._writer.begin() as connection:
+            staff_id = self._require_staff(connection, canonical, extension)
+            states = connection.execute(
+                select(GroupMember.logged_in)
+                .join(RingGroup, RingGroup.id == GroupMember.group_id)
+                .where(GroupMember.staff_id == staff_id, RingGroup.kind == kind.value)
+            ).scalars().all()
+            if not states:
+                raise StoreError(f"extension {extension} in {canonical} is not a member of any {kind.value}")
+            target = not any(states)
+            return LoginToggle(target, tuple(self._log_all(connection, staff_id, kind, target)))
+
+    def _set_logged_in(self, domain: str, extension: str, name: str, logged_in: bool) -> bool:
+        canonical = normalize_domain(domain)
+        validate_extension(extension)
+        with self._writer.begin() as connection:
+            clinic_id = self._require_clinic(connection, canonical)
+            staff_id = self._require_staff(connection, canonical, extension)
+            ref = self._require_group(connection, clinic_id, canonical, name, None)
+            self._require_membership(connection, ref.id, staff_id, canonical, extension, ref.kind, ref.name)
+            result = connection.execute(
+                update(GroupMember)
+                .where(
+                    GroupMember.group_id == ref.id,
+                    GroupMember.staff_id == staff_id,
+                    GroupMember.logged_in != logged_in,
+                )
+                .values(logged_in=logged_in)
+            )
+            if not result.rowcount:
+                return False
+            _bump_version(connection)
+            return True
+
+    @staticmethod
+    def _log_all(connection: Connection, staff_id: int, kind: GroupKind, logged_in: bool) -> builtins.list[str]:
+        changing = connection.execute(
+            select(RingGroup.id, RingGroup.name)
+            .join(GroupMember, GroupMember.group_id == RingGroup.id)
+            .where(
+                GroupMember.staff_id == staff_id,
+                RingGroup.kind == kind.value,
+                GroupMember.logged_in != logged_in,
+            )
+            .order_by(RingGroup.name)
+        ).all()
+        if not changing:
+            return []
+        connection.execute(
+            update(GroupMember)
+            .where(GroupMember.staff_id == staff_id, GroupMember.group_id.in_([row.id for row in changing]))
+            .values(logged_in=logged_in)
+        )
+        _bump_version(connection)
+        return [row.name for row in changing]
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -387,6 +969,254 @@ class ConfigStore:
                     insert(Role).values(clinic_id=clinic_id, name=role).returning(Role.id)
                 ).scalar_one()
             connection.execute(insert(StaffRole).values(staff_id=staff_id, role_id=role_id))
+
+    @staticmethod
+    def _require_role(connection: Connection, clinic_id: int, domain: str, role: str) -> int:
+        role_id = connection.execute(
+            select(Role.id).where(Role.clinic_id == clinic_id, Role.name == role)
+        ).scalar_one_or_none()
+        if role_id is None:
+            known = connection.execute(
+                select(Role.name).where(Role.clinic_id == clinic_id).order_by(Role.name)
+            ).scalars().all()
+            hint = (
+                f"known roles: {', '.join(known)}"
+                if known
+                else "give it to someone with `sentral user roles EXT --add ROLE`"
+            )
+            raise StoreError(f"there is no role {role} in {domain}; {hint}")
+        return role_id
+
+    @staticmethod
+    def _require_group(
+        connection: Connection, clinic_id: int, domain: str, name: str, kind: GroupKind | None
+    ) -> _GroupRef:
+        canonical = name.strip().lower()
+        row = connection.execute(
+            select(RingGroup.id, RingGroup.kind).where(
+                RingGroup.clinic_id == clinic_id, RingGroup.name == canonical
+            )
+        ).one_or_none()
+        if row is None:
+            if kind is None:
+                raise StoreError(
+                    f"there is no group or function called {canonical} in {domain}; "
+                    "see `sentral group list` and `sentral function list`"
+                )
+            raise StoreError(
+                f"there is no {kind.value} called {canonical} in {domain}; see `sentral {kind.value} list`"
+            )
+        found = GroupKind(row.kind)
+        if kind is not None and found is not kind:
+            raise StoreError(
+                f"{canonical} in {domain} is a {found.value}, not a {kind.value}; "
+                f"see `sentral {found.value} show {canonical}`"
+            )
+        return _GroupRef(row.id, canonical, found)
+
+    @staticmethod
+    def _group_entry(connection: Connection, domain: str, name: str) -> GroupEntry:
+        return next(group for group in read_groups(connection, domain) if group.name == name)
+
+    @staticmethod
+    def _refuse_taken_name(connection: Connection, clinic_id: int, domain: str, name: str) -> None:
+        kind = connection.execute(
+            select(RingGroup.kind).where(RingGroup.clinic_id == clinic_id, RingGroup.name == name)
+        ).scalar_one_or_none()
+        if kind is not None:
+            raise StoreError(f"there is already a {kind} called {name} in {domain}; choose another name")
+
+    def _check_numbers(
+        self,
+        connection: Connection,
+        clinic_id: int,
+        domain: str,
+        kind: GroupKind,
+        name: str,
+        settings: GroupSettings,
+        *,
+        group_id: int | None,
+    ) -> None:
+        """Claim the group's numbers and check its overflow leads somewhere; ``settings`` are checked already."""
+        for number in (settings.number, settings.acute_number):
+            if number is not None:
+                self._claim(connection, clinic_id, domain, number, group_id=group_id)
+        overflow = settings.overflow
+        if overflow is None or overflow == OVERFLOW_BUSY:
+            return
+        # The group's own numbers were refused by ``GroupSettings.checked``; a number it gives up now
+        # is another matter: pointing the overflow at it would lead nowhere.
+        owner = self._number_owner(connection, clinic_id, overflow, group_id=group_id)
+        if owner is None:
+            raise StoreError(
+                f"{kind.value} {name} cannot overflow to {overflow}: no extension, group, function or role "
+                f"has that number in {domain}"
+            )
+
+    def _claim(
+        self,
+        connection: Connection,
+        clinic_id: int,
+        domain: str,
+        number: str,
+        *,
+        group_id: int | None = None,
+        role_id: int | None = None,
+    ) -> None:
+        owner = self._number_owner(connection, clinic_id, number, group_id=group_id, role_id=role_id)
+        if owner is not None:
+            raise StoreError(f"number {number} is already taken by {owner} in {domain}; choose another")
+
+    @staticmethod
+    def _number_owner(
+        connection: Connection,
+        clinic_id: int,
+        number: str,
+        *,
+        group_id: int | None = None,
+        role_id: int | None = None,
+    ) -> str | None:
+        """What dials ``number`` in the clinic, in words, leaving out group ``group_id`` and role ``role_id``."""
+        staff = connection.execute(
+            select(Staff.name).where(Staff.clinic_id == clinic_id, Staff.extension == number)
+        ).scalar_one_or_none()
+        if staff is not None:
+            return f"extension {number} ({staff})"
+        groups = select(RingGroup.name, RingGroup.kind, RingGroup.number).where(
+            RingGroup.clinic_id == clinic_id, or_(RingGroup.number == number, RingGroup.acute_number == number)
+        )
+        if group_id is not None:
+            groups = groups.where(RingGroup.id != group_id)
+        group = connection.execute(groups).first()
+        if group is not None:
+            if group.number == number:
+                return f"{group.kind} {group.name}"
+            return f"the acute number of {group.kind} {group.name}"
+        roles = select(Role.name).where(Role.clinic_id == clinic_id, Role.number == number)
+        if role_id is not None:
+            roles = roles.where(Role.id != role_id)
+        role = connection.execute(roles).scalar()
+        if role is not None:
+            return f"role {role}"
+        return None
+
+    @staticmethod
+    def _refuse_if_overflow_target(
+        connection: Connection, clinic_id: int, domain: str, number: str, what: str, group_id: int | None = None
+    ) -> None:
+        """Refuse to give up ``number`` while a group (other than ``group_id``) overflows to it."""
+        query = select(RingGroup.kind, RingGroup.name).where(
+            RingGroup.clinic_id == clinic_id, RingGroup.overflow == number
+        )
+        if group_id is not None:
+            query = query.where(RingGroup.id != group_id)
+        found = connection.execute(query.order_by(RingGroup.name)).first()
+        if found is not None:
+            raise StoreError(
+                f"{found.kind} {found.name} in {domain} overflows to {number}; change its overflow before "
+                f"removing or renumbering {what}"
+            )
+
+    @staticmethod
+    def _require_membership(
+        connection: Connection,
+        group_id: int,
+        staff_id: int,
+        domain: str,
+        extension: str,
+        kind: GroupKind,
+        name: str,
+    ) -> None:
+        member = connection.execute(
+            select(GroupMember.staff_id).where(GroupMember.group_id == group_id, GroupMember.staff_id == staff_id)
+        ).first()
+        if member is None:
+            raise StoreError(
+                f"extension {extension} is not a member of {kind.value} {name} in {domain}; add them with "
+                f"`sentral {kind.value} member add {name} {extension}`"
+            )
+
+    @staticmethod
+    def _roles_giving(connection: Connection, group_id: int, staff_id: int) -> builtins.list[str]:
+        """The roles ``staff_id`` holds that give the function ``group_id``, by name."""
+        return list(
+            connection.execute(
+                select(Role.name)
+                .join(FunctionRole, FunctionRole.role_id == Role.id)
+                .join(StaffRole, StaffRole.role_id == Role.id)
+                .where(FunctionRole.group_id == group_id, StaffRole.staff_id == staff_id)
+                .order_by(Role.name)
+            ).scalars()
+        )
+
+    @staticmethod
+    def _next_position(connection: Connection, group_id: int) -> int:
+        last = connection.execute(
+            select(func.max(GroupMember.position)).where(GroupMember.group_id == group_id)
+        ).scalar()
+        return 1 if last is None else int(last) + 1
+
+    @staticmethod
+    def _sync_role_members(connection: Connection, clinic_id: int) -> None:
+        """Make the role-given members of the clinic's functions match the roles held and linked now."""
+        given: dict[tuple[int, int], builtins.list[str]] = {}
+        for group_id, staff_id, role_name in connection.execute(
+            select(FunctionRole.group_id, StaffRole.staff_id, Role.name)
+            .join(Role, Role.id == FunctionRole.role_id)
+            .join(StaffRole, StaffRole.role_id == Role.id)
+            .where(Role.clinic_id == clinic_id)
+            .order_by(Role.name)
+        ):
+            given.setdefault((group_id, staff_id), []).append(role_name)
+        existing = {
+            (row.group_id, row.staff_id): row.via_role
+            for row in connection.execute(
+                select(GroupMember.group_id, GroupMember.staff_id, GroupMember.via_role)
+                .join(RingGroup, RingGroup.id == GroupMember.group_id)
+                .where(RingGroup.clinic_id == clinic_id)
+            )
+        }
+        member = (GroupMember.group_id == bindparam("g_id")) & (GroupMember.staff_id == bindparam("s_id"))
+        dropped = [
+            {"g_id": g, "s_id": s} for (g, s), via in existing.items() if via is not None and (g, s) not in given
+        ]
+        if dropped:
+            connection.execute(delete(GroupMember).where(member), dropped)
+        # A member whose role went but who holds another linked role stays, under that role's name.
+        renamed = [
+            {"g_id": g, "s_id": s, "new_via": given[(g, s)][0]}
+            for (g, s), via in existing.items()
+            if via is not None and (g, s) in given and via not in given[(g, s)]
+        ]
+        if renamed:
+            connection.execute(update(GroupMember).where(member).values(via_role=bindparam("new_via")), renamed)
+        missing = [pair for pair in given if pair not in existing]
+        if not missing:
+            return
+        extensions: dict[int, str] = {
+            staff_id: extension
+            for staff_id, extension in connection.execute(
+                select(Staff.id, Staff.extension).where(Staff.id.in_({s for _, s in missing}))
+            )
+        }
+        # New members join in extension order, as people read them: 99 before 200 before 1001.
+        missing.sort(key=lambda pair: (pair[0], len(extensions[pair[1]]), extensions[pair[1]]))
+        positions: dict[int, int] = {}
+        rows = []
+        for group_id, staff_id in missing:
+            if group_id not in positions:
+                positions[group_id] = ConfigStore._next_position(connection, group_id)
+            rows.append(
+                {
+                    "group_id": group_id,
+                    "staff_id": staff_id,
+                    "position": positions[group_id],
+                    "logged_in": False,
+                    "via_role": given[(group_id, staff_id)][0],
+                }
+            )
+            positions[group_id] += 1
+        connection.execute(insert(GroupMember), rows)
 
     @staticmethod
     def _unknown_clinic(domain: str, known: Sequence[str]) -> str:
@@ -567,6 +1397,17 @@ class BindingStore:
             result = connection.execute(delete(Binding).where(Binding.expires_at <= now))
             return int(result.rowcount)
 
+    def registered(self, domain: str, now: float) -> set[str]:
+        """The extensions of clinic ``domain`` with at least one binding unexpired at ``now``."""
+        with self._engine.connect() as connection:
+            return set(
+                connection.execute(
+                    select(Binding.extension)
+                    .where(Binding.domain == domain, Binding.expires_at > now)
+                    .distinct()
+                ).scalars()
+            )
+
     def list(self, now: float) -> builtins.list[BindingRow]:
         """Unexpired bindings ordered by domain, extension and key, for the operator."""
         with self._engine.connect() as connection:
@@ -578,15 +1419,126 @@ class BindingStore:
             return [_binding_row(values) for values in rows]
 
 
+# How old the published line states may be before readers take them for those of a stopped server.
+LINE_MAX_AGE = 5.0
+
+
+class LineStatus(Enum):
+    """What a line is doing: nothing, ringing, or in a call."""
+
+    IDLE = "idle"
+    RINGING = "ringing"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True, slots=True)
+class LineState:
+    """One line as the server publishes it; ``acute`` while the call on it came in on an acute number.
+
+    ``updated_at`` is filled in by ``LineStateStore.list``: when the server last published or touched it.
+    """
+
+    domain: str
+    extension: str
+    state: LineStatus
+    acute: bool = False
+    updated_at: float | None = None
+
+
+@contextmanager
+def _worded(what: str) -> Iterator[None]:
+    # A driver's error would carry the failing row, with its extension, past the first line.
+    try:
+        yield
+    except DBAPIError as exc:
+        raise StoreError(f"{what}: {_first_line(exc)}") from None
+
+
+class LineStateStore:
+    """The line states the running server publishes and ``sentral presence`` reads."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._writer = writing(engine)
+
+    def replace(self, lines: Sequence[LineState], *, now: float | None = None) -> None:
+        """Replace every published line with ``lines``, in one transaction, stamped ``now``.
+
+        Idle lines need no row; when a line appears twice, the last one wins.
+        """
+        stamp = time.time() if now is None else now
+        latest = {(line.domain, line.extension): line for line in lines}
+        rows = [
+            {
+                "domain": line.domain,
+                "extension": line.extension,
+                "state": line.state.value,
+                "acute": line.acute,
+                "updated_at": stamp,
+            }
+            for line in latest.values()
+        ]
+        with _worded("the line states were not published"), self._writer.begin() as connection:
+            connection.execute(delete(PublishedLine))
+            if rows:
+                connection.execute(insert(PublishedLine), rows)
+
+    def touch(self, *, now: float | None = None) -> None:
+        """Mark the published lines as current without rewriting them: the keep-alive."""
+        stamp = time.time() if now is None else now
+        with _worded("the line states were not refreshed"), self._writer.begin() as connection:
+            connection.execute(update(PublishedLine).values(updated_at=stamp))
+
+    def clear(self) -> None:
+        """Remove every published line: what the server does when it stops."""
+        with _worded("the line states were not cleared"), self._writer.begin() as connection:
+            connection.execute(delete(PublishedLine))
+
+    def list(
+        self, domain: str | None = None, *, max_age: float | None = None, now: float | None = None
+    ) -> builtins.list[LineState]:
+        """Published lines of clinic ``domain`` (every clinic if None) by domain and extension.
+
+        With ``max_age``, only lines published or touched within that many seconds of ``now``.
+        """
+        query = select(
+            PublishedLine.domain,
+            PublishedLine.extension,
+            PublishedLine.state,
+            PublishedLine.acute,
+            PublishedLine.updated_at,
+        ).order_by(PublishedLine.domain, func.length(PublishedLine.extension), PublishedLine.extension)
+        if domain is not None:
+            query = query.where(PublishedLine.domain == domain)
+        if max_age is not None:
+            query = query.where(PublishedLine.updated_at >= (time.time() if now is None else now) - max_age)
+        with self._engine.connect() as connection:
+            return [
+                LineState(line_domain, extension, LineStatus(state), bool(acute), updated_at)
+                for line_domain, extension, state, acute, updated_at in connection.execute(query)
+            ]
+
+
 __all__ = [
+    "LINE_MAX_AGE",
     "BindingRow",
     "BindingStore",
     "ConfigStore",
+    "GroupSettings",
+    "LineState",
+    "LineStateStore",
+    "LineStatus",
+    "LoginToggle",
+    "RoleSummary",
     "StoreError",
     "normalize_domain",
+    "normalize_group_name",
+    "normalize_overflow",
     "normalize_role",
     "parse_digest_algorithms",
+    "parse_strategy",
     "validate_extension",
     "validate_name",
+    "validate_number",
     "validate_password",
 ]

@@ -153,9 +153,11 @@ def test_user_add_list_passwd_remove(db: str) -> None:
     assert out.strip() == "Added 1001@clinic.local (Ingrid Solberg) with roles doctor."
     ok(db, "user", "add", "1003", "--name", "Silje Nilsen", "--password", "fjord-secret-3")
     assert json.loads(ok(db, "user", "list", "--json")) == [
-        {"domain": "clinic.local", "extension": "1001", "name": "Ingrid Solberg", "roles": ["doctor"]},
-        {"domain": "clinic.local", "extension": "1003", "name": "Silje Nilsen", "roles": []},
-    ]
+        {"domain": "clinic.local", "extension": "1001", "name": "Ingrid Solberg", "roles": ["doctor"],
+         "phone_on": True, "functions": []},
+        {"domain": "clinic.local", "extension": "1003", "name": "Silje Nilsen", "roles": [],
+         "phone_on": True, "functions": []},
+    ]  # fmt: skip
     assert re.search(r"^1001\s+clinic\.local\s+Ingrid Solberg\s+doctor$", ok(db, "user", "list"), re.MULTILINE)
 
     ok(db, "user", "passwd", "1001", "--password", "fjord-secret-2")
