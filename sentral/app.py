@@ -29,16 +29,17 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
+from typing import assert_never
 
 import structlog
 
 from sentral.config.cdr import CallRecord, CdrStore, CdrWriter, LegRecord, LiveCall, LiveCallStore
-from sentral.config.db import make_engine, schema_is_current
-from sentral.config.directory import Directory, directory_version, load_directory
+from sentral.config.db import StoreError, make_engine, schema_is_current
+from sentral.config.directory import Directory, GroupKind, directory_version, load_directory
 from sentral.config.settings import ServeConfig
 from sentral.config.store import BindingStore, ConfigStore
 from sentral.config.writer import BindingWriter
-from sentral.pbx.call import CallReport, CallSettings
+from sentral.pbx.call import Call, CallReport, CallSettings
 from sentral.pbx.endpoint import Endpoint
 from sentral.pbx.guard import Guard, GuardPolicy, parse_networks
 from sentral.pbx.location import Location
@@ -46,6 +47,7 @@ from sentral.pbx.registrar import Registrar, RegistrarPolicy
 from sentral.pbx.sip.auth import DigestAuthority
 from sentral.pbx.sip.transaction import TransactionLayer
 from sentral.pbx.transport import Origin, Transports, make_server_ssl_context
+from sentral.routing.dialplan import Feature, FeatureCode
 
 log = structlog.get_logger("sentral")
 
@@ -122,6 +124,7 @@ class Server:
                 no_answer=self.config.no_answer_timeout, session_interval=self.config.session_interval
             ),
             on_record=self._record,
+            on_feature=self._feature,
         )
         endpoint.attach(loop)
         self._directory = await asyncio.to_thread(load_directory, self.engine)
@@ -263,8 +266,48 @@ class Server:
                 if version != self.directory().version:
                     self._directory = await asyncio.to_thread(load_directory, self.engine)
                     log.info("directory_reloaded", version=version)
+                    if self.endpoint is not None:
+                        self.endpoint.members_changed()
             except Exception as exc:
                 log.warning("directory_reload_failed", error=str(exc))
+
+    def _feature(self, call: Call, feature: Feature) -> asyncio.Future[str]:
+        """Carry out a feature code in a worker thread; the future holds what it did."""
+        caller = call.caller
+        return asyncio.get_running_loop().run_in_executor(
+            None, self._carry_out_feature, caller.clinic.domain, caller.extension, feature
+        )
+
+    def _carry_out_feature(self, domain: str, extension: str, feature: Feature) -> str:
+        """Log in or out as ``feature`` says (in a worker thread), then reload the directory so the
+        change holds for the next call at once; what was done, for the call's record."""
+        store = ConfigStore(self.engine)
+        match feature.code:
+            case FeatureCode.TOGGLE_FUNCTIONS | FeatureCode.TOGGLE_GROUPS:
+                kind = GroupKind.FUNCTION if feature.code is FeatureCode.TOGGLE_FUNCTIONS else GroupKind.GROUP
+                toggle = store.toggle_logged_in(domain, extension, kind)
+                verb = "logged in to" if toggle.logged_in else "logged out of"
+                text = f"{verb} {', '.join(toggle.changed) or f'every {kind.value}'}"
+            case FeatureCode.TOGGLE_PHONE:
+                staff = self.directory().staff_for(domain, extension)
+                on = staff is not None and not staff.phone_on
+                store.set_phone(domain, extension, on)
+                text = "phone logged on" if on else "phone logged off"
+            case FeatureCode.TOGGLE_ONE:
+                group = feature.group
+                member = next((m for m in group.members if m.extension == extension), None) if group else None
+                if group is None or member is None:
+                    raise StoreError("not a member of that group or function")
+                if member.logged_in:
+                    store.logout(domain, extension, group.name)
+                    text = f"logged out of {group.name}"
+                else:
+                    store.login(domain, extension, group.name)
+                    text = f"logged in to {group.name}"
+            case _:
+                assert_never(feature.code)
+        self._directory = load_directory(self.engine)
+        return text
 
     async def _housekeeping(self) -> None:
         """Once a second: lift expired blocks, and drop expired bindings from memory and storage."""

@@ -17,13 +17,21 @@ timers) are reported by ``next_deadline`` and run by ``on_timer``; one heap of (
 entries with lazy deletion keeps that cheap with many calls.
 
 The call-control vocabulary is explicit: a ``RingStrategy`` turns what happens to the B legs
-(``LegRinging``, ``LegAnswered``, ``LegFailed``, ``NoAnswer``) into commands (``Try`` these
-targets, ``Ring`` the caller, ``Connect`` a leg, ``Cancel`` a leg, ``Fail`` the call, ``HangUp``)
-which the controller carries out; ``ReOffer`` passes a new offer from one leg to the other. The
-first strategy, ``RingAll``, is the forking of RFC 3261 §16.7: everybody rings, the first 2xx
-wins, the others are cancelled (a second 2xx racing in is ACKed and then BYEd), and when all have
-failed the caller gets the most telling failure (``best_failure``). Ring groups, queues and
-transfer recalls are other strategies speaking the same vocabulary.
+(``LegRinging``, ``LegAnswered``, ``LegFailed``, and ``Timer`` when its own ``next_deadline``
+comes) into commands (``Try`` these targets, ``RingCaller`` with a leg's ringing or ``Ringback``
+of our own, ``Connect`` a leg, ``Cancel`` a leg, ``Fail`` the call, ``Route`` it to another
+number, ``HangUp``) which the controller carries out; ``ReOffer`` passes a new offer from one leg
+to the other. ``RingAll`` is the forking of RFC 3261 §16.7: everybody rings, the first 2xx wins,
+the others are cancelled (a second 2xx racing in is ACKed and then BYEd), and when all have
+failed the caller gets the most telling failure (``best_failure``). A call made directly to one
+person ends when that person rejects it (486, 600, 603), the clinic's rule. Ring groups and
+functions, with their hunting strategies and queues, are strategies speaking the same vocabulary,
+made by a ``GroupCalls`` (``sentral.pbx.hunting``); transfer recalls will be another.
+
+Who is on the phone. The controller counts, per extension, the answered calls it is in (``busy``)
+and tells a ``LineObserver`` (presence, busy-lamp fields) each extension's phase in each call:
+trying, early (ringing), confirmed (talking), terminated. When an extension's last call ends,
+``GroupCalls.freed`` may start a call waiting in a queue.
 
 Offer/answer. Each leg keeps an ``OfferAnswer``, which tells whether a body is an offer or an
 answer and refuses a colliding request (491 for glare, 500 with Retry-After for an overlap). A
@@ -61,13 +69,23 @@ from itertools import count
 from math import inf
 from typing import Protocol, assert_never
 
-from sentral.config.directory import ClinicEntry, Directory
+from sentral.config.directory import ClinicEntry, Directory, GroupEntry
 from sentral.config.settings import parse_listen
 from sentral.config.store import BindingRow
+from sentral.pbx.presence import Direction as Party
+from sentral.pbx.presence import Phase
 from sentral.pbx.sip.dialog import Dialog, DialogError, DialogState, ForkedDialogs
 from sentral.pbx.sip.errors import SipError, reason_phrase
 from sentral.pbx.sip.message import Request, Response, make_response
-from sentral.pbx.sip.sdp import BodyRole, OfferAnswer, OfferState, OfferStateError, OriginRewriter, parse_sdp
+from sentral.pbx.sip.sdp import (
+    BodyRole,
+    Direction,
+    OfferAnswer,
+    OfferState,
+    OfferStateError,
+    OriginRewriter,
+    parse_sdp,
+)
 from sentral.pbx.sip.session_timer import (
     MIN_SE_FLOOR,
     Expire,
@@ -82,7 +100,17 @@ from sentral.pbx.sip.session_timer import (
 )
 from sentral.pbx.sip.transaction import ClientTransaction, ServerTransaction, Timings, new_branch
 from sentral.pbx.transport import Origin, Target
-from sentral.routing.dialplan import BindingsLookup, DialPlan, Query, Reject, Ring, dialled_number
+from sentral.routing.dialplan import (
+    BindingsLookup,
+    DialPlan,
+    Feature,
+    Query,
+    Reject,
+    Ring,
+    RingGroup,
+    dialled_number,
+)
+from sentral.routing.groups import REJECT_STATUSES as REJECTS
 
 # Option tags we implement: a request requiring anything else gets 420 (RFC 3261 §8.2.2.3).
 SUPPORTED = ("timer",)
@@ -90,6 +118,13 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER"
 SERVER = "Sentral"
 SDP = "application/sdp"
 
+
+# An overflow may lead on to another group's overflow; this many hops is surely a loop.
+MAX_ROUTES = 5
+# What tells a phone to ring differently for an acute call (RFC 7462 alert URN).
+ACUTE_ALERT = "<urn:alert:priority:high>"
+# A feature code's call is answered, so the phone shows success, and hung up this much later.
+FEATURE_HANGUP = 1.0
 
 # -- the port: what the controller asks its driver to do ----------------------------------------
 
@@ -115,6 +150,9 @@ class CallPort(Protocol):
     def record(self, report: CallReport, reply: tuple[ServerTransaction, Response] | None = None) -> None:
         """A call ended: store its record; then, if given, send ``reply`` (the 200 to the BYE that
         ended it), so that whoever saw the call end finds it in the records even after a crash."""
+
+    def feature(self, call: Call, feature: Feature) -> None:
+        """The caller dialled a feature code: carry it out, then call ``CallControl.feature_done``."""
 
 
 # -- the media seam -----------------------------------------------------------------------------
@@ -188,11 +226,11 @@ class LegFailed:
 
 
 @dataclass(frozen=True, slots=True)
-class NoAnswer:
-    """The no-answer timer ran out while the call was still ringing."""
+class Timer:
+    """The strategy's own deadline (``next_deadline``) has come."""
 
 
-CallEvent = LegRinging | LegAnswered | LegFailed | NoAnswer
+CallEvent = LegRinging | LegAnswered | LegFailed | Timer
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +246,11 @@ class RingCaller:
 
     leg: Leg
     response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class Ringback:
+    """Tell the caller the call is ringing though no phone rings yet (waiting in a queue)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +279,15 @@ class Fail:
 
 
 @dataclass(frozen=True, slots=True)
+class Route:
+    """Send the call on to ``number`` of the caller's clinic (a group's overflow), through the
+    dial plan, as if the caller had dialled it; what rang so far is stopped first."""
+
+    number: str
+    cause: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class HangUp:
     """End the call on every leg; ``cause`` is what the record says."""
 
@@ -251,14 +303,20 @@ class ReOffer:
     request: Request
 
 
-Command = Try | RingCaller | Connect | Cancel | Fail | HangUp | ReOffer
+Command = Try | RingCaller | Ringback | Connect | Cancel | Fail | Route | HangUp | ReOffer
 
 
 class RingStrategy(Protocol):
     """Decides who rings and what the caller hears; a routing policy, free of SIP."""
 
-    def on_event(self, call: Call, event: CallEvent) -> list[Command]:
+    def on_event(self, call: Call, event: CallEvent, now: float) -> list[Command]:
         """The commands that follow ``event``."""
+
+    def next_deadline(self) -> float:
+        """When the strategy wants a ``Timer`` event (``inf``: never)."""
+
+    def ended(self, call: Call, now: float) -> None:
+        """The call is over (answered and hung up, failed, or the caller gave up)."""
 
 
 def failure_rank(status: int) -> int:
@@ -296,27 +354,73 @@ def best_failure(statuses: Iterable[int]) -> tuple[int, str]:
 
 
 class RingAll:
-    """Forking: every target rings, the first to answer gets the call, the rest are cancelled."""
+    """Forking: every target rings, the first to answer gets the call, the rest are cancelled.
 
-    __slots__ = ()
+    ``deadline`` is the no-answer timeout. With ``direct`` (a call to one person) a reject from
+    any of their phones ends the call with that status; otherwise (a role call) the others ring on.
+    """
 
-    def on_event(self, call: Call, event: CallEvent) -> list[Command]:
+    __slots__ = ("deadline", "direct")
+
+    def __init__(self, deadline: float = inf, *, direct: bool = True) -> None:
+        self.deadline = deadline
+        self.direct = direct
+
+    def next_deadline(self) -> float:
+        return self.deadline
+
+    def ended(self, call: Call, now: float) -> None:
+        pass
+
+    def on_event(self, call: Call, event: CallEvent, now: float) -> list[Command]:
         match event:
             case LegRinging(leg=leg, response=response):
                 return [RingCaller(leg, response)]
             case LegAnswered(leg=leg, response=response):
                 others = [Cancel(other, "answered elsewhere") for other in call.b_legs if other is not leg]
                 return [Connect(leg, response), *others]
-            case LegFailed():
+            case LegFailed(status=status):
+                if self.direct and status in REJECTS:
+                    cancels = [Cancel(leg, "rejected") for leg in call.b_legs if not leg.done]
+                    return [*cancels, Fail(status, "", f"{status} {_reason_text(status)}")]
                 if any(not leg.done for leg in call.b_legs):
                     return []
                 status, reason = best_failure(leg.status or 480 for leg in call.b_legs)
                 return [Fail(status, reason)]
-            case NoAnswer():
-                cancels: list[Command] = [Cancel(leg, "no answer") for leg in call.b_legs if not leg.done]
+            case Timer():
+                self.deadline = inf
+                cancels = [Cancel(leg, "no answer") for leg in call.b_legs if not leg.done]
                 return [*cancels, Fail(480, "No answer", "no answer timeout")]
             case _:
                 assert_never(event)
+
+
+class GroupCalls(Protocol):
+    """Ring groups and functions: their hunts, queues and memory (``sentral.pbx.hunting``)."""
+
+    def ring(self, call: Call, group: GroupEntry, acute: bool, now: float) -> RingStrategy:
+        """The strategy that rings ``group`` for ``call``; its first commands come from a ``Timer``
+        event the controller sends at once."""
+
+    def freed(self, now: float) -> list[Call]:
+        """Calls waiting in a queue that may ring now (an extension became free or logged in);
+        the controller sends each a ``Timer`` event."""
+
+
+class LineObserver(Protocol):
+    """Told each extension's phase in each call: presence and busy-lamp fields."""
+
+    def line(
+        self,
+        domain: str,
+        extension: str,
+        call_key: str,
+        phase: Phase,
+        direction: Party,
+        acute: bool,
+        now: float,
+    ) -> None:
+        """``extension``'s part in call ``call_key`` is now ``phase``."""
 
 
 # -- calls and legs ------------------------------------------------------------------------------
@@ -357,6 +461,7 @@ class Leg:
     side: Side
     target: Target
     label: str  # what the record shows as the leg's target
+    extension: str  # whose phone: the caller's (A) or the rung member's (B)
     call_id: str
     local_tag: str
     local: tuple[str, int]
@@ -420,6 +525,8 @@ class Call:
     started: float
     strategy: RingStrategy
     timer_uas: Negotiated | None
+    acute: bool = False  # an emergency or acute call: offered first, phones told
+    group: str = ""  # the group or function that rang, for the record
     b_legs: list[Leg] = field(default_factory=list)
     state: CallState = CallState.TRYING
     winner: Leg | None = None
@@ -429,11 +536,14 @@ class Call:
     hangup_by: str = ""
     cause: str = ""
     status: int | None = None
-    ring_deadline: float = inf
     heap_at: float = inf
     a_sdp: bytes = b""
     # The 200 to the BYE that ends the call: sent only once the call's record is stored.
     bye_reply: tuple[ServerTransaction, Response] | None = None
+    # Each extension's phase as last told to the line observer.
+    lines: dict[str, Phase] = field(default_factory=dict)
+    routes: int = 0  # how often the call was sent on (overflow): bounds overflow loops
+    hangup_at: float = inf  # a call Sentral answered itself ends then
 
     @property
     def legs(self) -> list[Leg]:
@@ -551,6 +661,19 @@ def _sdp_of(message: Request | Response) -> bytes:
     return message.body if message.body and message.content_type == SDP else b""
 
 
+def _inactive_sdp(offer: bytes, address: str) -> bytes:
+    """An answer to ``offer`` with every stream inactive (or, with no offer, such an offer), for
+    calls Sentral answers itself before the media layer plays anything into them."""
+    if not offer:
+        net = f"IN {'IP6' if ':' in address else 'IP4'} {address}"
+        return (
+            f"v=0\r\no=sentral 0 0 {net}\r\ns=-\r\nc={net}\r\nt=0 0\r\nm=audio 9 RTP/AVP 0 8\r\na=inactive\r\n"
+        ).encode()
+    sdp = parse_sdp(offer).with_direction(Direction.INACTIVE)
+    ports = [0 if media.rejected else 9 for media in sdp.media]
+    return sdp.with_connection(address, ports).to_bytes()
+
+
 def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -579,7 +702,8 @@ class CallControl:
         settings: CallSettings | None = None,
         media: MediaPolicy | None = None,
         timings: Timings | None = None,
-        strategy: Callable[[], RingStrategy] = RingAll,
+        groups: GroupCalls | None = None,
+        lines: LineObserver | None = None,
     ) -> None:
         self.port = port
         self.dialplan = dialplan
@@ -588,7 +712,11 @@ class CallControl:
         self.settings = settings or CallSettings()
         self.media: MediaPolicy = media or OriginPerLeg()
         self.timings = timings or Timings()
-        self.strategy = strategy
+        self.groups = groups
+        self.lines = lines
+        # (domain, extension) -> how many answered calls that extension is in.
+        self.busy: dict[tuple[str, str], int] = {}
+        self._serving = False  # inside members_changed: calls it wakes must not wake it again
         self.calls: dict[str, Call] = {}
         self._invites: dict[ServerTransaction, Call] = {}
         self._legs: dict[tuple[str, str], tuple[Call, Leg]] = {}
@@ -603,9 +731,17 @@ class CallControl:
     # -- new calls -------------------------------------------------------------------------------
 
     def on_invite(
-        self, tx: ServerTransaction, request: Request, origin: Origin, caller: Caller, now: float
+        self,
+        tx: ServerTransaction,
+        request: Request,
+        origin: Origin,
+        caller: Caller,
+        now: float,
+        *,
+        acute: bool = False,
     ) -> None:
-        """A new INVITE (no To tag) from an authenticated phone."""
+        """A new INVITE (no To tag) from an authenticated phone; ``acute`` when it came with
+        ``Priority: emergency`` from a trusted source."""
         tx.auto_trying = False
         try:
             max_forwards = request.max_forwards
@@ -642,6 +778,7 @@ class CallControl:
             side=Side.A,
             target=target,
             label=f"{caller.extension}@{origin.host}:{origin.port}",
+            extension=caller.extension,
             call_id=request.call_id,
             local_tag=_token(),
             local=local,
@@ -650,31 +787,50 @@ class CallControl:
             peer_allow=tuple(request.tokens("allow")),
         )
         a.offer.receive(request)
-        callee_name = decision.name if isinstance(decision, Ring) else ""
         call = Call(
             id=_token(),
             caller=caller,
             callee=number,
-            callee_name=callee_name,
+            callee_name="",
             a=a,
             invite=request,
             invite_tx=tx,
             started=now,
-            strategy=self.strategy(),
+            strategy=RingAll(),
             timer_uas=negotiated,
             a_sdp=sdp,
+            acute=acute,
         )
         self.calls[call.id] = call
         self._invites[tx] = call
         self._legs[(a.call_id, a.local_tag)] = (call, a)
         self.version += 1
+        self._ring(call, decision, now)
+        self._tell_lines(call, now)
+
+    def _ring(self, call: Call, decision: Ring | RingGroup | Feature | Reject, now: float) -> None:
+        """Carry out the dial plan's ``decision`` for ``call``."""
         match decision:
             case Reject(status=status, reason=reason):
                 self._execute(call, Fail(status, reason), now)
-            case Ring(contacts=contacts):
-                call.ring_deadline = now + self.settings.no_answer
+            case Ring(contacts=contacts, name=name, direct=direct):
+                call.callee_name = name
+                call.strategy = RingAll(now + self.settings.no_answer, direct=direct)
                 self._execute(call, Try(contacts), now)
                 self._arm(call)
+            case RingGroup(group=group, acute=acute):
+                if self.groups is None:
+                    self._execute(call, Fail(404, "Not Found"), now)
+                    return
+                call.callee_name = group.name
+                call.group = group.name
+                call.acute = call.acute or acute
+                call.strategy = self.groups.ring(call, group, call.acute, now)
+                self._event(call, Timer(), now)
+                self._arm(call)
+            case Feature():
+                call.callee_name = decision.code.value
+                self.port.feature(call, decision)
             case _:
                 assert_never(decision)
 
@@ -699,12 +855,17 @@ class CallControl:
                     self._execute(call, Fail(480, "No contact"), now)
             case RingCaller(response=response):
                 self._ring_caller(call, response, now)
+            case Ringback():
+                if call.state is CallState.TRYING:
+                    self._ring_caller(call, None, now)
             case Connect(leg=leg, response=response):
                 self._connect(call, leg, response, now)
             case Cancel(leg=leg):
                 self._cancel_leg(call, leg, now)
             case Fail(status=status, reason=reason, cause=cause):
                 self._fail(call, status, reason, cause, now)
+            case Route(number=number):
+                self._reroute(call, number, now)
             case HangUp(cause=cause):
                 self._hang_up(call, "system", cause, now)
             case ReOffer(source=source, tx=tx, request=request):
@@ -715,8 +876,55 @@ class CallControl:
     def _event(self, call: Call, event: CallEvent, now: float) -> None:
         if call.state is CallState.ENDED:
             return
-        for command in call.strategy.on_event(call, event):
+        strategy = call.strategy
+        for command in strategy.on_event(call, event, now):
+            if call.strategy is not strategy:
+                break  # the call was routed on: the rest of the old strategy's commands is moot
             self._execute(call, command, now)
+        self._tell_lines(call, now)
+        if self.groups is not None:
+            self.members_changed(now)  # a group call answered or given up may let a queue move
+
+    def _reroute(self, call: Call, number: str, now: float) -> None:
+        """Send a call that has not been answered on to ``number`` (a group's overflow)."""
+        if call.state not in (CallState.TRYING, CallState.RINGING):
+            return
+        call.routes += 1
+        if call.routes > MAX_ROUTES:
+            self._execute(call, Fail(480, "Overflow loop", "overflow loop"), now)
+            return
+        for leg in call.b_legs:
+            self._cancel_leg(call, leg, now)
+        call.strategy.ended(call, now)
+        call.strategy = RingAll()
+        decision = self.dialplan.route(Query(call.caller.clinic, number, self.directory(), self.bindings))
+        self._ring(call, decision, now)
+
+    def _tell_lines(self, call: Call, now: float) -> None:
+        """Tell the line observer every extension whose phase in ``call`` changed."""
+        lines = self.lines
+        if lines is None:
+            return
+        phases: dict[str, Phase] = {}
+        a = call.a
+        phases[a.extension] = _CALL_PHASE[call.state]
+        ended = call.state is CallState.ENDED
+        for leg in call.b_legs:
+            if ended or leg.done or (leg.state is LegState.ANSWERED and leg is not call.winner):
+                phase = Phase.TERMINATED
+            else:
+                phase = _LEG_PHASE[leg.state]
+            known = phases.get(leg.extension)
+            if known is None or _PHASE_RANK[phase] > _PHASE_RANK[known]:
+                phases[leg.extension] = phase
+        told = call.lines
+        domain = call.caller.clinic.domain
+        for extension, phase in phases.items():
+            before = told.get(extension)
+            if before is not phase and (before is not None or phase is not Phase.TERMINATED):
+                told[extension] = phase
+                party = Party.INITIATOR if extension == a.extension else Party.RECIPIENT
+                lines.line(domain, extension, call.id, phase, party, call.acute, now)
 
     def _start_b_leg(self, call: Call, row: BindingRow, now: float) -> None:
         target = binding_target(row)
@@ -726,6 +934,7 @@ class CallControl:
             side=Side.B,
             target=target,
             label=row.contact,
+            extension=row.extension,
             call_id=_token(),
             local_tag=_token(),
             local=local,
@@ -759,6 +968,8 @@ class CallControl:
         ]
         if leg.timer_request is not None:
             headers.extend(leg.timer_request.headers())
+        if call.acute:
+            headers += [("Priority", "emergency"), ("Alert-Info", ACUTE_ALERT)]
         body = b""
         if call.a_sdp:
             body = self.media.offer(call, leg, call.a_sdp)
@@ -772,11 +983,12 @@ class CallControl:
         leg.invite_tx = tx
         self._pending[tx] = Pending(call, leg, Purpose.INVITE)
 
-    def _ring_caller(self, call: Call, response: Response, now: float) -> None:
+    def _ring_caller(self, call: Call, response: Response | None, now: float) -> None:
+        """Send the caller a 180 (or the 183 of ``response``), with the callee's early SDP."""
         if call.state not in (CallState.TRYING, CallState.RINGING):
             return
         a = call.a
-        sdp = _sdp_of(response)
+        sdp = _sdp_of(response) if response is not None else b""
         headers = [("Contact", a.contact), ("Allow", ALLOW)]
         body = b""
         if sdp and a.offer.state is OfferState.REMOTE_OFFER:
@@ -785,7 +997,7 @@ class CallControl:
                 headers.append(("Content-Type", SDP))
             except SipError:
                 body = b""
-        status = response.status if response.status in (180, 183) else 180
+        status = response.status if response is not None and response.status in (180, 183) else 180
         ringing = make_response(call.invite, status, to_tag=a.local_tag, headers=headers, body=body)
         if a.dialog is None:
             a.dialog = Dialog.as_uas(call.invite, ringing, a.contact)
@@ -802,8 +1014,11 @@ class CallControl:
         call.winner = leg
         call.state = CallState.ANSWERED
         call.answered = a.answered = now
-        call.ring_deadline = inf
         self.version += 1
+        busy = self.busy
+        domain = call.caller.clinic.domain
+        for extension in (a.extension, leg.extension):
+            busy[(domain, extension)] = busy.get((domain, extension), 0) + 1
         sdp = _sdp_of(response)
         late_offer = not call.a_sdp
         if late_offer:
@@ -956,7 +1171,67 @@ class CallControl:
         self.calls.pop(call.id, None)
         self.media.release(call)
         self.version += 1
+        call.strategy.ended(call, now)
+        self._tell_lines(call, now)
         self.port.record(self._report(call), call.bye_reply)
+        if call.answered is not None and call.winner is not None:
+            busy = self.busy
+            domain = call.caller.clinic.domain
+            for extension in (call.a.extension, call.winner.extension):
+                left = busy.get((domain, extension), 1) - 1
+                if left > 0:
+                    busy[(domain, extension)] = left
+                else:
+                    busy.pop((domain, extension), None)
+            self.members_changed(now)
+
+    def feature_done(self, call_id: str, outcome: str, now: float) -> None:
+        """A feature code was carried out: answer the call, so the phone shows it worked, and hang
+        up shortly after (``outcome`` goes in the record)."""
+        call = self.calls.get(call_id)
+        if call is None or call.state not in (CallState.TRYING, CallState.RINGING):
+            return
+        call.callee_name = outcome
+        self._answer_locally(call, now)
+        call.hangup_at = now + FEATURE_HANGUP
+        self._arm(call)
+
+    def feature_failed(self, call_id: str, status: int, reason: str, now: float) -> None:
+        """A feature code could not be carried out: refuse the call with ``status``."""
+        call = self.calls.get(call_id)
+        if call is not None and call.state in (CallState.TRYING, CallState.RINGING):
+            self._execute(call, Fail(status, reason), now)
+
+    def _answer_locally(self, call: Call, now: float) -> None:
+        """Answer the caller ourselves, with no phone behind: the media is inactive until the media
+        layer plays something to it."""
+        a = call.a
+        call.state = CallState.ANSWERED
+        call.answered = a.answered = now
+        self.version += 1
+        address = a.local[0] or "0.0.0.0"
+        body = _inactive_sdp(call.a_sdp, address)
+        body = self.media.answer(call, a, body) if call.a_sdp else self.media.offer(call, a, body)
+        headers = [("Contact", a.contact), ("Allow", ALLOW), ("Content-Type", SDP)]
+        ok = make_response(call.invite, 200, to_tag=a.local_tag, headers=headers, body=body)
+        if a.dialog is None:
+            a.dialog = Dialog.as_uas(call.invite, ok, a.contact)
+        else:
+            a.dialog.response_sent(ok)
+        a.offer.send(ok)
+        a.last_sdp = body
+        a.state = LegState.ANSWERED
+        self._send_2xx(a, call.invite_tx, ok, now)
+        self._tell_lines(call, now)
+
+    def members_changed(self, now: float) -> None:
+        """Someone became free, logged in or registered: calls waiting in a queue may ring now."""
+        if self.groups is None:
+            return
+        for call in self.groups.freed(now):
+            if call.state is not CallState.ENDED:
+                self._event(call, Timer(), now)
+                self._arm(call)
 
     def _report(self, call: Call) -> CallReport:
         legs = tuple(
@@ -1406,7 +1681,7 @@ class CallControl:
     # -- timers -----------------------------------------------------------------------------------
 
     def _deadline(self, call: Call) -> float:
-        at = call.ring_deadline
+        at = call.strategy.next_deadline() if call.state is not CallState.ANSWERED else call.hangup_at
         for leg in call.legs:
             if leg.rtx_at < at:
                 at = leg.rtx_at
@@ -1447,11 +1722,12 @@ class CallControl:
             self._arm(call)
 
     def _tick(self, call: Call, now: float) -> None:
-        if call.ring_deadline <= now:
-            call.ring_deadline = inf
-            if call.state in (CallState.TRYING, CallState.RINGING):
-                self._event(call, NoAnswer(), now)
-                return
+        if call.state in (CallState.TRYING, CallState.RINGING) and call.strategy.next_deadline() <= now:
+            self._event(call, Timer(), now)
+            return
+        if call.hangup_at <= now:
+            self._hang_up(call, "system", call.callee_name or "answered by Sentral", now)
+            return
         for leg in call.legs:
             if call.state is CallState.ENDED:
                 return
@@ -1534,6 +1810,24 @@ class CallControl:
         ]
 
 
+_CALL_PHASE = {
+    CallState.TRYING: Phase.TRYING,
+    CallState.RINGING: Phase.EARLY,
+    CallState.ANSWERED: Phase.CONFIRMED,
+    CallState.ENDED: Phase.TERMINATED,
+}
+_LEG_PHASE = {
+    LegState.CALLING: Phase.TRYING,
+    LegState.EARLY: Phase.EARLY,
+    LegState.ANSWERED: Phase.CONFIRMED,
+    LegState.FAILED: Phase.TERMINATED,
+    LegState.CANCELLED: Phase.TERMINATED,
+    LegState.ENDED: Phase.TERMINATED,
+}
+# When one extension has several legs in a call (two phones), the most advanced phase shows.
+_PHASE_RANK = {Phase.TERMINATED: 0, Phase.TRYING: 1, Phase.EARLY: 2, Phase.CONFIRMED: 3}
+
+
 def _outcome(call: Call, leg: Leg) -> str:
     if leg.side is Side.A:
         if call.answered is not None:
@@ -1584,13 +1878,13 @@ __all__ = [
     "LegState",
     "LiveCall",
     "MediaPolicy",
-    "NoAnswer",
     "OriginPerLeg",
     "ReOffer",
     "RingAll",
     "RingCaller",
     "RingStrategy",
     "Side",
+    "Timer",
     "Try",
     "best_failure",
     "binding_target",

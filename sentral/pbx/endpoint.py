@@ -6,14 +6,15 @@ malformed requests statelessly (the one place a ``SipError`` becomes a response)
 Via with ``received``/``rport`` (RFC 3261 §18.2.1, RFC 3581), and hands the message to the
 transaction layer. New server transactions are dispatched by method to their transaction user:
 the registrar for REGISTER, the endpoint itself for OPTIONS, call control (``CallControl``) for
-INVITE, ACK, CANCEL, BYE, UPDATE, INFO and PRACK and for every response to a request it sent.
+INVITE, ACK, CANCEL, BYE, UPDATE, INFO and PRACK and for every response to a request it sent,
+the presence hub (``PresenceHub``) for SUBSCRIBE and for the responses to its NOTIFYs.
 Everything the core wants sent or timed comes back as actions, which the driver carries out:
-bytes to the transports, deadlines to one timer on the event loop (the earlier of the
-transaction layer's and call control's).
+bytes to the transports, deadlines to one timer on the event loop (the earliest of the
+transaction layer's, call control's and the presence hub's).
 
-A new INVITE is authenticated here, before call control sees it, with the same digest rules as
-REGISTER: a 407 carrying one Proxy-Authenticate per algorithm the clinic offers, and a failure
-counted against the source in the guard. The endpoint is call control's ``CallPort``: it starts
+A new INVITE or SUBSCRIBE is authenticated here, before call control or the presence hub sees
+it, with the same digest rules as REGISTER: a 407 carrying one Proxy-Authenticate per algorithm
+the clinic offers, and a failure counted against the source in the guard. The endpoint is call control's ``CallPort``: it starts
 client transactions towards the ``Target`` a leg names (a binding's source address, listener
 and connection), sends end-to-end ACKs straight to the transports, and hands finished calls'
 records to ``on_record``. While ``draining`` (SIGTERM), new INVITEs get 503 with Retry-After
@@ -33,16 +34,20 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import structlog
 
-from sentral.config.directory import Directory
+from sentral.config.db import StoreError
+from sentral.config.directory import ClinicEntry, Directory, StaffEntry
+from sentral.config.store import BindingRow
 from sentral.config.writer import BindingWriter
 from sentral.pbx.call import ALLOW as CALL_ALLOW
-from sentral.pbx.call import CallControl, Caller, CallReport, CallSettings
+from sentral.pbx.call import Call, CallControl, Caller, CallReport, CallSettings
 from sentral.pbx.guard import Guard, GuardAction, SecurityEventKind
+from sentral.pbx.hunting import Hunting
 from sentral.pbx.location import Location
+from sentral.pbx.presence import PresenceHub
 from sentral.pbx.registrar import AuthOutcome, RegisterResult, Registrar
 from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.message import (
@@ -73,13 +78,13 @@ from sentral.pbx.sip.transaction import (
     response_destination,
 )
 from sentral.pbx.transport import Origin, Target, Transports
-from sentral.routing.dialplan import DialPlan
+from sentral.routing.dialplan import DialPlan, Feature
 
 log = structlog.get_logger("sentral.endpoint")
 security_log = structlog.get_logger("sentral.security")
 
 SUPPORTED = ("path", "outbound", "timer")
-ALLOW = tuple(method.strip() for method in CALL_ALLOW.split(","))
+ALLOW = (*(method.strip() for method in CALL_ALLOW.split(",")), "SUBSCRIBE")
 # Methods call control serves (a new INVITE reaches it only once authenticated).
 CALL_METHODS = frozenset({"INVITE", "BYE", "UPDATE", "INFO", "PRACK"})
 DRAIN_RETRY_AFTER = "30"
@@ -109,6 +114,7 @@ class Endpoint:
         sip_trace: bool = False,
         call_settings: CallSettings | None = None,
         on_record: Callable[[CallReport], asyncio.Future[None] | None] | None = None,
+        on_feature: Callable[[Call, Feature], asyncio.Future[str]] | None = None,
     ) -> None:
         self.transports = transports
         self.layer = layer
@@ -129,13 +135,19 @@ class Endpoint:
         self._local_hosts: dict[tuple[str, str], str] = {}
         self.draining = False
         self.on_record = on_record
+        self.on_feature = on_feature
+        bindings = lambda aor: location.bindings(aor, time.time())  # noqa: E731
+        self.hunting = Hunting(directory, bindings, lambda domain, ext: (domain, ext) in self.calls.busy)
+        self.presence = PresenceHub(self, directory, lambda aor: bool(location.bindings(aor, time.time())))
         self.calls = CallControl(
             self,
             DialPlan(),
             directory,
-            lambda aor: location.bindings(aor, time.time()),
+            bindings,
             settings=call_settings,
             timings=layer.timings,
+            groups=self.hunting,
+            lines=self.presence,
         )
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -218,6 +230,8 @@ class Endpoint:
             self._register(tx, request, origin)
         elif method == "INVITE" and not request.to_tag:
             self._invite(tx, request, origin, now)
+        elif method == "SUBSCRIBE":
+            self._subscribe(tx, request, origin, now)
         elif method in CALL_METHODS or (method == "OPTIONS" and request.to_tag):
             self.calls.on_request(tx, request, now)
         elif method == "OPTIONS":
@@ -250,11 +264,28 @@ class Endpoint:
                 ),
             )
             return
+        authenticated = self._authenticate(tx, request, origin, now)
+        if authenticated is None:
+            return
+        clinic, staff = authenticated
+        caller = Caller(clinic, staff.extension, staff.name)
+        # Only a trusted source (a trunk, the clinic's own network) may ask for emergency priority.
+        acute = (request.header("priority") or "").strip().lower() == "emergency" and self.guard.trusts(
+            origin.host
+        )
+        self.calls.on_invite(tx, request, origin, caller, now, acute=acute)
+
+    def _authenticate(
+        self, tx: ServerTransaction, request: Request, origin: Origin, now: float
+    ) -> tuple[ClinicEntry, StaffEntry] | None:
+        """Digest-authenticate a request other than REGISTER with the same rules: a 407 carrying one
+        Proxy-Authenticate per algorithm the clinic offers, failures counted against the source.
+        The clinic and the member of staff, or None once the request has been answered."""
         directory = self.directory()
         clinic = self.registrar.clinic_for(request, directory)
         if clinic is None:
             self._respond(tx, make_response(request, 404, "Unknown Domain", to_tag=local_tag(request)))
-            return
+            return None
         wall = time.time()
         try:
             outcome, creds = self.registrar.authenticate(
@@ -262,7 +293,7 @@ class Endpoint:
             )
         except SipError as exc:
             self._respond(tx, make_response(request, exc.status, exc.reason, to_tag=local_tag(request)))
-            return
+            return None
         if outcome is AuthOutcome.FAILED:
             self.guard.auth_failed(origin.host, now)
             security_log.warning(
@@ -270,7 +301,7 @@ class Endpoint:
                 remote=origin.host,
                 port=origin.port,
                 transport=origin.transport,
-                method="INVITE",
+                method=request.method,
                 user=creds.username if creds is not None else None,
             )
             self.log_security()
@@ -280,15 +311,25 @@ class Endpoint:
             )
             headers = [("Proxy-Authenticate", value) for value in values]
             self._respond(tx, make_response(request, 407, to_tag=local_tag(request), headers=headers))
-            return
+            return None
         assert creds is not None
         self.guard.auth_succeeded(origin.host, now)
         staff = directory.staff_for(clinic.domain, creds.username)
         if staff is None:  # removed between the digest check and here
             self._respond(tx, make_response(request, 403, to_tag=local_tag(request)))
+            return None
+        return clinic, staff
+
+    def _subscribe(self, tx: ServerTransaction, request: Request, origin: Origin, now: float) -> None:
+        """A SUBSCRIBE: a new one is challenged like an INVITE, one inside a subscription's dialog
+        (a refresh) is the presence hub's at once, as in-dialog requests of calls are."""
+        if request.to_tag:
+            self.presence.on_request(tx, request, origin, now)
             return
-        caller = Caller(clinic, staff.extension, staff.name)
-        self.calls.on_invite(tx, request, origin, caller, now)
+        authenticated = self._authenticate(tx, request, origin, now)
+        if authenticated is not None:
+            clinic, staff = authenticated
+            self.presence.on_subscribe(tx, request, origin, clinic, staff.extension, now)
 
     def _register(self, tx: ServerTransaction, request: Request, origin: Origin) -> None:
         wall = time.time()
@@ -314,6 +355,20 @@ class Endpoint:
             return
         self.location.apply(result.upserts, result.deletes)
         self._respond(tx, result.response)
+        aors = {(row.domain, row.extension) for row in result.upserts}
+        aors.update((domain, extension) for domain, extension, _ in result.deletes)
+        self._registration_changed(aors)
+
+    def _registration_changed(self, aors: Iterable[tuple[str, str]]) -> None:
+        now, wall = time.monotonic(), time.time()
+        for domain, extension in aors:
+            registered = bool(self.location.bindings((domain, extension), wall))
+            self.presence.registration(domain, extension, registered, now)
+        self._schedule()
+
+    def bindings_expired(self, rows: Iterable[BindingRow]) -> None:
+        """Bindings ran out (``Location.expire``): watchers of those extensions may see them go."""
+        self._registration_changed({(row.domain, row.extension) for row in rows})
 
     def _account(self, result: RegisterResult, origin: Origin, request: Request) -> None:
         now = time.monotonic()
@@ -375,14 +430,17 @@ class Endpoint:
                     else:
                         self._targets.pop(tx, None)
                         self.calls.on_terminated(tx)
+                        self.presence.on_terminated(tx)
                 case AckReceived(request=request):
                     self.calls.on_ack(request, now)
                 case ResponseReceived(tx=tx, response=response):
-                    self.calls.on_response(tx, response, now)
+                    if not self.presence.on_response(tx, response, now):
+                        self.calls.on_response(tx, response, now)
                 case StrayResponse(response=response):
                     self.calls.on_stray_response(response, now)
                 case TransactionTimeout(tx=tx) | TransportError(tx=tx):
-                    self.calls.on_timeout(tx, now)
+                    if not self.presence.on_timeout(tx, now):
+                        self.calls.on_timeout(tx, now)
 
     def _send(self, action: Send) -> None:
         tx = action.tx
@@ -452,6 +510,35 @@ class Endpoint:
                 host = self._local_hosts[key] = _source_address(target.host)
         return host, listen.port
 
+    def feature(self, call: Call, feature: Feature) -> None:
+        """Carry out a feature code (logging in and out) off the event loop, then answer the call."""
+        if self.on_feature is None:
+            self.calls.feature_failed(call.id, 501, "Not Implemented", time.monotonic())
+            return
+        future = self.on_feature(call, feature)
+        call_id = call.id
+
+        def done(outcome: asyncio.Future[str]) -> None:
+            now = time.monotonic()
+            error = None if outcome.cancelled() else outcome.exception()
+            if outcome.cancelled() or error is not None:
+                # A StoreError is the member's mistake (not a member of any function): 403.
+                status, reason = (403, "Forbidden") if isinstance(error, StoreError) else (500, "Server Error")
+                log.info("feature_refused", call=call_id, code=feature.code.value, error=str(error))
+                self.calls.feature_failed(call_id, status, reason, now)
+            else:
+                log.info("feature_done", call=call_id, code=feature.code.value, outcome=outcome.result())
+                self.calls.feature_done(call_id, outcome.result(), now)
+                self.calls.members_changed(now)
+            self._schedule()
+
+        future.add_done_callback(done)
+
+    def members_changed(self) -> None:
+        """Staff logged in or out, or registered: calls waiting in a queue may ring now."""
+        self.calls.members_changed(time.monotonic())
+        self._schedule()
+
     def hang_up_all(self) -> None:
         """End every call in progress (the end of a drain)."""
         self.calls.hang_up_all(time.monotonic())
@@ -477,6 +564,9 @@ class Endpoint:
         calls_deadline = self.calls.next_deadline()
         if deadline is None or (calls_deadline is not None and calls_deadline < deadline):
             deadline = calls_deadline
+        presence_deadline = self.presence.next_deadline()
+        if deadline is None or (presence_deadline is not None and presence_deadline < deadline):
+            deadline = presence_deadline
         if deadline is None:
             return
         if self._timer_at is not None and self._timer_at <= deadline:
@@ -496,6 +586,7 @@ class Endpoint:
         now = time.monotonic()
         self._run(self.layer.on_timer(now), None)
         self.calls.on_timer(now)
+        self.presence.on_timer(now)
         self._schedule()
 
     # -- stateless answers ----------------------------------------------------------------------

@@ -329,6 +329,10 @@ class Guard:
                 self._unblock(host, now, "block expired")
         self._sweep(now, _SWEEP_ON_POLL)
 
+    def trusts(self, host: str) -> bool:
+        """Whether ``host`` is in a trusted network (``--trust``; loopback by default)."""
+        return bool(self._policy.trusted) and self._is_trusted(host)
+
     # -----------------------------------------------------------------------------------------
 
     def _is_trusted(self, host: str) -> bool:

@@ -6,12 +6,19 @@ asks an ordered list of resolvers, each a plain object with ``resolve(query) -> 
 the first that answers decides. A resolver that does not recognise the number returns None and
 the next one is asked; when none answers, the number does not exist here (404).
 
-This first cut has one resolver, ``ExtensionResolver``: a member of staff's extension in the
-caller's clinic rings every registered contact of that extension (``Ring``); a known extension
-with no registration is temporarily unavailable (``Reject`` 480). Groups, functions, roles,
-parking lots and trunks are further resolvers placed in front of it (a group number, a function
-name, ``*8xx`` for a park lot) or behind it (anything with a country code goes to a trunk): none
-of them changes this module's shape, only the list handed to ``DialPlan``.
+The default plan asks, in order:
+
+- ``FeatureCodeResolver``: the feature codes staff dial to log in and out (``FEATURE_CODES``);
+- ``NumberResolver``: a group's or function's number or acute number (``RingGroup``, which call
+  control hands to the group's hunt and queue), or a role's number;
+- ``RoleResolver``: ``role-NAME`` rings everyone holding that role whose phone is on;
+- ``ExtensionResolver``: a member of staff's extension rings every registered contact of that
+  extension (``Ring``); a known extension with no registration, or whose phone is logged off, is
+  temporarily unavailable (``Reject`` 480).
+
+Parking lots and trunks are further resolvers placed in front (``*8xx`` for a park lot) or behind
+(anything with a country code goes to a trunk): none of them changes this module's shape, only
+the list handed to ``DialPlan``.
 
 Everything here is pure: the directory snapshot and a bindings lookup come in, a decision goes
 out. Nothing sends, sleeps or queries a database.
@@ -21,9 +28,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Protocol
 
-from sentral.config.directory import ClinicEntry, Directory, StaffEntry
+from sentral.config.directory import ClinicEntry, Directory, GroupEntry, RoleEntry, StaffEntry
 from sentral.config.store import BindingRow
 
 # (domain, extension) -> the live bindings of that address of record.
@@ -42,11 +50,50 @@ class Query:
 
 @dataclass(frozen=True, slots=True)
 class Ring:
-    """Ring these contacts in parallel; ``extension`` and ``name`` describe who is called."""
+    """Ring these contacts in parallel; ``extension`` and ``name`` describe who is called.
+
+    ``direct`` is a call to one person: their reject ends the call (the clinic's rule). A role
+    call rings several people, and one of them rejecting leaves the others ringing.
+    """
 
     extension: str
     name: str
     contacts: tuple[BindingRow, ...]
+    direct: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RingGroup:
+    """Ring a group or function by its strategy; ``acute`` when its acute number was dialled."""
+
+    group: GroupEntry
+    acute: bool
+
+
+class FeatureCode(Enum):
+    """What a feature code dialled from a phone does to its own member of staff."""
+
+    TOGGLE_FUNCTIONS = "toggle functions"  # *45: log in to every function, or out of all
+    TOGGLE_GROUPS = "toggle groups"  # *46: the same for groups
+    TOGGLE_PHONE = "toggle phone"  # *47: log the phone off (it receives nothing) or on again
+    TOGGLE_ONE = "toggle one"  # *48 + a group's or function's number: log in to or out of it
+
+
+# The codes as dialled; *48 takes the group's or function's number after it.
+FEATURE_CODES = {
+    "*45": FeatureCode.TOGGLE_FUNCTIONS,
+    "*46": FeatureCode.TOGGLE_GROUPS,
+    "*47": FeatureCode.TOGGLE_PHONE,
+    "*48": FeatureCode.TOGGLE_ONE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """A feature code: ``group`` is the one ``*48`` names."""
+
+    code: FeatureCode
+    group: GroupEntry | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +104,17 @@ class Reject:
     reason: str
 
 
-Decision = Ring | Reject
+Decision = Ring | RingGroup | Feature | Reject
 
 
 class Resolver(Protocol):
     """One rule of the dial plan: a decision for numbers it knows, None for the others."""
 
     def resolve(self, query: Query) -> Decision | None: ...
+
+
+UNAVAILABLE = Reject(480, "Temporarily Unavailable")
+NOT_FOUND = Reject(404, "Not Found")
 
 
 class ExtensionResolver:
@@ -75,13 +126,69 @@ class ExtensionResolver:
         staff: StaffEntry | None = query.directory.staff_for(query.clinic.domain, query.number)
         if staff is None:
             return None
+        if not staff.phone_on:
+            return UNAVAILABLE
         contacts = tuple(query.bindings((staff.domain, staff.extension)))
         if not contacts:
-            return Reject(480, "Temporarily Unavailable")
+            return UNAVAILABLE
         return Ring(staff.extension, staff.name, contacts)
 
 
-NOT_FOUND = Reject(404, "Not Found")
+class FeatureCodeResolver:
+    """``*45``, ``*46``, ``*47`` and ``*48NUMBER`` (``FEATURE_CODES``)."""
+
+    __slots__ = ()
+
+    def resolve(self, query: Query) -> Decision | None:
+        number = query.number
+        if not number.startswith("*"):
+            return None
+        code = FEATURE_CODES.get(number[:3])
+        if code is None:
+            return None
+        if code is not FeatureCode.TOGGLE_ONE:
+            return Feature(code) if len(number) == 3 else NOT_FOUND
+        target = query.directory.number(query.clinic.domain, number[3:])
+        if not isinstance(target, GroupEntry) or target.number != number[3:]:
+            return NOT_FOUND
+        return Feature(code, target)
+
+
+def _ring_role(query: Query, role: RoleEntry) -> Decision:
+    contacts: list[BindingRow] = []
+    for staff in query.directory.holders(role.domain, role.name):
+        if staff.phone_on:
+            contacts.extend(query.bindings((staff.domain, staff.extension)))
+    if not contacts:
+        return UNAVAILABLE
+    return Ring(role.number or f"role-{role.name}", role.name, tuple(contacts), direct=False)
+
+
+class NumberResolver:
+    """A group's or function's number or acute number, or a role's number."""
+
+    __slots__ = ()
+
+    def resolve(self, query: Query) -> Decision | None:
+        target = query.directory.number(query.clinic.domain, query.number)
+        if target is None:
+            return None
+        if isinstance(target, RoleEntry):
+            return _ring_role(query, target)
+        return RingGroup(target, acute=query.number == target.acute_number)
+
+
+class RoleResolver:
+    """``role-NAME`` rings everyone holding the role NAME whose phone is on."""
+
+    __slots__ = ()
+
+    def resolve(self, query: Query) -> Decision | None:
+        prefix, dash, name = query.number.partition("-")
+        if not dash or prefix.lower() != "role":
+            return None
+        role = query.directory.role(query.clinic.domain, name)
+        return _ring_role(query, role) if role is not None else NOT_FOUND
 
 
 class DialPlan:
@@ -91,7 +198,9 @@ class DialPlan:
 
     def __init__(self, resolvers: Sequence[Resolver] | None = None) -> None:
         self.resolvers: tuple[Resolver, ...] = (
-            tuple(resolvers) if resolvers is not None else (ExtensionResolver(),)
+            tuple(resolvers)
+            if resolvers is not None
+            else (FeatureCodeResolver(), NumberResolver(), RoleResolver(), ExtensionResolver())
         )
 
     def route(self, query: Query) -> Decision:
@@ -112,17 +221,26 @@ def dialled_number(uri_text: str) -> str:
         text = rest
     user = text.split("@", 1)[0] if "@" in text else text
     user = user.split(";", 1)[0].split("?", 1)[0]
+    if user.lower().startswith("role-"):
+        return user  # a role's name keeps its dashes
     return "".join(c for c in user if c not in "-.() ")
 
 
 __all__ = [
+    "FEATURE_CODES",
     "BindingsLookup",
     "Decision",
     "DialPlan",
     "ExtensionResolver",
+    "Feature",
+    "FeatureCode",
+    "FeatureCodeResolver",
+    "NumberResolver",
     "Query",
     "Reject",
     "Resolver",
     "Ring",
+    "RingGroup",
+    "RoleResolver",
     "dialled_number",
 ]

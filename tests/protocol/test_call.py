@@ -15,7 +15,7 @@ import pytest
 from sentral.config.directory import ClinicEntry, Directory, StaffEntry
 from sentral.config.settings import Listen
 from sentral.config.store import BindingRow
-from sentral.pbx.call import CallControl, Caller, CallReport, CallSettings
+from sentral.pbx.call import Call, CallControl, Caller, CallReport, CallSettings
 from sentral.pbx.sip.message import Request, Response, make_response, parse_message
 from sentral.pbx.sip.sdp import Direction, parse_sdp
 from sentral.pbx.sip.transaction import (
@@ -27,7 +27,7 @@ from sentral.pbx.sip.transaction import (
     new_branch,
 )
 from sentral.pbx.transport import Origin, Target
-from sentral.routing.dialplan import DialPlan
+from sentral.routing.dialplan import DialPlan, Feature
 
 CLINIC = ClinicEntry("clinic.test", "Clinic", ("MD5",))
 LISTEN = Listen("udp", "127.0.0.1", 5060)
@@ -71,6 +71,7 @@ class FakePort:
     acks: list[tuple[Request, Target]] = field(default_factory=list)
     cancels: list[ClientTransaction] = field(default_factory=list)
     reports: list[CallReport] = field(default_factory=list)
+    features: list[tuple[Call, Feature]] = field(default_factory=list)
 
     def respond(self, tx: ServerTransaction, response: Response) -> None:
         self.responses.append((tx, response))
@@ -93,6 +94,9 @@ class FakePort:
         self.reports.append(report)
         if reply is not None:
             self.respond(*reply)
+
+    def feature(self, call: Call, feature: Feature) -> None:
+        self.features.append((call, feature))
 
     def statuses(self, tx: ServerTransaction | None = None) -> list[int]:
         return [r.status for t, r in self.responses if tx is None or t is tx]
@@ -289,7 +293,7 @@ def test_cancel_before_answer() -> None:
     ("finals", "expected"),
     [
         ([486], 486), ([603], 603), ([600], 600), ([404], 404), ([480], 480), ([408], 480),
-        ([486, 603], 603), ([404, 486], 486), ([480, 404], 480), ([500, 404], 404), ([408, 486], 486),
+        ([404, 500], 404), ([480, 404], 480), ([500, 404], 404), ([408, 404], 480), ([408, 480], 480),
     ],
 )  # fmt: skip
 def test_the_caller_gets_the_most_telling_failure(finals: list[int], expected: int) -> None:
@@ -305,6 +309,25 @@ def test_the_caller_gets_the_most_telling_failure(finals: list[int], expected: i
     [report] = w.port.reports
     assert report.status == expected and report.answered is None
     assert sorted(leg.status or 0 for leg in report.legs[1:]) == sorted(finals)
+
+
+@pytest.mark.parametrize(("first", "then"), [(486, 603), (603, 486), (600, 480), (404, 486), (408, 603)])
+def test_a_reject_from_the_callee_ends_a_direct_call_at_once(first: int, then: int) -> None:
+    """The clinic's rule: rejecting a call made directly to you hangs up on the caller, even while
+    another of your phones still rings."""
+    w = World(ports=(5001, 5002, 5003))
+    w.invite()
+    (r1, tx1), (r2, tx2), _ = w.port.sent("INVITE")
+    for (request, tx), status in (((r1, tx1), first), ((r2, tx2), then)):
+        if status == 408:
+            w.cc.on_timeout(tx, 32.0)
+        else:
+            w.cc.on_response(tx, w.answer(request, status, tag="x"), 1.0)
+    reject = first if first in (486, 600, 603) else then
+    assert w.port.statuses(w.a_tx)[-1] == reject
+    assert len(w.port.cancels) == (2 if first in (486, 600, 603) else 1)
+    [report] = w.port.reports
+    assert report.status == reject and report.hangup_by == "callee"
 
 
 def test_no_answer_timeout_cancels_the_legs_and_gives_480_with_a_reason() -> None:
@@ -414,7 +437,7 @@ def parse_ack(w: World) -> Request:
 def test_2xx_is_retransmitted_t1_doubling_to_t2_until_the_ack() -> None:
     w = World()
     w.connect(now=10.0)
-    times = []
+    times: list[float] = []
     now = 10.0
     while len(times) < 6:
         deadline = w.cc.next_deadline()

@@ -57,6 +57,17 @@ MEDIA_STATES = {
 TRANSPORT_TYPES = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP}
 
 
+
+def _header_lines(message: str) -> dict[str, str]:
+    """The headers of a received SIP message, by lower-case name (the last one of a name wins)."""
+    head = message.split("\r\n\r\n", 1)[0]
+    found: dict[str, str] = {}
+    for line in head.split("\r\n")[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            found[name.strip().lower()] = value.strip()
+    return found
+
 class CommandError(Exception):
     """A command the phone cannot carry out; answered with ``ok: false``."""
 
@@ -415,6 +426,7 @@ class PhoneAccount(pj.Account):  # type: ignore[misc]
                 remote_uri=info.remoteUri,
                 local_uri=info.localUri,
                 sip_call_id=info.callIdString,
+                headers=_header_lines(str(prm.rdata.wholeMsg)),
             )
             op = pj.CallOpParam(True)
             op.statusCode = self.auto_answer or self.ring
