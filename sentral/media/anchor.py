@@ -1,0 +1,403 @@
+"""The media anchor: what call control calls so that every call's media flows through Sentral.
+
+Theory of operation. Call control hands every SDP body that crosses the B2BUA to ``offer`` or
+``answer``, with the leg it is about to be sent on and the leg it came from, all as plain
+strings (this module does not know call control's types). Each leg owns one relay ``Endpoint``
+per live m= line: the port that leg's phone is told to send to, and from which it hears the
+other side. So for an SDP from leg S about to be sent on leg L, stream by stream:
+
+- S's endpoint learns S's phone's media address from the SDP (c=, m= port, a=rtcp) and the
+  telephone-event payload types it uses, and re-opens latching (a new SDP, RFC 3264 §8);
+- L's endpoint gets a port if it has none, and the two endpoints are paired;
+- the SDP is rewritten so that L's phone sends to L's endpoint: c= and m= ports (a=rtcp along
+  with them), ICE attributes dropped (their candidates would lead around the relay), and an o=
+  line of L's own whose version goes up only when the content sent on L changes.
+
+Offer/answer stays intact (RFC 3264 §6, §8): the same m= lines in the same order; a stream
+with port 0 stays 0 and has no relay port (any it had is closed); a stream that is not RTP (no
+"RTP/" in its protocol) cannot be relayed and goes out with port 0, so it is declined cleanly.
+An old-style hold (c=0.0.0.0, RFC 3264 §8.4) becomes a=sendonly (or a=inactive) once the
+address is ours, so that the other phone still sees the hold.
+
+Hold state is derived from offers: when every live stream of an offer from S is sendonly or
+inactive, the leg it is sent to is held, until an offer that is not a hold. Music on hold and
+prompts are played to a leg's phone from that leg's endpoint, in the G.711 law the phone listed
+first in its own SDP, replacing the other side's audio in that one direction.
+
+Digits that either phone sends as RFC 4733 events are reported to ``on_dtmf`` with the call and
+the leg whose phone sent them. ``last_activity`` gives, on the monotonic clock, the last packet
+from any phone of a call (or when its media was set up): the owner decides what dead media is.
+
+Running out of relay ports is a SipError 503 (the call cannot be anchored now); an SDP that
+cannot be parsed raises the SipError its parser gives (400 or 488).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import structlog
+
+from sentral.media import g711
+from sentral.media.dtmf import Digit
+from sentral.media.latch import DEFAULT_POLICY, Address, LatchPolicy, PortPool, PortsExhausted
+from sentral.media.player import Player
+from sentral.media.relay import Endpoint, EndpointStats, Relay
+from sentral.media.sounds import MUSIC, SoundLibrary
+from sentral.pbx.sip.errors import SipError
+from sentral.pbx.sip.sdp import (
+    Direction,
+    MediaSection,
+    OriginRewriter,
+    SessionDescription,
+    parse_sdp,
+)
+
+log = structlog.get_logger("sentral.media")
+
+DtmfCallback = Callable[[str, str, Digit], None]  # call key, leg key of the phone that sent it, digit
+
+# Lines that describe how to reach a phone directly (RFC 8839); once the relay is in the path
+# they would only send the other phone's ICE agent around it.
+_ICE_ATTRIBUTES = frozenset(
+    ("candidate", "ice-ufrag", "ice-pwd", "ice-options", "ice-lite", "remote-candidates", "end-of-candidates")
+)
+
+
+class MediaError(Exception):
+    """A media request that cannot be carried out (unknown call or leg, no codec, no sound)."""
+
+
+@dataclass(eq=False, slots=True)
+class _Leg:
+    key: str
+    origin: OriginRewriter
+    streams: list[Endpoint | None] = field(default_factory=list)
+    phone_sdp: SessionDescription | None = None  # the last SDP this leg's phone sent
+    held: bool = False
+
+
+@dataclass(eq=False, slots=True)
+class _Call:
+    key: str
+    created: float
+    legs: dict[str, _Leg] = field(default_factory=dict)
+
+
+class MediaAnchor:
+    """Anchors the media of every call at Sentral's relay ports; keyed by call and leg strings."""
+
+    def __init__(
+        self,
+        address: str,
+        pool: PortPool,
+        *,
+        advertise: str | None = None,
+        relay: Relay | None = None,
+        sounds: SoundLibrary | None = None,
+        language: str = "nb",
+        on_dtmf: DtmfCallback | None = None,
+        policy: LatchPolicy = DEFAULT_POLICY,
+    ) -> None:
+        advertised = advertise or address
+        try:
+            unspecified = ipaddress.ip_address(advertised).is_unspecified
+        except ValueError:
+            raise ValueError(f"media address {advertised!r} is not an IP address") from None
+        if unspecified:
+            # 0.0.0.0 in SDP means hold (RFC 3264 §8.4): phones must be told a real address.
+            raise ValueError(f"media address {advertised} cannot be advertised in SDP; give a real address")
+        self.address = address
+        self.advertise = advertised
+        self.relay = relay or Relay(address, pool, policy=policy)
+        self.sounds = sounds
+        self.language = language
+        self.on_dtmf = on_dtmf
+        self._calls: dict[str, _Call] = {}
+        self._encoded: dict[tuple[str, str | None, int], bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    # -- offer/answer ----------------------------------------------------------------------------
+
+    def offer(self, call_key: str, leg_key: str, sdp: bytes, source_key: str) -> bytes:
+        """An offer from ``source_key``'s phone, about to be sent on ``leg_key``: the SDP to send."""
+        return self._exchange(call_key, leg_key, sdp, source_key, is_offer=True)
+
+    def answer(self, call_key: str, leg_key: str, sdp: bytes, source_key: str) -> bytes:
+        """An answer from ``source_key``'s phone, about to be sent on ``leg_key``: the SDP to send."""
+        return self._exchange(call_key, leg_key, sdp, source_key, is_offer=False)
+
+    def _exchange(self, call_key: str, leg_key: str, sdp: bytes, source_key: str, *, is_offer: bool) -> bytes:
+        if leg_key == source_key:
+            raise ValueError("an SDP is sent on a different leg than the one it came from")
+        parsed = parse_sdp(sdp)
+        call = self._calls.get(call_key)
+        if call is None:
+            call = self._calls[call_key] = _Call(call_key, time.monotonic())
+        source = self._leg(call, source_key)
+        target = self._leg(call, leg_key)
+        source.phone_sdp = parsed
+        for leg in (source, target):
+            if len(leg.streams) < len(parsed.media):
+                leg.streams.extend([None] * (len(parsed.media) - len(leg.streams)))
+        ports: list[int] = []
+        media: list[MediaSection] = []
+        try:
+            for index, section in enumerate(parsed.media):
+                if section.rejected or "RTP/" not in section.proto:
+                    self._close_stream(source, index)
+                    self._close_stream(target, index)
+                    ports.append(0)
+                    media.append(section)
+                    continue
+                src = self._endpoint(call, source, index)
+                dst = self._endpoint(call, target, index)
+                self.relay.pair(src, dst)
+                src.set_remote(*self._remote(parsed, section))
+                self._update_dtmf(source, target, index)
+                ports.append(dst.port)
+                media.append(self._outgoing(parsed, section))
+        except PortsExhausted as exc:
+            log.warning("media_ports_exhausted", call_id=call_key, reason=str(exc))
+            raise SipError(503, "Service Unavailable", headers=(("Retry-After", "5"),)) from None
+        if is_offer:
+            target.held = parsed.is_hold()
+        # A stream that is not relayed goes out with port 0 from the list above: declined.
+        outgoing = SessionDescription(_without_ice(parsed.lines), tuple(media))
+        outgoing = outgoing.with_connection(self.advertise, ports)
+        return target.origin.rewrite(outgoing).to_bytes()
+
+    def _leg(self, call: _Call, key: str) -> _Leg:
+        leg = call.legs.get(key)
+        if leg is None:
+            leg = call.legs[key] = _Leg(key, OriginRewriter(secrets.randbits(48), self.advertise))
+        return leg
+
+    def _endpoint(self, call: _Call, leg: _Leg, index: int) -> Endpoint:
+        endpoint = leg.streams[index]
+        if endpoint is None:
+            endpoint = leg.streams[index] = self.relay.open()
+            endpoint.on_dtmf = self._dtmf_handler(call.key, leg.key)
+        return endpoint
+
+    def _close_stream(self, leg: _Leg, index: int) -> None:
+        endpoint = leg.streams[index]
+        if endpoint is not None:
+            endpoint.close()
+            leg.streams[index] = None
+
+    def _dtmf_handler(self, call_key: str, leg_key: str) -> Callable[[Endpoint, Digit], None]:
+        def handle(endpoint: Endpoint, digit: Digit) -> None:
+            # Not logged, not even at DEBUG: the digits may spell a national identity number.
+            if self.on_dtmf is not None:
+                self.on_dtmf(call_key, leg_key, digit)
+
+        return handle
+
+    def _remote(
+        self, sdp: SessionDescription, section: MediaSection
+    ) -> tuple[Address | None, Address | None]:
+        """Where the phone that wrote ``sdp`` receives this stream's RTP and RTCP."""
+        connection = sdp.media_connection(section)
+        host = connection.address if connection is not None else ""
+        if connection is None or connection.is_null or not _is_ip(host, self.relay.address):
+            # A held stream, a name that would need DNS on every send, or another IP family:
+            # nothing to send to until latching learns where the phone is.
+            return None, None
+        rtp = (host, section.port)
+        if section.has_attribute("rtcp-mux"):
+            return rtp, rtp
+        rtcp = (host, section.port + 1)
+        value = section.attribute("rtcp")
+        if value:
+            parts = value.split()
+            if parts and parts[0].isdigit() and 0 < int(parts[0]) < 65536:
+                rtcp_host = parts[3] if len(parts) >= 4 and _is_ip(parts[3], self.relay.address) else host
+                rtcp = (rtcp_host, int(parts[0]))
+        return rtp, rtcp
+
+    def _outgoing(self, sdp: SessionDescription, section: MediaSection) -> MediaSection:
+        """``section`` as it leaves for the other phone: no ICE lines; an old hold made explicit."""
+        out = replace(section, lines=_without_ice(section.lines))
+        connection = sdp.media_connection(section)
+        if connection is not None and connection.is_null and sdp.media_on_hold(section):
+            # Our address replaces 0.0.0.0, so the hold must be said with a direction instead.
+            current = sdp.media_direction(section)
+            held = (
+                Direction.INACTIVE
+                if current in (Direction.RECVONLY, Direction.INACTIVE)
+                else Direction.SENDONLY
+            )
+            out = out.with_direction(held)
+        return out
+
+    def _update_dtmf(self, source: _Leg, target: _Leg, index: int) -> None:
+        types = _telephone_events(source.phone_sdp, index) | _telephone_events(target.phone_sdp, index)
+        for leg in (source, target):
+            endpoint = leg.streams[index]
+            if endpoint is not None:
+                endpoint.dtmf_payload_types = types
+
+    # -- calls and legs --------------------------------------------------------------------------
+
+    def release(self, call_key: str) -> None:
+        """The call is over: close its endpoints and free their ports (unknown calls are ignored)."""
+        call = self._calls.pop(call_key, None)
+        if call is None:
+            return
+        for leg in call.legs.values():
+            for index in range(len(leg.streams)):
+                self._close_stream(leg, index)
+
+    def release_leg(self, call_key: str, leg_key: str) -> None:
+        """One leg is gone (a fork that lost, a transfer's old leg): close its endpoints."""
+        call = self._calls.get(call_key)
+        leg = call.legs.pop(leg_key, None) if call is not None else None
+        if leg is not None:
+            for index in range(len(leg.streams)):
+                self._close_stream(leg, index)
+
+    def hold_state(self, call_key: str, leg_key: str) -> bool:
+        """True if the last offer sent on ``leg_key`` put its phone on hold."""
+        return self._find(call_key, leg_key).held
+
+    def last_activity(self, call_key: str) -> float:
+        """``time.monotonic()`` of the last packet from any phone of the call, or of its setup."""
+        call = self._calls.get(call_key)
+        if call is None:
+            raise MediaError(f"no media for call {call_key!r}")
+        latest = call.created
+        for leg in call.legs.values():
+            for endpoint in leg.streams:
+                if endpoint is not None:
+                    latest = max(latest, endpoint.rtp.last_rx, endpoint.rtcp.last_rx)
+        return latest
+
+    def stats(self, call_key: str) -> dict[str, list[EndpointStats]]:
+        """Per leg, the counters of each live stream."""
+        call = self._calls.get(call_key)
+        if call is None:
+            raise MediaError(f"no media for call {call_key!r}")
+        return {key: [e.stats() for e in leg.streams if e is not None] for key, leg in call.legs.items()}
+
+    def ports(self, call_key: str, leg_key: str) -> list[int]:
+        """The relay RTP port of each m= line on the leg (0 for a stream without one)."""
+        return [e.port if e is not None else 0 for e in self._find(call_key, leg_key).streams]
+
+    # -- music and prompts -----------------------------------------------------------------------
+
+    def start_music(self, call_key: str, leg_key: str) -> None:
+        """Play music on hold to ``leg_key``'s phone, looping, until ``stop_music``."""
+        endpoint, payload_type = self._audio(call_key, leg_key)
+        audio = self._encode(MUSIC, None, payload_type)
+        endpoint.play(Player(audio, payload_type, loop=True))
+
+    def stop_music(self, call_key: str, leg_key: str) -> None:
+        """Stop music or a prompt to ``leg_key``'s phone; the other side is heard again."""
+        endpoint, _ = self._audio(call_key, leg_key)
+        endpoint.stop_playing()
+
+    def play(
+        self,
+        call_key: str,
+        leg_key: str,
+        names: Sequence[str],
+        *,
+        language: str | None = None,
+        on_done: Callable[[], object] | None = None,
+    ) -> None:
+        """Play prompts ``names`` one after another to ``leg_key``'s phone, then relay again."""
+        endpoint, payload_type = self._audio(call_key, leg_key)
+        language = language or self.language
+        silence = g711.encode(bytes(2 * 800), payload_type)  # 0.1 s between pieces
+        audio = silence.join(self._encode(name, language, payload_type) for name in names)
+        endpoint.play(Player(audio, payload_type), on_done=on_done)
+
+    def playing(self, call_key: str, leg_key: str) -> bool:
+        """True while music or a prompt plays to ``leg_key``'s phone."""
+        return any(e is not None and e.playing for e in self._find(call_key, leg_key).streams)
+
+    def _find(self, call_key: str, leg_key: str) -> _Leg:
+        call = self._calls.get(call_key)
+        leg = call.legs.get(leg_key) if call is not None else None
+        if leg is None:
+            raise MediaError(f"no media for leg {leg_key!r} of call {call_key!r}")
+        return leg
+
+    def _audio(self, call_key: str, leg_key: str) -> tuple[Endpoint, int]:
+        """The leg's first live audio endpoint and the G.711 payload type its phone prefers."""
+        leg = self._find(call_key, leg_key)
+        sdp = leg.phone_sdp
+        for index, endpoint in enumerate(leg.streams):
+            if endpoint is None:
+                continue
+            section = sdp.media[index] if sdp is not None and index < len(sdp.media) else None
+            if section is not None and section.media != "audio":
+                continue
+            payload_type = _g711_choice(section) if section is not None else g711.PCMU
+            if payload_type is None:
+                raise MediaError(
+                    f"leg {leg_key!r} of call {call_key!r} offers no G.711 codec to play audio in"
+                )
+            return endpoint, payload_type
+        raise MediaError(f"leg {leg_key!r} of call {call_key!r} has no live audio stream")
+
+    def _encode(self, name: str, language: str | None, payload_type: int) -> bytes:
+        if self.sounds is None:
+            raise MediaError("no sound library is configured for music and prompts")
+        key = (name, language, payload_type)
+        audio = self._encoded.get(key)
+        if audio is None:
+            audio = self._encoded[key] = g711.encode(self.sounds.pcm(name, language), payload_type)
+        return audio
+
+
+def _is_ip(host: str, relay_address: str) -> bool:
+    """True if ``host`` is an IP literal of the relay's family."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.version == ipaddress.ip_address(relay_address).version
+
+
+def _without_ice(lines: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (kind, value)
+        for kind, value in lines
+        if not (kind == "a" and value.partition(":")[0] in _ICE_ATTRIBUTES)
+    )
+
+
+def _rtpmap(section: MediaSection) -> dict[str, str]:
+    """Payload type to encoding name (upper case) from the section's a=rtpmap lines."""
+    names: dict[str, str] = {}
+    for value in section.attributes("rtpmap"):
+        if value:
+            pt, _, encoding = value.partition(" ")
+            names[pt] = encoding.split("/", 1)[0].upper()
+    return names
+
+
+def _telephone_events(sdp: SessionDescription | None, index: int) -> frozenset[int]:
+    if sdp is None or index >= len(sdp.media):
+        return frozenset()
+    return frozenset(
+        int(pt)
+        for pt, name in _rtpmap(sdp.media[index]).items()
+        if name == "TELEPHONE-EVENT" and pt.isdigit()
+    )
+
+
+def _g711_choice(section: MediaSection) -> int | None:
+    """PCMU (0) or PCMA (8), whichever comes first in the phone's own order of preference."""
+    for fmt in section.formats:
+        if fmt in ("0", "8"):
+            return int(fmt)
+    return None

@@ -1,0 +1,489 @@
+"""The RTP relay: sockets Sentral owns between two phones, forwarding RTP and RTCP both ways.
+
+Theory of operation. An ``Endpoint`` is one phone's side of a call: an even local port for RTP
+and the odd one above it for RTCP, both taken from a ``PortPool``, and a ``Latch`` per port that
+knows where the phone's media really comes from. Two endpoints are paired: a packet the phone
+of endpoint A sends to A's port leaves through the same kind of port of endpoint B towards B's
+phone. Each phone therefore sends to and receives from one address, the one in the SDP it was
+given (symmetric RTP), which is what lets phones behind NAT work and what latching relies on.
+
+The hot path is ``_Channel.on_readable``, called by the event loop when a socket is readable. It
+drains the socket with ``recvfrom_into`` into one buffer shared by the whole relay (the loop runs
+one callback at a time, so nothing else touches it) and sends each packet on with ``sendto`` of
+a slice of that buffer: no bytes object is made per packet. A packet whose source is the latched
+address is forwarded without being parsed; anything else goes to the latch, which learns or
+drops it. Counters are kept in local variables and added once per wake-up, with one clock read.
+The payload type byte is checked against the stream's telephone-event types so that DTMF is
+seen without slowing ordinary audio. Nothing is logged per packet.
+
+Music on hold or a prompt replaces one direction: ``Endpoint.play`` sends a ``Player``'s packets
+to that endpoint's phone from its own port, and while it plays the packets of the peer towards
+that phone are dropped (still counted as received). The other direction is untouched, so the
+held party's audio, if any, still reaches the other phone. When the player stops or ends, relaying
+resumes with the next packet.
+
+Dead media is for the owner to judge: each endpoint records, on the monotonic clock, when its
+phone last sent anything on either port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+import structlog
+
+from sentral.media.dtmf import Digit, DtmfDetector
+from sentral.media.latch import (
+    DEFAULT_POLICY,
+    Address,
+    Latch,
+    LatchPolicy,
+    LatchState,
+    PortPool,
+    PortsExhausted,
+)
+from sentral.media.player import Playback, Player
+from sentral.media.rtp import FIXED_HEADER, RtpError, parse_rtp
+
+log = structlog.get_logger("sentral.media")
+
+BUFFER_SIZE = 65_535
+DRAIN_BATCH = 512  # datagrams read per wake-up at most, so one busy socket cannot starve the rest
+_RTCP_TYPES = range(64, 96)  # RTCP packet types 192..223 as they read in the RTP payload-type bits
+_unpack_header = FIXED_HEADER.unpack_from
+
+DtmfHandler = Callable[["Endpoint", Digit], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """Packets and bytes received from a phone on one port, sent to it, and dropped."""
+
+    packets_in: int
+    bytes_in: int
+    packets_out: int
+    bytes_out: int
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStats:
+    """What one endpoint has seen: counters per port, where its phone is, the last packet's time."""
+
+    port: int
+    rtp: Counters
+    rtcp: Counters
+    rtp_address: Address | None  # where media for the phone goes: learned, or from its SDP
+    rtcp_address: Address | None
+    latched: bool  # True once the phone's RTP source is learned and strangers are dropped
+    last_received: float | None  # time.monotonic() of the last packet from the phone, any port
+
+
+class _Channel:
+    """One local socket of an endpoint (its RTP or its RTCP port) and the latch in front of it."""
+
+    __slots__ = (
+        "buffer",
+        "bytes_in",
+        "bytes_out",
+        "dropped",
+        "dtmf",
+        "endpoint",
+        "fd",
+        "is_rtcp",
+        "last_rx",
+        "latch",
+        "muted",
+        "packets_in",
+        "packets_out",
+        "peer",
+        "recv",
+        "relay",
+        "sendto",
+        "sock",
+        "view",
+    )
+
+    def __init__(self, relay: Relay, endpoint: Endpoint, sock: socket.socket, *, is_rtcp: bool) -> None:
+        self.relay = relay
+        self.endpoint = endpoint
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.recv = sock.recvfrom_into
+        self.sendto = sock.sendto
+        self.is_rtcp = is_rtcp
+        self.buffer = relay.buffer
+        self.view = relay.view
+        self.dtmf: frozenset[int] = frozenset()  # telephone-event payload types, RTP port only
+        self.muted = False  # True while a player, not the peer, feeds this port's phone
+        self.latch = Latch(None, relay.policy)
+        self.peer: _Channel | None = None  # the same kind of port of the paired endpoint
+        self.packets_in = 0
+        self.bytes_in = 0
+        self.packets_out = 0
+        self.bytes_out = 0
+        self.dropped = 0
+        self.last_rx = 0.0
+
+    def counters(self) -> Counters:
+        return Counters(self.packets_in, self.bytes_in, self.packets_out, self.bytes_out, self.dropped)
+
+    def on_readable(self) -> None:
+        """Drain the socket: forward what the latch accepts to the peer's phone, drop the rest."""
+        buf = self.buffer
+        view = self.view
+        recv = self.recv
+        latch = self.latch
+        source = latch.source
+        peer = self.peer
+        out: Callable[[memoryview, Address], int] | None = None
+        dest: Address = ()
+        if peer is not None and not peer.muted and peer.latch.destination is not None:
+            dest = peer.latch.destination
+            out = peer.sendto
+        dtmf = self.dtmf
+        received = 0
+        received_bytes = 0
+        failed = 0
+        failed_bytes = 0
+        dropped = 0
+        last_ok = False
+        n = 0
+        for _ in range(DRAIN_BATCH):
+            try:
+                n, addr = recv(buf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                # An ICMP error from an earlier send (the phone's port closed) surfaces here.
+                continue
+            if addr != source:
+                if not self._admit(addr, n):
+                    dropped += 1
+                    last_ok = False
+                    continue
+                source = latch.source
+            received += 1
+            received_bytes += n
+            last_ok = True
+            if dtmf and n > 12 and buf[1] & 0x7F in dtmf:
+                self._dtmf(n)
+                if self.endpoint.closed:
+                    return  # the digit ended the call
+            if out is not None:
+                try:
+                    out(view[:n], dest)
+                except OSError:
+                    # A full send buffer or an unreachable phone: this packet is lost, as on a network.
+                    failed += 1
+                    failed_bytes += n
+        if received:
+            self.packets_in += received
+            self.bytes_in += received_bytes
+            self.last_rx = time.monotonic()
+            if out is not None and peer is not None:
+                peer.packets_out += received - failed
+                peer.bytes_out += received_bytes - failed_bytes
+            if last_ok and n >= 12:
+                # Where the latched stream is, so that a NAT rebinding can be recognised; written
+                # straight into the latch (what ``Latch.note`` does) to spare a call per wake-up.
+                if self.is_rtcp:
+                    latch.ssrc = _unpack_header(buf, 0)[3]  # RTCP's sender SSRC sits at bytes 4..8
+                    latch.last_seq = None
+                elif buf[1] & 0x7F not in _RTCP_TYPES:
+                    _, _, latch.last_seq, _, latch.ssrc = _unpack_header(buf, 0)
+        if dropped:
+            self.dropped += dropped
+
+    def _admit(self, addr: Address, n: int) -> bool:
+        """The slow path: a packet from an address that is not (or not yet) the latched one."""
+        buf = self.buffer
+        if n < 8 or buf[0] >> 6 != 2:
+            return False  # not RTP or RTCP at all: never learn from it
+        ssrc: int | None = None
+        seq: int | None = None
+        rtcp = self.is_rtcp or (buf[1] & 0x7F) in _RTCP_TYPES
+        if rtcp:
+            ssrc = FIXED_HEADER.unpack_from(buf, 0)[3] if n >= 12 else int.from_bytes(buf[4:8], "big")
+        elif n >= 12:
+            _, _, seq, _, ssrc = FIXED_HEADER.unpack_from(buf, 0)
+        else:
+            return False
+        if rtcp and not self.is_rtcp and self.latch.source is not None:
+            # RTCP multiplexed on the RTP port (RFC 5761) follows the RTP latch, never moves it.
+            return addr == self.latch.source
+        return self.latch.admit(addr, ssrc, seq, time.monotonic())
+
+    def _dtmf(self, n: int) -> None:
+        endpoint = self.endpoint
+        try:
+            packet = parse_rtp(self.view[:n])
+        except RtpError:
+            return
+        digit = endpoint.detector.feed(packet.header.timestamp, packet.payload)
+        if digit is not None and endpoint.on_dtmf is not None:
+            try:
+                endpoint.on_dtmf(endpoint, digit)
+            except Exception:
+                log.exception("dtmf_handler_failed", port=endpoint.port)
+
+
+class Endpoint:
+    """One phone's side of a relayed call: an RTP and an RTCP port, latches, counters, a peer."""
+
+    __slots__ = (
+        "__weakref__",
+        "closed",
+        "detector",
+        "on_dtmf",
+        "playback",
+        "port",
+        "relay",
+        "rtcp",
+        "rtp",
+    )
+
+    def __init__(self, relay: Relay, port: int, rtp_sock: socket.socket, rtcp_sock: socket.socket) -> None:
+        self.relay = relay
+        self.port = port
+        self.rtp = _Channel(relay, self, rtp_sock, is_rtcp=False)
+        self.rtcp = _Channel(relay, self, rtcp_sock, is_rtcp=True)
+        self.playback: Playback | None = None
+        self.detector = DtmfDetector()
+        self.on_dtmf: DtmfHandler | None = None
+        self.closed = False
+
+    @property
+    def rtcp_port(self) -> int:
+        """The local RTCP port: one above the RTP port."""
+        return self.port + 1
+
+    @property
+    def dtmf_payload_types(self) -> frozenset[int]:
+        """The telephone-event payload types (RFC 4733) looked for in the phone's RTP."""
+        return self.rtp.dtmf
+
+    @dtmf_payload_types.setter
+    def dtmf_payload_types(self, types: Collection[int]) -> None:
+        self.rtp.dtmf = frozenset(types)
+
+    @property
+    def peer(self) -> Endpoint | None:
+        """The endpoint this one's media is relayed to."""
+        peer = self.rtp.peer
+        return peer.endpoint if peer is not None else None
+
+    def set_remote(
+        self,
+        rtp: Address | None,
+        rtcp: Address | None = None,
+        *,
+        dtmf_payload_types: Collection[int] = (),
+    ) -> None:
+        """The phone's media address from a new SDP: send there, learn its real source again.
+
+        ``rtcp`` defaults to the RTP port plus one (RFC 3550 §11); ``dtmf_payload_types`` are the
+        telephone-event payload types (RFC 4733) the phone may send.
+        """
+        if rtcp is None and rtp is not None:
+            rtcp = (rtp[0], rtp[1] + 1)
+        self.rtp.latch.reset(rtp)
+        self.rtcp.latch.reset(rtcp)
+        self.dtmf_payload_types = frozenset(dtmf_payload_types)
+        self.detector.reset()
+
+    @property
+    def playing(self) -> bool:
+        """True while a player, not the peer, feeds this endpoint's phone."""
+        return self.playback is not None
+
+    def play(self, player: Player, *, on_done: Callable[[], object] | None = None) -> None:
+        """Send ``player``'s packets to this endpoint's phone instead of the peer's media."""
+        if self.closed:
+            raise RuntimeError("cannot play to a closed endpoint")
+        self.stop_playing()
+        channel = self.rtp
+
+        def send(packet: bytes) -> None:
+            destination = channel.latch.destination
+            if destination is None:
+                return
+            try:
+                channel.sendto(packet, destination)
+            except OSError:
+                return
+            channel.packets_out += 1
+            channel.bytes_out += len(packet)
+
+        def finished() -> None:
+            self._unmute()
+            if on_done is not None:
+                on_done()
+
+        self.playback = Playback(player, send, loop=self.relay.loop, on_done=finished)
+        # The peer's packets to this phone are dropped from now on, on both ports.
+        self.rtp.muted = self.rtcp.muted = True
+        self.playback.start()
+
+    def stop_playing(self) -> None:
+        """Stop the player; the peer's media flows to this phone again from the next packet."""
+        playback = self.playback
+        if playback is not None:
+            self._unmute()
+            playback.stop()
+
+    def _unmute(self) -> None:
+        self.playback = None
+        self.rtp.muted = self.rtcp.muted = False
+
+    def stats(self) -> EndpointStats:
+        """A snapshot of this endpoint's counters and latches."""
+        last = max(self.rtp.last_rx, self.rtcp.last_rx)
+        return EndpointStats(
+            port=self.port,
+            rtp=self.rtp.counters(),
+            rtcp=self.rtcp.counters(),
+            rtp_address=self.rtp.latch.destination,
+            rtcp_address=self.rtcp.latch.destination,
+            latched=self.rtp.latch.state is LatchState.LATCHED,
+            last_received=last if last else None,
+        )
+
+    def close(self) -> None:
+        """Stop relaying, close both sockets and return the ports to the pool (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.stop_playing()
+        self.relay._close(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySession:
+    """Two paired endpoints: the media of one call between phone A and phone B."""
+
+    a: Endpoint
+    b: Endpoint
+
+    def close(self) -> None:
+        """Close both endpoints and free their ports."""
+        self.a.close()
+        self.b.close()
+
+
+class Relay:
+    """Owns the relay's sockets on one address, their ports and the event-loop readers."""
+
+    def __init__(
+        self,
+        address: str,
+        pool: PortPool,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        policy: LatchPolicy = DEFAULT_POLICY,
+        socket_buffer: int = 0,
+    ) -> None:
+        self.address = address
+        self.pool = pool
+        self.policy = policy
+        self.socket_buffer = socket_buffer
+        self._loop = loop
+        self.buffer = bytearray(BUFFER_SIZE)
+        self.view = memoryview(self.buffer)
+        self.endpoints: set[Endpoint] = set()
+        self._family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the sockets are registered with (the running one by default)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def open(self) -> Endpoint:
+        """A new endpoint on a free port pair; PortsExhausted when none can be had."""
+        loop = self.loop
+        pool = self.pool
+        # Ports bound by other programs are skipped; after a full round the range is used up.
+        for _ in range(max(pool.available, 1)):
+            port = pool.allocate()  # PortsExhausted when every pair is taken by calls
+            try:
+                rtp = self._bind(port)
+            except OSError as exc:
+                pool.release(port)
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            try:
+                rtcp = self._bind(port + 1)
+            except OSError as exc:
+                rtp.close()
+                pool.release(port)
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            endpoint = Endpoint(self, port, rtp, rtcp)
+            loop.add_reader(endpoint.rtp.fd, endpoint.rtp.on_readable)
+            loop.add_reader(endpoint.rtcp.fd, endpoint.rtcp.on_readable)
+            self.endpoints.add(endpoint)
+            return endpoint
+        raise PortsExhausted(
+            f"no RTP port pair in {pool.first}-{pool.last} could be bound on {self.address}: "
+            f"{pool.in_use} are in use by calls and the rest by other programs"
+        )
+
+    def pair(self, a: Endpoint, b: Endpoint) -> None:
+        """Relay ``a``'s phone to ``b``'s and back. Earlier pairings of either are replaced."""
+        if a is b:
+            raise ValueError("an endpoint cannot be paired with itself")
+        a.rtp.peer, b.rtp.peer = b.rtp, a.rtp
+        a.rtcp.peer, b.rtcp.peer = b.rtcp, a.rtcp
+
+    def session(self) -> RelaySession:
+        """Two new endpoints, paired."""
+        a = self.open()
+        try:
+            b = self.open()
+        except PortsExhausted:
+            a.close()
+            raise
+        self.pair(a, b)
+        return RelaySession(a, b)
+
+    def close(self) -> None:
+        """Close every endpoint."""
+        for endpoint in list(self.endpoints):
+            endpoint.close()
+
+    def _bind(self, port: int) -> socket.socket:
+        sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        try:
+            if self.socket_buffer:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.socket_buffer)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.socket_buffer)
+            sock.bind((self.address, port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _close(self, endpoint: Endpoint) -> None:
+        self.endpoints.discard(endpoint)
+        loop = self._loop
+        for channel in (endpoint.rtp, endpoint.rtcp):
+            peer = channel.peer
+            if peer is not None and peer.peer is channel:
+                peer.peer = None
+            channel.peer = None
+            if loop is not None and not loop.is_closed():
+                loop.remove_reader(channel.fd)
+            channel.sock.close()
+        self.pool.release(endpoint.port)

@@ -1,0 +1,352 @@
+"""The media anchor: SDP rewriting per leg (c=, m= ports, a=rtcp, o=, port-0 streams, ICE, hold)
+and, end to end on loopback, audio, music on hold, prompts and DTMF through anchored calls."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sentral.media import g711
+from sentral.media.anchor import MediaAnchor, MediaError
+from sentral.media.dtmf import Digit, TelephoneEvent, build_event
+from sentral.media.latch import PortPool
+from sentral.media.relay import Relay
+from sentral.media.rtp import parse_rtp
+from sentral.media.sounds import SoundLibrary
+from sentral.media.wav import write_wav
+from sentral.pbx.sip.errors import SipError
+from sentral.pbx.sip.sdp import Direction, SessionDescription, parse_sdp
+from tests.media.conftest import Runner
+from tests.media.phones import Phone
+
+HOST = "127.0.0.1"
+
+
+def crlf(text: str) -> bytes:
+    return text.replace("\n", "\r\n").encode()
+
+
+def offer_from(host: str, port: int, *, direction: str = "sendrecv", rtcp: bool = True) -> bytes:
+    """An offer shaped like pjsua's: media-level c=, a=rtcp, PCMU, PCMA and telephone-event."""
+    rtcp_line = f"a=rtcp:{port + 1} IN IP4 {host}\n" if rtcp else ""
+    return crlf(f"""\
+v=0
+o=- 3898393512 3898393512 IN IP4 {host}
+s=pjmedia
+t=0 0
+m=audio {port} RTP/AVP 0 8 101
+c=IN IP4 {host}
+{rtcp_line}a={direction}
+a=rtpmap:0 PCMU/8000
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+""")
+
+
+def answer_from(host: str, port: int, *, codec: str = "0") -> bytes:
+    """An answer shaped like a Yealink's: session-level c=, one codec and telephone-event."""
+    return crlf(f"""\
+v=0
+o=- 20034 20034 IN IP4 {host}
+s=SDP data
+c=IN IP4 {host}
+t=0 0
+m=audio {port} RTP/AVP {codec} 101
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a=ptime:20
+a=sendrecv
+""")
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop the relay registers its sockets with (SDP tests need no running loop)."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def pool() -> PortPool:
+    return PortPool(42000, 42099)
+
+
+@pytest.fixture
+def anchor(loop: asyncio.AbstractEventLoop, pool: PortPool) -> Iterator[MediaAnchor]:
+    anchor = MediaAnchor(HOST, pool, relay=Relay(HOST, pool, loop=loop))
+    yield anchor
+    anchor.relay.close()
+
+
+def test_offer_is_rewritten_to_the_legs_relay_port(anchor: MediaAnchor) -> None:
+    out = parse_sdp(anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000), "a"))
+    (port,) = anchor.ports("c1", "b1")
+    audio = out.media[0]
+    assert (audio.port, audio.formats, audio.proto) == (port, ("0", "8", "101"), "RTP/AVP")
+    assert str(out.media_connection(audio)) == f"IN IP4 {HOST}"
+    assert audio.attribute("rtcp") == f"{port + 1} IN IP4 {HOST}"
+    assert audio.attributes("rtpmap") == ["0 PCMU/8000", "8 PCMA/8000", "101 telephone-event/8000"]
+    assert out.origin.username == "sentral"
+    assert out.origin.address == HOST
+    assert b"192.168.1.23" not in out.to_bytes()  # nothing of the caller's addresses leaks
+    # The caller got a port of its own, which its phone will be told in the answer.
+    assert anchor.ports("c1", "a")[0] not in (0, port)
+
+
+def test_answer_goes_back_with_the_callers_port(anchor: MediaAnchor) -> None:
+    anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000), "a")
+    out = parse_sdp(anchor.answer("c1", "a", answer_from("10.1.2.50", 11800), "b1"))
+    (a_port,) = anchor.ports("c1", "a")
+    assert out.media[0].port == a_port
+    assert str(out.connection) == f"IN IP4 {HOST}"
+    assert out.media[0].formats == ("0", "101")
+    assert [line for line in out.media[0].lines if line[0] == "a"][-1] == ("a", "sendrecv")
+    assert len(anchor.relay.endpoints) == 2
+
+
+def test_origin_is_per_leg_and_bumps_only_on_change(anchor: MediaAnchor) -> None:
+    first = parse_sdp(anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000), "a")).origin
+    again = parse_sdp(anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000), "a")).origin
+    assert again == first  # a re-offer of the same session keeps its version (RFC 3264 §8)
+    changed = parse_sdp(anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000, direction="sendonly"), "a"))
+    assert changed.origin.version == first.version + 1
+    assert changed.origin.session_id == first.session_id
+    back = parse_sdp(anchor.answer("c1", "a", answer_from("10.1.2.50", 11800), "b1")).origin
+    assert back.session_id != first.session_id
+
+
+def test_rejected_and_unrelayable_streams_get_port_zero(anchor: MediaAnchor, pool: PortPool) -> None:
+    offer = crlf("""\
+v=0
+o=- 1 1 IN IP4 192.168.1.23
+s=-
+c=IN IP4 192.168.1.23
+t=0 0
+m=audio 4000 RTP/AVP 0
+a=rtcp-mux
+m=video 0 RTP/AVP 96
+a=rtpmap:96 H264/90000
+m=image 4004 udptl t38
+m=video 4006 RTP/AVPF 97
+a=rtpmap:97 VP8/90000
+""")
+    out = parse_sdp(anchor.offer("c1", "b1", offer, "a"))
+    assert [m.media for m in out.media] == ["audio", "video", "image", "video"]  # same lines, same order
+    ports = anchor.ports("c1", "b1")
+    assert ports[1] == ports[2] == 0
+    assert [m.port for m in out.media] == ports
+    assert ports[0] and ports[3] and ports[0] != ports[3]
+    assert pool.in_use == 4  # two live streams, one port pair per leg each
+    # rtcp-mux streams keep RTCP on the RTP port; no a=rtcp was added where there was none.
+    assert out.media[0].attribute("rtcp") is None
+    # The answer rejects the video: both legs' video endpoints go.
+    answer = crlf("""\
+v=0
+o=- 2 2 IN IP4 10.1.2.50
+s=-
+c=IN IP4 10.1.2.50
+t=0 0
+m=audio 11800 RTP/AVP 0
+a=rtcp-mux
+m=video 0 RTP/AVP 96
+m=image 0 udptl t38
+m=video 0 RTP/AVPF 97
+""")
+    back = parse_sdp(anchor.answer("c1", "a", answer, "b1"))
+    assert [m.port for m in back.media][1:] == [0, 0, 0]
+    assert pool.in_use == 2
+
+
+def test_rtcp_mux_attribute_points_at_the_rtp_port(anchor: MediaAnchor) -> None:
+    offer = offer_from("192.168.1.23", 4000).replace(
+        b"a=rtcp:4001 IN IP4 192.168.1.23", b"a=rtcp:4000\r\na=rtcp-mux"
+    )
+    out = parse_sdp(anchor.offer("c1", "b1", offer, "a"))
+    (port,) = anchor.ports("c1", "b1")
+    assert out.media[0].attribute("rtcp") == f"{port} IN IP4 {HOST}"
+
+
+def test_ice_lines_are_dropped(anchor: MediaAnchor) -> None:
+    offer = offer_from("192.168.1.23", 4000) + crlf(
+        "a=ice-ufrag:abcd\na=ice-pwd:0123456789abcdefghijkl\n"
+        "a=candidate:1 1 UDP 2130706431 192.168.1.23 4000 typ host\n"
+    )
+    out = anchor.offer("c1", "b1", offer, "a")
+    assert b"candidate" not in out and b"ice-" not in out
+    assert b"a=fmtp:101 0-16" in out
+
+
+def test_hold_follows_the_offers(anchor: MediaAnchor) -> None:
+    anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000), "a")
+    anchor.answer("c1", "a", answer_from("10.1.2.50", 11800), "b1")
+    assert not anchor.hold_state("c1", "b1")
+    anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000, direction="sendonly"), "a")
+    assert anchor.hold_state("c1", "b1")
+    assert not anchor.hold_state("c1", "a")
+    anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000, direction="inactive"), "a")
+    assert anchor.hold_state("c1", "b1")
+    anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000), "a")
+    assert not anchor.hold_state("c1", "b1")
+    # B puts A on hold the other way round.
+    anchor.offer("c1", "a", offer_from("10.1.2.50", 11800, direction="sendonly"), "b1")
+    assert anchor.hold_state("c1", "a")
+
+
+def test_old_style_hold_keeps_saying_hold(anchor: MediaAnchor) -> None:
+    hold = answer_from("0.0.0.0", 11800)
+    out = parse_sdp(anchor.offer("c1", "a", hold, "b1"))
+    assert anchor.hold_state("c1", "a")
+    assert out.media[0].direction is Direction.SENDONLY
+    assert str(out.connection) == f"IN IP4 {HOST}"
+    assert out.is_hold()
+
+
+def test_bad_sdp_gets_its_sip_status(anchor: MediaAnchor) -> None:
+    with pytest.raises(SipError) as caught:
+        anchor.offer("c1", "b1", b"this is not sdp", "a")
+    assert caught.value.status == 400
+    with pytest.raises(ValueError, match="different leg"):
+        anchor.offer("c1", "a", offer_from("192.168.1.23", 4000), "a")
+
+
+def test_running_out_of_ports_is_503(loop: asyncio.AbstractEventLoop) -> None:
+    pool = PortPool(42200, 42203)  # two pairs: one call
+    anchor = MediaAnchor(HOST, pool, relay=Relay(HOST, pool, loop=loop))
+    try:
+        anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000), "a")
+        with pytest.raises(SipError) as caught:
+            anchor.offer("c2", "b1", offer_from("192.168.1.24", 4000), "a")
+        assert caught.value.status == 503
+        anchor.release("c1")
+        anchor.release("c2")
+        assert pool.in_use == 0
+        anchor.offer("c3", "b1", offer_from("192.168.1.25", 4000), "a")
+        assert pool.in_use == 2
+    finally:
+        anchor.relay.close()
+
+
+def test_release_frees_every_port(anchor: MediaAnchor, pool: PortPool) -> None:
+    anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000), "a")
+    anchor.offer("c1", "b2", offer_from("192.168.1.23", 4000), "a")  # a second fork
+    assert pool.in_use == 3
+    anchor.release_leg("c1", "b2")
+    assert pool.in_use == 2
+    anchor.release("c1")
+    anchor.release("c1")
+    assert pool.in_use == 0
+    assert len(anchor) == 0
+    with pytest.raises(MediaError, match="no media for call"):
+        anchor.last_activity("c1")
+    with pytest.raises(MediaError, match="no media for leg"):
+        anchor.hold_state("c1", "a")
+
+
+def test_unspecified_address_is_refused(pool: PortPool) -> None:
+    with pytest.raises(ValueError, match="real address"):
+        MediaAnchor("0.0.0.0", pool)
+    with pytest.raises(ValueError, match="not an IP address"):
+        MediaAnchor("pbx.clinic.test", pool)
+
+
+def test_music_needs_a_g711_codec_and_a_library(anchor: MediaAnchor) -> None:
+    anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000), "a")
+    anchor.answer("c1", "a", answer_from("10.1.2.50", 11800, codec="9"), "b1")  # G.722 only
+    with pytest.raises(MediaError, match=r"no G\.711 codec"):
+        anchor.start_music("c1", "b1")
+    with pytest.raises(MediaError, match="no sound library"):
+        anchor.start_music("c1", "a")
+
+
+# -- end to end ----------------------------------------------------------------------------------
+
+
+def tone(seconds: float, hz: float) -> bytes:
+    n = int(8000 * seconds)
+    return struct.pack(f"<{n}h", *(round(9000 * math.sin(2 * math.pi * hz * i / 8000)) for i in range(n)))
+
+
+def library(tmp_path: Path) -> SoundLibrary:
+    write_wav(tmp_path / "music.wav", tone(1.0, 440))
+    (tmp_path / "en").mkdir()
+    write_wav(tmp_path / "en" / "please_hold.wav", tone(0.1, 600))
+    return SoundLibrary([tmp_path])
+
+
+def sdp_port(sdp: bytes) -> tuple[str, int]:
+    parsed = SessionDescription.parse(sdp)
+    connection = parsed.media_connection(parsed.media[0])
+    assert connection is not None
+    return connection.address, parsed.media[0].port
+
+
+def test_anchored_call_end_to_end(run: Runner[None], tmp_path: Path) -> None:
+    run(_end_to_end(library(tmp_path)))
+
+
+async def _end_to_end(sounds: SoundLibrary) -> None:
+    pool = PortPool(42300, 42399)
+    digits: list[tuple[str, str, Digit]] = []
+    anchor = MediaAnchor(
+        HOST, pool, sounds=sounds, language="en", on_dtmf=lambda c, leg, d: digits.append((c, leg, d))
+    )
+    alice, bob = Phone(), Phone()
+    try:
+        # INVITE from Alice forwarded to Bob, Bob's 200 forwarded to Alice.
+        to_bob = anchor.offer("call-1", "b1", offer_from(HOST, alice.address[1], rtcp=False), "a")
+        to_alice = anchor.answer("call-1", "a", answer_from(HOST, bob.address[1], codec="8"), "b1")
+        bob_sends_to, alice_sends_to = sdp_port(to_bob), sdp_port(to_alice)
+        started = anchor.last_activity("call-1")
+
+        sent = alice.send_audio(alice_sends_to, 5)
+        assert [d for d, _ in await bob.expect(5)] == sent
+        sent = bob.send_audio(bob_sends_to, 5)
+        assert [d for d, _ in await alice.expect(5)] == sent
+        assert anchor.last_activity("call-1") > started
+
+        # Alice holds Bob: Bob hears music in A-law, the law his phone asked for.
+        anchor.offer(
+            "call-1", "b1", offer_from(HOST, alice.address[1], direction="sendonly", rtcp=False), "a"
+        )
+        assert anchor.hold_state("call-1", "b1")
+        anchor.start_music("call-1", "b1")
+        music = await bob.expect(5)
+        assert {parse_rtp(d).header.payload_type for d, _ in music} == {8}
+        assert parse_rtp(music[0][0]).payload == g711.alaw_encode(sounds.pcm("music")[:320])
+        anchor.stop_music("call-1", "b1")
+        await asyncio.sleep(0.05)
+        bob.collect()
+        sent = alice.send_audio(alice_sends_to, 2)
+        assert [d for d, _ in await bob.expect(2)] == sent
+
+        # A prompt to Alice, then her line is Bob's again.
+        done = asyncio.get_running_loop().create_future()
+        anchor.play("call-1", "a", ["please_hold"], on_done=lambda: done.set_result(True))
+        assert anchor.playing("call-1", "a")
+        await asyncio.wait_for(done, 2.0)
+        prompt = alice.collect()
+        assert len(prompt) == 5  # 100 ms of speech is five packets
+        assert not anchor.playing("call-1", "a")
+
+        # Bob keys 4 (telephone-event 101): reported once, for Bob's leg.
+        for end, duration in ((False, 0), (True, 800), (True, 800), (True, 800)):
+            payload = build_event(TelephoneEvent(4, end, 10, duration))
+            bob.send(bob_sends_to, bob.rtp(payload, payload_type=101, timestamp=16000))
+        await alice.expect(4)
+        assert [(c, leg, d.key) for c, leg, d in digits] == [("call-1", "b1", "4")]
+
+        stats = anchor.stats("call-1")
+        assert stats["a"][0].rtp.packets_in == 7
+        assert stats["b1"][0].rtp.packets_in == 9
+    finally:
+        anchor.release("call-1")
+        alice.close()
+        bob.close()
+    assert pool.in_use == 0

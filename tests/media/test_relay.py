@@ -1,0 +1,290 @@
+"""The relay on loopback with real UDP sockets: audio and RTCP both ways, latching, bleed
+protection, NAT rebinding, re-learning, music on one direction, DTMF, and the port pool."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from sentral.media import g711
+from sentral.media.dtmf import Digit, TelephoneEvent, build_event
+from sentral.media.latch import PortPool, PortsExhausted
+from sentral.media.player import Player
+from sentral.media.relay import Endpoint, Relay, RelaySession
+from sentral.media.rtp import parse_rtp
+from tests.media.conftest import Runner
+from tests.media.phones import Phone
+
+HOST = "127.0.0.1"
+# A small range high enough to stay clear of the SIP tests; each relay test runs on its own.
+POOL_RANGE = (41000, 41100)
+
+
+def ports_of(session: RelaySession) -> tuple[tuple[str, int], tuple[str, int]]:
+    return (HOST, session.a.port), (HOST, session.b.port)
+
+
+@asynccontextmanager
+async def call(*, nat: bool = False) -> AsyncIterator[tuple[Relay, RelaySession, Phone, Phone]]:
+    """A relay with one session between two phones whose SDP addresses are set.
+
+    With ``nat`` the SDPs name addresses the phones do not send from (127.0.0.x, port 9), as a
+    phone behind NAT writes its private address; latching has to find the real ones.
+    """
+    relay = Relay(HOST, PortPool(*POOL_RANGE))
+    session = relay.session()
+    alice, bob = Phone(), Phone()
+    # Their RTCP sockets, named in the SDP with a=rtcp (RFC 3605).
+    alice.rtcp_phone, bob.rtcp_phone = Phone(ssrc=alice.ssrc), Phone(ssrc=bob.ssrc)
+    if nat:
+        session.a.set_remote(("127.0.0.5", 9))
+        session.b.set_remote(("127.0.0.6", 9))
+    else:
+        session.a.set_remote(alice.address, alice.rtcp_phone.address)
+        session.b.set_remote(bob.address, bob.rtcp_phone.address)
+    try:
+        yield relay, session, alice, bob
+    finally:
+        for phone in (alice, bob, alice.rtcp_phone, bob.rtcp_phone):
+            phone.close()
+        relay.close()
+
+
+def payloads(packets: list[tuple[bytes, tuple[str, int]]]) -> list[bytes]:
+    return [data for data, _ in packets]
+
+
+def both_loops(body: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[Runner[None]], None]:
+    def test(run: Runner[None]) -> None:
+        run(body())
+
+    test.__name__ = body.__name__
+    test.__doc__ = body.__doc__
+    return test
+
+
+@both_loops
+async def test_audio_and_rtcp_cross_both_ways() -> None:
+    async with call() as (_, session, alice, bob):
+        a_port, b_port = ports_of(session)
+        sent_by_alice = alice.send_audio(a_port, 10)
+        sent_by_bob = bob.send_audio(b_port, 10)
+        at_bob = await bob.expect(10)
+        at_alice = await alice.expect(10)
+        assert payloads(at_bob) == sent_by_alice  # byte for byte, in order
+        assert payloads(at_alice) == sent_by_bob
+        # Symmetric: each phone hears from the very port it sends to.
+        assert {addr for _, addr in at_bob} == {b_port}
+        assert {addr for _, addr in at_alice} == {a_port}
+
+        alice.rtcp_phone.send((HOST, session.a.rtcp_port), alice.rtcp())
+        bob.rtcp_phone.send((HOST, session.b.rtcp_port), bob.rtcp())
+        (rtcp_at_bob,) = await bob.rtcp_phone.expect(1)
+        (rtcp_at_alice,) = await alice.rtcp_phone.expect(1)
+        assert rtcp_at_bob == (alice.rtcp(), (HOST, session.b.rtcp_port))
+        assert rtcp_at_alice == (bob.rtcp(), (HOST, session.a.rtcp_port))
+
+        a_stats = session.a.stats()
+        assert (a_stats.rtp.packets_in, a_stats.rtp.bytes_in) == (10, 10 * 172)
+        assert (a_stats.rtp.packets_out, a_stats.rtp.bytes_out) == (10, 10 * 172)
+        assert a_stats.rtcp.packets_in == a_stats.rtcp.packets_out == 1
+        assert a_stats.rtp_address == alice.address
+        assert a_stats.latched
+        assert a_stats.last_received is not None
+
+
+@both_loops
+async def test_latching_finds_the_phone_behind_nat() -> None:
+    async with call(nat=True) as (_, session, alice, bob):
+        a_port, b_port = ports_of(session)
+        # Nothing can reach the phones yet: their SDP addresses are not where they are.
+        alice.send_audio(a_port, 3)
+        assert await bob.quiet() == []
+        # Bob's first packets latch his real address, and Alice's audio now reaches him.
+        bob.send_audio(b_port, 1)
+        assert len(await alice.expect(1)) == 1
+        sent = alice.send_audio(a_port, 3)
+        assert payloads(await bob.expect(3)) == sent
+        assert session.b.stats().rtp_address == bob.address
+        assert not session.b.stats().latched  # one packet so far: still learning
+
+
+@both_loops
+async def test_a_stranger_is_dropped_after_latching() -> None:
+    async with call() as (_, session, alice, bob):
+        a_port, b_port = ports_of(session)
+        alice.send_audio(a_port, 5)
+        await bob.expect(5)
+        stranger = Phone("127.0.0.9")
+        try:
+            stranger.send_audio(a_port, 20, payload=b"\x00" * 160)
+            assert await bob.quiet() == []
+            assert session.a.stats().rtp.dropped == 20
+            # The stranger did not hijack Alice's return path either.
+            bob.send_audio(b_port, 2)
+            assert len(await alice.expect(2)) == 2
+            assert stranger.collect() == []
+        finally:
+            stranger.close()
+
+
+@both_loops
+async def test_nat_rebinding_that_continues_the_sequence_is_followed() -> None:
+    async with call() as (_, session, alice, bob):
+        a_port, b_port = ports_of(session)
+        alice.send_audio(a_port, 5)
+        await bob.expect(5)
+        # Alice's NAT gives her a new public port: same stream (SSRC, next sequence numbers).
+        moved = Phone(ssrc=alice.ssrc)
+        try:
+            moved.seq, moved.timestamp = alice.seq, alice.timestamp
+            sent = moved.send_audio(a_port, 3)
+            assert payloads(await bob.expect(3)) == sent
+            bob.send_audio(b_port, 2)
+            assert len(await moved.expect(2)) == 2  # Bob's audio follows her to the new address
+            assert alice.collect() == []
+            assert session.a.stats().rtp_address == moved.address
+            # Her old binding is now the stranger.
+            alice.send_audio(a_port, 2)
+            assert await bob.quiet() == []
+        finally:
+            moved.close()
+
+
+@both_loops
+async def test_a_new_sdp_opens_learning_again() -> None:
+    async with call() as (_, session, alice, bob):
+        a_port, _ = ports_of(session)
+        alice.send_audio(a_port, 5)
+        await bob.expect(5)
+        other = Phone()  # Alice's phone moved to another address and sent a re-INVITE
+        try:
+            other.send_audio(a_port, 2)
+            assert await bob.quiet() == []  # before the new SDP it is a stranger
+            session.a.set_remote(other.address)
+            sent = other.send_audio(a_port, 2)
+            assert payloads(await bob.expect(2)) == sent
+        finally:
+            other.close()
+
+
+@both_loops
+async def test_music_replaces_one_direction_and_stops() -> None:
+    async with call() as (_, session, alice, bob):
+        a_port, b_port = ports_of(session)
+        # Alice puts Bob on hold: Bob hears music; Alice still hears Bob without a gap.
+        music = g711.ulaw_encode(b"\x10\x00" * 8000)
+        session.b.play(Player(music, 0, loop=True))
+        assert session.b.playing
+        alice.send_audio(a_port, 5, payload=b"\x7f" * 160)
+        bob_sent = []
+        for _ in range(10):
+            bob_sent += bob.send_audio(b_port, 1)
+            await asyncio.sleep(0.02)
+        heard_by_bob = bob.collect()
+        assert len(heard_by_bob) >= 5  # 200 ms of music at 50 packets/s, give or take a tick
+        assert all(parse_rtp(data).payload == music[:160] for data, _ in heard_by_bob)
+        assert {addr for _, addr in heard_by_bob} == {b_port}
+        assert payloads(await alice.expect(10)) == bob_sent
+        assert session.a.stats().rtp.packets_in == 5  # Alice's audio arrived and was not relayed
+
+        session.b.stop_playing()
+        await asyncio.sleep(0.03)
+        bob.collect()
+        sent = alice.send_audio(a_port, 3)
+        assert payloads(await bob.expect(3)) == sent
+        assert await bob.quiet(0.05) == []  # the music has stopped
+
+
+@both_loops
+async def test_a_prompt_ends_and_relaying_resumes() -> None:
+    async with call() as (_, session, alice, bob):
+        a_port, _ = ports_of(session)
+        ended: list[bool] = []
+        session.b.play(Player(b"\xff" * 480, 0), on_done=lambda: ended.append(True))
+        assert len(await bob.expect(3)) == 3
+        assert ended == [True]
+        assert not session.b.playing
+        sent = alice.send_audio(a_port, 2)
+        assert payloads(await bob.expect(2)) == sent
+
+
+@both_loops
+async def test_dtmf_is_detected_and_still_relayed() -> None:
+    async with call() as (_, session, alice, bob):
+        a_port, _ = ports_of(session)
+        session.a.set_remote(alice.address, dtmf_payload_types=[101])
+        digits: list[tuple[int, Digit]] = []
+
+        def on_dtmf(endpoint: Endpoint, digit: Digit) -> None:
+            digits.append((endpoint.port, digit))
+
+        session.a.on_dtmf = on_dtmf
+        events = [TelephoneEvent(5, False, 10, 0), TelephoneEvent(5, False, 10, 400)] + [
+            TelephoneEvent(5, True, 10, 800)
+        ] * 3
+        for event in events:
+            alice.send(a_port, alice.rtp(build_event(event), payload_type=101, timestamp=8000))
+        assert len(await bob.expect(5)) == 5
+        assert [(port, d.key) for port, d in digits] == [(session.a.port, "5")]
+
+
+@both_loops
+async def test_ports_return_to_the_pool_and_the_pool_runs_out() -> None:
+    pool = PortPool(41200, 41207)  # four pairs: two calls
+    relay = Relay(HOST, pool)
+    first = relay.session()
+    second = relay.session()
+    assert pool.available == 0
+    with pytest.raises(PortsExhausted, match="all 4 RTP port pairs in 41200-41207 are in use"):
+        relay.session()
+    first.close()
+    first.close()  # closing twice is harmless
+    assert pool.available == 2
+    third = relay.session()
+    assert {third.a.port, third.b.port} == {first.a.port, first.b.port}
+    # A closed endpoint's sockets are really closed: its ports can be bound again.
+    third.close()
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind((HOST, third.a.port + 1))
+    probe.close()
+    relay.close()
+    assert pool.available == pool.capacity == 4
+    assert not relay.endpoints
+    del second
+
+
+@both_loops
+async def test_ports_held_by_other_programs_are_skipped() -> None:
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.bind((HOST, 41301))  # the RTCP port of the first pair
+    relay = Relay(HOST, PortPool(41300, 41303))
+    try:
+        endpoint = relay.open()
+        assert endpoint.port == 41302
+        with pytest.raises(PortsExhausted, match="could be bound"):
+            relay.open()
+    finally:
+        squatter.close()
+        relay.close()
+
+
+@both_loops
+async def test_a_digit_that_ends_the_call_stops_the_relay_cleanly() -> None:
+    async with call() as (relay, session, alice, bob):
+        a_port, _ = ports_of(session)
+        session.a.dtmf_payload_types = [101]
+        session.a.on_dtmf = lambda endpoint, digit: session.close()  # "#" hangs up
+        alice.send(a_port, alice.rtp(build_event(TelephoneEvent(11, True, 10, 800)), payload_type=101))
+        alice.send_audio(a_port, 3)
+        await asyncio.sleep(0.1)
+        assert session.a.closed and session.b.closed
+        assert relay.pool.in_use == 0
+        assert await bob.quiet() == []
+        with pytest.raises(RuntimeError, match="closed endpoint"):
+            session.b.play(Player(b"\xff" * 160, 0))
