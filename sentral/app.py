@@ -37,12 +37,13 @@ from sentral.config.cdr import CallRecord, CdrStore, CdrWriter, LegRecord, LiveC
 from sentral.config.db import StoreError, make_engine, schema_is_current
 from sentral.config.directory import Directory, GroupKind, directory_version, load_directory
 from sentral.config.settings import ServeConfig
-from sentral.config.store import BindingStore, ConfigStore
+from sentral.config.store import BindingStore, ConfigStore, LineState, LineStateStore, LineStatus
 from sentral.config.writer import BindingWriter
 from sentral.pbx.call import Call, CallReport, CallSettings
 from sentral.pbx.endpoint import Endpoint
 from sentral.pbx.guard import Guard, GuardPolicy, parse_networks
 from sentral.pbx.location import Location
+from sentral.pbx.presence import Lamp
 from sentral.pbx.registrar import Registrar, RegistrarPolicy
 from sentral.pbx.sip.auth import DigestAuthority
 from sentral.pbx.sip.transaction import TransactionLayer
@@ -85,6 +86,7 @@ class Server:
         self.endpoint: Endpoint | None = None
         self.cdr_writer = CdrWriter(CdrStore(self.engine))
         self.live_store = LiveCallStore(self.engine)
+        self.line_store = LineStateStore(self.engine)
         self.server_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._records: set[asyncio.Future[None]] = set()
         self._stop = asyncio.Event()
@@ -167,6 +169,7 @@ class Server:
             await self.cdr_writer.close()
             try:
                 await asyncio.to_thread(self.live_store.clear, self.server_id)
+                await asyncio.to_thread(self.line_store.clear)
             except Exception as exc:
                 log.warning("live_calls_not_cleared", error=str(exc))
             self.engine.dispose()
@@ -223,9 +226,10 @@ class Server:
             await asyncio.gather(*self._records, return_exceptions=True)
 
     async def _publish_live_calls(self) -> None:
-        """At most once a second, publish the live calls if they changed; touch them otherwise."""
-        published = -1
-        touched = 0.0
+        """At most once a second, publish the live calls and the lines (for `sentral presence`) if
+        they changed; touch them otherwise."""
+        published = lines_published = -1
+        touched = lines_touched = 0.0
         while True:
             await asyncio.sleep(LIVE_PUBLISH)
             endpoint = self.endpoint
@@ -256,6 +260,22 @@ class Server:
                     touched = now
             except Exception as exc:
                 log.warning("live_calls_not_published", error=str(exc))
+            hub = endpoint.presence
+            try:
+                if hub.version != lines_published:
+                    lines_published = hub.version
+                    lines = [
+                        LineState(line.domain, line.extension, LineStatus(line.state.value), line.acute)
+                        for line in hub.lines()
+                        if line.state is not Lamp.IDLE
+                    ]
+                    await asyncio.to_thread(self.line_store.replace, lines)
+                    lines_touched = now
+                elif now - lines_touched >= LIVE_TOUCH:
+                    await asyncio.to_thread(self.line_store.touch)
+                    lines_touched = now
+            except Exception as exc:
+                log.warning("line_states_not_published", error=str(exc))
 
     async def _follow_directory(self) -> None:
         """Reload staff and clinics within half a second of a change made with the CLI."""
@@ -268,6 +288,7 @@ class Server:
                     log.info("directory_reloaded", version=version)
                     if self.endpoint is not None:
                         self.endpoint.members_changed()
+                        self.endpoint.presence.directory_changed(time.monotonic())
             except Exception as exc:
                 log.warning("directory_reload_failed", error=str(exc))
 
@@ -319,6 +340,8 @@ class Server:
             gone = self.location.expire(time.time())
             if not gone:
                 continue
+            if self.endpoint is not None:
+                self.endpoint.bindings_expired(gone)
             for row in gone:
                 log.info("binding_expired", extension=row.extension, domain=row.domain)
             try:

@@ -530,6 +530,7 @@ class Endpoint:
                 log.info("feature_done", call=call_id, code=feature.code.value, outcome=outcome.result())
                 self.calls.feature_done(call_id, outcome.result(), now)
                 self.calls.members_changed(now)
+                self.presence.directory_changed(now)
             self._schedule()
 
         future.add_done_callback(done)

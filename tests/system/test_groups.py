@@ -212,6 +212,14 @@ def test_callers_wait_in_the_queue_and_an_acute_call_is_answered_first(
     answered = rings(reception, "2001")["call"]
     reception.answer(answered)
     callers.wait_call_state(first, "CONFIRMED")
+    # The presence list shows reception busy, and logged in to its function.
+    def reception_busy() -> bool:
+        rows = {row["extension"]: row for row in clinic.cli_json("presence")}
+        return rows["2001"]["line"] == "busy"
+
+    wait_until(reception_busy, 5.0, "2001 shown busy", interval=0.2)
+    [row] = [r for r in clinic.cli_json("presence") if r["extension"] == "2001"]
+    assert row["functions"] == ["reception"] and row["phone_on"] and row["registered"], row
     # Two normal calls, then an acute one: all wait, hearing ringback, while reception is busy.
     normal = [callers.call(ext, dial("600")) for ext in ("1002", "1003")]
     time.sleep(0.3)
