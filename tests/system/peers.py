@@ -79,8 +79,8 @@ def tail(path: Path | None, lines: int = 40) -> str:
     return "\n".join(text[-lines:]) or "(empty log)"
 
 
-def write_users_csv(path: Path, users: Iterable[tuple[str, str, str]], order: str = "SEQUENTIAL") -> Path:
-    """Write a SIPp injection file: `order` line, then ``extension;password;domain`` rows."""
+def write_users_csv(path: Path, users: Iterable[tuple[str, ...]], order: str = "SEQUENTIAL") -> Path:
+    """Write a SIPp injection file: `order` line, then ``extension;password;domain[;more]`` rows."""
     rows = list(users)
     if not rows:
         raise ValueError("a SIPp users file needs at least one row")
