@@ -1,4 +1,5 @@
-"""The directory: an immutable in-memory snapshot of clinics, staff, groups, functions and roles.
+"""The directory: an immutable in-memory snapshot of clinics, staff, groups, functions, roles and
+park lots.
 
 The call path never reads the database. The server loads a ``Directory`` at start, then polls
 ``directory_version`` (one cheap query) and loads a fresh snapshot when the number moved; lookups
@@ -10,10 +11,12 @@ was already visible. On PostgreSQL the snapshot is additionally read in one REPE
 transaction so it is self-consistent; SQLite transactions are snapshots already.
 
 Groups and functions are read with their members in ring order, whether each is logged in, and
-the role that made them a member, if any. ``numbers`` indexes every group number, acute number and
-role number of a clinic, which the store keeps apart from each other and from staff extensions,
-so the dial plan asks one dictionary what a dialled number is. ``read_groups`` and ``read_roles``
-are the same readers, for the store's listings.
+the role that made them a member, if any. ``numbers`` indexes every group number, acute number,
+role number, park number and park slot of a clinic, which the store keeps apart from each other
+and from staff extensions, so the dial plan asks one dictionary what a dialled number is.
+``number`` answers for groups, functions and roles only and ``park_lot_at`` for park lots, so that
+a resolver written before park lots existed never meets one. ``read_groups``, ``read_roles`` and
+``read_park_lots`` are the same readers, for the store's listings.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from sentral.config.models import (
     DirectoryVersion,
     FunctionRole,
     GroupMember,
+    ParkLot,
     RingGroup,
     Role,
     Staff,
@@ -124,9 +128,51 @@ class RoleEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ParkLotEntry:
+    """A park lot: its park number, its slots ``first_slot``..``last_slot`` and the recall timeout.
+
+    Slots are numbers of one width (``701``..``720``, or ``0701``..``0720``), so that a slot is the
+    same string however it is counted; the store keeps that and the order of the two ends.
+    """
+
+    domain: str
+    name: str
+    number: str
+    first_slot: str
+    last_slot: str
+    timeout: float = 45.0  # seconds a call stays parked before it rings the parker again
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        """Every slot in order; parking takes the first free one."""
+        return slot_numbers(self.first_slot, self.last_slot)
+
+    def has_slot(self, number: str) -> bool:
+        """True when ``number`` dials one of this lot's slots."""
+        return in_slot_range(number, self.first_slot, self.last_slot)
+
+
+def slot_numbers(first_slot: str, last_slot: str) -> tuple[str, ...]:
+    """The slots ``first_slot``..``last_slot`` as they are dialled, each as wide as ``first_slot``."""
+    width = len(first_slot)
+    return tuple(str(n).zfill(width) for n in range(int(first_slot), int(last_slot) + 1))
+
+
+def in_slot_range(number: str, first_slot: str, last_slot: str) -> bool:
+    """True when ``number`` is one of the slots ``first_slot``..``last_slot`` (digit strings of one width)."""
+    # Digit strings of one width order as their numbers do, so no conversion is needed.
+    return (
+        len(number) == len(first_slot)
+        and number.isascii()
+        and number.isdigit()
+        and first_slot <= number <= last_slot
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Directory:
     """Clinics by domain and staff by (domain, extension), as of ``version``; groups, functions and
-    roles of every clinic with the indexes the dial plan needs."""
+    roles and park lots of every clinic with the indexes the dial plan needs."""
 
     version: int
     clinics: Mapping[str, ClinicEntry]
@@ -134,10 +180,12 @@ class Directory:
     # (domain, name) -> group or function; names are unique per clinic across both kinds.
     groups: Mapping[tuple[str, str], GroupEntry] = field(default_factory=lambda: MappingProxyType({}))
     roles: Mapping[tuple[str, str], RoleEntry] = field(default_factory=lambda: MappingProxyType({}))
-    # (domain, number) -> what that number dials: a group's number or acute number, or a role number.
-    numbers: Mapping[tuple[str, str], GroupEntry | RoleEntry] = field(
+    # (domain, number) -> what that number dials: a group's number or acute number, a role number,
+    # or a park lot's park number or one of its slots.
+    numbers: Mapping[tuple[str, str], GroupEntry | RoleEntry | ParkLotEntry] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    park_lots: Mapping[tuple[str, str], ParkLotEntry] = field(default_factory=lambda: MappingProxyType({}))
 
     def staff_for(self, domain: str, extension: str) -> StaffEntry | None:
         """The staff member at ``extension`` in clinic ``domain``, if any."""
@@ -152,8 +200,21 @@ class Directory:
         return self.groups.get((domain.lower(), name.lower()))
 
     def number(self, domain: str, number: str) -> GroupEntry | RoleEntry | None:
-        """The group, function or role that ``number`` dials in clinic ``domain``, if any."""
-        return self.numbers.get((domain.lower(), number))
+        """The group, function or role that ``number`` dials in clinic ``domain``, if any.
+
+        Park numbers and slots are left out: ``park_lot_at`` answers for them.
+        """
+        found = self.numbers.get((domain.lower(), number))
+        return None if isinstance(found, ParkLotEntry) else found
+
+    def park_lot_at(self, domain: str, number: str) -> ParkLotEntry | None:
+        """The park lot whose park number or slot ``number`` is in clinic ``domain``, if any."""
+        found = self.numbers.get((domain.lower(), number))
+        return found if isinstance(found, ParkLotEntry) else None
+
+    def park_lot(self, domain: str, name: str) -> ParkLotEntry | None:
+        """The park lot called ``name`` in clinic ``domain``, if any."""
+        return self.park_lots.get((domain.lower(), name.lower()))
 
     def role(self, domain: str, name: str) -> RoleEntry | None:
         """The role called ``name`` in clinic ``domain``, if any."""
@@ -182,7 +243,7 @@ def directory_version(engine: Engine) -> int:
 
 
 def load_directory(engine: Engine) -> Directory:
-    """Read clinics, staff, groups, functions and roles into a frozen ``Directory``."""
+    """Read clinics, staff, groups, functions, roles and park lots into a frozen ``Directory``."""
     connection = engine.connect()
     if engine.dialect.name == "postgresql":
         connection = connection.execution_options(isolation_level="REPEATABLE READ")
@@ -213,7 +274,8 @@ def load_directory(engine: Engine) -> Directory:
             )
         groups = {(group.domain, group.name): group for group in read_groups(connection)}
         role_entries = {(role.domain, role.name): role for role in read_roles(connection)}
-    numbers: dict[tuple[str, str], GroupEntry | RoleEntry] = {}
+        lots = {(lot.domain, lot.name): lot for lot in read_park_lots(connection)}
+    numbers: dict[tuple[str, str], GroupEntry | RoleEntry | ParkLotEntry] = {}
     for group in groups.values():
         for number in (group.number, group.acute_number):
             if number is not None:
@@ -221,6 +283,9 @@ def load_directory(engine: Engine) -> Directory:
     for role in role_entries.values():
         if role.number is not None:
             numbers[(role.domain, role.number)] = role
+    for lot in lots.values():
+        for number in (lot.number, *lot.slots):
+            numbers[(lot.domain, number)] = lot
     return Directory(
         version,
         MappingProxyType(clinics),
@@ -228,6 +293,7 @@ def load_directory(engine: Engine) -> Directory:
         MappingProxyType(groups),
         MappingProxyType(role_entries),
         MappingProxyType(numbers),
+        MappingProxyType(lots),
     )
 
 
@@ -311,6 +377,22 @@ def read_roles(connection: Connection, domain: str | None = None) -> list[RoleEn
     return [RoleEntry(role_domain, name, number) for role_domain, name, number in connection.execute(query)]
 
 
+def read_park_lots(connection: Connection, domain: str | None = None) -> list[ParkLotEntry]:
+    """Park lots of clinic ``domain`` (every clinic if None) by domain and name."""
+    query = (
+        select(Clinic.domain, ParkLot.name, ParkLot.number)
+        .add_columns(ParkLot.first_slot, ParkLot.last_slot, ParkLot.timeout)
+        .join(Clinic, Clinic.id == ParkLot.clinic_id)
+        .order_by(Clinic.domain, ParkLot.name)
+    )
+    if domain is not None:
+        query = query.where(Clinic.domain == domain)
+    return [
+        ParkLotEntry(lot_domain, name, number, first, last, float(timeout))
+        for lot_domain, name, number, first, last, timeout in connection.execute(query)
+    ]
+
+
 def parse_stored_algorithms(text: str) -> tuple[str, ...]:
     """Split the stored comma-separated algorithm list ("SHA-256,MD5") into a tuple."""
     return tuple(part.strip() for part in text.split(",") if part.strip())
@@ -322,12 +404,16 @@ __all__ = [
     "GroupEntry",
     "GroupKind",
     "MemberEntry",
+    "ParkLotEntry",
     "RoleEntry",
     "StaffEntry",
     "Strategy",
     "directory_version",
+    "in_slot_range",
     "load_directory",
     "parse_stored_algorithms",
     "read_groups",
+    "read_park_lots",
     "read_roles",
+    "slot_numbers",
 ]

@@ -1,5 +1,5 @@
-"""SQLAlchemy models: clinics, staff, roles, groups and functions, registrations, call records, line
-states and the directory version.
+"""SQLAlchemy models: clinics, staff, roles, groups and functions, park lots, registrations, call
+records, line states and the directory version.
 
 A clinic is a SIP domain; several clinics can share one server. Staff credentials are kept only
 as digest HA1 hashes (MD5 and SHA-256 of ``extension:domain:password``), never as the password.
@@ -17,6 +17,10 @@ spans three tables, so ``ConfigStore`` enforces it; the unique constraints here 
 groups (or two roles) with one number. A ``group_member`` row with ``via_role`` set was made because
 the member holds a role linked to the function (``function_role``); the store adds and removes
 those rows as roles and links change, and leaves members listed by hand alone.
+
+A ``park_lot`` has a park number and a range of slots, ``first_slot`` to ``last_slot``, stored as
+the digit strings they are dialled as (one width, so ``0701`` stays ``0701``). Its numbers join the
+clinic's one name space of numbers; the store checks that too, a range at a time.
 
 ``line_state`` is the state of every busy or ringing line as the running server last published
 it, for ``sentral presence`` in another process; a line without a row is idle.
@@ -199,6 +203,29 @@ class FunctionRole(Base):
     role_id: Mapped[int] = mapped_column(ForeignKey("role.id", ondelete="CASCADE"), primary_key=True)
 
 
+class ParkLot(Base):
+    """A park lot: calls sent to ``number`` wait on the first free slot until someone dials it.
+
+    ``timeout`` is whole seconds a call stays parked before it rings the parker again.
+    """
+
+    __tablename__ = "park_lot"
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "name"),
+        UniqueConstraint("clinic_id", "number"),
+        CheckConstraint("timeout > 0", name="timeout"),
+        CheckConstraint("length(first_slot) = length(last_slot) AND first_slot <= last_slot", name="slots"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    number: Mapped[str] = mapped_column(String(10))
+    first_slot: Mapped[str] = mapped_column(String(10))
+    last_slot: Mapped[str] = mapped_column(String(10))
+    timeout: Mapped[int] = mapped_column(Integer, default=45, server_default="45")
+
+
 class PublishedLine(Base):
     """The state of one line as the running server last published it; no row means idle."""
 
@@ -342,6 +369,7 @@ __all__ = [
     "DirectoryVersion",
     "FunctionRole",
     "GroupMember",
+    "ParkLot",
     "PublishedCall",
     "PublishedLine",
     "RingGroup",

@@ -12,6 +12,12 @@ lock that takes queues concurrent changes behind each other, so two operators ca
 free number (SQLite's ``BEGIN IMMEDIATE`` serialises writers already). A number another group
 overflows to cannot be given up until that overflow is changed.
 
+Park lots claim their park number and every one of their slots in that same name space; their
+names are a name space of their own. A range that overlaps another lot's is refused with a
+sentence about the two ranges rather than about the first number they share. A group cannot
+overflow to a park number or a slot: a call that nobody answered has no parker to ring back, and a
+slot holds a call rather than taking one.
+
 Roles give functions: everyone holding a role linked to a function is a member of it, with
 ``via_role`` naming the role. ``_sync_role_members`` recomputes those rows after every change to
 roles, holders or links, in the same transaction: it adds the missing ones at the end of the ring
@@ -54,11 +60,15 @@ from sentral.config.directory import (
     ClinicEntry,
     GroupEntry,
     GroupKind,
+    ParkLotEntry,
     RoleEntry,
     StaffEntry,
     Strategy,
+    in_slot_range,
     parse_stored_algorithms,
     read_groups,
+    read_park_lots,
+    slot_numbers,
 )
 from sentral.config.models import (
     DEFAULT_DIGEST_ALGORITHMS,
@@ -67,6 +77,7 @@ from sentral.config.models import (
     DirectoryVersion,
     FunctionRole,
     GroupMember,
+    ParkLot,
     PublishedLine,
     RingGroup,
     Role,
@@ -89,6 +100,13 @@ OVERFLOW_BUSY = "busy"
 MEMBER_TIMEOUT_RANGE = (1, 600)
 RING_TIMEOUT_RANGE = (1, 3600)
 MAX_WAIT_RANGE = (0, 86400)
+# A parked call rings its parker again after this many seconds. Less than ten is not time enough to
+# walk to another phone and dial the slot, which is what parking is for.
+PARK_TIMEOUT_RANGE = (10, 3600)
+DEFAULT_PARK_TIMEOUT = 45
+# More slots than this is a typing mistake (701-7020), not a clinic's park lot.
+MAX_PARK_SLOTS = 100
+_SLOTS = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 
 # Operator spellings of the digest algorithms, mapped to the names RFC 8760 puts on the wire.
 _ALGORITHM_SPELLINGS = {"md5": "MD5", "sha256": "SHA-256", "sha-256": "SHA-256"}
@@ -170,6 +188,40 @@ def normalize_overflow(text: str) -> str:
     if canonical == OVERFLOW_BUSY or _NUMBER.fullmatch(canonical):
         return canonical
     raise StoreError(f"overflow {text!r} must be busy or a number of the clinic, such as 200")
+
+
+def normalize_park_name(name: str) -> str:
+    """A park lot name in lower case: a letter, then letters, digits or hyphens."""
+    canonical = name.strip().lower()
+    if not _GROUP_NAME.fullmatch(canonical):
+        raise StoreError(
+            f"park lot name {name!r} must start with a letter and hold only letters, digits and hyphens, "
+            "such as main"
+        )
+    return canonical
+
+
+def parse_slots(text: str) -> tuple[str, str]:
+    """``701-720`` (or one slot, ``701``) as its first and last slot; ``StoreError`` for a bad range."""
+    found = _SLOTS.fullmatch(text.strip())
+    if found is None:
+        raise StoreError(f"slots {text!r} must be a range of numbers such as 701-720")
+    first, last = found.group(1), found.group(2) or found.group(1)
+    for end in (first, last):
+        if not _NUMBER.fullmatch(end):
+            raise StoreError(f"slot {end} must be 2 to 10 digits; give a range such as 701-720")
+    if len(first) != len(last):
+        raise StoreError(
+            f"slots {first}-{last} must have as many digits at both ends, such as 701-720 or 0098-0102"
+        )
+    count = int(last) - int(first) + 1
+    if count < 1:
+        raise StoreError(
+            f"slots {first}-{last} run backwards; give the lowest slot first, such as {last}-{first}"
+        )
+    if count > MAX_PARK_SLOTS:
+        raise StoreError(f"slots {first}-{last} are {count} slots; a park lot has at most {MAX_PARK_SLOTS}")
+    return first, last
 
 
 def parse_digest_algorithms(text: str) -> tuple[str, ...]:
@@ -266,6 +318,42 @@ class GroupSettings:
             "ring_busy": self.ring_busy,
             "max_wait": self.max_wait,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ParkSettings:
+    """A park lot's park number, slots ``first_slot``..``last_slot`` and recall timeout (whole seconds)."""
+
+    number: str
+    first_slot: str
+    last_slot: str
+    timeout: int = DEFAULT_PARK_TIMEOUT
+
+    @classmethod
+    def of(cls, lot: ParkLotEntry) -> ParkSettings:
+        """The settings of an existing lot, to change with ``dataclasses.replace``."""
+        return cls(lot.number, lot.first_slot, lot.last_slot, int(lot.timeout))
+
+    @property
+    def slot_range(self) -> str:
+        """``701-720``, as the operator writes it."""
+        return f"{self.first_slot}-{self.last_slot}"
+
+    def checked(self, name: str) -> ParkSettings:
+        """These settings in canonical form, or ``StoreError`` for the first value that is wrong."""
+        number = validate_number(self.number, "park number")
+        first, last = parse_slots(f"{self.first_slot}-{self.last_slot}")
+        if in_slot_range(number, first, last):
+            raise StoreError(
+                f"the park number {number} of park lot {name} is one of its slots {first}-{last}; "
+                "choose a number outside them"
+            )
+        timeout = _seconds(self.timeout, "park timeout", PARK_TIMEOUT_RANGE)
+        return ParkSettings(number, first, last, timeout)
+
+    def numbers(self) -> tuple[str, ...]:
+        """The park number, then every slot in order: every number the lot takes."""
+        return (self.number, *slot_numbers(self.first_slot, self.last_slot))
 
 
 @dataclass(frozen=True, slots=True)
@@ -839,6 +927,130 @@ class ConfigStore:
             _bump_version(connection)
             return self._group_entry(connection, canonical, ref.name)
 
+    # -- park lots ------------------------------------------------------------------------------
+
+    def park_lots(self, domain: str) -> builtins.list[ParkLotEntry]:
+        """The park lots of a clinic, by name."""
+        canonical = normalize_domain(domain)
+        with self._engine.connect() as connection:
+            self._require_clinic(connection, canonical)
+            return read_park_lots(connection, canonical)
+
+    def park_lot(self, domain: str, name: str) -> ParkLotEntry:
+        """The park lot called ``name``; ``StoreError`` if there is none."""
+        canonical = normalize_domain(domain)
+        with self._engine.connect() as connection:
+            clinic_id = self._require_clinic(connection, canonical)
+            _, lot_name = self._require_park_lot(connection, clinic_id, canonical, name)
+            return self._park_lot_entry(connection, canonical, lot_name)
+
+    def add_park_lot(self, domain: str, name: str, settings: ParkSettings) -> ParkLotEntry:
+        """Create a park lot; its park number and every slot must be free in the clinic."""
+        canonical = normalize_domain(domain)
+        lot_name = normalize_park_name(name)
+        checked = settings.checked(lot_name)
+        try:
+            with self._writer.begin() as connection:
+                _begin_change(connection)
+                clinic_id = self._require_clinic(connection, canonical)
+                taken = connection.execute(
+                    select(ParkLot.id).where(ParkLot.clinic_id == clinic_id, ParkLot.name == lot_name)
+                ).first()
+                if taken is not None:
+                    raise StoreError(
+                        f"there is already a park lot called {lot_name} in {canonical}; choose another name"
+                    )
+                self._claim_park_numbers(connection, clinic_id, canonical, checked, park_lot_id=None)
+                columns = self._park_columns(checked)
+                connection.execute(insert(ParkLot).values(clinic_id=clinic_id, name=lot_name, **columns))
+                return self._park_lot_entry(connection, canonical, lot_name)
+        except IntegrityError as exc:
+            # Only a change racing this one past the checks above gets here.
+            raise StoreError(f"park lot {lot_name} could not be added: {_first_line(exc)}") from exc
+
+    def change_park_lot(self, domain: str, name: str, settings: ParkSettings) -> ParkLotEntry:
+        """Replace the park number, slots and timeout of a park lot.
+
+        Calls parked in the running server keep their slot and their recall time.
+        """
+        canonical = normalize_domain(domain)
+        with self._writer.begin() as connection:
+            _begin_change(connection)
+            clinic_id = self._require_clinic(connection, canonical)
+            lot_id, lot_name = self._require_park_lot(connection, clinic_id, canonical, name)
+            checked = settings.checked(lot_name)
+            self._claim_park_numbers(connection, clinic_id, canonical, checked, park_lot_id=lot_id)
+            columns = self._park_columns(checked)
+            connection.execute(update(ParkLot).where(ParkLot.id == lot_id).values(**columns))
+            return self._park_lot_entry(connection, canonical, lot_name)
+
+    def remove_park_lot(self, domain: str, name: str) -> None:
+        """Remove a park lot; its numbers are free again."""
+        canonical = normalize_domain(domain)
+        with self._writer.begin() as connection:
+            _begin_change(connection)
+            clinic_id = self._require_clinic(connection, canonical)
+            lot_id, _ = self._require_park_lot(connection, clinic_id, canonical, name)
+            connection.execute(delete(ParkLot).where(ParkLot.id == lot_id))
+
+    @staticmethod
+    def _park_columns(settings: ParkSettings) -> dict[str, Any]:
+        return {
+            "number": settings.number,
+            "first_slot": settings.first_slot,
+            "last_slot": settings.last_slot,
+            "timeout": settings.timeout,
+        }
+
+    @staticmethod
+    def _park_lot_entry(connection: Connection, domain: str, name: str) -> ParkLotEntry:
+        return next(lot for lot in read_park_lots(connection, domain) if lot.name == name)
+
+    @staticmethod
+    def _require_park_lot(connection: Connection, clinic_id: int, domain: str, name: str) -> tuple[int, str]:
+        canonical = name.strip().lower()
+        lot_id = connection.execute(
+            select(ParkLot.id).where(ParkLot.clinic_id == clinic_id, ParkLot.name == canonical)
+        ).scalar_one_or_none()
+        if lot_id is None:
+            raise StoreError(f"there is no park lot called {canonical} in {domain}; see `sentral park list`")
+        return lot_id, canonical
+
+    def _claim_park_numbers(
+        self,
+        connection: Connection,
+        clinic_id: int,
+        domain: str,
+        settings: ParkSettings,
+        *,
+        park_lot_id: int | None,
+    ) -> None:
+        """Refuse a park number or slot anything else in the clinic has; ``settings`` are checked already."""
+        others = select(ParkLot.name, ParkLot.first_slot, ParkLot.last_slot).where(
+            ParkLot.clinic_id == clinic_id
+        )
+        if park_lot_id is not None:
+            others = others.where(ParkLot.id != park_lot_id)
+        for other, first, last in connection.execute(others.order_by(ParkLot.name)):
+            # Slots of one width overlap when neither range ends before the other begins.
+            same_width = len(first) == len(settings.first_slot)
+            if same_width and first <= settings.last_slot and settings.first_slot <= last:
+                raise StoreError(
+                    f"slots {settings.slot_range} overlap the slots {first}-{last} of park lot {other} "
+                    f"in {domain}; choose another range"
+                )
+        number, *slots = settings.numbers()
+        owner = self._number_owner(connection, clinic_id, number, park_lot_id=park_lot_id)
+        if owner is not None:
+            raise StoreError(f"number {number} is already taken by {owner} in {domain}; choose another")
+        for slot in slots:
+            owner = self._number_owner(connection, clinic_id, slot, park_lot_id=park_lot_id)
+            if owner is not None:
+                raise StoreError(
+                    f"slot {slot} is already taken by {owner} in {domain}; choose another range than "
+                    f"{settings.slot_range}"
+                )
+
     # -- logging in and out ----------------------------------------------------------------------
 
     def login(self, domain: str, extension: str, name: str) -> bool:
@@ -1047,6 +1259,11 @@ class ConfigStore:
         # The group's own numbers were refused by ``GroupSettings.checked``; a number it gives up now
         # is another matter: pointing the overflow at it would lead nowhere.
         owner = self._number_owner(connection, clinic_id, overflow, group_id=group_id)
+        if owner is not None and self._park_owner(connection, clinic_id, overflow) is not None:
+            raise StoreError(
+                f"{kind.value} {name} cannot overflow to {overflow}, which is {owner} in {domain}; "
+                "choose an extension, group, function or role"
+            )
         if owner is None:
             raise StoreError(
                 f"{kind.value} {name} cannot overflow to {overflow}: no extension, group, function or role "
@@ -1075,8 +1292,10 @@ class ConfigStore:
         *,
         group_id: int | None = None,
         role_id: int | None = None,
+        park_lot_id: int | None = None,
     ) -> str | None:
-        """What dials ``number`` in the clinic, in words, leaving out group ``group_id`` and role ``role_id``."""
+        """What dials ``number`` in the clinic, in words, leaving out group ``group_id``, role ``role_id``
+        and park lot ``park_lot_id``."""
         staff = connection.execute(
             select(Staff.name).where(Staff.clinic_id == clinic_id, Staff.extension == number)
         ).scalar_one_or_none()
@@ -1098,6 +1317,24 @@ class ConfigStore:
         role = connection.execute(roles).scalar()
         if role is not None:
             return f"role {role}"
+        return ConfigStore._park_owner(connection, clinic_id, number, park_lot_id=park_lot_id)
+
+    @staticmethod
+    def _park_owner(
+        connection: Connection, clinic_id: int, number: str, *, park_lot_id: int | None = None
+    ) -> str | None:
+        """The park lot whose park number or slot ``number`` is, in words, leaving out ``park_lot_id``."""
+        lots = select(ParkLot.name, ParkLot.number, ParkLot.first_slot, ParkLot.last_slot).where(
+            ParkLot.clinic_id == clinic_id
+        )
+        if park_lot_id is not None:
+            lots = lots.where(ParkLot.id != park_lot_id)
+        # A clinic has a handful of lots: reading them all is cheaper than teaching SQL the ranges.
+        for name, park_number, first, last in connection.execute(lots.order_by(ParkLot.name)):
+            if number == park_number:
+                return f"park lot {name}"
+            if in_slot_range(number, first, last):
+                return f"a slot of park lot {name}"
         return None
 
     @staticmethod
@@ -1520,7 +1757,10 @@ class LineStateStore:
 
 
 __all__ = [
+    "DEFAULT_PARK_TIMEOUT",
     "LINE_MAX_AGE",
+    "MAX_PARK_SLOTS",
+    "PARK_TIMEOUT_RANGE",
     "BindingRow",
     "BindingStore",
     "ConfigStore",
@@ -1529,13 +1769,16 @@ __all__ = [
     "LineStateStore",
     "LineStatus",
     "LoginToggle",
+    "ParkSettings",
     "RoleSummary",
     "StoreError",
     "normalize_domain",
     "normalize_group_name",
     "normalize_overflow",
+    "normalize_park_name",
     "normalize_role",
     "parse_digest_algorithms",
+    "parse_slots",
     "parse_strategy",
     "validate_extension",
     "validate_name",
