@@ -14,9 +14,16 @@ Transactions and their timers are left in place as a running server holds them (
 the like are not run here), so a long run carries the state of roughly n / rate seconds of load.
 
 The collector is tuned as the server tunes it (``sentral.app.tune_gc``); ``--default-gc`` keeps
-CPython's defaults, ``--gc`` reports the time spent collecting.
+CPython's defaults, ``--gc`` reports the time spent collecting, ``--no-gc`` turns the collector off.
+The last is for counting instructions, which unlike times do not depend on what else the machine
+is doing: one collection more or less in a run would outweigh most changes being measured, so
+the collector's share is better judged from ``--gc`` on its own. Instructions per call are the
+difference between two runs, which cancels start-up:
 
-    .venv/bin/python bench/bench_call_path.py [--n 20000] [--profile] [--gc] [--default-gc]
+    valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.N.out \
+        .venv/bin/python bench/bench_call_path.py --no-gc --n N      # for N = 200 and 500
+
+    .venv/bin/python bench/bench_call_path.py [--n 20000] [--profile] [--gc] [--default-gc] [--no-gc]
 """
 
 from __future__ import annotations
@@ -305,12 +312,16 @@ def main() -> None:
     parser.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative)")
     parser.add_argument("--gc", action="store_true", help="time the garbage collector's passes")
     parser.add_argument("--default-gc", action="store_true", help="keep CPython's collector settings")
+    parser.add_argument("--no-gc", action="store_true", help="turn the collector off (for instruction counts)")
     parser.add_argument("--log-level", default="warning", help="as the server's --log-level")
     args = parser.parse_args()
     flags = (" --profile" if args.profile else "") + (" --gc" if args.gc else "")
     flags += " --default-gc" if args.default_gc else ""
+    flags += " --no-gc" if args.no_gc else ""
     print(f"command: python bench/bench_call_path.py --n {args.n}{flags} --log-level {args.log_level}")
     configure("console", args.log_level)
+    if args.no_gc:
+        gc.disable()  # before tune_gc, which only sets thresholds: the collector stays off
     asyncio.run(run(args.n, args.profile, args.sort, args.gc, not args.default_gc))
 
 

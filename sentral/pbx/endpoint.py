@@ -43,7 +43,7 @@ from sentral.config.directory import ClinicEntry, Directory, StaffEntry
 from sentral.config.store import BindingRow
 from sentral.config.writer import BindingWriter
 from sentral.pbx.call import ALLOW as CALL_ALLOW
-from sentral.pbx.call import Call, CallControl, Caller, CallReport, CallSettings
+from sentral.pbx.call import Call, CallControl, Caller, CallReport, CallSettings, MediaPolicy
 from sentral.pbx.guard import Guard, GuardAction, SecurityEventKind
 from sentral.pbx.hunting import Hunting
 from sentral.pbx.location import Location
@@ -115,6 +115,7 @@ class Endpoint:
         call_settings: CallSettings | None = None,
         on_record: Callable[[CallReport], asyncio.Future[None] | None] | None = None,
         on_feature: Callable[[Call, Feature], asyncio.Future[str]] | None = None,
+        media: MediaPolicy | None = None,
     ) -> None:
         self.transports = transports
         self.layer = layer
@@ -145,6 +146,7 @@ class Endpoint:
             directory,
             bindings,
             settings=call_settings,
+            media=media,
             timings=layer.timings,
             groups=self.hunting,
             lines=self.presence,
@@ -199,17 +201,9 @@ class Endpoint:
         self._run(self.layer.receive(response, _peer(origin), origin.reliable, now), origin)
 
     def _stamp_via(self, request: Request, origin: Origin) -> None:
-        via = request.top_via
-        params = via.params
-        changed = False
-        if via.host.strip("[]") != origin.host:
-            params = (*tuple(p for p in params if p[0] != "received"), ("received", origin.host))
-            changed = True
-        if via.wants_rport:
-            params = tuple(("rport", str(origin.port)) if k == "rport" else (k, v) for k, v in params)
-            changed = True
-        if changed:
-            request.replace_top_via(via.with_params(params))
+        stamped = request.top_via.stamped(origin.host, origin.port)
+        if stamped is not None:
+            request.replace_top_via(stamped)
 
     # -- the transaction user ------------------------------------------------------------------
 

@@ -826,3 +826,65 @@ def test_replace_top_via_keeps_every_view_of_the_via_in_step() -> None:
     wire = parse_message(request.to_bytes())
     assert wire.top_via.received == "192.0.2.7" and wire.top_via.rport == 40000
     assert len(wire.vias) == 2
+
+
+STAMPABLE = (
+    b"OPTIONS sip:clinic.test SIP/2.0\r\n"
+    b"v: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport\r\n"
+    b"Via: SIP/2.0/UDP proxy.test;branch=z9hG4bKb\r\n"
+    b"From: <sip:a@clinic.test>;tag=1\r\nTo: <sip:b@clinic.test>\r\nCall-ID: x\r\n"
+    b"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("fields_first", [False, True])
+def test_fields_of_a_parsed_message_carry_the_rewritten_top_via(fields_first: bool) -> None:
+    request = parse_message(STAMPABLE)
+    assert isinstance(request, Request)
+    if fields_first:
+        assert request.fields[0] == ("via", "v", "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport")
+    stamped = request.top_via.stamped("192.0.2.7", 40000)
+    assert stamped is not None
+    request.replace_top_via(stamped)
+    expected = "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport=40000;received=192.0.2.7"
+    assert request.fields[0] == ("via", "v", expected)
+    assert request.fields[1] == ("via", "Via", "SIP/2.0/UDP proxy.test;branch=z9hG4bKb")
+    assert request.header_lines("via") == [expected, "SIP/2.0/UDP proxy.test;branch=z9hG4bKb"]
+    request.forget_parsed()
+    assert request.top_via == stamped and request.header_lines("via")[0] == expected
+    wire = parse_message(request.to_bytes())
+    assert [(k, v) for k, _, v in wire.fields] == [(k, v) for k, _, v in request.fields if k != "content-length"] + [
+        ("content-length", "0")
+    ]
+
+
+def test_forgetting_the_parse_of_a_built_message_changes_no_answer() -> None:
+    req = Request.build(
+        "OPTIONS",
+        "sip:bob@clinic.example",
+        [("Via", "SIP/2.0/UDP h;branch=z9hG4bKa"), ("f", "<sip:a@b>;tag=1"), ("To", "<sip:bob@clinic.example>"),
+         ("Call-ID", "x"), ("CSeq", "1 OPTIONS"), ("Content-Type", "text/plain;charset=utf-8")],
+    )  # fmt: skip
+    before = (req.top_via, req.from_tag, req.to, req.call_id, req.cseq, req.content_type, req.header("from"))
+    req.forget_parsed()
+    assert (req.top_via, req.from_tag, req.to, req.call_id, req.cseq, req.content_type, req.header("F")) == before
+    assert before[5] == "text/plain"
+
+
+@pytest.mark.parametrize(
+    ("via", "host", "port", "expected"),
+    [
+        # Sent-by is the source and no rport: nothing to stamp.
+        ("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa", "192.0.2.1", 5060, None),
+        ("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa;rport", "192.0.2.1", 40000,
+         "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa;rport=40000"),
+        ("SIP/2.0/UDP phone.test;received=10.1.1.1;branch=z9hG4bKa", "192.0.2.1", 5060,
+         "SIP/2.0/UDP phone.test;branch=z9hG4bKa;received=192.0.2.1"),
+        ("SIP/2.0/UDP phone.test;rport;branch=z9hG4bKa", "192.0.2.1", 40000,
+         "SIP/2.0/UDP phone.test;rport=40000;branch=z9hG4bKa;received=192.0.2.1"),
+        ("SIP/2.0/UDP [2001:db8::1];branch=z9hG4bKa", "2001:db8::1", 5060, None),
+    ],
+)  # fmt: skip
+def test_via_stamped_on_receipt(via: str, host: str, port: int, expected: str | None) -> None:
+    stamped = parse_via(via).stamped(host, port)
+    assert (None if stamped is None else str(stamped)) == expected

@@ -14,15 +14,19 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import string
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sentral.pbx.sip.errors import SipError
+from sentral.pbx.sip.headers import _parse_name_addr_full, parse_name_addr
 from sentral.pbx.sip.message import Message, Request, Response, StreamFramer, parse_message
 from sentral.pbx.sip.uri import Uri, parse_uri
 
+T = TypeVar("T")
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ = settings(FAST, max_examples=500)  # cheap examples: more of them
 TORTURE = Path(__file__).parent / "torture" / "rfc4475"
@@ -311,6 +315,41 @@ def test_response_round_trip(resp: Response) -> None:
 def test_uri_round_trip(uri: Uri) -> None:
     again = parse_uri(str(uri))
     assert again == uri and str(again) == str(uri) and again.equivalent(uri)
+
+
+def _outcome(parse: Callable[[str], T], text: str) -> T | tuple[int, str]:
+    try:
+        return parse(text)
+    except SipError as error:
+        return error.status, error.reason
+
+
+_NAME_ADDR_PIECES = st.sampled_from(
+    ["<", ">", '"', "\\", " ", "\t", ";", "tag=", "=", "sip:", "a@b", "1001@127.0.0.1:5060", "transport=udp",
+     ",", "?", "x", "é", "\x0b", "\x7f", ":", "[2001:db8::1]"]
+)  # fmt: skip
+
+
+@FUZZ
+@given(
+    name_addr_text(tag=True)
+    | name_addr_text(tag=False)
+    | st.lists(_NAME_ADDR_PIECES, max_size=14).map("".join)
+    | st.tuples(name_addr_text(tag=True), st.lists(_NAME_ADDR_PIECES, max_size=3).map("".join)).map("".join)
+)
+@example("<sip:1001@clinic.test>;tag=1")
+@example("<sip:1001@clinic.test> ;tag=1")
+@example("<sip:1001@clinic.test>tag=1")
+@example("<sip:1001@clinic.test>;tag=1;")
+@example('"Bench 1001" <sip:1001@clinic.test>;tag=1')
+@example("<sip:a@b<c>")
+@example("<sip:a b@c>")
+@example("<sip:a\x0bb@c>")
+@example("<>")
+@example("<sip:a@b>;x=<y>")
+@example("<sip:a@b>;;")
+def test_fast_and_full_name_addr_parsers_agree(text: str) -> None:
+    assert _outcome(parse_name_addr.__wrapped__, text) == _outcome(_parse_name_addr_full, text)
 
 
 # -- (4) stream framing -------------------------------------------------------------------------

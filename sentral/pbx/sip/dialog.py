@@ -22,16 +22,17 @@ Via branch or knows a socket: the caller hands in the Via it wants on each reque
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
 
 from sentral.pbx.sip.errors import SipError
-from sentral.pbx.sip.headers import NameAddr, parse_name_addr
-from sentral.pbx.sip.message import Message, Request, Response
+from sentral.pbx.sip.headers import NameAddr, header_key, parse_name_addr
+from sentral.pbx.sip.message import Field, Message, Request, Response
 from sentral.pbx.sip.uri import Uri
 
 MAX_FORWARDS = 70
+_MAX_FORWARDS_TEXT = str(MAX_FORWARDS)
 # RFC 3261 §8.1.1.5: a CSeq number is below 2**31, so the counter stops short of it.
 MAX_CSEQ = 2**31 - 1
 # Requests whose Contact replaces the remote target (RFC 3261 §12.2, RFC 3311, RFC 6665 §4.1).
@@ -107,6 +108,8 @@ class Dialog:
     # CSeq number of the INVITE that created the dialog, to tell its responses from those
     # of later re-INVITEs.
     initial_seq: int
+    # From, To and Contact of the requests we send, formatted on first use (``_build``).
+    _texts: tuple[str, str, str] | None = field(default=None, init=False, repr=False)
 
     # -- construction ------------------------------------------------------------------------
 
@@ -197,7 +200,14 @@ class Dialog:
         return self.route_set[0].uri if self.route_set else self.remote_target
 
     def _check_key(self, msg: Message, *, uas: bool) -> bool:
-        return dialog_key(msg, uas=uas) == self.key
+        # ``dialog_key(msg, uas=uas) == self.key`` without building the two keys.
+        from_tag = msg.from_tag or ""
+        to_tag = msg.to_tag or ""
+        if msg.call_id != self.call_id:
+            return False
+        if uas:
+            return to_tag == self.local_tag and from_tag == self.remote_tag
+        return from_tag == self.local_tag and to_tag == self.remote_tag
 
     # -- requests we send --------------------------------------------------------------------
 
@@ -294,19 +304,27 @@ class Dialog:
         content_type: str | None,
     ) -> Request:
         uri, routes = self._route()
-        fields: list[tuple[str, str]] = [("Via", via), ("Max-Forwards", str(MAX_FORWARDS))]
-        fields.extend(("Route", str(route)) for route in routes)
-        fields.append(("From", str(self.local_uri.with_tag(self.local_tag))))
-        to = self.remote_uri.with_tag(self.remote_tag) if self.remote_tag else self.remote_uri
-        fields.append(("To", str(to)))
-        fields.append(("Call-ID", self.call_id))
-        fields.append(("CSeq", f"{seq} {method}"))
+        texts = self._texts
+        if texts is None:
+            # From, To and Contact never change in a dialog: formatted once, on its first request.
+            to = self.remote_uri.with_tag(self.remote_tag) if self.remote_tag else self.remote_uri
+            texts = self._texts = (
+                str(self.local_uri.with_tag(self.local_tag)),
+                str(to),
+                str(self.local_contact),
+            )
+        fields: list[Field] = [("via", "Via", via), ("max-forwards", "Max-Forwards", _MAX_FORWARDS_TEXT)]
+        fields.extend([("route", "Route", str(route)) for route in routes])
+        fields.append(("from", "From", texts[0]))
+        fields.append(("to", "To", texts[1]))
+        fields.append(("call-id", "Call-ID", self.call_id))
+        fields.append(("cseq", "CSeq", f"{seq} {method}"))
         if method in TARGET_REFRESH:
-            fields.append(("Contact", str(self.local_contact)))
-        fields.extend(headers)
+            fields.append(("contact", "Contact", texts[2]))
+        fields.extend([(header_key(name), name, value) for name, value in headers])
         if body and content_type:
-            fields.append(("Content-Type", content_type))
-        return Request.build(method, uri, fields, body)
+            fields.append(("content-type", "Content-Type", content_type))
+        return Request(method, uri, fields, body)
 
     # -- requests we receive -----------------------------------------------------------------
 

@@ -67,10 +67,23 @@ LIST_HEADERS = frozenset(
 )
 
 
+# The keys of the usual spellings (canonical, lower-case and compact names): one lookup settles
+# the names the code itself asks for.
+_KEYS: dict[str, str] = {
+    **{name: key for key, name in CANONICAL.items()},
+    **{key: key for key in CANONICAL},
+    **{short: key for short, key in COMPACT.items()},
+    **{short.upper(): key for short, key in COMPACT.items()},
+}
+
+
 def header_key(name: str) -> str:
     """The lookup key of a header field name: lower case, compact form expanded."""
-    key = name.lower()
-    return COMPACT.get(key, key)
+    key = _KEYS.get(name)
+    if key is None:
+        key = name.lower()
+        key = COMPACT.get(key, key)
+    return key
 
 
 def display_name(key: str) -> str:
@@ -94,7 +107,11 @@ class NameAddr(NamedTuple):
     @property
     def tag(self) -> str | None:
         """The ``tag`` parameter (From and To)."""
-        return param(self.params, "tag")
+        # ``param(self.params, "tag")`` inlined: read for nearly every message, several times.
+        for key, value in self.params:
+            if key == "tag":
+                return value
+        return None
 
     def param(self, name: str) -> str | None:
         """The value of header parameter ``name`` (lower-case), or None."""
@@ -134,6 +151,28 @@ def parse_name_addr(text: str) -> NameAddr:
     Memoized: a NameAddr is immutable, and a phone repeats its From, To and Contact values in
     the request that answers a challenge, in every refresh and in every retransmission.
     """
+    if text.startswith("<"):
+        # Fast path for the form phones send, ``<uri>`` with optional ``;params`` right after the
+        # bracket: no display name, no whitespace. Anything else takes the full pattern.
+        end = text.find(">")
+        uri_text = text[1:end]
+        if (
+            end > 1
+            and uri_text.isascii()
+            and uri_text.isprintable()
+            and " " not in uri_text
+            and "<" not in uri_text
+        ):
+            rest = text[end + 1 :]
+            if not rest:
+                return NameAddr(parse_uri(uri_text), None, ())
+            if rest[0] == ";":
+                return NameAddr(parse_uri(uri_text), None, parse_params(rest[1:].rstrip(WS)))
+    return _parse_name_addr_full(text)
+
+
+def _parse_name_addr_full(text: str) -> NameAddr:
+    """``parse_name_addr`` by the full patterns."""
     m = _NAME_ADDR_RE.match(text)
     if m is not None:
         quoted, words, uri_text, ptext = m.group("quoted", "words", "uri", "params")
@@ -175,7 +214,11 @@ class Via(NamedTuple):
     @property
     def branch(self) -> str | None:
         """The branch parameter (the transaction key when it starts with z9hG4bK)."""
-        return param(self.params, "branch")
+        # ``param(self.params, "branch")`` inlined: read for every message.
+        for key, value in self.params:
+            if key == "branch":
+                return value
+        return None
 
     @property
     def received(self) -> str | None:
@@ -206,6 +249,24 @@ class Via(NamedTuple):
         """A copy with ``params`` replacing the parameters."""
         return Via(self.transport, self.host, self.port, params, self.protocol)
 
+    def stamped(self, host: str, port: int) -> Via | None:
+        """This Via as a server stamps it on receipt from ``host``:``port``, or None if nothing
+        changes: ``received`` when the sent-by host is not the source address (RFC 3261 §18.2.1),
+        ``rport`` filled in when the sender asked for it (RFC 3581 §4)."""
+        params = self.params
+        stamp_received = self.host.strip("[]") != host
+        if not stamp_received and "rport" not in [key for key, _ in params]:
+            return None
+        out: list[tuple[str, str | None]] = []
+        for key, value in params:
+            if key == "rport":
+                out.append(("rport", str(port)))
+            elif key != "received" or not stamp_received:
+                out.append((key, value))
+        if stamp_received:
+            out.append(("received", host))
+        return Via(self.transport, self.host, self.port, tuple(out), self.protocol)
+
     def __str__(self) -> str:
         return f"{self.protocol}/{self.transport} {self.sent_by}{format_params(self.params)}"
 
@@ -219,14 +280,17 @@ _VIA_RE = re.compile(
 )
 
 
+@lru_cache(maxsize=4096)
 def parse_via(text: str) -> Via:
-    """Parse one Via value; whitespace around the slashes and the port colon is allowed."""
+    """Parse one Via value; whitespace around the slashes and the port colon is allowed.
+
+    Memoized: a Via value comes back unchanged in every response to the request that carried it,
+    and in the ACK of a failure response (the request's own transaction, the same branch).
+    """
     m = _VIA_RE.match(text)
     if m is None:
         raise SipError(400, "Bad Via")
-    name, version, transport, host, port_text, ptext = m.group(
-        "name", "version", "transport", "host", "port", "params"
-    )
+    name, version, transport, host, port_text, ptext = m.groups()
     if host[0] == "[":
         host, _ = split_host_port(host)
     port = None
@@ -245,7 +309,7 @@ def parse_via(text: str) -> Via:
             ):
                 raise SipError(400, "Bad Via ttl")
     protocol = "SIP/2.0" if name == "SIP" and version == "2.0" else f"{name.upper()}/{version}"
-    return Via(transport=transport.upper(), host=host, port=port, params=params, protocol=protocol)
+    return Via(transport.upper(), host, port, params, protocol)
 
 
 _CSEQ_RE = re.compile(r"[ \t]*([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*\Z")
@@ -260,15 +324,15 @@ class CSeq(NamedTuple):
     @classmethod
     def parse(cls, text: str) -> CSeq:
         """Parse a CSeq value; the number must be below 2**31 (RFC 3261 §8.1.1.5)."""
-        return _parse_cseq(text)
+        return parse_cseq(text)
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"
 
 
 @lru_cache(maxsize=1024)
-def _parse_cseq(text: str) -> CSeq:
-    # Memoized: "1 REGISTER", "2 REGISTER", "102 INVITE" recur across all phones.
+def parse_cseq(text: str) -> CSeq:
+    """``CSeq.parse``, memoized: "1 REGISTER", "2 REGISTER", "102 INVITE" recur across all phones."""
     m = _CSEQ_RE.match(text)
     if m is None:
         raise SipError(400, "Bad CSeq")

@@ -2,10 +2,17 @@
 
 Theory of operation: parsing is lazy. ``parse_message`` does the work every message needs in one
 pass: it frames the message (Content-Length, datagram or stream), splits the start line, unfolds
-continuation lines and cuts the header block into (key, name, value) fields. Nothing else is
-parsed until asked for: ``msg.top_via`` parses only the first Via value, ``msg.cseq`` only the
-CSeq line, and each result is cached on the message. ``validate`` parses what every request
-must carry so that a broken one is answered 400 before it reaches a transaction.
+continuation lines, checks every header line and indexes the values by header key. Nothing else
+is parsed until asked for: ``msg.top_via`` parses only the first Via value, ``msg.cseq`` only the
+CSeq line, and each result is cached on the message; even the list of (key, name, value) fields
+is made from the header text only when someone asks for ``fields``, since header lookups go
+through the index. ``validate`` parses what every request must carry so that a broken one is
+answered 400 before it reaches a transaction.
+
+The work per message is what bounds calls per second, and the objects a message leaves behind
+are what the garbage collector visits while transactions linger, so both are kept few: one dict
+of strings per message rather than a list per header, no tuples for fields nobody reads, and
+memoized parsers (``parse_via``, ``parse_name_addr``, ``parse_uri``) for the values that recur.
 
 Errors are ``SipError``s carrying their response: 400 for a malformed message, 505 for a wrong
 SIP version, 513 over the size limits, and ``drop`` for what RFC 3261 says to discard silently
@@ -32,6 +39,7 @@ from sentral.pbx.sip.headers import (
     Via,
     display_name,
     header_key,
+    parse_cseq,
     parse_name_addr,
     parse_via,
 )
@@ -55,6 +63,11 @@ _NAME_KEYS: dict[str, str] = {
 _VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+\Z", re.IGNORECASE)
 _FOLD_RE = re.compile(r"\r\n[ \t]+")
 _CL_RE = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+# Marks a cached value not looked up yet. Should a header ever produce this very text, the value
+# is merely looked up again each time, still correctly.
+_UNSET = "\x00unset"
+# The placeholder a parsed message is built with; its fields are made from its head on demand.
+_NO_FIELDS: list[Field] = []
 _SINGLE_HEADERS = ("call-id", "cseq", "from", "to", "max-forwards", "content-length", "expires")
 
 
@@ -74,25 +87,41 @@ class Message:
 
     Not frozen: parsed header values are cached on first use. Treat a received message as
     read-only; build new messages for what you send.
+
+    The lookup index maps each header key to its first value; ``_more`` holds every value of the
+    few keys that occur on several lines (Via, Record-Route, Route in proxied traffic). Most
+    messages have no repeated header, so a message keeps one dict of strings instead of a list
+    per header, which is both quicker to build and fewer objects for the collector to visit.
     """
 
     __slots__ = (
         "_call_id",
         "_contacts",
+        "_content_type",
         "_cseq",
+        "_fields",
         "_from",
+        "_head",
         "_index",
+        "_more",
         "_to",
         "_top_via",
         "_values",
+        "_via_line",
         "body",
-        "fields",
     )
 
     def __init__(self, fields: list[Field], body: bytes = b"") -> None:
-        self.fields = fields
+        self._fields: list[Field] | None = fields
+        # A parsed message keeps its header block as text and makes ``fields`` from it only when
+        # asked: the lookup index serves every header access, so most received messages never
+        # need the list, nor a tuple per header line for the collector to visit.
+        self._head: str | None = None
+        # The first Via line as rewritten by ``replace_top_via`` (for fields made after it).
+        self._via_line: str | None = None
         self.body = body
-        self._index: dict[str, list[str]] | None = None
+        self._index: dict[str, str] | None = None
+        self._more: dict[str, list[str]] | None = None
         self._top_via: Via | None = None
         self._cseq: CSeq | None = None
         self._from: NameAddr | None = None
@@ -100,64 +129,117 @@ class Message:
         self._call_id: str | None = None
         self._values: dict[str, list[str]] | None = None
         self._contacts: list[NameAddr] | None = None
+        self._content_type: str | None = _UNSET
 
     def forget_parsed(self) -> None:
-        """Drop the cached lookup index and parsed values; they are derived again if asked for.
+        """Drop the cached parsed values (and a built message's lookup index); they are derived
+        again if asked for.
 
         For messages kept long after they were handled (a completed transaction keeps its request
-        for 32 s): what is left is the fields list, a handful of objects for the garbage collector
-        to visit instead of dozens.
+        for 32 s): what is left is the header text or fields and one index, a handful of objects
+        for the garbage collector to visit instead of dozens. A parsed message keeps its index,
+        which is what it answers header lookups from without making its fields.
         """
-        self._index = None
+        if self._fields is not None:
+            self._index = None
+            self._more = None
         self._values = None
         self._contacts = None
         self._top_via = None
         self._cseq = None
         self._from = None
         self._to = None
+        self._content_type = _UNSET
+
+    @property
+    def fields(self) -> list[Field]:
+        """The header fields in order, as (key, name as written, value) triples."""
+        fields = self._fields
+        if fields is None:
+            assert self._head is not None
+            fields = _split_fields(self._head, True)[0]
+            line = self._via_line
+            if line is not None:
+                for i, (key, name, _) in enumerate(fields):
+                    if key == "via":
+                        fields[i] = (key, name, line)
+                        break
+            self._fields = fields
+        return fields
 
     def replace_top_via(self, via: Via) -> None:
         """Rewrite the first Via value in place (received/rport stamping, RFC 3261 §18.2.1),
         keeping the fields, the lookup index and every cached value in step."""
-        for i, (key, name, value) in enumerate(self.fields):
-            if key != "via":
-                continue
-            rest = ""
-            if "," in value:
-                parts = split_commas(value)
-                rest = ", " + ", ".join(parts[1:]) if len(parts) > 1 else ""
-            new_value = str(via) + rest
-            self.fields[i] = (key, name, new_value)
-            self._idx()["via"][0] = new_value
-            if self._values is not None:
-                self._values.pop("via", None)
-            self._top_via = via
-            return
-        raise SipError(400, "Missing Via header")
+        index = self._idx()
+        value = index.get("via")
+        if value is None:
+            raise SipError(400, "Missing Via header")
+        new_value = str(via)
+        if "," in value:
+            parts = split_commas(value)
+            if len(parts) > 1:
+                new_value += ", " + ", ".join(parts[1:])
+        index["via"] = new_value
+        more = self._more
+        if more is not None and "via" in more:
+            more["via"][0] = new_value
+        fields = self._fields
+        if fields is None:
+            self._via_line = new_value
+        else:
+            for i, (key, name, _) in enumerate(fields):
+                if key == "via":
+                    fields[i] = (key, name, new_value)
+                    break
+        if self._values is not None:
+            self._values.pop("via", None)
+        self._top_via = via
 
     # -- raw header access -------------------------------------------------------------------
 
-    def _idx(self) -> dict[str, list[str]]:
+    def _idx(self) -> dict[str, str]:
         index = self._index
         if index is None:
             index = {}
+            more: dict[str, list[str]] | None = None
             for key, _, value in self.fields:
-                values = index.get(key)
-                if values is None:
-                    index[key] = [value]
+                if key not in index:
+                    index[key] = value
+                elif more is None:
+                    more = {key: [index[key], value]}
+                elif key in more:
+                    more[key].append(value)
                 else:
-                    values.append(value)
+                    more[key] = [index[key], value]
             self._index = index
+            self._more = more
         return index
+
+    def _lines(self, key: str) -> list[str]:
+        """Every line's value of header ``key``: a new list the caller may keep."""
+        index = self._index
+        if index is None:
+            index = self._idx()
+        value = index.get(key)
+        if value is None:
+            return []
+        more = self._more
+        if more is not None:
+            lines = more.get(key)
+            if lines is not None:
+                return list(lines)
+        return [value]
 
     def header(self, name: str) -> str | None:
         """The first field value of header ``name`` (any spelling, compact forms too), or None."""
-        values = self._idx().get(header_key(name))
-        return values[0] if values else None
+        index = self._index
+        if index is None:
+            index = self._idx()
+        return index.get(_NAME_KEYS.get(name) or header_key(name))
 
     def header_lines(self, name: str) -> list[str]:
         """Every field value of header ``name``, one per header line, unsplit."""
-        return list(self._idx().get(header_key(name), ()))
+        return self._lines(header_key(name))
 
     def header_values(self, name: str) -> list[str]:
         """Every value of header ``name``: list headers are split at top-level commas."""
@@ -173,9 +255,9 @@ class Message:
             cached = values.get(key)
             if cached is not None:
                 return cached
-        lines = self._idx().get(key)
+        lines = self._lines(key)
         if not lines:
-            return []
+            return lines
         if key not in LIST_HEADERS:
             return lines
         if len(lines) == 1:
@@ -196,17 +278,24 @@ class Message:
 
     def tokens(self, name: str) -> list[str]:
         """Option tags and similar token lists (Require, Supported, Allow), lower-cased."""
-        return [v.lower() for v in self._split_values(header_key(name))]
+        key = header_key(name)
+        if key not in self._idx():
+            return []
+        return [v.lower() for v in self._split_values(key)]
 
     # -- parsed header values ----------------------------------------------------------------
 
     def _single(self, key: str) -> str:
-        values = self._idx().get(key)
-        if not values:
+        index = self._index
+        if index is None:
+            index = self._idx()
+        value = index.get(key)
+        if value is None:
             raise SipError(400, f"Missing {display_name(key)} header")
-        if len(values) > 1:
+        more = self._more
+        if more is not None and key in more:
             raise SipError(400, f"Multiple {display_name(key)} headers")
-        return values[0]
+        return value
 
     @property
     def call_id(self) -> str:
@@ -224,7 +313,7 @@ class Message:
         """The parsed CSeq."""
         value = self._cseq
         if value is None:
-            value = self._cseq = CSeq.parse(self._single("cseq"))
+            value = self._cseq = parse_cseq(self._single("cseq"))
         return value
 
     @property
@@ -258,10 +347,12 @@ class Message:
         """The first Via value (parsed alone: the others stay text)."""
         value = self._top_via
         if value is None:
-            lines = self._idx().get("via")
-            if not lines:
+            index = self._index
+            if index is None:
+                index = self._idx()
+            first = index.get("via")
+            if first is None:
                 raise SipError(400, "Missing Via header")
-            first = lines[0]
             if "," in first:
                 parts = split_commas(first)
                 if not parts:
@@ -277,7 +368,10 @@ class Message:
 
     def name_addrs(self, name: str) -> list[NameAddr]:
         """Every value of a name-addr list header (Contact, Route, Record-Route, Path)."""
-        return [parse_name_addr(v) for v in self.header_values(name)]
+        key = header_key(name)
+        if key not in self._idx():
+            return []
+        return [parse_name_addr(v) for v in self._split_values(key)]
 
     @property
     def contact_star(self) -> bool:
@@ -301,12 +395,16 @@ class Message:
         return self._int(header_key(name), limit)
 
     def _int(self, key: str, limit: int) -> int | None:
-        values = self._idx().get(key)
-        if not values:
+        index = self._index
+        if index is None:
+            index = self._idx()
+        text = index.get(key)
+        if text is None:
             return None
-        if len(values) > 1:
+        more = self._more
+        if more is not None and key in more:
             raise SipError(400, f"Multiple {display_name(key)} headers")
-        text = values[0].strip()
+        text = text.strip()
         if not (text.isascii() and text.isdigit()) or len(text) > 10:
             raise SipError(400, f"Bad {display_name(key)} header")
         value = int(text)
@@ -327,8 +425,11 @@ class Message:
     @property
     def content_type(self) -> str | None:
         """The media type of the body, lower-case, without parameters."""
-        value = self.header("content-type")
-        return value.split(";", 1)[0].strip().lower() if value else None
+        value = self._content_type
+        if value is _UNSET:
+            text = self._idx().get("content-type")
+            value = self._content_type = text.split(";", 1)[0].strip().lower() if text else None
+        return value
 
     # -- serialization -----------------------------------------------------------------------
 
@@ -337,14 +438,15 @@ class Message:
 
     def to_bytes(self) -> bytes:
         """The wire form: CRLF line ends, Content-Length computed from the body."""
+        body = self.body
         lines = [self.start_line()]
-        for key, name, value in self.fields:
-            if key == "content-length":
-                continue
-            lines.append(f"{display_name(key) if len(name) == 1 else name}: {value}")
-        lines.append(f"Content-Length: {len(self.body)}")
-        head = "\r\n".join(lines) + "\r\n\r\n"
-        return head.encode("utf-8", "surrogateescape") + self.body
+        lines += [
+            f"{display_name(key) if len(name) == 1 else name}: {value}"
+            for key, name, value in self.fields
+            if key != "content-length"
+        ]
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + body
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()
@@ -370,7 +472,7 @@ class Request(Message):
         cls, method: str, uri: Uri | str, headers: Iterable[tuple[str, str]], body: bytes = b""
     ) -> Request:
         """A request from (name, value) header pairs, in order."""
-        return cls(method, uri, [(header_key(n), n, v) for n, v in headers], body)
+        return cls(method, uri, [(_NAME_KEYS.get(n) or header_key(n), n, v) for n, v in headers], body)
 
     @property
     def uri(self) -> Uri:
@@ -395,10 +497,11 @@ class Request(Message):
         request's), Max-Forwards, singleton headers that appear twice, and Contact values.
         """
         index = self._idx()
-        for key in _SINGLE_HEADERS:
-            values = index.get(key)
-            if values is not None and len(values) > 1:
-                raise SipError(400, f"Multiple {display_name(key)} headers")
+        more = self._more
+        if more is not None:
+            for key in _SINGLE_HEADERS:
+                if key in more:
+                    raise SipError(400, f"Multiple {display_name(key)} headers")
         if self.uri.headers:
             # Headers are "not allowed" in a Request-URI (RFC 3261 §19.1.1); RFC 4475 §3.1.2.11
             # lets a server refuse them rather than forward a request it would have to rewrite.
@@ -409,13 +512,14 @@ class Request(Message):
         _ = self.call_id
         if self.cseq.method != self.method:
             raise SipError(400, "CSeq method does not match the request method")
-        _ = self.max_forwards
-        _ = self.expires
+        if "max-forwards" in index:
+            self._int("max-forwards", 255)
+        if "expires" in index:
+            self._int("expires", 2**32 - 1)
         if "contact" in index and not self.contact_star:
             _ = self.contacts
-        vias = index["via"]
-        first = vias[0]
-        if len(vias) > 1 or "," in first or '"' in first or "<" in first:
+        first = index["via"]
+        if (more is not None and "via" in more) or "," in first or '"' in first or "<" in first:
             for value in self._split_values("via")[1:]:
                 parse_via(value)
 
@@ -438,9 +542,8 @@ class Response(Message):
         cls, status: int, reason: str | None, headers: Iterable[tuple[str, str]], body: bytes = b""
     ) -> Response:
         """A response from (name, value) header pairs, in order."""
-        return cls(
-            status, reason or reason_phrase(status), [(header_key(n), n, v) for n, v in headers], body
-        )
+        fields = [(_NAME_KEYS.get(n) or header_key(n), n, v) for n, v in headers]
+        return cls(status, reason or reason_phrase(status), fields, body)
 
     def start_line(self) -> str:
         return f"SIP/2.0 {self.status} {self.reason}"
@@ -469,14 +572,20 @@ class Response(Message):
 # -- parsing -------------------------------------------------------------------------------------
 
 
-def _split_fields(text: str) -> tuple[list[Field], dict[str, list[str]]]:
+def _split_fields(
+    text: str, want_fields: bool
+) -> tuple[list[Field], dict[str, str], dict[str, list[str]] | None]:
+    """The header fields of a message head (only if ``want_fields``; else an empty list), the
+    first value of each key, and every value of the keys that occur more than once (None when no
+    key does)."""
     if "\r\n " in text or "\r\n\t" in text:
         text = _FOLD_RE.sub(" ", text)
     lines = text.split("\r\n")
     if len(lines) > MAX_HEADER_FIELDS + 1:
         raise SipError(400, "Too many header fields")
     fields: list[Field] = []
-    index: dict[str, list[str]] = {}
+    index: dict[str, str] = {}
+    more: dict[str, list[str]] | None = None
     append = fields.append
     known = _KNOWN_KEYS
     compact = COMPACT
@@ -484,14 +593,12 @@ def _split_fields(text: str) -> tuple[list[Field], dict[str, list[str]]]:
     del lines[0]
     for line in lines:
         name, colon, value = line.partition(":")
-        if not colon:
-            if not line:
-                continue
-            raise SipError(400, "Header line without a colon")
-        found = name_keys.get(name)
-        if found is not None:
-            key = found
-        else:
+        key = name_keys.get(name)
+        if key is None or not colon:
+            if not colon:
+                if not line:
+                    continue
+                raise SipError(400, "Header line without a colon")
             name = name.rstrip(" \t")
             key = name.lower()
             if key not in known:
@@ -499,22 +606,25 @@ def _split_fields(text: str) -> tuple[list[Field], dict[str, list[str]]]:
                 if key not in known and (not key or not TOKEN_CHARS.issuperset(key)):
                     raise SipError(400, "Bad header name")
         value = value.strip(" \t")
-        append((key, name, value))
-        values = index.get(key)
-        if values is None:
-            index[key] = [value]
+        if want_fields:
+            append((key, name, value))
+        if key not in index:
+            index[key] = value
+        elif more is None:
+            more = {key: [index[key], value]}
+        elif key in more:
+            more[key].append(value)
         else:
-            values.append(value)
-    return fields, index
+            more[key] = [index[key], value]
+    return fields, index, more
 
 
-def _content_length(index: dict[str, list[str]]) -> int | None:
-    values = index.get("content-length")
-    if values is None:
+def _content_length(index: dict[str, str], more: dict[str, list[str]] | None) -> int | None:
+    value = index.get("content-length")
+    if value is None:
         return None
-    if len(values) > 1:
+    if more is not None and "content-length" in more:
         raise SipError(400, "Multiple Content-Length headers")
-    value = values[0]
     if not (value.isascii() and value.isdigit()) or len(value) > 9:
         raise SipError(400, "Bad Content-Length")
     return int(value)
@@ -539,8 +649,8 @@ def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
     head = head_bytes.decode("utf-8", "surrogateescape")
     first_end = head.find("\r\n")
     first = head if first_end < 0 else head[:first_end]
-    fields, index = _split_fields(head)
-    length = _content_length(index)
+    _, index, more = _split_fields(head, False)
+    length = _content_length(index, more)
     available = len(data) - body_start
     if length is None:
         length = available if datagram else 0
@@ -550,14 +660,17 @@ def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
 
     message: Request | Response
     if first.startswith("SIP/") or first[:4].upper() == "SIP/":
-        message = _parse_response(first, fields, body)
+        message = _parse_response(first, head, body)
     else:
-        message = _parse_request(first, fields, body)
+        message = _parse_request(first, head, body)
+    message._fields = None
+    message._head = head
     message._index = index
+    message._more = more
     return message
 
 
-def _parse_response(first: str, fields: list[Field], body: bytes) -> Response:
+def _parse_response(first: str, head: str, body: bytes) -> Response:
     parts = first.split(" ", 2)
     if len(parts) < 2:
         raise SipError(400, "Bad status line", drop=True)
@@ -570,23 +683,28 @@ def _parse_response(first: str, fields: list[Field], body: bytes) -> Response:
     status = int(code)
     if status < 100 or status > 699:
         raise SipError(400, "Status code out of range", drop=True)
-    return Response(status, reason, fields, body)
+    return Response(status, reason, _NO_FIELDS, body)
 
 
-def _parse_request(first: str, fields: list[Field], body: bytes) -> Request:
+def _parse_request(first: str, head: str, body: bytes) -> Request:
     parts = first.split(" ")
     if len(parts) != 3:
-        raise ParseError(400, "Bad request line", fields, is_request=True)
+        raise ParseError(400, "Bad request line", _fields_of(head), is_request=True)
     method, uri_text, version = parts
     if not method or not TOKEN_CHARS.issuperset(method):
-        raise ParseError(400, "Bad method", fields, is_request=True)
+        raise ParseError(400, "Bad method", _fields_of(head), is_request=True)
     if version.upper() != "SIP/2.0":
         if _VERSION_RE.match(version):
-            raise ParseError(505, "Version Not Supported", fields, is_request=True)
-        raise ParseError(400, "Bad SIP version", fields, is_request=True)
+            raise ParseError(505, "Version Not Supported", _fields_of(head), is_request=True)
+        raise ParseError(400, "Bad SIP version", _fields_of(head), is_request=True)
     if not uri_text or ":" not in uri_text:
-        raise ParseError(400, "Bad Request-URI", fields, is_request=True)
-    return Request(method, uri_text, fields, body)
+        raise ParseError(400, "Bad Request-URI", _fields_of(head), is_request=True)
+    return Request(method, uri_text, _NO_FIELDS, body)
+
+
+def _fields_of(head: str) -> list[Field]:
+    """The header fields of a head that ``_split_fields`` has already accepted."""
+    return _split_fields(head, True)[0]
 
 
 class StreamFramer:
@@ -669,22 +787,48 @@ def make_response(
     """A response to ``request`` (RFC 3261 §8.2.6): Via, From, Call-ID and CSeq copied, To copied
     with ``to_tag`` added when the request's To has none (never on 100 Trying)."""
     index = request._idx()
-    fields: list[Field] = [("via", "Via", value) for value in index.get("via", ())]
-    append = fields.append
-    for value in index.get("from", ()):
-        append(("from", "From", value))
     tag_to = bool(to_tag) and status != 100 and "to" in index and request.to.tag is None
-    for value in index.get("to", ()):
-        append(("to", "To", f"{value};tag={to_tag}" if tag_to else value))
-    for value in index.get("call-id", ()):
-        append(("call-id", "Call-ID", value))
-    for value in index.get("cseq", ()):
-        append(("cseq", "CSeq", value))
-    if status == 100:
-        for value in index.get("timestamp", ()):
-            append(("timestamp", "Timestamp", value))
+    fields: list[Field]
+    if request._more is None:
+        # Every header on one line (the usual case): one lookup per copied header.
+        fields = []
+        append = fields.append
+        value = index.get("via")
+        if value is not None:
+            append(("via", "Via", value))
+        value = index.get("from")
+        if value is not None:
+            append(("from", "From", value))
+        value = index.get("to")
+        if value is not None:
+            append(("to", "To", f"{value};tag={to_tag}" if tag_to else value))
+        value = index.get("call-id")
+        if value is not None:
+            append(("call-id", "Call-ID", value))
+        value = index.get("cseq")
+        if value is not None:
+            append(("cseq", "CSeq", value))
+        if status == 100:
+            value = index.get("timestamp")
+            if value is not None:
+                append(("timestamp", "Timestamp", value))
+    else:
+        lines = request._lines
+        fields = [("via", "Via", value) for value in lines("via")]
+        append = fields.append
+        for value in lines("from"):
+            append(("from", "From", value))
+        for value in lines("to"):
+            append(("to", "To", f"{value};tag={to_tag}" if tag_to else value))
+        for value in lines("call-id"):
+            append(("call-id", "Call-ID", value))
+        for value in lines("cseq"):
+            append(("cseq", "CSeq", value))
+        if status == 100:
+            for value in lines("timestamp"):
+                append(("timestamp", "Timestamp", value))
     for name, value in headers:
-        append((header_key(name), name, value))
+        append((_NAME_KEYS.get(name) or header_key(name), name, value))
     return Response(status, reason or reason_phrase(status), fields, body)
 
 

@@ -476,6 +476,10 @@ class ServerTransaction(_TimerSlots):
                 response.forget_parsed()
             return
         self._rtx_at = inf
+        # As for Timer J above: what lingers needs only bytes. The transaction user is done with
+        # the INVITE; a 2xx it retransmits is serialized again from its fields.
+        self.request.forget_parsed()
+        response.forget_parsed()
         if status < 300:
             self.state = State.ACCEPTED
             self._end_timer = Timer.L
