@@ -50,11 +50,15 @@ def caller_scenario(workdir: Path) -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rates", default="200,400,600,800,1000", help="offered calls a second, in steps")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each step")
     parser.add_argument(
-        "--scenario-as-is", action="store_true", help="ACK the 407 with a branch of its own, as the scenario does"
+        "--scenario-as-is",
+        action="store_true",
+        help="ACK the 407 with a branch of its own, as the scenario does",
     )
     args = parser.parse_args()
     rates = step_rates(args.rates)
@@ -66,7 +70,11 @@ def main() -> int:
         work = Path(tmp)
         scenario = SCENARIOS / "call_auth_uac.xml" if args.scenario_as_is else caller_scenario(work)
         sipp = Sipp(work / "sipp")
-        server = SentralServer(f"sqlite:///{work / 'sentral.db'}", work, extra_args=("--log-level", "warning", "--drain-timeout", "2"))
+        server = SentralServer(
+            f"sqlite:///{work / 'sentral.db'}",
+            work,
+            extra_args=("--log-level", "warning", "--drain-timeout", "2", "--direct-media"),
+        )
         server.cli("init", "--domain", DOMAIN)
         server.cli("clinic", "set", DOMAIN, "--digest", "md5")  # SIPp speaks MD5 only
         for ext in (CALLER, CALLEE):

@@ -57,7 +57,7 @@ def main() -> int:
         server = SentralServer(
             f"sqlite:///{work / 'sentral.db'}",
             work,
-            extra_args=("--log-level", "warning", "--drain-timeout", "2"),
+            extra_args=("--log-level", "warning", "--drain-timeout", "2", "--direct-media"),
         )
         server.cli("init", "--domain", DOMAIN)
         server.cli("clinic", "set", DOMAIN, "--digest", "md5")  # SIPp speaks MD5 only

@@ -5,6 +5,15 @@ go on for up to ``drain_timeout`` seconds, then the rest are hung up (BYE, or CA
 those still ringing); the server waits briefly for those requests to be answered, flushes every
 call record to storage and exits 0. A second SIGINT exits at once.
 
+Media. Unless serving with direct media, every call's media is anchored at the RTP relay
+(``MediaAnchor`` behind ``AnchoredMedia``): the relay's sockets live on this event loop, next to
+the SIP ones. Its address is ``--media-address``, else the first SIP listen address; bound to a
+wildcard address, each phone is told the address it reaches Sentral at. The relay is tried once at
+start-up, so that an address the host does not have stops the server with a sentence instead of
+failing every call. Dead media is looked for every few seconds (``_watch_media``), not per packet:
+an answered call whose phones have sent nothing for ``--dead-media`` seconds (longer on hold) is
+hung up. DTMF the relay hears goes to call control, which hands it on without logging it.
+
 Call records. Call control hands each finished call's report to ``_record``, which turns it into
 a ``CallRecord`` (wall-clock times) and queues it on the CDR writer's group commit. The live calls
 are published at most once a second, and only when they changed (with a keep-alive touch in
@@ -36,10 +45,15 @@ import structlog
 from sentral.config.cdr import CallRecord, CdrStore, CdrWriter, LegRecord, LiveCall, LiveCallStore
 from sentral.config.db import StoreError, make_engine, schema_is_current
 from sentral.config.directory import Directory, GroupKind, directory_version, load_directory
-from sentral.config.settings import ServeConfig
+from sentral.config.settings import ServeConfig, media_address
 from sentral.config.store import BindingStore, ConfigStore, LineState, LineStateStore, LineStatus
 from sentral.config.writer import BindingWriter
-from sentral.pbx.call import Call, CallReport, CallSettings
+from sentral.media.anchor import MediaAnchor
+from sentral.media.dtmf import Digit
+from sentral.media.latch import PortPool, PortsExhausted
+from sentral.media.sounds import SoundLibrary
+from sentral.pbx.anchoring import AnchoredMedia
+from sentral.pbx.call import Call, CallReport, CallSettings, MediaPolicy
 from sentral.pbx.endpoint import Endpoint
 from sentral.pbx.guard import Guard, GuardPolicy, parse_networks
 from sentral.pbx.location import Location
@@ -59,6 +73,8 @@ LIVE_TOUCH = 2.0
 HANGUP_GRACE = 2.0
 # Collector thresholds once serving: young generation, middle, old (see the module docstring).
 GC_THRESHOLDS = (50_000, 20, 100)
+# How often dead media is looked for, at most (a short --dead-media makes it more often).
+MEDIA_CHECK = 5.0
 
 
 class Server:
@@ -84,6 +100,15 @@ class Server:
         self.layer = TransactionLayer()
         self.transports = Transports(self._on_message, ssl_context=ssl_context)
         self.endpoint: Endpoint | None = None
+        self.anchor: MediaAnchor | None = None
+        if not config.direct_media:
+            self.anchor = MediaAnchor(
+                media_address(config.listens, config.media_address),
+                PortPool(*config.media_ports),
+                sounds=SoundLibrary([config.sounds]),
+                language=config.language,
+                on_dtmf=self._on_dtmf,
+            )
         self.cdr_writer = CdrWriter(CdrStore(self.engine))
         self.live_store = LiveCallStore(self.engine)
         self.line_store = LineStateStore(self.engine)
@@ -113,6 +138,19 @@ class Server:
         # The nonce key outlives restarts, so phones holding a nonce are not failed after one.
         secret = await asyncio.to_thread(ConfigStore(self.engine).server_secret, "digest-nonce")
         registrar = Registrar(DigestAuthority(secret), self.location, RegistrarPolicy())
+        media: MediaPolicy | None = None
+        if self.anchor is not None:
+            try:
+                self.anchor.relay.open().close()
+            except (OSError, PortsExhausted) as exc:
+                log.error(
+                    "cannot_open_media_port",
+                    address=self.anchor.address,
+                    error=str(exc),
+                    hint="give an address of this host with --media-address, or another --media-ports",
+                )
+                return 1
+            media = AnchoredMedia(self.anchor)
         endpoint = self.endpoint = Endpoint(
             self.transports,
             self.layer,
@@ -127,6 +165,7 @@ class Server:
             ),
             on_record=self._record,
             on_feature=self._feature,
+            media=media,
         )
         endpoint.attach(loop)
         self._directory = await asyncio.to_thread(load_directory, self.engine)
@@ -155,6 +194,8 @@ class Server:
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
             asyncio.create_task(self._publish_live_calls(), name="live-calls"),
         ]
+        if self.anchor is not None:
+            tasks.append(asyncio.create_task(self._watch_media(), name="dead-media"))
         try:
             await self._stop.wait()
             if self._drain.is_set():
@@ -164,6 +205,8 @@ class Server:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.transports.close()
+            if self.anchor is not None:
+                self.anchor.relay.close()
             await self._flush_records()
             await self.writer.close()
             await self.cdr_writer.close()
@@ -204,6 +247,25 @@ class Server:
         grace = time.monotonic() + HANGUP_GRACE
         while self.layer.client_count and time.monotonic() < grace:
             await asyncio.sleep(0.05)
+
+    # -- media ---------------------------------------------------------------------------------------
+
+    def _on_dtmf(self, call_id: str, leg_id: str, digit: Digit) -> None:
+        if self.endpoint is not None:
+            self.endpoint.calls.digit(call_id, leg_id, digit, time.monotonic())
+
+    async def _watch_media(self) -> None:
+        """Every few seconds, hang up answered calls whose media has died."""
+        config = self.config
+        interval = min(MEDIA_CHECK, max(0.5, config.dead_media / 3))
+        while True:
+            await asyncio.sleep(interval)
+            endpoint = self.endpoint
+            if endpoint is None:
+                continue
+            ended = endpoint.calls.check_media(time.monotonic(), config.dead_media, config.dead_media_on_hold)
+            if ended:
+                log.info("dead_media_hung_up", calls=ended)
 
     # -- call records and live calls ---------------------------------------------------------------
 

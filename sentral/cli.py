@@ -1,5 +1,5 @@
-"""The operator's CLI: set up the database, manage clinics, staff, groups, functions and roles, log
-staff in and out and phones on and off, show presence, registrations and calls, serve.
+"""The operator's CLI: set up the database, manage clinics, staff, groups, functions, roles and park
+lots, log staff in and out and phones on and off, show presence, registrations and calls, serve.
 
 Every command is scriptable: listings take ``--json`` (a JSON array of objects), and a mistake
 ends with one sentence on stderr saying what to fix and exit code 1 (usage errors exit 2), never a
@@ -19,6 +19,7 @@ import ipaddress
 import json
 import re
 import secrets
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -41,9 +42,19 @@ from sentral.config.db import (
     schema_is_current,
     sqlite_path,
 )
-from sentral.config.directory import GroupEntry, GroupKind, MemberEntry, load_directory
-from sentral.config.settings import SERVE_DEFAULTS, Listen, ListenSpecError, ServeConfig, parse_listen
+from sentral.config.directory import GroupEntry, GroupKind, MemberEntry, ParkLotEntry, load_directory
+from sentral.config.settings import (
+    SERVE_DEFAULTS,
+    Listen,
+    ListenSpecError,
+    MediaSpecError,
+    ServeConfig,
+    parse_listen,
+    parse_media_address,
+    parse_port_range,
+)
 from sentral.config.store import (
+    DEFAULT_PARK_TIMEOUT,
     LINE_MAX_AGE,
     BindingRow,
     BindingStore,
@@ -53,13 +64,17 @@ from sentral.config.store import (
     LineStateStore,
     LineStatus,
     NewStaff,
+    ParkSettings,
+    normalize_park_name,
     parse_digest_algorithms,
+    parse_slots,
     parse_strategy,
     validate_extension,
     validate_name,
     validate_password,
 )
 from sentral.logs import LEVELS, LogFormat, configure
+from sentral.media.sounds import LANGUAGES
 
 DEFAULT_DOMAIN = "clinic.local"
 DEMO_CLINIC_NAME = "Fjordheim legesenter"
@@ -954,6 +969,186 @@ def role_members(target: Target, role_name: str, as_json: bool, domain: str | No
     )
 
 
+# -- park lots -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def park() -> None:
+    """Manage park lots: a number that parks a call on the first free slot, and slots anyone dials to
+    take the call parked there."""
+
+
+def _park_json(lot: ParkLotEntry) -> dict[str, Any]:
+    return {
+        "domain": lot.domain,
+        "name": lot.name,
+        "number": lot.number,
+        "first_slot": lot.first_slot,
+        "last_slot": lot.last_slot,
+        "slots": list(lot.slots),
+        "timeout": int(lot.timeout),
+    }
+
+
+def _park_summary(lot: ParkLotEntry) -> str:
+    count = len(lot.slots)
+    return f"slots {lot.first_slot}-{lot.last_slot} ({count} slot{'' if count == 1 else 's'})"
+
+
+def _parked_calls(engine: Engine, lot: ParkLotEntry) -> Mapping[str, str] | None:
+    """Slot -> the call parked there, as the running server publishes it; None while it publishes nothing.
+
+    The server holds its park lots in memory (``sentral.routing.park.ParkLot``) and does not publish
+    them yet, the way it publishes line states for ``sentral presence``. Until it does, ``park show``
+    says the occupancy is unknown rather than calling every slot free: this is where to read it.
+    """
+    return None
+
+
+@park.command("add")
+@click.argument("name")
+@click.option(
+    "--number",
+    required=True,
+    metavar="NUM",
+    help="The park number: a call transferred to it waits on the first free slot.",
+)
+@click.option(
+    "--slots",
+    required=True,
+    metavar="FIRST-LAST",
+    help="The slots, such as 701-720 (at most 100); dialling one takes the call parked there.",
+)
+@click.option(
+    "--timeout",
+    type=int,
+    default=DEFAULT_PARK_TIMEOUT,
+    show_default=True,
+    metavar="SEC",
+    help="Seconds a call stays parked before it rings the parker again.",
+)
+@domain_option
+@pass_target
+def park_add(target: Target, name: str, number: str, slots: str, timeout: int, domain: str | None) -> None:
+    """Add the park lot NAME (letters, digits and hyphens, such as main)."""
+    with _translated(target):
+        # Check what the operator typed before looking at the database, so the first complaint is about it.
+        first, last = parse_slots(slots)
+        settings = ParkSettings(number, first, last, timeout).checked(normalize_park_name(name))
+        store = ConfigStore(_open(target))
+        lot = store.add_park_lot(store.resolve_domain(domain), name, settings)
+    click.echo(
+        f"Added park lot {lot.name}@{lot.domain} on number {lot.number} with {_park_summary(lot)}; "
+        f"a parked call rings its parker again after {_seconds_text(lot.timeout)}."
+    )
+
+
+@park.command("set")
+@click.argument("name")
+@click.option("--number", metavar="NUM", help="A new park number.")
+@click.option("--slots", metavar="FIRST-LAST", help="A new range of slots, such as 701-720 (at most 100).")
+@click.option(
+    "--timeout", type=int, metavar="SEC", help="Seconds a call stays parked before it rings the parker again."
+)
+@domain_option
+@pass_target
+def park_set(
+    target: Target, name: str, number: str | None, slots: str | None, timeout: int | None, domain: str | None
+) -> None:
+    """Change the park number, slots or timeout of the park lot NAME; options left out keep their value.
+
+    Calls parked at the time keep their slot and the time they ring back.
+    """
+    if number is None and slots is None and timeout is None:
+        raise click.UsageError("say what to change, such as --timeout 60; see `sentral park set --help`")
+    with _translated(target):
+        changes: dict[str, Any] = {}
+        if slots is not None:
+            changes["first_slot"], changes["last_slot"] = parse_slots(slots)
+        if number is not None:
+            changes["number"] = number
+        if timeout is not None:
+            changes["timeout"] = timeout
+        store = ConfigStore(_open(target))
+        resolved = store.resolve_domain(domain)
+        lot = store.park_lot(resolved, name)
+        settings = replace(ParkSettings.of(lot), **changes)
+        if settings != ParkSettings.of(lot):
+            lot = store.change_park_lot(resolved, lot.name, settings)
+    click.echo(
+        f"Park lot {lot.name}@{lot.domain} has number {lot.number} and {_park_summary(lot)}; "
+        f"a parked call rings its parker again after {_seconds_text(lot.timeout)}."
+    )
+
+
+@park.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@domain_option
+@pass_target
+def park_list(target: Target, as_json: bool, domain: str | None) -> None:
+    """List the park lots of the clinic with their numbers, slots and timeouts."""
+    engine = _open(target)
+    with _translated(target):
+        store = ConfigStore(engine)
+        lots = store.park_lots(store.resolve_domain(domain))
+    if as_json:
+        _emit_json([_park_json(lot) for lot in lots])
+        return
+    _emit_table(
+        ("NAME", "NUMBER", "SLOTS", "TIMEOUT"),
+        [
+            (lot.name, lot.number, f"{lot.first_slot}-{lot.last_slot}", _seconds_text(lot.timeout))
+            for lot in lots
+        ],
+        "No park lots yet; add one with `sentral park add NAME --number 700 --slots 701-720`.",
+    )
+
+
+@park.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@domain_option
+@pass_target
+def park_show(target: Target, name: str, as_json: bool, domain: str | None) -> None:
+    """Show the park number, slots and timeout of the park lot NAME."""
+    engine = _open(target)
+    with _translated(target):
+        store = ConfigStore(engine)
+        lot = store.park_lot(store.resolve_domain(domain), name)
+        parked = _parked_calls(engine, lot)
+    if as_json:
+        # "parked" is null while the occupancy is unknown here, never an empty object that would mean free.
+        data = _park_json(lot) | {"parked": None if parked is None else dict(parked)}
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"Park lot {lot.name}@{lot.domain}")
+    for label, value in (
+        ("park number", lot.number),
+        ("slots", _park_summary(lot).removeprefix("slots ")),
+        ("recall after", _seconds_text(lot.timeout)),
+    ):
+        click.echo(f"  {label + ':':<14}{value}")
+    if parked is None:
+        click.echo("  parked calls: unknown here; the running server does not publish them yet")
+        return
+    click.echo("")
+    _emit_table(("SLOT", "CALL"), [(slot, parked.get(slot, "-")) for slot in lot.slots], "")
+
+
+@park.command("remove")
+@click.argument("name")
+@domain_option
+@pass_target
+def park_remove(target: Target, name: str, domain: str | None) -> None:
+    """Remove the park lot NAME; its park number and slots are free again."""
+    with _translated(target):
+        store = ConfigStore(_open(target))
+        resolved = store.resolve_domain(domain)
+        lot = store.park_lot(resolved, name)
+        store.remove_park_lot(resolved, lot.name)
+    click.echo(f"Removed park lot {lot.name}@{resolved}.")
+
+
 # -- logging in and out, phones and presence -----------------------------------------------------
 
 
@@ -1431,6 +1626,56 @@ def _check_readable(path: str, what: str) -> None:
     show_default=True,
     help="Session timer interval (RFC 4028) asked for on every call leg, in seconds.",
 )
+@click.option(
+    "--direct-media",
+    is_flag=True,
+    help="Let phones send RTP straight to each other: no relay, no music on hold, prompts or dead-media checks.",
+)
+@click.option(
+    "--media-address",
+    metavar="ADDRESS",
+    help="IP address of the RTP relay. Default: the SIP listen address (on 0.0.0.0, each phone is told the "
+    "address it reaches).",
+)
+@click.option(
+    "--media-ports",
+    "media_ports_spec",
+    metavar="FIRST-LAST",
+    default=f"{SERVE_DEFAULTS.media_ports[0]}-{SERVE_DEFAULTS.media_ports[1]}",
+    show_default=True,
+    help="UDP port range of the RTP relay (two ports per phone in a call).",
+)
+@click.option(
+    "--dead-media",
+    type=click.FloatRange(min=1),
+    default=SERVE_DEFAULTS.dead_media,
+    show_default=True,
+    help="Seconds without RTP from either phone after which an answered call is hung up.",
+)
+@click.option(
+    "--dead-media-on-hold",
+    type=click.FloatRange(min=1),
+    default=SERVE_DEFAULTS.dead_media_on_hold,
+    show_default=True,
+    help="The same while a phone is on hold.",
+)
+@click.option(
+    "--sounds",
+    "sounds_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="SENTRAL_SOUNDS",
+    default=SERVE_DEFAULTS.sounds,
+    show_default=True,
+    help="Directory of music on hold and prompts, built with `make sounds` "
+    "(python -m sentral.media.sounds build DIR); also $SENTRAL_SOUNDS.",
+)
+@click.option(
+    "--language",
+    type=click.Choice(LANGUAGES),
+    default=SERVE_DEFAULTS.language,
+    show_default=True,
+    help="The language prompts are spoken in.",
+)
 @pass_target
 def serve(
     target: Target,
@@ -1447,6 +1692,13 @@ def serve(
     drain_timeout: float,
     no_answer_timeout: float,
     session_interval: int,
+    direct_media: bool,
+    media_address: str | None,
+    media_ports_spec: str,
+    dead_media: float,
+    dead_media_on_hold: float,
+    sounds_dir: Path,
+    language: str,
 ) -> NoReturn:
     """Run the softswitch until interrupted."""
     networks = _parse_trusted(trusted) if trusted else SERVE_DEFAULTS.trusted
@@ -1456,6 +1708,15 @@ def serve(
             raise click.UsageError("a tls listen needs --cert FILE and --key FILE")
         _check_readable(cert, "TLS certificate")
         _check_readable(key, "TLS private key")
+    try:
+        media_ports = parse_port_range(media_ports_spec)
+        media_address = parse_media_address(media_address) if media_address else None
+    except MediaSpecError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if not direct_media:
+        if media_address:
+            _check_media_address(media_address)
+        _check_sounds(sounds_dir, language)
     _open(target).dispose()
     # The server is imported only here, so that every other command stays light and starts fast.
     from sentral.app import serve as run_server
@@ -1475,8 +1736,39 @@ def serve(
         drain_timeout=drain_timeout,
         no_answer_timeout=no_answer_timeout,
         session_interval=session_interval,
+        direct_media=direct_media,
+        media_address=media_address,
+        media_ports=media_ports,
+        dead_media=dead_media,
+        dead_media_on_hold=dead_media_on_hold,
+        sounds=str(sounds_dir.resolve()),
+        language=language,
     )
     click.get_current_context().exit(run_server(config))
+
+
+def _check_media_address(address: str) -> None:
+    """Refuse an RTP relay address this host does not have."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((address, 0))
+    except OSError as exc:
+        raise OperatorError(
+            f"cannot use --media-address {address}: {exc.strerror or exc}; give an address of this host"
+        ) from exc
+
+
+def _check_sounds(directory: Path, language: str) -> None:
+    """Refuse to serve without the music and prompts calls will need."""
+    from sentral.media.sounds import REQUIRED, SoundLibrary, missing
+
+    absent = missing(SoundLibrary([directory]), REQUIRED, language)
+    if absent:
+        raise OperatorError(
+            f"the sounds directory {directory} lacks {', '.join(absent)}; build it with `make sounds` "
+            f"or `python -m sentral.media.sounds build {directory}`, or serve with --direct-media"
+        )
 
 
 def _parse_trusted(values: tuple[str, ...]) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 TRANSPORTS = ("udp", "tcp", "tls")
@@ -52,6 +53,45 @@ def parse_listen(spec: str) -> Listen:
     return Listen(transport, host, int(port_text))
 
 
+class MediaSpecError(ValueError):
+    """A media setting (port range, address) the operator has to correct."""
+
+
+def parse_port_range(spec: str) -> tuple[int, int]:
+    """Parse ``FIRST-LAST`` (``10000-20000``) into the RTP port range; at least one even/odd pair."""
+    first, dash, last = spec.partition("-")
+    first, last = first.strip(), last.strip()
+    if not dash or not first.isdigit() or not last.isdigit():
+        raise MediaSpecError(f"--media-ports {spec!r}: give a range such as 10000-20000")
+    low, high = int(first), int(last)
+    if not 1024 <= low <= high <= 65535:
+        raise MediaSpecError(f"--media-ports {spec!r}: the ports must run upwards within 1024-65535")
+    if high - (low + low % 2) < 1:
+        raise MediaSpecError(f"--media-ports {spec!r}: the range must hold an even port and the one above it")
+    return low, high
+
+
+def parse_media_address(spec: str) -> str:
+    """An IP address for the RTP relay (``0.0.0.0`` or ``::``: every address of the host)."""
+    try:
+        return str(ipaddress.ip_address(spec.strip("[]")))
+    except ValueError:
+        raise MediaSpecError(f"--media-address {spec!r}: give an IP address such as 192.0.2.10") from None
+
+
+def media_address(listens: tuple[Listen, ...], configured: str | None) -> str:
+    """Where the RTP relay listens: the configured address, else the first SIP listen address
+    that is an IP address, else every address of the host."""
+    if configured:
+        return configured
+    for listen in listens:
+        try:
+            return str(ipaddress.ip_address(listen.host))
+        except ValueError:
+            continue  # a name: the relay cannot advertise one in SDP
+    return "0.0.0.0"
+
+
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
     """Everything `sentral serve` needs to start."""
@@ -75,6 +115,22 @@ class ServeConfig:
     """How long a call rings before the caller gets 480 (no answer)."""
     session_interval: int = 1800
     """The session timer interval asked for on each leg (RFC 4028), seconds; at least 90."""
+    direct_media: bool = False
+    """Phones send RTP straight to each other; Sentral plays no music or prompts and cannot tell
+    dead media. By default every call's media is anchored at Sentral's relay."""
+    media_address: str | None = None
+    """The address of the RTP relay; None: the first SIP listen address. On a wildcard address
+    each phone is told the address it reaches Sentral at."""
+    media_ports: tuple[int, int] = (10000, 20000)
+    """The RTP relay's port range, both ends included (two ports per phone in a call)."""
+    dead_media: float = 300.0
+    """An answered call whose phones send no media for this many seconds is hung up."""
+    dead_media_on_hold: float = 1800.0
+    """The same while one phone holds the other (some phones send nothing on hold)."""
+    sounds: str = "sounds"
+    """The directory of music on hold and prompts (``python -m sentral.media.sounds build DIR``)."""
+    language: str = "nb"
+    """The language prompts are spoken in."""
 
 
 SERVE_DEFAULTS = ServeConfig(db_url="")

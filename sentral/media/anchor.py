@@ -10,8 +10,26 @@ other side. So for an SDP from leg S about to be sent on leg L, stream by stream
   telephone-event payload types it uses, and re-opens latching (a new SDP, RFC 3264 §8);
 - L's endpoint gets a port if it has none, and the two endpoints are paired;
 - the SDP is rewritten so that L's phone sends to L's endpoint: c= and m= ports (a=rtcp along
-  with them), ICE attributes dropped (their candidates would lead around the relay), and an o=
-  line of L's own whose version goes up only when the content sent on L changes.
+  with them), ICE attributes dropped (their candidates would lead around the relay), a=ssrc
+  lines dropped (the relay sends music and prompts from sources of its own, which a phone that
+  trusts the declared sources would refuse), and an o= line of L's own whose version goes up only
+  when the content sent on L changes.
+
+The address put in the SDP is ``advertise``, or, when the relay listens on a wildcard address and
+no ``advertise`` is given, the address each exchange names: the one the phone on that leg
+reaches Sentral at (call control knows it per leg).
+
+Codecs. Sentral does not transcode, and plays music and prompts in G.711 only, so an offer it
+passes on lists the G.711 formats first (the phones' other codecs stay, after them): the answerer
+then picks PCMU or PCMA wherever it can, and a call put on hold hears the music rather than
+packets its codec cannot decode. Music and prompts go out in the G.711 law of the leg's last
+answer (the codecs both ends of that leg agreed on), else of the phone's own SDP.
+
+Sentral may also be the other end itself: ``answer_locally`` answers a phone's offer with one
+G.711 audio stream ending at the relay (a queue's music, a feature code's prompt), and
+``offer_locally`` makes an offer for a phone that sent none, whose answer ``answer_received``
+takes. Such a leg is paired with a phone's leg later, by the ordinary ``offer``/``answer``, with
+the same port: the phone hears no gap.
 
 Offer/answer stays intact (RFC 3264 §6, §8): the same m= lines in the same order; a stream
 with port 0 stays 0 and has no relay port (any it had is closed); a stream that is not RTP (no
@@ -25,8 +43,9 @@ prompts are played to a leg's phone from that leg's endpoint, in the G.711 law t
 first in its own SDP, replacing the other side's audio in that one direction.
 
 Digits that either phone sends as RFC 4733 events are reported to ``on_dtmf`` with the call and
-the leg whose phone sent them. ``last_activity`` gives, on the monotonic clock, the last packet
-from any phone of a call (or when its media was set up): the owner decides what dead media is.
+the leg whose phone sent them. ``last_activity`` gives, on the monotonic clock, the last RTP
+packet from any phone of a call (or when its media was set up): the owner decides what dead media
+is. RTCP does not count: a phone keeps sending reports over a line nobody speaks on.
 
 Running out of relay ports is a SipError 503 (the call cannot be anchored now); an SDP that
 cannot be parsed raises the SipError its parser gives (400 or 488).
@@ -48,6 +67,7 @@ from sentral.media.latch import DEFAULT_POLICY, Address, LatchPolicy, PortPool, 
 from sentral.media.player import Player
 from sentral.media.relay import Endpoint, EndpointStats, Relay
 from sentral.media.sounds import MUSIC, SoundLibrary
+from sentral.media.wav import RATE
 from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.sdp import (
     Direction,
@@ -61,11 +81,17 @@ log = structlog.get_logger("sentral.media")
 
 DtmfCallback = Callable[[str, str, Digit], None]  # call key, leg key of the phone that sent it, digit
 
+_G711_FORMATS = frozenset(("0", "8"))
+_EVENT_TYPE = 101  # the telephone-event payload type of Sentral's own offers, the usual one
 # Lines that describe how to reach a phone directly (RFC 8839); once the relay is in the path
 # they would only send the other phone's ICE agent around it.
+# a=ssrc and a=ssrc-group (RFC 5576) declare the phone's own sources; the relay adds others.
 _ICE_ATTRIBUTES = frozenset(
-    ("candidate", "ice-ufrag", "ice-pwd", "ice-options", "ice-lite", "remote-candidates", "end-of-candidates")
-)
+    (
+        "candidate", "ice-ufrag", "ice-pwd", "ice-options", "ice-lite", "remote-candidates",
+        "end-of-candidates", "ssrc", "ssrc-group",
+    )
+)  # fmt: skip
 
 
 class MediaError(Exception):
@@ -75,9 +101,10 @@ class MediaError(Exception):
 @dataclass(eq=False, slots=True)
 class _Leg:
     key: str
-    origin: OriginRewriter
+    origin: OriginRewriter | None = None  # made with the first SDP sent on the leg
     streams: list[Endpoint | None] = field(default_factory=list)
     phone_sdp: SessionDescription | None = None  # the last SDP this leg's phone sent
+    answer_sdp: SessionDescription | None = None  # the last answer on this leg, either way
     held: bool = False
 
 
@@ -108,11 +135,12 @@ class MediaAnchor:
             unspecified = ipaddress.ip_address(advertised).is_unspecified
         except ValueError:
             raise ValueError(f"media address {advertised!r} is not an IP address") from None
-        if unspecified:
+        if unspecified and advertise is not None:
             # 0.0.0.0 in SDP means hold (RFC 3264 §8.4): phones must be told a real address.
             raise ValueError(f"media address {advertised} cannot be advertised in SDP; give a real address")
         self.address = address
-        self.advertise = advertised
+        # None: a wildcard relay, whose address each exchange names for its own leg.
+        self.advertise: str | None = None if unspecified else advertised
         self.relay = relay or Relay(address, pool, policy=policy)
         self.sounds = sounds
         self.language = language
@@ -125,21 +153,37 @@ class MediaAnchor:
 
     # -- offer/answer ----------------------------------------------------------------------------
 
-    def offer(self, call_key: str, leg_key: str, sdp: bytes, source_key: str) -> bytes:
-        """An offer from ``source_key``'s phone, about to be sent on ``leg_key``: the SDP to send."""
-        return self._exchange(call_key, leg_key, sdp, source_key, is_offer=True)
+    def offer(
+        self, call_key: str, leg_key: str, sdp: bytes, source_key: str, *, advertise: str | None = None
+    ) -> bytes:
+        """An offer from ``source_key``'s phone, about to be sent on ``leg_key``: the SDP to send.
 
-    def answer(self, call_key: str, leg_key: str, sdp: bytes, source_key: str) -> bytes:
+        ``advertise`` is the address ``leg_key``'s phone reaches us at; needed, and used, only
+        when the relay listens on a wildcard address.
+        """
+        return self._exchange(call_key, leg_key, sdp, source_key, advertise, is_offer=True)
+
+    def answer(
+        self, call_key: str, leg_key: str, sdp: bytes, source_key: str, *, advertise: str | None = None
+    ) -> bytes:
         """An answer from ``source_key``'s phone, about to be sent on ``leg_key``: the SDP to send."""
-        return self._exchange(call_key, leg_key, sdp, source_key, is_offer=False)
+        return self._exchange(call_key, leg_key, sdp, source_key, advertise, is_offer=False)
 
-    def _exchange(self, call_key: str, leg_key: str, sdp: bytes, source_key: str, *, is_offer: bool) -> bytes:
+    def _exchange(
+        self,
+        call_key: str,
+        leg_key: str,
+        sdp: bytes,
+        source_key: str,
+        advertise: str | None,
+        *,
+        is_offer: bool,
+    ) -> bytes:
         if leg_key == source_key:
             raise ValueError("an SDP is sent on a different leg than the one it came from")
+        address = self._advertised(advertise)
         parsed = parse_sdp(sdp)
-        call = self._calls.get(call_key)
-        if call is None:
-            call = self._calls[call_key] = _Call(call_key, time.monotonic())
+        call = self._call(call_key)
         source = self._leg(call, source_key)
         target = self._leg(call, leg_key)
         source.phone_sdp = parsed
@@ -162,22 +206,126 @@ class MediaAnchor:
                 src.set_remote(*self._remote(parsed, section))
                 self._update_dtmf(source, target, index)
                 ports.append(dst.port)
-                media.append(self._outgoing(parsed, section))
+                media.append(self._outgoing(parsed, section, is_offer=is_offer))
         except PortsExhausted as exc:
-            log.warning("media_ports_exhausted", call_id=call_key, reason=str(exc))
-            raise SipError(503, "Service Unavailable", headers=(("Retry-After", "5"),)) from None
+            raise _no_ports(call_key, exc) from None
         if is_offer:
             target.held = parsed.is_hold()
         # A stream that is not relayed goes out with port 0 from the list above: declined.
         outgoing = SessionDescription(_without_ice(parsed.lines), tuple(media))
-        outgoing = outgoing.with_connection(self.advertise, ports)
-        return target.origin.rewrite(outgoing).to_bytes()
+        outgoing = self._origin(target, address).rewrite(outgoing.with_connection(address, ports))
+        if not is_offer:
+            source.answer_sdp = parsed
+            target.answer_sdp = outgoing
+        return outgoing.to_bytes()
+
+    def _advertised(self, advertise: str | None) -> str:
+        if self.advertise is not None:
+            return self.advertise
+        if not advertise:
+            raise ValueError("the relay listens on a wildcard address: name the address to advertise")
+        if ipaddress.ip_address(advertise).is_unspecified:
+            raise ValueError(f"media address {advertise} cannot be advertised in SDP; give a real address")
+        return advertise
+
+    def _call(self, key: str) -> _Call:
+        call = self._calls.get(key)
+        if call is None:
+            call = self._calls[key] = _Call(key, time.monotonic())
+        return call
 
     def _leg(self, call: _Call, key: str) -> _Leg:
         leg = call.legs.get(key)
         if leg is None:
-            leg = call.legs[key] = _Leg(key, OriginRewriter(secrets.randbits(48), self.advertise))
+            leg = call.legs[key] = _Leg(key)
         return leg
+
+    def _origin(self, leg: _Leg, address: str) -> OriginRewriter:
+        if leg.origin is None:
+            leg.origin = OriginRewriter(secrets.randbits(48), address)
+        return leg.origin
+
+    # -- Sentral as the other end ----------------------------------------------------------------
+
+    def answer_locally(
+        self, call_key: str, leg_key: str, offer: bytes, *, advertise: str | None = None
+    ) -> bytes:
+        """Sentral answers ``leg_key``'s phone's ``offer`` itself: its first audio stream with a
+        G.711 codec ends at the relay (nothing on the other side yet), every other stream is
+        declined. SipError 488 when no stream can carry G.711, 503 when no port is free."""
+        address = self._advertised(advertise)
+        parsed = parse_sdp(offer)
+        call = self._call(call_key)
+        leg = self._leg(call, leg_key)
+        if len(leg.streams) < len(parsed.media):
+            leg.streams.extend([None] * (len(parsed.media) - len(leg.streams)))
+        chosen: int | None = None
+        ports: list[int] = []
+        media: list[MediaSection] = []
+        try:
+            for index, section in enumerate(parsed.media):
+                usable = section.media == "audio" and "RTP/" in section.proto and not section.rejected
+                law = _g711_choice(section) if usable else None
+                if chosen is not None or law is None:
+                    self._close_stream(leg, index)
+                    ports.append(0)
+                    media.append(replace(section, port=0, lines=()))
+                    continue
+                chosen = index
+                endpoint = self._endpoint(call, leg, index)
+                endpoint.set_remote(*self._remote(parsed, section))
+                events = _telephone_events(parsed, index)
+                endpoint.dtmf_payload_types = events
+                ports.append(endpoint.port)
+                media.append(_local_section(section, law, _narrowband_event(section), parsed))
+        except PortsExhausted as exc:
+            raise _no_ports(call_key, exc) from None
+        if chosen is None:
+            raise SipError(488, "Not Acceptable Here")
+        leg.phone_sdp = parsed
+        net = f"IN {'IP6' if ':' in address else 'IP4'} {address}"
+        lines = (("v", "0"), ("o", f"sentral 0 0 {net}"), ("s", "-"), ("c", net), ("t", "0 0"))
+        answer = SessionDescription(lines, tuple(media)).with_connection(address, ports)
+        answer = self._origin(leg, address).rewrite(answer)
+        leg.answer_sdp = answer
+        return answer.to_bytes()
+
+    def offer_locally(self, call_key: str, leg_key: str, *, advertise: str | None = None) -> bytes:
+        """An offer of Sentral's own for ``leg_key``'s phone, which sent none: one audio stream,
+        PCMU and PCMA, ending at the relay. The phone's answer goes to ``answer_received``."""
+        address = self._advertised(advertise)
+        call = self._call(call_key)
+        leg = self._leg(call, leg_key)
+        if not leg.streams:
+            leg.streams.append(None)
+        try:
+            endpoint = self._endpoint(call, leg, 0)
+        except PortsExhausted as exc:
+            raise _no_ports(call_key, exc) from None
+        net = f"IN {'IP6' if ':' in address else 'IP4'} {address}"
+        text = (
+            f"v=0\r\no=sentral 0 0 {net}\r\ns=-\r\nc={net}\r\nt=0 0\r\n"
+            f"m=audio {endpoint.port} RTP/AVP 0 8 {_EVENT_TYPE}\r\n"
+            "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+            f"a=rtpmap:{_EVENT_TYPE} telephone-event/8000\r\na=fmtp:{_EVENT_TYPE} 0-15\r\n"
+            "a=ptime:20\r\na=sendrecv\r\n"
+        )
+        return self._origin(leg, address).rewrite(parse_sdp(text.encode())).to_bytes()
+
+    def answer_received(self, call_key: str, leg_key: str, sdp: bytes) -> None:
+        """``leg_key``'s phone answered an offer of ``offer_locally``: send its media there."""
+        parsed = parse_sdp(sdp)
+        leg = self._find(call_key, leg_key)
+        leg.phone_sdp = leg.answer_sdp = parsed
+        for index, endpoint in enumerate(leg.streams):
+            if endpoint is None:
+                continue
+            section = parsed.media[index] if index < len(parsed.media) else None
+            if section is None or section.rejected:
+                self._close_stream(leg, index)
+                continue
+            endpoint.set_remote(*self._remote(parsed, section))
+            endpoint.dtmf_payload_types = _telephone_events(parsed, index)
 
     def _endpoint(self, call: _Call, leg: _Leg, index: int) -> Endpoint:
         endpoint = leg.streams[index]
@@ -222,9 +370,13 @@ class MediaAnchor:
                 rtcp = (rtcp_host, int(parts[0]))
         return rtp, rtcp
 
-    def _outgoing(self, sdp: SessionDescription, section: MediaSection) -> MediaSection:
-        """``section`` as it leaves for the other phone: no ICE lines; an old hold made explicit."""
-        out = replace(section, lines=_without_ice(section.lines))
+    def _outgoing(self, sdp: SessionDescription, section: MediaSection, *, is_offer: bool) -> MediaSection:
+        """``section`` as it leaves for the other phone: no ICE lines; an old hold made explicit;
+        in an offer, the G.711 formats first."""
+        formats = section.formats
+        if is_offer and section.media == "audio":
+            formats = tuple(sorted(formats, key=lambda fmt: fmt not in _G711_FORMATS))
+        out = replace(section, formats=formats, lines=_without_ice(section.lines))
         connection = sdp.media_connection(section)
         if connection is not None and connection.is_null and sdp.media_on_hold(section):
             # Our address replaces 0.0.0.0, so the hold must be said with a direction instead.
@@ -267,8 +419,13 @@ class MediaAnchor:
         """True if the last offer sent on ``leg_key`` put its phone on hold."""
         return self._find(call_key, leg_key).held
 
+    def on_hold(self, call_key: str) -> bool:
+        """True if any phone of the call is on hold (unknown calls are not)."""
+        call = self._calls.get(call_key)
+        return call is not None and any(leg.held for leg in call.legs.values())
+
     def last_activity(self, call_key: str) -> float:
-        """``time.monotonic()`` of the last packet from any phone of the call, or of its setup."""
+        """``time.monotonic()`` of the last RTP packet from any phone of the call, or of its setup."""
         call = self._calls.get(call_key)
         if call is None:
             raise MediaError(f"no media for call {call_key!r}")
@@ -276,7 +433,7 @@ class MediaAnchor:
         for leg in call.legs.values():
             for endpoint in leg.streams:
                 if endpoint is not None:
-                    latest = max(latest, endpoint.rtp.last_rx, endpoint.rtcp.last_rx)
+                    latest = max(latest, endpoint.rtp.last_rx)
         return latest
 
     def stats(self, call_key: str) -> dict[str, list[EndpointStats]]:
@@ -311,13 +468,19 @@ class MediaAnchor:
         *,
         language: str | None = None,
         on_done: Callable[[], object] | None = None,
-    ) -> None:
-        """Play prompts ``names`` one after another to ``leg_key``'s phone, then relay again."""
+        lead: float = 0.0,
+    ) -> float:
+        """Play prompts ``names`` one after another to ``leg_key``'s phone, then relay again;
+        ``lead`` seconds of silence first (a phone that has just answered may not hear the very
+        start). How many seconds it all lasts."""
         endpoint, payload_type = self._audio(call_key, leg_key)
         language = language or self.language
         silence = g711.encode(bytes(2 * 800), payload_type)  # 0.1 s between pieces
         audio = silence.join(self._encode(name, language, payload_type) for name in names)
+        if lead > 0:
+            audio = g711.encode(bytes(2 * round(lead * RATE)), payload_type) + audio
         endpoint.play(Player(audio, payload_type), on_done=on_done)
+        return len(audio) / RATE
 
     def playing(self, call_key: str, leg_key: str) -> bool:
         """True while music or a prompt plays to ``leg_key``'s phone."""
@@ -331,9 +494,10 @@ class MediaAnchor:
         return leg
 
     def _audio(self, call_key: str, leg_key: str) -> tuple[Endpoint, int]:
-        """The leg's first live audio endpoint and the G.711 payload type its phone prefers."""
+        """The leg's first live audio endpoint and the G.711 payload type agreed on it: the law its
+        last answer lists first (both ends accepted it), else the one its phone's SDP does."""
         leg = self._find(call_key, leg_key)
-        sdp = leg.phone_sdp
+        sdp = leg.answer_sdp or leg.phone_sdp
         for index, endpoint in enumerate(leg.streams):
             if endpoint is None:
                 continue
@@ -393,6 +557,40 @@ def _telephone_events(sdp: SessionDescription | None, index: int) -> frozenset[i
         for pt, name in _rtpmap(sdp.media[index]).items()
         if name == "TELEPHONE-EVENT" and pt.isdigit()
     )
+
+
+def _no_ports(call_key: str, exc: PortsExhausted) -> SipError:
+    log.warning("media_ports_exhausted", call_id=call_key, reason=str(exc))
+    return SipError(503, "Service Unavailable", headers=(("Retry-After", "5"),))
+
+
+def _local_section(
+    offered: MediaSection, law: int, event: int | None, sdp: SessionDescription
+) -> MediaSection:
+    """The answer to ``offered`` when Sentral is the other end: ``law``, the phone's
+    telephone-event type if it has one, and the direction that mirrors the offer's."""
+    formats = [str(law)]
+    lines: list[tuple[str, str]] = [("a", f"rtpmap:{law} {'PCMU' if law == g711.PCMU else 'PCMA'}/8000")]
+    if event is not None:
+        formats.append(str(event))
+        fmtp = next(
+            (v for v in offered.attributes("fmtp") if v and v.split(" ", 1)[0] == str(event)),
+            f"{event} 0-15",
+        )
+        lines += [("a", f"rtpmap:{event} telephone-event/8000"), ("a", f"fmtp:{fmtp}")]
+    lines.append(("a", "ptime:20"))
+    if offered.has_attribute("rtcp-mux"):
+        lines.append(("a", "rtcp-mux"))
+    lines.append(("a", sdp.media_direction(offered).reversed().value))
+    return MediaSection(offered.media, offered.port, None, offered.proto, tuple(formats), tuple(lines))
+
+
+def _narrowband_event(section: MediaSection) -> int | None:
+    """The telephone-event payload type the phone offers at 8000 Hz, the clock G.711 runs on."""
+    for pt, value in ((v.split(" ", 1)[0], v) for v in section.attributes("rtpmap") if v):
+        if pt.isdigit() and value.split(" ", 1)[-1].strip().lower() == "telephone-event/8000":
+            return int(pt)
+    return None
 
 
 def _g711_choice(section: MediaSection) -> int | None:

@@ -3,10 +3,12 @@
 Theory of operation. Nothing recorded by someone else ships with Sentral, so nothing carries a
 licence doubt: the hold music is synthesised here in pure Python (a slow I-vi-IV-V chord
 progression of soft sine pads with a plucked arpeggio, voiced inside the telephone band, 32
-seconds that loop without a seam), and the prompts are spoken by espeak-ng and converted by sox
-to 8 kHz 16-bit mono. ``python -m sentral.media.sounds build DIR`` writes them:
+seconds that loop without a seam), so is a short rising two-note tone that confirms something
+was done where no spoken prompt fits, and the prompts are spoken by espeak-ng and converted by
+sox to 8 kHz 16-bit mono. ``python -m sentral.media.sounds build DIR`` writes them:
 
     DIR/music.wav
+    DIR/done_tone.wav
     DIR/<language>/<prompt>.wav      e.g. DIR/nb/please_hold.wav, DIR/en/digit_7.wav
 
 Prompts are short pieces that are played one after another ("you_are_number", "digit_3",
@@ -15,7 +17,9 @@ Prompts are short pieces that are played one after another ("you_are_number", "d
 ``SoundLibrary`` finds a sound in a list of directories, first match wins: a clinic puts its own
 recording of the same name in a directory listed before the built one to replace it. Inside each
 directory the language's subdirectory is tried before the directory itself, where
-language-neutral sounds such as the music live. Files are read once and kept.
+language-neutral sounds such as the music live. Files are read once and kept. The server
+refuses to start when a sound it needs (``REQUIRED``) is missing (``missing``), rather than play
+silence to a caller later.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import click
 from sentral.media.wav import RATE, SoundError, read_wav, write_wav
 
 MUSIC = "music"
+DONE_TONE = "done_tone"
 LANGUAGES = ("nb", "en")
 _DIGIT_WORDS = {
     "nb": ("null", "én", "to", "tre", "fire", "fem", "seks", "sju", "åtte", "ni"),
@@ -55,6 +60,9 @@ PROMPTS: dict[str, dict[str, str]] = {
     "logged_out": {"nb": "Du er logget ut.", "en": "You are logged out."},
     "number_unavailable": {"nb": "Nummeret er ikke tilgjengelig.", "en": "The number is not available."},
 }
+# What the server plays: music on hold and in queues, the feature codes' prompts, and the tone
+# for a feature whose outcome no prompt says.
+REQUIRED = (MUSIC, DONE_TONE, "logged_in", "logged_out")
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _LANGUAGE_RE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})?\Z")
 
@@ -117,6 +125,17 @@ class SoundLibrary:
         self._pcm.clear()
 
 
+def missing(library: SoundLibrary, names: Iterable[str], language: str) -> list[str]:
+    """The sounds of ``names`` that ``library`` cannot give in ``language`` (or unreadable ones)."""
+    absent: list[str] = []
+    for name in names:
+        try:
+            library.pcm(name, language)
+        except SoundError:
+            absent.append(name)
+    return absent
+
+
 # -- music ---------------------------------------------------------------------------------------
 
 _A4 = 440.0
@@ -167,6 +186,21 @@ def synthesize_music(seconds_per_chord: float = 4.0, cycles: int = 2, level: flo
     peak = max(abs(v) for v in out) or 1.0
     scale = level / peak
     return struct.pack(f"<{total}h", *(round(v * scale) for v in out))
+
+
+def synthesize_tone(
+    notes: Sequence[float] = (660.0, 880.0), note: float = 0.15, level: float = 8000.0
+) -> bytes:
+    """A short rising tone, one sine note after another with soft edges, as 16-bit 8 kHz PCM."""
+    length = round(note * RATE)
+    edge = round(0.01 * RATE)  # 10 ms ramps, so that no note starts or ends with a click
+    out: list[int] = []
+    for frequency in notes:
+        step = 2 * math.pi * frequency / RATE
+        for i in range(length):
+            ramp = min(1.0, i / edge, (length - 1 - i) / edge)
+            out.append(round(level * ramp * math.sin(step * i)))
+    return struct.pack(f"<{len(out)}h", *out)
 
 
 # -- prompts -------------------------------------------------------------------------------------
@@ -220,7 +254,7 @@ def build(
     *,
     music: bool = True,
 ) -> list[Path]:
-    """Write the music and the prompts (all, or ``names``) in ``languages``; the files written."""
+    """Write the music, the tone and the prompts (all, or ``names``) in ``languages``; the files written."""
     root = Path(directory)
     wanted = list(PROMPTS) if names is None else list(names)
     unknown = [n for n in wanted if n not in PROMPTS]
@@ -237,6 +271,9 @@ def build(
     if music:
         path = root / f"{MUSIC}.wav"
         write_wav(path, synthesize_music())
+        written.append(path)
+        path = root / f"{DONE_TONE}.wav"
+        write_wav(path, synthesize_tone())
         written.append(path)
     for language in languages:
         (root / language).mkdir(exist_ok=True)
@@ -256,11 +293,11 @@ def main() -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--language", "languages", multiple=True, help="Only these languages (default: nb and en).")
 @click.option("--prompt", "names", multiple=True, help="Only these prompts (default: all).")
-@click.option("--no-music", is_flag=True, help="Do not write music.wav.")
+@click.option("--no-music", is_flag=True, help="Do not write music.wav and done_tone.wav.")
 def build_command(
     directory: Path, languages: tuple[str, ...], names: tuple[str, ...], no_music: bool
 ) -> None:
-    """Write music.wav and the prompts (espeak-ng and sox) into DIRECTORY."""
+    """Write music.wav, done_tone.wav and the prompts (espeak-ng and sox) into DIRECTORY."""
     try:
         written = build(directory, languages or LANGUAGES, names or None, music=not no_music)
     except (BuildError, SoundError, OSError) as exc:

@@ -40,8 +40,28 @@ exchange of its own, since the offer could not be passed on. An INVITE without S
 comes in the 2xx) holds the far side's ACK until the near side's ACK brings the answer.
 
 Media seam. Every SDP body that crosses goes through ``MediaPolicy.offer`` or ``.answer`` with the
-leg it is sent on. ``OriginPerLeg`` only gives each leg its own o= line; the media relay replaces
-it without touching this module.
+leg it is sent on and the leg it came from: with forking, several B legs send early SDP and
+answers, and the media layer must know whose phone each came from. A B leg that ends without
+being the call's (a fork that lost, a cancelled or failed leg) is released from the media layer
+at once; the whole call is released when it ends, on every path. ``OriginPerLeg`` is the
+pass-through policy (each leg gets its own o= line, the phones send RTP to each other);
+``sentral.pbx.anchoring`` anchors every call's media at Sentral's relay. An SDP the media layer
+cannot take gets its status (488, or 503 when no relay port is free): the caller's INVITE is
+refused with it, a re-INVITE or UPDATE is answered with it.
+
+What Sentral plays. A feature code's call is answered by Sentral itself with an answer (or, for
+an INVITE without SDP, an offer) from the media layer; the prompt that says what was done plays,
+and the call is hung up when it has played (after ``FEATURE_HANGUP`` where nothing can be
+played). A caller waiting in a queue (``Ringback`` with ``music``) gets a 183 whose SDP answers
+its offer from the relay, and music; when a member's phone is rung, the same caller leg is
+offered to it, the music plays on while it rings and stops when it answers (or sends early media
+of its own). An INVITE without SDP cannot get early media without reliable provisional responses,
+which Sentral does not do, so such a caller hears ringback instead.
+
+Dead media. ``check_media`` hangs up answered calls whose phones have sent no media for a while
+(longer while a phone is on hold), with the cause "no media"; the driver calls it every few
+seconds. DTMF, as RFC 4733 events seen by the media layer or as SIP INFO, reaches ``digit`` and
+from there ``on_dtmf``, never a log line.
 
 Reliability. A 2xx we send to an INVITE is retransmitted by us (RFC 3261 §13.3.1.4, RFC 6026 §8.1):
 T1 doubling to T2 until the ACK arrives, and after 64*T1 without one the call is torn down with
@@ -72,6 +92,8 @@ from typing import Protocol, assert_never
 from sentral.config.directory import ClinicEntry, Directory, GroupEntry
 from sentral.config.settings import parse_listen
 from sentral.config.store import BindingRow
+from sentral.media.dtmf import DTMF, DTMF_RELAY, Digit, parse_info
+from sentral.media.sounds import DONE_TONE
 from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
 from sentral.pbx.sip.dialog import Dialog, DialogError, DialogState, ForkedDialogs
@@ -123,8 +145,12 @@ SDP = "application/sdp"
 MAX_ROUTES = 5
 # What tells a phone to ring differently for an acute call (RFC 7462 alert URN).
 ACUTE_ALERT = "<urn:alert:priority:high>"
-# A feature code's call is answered, so the phone shows success, and hung up this much later.
+# A feature code's call is answered, so the phone shows success, and hung up this much later when
+# no prompt can be played into it.
 FEATURE_HANGUP = 1.0
+# After a prompt has been sent, the time its last packets take to come out of the phone's jitter
+# buffer before the BYE.
+PROMPT_TAIL = 0.4
 
 # -- the port: what the controller asks its driver to do ----------------------------------------
 
@@ -159,20 +185,53 @@ class CallPort(Protocol):
 
 
 class MediaPolicy(Protocol):
-    """Every SDP body that crosses the B2BUA passes here, with the leg it is about to be sent on."""
+    """Every SDP body that crosses the B2BUA passes here, with the leg it is about to be sent on
+    and the leg whose phone sent it; and what Sentral itself plays into calls.
 
-    def offer(self, call: Call, leg: Leg, sdp: bytes) -> bytes:
-        """An offer from the other leg, to be sent on ``leg``."""
+    The SDP methods raise the SipError the body deserves (488, or 503 when the media cannot be
+    set up now).
+    """
 
-    def answer(self, call: Call, leg: Leg, sdp: bytes) -> bytes:
-        """An answer from the other leg, to be sent on ``leg``."""
+    def offer(self, call: Call, leg: Leg, sdp: bytes, source: Leg) -> bytes:
+        """An offer from ``source``'s phone, to be sent on ``leg``."""
+
+    def answer(self, call: Call, leg: Leg, sdp: bytes, source: Leg) -> bytes:
+        """An answer from ``source``'s phone, to be sent on ``leg``."""
+
+    def answer_locally(self, call: Call, leg: Leg, offer: bytes) -> bytes:
+        """Sentral answers ``leg``'s phone's ``offer`` itself (a feature code, a queue)."""
+
+    def offer_locally(self, call: Call, leg: Leg) -> bytes:
+        """An offer of Sentral's own, for a phone that answers a call it sent without SDP."""
+
+    def answer_received(self, call: Call, leg: Leg, sdp: bytes) -> None:
+        """``leg``'s phone answered (in its ACK) an offer of ``offer_locally``."""
+
+    def play(self, call: Call, leg: Leg, names: Sequence[str]) -> float | None:
+        """Play the prompts ``names`` to ``leg``'s phone: how many seconds they last, or None
+        when nothing can be played."""
+
+    def music(self, call: Call, leg: Leg, on: bool) -> bool:
+        """Start (or stop) music to ``leg``'s phone; whether music now plays."""
+
+    def last_activity(self, call: Call) -> float | None:
+        """When (``now``'s clock) a phone of the call last sent media; None when not known."""
+
+    def on_hold(self, call: Call) -> bool:
+        """True while a phone of the call is on hold."""
+
+    def release_leg(self, call: Call, leg: Leg) -> None:
+        """``leg`` is out of the call (a fork that lost, a leg cancelled or failed)."""
 
     def release(self, call: Call) -> None:
         """The call is over: forget whatever was kept for it."""
 
 
 class OriginPerLeg:
-    """SDP passes through; each leg gets its own o= line (``OriginRewriter``), nothing else changes."""
+    """SDP passes through; each leg gets its own o= line (``OriginRewriter``), nothing else changes.
+
+    Sentral plays nothing in this mode: calls it answers itself get inactive media.
+    """
 
     __slots__ = ("_rewriters", "address")
 
@@ -183,19 +242,50 @@ class OriginPerLeg:
     def _rewrite(self, leg: Leg, sdp: bytes) -> bytes:
         rewriter = self._rewriters.get(leg)
         if rewriter is None:
-            address = leg.local[0] if leg.local[0] else self.address
-            rewriter = self._rewriters[leg] = OriginRewriter(secrets.randbits(48), address)
+            rewriter = self._rewriters[leg] = OriginRewriter(secrets.randbits(48), self._address(leg))
         return rewriter.rewrite(parse_sdp(sdp)).to_bytes()
 
-    def offer(self, call: Call, leg: Leg, sdp: bytes) -> bytes:
+    def _address(self, leg: Leg) -> str:
+        return leg.local[0] if leg.local[0] else self.address
+
+    def offer(self, call: Call, leg: Leg, sdp: bytes, source: Leg) -> bytes:
         return self._rewrite(leg, sdp)
 
-    def answer(self, call: Call, leg: Leg, sdp: bytes) -> bytes:
+    def answer(self, call: Call, leg: Leg, sdp: bytes, source: Leg) -> bytes:
         return self._rewrite(leg, sdp)
+
+    def answer_locally(self, call: Call, leg: Leg, offer: bytes) -> bytes:
+        return self._rewrite(leg, _inactive_sdp(offer, self._address(leg)))
+
+    def offer_locally(self, call: Call, leg: Leg) -> bytes:
+        return self._rewrite(leg, _inactive_sdp(b"", self._address(leg)))
+
+    def answer_received(self, call: Call, leg: Leg, sdp: bytes) -> None:
+        pass
+
+    def play(self, call: Call, leg: Leg, names: Sequence[str]) -> float | None:
+        return None
+
+    def music(self, call: Call, leg: Leg, on: bool) -> bool:
+        return False
+
+    def last_activity(self, call: Call) -> float | None:
+        return None
+
+    def on_hold(self, call: Call) -> bool:
+        return False
+
+    def release_leg(self, call: Call, leg: Leg) -> None:
+        self._rewriters.pop(leg, None)
 
     def release(self, call: Call) -> None:
         for leg in call.legs:
             self._rewriters.pop(leg, None)
+
+
+DtmfHandler = Callable[[str, str, Digit, float], None]
+"""Told every key pressed on a phone of a call: the call's id, the leg's id ("a", "b1"...), the key
+and ``now`` (what a ``sentral.media.collect.DigitCollector`` takes)."""
 
 
 # -- the call-control vocabulary ---------------------------------------------------------------
@@ -250,7 +340,10 @@ class RingCaller:
 
 @dataclass(frozen=True, slots=True)
 class Ringback:
-    """Tell the caller the call is ringing though no phone rings yet (waiting in a queue)."""
+    """Tell the caller the call is ringing though no phone rings yet (waiting in a queue); with
+    ``music``, the caller hears music as early media instead, where the media layer can play it."""
+
+    music: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +369,7 @@ class Fail:
     status: int
     reason: str = ""
     cause: str = ""  # for the record; by default the status and its phrase ("486 Busy Here")
+    headers: tuple[tuple[str, str], ...] = ()  # e.g. Retry-After with a 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,10 +638,17 @@ class Call:
     lines: dict[str, Phase] = field(default_factory=dict)
     routes: int = 0  # how often the call was sent on (overflow): bounds overflow loops
     hangup_at: float = inf  # a call Sentral answered itself ends then
+    early_media: bool = False  # the caller has an early answer of Sentral's own (queue music)
+    music: bool = False  # music plays to the caller
 
     @property
     def legs(self) -> list[Leg]:
         return [self.a, *self.b_legs]
+
+    @property
+    def over(self) -> bool:
+        """True once the call has ended."""
+        return self.state is CallState.ENDED
 
     def peer(self, leg: Leg) -> Leg | None:
         """The leg ``leg`` talks to, once the call is answered."""
@@ -674,6 +775,28 @@ def _inactive_sdp(offer: bytes, address: str) -> bytes:
     return sdp.with_connection(address, ports).to_bytes()
 
 
+def _info_digit(request: Request) -> Digit | None:
+    """The key an INFO carries as application/dtmf-relay or application/dtmf, if it does."""
+    content_type = request.header("content-type") or ""
+    if content_type.split(";", 1)[0].strip().lower() not in (DTMF_RELAY, DTMF):
+        return None
+    try:
+        return parse_info(content_type, request.body)
+    except SipError:
+        return None  # not a key we can read: still passed on, as any INFO
+
+
+def feature_prompt(outcome: str) -> str:
+    """The prompt that says a feature code's ``outcome`` ("logged in to reception", "phone logged
+    off"...): logged in or out, or the plain tone when neither fits."""
+    text = outcome.lower()
+    if "logged in" in text or "logged on" in text:
+        return "logged_in"
+    if "logged out" in text or "logged off" in text:
+        return "logged_out"
+    return DONE_TONE
+
+
 def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -718,6 +841,8 @@ class CallControl:
         self.busy: dict[tuple[str, str], int] = {}
         self._serving = False  # inside members_changed: calls it wakes must not wake it again
         self.calls: dict[str, Call] = {}
+        # Told every DTMF key pressed in a call (the IVR and national-ID prompts will listen here).
+        self.on_dtmf: DtmfHandler | None = None
         self._invites: dict[ServerTransaction, Call] = {}
         self._legs: dict[tuple[str, str], tuple[Call, Leg]] = {}
         self._pending: dict[ClientTransaction, Pending] = {}
@@ -849,21 +974,38 @@ class CallControl:
     def _execute(self, call: Call, command: Command, now: float) -> None:
         match command:
             case Try(targets=targets):
+                if call.state is CallState.ENDED:
+                    return
                 for row in targets:
-                    self._start_b_leg(call, row, now)
+                    try:
+                        self._start_b_leg(call, row, now)
+                    except SipError as exc:
+                        # The caller's media cannot be set up towards a phone (no relay port, an
+                        # SDP the media layer refuses): nobody else could be rung either.
+                        self._execute(call, Fail(exc.status, exc.reason, headers=exc.headers), now)
+                        return
                 if not call.b_legs:
                     self._execute(call, Fail(480, "No contact"), now)
-            case RingCaller(response=response):
-                self._ring_caller(call, response, now)
-            case Ringback():
-                if call.state is CallState.TRYING:
-                    self._ring_caller(call, None, now)
+            case RingCaller(leg=leg, response=response):
+                self._ring_caller(call, leg, response, now)
+            case Ringback(music=music):
+                waiting = call.state in (CallState.TRYING, CallState.RINGING)
+                if music and waiting and not call.music:
+                    if call.early_media:
+                        # Back in the queue after a member's phone rang: the music again.
+                        call.music = self.media.music(call, call.a, True)
+                    elif self._early_music(call, now):
+                        pass
+                    elif call.state is CallState.TRYING:
+                        self._ring_caller(call, None, None, now)
+                elif call.state is CallState.TRYING:
+                    self._ring_caller(call, None, None, now)
             case Connect(leg=leg, response=response):
                 self._connect(call, leg, response, now)
             case Cancel(leg=leg):
                 self._cancel_leg(call, leg, now)
-            case Fail(status=status, reason=reason, cause=cause):
-                self._fail(call, status, reason, cause, now)
+            case Fail(status=status, reason=reason, cause=cause, headers=headers):
+                self._fail(call, status, reason, cause, now, headers)
             case Route(number=number):
                 self._reroute(call, number, now)
             case HangUp(cause=cause):
@@ -878,8 +1020,8 @@ class CallControl:
             return
         strategy = call.strategy
         for command in strategy.on_event(call, event, now):
-            if call.strategy is not strategy:
-                break  # the call was routed on: the rest of the old strategy's commands is moot
+            if call.strategy is not strategy or call.over:
+                break  # routed on, or ended: the rest of the old strategy's commands is moot
             self._execute(call, command, now)
         self._tell_lines(call, now)
         if self.groups is not None:
@@ -944,7 +1086,14 @@ class CallControl:
         )
         call.b_legs.append(leg)
         self._legs[(leg.call_id, leg.local_tag)] = (call, leg)
-        self._send_b_invite(call, leg, row.contact, row.path, 1, now)
+        try:
+            self._send_b_invite(call, leg, row.contact, row.path, 1, now)
+        except SipError as exc:
+            leg.state = LegState.FAILED
+            leg.status = exc.status
+            leg.ended = now
+            self.media.release_leg(call, leg)
+            raise
 
     def _send_b_invite(
         self, call: Call, leg: Leg, uri: str, path: Sequence[str], seq: int, now: float
@@ -972,7 +1121,7 @@ class CallControl:
             headers += [("Priority", "emergency"), ("Alert-Info", ACUTE_ALERT)]
         body = b""
         if call.a_sdp:
-            body = self.media.offer(call, leg, call.a_sdp)
+            body = self.media.offer(call, leg, call.a_sdp, call.a)
             headers.append(("Content-Type", SDP))
             leg.last_sdp = body
         request = Request.build("INVITE", uri, headers, body)
@@ -983,21 +1132,46 @@ class CallControl:
         leg.invite_tx = tx
         self._pending[tx] = Pending(call, leg, Purpose.INVITE)
 
-    def _ring_caller(self, call: Call, response: Response | None, now: float) -> None:
-        """Send the caller a 180 (or the 183 of ``response``), with the callee's early SDP."""
+    def _ring_caller(self, call: Call, source: Leg | None, response: Response | None, now: float) -> None:
+        """Send the caller a 180 (or the 183 of ``response``), with ``source``'s early SDP."""
         if call.state not in (CallState.TRYING, CallState.RINGING):
             return
         a = call.a
         sdp = _sdp_of(response) if response is not None else b""
-        headers = [("Contact", a.contact), ("Allow", ALLOW)]
         body = b""
-        if sdp and a.offer.state is OfferState.REMOTE_OFFER:
+        if sdp and source is not None and a.offer.state is OfferState.REMOTE_OFFER:
             try:
-                body = self.media.answer(call, a, sdp)
-                headers.append(("Content-Type", SDP))
+                body = self.media.answer(call, a, sdp, source)
             except SipError:
                 body = b""
+            if body and call.music:
+                # The phone being rung has early media of its own: the caller hears that instead.
+                call.music = self.media.music(call, a, False)
         status = response.status if response is not None and response.status in (180, 183) else 180
+        self._provisional(call, status, body, now)
+
+    def _early_music(self, call: Call, now: float) -> bool:
+        """Answer the caller's offer from the relay in a 183 and play music: False when that
+        cannot be done (no offer in the INVITE, no media layer that plays)."""
+        a = call.a
+        if not call.a_sdp or a.offer.state is not OfferState.REMOTE_OFFER:
+            return False
+        try:
+            body = self.media.answer_locally(call, a, call.a_sdp)
+        except SipError:
+            return False
+        if not self.media.music(call, a, True):
+            return False  # the answer was not sent: what it set up serves the members' legs later
+        call.music = call.early_media = True
+        self._provisional(call, 183, body, now)
+        return True
+
+    def _provisional(self, call: Call, status: int, body: bytes, now: float) -> None:
+        """Send the caller a 180 or 183, with ``body`` as early SDP if there is one."""
+        a = call.a
+        headers = [("Contact", a.contact), ("Allow", ALLOW)]
+        if body:
+            headers.append(("Content-Type", SDP))
         ringing = make_response(call.invite, status, to_tag=a.local_tag, headers=headers, body=body)
         if a.dialog is None:
             a.dialog = Dialog.as_uas(call.invite, ringing, a.contact)
@@ -1011,6 +1185,27 @@ class CallControl:
 
     def _connect(self, call: Call, leg: Leg, response: Response, now: float) -> None:
         a = call.a
+        sdp = _sdp_of(response)
+        late_offer = not call.a_sdp
+        body = b""
+        if sdp:
+            try:
+                body = (
+                    self.media.offer(call, a, sdp, leg)
+                    if late_offer
+                    else self.media.answer(call, a, sdp, leg)
+                )
+            except SipError as exc:
+                # The callee's SDP cannot be relayed: it has answered, so ACK and BYE it, and
+                # the caller is refused with the media layer's status.
+                self._ack(leg, response)
+                self._bye(call, leg, now)
+                self._fail(
+                    call, exc.status, exc.reason, f"{exc.status} media: {exc.reason}", now, exc.headers
+                )
+                return
+        if call.music:
+            call.music = self.media.music(call, a, False)
         call.winner = leg
         call.state = CallState.ANSWERED
         call.answered = a.answered = now
@@ -1019,8 +1214,6 @@ class CallControl:
         domain = call.caller.clinic.domain
         for extension in (a.extension, leg.extension):
             busy[(domain, extension)] = busy.get((domain, extension), 0) + 1
-        sdp = _sdp_of(response)
-        late_offer = not call.a_sdp
         if late_offer:
             leg.held_ack = response  # the answer comes with the caller's ACK
         else:
@@ -1031,9 +1224,7 @@ class CallControl:
             a.timer = SessionTimer.start(
                 call.timer_uas, uas=True, now=now, method=refresh_method(list(a.peer_allow))
             )
-        body = b""
-        if sdp:
-            body = self.media.offer(call, a, sdp) if late_offer else self.media.answer(call, a, sdp)
+        if body:
             headers.append(("Content-Type", SDP))
             a.last_sdp = body
         ok = make_response(call.invite, 200, to_tag=a.local_tag, headers=headers, body=body)
@@ -1080,17 +1271,27 @@ class CallControl:
                 leg.ended = now
                 if leg.invite_tx is not None:
                     self.port.cancel(leg.invite_tx)
+                self.media.release_leg(call, leg)
             case LegState.ANSWERED:
                 if call.winner is not leg:
                     self._bye(call, leg, now)
+                    self.media.release_leg(call, leg)
             case LegState.FAILED | LegState.CANCELLED | LegState.ENDED:
                 pass
             case _:
                 assert_never(leg.state)
 
-    def _fail(self, call: Call, status: int, reason: str, cause: str, now: float) -> None:
+    def _fail(
+        self,
+        call: Call,
+        status: int,
+        reason: str,
+        cause: str,
+        now: float,
+        extra: Sequence[tuple[str, str]] = (),
+    ) -> None:
         a = call.a
-        headers: list[tuple[str, str]] = []
+        headers = list(extra)
         if reason:
             headers.append(("Reason", f'SIP;cause={status};text="{reason}"'))
         if call.state in (CallState.TRYING, CallState.RINGING):
@@ -1186,14 +1387,16 @@ class CallControl:
             self.members_changed(now)
 
     def feature_done(self, call_id: str, outcome: str, now: float) -> None:
-        """A feature code was carried out: answer the call, so the phone shows it worked, and hang
-        up shortly after (``outcome`` goes in the record)."""
+        """A feature code was carried out: answer the call, so the phone shows it worked, play the
+        prompt that says what was done, and hang up when it has played (``outcome`` goes in the
+        record)."""
         call = self.calls.get(call_id)
         if call is None or call.state not in (CallState.TRYING, CallState.RINGING):
             return
         call.callee_name = outcome
         self._answer_locally(call, now)
-        call.hangup_at = now + FEATURE_HANGUP
+        lasts = self.media.play(call, call.a, [feature_prompt(outcome)])
+        call.hangup_at = now + (FEATURE_HANGUP if lasts is None else lasts + PROMPT_TAIL)
         self._arm(call)
 
     def feature_failed(self, call_id: str, status: int, reason: str, now: float) -> None:
@@ -1203,15 +1406,20 @@ class CallControl:
             self._execute(call, Fail(status, reason), now)
 
     def _answer_locally(self, call: Call, now: float) -> None:
-        """Answer the caller ourselves, with no phone behind: the media is inactive until the media
-        layer plays something to it."""
+        """Answer the caller ourselves, with no phone behind: the SDP comes from the media layer
+        (inactive media when it cannot give any, so the answer still goes out)."""
         a = call.a
         call.state = CallState.ANSWERED
         call.answered = a.answered = now
         self.version += 1
-        address = a.local[0] or "0.0.0.0"
-        body = _inactive_sdp(call.a_sdp, address)
-        body = self.media.answer(call, a, body) if call.a_sdp else self.media.offer(call, a, body)
+        try:
+            body = (
+                self.media.answer_locally(call, a, call.a_sdp)
+                if call.a_sdp
+                else self.media.offer_locally(call, a)
+            )
+        except SipError:
+            body = _inactive_sdp(call.a_sdp, a.local[0] or "0.0.0.0")
         headers = [("Contact", a.contact), ("Allow", ALLOW), ("Content-Type", SDP)]
         ok = make_response(call.invite, 200, to_tag=a.local_tag, headers=headers, body=body)
         if a.dialog is None:
@@ -1311,6 +1519,7 @@ class CallControl:
                     leg.state = LegState.FAILED
                     leg.status = 408
                     leg.ended = now
+                    self.media.release_leg(call, leg)
                     self._event(call, LegFailed(leg, 408), now)
             case Purpose.RELAY | Purpose.REFRESH:
                 if pending.source_tx is not None and pending.source_request is not None:
@@ -1384,14 +1593,18 @@ class CallControl:
                 leg.timer_request = retry
                 self._pending = {k: v for k, v in self._pending.items() if v.leg is not leg}
                 seq = leg.forks.invite.cseq.seq + 1
-                self._send_b_invite(call, leg, leg.forks.invite.uri_text, (), seq, now)
-                return
+                try:
+                    self._send_b_invite(call, leg, leg.forks.invite.uri_text, (), seq, now)
+                    return
+                except SipError as exc:
+                    status = exc.status
         if leg.state is LegState.CANCELLED:
             return
         if leg.state in (LegState.CALLING, LegState.EARLY):
             leg.state = LegState.FAILED
             leg.status = status
             leg.ended = now
+            self.media.release_leg(call, leg)
             self._event(call, LegFailed(leg, status), now)
 
     def _late_answer(self, call: Call, leg: Leg, dialog: Dialog, response: Response, now: float) -> None:
@@ -1405,6 +1618,8 @@ class CallControl:
         if leg.state in (LegState.CALLING, LegState.EARLY, LegState.CANCELLED):
             leg.state = LegState.ENDED if leg.state is not LegState.CANCELLED else leg.state
             leg.ended = leg.ended or now
+        if leg is not call.winner:
+            self.media.release_leg(call, leg)
         tx = self.port.send_request(bye, leg.target)
         self._pending[tx] = Pending(call, leg, Purpose.BYE)
 
@@ -1440,13 +1655,17 @@ class CallControl:
             with contextlib.suppress(SipError):
                 leg.offer.receive(request)
         other = call.peer(leg)
+        if other is None and sdp and leg is call.a and call.winner is None:
+            # The answer to an offer of Sentral's own (a call it answered itself).
+            with contextlib.suppress(SipError):
+                self.media.answer_received(call, leg, sdp)
         if other is not None and other.held_ack is not None:
             held = other.held_ack
             other.held_ack = None
             body = b""
             if sdp:
                 try:
-                    body = self.media.answer(call, other, sdp)
+                    body = self.media.answer(call, other, sdp, leg)
                 except SipError:
                     body = b""
             self._ack(other, held, body)
@@ -1500,6 +1719,13 @@ class CallControl:
             case "INVITE" | "UPDATE":
                 self._execute(call, ReOffer(leg, tx, request), now)
             case "INFO":
+                digit = _info_digit(request)
+                if digit is not None:
+                    self.digit(call.id, leg.id, digit, now)
+                    if call.peer(leg) is None:
+                        # Nobody to pass it to (Sentral answered the call): the key was heard.
+                        self.port.respond(tx, make_response(request, 200))
+                        return
                 self._relay(call, leg, tx, request, now)
             case "OPTIONS":
                 self.port.respond(
@@ -1554,7 +1780,14 @@ class CallControl:
         body = request.body
         content_type = request.header("content-type")
         if role is BodyRole.OFFER:
-            body = self.media.offer(call, other, body)
+            try:
+                body = self.media.offer(call, other, body, source)
+            except SipError as exc:
+                refused = make_response(request, exc.status, exc.reason, headers=exc.headers)
+                with contextlib.suppress(OfferStateError):
+                    source.offer.send(refused)  # the offer is withdrawn: the old session stands
+                self.port.respond(tx, refused)
+                return
             other.last_sdp = body
         if method == "INVITE":
             headers.append(("Allow", ALLOW))
@@ -1617,9 +1850,9 @@ class CallControl:
         if sdp and role in (BodyRole.ANSWER, BodyRole.OFFER):
             try:
                 body = (
-                    self.media.answer(call, source, sdp)
+                    self.media.answer(call, source, sdp, leg)
                     if role is BodyRole.ANSWER
-                    else self.media.offer(call, source, sdp)
+                    else self.media.offer(call, source, sdp, leg)
                 )
             except SipError:
                 body = b""
@@ -1786,6 +2019,32 @@ class CallControl:
         tx = self.port.send_request(request, leg.target)
         self._pending[tx] = Pending(call, leg, Purpose.REFRESH)
 
+    # -- media ------------------------------------------------------------------------------------
+
+    def digit(self, call_id: str, leg_id: str, digit: Digit, now: float) -> None:
+        """A key pressed on the phone of leg ``leg_id`` (RFC 4733 or SIP INFO): handed to
+        ``on_dtmf``. Never logged: the keys may spell a national identity number."""
+        call = self.calls.get(call_id)
+        if call is not None and self.on_dtmf is not None:
+            self.on_dtmf(call.id, leg_id, digit, now)
+
+    def check_media(self, now: float, idle: float, idle_on_hold: float) -> int:
+        """Hang up every answered call whose phones have sent no media for ``idle`` seconds
+        (``idle_on_hold`` while one of them is on hold); the record says "no media". How many."""
+        dead = []
+        for call in self.calls.values():
+            if call.state is not CallState.ANSWERED or call.answered is None:
+                continue
+            heard = self.media.last_activity(call)
+            if heard is None:
+                continue
+            limit = idle_on_hold if self.media.on_hold(call) else idle
+            if now - max(heard, call.answered) >= limit:
+                dead.append(call)
+        for call in dead:
+            self._hang_up(call, "system", "no media", now)
+        return len(dead)
+
     # -- the server as a whole --------------------------------------------------------------------
 
     def hang_up_all(self, now: float, cause: str = "drain") -> None:
@@ -1868,6 +2127,7 @@ __all__ = [
     "Cancel",
     "Command",
     "Connect",
+    "DtmfHandler",
     "Fail",
     "HangUp",
     "Leg",
@@ -1883,10 +2143,12 @@ __all__ = [
     "RingAll",
     "RingCaller",
     "RingStrategy",
+    "Ringback",
     "Side",
     "Timer",
     "Try",
     "best_failure",
     "binding_target",
     "failure_rank",
+    "feature_prompt",
 ]

@@ -15,10 +15,11 @@ their other phones; any other failure counts once all of that member's phones ha
 the most telling status among them. The first 2xx connects and stops everyone else.
 
 A call enters through a ``Timer`` event the controller sends right after routing it here: the
-distributor says ring now (``StartHunt``), wait (``Wait``: the caller hears ringback until the
-media layer plays queue music), or overflow (``Divert``). Decisions about *other* calls (a waiting
-call may start when this one is answered or hangs up) are parked on their ``GroupRing`` and those
-calls are handed back to the controller by ``freed``, which sends each a ``Timer`` event. The
+distributor says ring now (``StartHunt``), wait (``Wait``: ``Ringback`` with music, which the
+controller plays as early media where it can; where it cannot, the caller hears ringback), or
+overflow (``Divert``). Decisions about *other* calls (a waiting call may start when this one is
+answered or hangs up) are parked on their ``GroupRing`` and those calls are handed back to the
+controller by ``freed``, which sends each a ``Timer`` event. The
 controller calls ``freed`` whenever someone may have become free: a call ended, staff logged in,
 a phone registered.
 
@@ -244,7 +245,7 @@ class GroupRing:
                     if not self.queued:
                         self.queued = True
                         self.joined = now
-                    commands.append(Ringback())
+                    commands.append(Ringback(music=True))
                 case Divert(overflow=overflow):
                     self.queued = False
                     commands += self._overflow(overflow, now)

@@ -251,18 +251,112 @@ def test_release_frees_every_port(anchor: MediaAnchor, pool: PortPool) -> None:
 
 def test_unspecified_address_is_refused(pool: PortPool) -> None:
     with pytest.raises(ValueError, match="real address"):
-        MediaAnchor("0.0.0.0", pool)
+        MediaAnchor("0.0.0.0", pool, advertise="0.0.0.0")
     with pytest.raises(ValueError, match="not an IP address"):
         MediaAnchor("pbx.clinic.test", pool)
+
+
+def test_a_wildcard_relay_advertises_the_address_each_leg_reaches(
+    loop: asyncio.AbstractEventLoop, pool: PortPool
+) -> None:
+    anchor = MediaAnchor("0.0.0.0", pool, relay=Relay("0.0.0.0", pool, loop=loop))
+    try:
+        assert anchor.advertise is None
+        out = parse_sdp(anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000), "a", advertise="10.0.0.5"))
+        assert str(out.media_connection(out.media[0])) == "IN IP4 10.0.0.5"
+        assert out.origin.address == "10.0.0.5"
+        back = parse_sdp(
+            anchor.answer("c1", "a", answer_from("10.1.2.50", 11800), "b1", advertise="192.0.2.7")
+        )
+        assert str(back.connection) == "IN IP4 192.0.2.7" and back.origin.address == "192.0.2.7"
+        with pytest.raises(ValueError, match="name the address"):
+            anchor.offer("c2", "b1", offer_from("192.168.1.23", 4000), "a")
+        with pytest.raises(ValueError, match="real address"):
+            anchor.offer("c2", "b1", offer_from("192.168.1.23", 4000), "a", advertise="0.0.0.0")
+    finally:
+        anchor.relay.close()
+
+
+def test_offers_put_g711_first_and_drop_declared_sources(anchor: MediaAnchor) -> None:
+    offer = offer_from("192.168.1.23", 4000).replace(b"RTP/AVP 0 8 101", b"RTP/AVP 96 9 8 101 0") + crlf(
+        "a=rtpmap:96 speex/16000\na=rtpmap:9 G722/8000\na=ssrc:1234 cname:phone\n"
+    )
+    out = parse_sdp(anchor.offer("c1", "b1", offer, "a"))
+    assert out.media[0].formats == ("8", "0", "96", "9", "101")  # G.711 in the phone's order, then the rest
+    assert out.media[0].attribute("ssrc") is None
+    # An answer is not reordered: it says what the answerer chose.
+    answer = answer_from("10.1.2.50", 11800).replace(b"RTP/AVP 0 101", b"RTP/AVP 96 0 101")
+    back = parse_sdp(anchor.answer("c1", "a", answer, "b1"))
+    assert back.media[0].formats == ("96", "0", "101")
 
 
 def test_music_needs_a_g711_codec_and_a_library(anchor: MediaAnchor) -> None:
     anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000), "a")
     anchor.answer("c1", "a", answer_from("10.1.2.50", 11800, codec="9"), "b1")  # G.722 only
-    with pytest.raises(MediaError, match=r"no G\.711 codec"):
-        anchor.start_music("c1", "b1")
+    # Neither phone may be sent G.711 now: the answer both agreed on has none.
+    for leg in ("b1", "a"):
+        with pytest.raises(MediaError, match=r"no G\.711 codec"):
+            anchor.start_music("c1", leg)
+    anchor.offer("c2", "b1", offer_from("192.168.1.23", 4000), "a")
+    anchor.answer("c2", "a", answer_from("10.1.2.50", 11800), "b1")
     with pytest.raises(MediaError, match="no sound library"):
-        anchor.start_music("c1", "a")
+        anchor.start_music("c2", "a")
+
+
+def test_music_goes_out_in_the_law_the_answer_chose(anchor: MediaAnchor) -> None:
+    # The caller lists PCMU first, but the callee answers PCMA: the caller must hear PCMA.
+    anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000), "a")
+    anchor.answer("c1", "a", answer_from("10.1.2.50", 11800, codec="8"), "b1")
+    assert anchor._audio("c1", "a")[1] == g711.PCMA
+    assert anchor._audio("c1", "b1")[1] == g711.PCMA
+
+
+def test_a_local_answer_ends_the_callers_stream_at_the_relay(anchor: MediaAnchor, pool: PortPool) -> None:
+    # Like pjsua's: telephone-event at 16 kHz listed before the 8 kHz one G.711 goes with.
+    offer = offer_from("192.168.1.23", 4000).replace(b"RTP/AVP 0 8 101", b"RTP/AVP 96 8 0 100 101") + crlf(
+        "a=rtpmap:96 speex/16000\na=rtpmap:100 telephone-event/16000\n"
+        "m=video 4002 RTP/AVP 97\nc=IN IP4 192.168.1.23\na=rtpmap:97 H264/90000\n"
+    )
+    out = parse_sdp(anchor.answer_locally("c1", "a", offer))
+    audio, video = out.media
+    (port, no_video) = anchor.ports("c1", "a")
+    assert (audio.port, audio.formats) == (port, ("8", "101"))  # the phone's first G.711 law
+    assert audio.attributes("rtpmap") == ["8 PCMA/8000", "101 telephone-event/8000"]
+    assert audio.attribute("fmtp") == "101 0-16"
+    assert audio.direction is Direction.SENDRECV
+    assert (video.port, no_video) == (0, 0)  # declined
+    assert str(out.connection) == f"IN IP4 {HOST}" and out.origin.username == "sentral"
+    assert pool.in_use == 1
+    # Later the caller is offered to a phone: the same port goes on, paired now.
+    anchor.offer("c1", "b1", offer, "a")
+    back = parse_sdp(anchor.answer("c1", "a", answer_from("10.1.2.50", 11800, codec="8"), "b1"))
+    assert back.media[0].port == port
+    assert back.origin.session_id == out.origin.session_id and back.origin.version == out.origin.version + 1
+    # A sendonly offer is answered recvonly; an offer without G.711 cannot be answered here.
+    held = parse_sdp(anchor.answer_locally("c2", "a", offer_from("192.168.1.23", 4000, direction="sendonly")))
+    assert held.media[0].direction is Direction.RECVONLY
+    with pytest.raises(SipError) as caught:
+        anchor.answer_locally("c3", "a", answer_from("192.168.1.23", 4000, codec="9"))
+    assert caught.value.status == 488
+
+
+def test_a_local_offer_learns_the_phone_from_its_answer(anchor: MediaAnchor) -> None:
+    out = parse_sdp(anchor.offer_locally("c1", "a"))
+    (port,) = anchor.ports("c1", "a")
+    assert out.media[0].port == port and out.media[0].formats == ("0", "8", "101")
+    anchor.answer_received("c1", "a", answer_from("10.1.2.50", 11800, codec="8"))
+    (stats,) = anchor.stats("c1")["a"]
+    assert stats.rtp_address == ("10.1.2.50", 11800)
+    assert anchor._audio("c1", "a")[1] == g711.PCMA
+    with pytest.raises(MediaError):
+        anchor.answer_received("c9", "a", answer_from("10.1.2.50", 11800))
+
+
+def test_on_hold_is_per_call(anchor: MediaAnchor) -> None:
+    anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000), "a")
+    assert not anchor.on_hold("c1") and not anchor.on_hold("nope")
+    anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000, direction="sendonly"), "a")
+    assert anchor.on_hold("c1")
 
 
 # -- end to end ----------------------------------------------------------------------------------
@@ -328,12 +422,20 @@ async def _end_to_end(sounds: SoundLibrary) -> None:
 
         # A prompt to Alice, then her line is Bob's again.
         done = asyncio.get_running_loop().create_future()
-        anchor.play("call-1", "a", ["please_hold"], on_done=lambda: done.set_result(True))
+        lasts = anchor.play("call-1", "a", ["please_hold"], on_done=lambda: done.set_result(True))
+        assert lasts == pytest.approx(0.1)
         assert anchor.playing("call-1", "a")
         await asyncio.wait_for(done, 2.0)
         prompt = alice.collect()
         assert len(prompt) == 5  # 100 ms of speech is five packets
         assert not anchor.playing("call-1", "a")
+        # With a lead-in, silence comes first and counts in the length.
+        done = asyncio.get_running_loop().create_future()
+        lasts = anchor.play("call-1", "a", ["please_hold"], lead=0.1, on_done=lambda: done.set_result(True))
+        assert lasts == pytest.approx(0.2)
+        await asyncio.wait_for(done, 2.0)
+        led = [parse_rtp(d).payload for d, _ in alice.collect()]
+        assert len(led) == 10 and set(led[0]) == {g711.alaw_encode(bytes(2))[0]}
 
         # Bob keys 4 (telephone-event 101): reported once, for Bob's leg.
         for end, duration in ((False, 0), (True, 800), (True, 800), (True, 800)):
@@ -345,6 +447,13 @@ async def _end_to_end(sounds: SoundLibrary) -> None:
         stats = anchor.stats("call-1")
         assert stats["a"][0].rtp.packets_in == 7
         assert stats["b1"][0].rtp.packets_in == 9
+
+        # RTCP alone does not count as activity: dead media means no RTP.
+        before = anchor.last_activity("call-1")
+        alice.send((alice_sends_to[0], alice_sends_to[1] + 1), alice.rtcp())
+        await asyncio.sleep(0.05)
+        assert anchor.stats("call-1")["a"][0].rtcp.packets_in == 1
+        assert anchor.last_activity("call-1") == before
     finally:
         anchor.release("call-1")
         alice.close()

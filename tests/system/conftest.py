@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from sentral.media.sounds import REQUIRED, SoundLibrary, build, missing
 from tests.system.peers import Sipp, Softphone
 from tests.system.server import SentralServer
 
@@ -36,6 +37,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def call_failed(request: pytest.FixtureRequest) -> bool:
     report = getattr(request.node, "report_call", None)
     return report is None or report.failed
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sounds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Music and prompts for every server of this run, found through $SENTRAL_SOUNDS: the ones
+    `make test` built when they are complete, else built once into a temporary directory."""
+    given = os.environ.get("SENTRAL_SOUNDS")
+    if given and not missing(SoundLibrary([given]), REQUIRED, "nb"):
+        yield Path(given)
+        return
+    directory = tmp_path_factory.mktemp("sounds")
+    build(directory, ("nb",))
+    assert not missing(SoundLibrary([directory]), REQUIRED, "nb")
+    os.environ["SENTRAL_SOUNDS"] = str(directory)
+    try:
+        yield directory
+    finally:
+        if given is None:
+            os.environ.pop("SENTRAL_SOUNDS", None)
+        else:
+            os.environ["SENTRAL_SOUNDS"] = given
 
 
 @pytest.fixture

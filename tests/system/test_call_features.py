@@ -74,8 +74,11 @@ def seconds_between(earlier: str, later: str) -> float:
 
 @pytest.fixture
 def clinic(tmp_path: Path) -> Iterator[SentralServer]:
-    """A running server with clinic.test offering MD5 (SIPp speaks no other) and staff 1001..1003."""
-    server = start_clinic(tmp_path, "--drain-timeout", "3")
+    """A running server with clinic.test offering MD5 (SIPp speaks no other) and staff 1001..1003.
+
+    Media passes straight between the phones here (``--direct-media``): these tests follow the
+    SDP each side sent to the other, ports included; anchored media has tests of its own."""
+    server = start_clinic(tmp_path, "--drain-timeout", "3", "--direct-media")
     try:
         server.cli("clinic", "set", DOMAIN, "--digest", "md5")
         time.sleep(1.0)  # the running server picks the change up within half a second

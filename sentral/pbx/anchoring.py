@@ -1,0 +1,163 @@
+"""Call control's media through Sentral: the ``MediaPolicy`` over the media anchor.
+
+Theory of operation
+-------------------
+``AnchoredMedia`` is what ``CallControl`` talks to when media is anchored (the default of
+`sentral serve`). It speaks call control's types and hands the ``MediaAnchor`` plain keys: the
+call's id and the leg's id ("a", "b1", ...). Each SDP body that crosses the B2BUA is rewritten by
+the anchor so that each phone sends to its own relay port; what Sentral answers itself (a
+feature code's call, a caller waiting in a queue) is answered from the relay; prompts and music
+are played from the relay port of the phone that is to hear them. When the relay listens on a
+wildcard address, each leg's SDP names the address that leg's phone reaches Sentral at, which
+call control has worked out for the leg's Via and Contact already.
+
+Hold. A re-INVITE or UPDATE that puts the other phone on hold is passed across to it like any
+other offer, not answered here: the held phone then shows that it is held (many phones light a
+lamp or stop their own ringback), a holding phone that also changes codec or address still
+negotiates end to end, and one path serves every offer. The anchor sees the hold in the offer
+(every live stream sendonly or inactive); once the held phone has answered it, music plays to that
+phone from its relay port and replaces whatever the holding phone still sends (a phone on hold
+may keep its microphone open). An offer that resumes the call stops the music at once, so that
+the two hear each other from the next packet, before the answer is even back.
+
+Prompts start after a short silence (``PROMPT_LEAD``): the phone has only just received the 200
+and may not be playing what arrives yet, and the first syllable must not be lost.
+
+Failures. An SDP the anchor refuses raises its SipError (488; 503 when no relay port is free,
+or a socket cannot be opened), which call control turns into the status the caller gets. Music or
+a prompt that cannot be played (no G.711 on the leg, a missing sound) is logged and reported as
+not playing; the call goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import structlog
+
+from sentral.media.anchor import MediaAnchor, MediaError
+from sentral.media.wav import SoundError
+from sentral.pbx.call import Call, Leg
+from sentral.pbx.sip.errors import SipError
+
+log = structlog.get_logger("sentral.media")
+
+PROMPT_LEAD = 0.3
+
+T = TypeVar("T")
+
+
+class AnchoredMedia:
+    """The ``MediaPolicy`` that anchors every call's media at Sentral's relay."""
+
+    __slots__ = ("_music", "anchor", "lead")
+
+    def __init__(self, anchor: MediaAnchor, *, lead: float = PROMPT_LEAD) -> None:
+        self.anchor = anchor
+        self.lead = lead
+        # Per call, the legs hearing music on hold: started and stopped as holds come and go.
+        self._music: dict[str, set[str]] = {}
+
+    def _advertise(self, leg: Leg) -> str | None:
+        return leg.local[0] if self.anchor.advertise is None else None
+
+    def _sdp(self, call: Call, work: Callable[[], T]) -> T:
+        try:
+            return work()
+        except OSError as exc:
+            log.error("media_socket_failed", call_id=call.id, error=str(exc))
+            raise SipError(503, "Service Unavailable", headers=(("Retry-After", "5"),)) from None
+
+    # -- offer/answer ------------------------------------------------------------------------------
+
+    def offer(self, call: Call, leg: Leg, sdp: bytes, source: Leg) -> bytes:
+        out = self._sdp(
+            call, lambda: self.anchor.offer(call.id, leg.id, sdp, source.id, advertise=self._advertise(leg))
+        )
+        if not self.anchor.hold_state(call.id, leg.id):
+            self._hold_music(call, leg, False)  # resumed: stop the music before the answer is back
+        return out
+
+    def answer(self, call: Call, leg: Leg, sdp: bytes, source: Leg) -> bytes:
+        out = self._sdp(
+            call, lambda: self.anchor.answer(call.id, leg.id, sdp, source.id, advertise=self._advertise(leg))
+        )
+        # ``source``'s phone has answered an offer: if that offer held it, the hold stands now.
+        self._hold_music(call, source, self.anchor.hold_state(call.id, source.id))
+        return out
+
+    def answer_locally(self, call: Call, leg: Leg, offer: bytes) -> bytes:
+        return self._sdp(
+            call, lambda: self.anchor.answer_locally(call.id, leg.id, offer, advertise=self._advertise(leg))
+        )
+
+    def offer_locally(self, call: Call, leg: Leg) -> bytes:
+        return self._sdp(
+            call, lambda: self.anchor.offer_locally(call.id, leg.id, advertise=self._advertise(leg))
+        )
+
+    def answer_received(self, call: Call, leg: Leg, sdp: bytes) -> None:
+        # A leg whose media was released meanwhile has nowhere to send anything.
+        with contextlib.suppress(MediaError):
+            self.anchor.answer_received(call.id, leg.id, sdp)
+
+    # -- what Sentral plays ------------------------------------------------------------------------
+
+    def play(self, call: Call, leg: Leg, names: Sequence[str]) -> float | None:
+        try:
+            return self.anchor.play(call.id, leg.id, names, lead=self.lead)
+        except (MediaError, SoundError) as exc:
+            log.info("prompt_not_played", call_id=call.id, leg=leg.id, reason=str(exc))
+            return None
+
+    def music(self, call: Call, leg: Leg, on: bool) -> bool:
+        if not on:
+            with contextlib.suppress(MediaError):  # released already: nothing plays
+                self.anchor.stop_music(call.id, leg.id)
+            return False
+        try:
+            self.anchor.start_music(call.id, leg.id)
+        except (MediaError, SoundError) as exc:
+            log.info("music_not_played", call_id=call.id, leg=leg.id, reason=str(exc))
+            return False
+        return True
+
+    def _hold_music(self, call: Call, leg: Leg, held: bool) -> None:
+        playing = self._music.get(call.id)
+        if held == (playing is not None and leg.id in playing):
+            return
+        if held:
+            if self.music(call, leg, True):
+                self._music.setdefault(call.id, set()).add(leg.id)
+            return
+        assert playing is not None
+        playing.discard(leg.id)
+        if not playing:
+            del self._music[call.id]
+        self.music(call, leg, False)
+
+    # -- the call's life ---------------------------------------------------------------------------
+
+    def last_activity(self, call: Call) -> float | None:
+        try:
+            return self.anchor.last_activity(call.id)
+        except MediaError:
+            return None
+
+    def on_hold(self, call: Call) -> bool:
+        return self.anchor.on_hold(call.id)
+
+    def release_leg(self, call: Call, leg: Leg) -> None:
+        playing = self._music.get(call.id)
+        if playing is not None:
+            playing.discard(leg.id)
+        self.anchor.release_leg(call.id, leg.id)
+
+    def release(self, call: Call) -> None:
+        self._music.pop(call.id, None)
+        self.anchor.release(call.id)
+
+
+__all__ = ["PROMPT_LEAD", "AnchoredMedia"]
