@@ -34,13 +34,10 @@ from tests.system.test_call_media import (
     assert_hears,
     media_address,
     sdps,
-    sounds,
     start_media_clinic,
     udp_free,
 )
 from tests.system.test_calls import dial, phone_for, records
-
-__all__ = ["sounds"]  # the session fixture, shared with test_call_media
 
 A_TONE = 1800.0
 B_TONE = 2400.0
