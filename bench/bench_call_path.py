@@ -188,8 +188,9 @@ class Clock:
         self.elapsed += time.thread_time() - started
 
 
-async def run(n: int, profile: bool, sort: str, watch_gc: bool, server_gc: bool) -> None:
-    loop = asyncio.get_running_loop()
+def bench_world() -> tuple[Directory, CapturingTransports, Location]:
+    """The clinic both benchmarks call in: caller and callee with MD5 credentials, the callee
+    registered, and transports that capture instead of sending."""
     staff = {
         (DOMAIN, ext): StaffEntry(
             DOMAIN, ext, f"Bench {ext}", (), compute_ha1("MD5", ext, DOMAIN, f"pw-{ext}-bench"),
@@ -198,7 +199,6 @@ async def run(n: int, profile: bool, sort: str, watch_gc: bool, server_gc: bool)
         for ext in (CALLER, CALLEE)
     }  # fmt: skip
     directory = Directory(1, {DOMAIN: ClinicEntry(DOMAIN, "Bench", ("MD5",))}, staff)
-    transports = CapturingTransports()
     location = Location()
     location.apply(
         [
@@ -209,6 +209,12 @@ async def run(n: int, profile: bool, sort: str, watch_gc: bool, server_gc: bool)
         ],
         [],
     )  # fmt: skip
+    return directory, CapturingTransports(), location
+
+
+async def run(n: int, profile: bool, sort: str, watch_gc: bool, server_gc: bool) -> None:
+    loop = asyncio.get_running_loop()
+    directory, transports, location = bench_world()
     writer = InstantWriter(loop)
     wall_offset = time.time() - time.monotonic()
     records: list[CallRecord] = []

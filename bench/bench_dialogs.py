@@ -55,8 +55,8 @@ from bench_call_path import (  # noqa: E402
     LISTEN,
     SDP_A,
     SDP_B,
-    CapturingTransports,
     InstantWriter,
+    bench_world,
     callee_response,
     caller_request,
     only,
@@ -65,13 +65,10 @@ from bench_call_path import (  # noqa: E402
 )
 from loadrun import process_cpu, process_rss  # noqa: E402
 
-from sentral.config.directory import ClinicEntry, Directory, StaffEntry  # noqa: E402
-from sentral.config.store import BindingRow  # noqa: E402
 from sentral.pbx.endpoint import Endpoint  # noqa: E402
 from sentral.pbx.guard import Guard  # noqa: E402
-from sentral.pbx.location import Location  # noqa: E402
 from sentral.pbx.registrar import Registrar, RegistrarPolicy  # noqa: E402
-from sentral.pbx.sip.auth import DigestAuthority, compute_ha1  # noqa: E402
+from sentral.pbx.sip.auth import DigestAuthority  # noqa: E402
 from sentral.pbx.sip.transaction import TransactionLayer  # noqa: E402
 from sentral.pbx.transport import Origin  # noqa: E402
 from tests.system.peers import Sipp, SippProcess, free_port, read_last_stats_row, write_users_csv  # noqa: E402
@@ -271,25 +268,7 @@ def through_server(calls: int, rate: float, settle: float, window: float, milest
 async def in_process(n: int) -> list[str]:
     """Set up ``n`` calls through the Endpoint, keep them up, and weigh what they hold."""
     loop = asyncio.get_running_loop()
-    staff = {
-        (DOMAIN, ext): StaffEntry(
-            DOMAIN, ext, f"Bench {ext}", (), compute_ha1("MD5", ext, DOMAIN, f"pw-{ext}-bench"),
-            compute_ha1("SHA-256", ext, DOMAIN, f"pw-{ext}-bench"),
-        )
-        for ext in (CALLER, CALLEE)
-    }  # fmt: skip
-    directory = Directory(1, {DOMAIN: ClinicEntry(DOMAIN, "Bench", ("MD5",))}, staff)
-    transports = CapturingTransports()
-    location = Location()
-    location.apply(
-        [
-            BindingRow(
-                DOMAIN, CALLEE, "k", f"sip:{CALLEE}@127.0.0.1:{CALLEE_PORT};transport=UDP", time.time() + 1e6,
-                "reg", 1, "udp", "127.0.0.1", CALLEE_PORT, "udp:127.0.0.1:5060", time.time(),
-            )
-        ],
-        [],
-    )  # fmt: skip
+    directory, transports, location = bench_world()
     layer = TransactionLayer()
     endpoint = Endpoint(
         transports,  # type: ignore[arg-type]
