@@ -27,10 +27,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from loadrun import DOMAIN, HEADER, Step, highest_clean, print_run, run_step, step_rates
+from loadrun import (
+    DOMAIN,
+    HEADER,
+    Step,
+    bench_password,
+    call_server,
+    highest_clean,
+    print_run,
+    run_step,
+    step_rates,
+)
 
 from tests.system.peers import Sipp, free_port, write_users_csv
-from tests.system.server import SentralServer
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE.parent / "tests" / "system" / "scenarios"
@@ -70,19 +79,11 @@ def main() -> int:
         work = Path(tmp)
         scenario = SCENARIOS / "call_auth_uac.xml" if args.scenario_as_is else caller_scenario(work)
         sipp = Sipp(work / "sipp")
-        server = SentralServer(
-            f"sqlite:///{work / 'sentral.db'}",
-            work,
-            extra_args=("--log-level", "warning", "--drain-timeout", "2", "--direct-media"),
-        )
-        server.cli("init", "--domain", DOMAIN)
-        server.cli("clinic", "set", DOMAIN, "--digest", "md5")  # SIPp speaks MD5 only
-        for ext in (CALLER, CALLEE):
-            server.cli("user", "add", ext, "--name", f"Bench {ext}", "--password", f"pw-{ext}-bench")
+        server = call_server(work, (CALLER, CALLEE))
         server.start()
         assert server.proc is not None
         uas_port = free_port()
-        registration = write_users_csv(work / "callee.csv", [(CALLEE, f"pw-{CALLEE}-bench", DOMAIN)])
+        registration = write_users_csv(work / "callee.csv", [(CALLEE, bench_password(CALLEE), DOMAIN)])
         registered = sipp.run(
             server.address, SCENARIOS / "register_auth.xml", users=registration, calls=1, local_port=uas_port,
             auth_uri=DOMAIN,
@@ -91,7 +92,7 @@ def main() -> int:
             print(f"the callee did not register:\n{registered}")
             server.stop()
             return 1
-        callers = write_users_csv(work / "caller.csv", [(CALLER, f"pw-{CALLER}-bench", DOMAIN, CALLEE)])
+        callers = write_users_csv(work / "caller.csv", [(CALLER, bench_password(CALLER), DOMAIN, CALLEE)])
         try:
             with sipp.running(None, "uas", local_port=uas_port, timeout=3600) as uas:
                 uas.wait_listening()

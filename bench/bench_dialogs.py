@@ -63,7 +63,7 @@ from bench_call_path import (  # noqa: E402
     proxy_authorization,
     to_tag,
 )
-from loadrun import process_cpu, process_rss  # noqa: E402
+from loadrun import bench_password, call_server, process_cpu, process_rss  # noqa: E402
 
 from sentral.pbx.endpoint import Endpoint  # noqa: E402
 from sentral.pbx.guard import Guard  # noqa: E402
@@ -72,7 +72,6 @@ from sentral.pbx.sip.auth import DigestAuthority  # noqa: E402
 from sentral.pbx.sip.transaction import TransactionLayer  # noqa: E402
 from sentral.pbx.transport import Origin  # noqa: E402
 from tests.system.peers import Sipp, SippProcess, free_port, read_last_stats_row, write_users_csv  # noqa: E402
-from tests.system.server import SentralServer  # noqa: E402
 
 SCENARIOS = HERE.parent / "tests" / "system" / "scenarios"
 CALLER_SCENARIO = HERE / "scenarios" / "dialogs_uac.xml"
@@ -135,22 +134,14 @@ def through_server(calls: int, rate: float, settle: float, window: float, milest
     with tempfile.TemporaryDirectory(prefix="sentral-dialogs-") as tmp:
         work = Path(tmp)
         sipp = Sipp(work / "sipp")
-        server = SentralServer(
-            f"sqlite:///{work / 'sentral.db'}",
-            work,
-            extra_args=("--log-level", "warning", "--drain-timeout", "2", "--direct-media"),
-        )
-        server.cli("init", "--domain", DOMAIN)
-        server.cli("clinic", "set", DOMAIN, "--digest", "md5")  # SIPp speaks MD5 only
-        for ext in (CALLER, CALLEE):
-            server.cli("user", "add", ext, "--name", f"Bench {ext}", "--password", f"pw-{ext}-bench")
+        server = call_server(work, (CALLER, CALLEE))
         server.start()
         assert server.proc is not None
         server_pid = server.proc.pid
         emit(f"server: {shlex.join(server.serve_command())}")
         try:
             uas_port = free_port()
-            registration = write_users_csv(work / "callee.csv", [(CALLEE, f"pw-{CALLEE}-bench", DOMAIN)])
+            registration = write_users_csv(work / "callee.csv", [(CALLEE, bench_password(CALLEE), DOMAIN)])
             registered = sipp.run(
                 server.address, SCENARIOS / "register_auth.xml", users=registration, calls=1,
                 local_port=uas_port, auth_uri=DOMAIN,
@@ -158,7 +149,7 @@ def through_server(calls: int, rate: float, settle: float, window: float, milest
             if registered.successful != 1:
                 emit(f"the callee did not register:\n{registered}")
                 return lines
-            callers = write_users_csv(work / "caller.csv", [(CALLER, f"pw-{CALLER}-bench", DOMAIN, CALLEE)])
+            callers = write_users_csv(work / "caller.csv", [(CALLER, bench_password(CALLER), DOMAIN, CALLEE)])
             buffers = ("-buff_size", SOCKET_BUFFER)
             with sipp.running(None, "uas", local_port=uas_port, timeout=2 * hold + 120, extra=buffers) as uas:
                 uas.wait_listening()

@@ -22,20 +22,25 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench_calls import caller_scenario
-from loadrun import DOMAIN, HEADER, Step, highest_clean, print_run, run_step, step_rates
+from loadrun import (
+    DOMAIN,
+    HEADER,
+    Step,
+    bench_password,
+    call_server,
+    highest_clean,
+    print_run,
+    run_step,
+    step_rates,
+)
 
 from tests.system.peers import Sipp, free_port, write_users_csv
-from tests.system.server import SentralServer
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE.parent / "tests" / "system" / "scenarios"
 RINGER = HERE / "scenarios" / "ring_until_cancel_uas.xml"
 CALLER, SINGLE, GROUP_NUMBER = "1001", "1002", "500"
 MEMBERS = ("2001", "2002", "2003", "2004", "2005")
-
-
-def password(ext: str) -> str:
-    return f"pw-{ext}-bench"
 
 
 def main() -> int:
@@ -54,15 +59,7 @@ def main() -> int:
         work = Path(tmp)
         scenario = caller_scenario(work)
         sipp = Sipp(work / "sipp")
-        server = SentralServer(
-            f"sqlite:///{work / 'sentral.db'}",
-            work,
-            extra_args=("--log-level", "warning", "--drain-timeout", "2", "--direct-media"),
-        )
-        server.cli("init", "--domain", DOMAIN)
-        server.cli("clinic", "set", DOMAIN, "--digest", "md5")  # SIPp speaks MD5 only
-        for ext in (CALLER, SINGLE, *MEMBERS):
-            server.cli("user", "add", ext, "--name", f"Bench {ext}", "--password", password(ext))
+        server = call_server(work, (CALLER, SINGLE, *MEMBERS))
         members = [arg for ext in MEMBERS for arg in ("--member", ext)]
         # SIPp's answering member takes many calls at once, so it must be rung while "busy".
         server.cli(
@@ -81,7 +78,7 @@ def main() -> int:
         assert server.proc is not None
         for ext in (SINGLE, *MEMBERS):
             port = free_port()
-            users = write_users_csv(work / f"reg-{ext}.csv", [(ext, password(ext), DOMAIN)])
+            users = write_users_csv(work / f"reg-{ext}.csv", [(ext, bench_password(ext), DOMAIN)])
             registered = sipp.run(
                 server.address, SCENARIOS / "register_auth.xml", users=users, calls=1, local_port=port,
                 auth_uri=DOMAIN,
@@ -97,7 +94,7 @@ def main() -> int:
         for rate in rates:
             for callee, steps, label in ((GROUP_NUMBER, to_group, "group-5"), (SINGLE, to_one, "one-ext")):
                 users = write_users_csv(
-                    work / f"caller-{callee}.csv", [(CALLER, password(CALLER), DOMAIN, callee)]
+                    work / f"caller-{callee}.csv", [(CALLER, bench_password(CALLER), DOMAIN, callee)]
                 )
                 step = run_step(
                     sipp, server.address, scenario, rate, int(rate * args.seconds),

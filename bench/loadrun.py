@@ -12,7 +12,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,6 +146,27 @@ def provision(server: SentralServer, users: int, workdir: Path, first: int = 100
             sipp_users.write(f"{ext};{password};{DOMAIN}\n")
     server.cli("user", "import", str(staff))
     return csv
+
+
+def bench_password(extension: str) -> str:
+    """The password every benchmark gives ``extension``."""
+    return f"pw-{extension}-bench"
+
+
+def call_server(work: Path, extensions: Sequence[str]) -> SentralServer:
+    """A server for SIPp call benchmarks, not started yet: the clinic offering MD5 (SIPp speaks no
+    other), ``extensions`` with ``bench_password``, and media passed through (``--direct-media``)
+    so that signalling is what is measured; the relay has a benchmark of its own."""
+    server = SentralServer(
+        f"sqlite:///{work / 'sentral.db'}",
+        work,
+        extra_args=("--log-level", "warning", "--drain-timeout", "2", "--direct-media"),
+    )
+    server.cli("init", "--domain", DOMAIN)
+    server.cli("clinic", "set", DOMAIN, "--digest", "md5")
+    for ext in extensions:
+        server.cli("user", "add", ext, "--name", f"Bench {ext}", "--password", bench_password(ext))
+    return server
 
 
 def print_run(title: str, command: str, lines: list[str]) -> None:
