@@ -42,7 +42,7 @@ from typing import assert_never
 
 import structlog
 
-from sentral.config.cdr import CallRecord, CdrStore, CdrWriter, LegRecord, LiveCall, LiveCallStore
+from sentral.config.cdr import PARKED, CallRecord, CdrStore, CdrWriter, LegRecord, LiveCall, LiveCallStore
 from sentral.config.db import StoreError, make_engine, schema_is_current
 from sentral.config.directory import Directory, GroupKind, directory_version, load_directory
 from sentral.config.settings import ServeConfig, media_address
@@ -308,7 +308,7 @@ class Server:
                             domain=live.clinic,
                             caller=live.caller,
                             callee=live.callee,
-                            state=live.state,
+                            state=f"{PARKED}{live.parked}" if live.parked else live.state,
                             started_at=live.started + self._wall_offset,
                             answered_at=None if live.answered is None else live.answered + self._wall_offset,
                             legs=live.legs,
@@ -349,6 +349,7 @@ class Server:
                     self._directory = await asyncio.to_thread(load_directory, self.engine)
                     log.info("directory_reloaded", version=version)
                     if self.endpoint is not None:
+                        self.endpoint.calls.lots.sync(self._directory)
                         self.endpoint.members_changed()
                         self.endpoint.presence.directory_changed(time.monotonic())
             except Exception as exc:

@@ -995,14 +995,14 @@ def _park_summary(lot: ParkLotEntry) -> str:
     return f"slots {lot.first_slot}-{lot.last_slot} ({count} slot{'' if count == 1 else 's'})"
 
 
-def _parked_calls(engine: Engine, lot: ParkLotEntry) -> Mapping[str, str] | None:
-    """Slot -> the call parked there, as the running server publishes it; None while it publishes nothing.
-
-    The server holds its park lots in memory (``sentral.routing.park.ParkLot``) and does not publish
-    them yet, the way it publishes line states for ``sentral presence``. Until it does, ``park show``
-    says the occupancy is unknown rather than calling every slot free: this is where to read it.
-    """
-    return None
+def _parked_calls(engine: Engine, lot: ParkLotEntry) -> Mapping[str, str]:
+    """Slot -> the call parked there, as the running servers publish their live calls."""
+    parked: dict[str, str] = {}
+    for call in LiveCallStore(engine).list(LIVE_MAX_AGE, now=time.time()):
+        slot = call.parked_slot
+        if slot is not None and call.domain == lot.domain and lot.has_slot(slot):
+            parked[slot] = call.call_id
+    return parked
 
 
 @park.command("add")
@@ -1117,8 +1117,7 @@ def park_show(target: Target, name: str, as_json: bool, domain: str | None) -> N
         lot = store.park_lot(store.resolve_domain(domain), name)
         parked = _parked_calls(engine, lot)
     if as_json:
-        # "parked" is null while the occupancy is unknown here, never an empty object that would mean free.
-        data = _park_json(lot) | {"parked": None if parked is None else dict(parked)}
+        data = _park_json(lot) | {"parked": dict(parked)}
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     click.echo(f"Park lot {lot.name}@{lot.domain}")
@@ -1128,9 +1127,6 @@ def park_show(target: Target, name: str, as_json: bool, domain: str | None) -> N
         ("recall after", _seconds_text(lot.timeout)),
     ):
         click.echo(f"  {label + ':':<14}{value}")
-    if parked is None:
-        click.echo("  parked calls: unknown here; the running server does not publish them yet")
-        return
     click.echo("")
     _emit_table(("SLOT", "CALL"), [(slot, parked.get(slot, "-")) for slot in lot.slots], "")
 
@@ -1423,7 +1419,8 @@ def _live_json(call: LiveCall, now: float) -> dict[str, Any]:
         "domain": call.domain,
         "caller": call.caller,
         "callee": call.callee,
-        "state": call.state,
+        "state": "parked" if call.parked_slot is not None else call.state,
+        "parked": call.parked_slot,
         "legs": call.legs,
         **_times(started_at=call.started_at, answered_at=call.answered_at, updated_at=call.updated_at),
         "duration": round(call.duration(now), 3),
@@ -1453,7 +1450,7 @@ def calls(target: Target, as_json: bool) -> None:
                 call.call_id,
                 call.caller,
                 call.callee,
-                call.state,
+                f"parked on {call.parked_slot}" if call.parked_slot is not None else call.state,
                 _clock(now - (call.answered_at if call.answered_at is not None else call.started_at)),
             )
             for call in live

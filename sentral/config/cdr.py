@@ -104,11 +104,16 @@ class CallRecord:
         return max(0.0, self.ended_at - self.answered_at)
 
 
+# How a parked call's state is published: "parked:701".
+PARKED = "parked:"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LiveCall:
     """A call in progress as the server publishes it.
 
-    ``state`` is ringing, answered, held or ending; ``legs`` counts the legs the call has now.
+    ``state`` is ringing, answered, held or ending, and ``parked:SLOT`` for a call waiting on a
+    park slot (``PARKED`` and ``parked_slot``); ``legs`` counts the legs the call has now.
     ``server_id`` and ``updated_at`` are filled in by ``LiveCallStore.list`` (which server published
     the call, and when); ``publish`` takes the server from its argument and the time from the clock.
     """
@@ -123,6 +128,11 @@ class LiveCall:
     legs: int = 1
     server_id: str | None = None
     updated_at: float | None = None
+
+    @property
+    def parked_slot(self) -> str | None:
+        """The park slot the call waits on, if it does."""
+        return self.state.removeprefix(PARKED) if self.state.startswith(PARKED) else None
 
     def duration(self, now: float) -> float:
         """Seconds talked so far; 0 while the call has not been answered."""
@@ -408,6 +418,7 @@ class LiveCallStore:
 
 __all__ = [
     "LIVE_MAX_AGE",
+    "PARKED",
     "CallRecord",
     "CdrStore",
     "CdrWriter",

@@ -248,11 +248,18 @@ class MediaAnchor:
     # -- Sentral as the other end ----------------------------------------------------------------
 
     def answer_locally(
-        self, call_key: str, leg_key: str, offer: bytes, *, advertise: str | None = None
+        self,
+        call_key: str,
+        leg_key: str,
+        offer: bytes,
+        *,
+        advertise: str | None = None,
+        law: int | None = None,
     ) -> bytes:
         """Sentral answers ``leg_key``'s phone's ``offer`` itself: its first audio stream with a
-        G.711 codec ends at the relay (nothing on the other side yet), every other stream is
-        declined. SipError 488 when no stream can carry G.711, 503 when no port is free."""
+        G.711 codec (``law`` only, when given: the phone is to be joined with one using it) ends
+        at the relay (nothing on the other side yet), every other stream is declined. SipError
+        488 when no stream can carry it, 503 when no port is free."""
         address = self._advertised(advertise)
         parsed = parse_sdp(offer)
         call = self._call(call_key)
@@ -265,8 +272,10 @@ class MediaAnchor:
         try:
             for index, section in enumerate(parsed.media):
                 usable = section.media == "audio" and "RTP/" in section.proto and not section.rejected
-                law = _g711_choice(section) if usable else None
-                if chosen is not None or law is None:
+                choice = _g711_choice(section) if usable else None
+                if law is not None and choice is not None:
+                    choice = law if str(law) in section.formats else None
+                if chosen is not None or choice is None:
                     self._close_stream(leg, index)
                     ports.append(0)
                     media.append(replace(section, port=0, lines=()))
@@ -277,7 +286,7 @@ class MediaAnchor:
                 events = _telephone_events(parsed, index)
                 endpoint.dtmf_payload_types = events
                 ports.append(endpoint.port)
-                media.append(_local_section(section, law, _narrowband_event(section), parsed))
+                media.append(_local_section(section, choice, _narrowband_event(section), parsed))
         except PortsExhausted as exc:
             raise _no_ports(call_key, exc) from None
         if chosen is None:
@@ -290,9 +299,11 @@ class MediaAnchor:
         leg.answer_sdp = answer
         return answer.to_bytes()
 
-    def offer_locally(self, call_key: str, leg_key: str, *, advertise: str | None = None) -> bytes:
-        """An offer of Sentral's own for ``leg_key``'s phone, which sent none: one audio stream,
-        PCMU and PCMA, ending at the relay. The phone's answer goes to ``answer_received``."""
+    def offer_locally(
+        self, call_key: str, leg_key: str, *, advertise: str | None = None, law: int | None = None
+    ) -> bytes:
+        """An offer of Sentral's own for ``leg_key``'s phone: one audio stream, PCMU and PCMA (or
+        ``law`` only), ending at the relay. The phone's answer goes to ``answer_received``."""
         address = self._advertised(advertise)
         call = self._call(call_key)
         leg = self._leg(call, leg_key)
@@ -303,10 +314,13 @@ class MediaAnchor:
         except PortsExhausted as exc:
             raise _no_ports(call_key, exc) from None
         net = f"IN {'IP6' if ':' in address else 'IP4'} {address}"
+        laws = (g711.PCMU, g711.PCMA) if law is None else (law,)
+        formats = " ".join(str(pt) for pt in laws)
+        rtpmaps = "".join(f"a=rtpmap:{pt} {'PCMU' if pt == g711.PCMU else 'PCMA'}/8000\r\n" for pt in laws)
         text = (
             f"v=0\r\no=sentral 0 0 {net}\r\ns=-\r\nc={net}\r\nt=0 0\r\n"
-            f"m=audio {endpoint.port} RTP/AVP 0 8 {_EVENT_TYPE}\r\n"
-            "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+            f"m=audio {endpoint.port} RTP/AVP {formats} {_EVENT_TYPE}\r\n"
+            f"{rtpmaps}"
             f"a=rtpmap:{_EVENT_TYPE} telephone-event/8000\r\na=fmtp:{_EVENT_TYPE} 0-15\r\n"
             "a=ptime:20\r\na=sendrecv\r\n"
         )
@@ -395,6 +409,23 @@ class MediaAnchor:
             endpoint = leg.streams[index]
             if endpoint is not None:
                 endpoint.dtmf_payload_types = types
+
+    def join(self, call_key: str, leg_key: str, other_key: str) -> None:
+        """Relay ``leg_key``'s phone and ``other_key``'s to each other, stream by stream (a phone
+        Sentral answered or called itself, joined with one already in the call)."""
+        call = self._calls.get(call_key)
+        if call is None:
+            raise MediaError(f"no media for call {call_key!r}")
+        leg, other = self._find(call_key, leg_key), self._find(call_key, other_key)
+        for index in range(min(len(leg.streams), len(other.streams))):
+            mine, theirs = leg.streams[index], other.streams[index]
+            if mine is not None and theirs is not None:
+                self.relay.pair(mine, theirs)
+                self._update_dtmf(leg, other, index)
+
+    def law(self, call_key: str, leg_key: str) -> int:
+        """The G.711 payload type ``leg_key``'s phone uses, as music and prompts are played to it."""
+        return self._audio(call_key, leg_key)[1]
 
     # -- calls and legs --------------------------------------------------------------------------
 

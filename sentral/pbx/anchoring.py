@@ -88,15 +88,34 @@ class AnchoredMedia:
         self._hold_music(call, source, self.anchor.hold_state(call.id, source.id))
         return out
 
-    def answer_locally(self, call: Call, leg: Leg, offer: bytes) -> bytes:
+    def answer_locally(self, call: Call, leg: Leg, offer: bytes, like: Leg | None = None) -> bytes:
+        law = self._law(call, like)
         return self._sdp(
-            call, lambda: self.anchor.answer_locally(call.id, leg.id, offer, advertise=self._advertise(leg))
+            call,
+            lambda: self.anchor.answer_locally(
+                call.id, leg.id, offer, advertise=self._advertise(leg), law=law
+            ),
         )
 
-    def offer_locally(self, call: Call, leg: Leg) -> bytes:
+    def offer_locally(self, call: Call, leg: Leg, like: Leg | None = None) -> bytes:
+        law = self._law(call, like)
         return self._sdp(
-            call, lambda: self.anchor.offer_locally(call.id, leg.id, advertise=self._advertise(leg))
+            call,
+            lambda: self.anchor.offer_locally(call.id, leg.id, advertise=self._advertise(leg), law=law),
         )
+
+    def _law(self, call: Call, like: Leg | None) -> int | None:
+        """The G.711 law ``like``'s phone uses (None: any)."""
+        if like is None:
+            return None
+        try:
+            return self.anchor.law(call.id, like.id)
+        except MediaError:
+            return None
+
+    def join(self, call: Call, leg: Leg, other: Leg) -> None:
+        with contextlib.suppress(MediaError):  # a leg released meanwhile: nothing to relay
+            self.anchor.join(call.id, leg.id, other.id)
 
     def answer_received(self, call: Call, leg: Leg, sdp: bytes) -> None:
         # A leg whose media was released meanwhile has nowhere to send anything.

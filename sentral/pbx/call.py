@@ -58,6 +58,22 @@ offered to it, the music plays on while it rings and stops when it answers (or s
 of its own). An INVITE without SDP cannot get early media without reliable provisional responses,
 which Sentral does not do, so such a caller hears ringback instead.
 
+Parking. During an answered call, either phone keys ``PARK_CODE`` (RFC 4733 or SIP INFO): the
+other phone is parked on the first free slot of the clinic's first park lot (``ParkLots``, the
+pure slot-keeping of ``sentral.routing.park``), hears music from then on, and the phone that keyed
+the code hears "the call is parked on 7 0 1" and is sent a BYE. The parked phone's leg becomes the
+call's A leg (swapped in when it was the answering phone) and the call has no winner while it
+waits; re-INVITEs and UPDATEs from it (session refreshes) are answered by Sentral from the relay.
+Anyone dialling the slot retrieves the call: the dialler's INVITE does not start a call of its
+own but joins the parked one as a leg, answered from the relay in the parked phone's codec, and the
+two are bridged; the record is that one call, with its parker's and retriever's legs. A call left
+on its slot for the lot's timeout rings the parker (``RingAll`` over their phones, an offer of
+Sentral's in the parked phone's codec) while the music plays on; answering connects them,
+an unanswered recall puts the call back on its slot, and after the lot's last recall Sentral
+hangs up with the cause "park timeout". A slot's busy-lamp key follows the call on it through the
+line observer, as the slot's "extension". Without the relay (``--direct-media``) nothing can play
+music to a parked phone, so the park code is ignored.
+
 Dead media. ``check_media`` hangs up answered calls whose phones have sent no media for a while
 (longer while a phone is on hold), with the cause "no media"; the driver calls it every few
 seconds. DTMF, as RFC 4733 events seen by the media layer or as SIP INFO, reaches ``digit`` and
@@ -93,7 +109,7 @@ from sentral.config.directory import ClinicEntry, Directory, GroupEntry
 from sentral.config.settings import parse_listen
 from sentral.config.store import BindingRow
 from sentral.media.dtmf import DTMF, DTMF_RELAY, Digit, parse_info
-from sentral.media.sounds import DONE_TONE
+from sentral.media.sounds import DONE_TONE, digits
 from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
 from sentral.pbx.sip.dialog import Dialog, DialogError, DialogState, ForkedDialogs
@@ -133,6 +149,7 @@ from sentral.routing.dialplan import (
     dialled_number,
 )
 from sentral.routing.groups import REJECT_STATUSES as REJECTS
+from sentral.routing.park import GiveUp, LotFull, Park, ParkLot, ParkLots, Reparked, Retrieve
 
 # Option tags we implement: a request requiring anything else gets 420 (RFC 3261 §8.2.2.3).
 SUPPORTED = ("timer",)
@@ -151,6 +168,10 @@ FEATURE_HANGUP = 1.0
 # After a prompt has been sent, the time its last packets take to come out of the phone's jitter
 # buffer before the BYE.
 PROMPT_TAIL = 0.4
+# What a phone keys during a call to park the other side (Asterisk's usual in-call park code).
+PARK_CODE = "#72"
+# The keys of an in-call code come within this many seconds of each other.
+KEY_GAP = 3.0
 
 # -- the port: what the controller asks its driver to do ----------------------------------------
 
@@ -198,11 +219,17 @@ class MediaPolicy(Protocol):
     def answer(self, call: Call, leg: Leg, sdp: bytes, source: Leg) -> bytes:
         """An answer from ``source``'s phone, to be sent on ``leg``."""
 
-    def answer_locally(self, call: Call, leg: Leg, offer: bytes) -> bytes:
-        """Sentral answers ``leg``'s phone's ``offer`` itself (a feature code, a queue)."""
+    def answer_locally(self, call: Call, leg: Leg, offer: bytes, like: Leg | None = None) -> bytes:
+        """Sentral answers ``leg``'s phone's ``offer`` itself (a feature code, a queue); with
+        ``like``, in the codec ``like``'s phone uses, so that the two can be joined (488 when the
+        offer lacks it)."""
 
-    def offer_locally(self, call: Call, leg: Leg) -> bytes:
-        """An offer of Sentral's own, for a phone that answers a call it sent without SDP."""
+    def offer_locally(self, call: Call, leg: Leg, like: Leg | None = None) -> bytes:
+        """An offer of Sentral's own (for a phone that sent none, or a phone Sentral calls); with
+        ``like``, of the codec ``like``'s phone uses only."""
+
+    def join(self, call: Call, leg: Leg, other: Leg) -> None:
+        """Relay ``leg``'s phone and ``other``'s to each other (a parked call retrieved)."""
 
     def answer_received(self, call: Call, leg: Leg, sdp: bytes) -> None:
         """``leg``'s phone answered (in its ACK) an offer of ``offer_locally``."""
@@ -254,11 +281,14 @@ class OriginPerLeg:
     def answer(self, call: Call, leg: Leg, sdp: bytes, source: Leg) -> bytes:
         return self._rewrite(leg, sdp)
 
-    def answer_locally(self, call: Call, leg: Leg, offer: bytes) -> bytes:
+    def answer_locally(self, call: Call, leg: Leg, offer: bytes, like: Leg | None = None) -> bytes:
         return self._rewrite(leg, _inactive_sdp(offer, self._address(leg)))
 
-    def offer_locally(self, call: Call, leg: Leg) -> bytes:
+    def offer_locally(self, call: Call, leg: Leg, like: Leg | None = None) -> bytes:
         return self._rewrite(leg, _inactive_sdp(b"", self._address(leg)))
+
+    def join(self, call: Call, leg: Leg, other: Leg) -> None:
+        pass
 
     def answer_received(self, call: Call, leg: Leg, sdp: bytes) -> None:
         pass
@@ -585,6 +615,7 @@ class Leg:
     # The last ACK we sent on this leg for the initial 2xx, re-sent on its retransmissions.
     last_ack: Request | None = None
     refresh_pending: bool = False
+    outcome: str = ""  # what the record says of a leg that left in a way of its own ("parked")
 
     @property
     def done(self) -> bool:
@@ -640,6 +671,14 @@ class Call:
     hangup_at: float = inf  # a call Sentral answered itself ends then
     early_media: bool = False  # the caller has an early answer of Sentral's own (queue music)
     music: bool = False  # music plays to the caller
+    # The extensions this call keeps busy: its two talking phones.
+    occupying: tuple[str, ...] = ()
+    # Parking: the slot the call waits on (its A leg the parked phone), and the lot's timers.
+    parked: str = ""
+    lot: ParkLot | None = None
+    recall_at: float = inf
+    leaving: Leg | None = None  # the parker's leg, hearing the slot before its BYE at leave_at
+    leave_at: float = inf
 
     @property
     def legs(self) -> list[Leg]:
@@ -705,6 +744,7 @@ class LiveCall:
     started: float
     answered: float | None
     legs: int
+    parked: str = ""  # the slot it waits on
 
 
 @dataclass(frozen=True, slots=True)
@@ -848,6 +888,9 @@ class CallControl:
         self._pending: dict[ClientTransaction, Pending] = {}
         self._heap: list[tuple[float, int, Call]] = []
         self._seq = count()
+        self.lots = ParkLots()
+        # (call id, leg id) -> the keys that leg pressed lately and when the last came.
+        self._keys: dict[tuple[str, str], tuple[str, float]] = {}
         self.version = 0  # bumps whenever the set of calls or a call's state changes
 
     def __len__(self) -> int:
@@ -933,7 +976,9 @@ class CallControl:
         self._ring(call, decision, now)
         self._tell_lines(call, now)
 
-    def _ring(self, call: Call, decision: Ring | RingGroup | Feature | Reject, now: float) -> None:
+    def _ring(
+        self, call: Call, decision: Ring | RingGroup | Feature | Reject | Park | Retrieve, now: float
+    ) -> None:
         """Carry out the dial plan's ``decision`` for ``call``."""
         match decision:
             case Reject(status=status, reason=reason):
@@ -956,6 +1001,11 @@ class CallControl:
             case Feature():
                 call.callee_name = decision.code.value
                 self.port.feature(call, decision)
+            case Park():
+                # A call is parked from inside it (``PARK_CODE``); dialled, the number has nothing to park.
+                self._execute(call, Fail(403, "Nothing to park"), now)
+            case Retrieve(lot=lot, slot=slot):
+                self._retrieve(call, lot.domain, self.lots.get(lot), slot, now)
             case _:
                 assert_never(decision)
 
@@ -972,6 +1022,9 @@ class CallControl:
     # -- carrying out commands -----------------------------------------------------------------
 
     def _execute(self, call: Call, command: Command, now: float) -> None:
+        if call.parked:
+            self._recall_command(call, command, now)
+            return
         match command:
             case Try(targets=targets):
                 if call.state is CallState.ENDED:
@@ -1107,8 +1160,11 @@ class CallControl:
         ]
         headers.extend(("Route", value) for value in path)
         name = f"{_quote(caller.name)} " if caller.name else ""
+        user = caller.extension
+        if call.parked:
+            name, user = f"{_quote(f'Parked {call.parked}')} ", call.parked  # a recall shows its slot
         headers += [
-            ("From", f"{name}<sip:{caller.extension}@{domain}>;tag={leg.local_tag}"),
+            ("From", f"{name}<sip:{user}@{domain}>;tag={leg.local_tag}"),
             ("To", f"<sip:{call.callee}@{domain}>"),
             ("Call-ID", leg.call_id),
             ("CSeq", f"{seq} INVITE"),
@@ -1120,8 +1176,11 @@ class CallControl:
         if call.acute:
             headers += [("Priority", "emergency"), ("Alert-Info", ACUTE_ALERT)]
         body = b""
-        if call.a_sdp:
+        if call.parked:
+            body = self.media.offer_locally(call, leg, like=call.a)
+        elif call.a_sdp:
             body = self.media.offer(call, leg, call.a_sdp, call.a)
+        if body:
             headers.append(("Content-Type", SDP))
             leg.last_sdp = body
         request = Request.build("INVITE", uri, headers, body)
@@ -1210,10 +1269,8 @@ class CallControl:
         call.state = CallState.ANSWERED
         call.answered = a.answered = now
         self.version += 1
-        busy = self.busy
-        domain = call.caller.clinic.domain
-        for extension in (a.extension, leg.extension):
-            busy[(domain, extension)] = busy.get((domain, extension), 0) + 1
+        self._occupy(call, a.extension)
+        self._occupy(call, leg.extension)
         if late_offer:
             leg.held_ack = response  # the answer comes with the caller's ACK
         else:
@@ -1362,12 +1419,15 @@ class CallControl:
         call.cause = cause
         if call.status is None:
             call.status = 200 if call.answered is not None else None
+        if call.parked:
+            self._unpark(call, now)
         for leg in call.legs:
             if leg.ended is None:
                 leg.ended = now
             leg.rtx = None
             leg.rtx_at = inf
             self._legs.pop((leg.call_id, leg.local_tag), None)
+            self._keys.pop((call.id, leg.id), None)
         self._invites.pop(call.invite_tx, None)
         self.calls.pop(call.id, None)
         self.media.release(call)
@@ -1375,15 +1435,10 @@ class CallControl:
         call.strategy.ended(call, now)
         self._tell_lines(call, now)
         self.port.record(self._report(call), call.bye_reply)
-        if call.answered is not None and call.winner is not None:
-            busy = self.busy
-            domain = call.caller.clinic.domain
-            for extension in (call.a.extension, call.winner.extension):
-                left = busy.get((domain, extension), 1) - 1
-                if left > 0:
-                    busy[(domain, extension)] = left
-                else:
-                    busy.pop((domain, extension), None)
+        if call.occupying:
+            for extension in call.occupying:
+                self._vacate(call.caller.clinic.domain, extension)
+            call.occupying = ()
             self.members_changed(now)
 
     def feature_done(self, call_id: str, outcome: str, now: float) -> None:
@@ -1655,8 +1710,8 @@ class CallControl:
             with contextlib.suppress(SipError):
                 leg.offer.receive(request)
         other = call.peer(leg)
-        if other is None and sdp and leg is call.a and call.winner is None:
-            # The answer to an offer of Sentral's own (a call it answered itself).
+        if sdp and (other is None or other.held_ack is None):
+            # The answer to an offer of Sentral's own (a call it answered itself, a retrieved call).
             with contextlib.suppress(SipError):
                 self.media.answer_received(call, leg, sdp)
         if other is not None and other.held_ack is not None:
@@ -1712,6 +1767,11 @@ class CallControl:
                 if call.state is CallState.ENDED:
                     self.port.respond(tx, ok)
                     return
+                if call.state is CallState.ANSWERED and leg is not call.a and leg is not call.winner:
+                    # A phone no longer in the conversation (a parker hearing the slot) leaves alone.
+                    self.port.respond(tx, ok)
+                    self._leave(call, leg, now)
+                    return
                 call.bye_reply = (tx, ok)
                 leg.state = LegState.ENDED
                 leg.ended = now
@@ -1739,12 +1799,17 @@ class CallControl:
     def _relay(self, call: Call, source: Leg, tx: ServerTransaction, request: Request, now: float) -> None:
         """Pass a re-INVITE, UPDATE or INFO received on ``source`` to the other leg."""
         method = request.method
+        offers = method in ("INVITE", "UPDATE")
         other = call.peer(source)
-        if other is None or other.dialog is None or other.dialog.state is not DialogState.CONFIRMED:
+        # Nobody on the other side of an answered call (it is parked, or Sentral answered it):
+        # Sentral answers an offer or a session refresh itself.
+        alone = other is None and offers and source is call.a and call.state is CallState.ANSWERED
+        if not alone and (
+            other is None or other.dialog is None or other.dialog.state is not DialogState.CONFIRMED
+        ):
             self.port.respond(tx, make_response(request, 481))
             return
-        offers = method in ("INVITE", "UPDATE")
-        if offers:
+        if offers and other is not None:
             busy = other.offer.local_invite or other.offer.remote_invite or not other.offer.can_offer
             # A 2xx of ours still waiting for its ACK on the other leg does not block: that INVITE
             # transaction is over for its sender, who may well have ACKed already.
@@ -1776,6 +1841,11 @@ class CallControl:
         except SipError as exc:
             self.port.respond(tx, make_response(request, exc.status, exc.reason, headers=exc.headers))
             return
+        if other is None:
+            self._answer_alone(call, source, tx, request, role, timer, now)
+            return
+        dialog = other.dialog
+        assert dialog is not None  # a confirmed dialog, checked above
         headers: list[tuple[str, str]] = []
         body = request.body
         content_type = request.header("content-type")
@@ -1799,7 +1869,7 @@ class CallControl:
                 if value is not None:
                     headers.append((name, value))
         try:
-            outgoing = other.dialog.request(
+            outgoing = dialog.request(
                 method,
                 via=_via(other.transport, other.local),
                 body=body,
@@ -1915,6 +1985,10 @@ class CallControl:
 
     def _deadline(self, call: Call) -> float:
         at = call.strategy.next_deadline() if call.state is not CallState.ANSWERED else call.hangup_at
+        if call.parked:
+            at = min(at, call.recall_at, call.strategy.next_deadline())
+        if call.leave_at < at:
+            at = call.leave_at
         for leg in call.legs:
             if leg.rtx_at < at:
                 at = leg.rtx_at
@@ -1961,6 +2035,12 @@ class CallControl:
         if call.hangup_at <= now:
             self._hang_up(call, "system", call.callee_name or "answered by Sentral", now)
             return
+        if call.leave_at <= now:
+            self._let_go(call, now)
+        if call.parked and call.strategy.next_deadline() <= now:
+            self._event(call, Timer(), now)  # the recall was not answered in time
+        if call.parked and call.recall_at <= now:
+            self._recall_due(call, now)
         for leg in call.legs:
             if call.state is CallState.ENDED:
                 return
@@ -2019,13 +2099,307 @@ class CallControl:
         tx = self.port.send_request(request, leg.target)
         self._pending[tx] = Pending(call, leg, Purpose.REFRESH)
 
+    def _answer_alone(
+        self,
+        call: Call,
+        leg: Leg,
+        tx: ServerTransaction,
+        request: Request,
+        role: BodyRole,
+        timer: Negotiated | None,
+        now: float,
+    ) -> None:
+        """Answer a re-INVITE or UPDATE from a phone with nobody on the other side: an offer from
+        the relay in the codec it uses already, an INVITE without one with our last SDP as the
+        offer (its answer comes in the ACK), and the session timer refreshed."""
+        body = b""
+        try:
+            if role is BodyRole.OFFER:
+                body = self.media.answer_locally(call, leg, request.body, like=leg)
+            elif request.method == "INVITE":
+                body = leg.last_sdp
+        except SipError as exc:
+            refused = make_response(request, exc.status, exc.reason, headers=exc.headers)
+            with contextlib.suppress(OfferStateError):
+                leg.offer.send(refused)
+            self.port.respond(tx, refused)
+            return
+        headers = [("Contact", leg.contact), ("Allow", ALLOW), ("Supported", ", ".join(SUPPORTED))]
+        if timer is not None:
+            headers.extend(timer.headers())
+            if leg.timer is not None:
+                leg.timer.refreshed(now, timer, uas=True)
+            else:
+                leg.timer = SessionTimer.start(timer, uas=True, now=now)
+        if body:
+            headers.append(("Content-Type", SDP))
+            leg.last_sdp = body
+        reply = make_response(request, 200, headers=headers, body=body)
+        with contextlib.suppress(OfferStateError):
+            leg.offer.send(reply)
+        if request.method == "INVITE":
+            tx.auto_trying = False
+            self._send_2xx(leg, tx, reply, now)
+        else:
+            self.port.respond(tx, reply)
+        self._arm(call)
+
+    # -- busy lines ----------------------------------------------------------------------------
+
+    def _occupy(self, call: Call, extension: str) -> None:
+        """``extension`` talks in ``call`` now: one more answered call it is in."""
+        key = (call.caller.clinic.domain, extension)
+        self.busy[key] = self.busy.get(key, 0) + 1
+        call.occupying = (*call.occupying, extension)
+
+    def _vacate(self, domain: str, extension: str) -> None:
+        key = (domain, extension)
+        left = self.busy.get(key, 1) - 1
+        if left > 0:
+            self.busy[key] = left
+        else:
+            self.busy.pop(key, None)
+
+    def _step_out(self, call: Call, extension: str) -> None:
+        """``extension`` left ``call`` while the call goes on (it parked the call)."""
+        held = list(call.occupying)
+        if extension in held:
+            held.remove(extension)
+            call.occupying = tuple(held)
+            self._vacate(call.caller.clinic.domain, extension)
+
+    # -- parking -------------------------------------------------------------------------------
+
+    def _keyed(self, call: Call, leg: Leg, digit: Digit, now: float) -> str:
+        """The keys ``leg``'s phone pressed lately, ending with ``digit`` (as long as the park code)."""
+        key = (call.id, leg.id)
+        before, at = self._keys.get(key, ("", 0.0))
+        keys = (before if now - at <= KEY_GAP else "") + digit.key
+        keys = keys[-len(PARK_CODE) :]
+        self._keys[key] = (keys, now)
+        return keys
+
+    def _park(self, call: Call, parker: Leg, now: float) -> None:
+        """``parker``'s phone keyed the park code: park the other phone on the clinic's lot."""
+        self._keys.pop((call.id, parker.id), None)
+        parked = call.peer(parker)
+        domain = call.caller.clinic.domain
+        lot = self.lots.first(self.directory(), domain)
+        if parked is None or lot is None:
+            return  # nowhere to park: the keys were just keys
+        result = lot.park(call.id, parker.extension, now)
+        if isinstance(result, LotFull):
+            self.media.play(call, parker, ["number_unavailable"])
+            return
+        if not self.media.music(call, parked, True):
+            lot.leave(call.id)  # no relay to play to the parked phone (direct media): not parked
+            return
+        if parked is not call.a:
+            # The parked phone's leg becomes the A leg: what stays of the call is on its side.
+            call.b_legs[call.b_legs.index(parked)] = call.a
+            call.a = parked
+        call.winner = None
+        call.parked = result.slot
+        call.lot = lot
+        call.recall_at = now + lot.lot.timeout
+        parker.outcome = "parked"
+        self._step_out(call, parker.extension)
+        lasts = self.media.play(call, parker, ["call_parked_on", *digits(result.slot)])
+        call.leaving = parker
+        call.leave_at = now + (FEATURE_HANGUP if lasts is None else lasts + PROMPT_TAIL)
+        self.version += 1
+        self._tell_lines(call, now)
+        self._tell_slot(call, result.slot, Phase.CONFIRMED, now)
+        self._arm(call)
+        self.members_changed(now)
+
+    def _let_go(self, call: Call, now: float) -> None:
+        """The parker has heard the slot: BYE."""
+        leg, call.leaving, call.leave_at = call.leaving, None, inf
+        if leg is not None and not leg.done:
+            self._bye(call, leg, now)
+            self.media.release_leg(call, leg)
+
+    def _leave(self, call: Call, leg: Leg, now: float) -> None:
+        """``leg``'s phone hung up while the call goes on without it."""
+        leg.state = LegState.ENDED
+        leg.ended = now
+        if call.leaving is leg:
+            call.leaving, call.leave_at = None, inf
+        self.media.release_leg(call, leg)
+        self._tell_lines(call, now)
+
+    def _tell_slot(self, call: Call, slot: str, phase: Phase, now: float) -> None:
+        """A slot's busy-lamp keys: lit while a call is parked on it."""
+        if self.lines is not None:
+            domain = call.caller.clinic.domain
+            self.lines.line(domain, slot, call.id, phase, Party.RECIPIENT, call.acute, now)
+
+    def _unpark(self, call: Call, now: float) -> None:
+        """The call leaves its slot (retrieved, recalled and answered, hung up, given up)."""
+        slot, lot = call.parked, call.lot
+        call.parked, call.lot, call.recall_at = "", None, inf
+        if lot is not None:
+            lot.leave(call.id)
+        self.version += 1
+        self._tell_slot(call, slot, Phase.TERMINATED, now)
+
+    def _retrieve(self, call: Call, domain: str, lot: ParkLot, slot: str, now: float) -> None:
+        """``call`` dials ``slot``: its caller joins the call parked there, or gets 404."""
+        key = lot.occupied().get(slot)
+        parked = self.calls.get(key) if key is not None else None
+        if parked is None or parked.parked != slot or parked.caller.clinic.domain != domain:
+            self._execute(call, Fail(404, "Nothing parked there"), now)
+            return
+        held, leg = parked.a, call.a
+        leg.id = f"r{len(parked.b_legs) + 1}"  # its media lives under the parked call from now on
+        try:
+            body = (
+                self.media.answer_locally(parked, leg, call.a_sdp, like=held)
+                if call.a_sdp
+                else self.media.offer_locally(parked, leg, like=held)
+            )
+        except SipError as exc:
+            self.media.release_leg(parked, leg)
+            leg.id = "a"
+            self._execute(call, Fail(exc.status, exc.reason, headers=exc.headers), now)
+            return
+        self._unpark(parked, now)
+        for other in parked.b_legs:
+            if other.state in (LegState.CALLING, LegState.EARLY):
+                self._cancel_leg(parked, other, now)  # a recall ringing: too late
+        parked.strategy.ended(parked, now)
+        parked.strategy = RingAll()
+        # The dialler's call dissolves into the parked one, which keeps the record.
+        call.state = CallState.ENDED
+        self.calls.pop(call.id, None)
+        self._invites.pop(call.invite_tx, None)
+        self._legs[(leg.call_id, leg.local_tag)] = (parked, leg)
+        parked.b_legs.append(leg)
+        parked.winner = leg
+        leg.outcome = "retrieved"
+        self.media.music(parked, held, False)
+        self.media.join(parked, held, leg)
+        headers = [("Contact", leg.contact), ("Allow", ALLOW), ("Supported", ", ".join(SUPPORTED))]
+        if call.timer_uas is not None:
+            headers.extend(call.timer_uas.headers())
+            leg.timer = SessionTimer.start(
+                call.timer_uas, uas=True, now=now, method=refresh_method(list(leg.peer_allow))
+            )
+        headers.append(("Content-Type", SDP))
+        ok = make_response(call.invite, 200, to_tag=leg.local_tag, headers=headers, body=body)
+        leg.dialog = Dialog.as_uas(call.invite, ok, leg.contact)
+        leg.offer.send(ok)
+        leg.last_sdp = body
+        leg.state = LegState.ANSWERED
+        leg.answered = now
+        self._occupy(parked, leg.extension)
+        self._send_2xx(leg, call.invite_tx, ok, now)
+        self._tell_lines(parked, now)
+        self._arm(parked)
+
+    def _recall_due(self, call: Call, now: float) -> None:
+        """The lot's timeout passed for ``call`` (and maybe for others on its lot): ring the parkers."""
+        lot = call.lot
+        if lot is None:
+            return
+        for recall in lot.on_timer(now):
+            due = self.calls.get(recall.call_key)
+            if due is None or due.parked != recall.slot:
+                lot.leave(recall.call_key)
+                continue
+            due.recall_at = inf
+            decision = self.dialplan.route(
+                Query(due.caller.clinic, recall.parker_extension, self.directory(), self.bindings)
+            )
+            if isinstance(decision, Ring):
+                due.strategy = RingAll(now + min(self.settings.no_answer, lot.lot.timeout), direct=True)
+                self._recall_command(due, Try(decision.contacts), now)
+            else:
+                self._recall_command(due, Fail(480, "Parker unavailable"), now)  # phone off, gone
+            self._tell_lines(due, now)
+            self._arm(due)
+
+    def _recall_command(self, call: Call, command: Command, now: float) -> None:
+        """Carry out a command for a parked call, whose strategy is ringing its parker back."""
+        match command:
+            case Try(targets=targets):
+                rung = 0
+                for row in targets:
+                    try:
+                        self._start_b_leg(call, row, now)
+                        rung += 1
+                    except SipError:
+                        continue
+                if not rung:
+                    self._recall_command(call, Fail(480, "No contact"), now)
+            case Connect(leg=leg, response=response):
+                self._recall_answered(call, leg, response, now)
+            case Cancel(leg=leg):
+                self._cancel_leg(call, leg, now)
+            case Fail():
+                self._recall_failed(call, now)
+            case HangUp(cause=cause):
+                self._hang_up(call, "system", cause, now)
+            case ReOffer(source=source, tx=tx, request=request):
+                self._relay(call, source, tx, request, now)
+            case RingCaller() | Ringback() | Route():
+                pass  # the parked phone hears its music meanwhile
+            case _:
+                assert_never(command)
+
+    def _recall_answered(self, call: Call, leg: Leg, response: Response, now: float) -> None:
+        """The parker answered the recall: connect them to the parked phone."""
+        self._ack(leg, response)
+        sdp = _sdp_of(response)
+        if sdp:
+            with contextlib.suppress(SipError):
+                self.media.answer_received(call, leg, sdp)
+        self._unpark(call, now)
+        call.strategy = RingAll()
+        held = call.a
+        call.winner = leg
+        self.media.music(call, held, False)
+        self.media.join(call, held, leg)
+        self._occupy(call, leg.extension)
+        self._arm(call)
+
+    def _recall_failed(self, call: Call, now: float) -> None:
+        """Nobody answered the recall: back on the slot, or, after the lot's last recall, hung up."""
+        for leg in call.b_legs:
+            if leg.state in (LegState.CALLING, LegState.EARLY):
+                self._cancel_leg(call, leg, now)
+        call.strategy.ended(call, now)
+        call.strategy = RingAll()
+        outcome = call.lot.recall_failed(call.id, now) if call.lot is not None else None
+        match outcome:
+            case Reparked(deadline=deadline):
+                call.recall_at = deadline
+            case GiveUp():
+                self._hang_up(call, "system", "park timeout", now)
+            case None:
+                pass
+            case _:
+                assert_never(outcome)
+        self._arm(call)
+
     # -- media ------------------------------------------------------------------------------------
 
     def digit(self, call_id: str, leg_id: str, digit: Digit, now: float) -> None:
         """A key pressed on the phone of leg ``leg_id`` (RFC 4733 or SIP INFO): handed to
         ``on_dtmf``. Never logged: the keys may spell a national identity number."""
         call = self.calls.get(call_id)
-        if call is not None and self.on_dtmf is not None:
+        if call is None:
+            return
+        if call.state is CallState.ANSWERED and not call.parked:
+            leg = next((leg for leg in call.legs if leg.id == leg_id), None)
+            if (
+                leg is not None
+                and call.peer(leg) is not None
+                and self._keyed(call, leg, digit, now) == PARK_CODE
+            ):
+                self._park(call, leg, now)
+        if self.on_dtmf is not None:
             self.on_dtmf(call.id, leg_id, digit, now)
 
     def check_media(self, now: float, idle: float, idle_on_hold: float) -> int:
@@ -2064,6 +2438,7 @@ class CallControl:
                 started=call.started,
                 answered=call.answered,
                 legs=len(call.legs),
+                parked=call.parked,
             )
             for call in self.calls.values()
         ]
@@ -2088,6 +2463,8 @@ _PHASE_RANK = {Phase.TERMINATED: 0, Phase.TRYING: 1, Phase.EARLY: 2, Phase.CONFI
 
 
 def _outcome(call: Call, leg: Leg) -> str:
+    if leg.outcome:
+        return leg.outcome
     if leg.side is Side.A:
         if call.answered is not None:
             return "answered"

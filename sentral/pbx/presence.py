@@ -25,6 +25,10 @@ NOTIFY answered with an error or never answered ends the subscription (RFC 6665 
 Limits keep a misbehaving phone or a flood from holding unbounded state: a number of
 subscriptions per subscribing extension and in total, beyond which a SUBSCRIBE gets 503.
 
+A park slot can be watched like an extension: call control reports the call parked on it as
+that slot's line, confirmed while it waits, so a busy-lamp key on 701 is lit exactly while a call
+is parked there (its presence is always closed: a slot has no phone).
+
 ``lines`` summarises every extension in a call or watched by someone as idle, ringing or busy,
 for `sentral presence`.
 """
@@ -293,13 +297,13 @@ class PresenceHub:
         return package
 
     def _resource(self, request: Request, clinic: ClinicEntry) -> Aor:
-        """The extension subscribed to: of the subscriber's own clinic (403), existing (404)."""
+        """The extension or park slot subscribed to: of the subscriber's own clinic (403), existing (404)."""
         directory = self.directory()
         uri = request.uri
         if uri.host and directory.clinic(uri.host) is not None and uri.host.lower() != clinic.domain:
             raise SipError(403, "Another Clinic")
         extension = uri.user_unescaped
-        if not extension or directory.staff_for(clinic.domain, extension) is None:
+        if not extension or not _watchable(directory, (clinic.domain, extension)):
             raise SipError(404)
         return (clinic.domain, extension)
 
@@ -362,7 +366,7 @@ class PresenceHub:
         for watcher in list(self._by_key.values()):
             if directory.staff_for(*watcher.subscriber) is None:
                 self._terminate(watcher, Reason.REJECTED, now)
-            elif directory.staff_for(*watcher.watched) is None:
+            elif not _watchable(directory, watcher.watched):
                 self._terminate(watcher, Reason.NORESOURCE, now)
             elif watcher.package is Package.PRESENCE:
                 self._push(watcher, now)
@@ -552,6 +556,14 @@ class PresenceHub:
             at, _, watcher = heapq.heappop(heap)
             if self._live(at, watcher) and watcher.subscription.expire(now):
                 self._terminate(watcher, Reason.TIMEOUT, now)
+
+
+def _watchable(directory: Directory, aor: Aor) -> bool:
+    """True for a member of staff's extension and for a park lot's slot (its lamp shows a parked call)."""
+    if directory.staff_for(*aor) is not None:
+        return True
+    lot = directory.park_lot_at(*aor)
+    return lot is not None and lot.number != aor[1]
 
 
 def _lamp(lines: Iterable[_Line]) -> Lamp:

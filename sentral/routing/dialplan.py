@@ -9,6 +9,8 @@ the next one is asked; when none answers, the number does not exist here (404).
 The default plan asks, in order:
 
 - ``FeatureCodeResolver``: the feature codes staff dial to log in and out (``FEATURE_CODES``);
+- ``ParkResolver`` (``sentral.routing.park``): a park lot's number (``Park``, refused when dialled
+  with nothing to park) and its slots (``Retrieve``, the call parked there);
 - ``NumberResolver``: a group's or function's number or acute number (``RingGroup``, which call
   control hands to the group's hunt and queue), or a role's number;
 - ``RoleResolver``: ``role-NAME`` rings everyone holding that role whose phone is on;
@@ -16,9 +18,8 @@ The default plan asks, in order:
   extension (``Ring``); a known extension with no registration, or whose phone is logged off, is
   temporarily unavailable (``Reject`` 480).
 
-Parking lots and trunks are further resolvers placed in front (``*8xx`` for a park lot) or behind
-(anything with a country code goes to a trunk): none of them changes this module's shape, only
-the list handed to ``DialPlan``.
+Trunks will be a further resolver placed behind (anything with a country code goes to a trunk):
+like parking, that changes only the list handed to ``DialPlan``, not this module's shape.
 
 Everything here is pure: the directory snapshot and a bindings lookup come in, a decision goes
 out. Nothing sends, sleeps or queries a database.
@@ -33,6 +34,7 @@ from typing import Protocol
 
 from sentral.config.directory import ClinicEntry, Directory, GroupEntry, RoleEntry, StaffEntry
 from sentral.config.store import BindingRow
+from sentral.routing.park import Park, ParkResolver, Retrieve
 
 # (domain, extension) -> the live bindings of that address of record.
 BindingsLookup = Callable[[tuple[str, str]], Sequence[BindingRow]]
@@ -104,7 +106,7 @@ class Reject:
     reason: str
 
 
-Decision = Ring | RingGroup | Feature | Reject
+Decision = Ring | RingGroup | Feature | Reject | Park | Retrieve
 
 
 class Resolver(Protocol):
@@ -200,7 +202,13 @@ class DialPlan:
         self.resolvers: tuple[Resolver, ...] = (
             tuple(resolvers)
             if resolvers is not None
-            else (FeatureCodeResolver(), NumberResolver(), RoleResolver(), ExtensionResolver())
+            else (
+                FeatureCodeResolver(),
+                ParkResolver(),
+                NumberResolver(),
+                RoleResolver(),
+                ExtensionResolver(),
+            )
         )
 
     def route(self, query: Query) -> Decision:

@@ -37,6 +37,10 @@ A changed ``ParkLotEntry`` (the operator ran ``sentral park set``) applies throu
 new calls use the new slots and timeout, calls already parked keep their slot and their deadline,
 even a slot the lot no longer has, which then can only be left, recalled or given up.
 
+``ParkLots`` holds the lots of every clinic for call control and follows the directory
+(``sync``): a lot the operator added is ready at once, a changed one is reconfigured, and a
+removed one lingers, unreachable by number, until the calls still parked on it have left.
+
 ``ParkResolver`` is the dial plan's rule for park lots: the park number decides ``Park`` and a slot
 ``Retrieve``; whether the slot holds a call is for the lot to say at the time.
 """
@@ -241,6 +245,53 @@ class ParkLot:
         del self._by_call[stay.call_key]
 
 
+# -- every clinic's lots -------------------------------------------------------------------------
+
+
+class ParkLots:
+    """The park lots of every clinic, kept in step with the directory."""
+
+    __slots__ = ("_lots", "max_recalls")
+
+    def __init__(self, max_recalls: int = DEFAULT_MAX_RECALLS) -> None:
+        self.max_recalls = max_recalls
+        self._lots: dict[tuple[str, str], ParkLot] = {}  # (domain, lot name) -> lot
+
+    def sync(self, directory: Directory) -> None:
+        """Follow ``directory``: new lots are made, changed ones reconfigured, and removed ones
+        dropped once no call is parked on them."""
+        wanted = directory.park_lots
+        for key, entry in wanted.items():
+            lot = self._lots.get(key)
+            if lot is None:
+                self._lots[key] = ParkLot(entry, self.max_recalls)
+            elif lot.lot != entry:
+                lot.reconfigure(entry)
+        for key in [key for key, lot in self._lots.items() if key not in wanted and not len(lot)]:
+            del self._lots[key]
+
+    def get(self, entry: ParkLotEntry) -> ParkLot:
+        """The lot ``entry`` describes (made if the directory snapshot is newer than the last sync)."""
+        key = (entry.domain, entry.name)  # as the directory keys it
+        lot = self._lots.get(key)
+        if lot is None:
+            lot = self._lots[key] = ParkLot(entry, self.max_recalls)
+        return lot
+
+    def first(self, directory: Directory, domain: str) -> ParkLot | None:
+        """The lot an in-call park code uses: the clinic's lot with the lowest park number."""
+        domain = domain.lower()
+        entries = [entry for (lot_domain, _), entry in directory.park_lots.items() if lot_domain == domain]
+        if not entries:
+            return None
+        return self.get(min(entries, key=lambda entry: (len(entry.number), entry.number)))
+
+    def occupied(self) -> list[tuple[ParkLotEntry, str, str]]:
+        """Every parked call as (lot, slot, call key), by clinic, lot and slot."""
+        rows = [(lot.lot, slot, key) for lot in self._lots.values() for slot, key in lot.occupied().items()]
+        return sorted(rows, key=lambda row: (row[0].domain, row[0].name, len(row[1]), row[1]))
+
+
 # -- the dial plan's rule ------------------------------------------------------------------------
 
 
@@ -302,6 +353,7 @@ __all__ = [
     "Park",
     "ParkDecision",
     "ParkLot",
+    "ParkLots",
     "ParkResolver",
     "ParkResult",
     "Parked",

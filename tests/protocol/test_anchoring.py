@@ -59,13 +59,16 @@ class FakeMedia:
         self.asked.append(("answer", leg.id, source.id))
         return self._sdp(f"answer:{leg.id}<-{source.id}", sdp)
 
-    def answer_locally(self, call: Call, leg: Leg, offer: bytes) -> bytes:
-        self.asked.append(("answer_locally", leg.id))
+    def answer_locally(self, call: Call, leg: Leg, offer: bytes, like: Leg | None = None) -> bytes:
+        self.asked.append(("answer_locally", leg.id) + ((f"like:{like.id}",) if like is not None else ()))
         return self._sdp(f"local:{leg.id}", SDP_B)
 
-    def offer_locally(self, call: Call, leg: Leg) -> bytes:
-        self.asked.append(("offer_locally", leg.id))
+    def offer_locally(self, call: Call, leg: Leg, like: Leg | None = None) -> bytes:
+        self.asked.append(("offer_locally", leg.id) + ((f"like:{like.id}",) if like is not None else ()))
         return self._sdp(f"local:{leg.id}", SDP_B)
+
+    def join(self, call: Call, leg: Leg, other: Leg) -> None:
+        self.asked.append(("join", leg.id, other.id))
 
     def answer_received(self, call: Call, leg: Leg, sdp: bytes) -> None:
         self.asked.append(("answer_received", leg.id))

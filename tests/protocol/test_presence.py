@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 import pytest
 
-from sentral.config.directory import ClinicEntry, Directory, StaffEntry
+from sentral.config.directory import ClinicEntry, Directory, ParkLotEntry, StaffEntry
 from sentral.config.settings import Listen
 from sentral.pbx.endpoint import Endpoint
 from sentral.pbx.guard import Guard
@@ -724,3 +724,31 @@ def test_a_registration_opens_presence_through_the_endpoint(
     ep.bindings_expired(ep.location.expire(10**12))
     [closed] = transports.take()
     assert isinstance(closed, Request) and presence(closed) == ("closed", "Logged off")
+
+
+# -- park slots ------------------------------------------------------------------------------------
+
+
+def test_a_park_slot_can_be_watched_and_is_lit_while_a_call_is_parked_on_it(world: World) -> None:
+    lot = ParkLotEntry(DOMAIN, "main", "700", "701", "702")
+    world.directory = replace(
+        world.directory,
+        numbers=MappingProxyType({(DOMAIN, n): lot for n in ("700", *lot.slots)}),
+        park_lots=MappingProxyType({(DOMAIN, "main"): lot}),
+    )
+    assert Phone(world, call_id="park-number").subscribe("700").status == 404  # not a slot
+    phone = Phone(world)
+    assert phone.subscribe("701").status == 200
+    first = phone.take()
+    assert ET.fromstring(first.body).findall(f"{DI}dialog") == []
+    world.call("701", Phase.CONFIRMED, key="parked-call")
+    found = [d.findtext(f"{DI}state") for d in ET.fromstring(phone.take().body).findall(f"{DI}dialog")]
+    assert found == ["confirmed"] and world.hub.lamp(DOMAIN, "701") is Lamp.BUSY
+    world.call("701", Phase.TERMINATED, key="parked-call")
+    assert world.hub.lamp(DOMAIN, "701") is Lamp.IDLE
+    phone.take()
+    # The lot removed: the slot's watchers are told there is nothing to watch any more.
+    world.directory = replace(directory(2), clinics=world.directory.clinics)
+    world.hub.directory_changed(1.0)
+    last = phone.notifies()[-1][0]
+    assert (last.header("subscription-state") or "").startswith("terminated")

@@ -247,9 +247,7 @@ DIRECTORY = Directory(
     MappingProxyType({}),
     MappingProxyType({(DOMAIN, "doctors"): DOCTORS}),
     MappingProxyType({}),
-    MappingProxyType(
-        {(DOMAIN, "200"): DOCTORS, **{(DOMAIN, n): LOT for n in ("700", *LOT.slots)}}
-    ),
+    MappingProxyType({(DOMAIN, "200"): DOCTORS, **{(DOMAIN, n): LOT for n in ("700", *LOT.slots)}}),
     MappingProxyType({(DOMAIN, "main"): LOT}),
 )
 
@@ -276,14 +274,13 @@ def test_park_numbers_reach_no_resolver_written_before_park_lots() -> None:
     assert DIRECTORY.number(DOMAIN, "700") is None and DIRECTORY.number(DOMAIN, "701") is None
     assert DIRECTORY.park_lot_at(DOMAIN, "701") is LOT and DIRECTORY.park_lot_at(DOMAIN, "200") is None
     assert DIRECTORY.park_lot("Clinic.Test", "MAIN") is LOT
-    assert DialPlan().route(query("700")) == Reject(404, "Not Found")
-    assert DialPlan().route(query("200")) == RingGroup(DOCTORS, acute=False)
+    without_parking = DialPlan([FeatureCodeResolver(), NumberResolver(), RoleResolver(), ExtensionResolver()])
+    assert without_parking.route(query("700")) == Reject(404, "Not Found")
+    assert without_parking.route(query("200")) == RingGroup(DOCTORS, acute=False)
 
 
-def test_placed_in_the_dial_plan_the_park_rule_answers_for_its_numbers_only() -> None:
-    plan = DialPlan(
-        [FeatureCodeResolver(), ParkResolver(), NumberResolver(), RoleResolver(), ExtensionResolver()]
-    )
+def test_the_default_dial_plan_has_the_park_rule_and_it_answers_for_its_numbers_only() -> None:
+    plan = DialPlan()
     assert plan.route(query("700")) == Park(LOT)
     assert plan.route(query("703")) == Retrieve(LOT, "703")
     assert plan.route(query("200")) == RingGroup(DOCTORS, acute=False)

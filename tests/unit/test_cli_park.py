@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from sentral.config.cdr import LiveCall, LiveCallStore
 from sentral.config.db import make_engine
 from sentral.config.directory import ParkLotEntry, directory_version, load_directory
 from tests.unit.test_cli import fails, ok
@@ -53,23 +54,55 @@ def test_park_add_list_show_set_and_remove(db: str) -> None:
         "slots": ["0081"], "timeout": 120,
     }  # fmt: skip
     assert json.loads(ok(db, "park", "list", "--json")) == [main, ward]
-    # Which slots hold a call is the running server's to say; until it publishes that, it is unknown.
-    assert json.loads(ok(db, "park", "show", "MAIN", "--json")) == main | {"parked": None}
-    assert ok(db, "park", "show", "main") == (
-        "Park lot main@clinic.local\n"
-        "  park number:  700\n"
-        "  slots:        701-720 (20 slots)\n"
-        "  recall after: 45s\n"
-        "  parked calls: unknown here; the running server does not publish them yet\n"
+    # Which slots hold a call is what the running servers publish with their live calls.
+    assert json.loads(ok(db, "park", "show", "MAIN", "--json")) == main | {"parked": {}}
+    LiveCallStore(engine).publish(
+        "server-1",
+        [
+            LiveCall(
+                call_id="c1", domain=CLINIC, caller="1001", callee="1002", state="parked:703", started_at=1.0
+            ),
+            LiveCall(
+                call_id="c2", domain=CLINIC, caller="1003", callee="1004", state="answered", started_at=1.0
+            ),
+        ],
     )
+    assert json.loads(ok(db, "park", "show", "MAIN", "--json")) == main | {"parked": {"703": "c1"}}
+    shown = ok(db, "park", "show", "main").splitlines()
+    assert shown[:5] == [
+        "Park lot main@clinic.local",
+        "  park number:  700",
+        "  slots:        701-720 (20 slots)",
+        "  recall after: 45s",
+        "",
+    ]
+    assert [row.split() for row in shown[5:9]] == [
+        ["SLOT", "CALL"],
+        ["701", "-"],
+        ["702", "-"],
+        ["703", "c1"],
+    ]
+    calls = json.loads(ok(db, "calls", "--json"))
+    assert {(c["call_id"], c["state"], c["parked"]) for c in calls} == {
+        ("c1", "parked", "703"),
+        ("c2", "answered", None),
+    }
+    assert "parked on 703" in ok(db, "calls")
+    LiveCallStore(engine).publish("server-1", [])
 
     assert ok(db, "park", "set", "main", "--slots", "701-705", "--timeout", "60") == (
         "Park lot main@clinic.local has number 700 and slots 701-705 (5 slots); "
         "a parked call rings its parker again after 60s.\n"
     )
-    assert ok(db, "park", "set", "main", "--number", "799").startswith("Park lot main@clinic.local has number 799 ")
+    assert ok(db, "park", "set", "main", "--number", "799").startswith(
+        "Park lot main@clinic.local has number 799 "
+    )
     shown = json.loads(ok(db, "park", "show", "main", "--json"))
-    assert (shown["number"], shown["slots"], shown["timeout"]) == ("799", ["701", "702", "703", "704", "705"], 60)
+    assert (shown["number"], shown["slots"], shown["timeout"]) == (
+        "799",
+        ["701", "702", "703", "704", "705"],
+        60,
+    )
     # Numbers the lot gave up are anyone's again.
     ok(db, "user", "add", "710", "--name", "Per Hansen", "--password", "long-enough")
 

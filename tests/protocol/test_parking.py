@@ -1,0 +1,363 @@
+"""Parking inside calls: the in-call park code, retrieving from a slot, recall and its limits,
+slot lamps and the record, message by message on a fake clock (phones played by hand as in
+test_call, media by the recording fake of test_anchoring)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from sentral.config.directory import Directory, ParkLotEntry, StaffEntry
+from sentral.config.settings import Listen
+from sentral.config.store import BindingRow
+from sentral.media.dtmf import Digit
+from sentral.pbx.call import PARK_CODE, PROMPT_TAIL, Call, CallControl, Caller, CallState
+from sentral.pbx.presence import Direction as Party
+from sentral.pbx.presence import Phase
+from sentral.pbx.sip.message import Request, Response, make_response
+from sentral.pbx.sip.transaction import (
+    ClientTransaction,
+    RequestReceived,
+    ServerTransaction,
+    TransactionLayer,
+)
+from sentral.pbx.transport import Origin
+from sentral.routing.dialplan import DialPlan
+from tests.protocol.test_anchoring import FakeMedia
+from tests.protocol.test_call import CLINIC, SDP_A, SDP_B, FakePort, b_request, parse
+
+DOMAIN = "clinic.test"
+LISTEN = Listen("udp", "127.0.0.1", 5060)
+LOT = ParkLotEntry(DOMAIN, "main", "700", "701", "702", 10.0)
+PHONES = {"1001": 4001, "1002": 5002, "1003": 5003}
+PROMPT = 2.0  # how long the fake media layer says the slot announcement lasts
+
+
+def _staff(extension: str, name: str) -> StaffEntry:
+    return StaffEntry(DOMAIN, extension, name, (), "", "")
+
+
+DIRECTORY = Directory(
+    1,
+    MappingProxyType({DOMAIN: CLINIC}),
+    MappingProxyType(
+        {(DOMAIN, e): _staff(e, n) for e, n in (("1001", "Alice"), ("1002", "Bob"), ("1003", "Carol"))}
+    ),
+    numbers=MappingProxyType({(DOMAIN, n): LOT for n in ("700", *LOT.slots)}),
+    park_lots=MappingProxyType({(DOMAIN, "main"): LOT}),
+)
+
+
+def _binding(extension: str) -> BindingRow:
+    port = PHONES[extension]
+    return BindingRow(
+        DOMAIN, extension, f"k{port}", f"sip:{extension}@127.0.0.1:{port}", 9e9, "reg", 1, "udp", "127.0.0.1",
+        port, "udp:127.0.0.1:5060", 0.0,
+    )  # fmt: skip
+
+
+@dataclass
+class Lines:
+    seen: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def line(
+        self,
+        domain: str,
+        extension: str,
+        call_key: str,
+        phase: Phase,
+        direction: Party,
+        acute: bool,
+        now: float,
+    ) -> None:
+        self.seen.append((extension, call_key, phase.value))
+
+
+class Clinic:
+    """Call control with a park lot 700 (slots 701-702, recall after 10 s) and phones 1001-1003."""
+
+    def __init__(self) -> None:
+        self.port = FakePort()
+        self.layer = TransactionLayer()
+        self.media = FakeMedia(prompt=PROMPT)
+        self.lines = Lines()
+        self.bindings = {(DOMAIN, e): [_binding(e)] for e in PHONES}
+        self.cc = CallControl(
+            self.port,
+            DialPlan(),
+            lambda: DIRECTORY,
+            lambda aor: self.bindings.get(aor, []),
+            media=self.media,
+            lines=self.lines,
+        )
+        self.n = 0
+        self.txs: dict[str, ServerTransaction] = {}
+
+    def dial(self, caller: str, number: str, now: float = 0.0, sdp: bytes = SDP_A) -> ServerTransaction:
+        self.n += 1
+        port = PHONES[caller]
+        request = parse(
+            f"INVITE sip:{number}@{DOMAIN} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{self.n}-dial;rport\r\nMax-Forwards: 70\r\n"
+            f"From: <sip:{caller}@{DOMAIN}>;tag=from{self.n}\r\nTo: <sip:{number}@{DOMAIN}>\r\n"
+            f"Call-ID: call-{self.n}@{caller}\r\nCSeq: 1 INVITE\r\nContact: <sip:{caller}@127.0.0.1:{port}>\r\n"
+            + ("Content-Type: application/sdp\r\n" if sdp else ""),
+            sdp,
+        )
+        [event, *_] = self.layer.receive(request, ("127.0.0.1", port), False, now)
+        assert isinstance(event, RequestReceived)
+        origin = Origin("udp", "127.0.0.1", port, LISTEN)
+        self.cc.on_invite(event.tx, request, origin, Caller(CLINIC, caller, caller), now)
+        self.txs[f"call-{self.n}@{caller}"] = event.tx
+        return event.tx
+
+    def invites(self, extension: str) -> list[tuple[Request, ClientTransaction]]:
+        return self.port.sent("INVITE", PHONES[extension])
+
+    def answer(
+        self, extension: str, now: float, status: int = 200, index: int = -1
+    ) -> tuple[Request, Response]:
+        request, tx = self.invites(extension)[index]
+        headers = [("Contact", f"<sip:{extension}@127.0.0.1:{PHONES[extension]}>")]
+        if status == 200:
+            headers.append(("Content-Type", "application/sdp"))
+        response = make_response(
+            request,
+            status,
+            to_tag=f"tag-{extension}-{index}",
+            headers=headers,
+            body=SDP_B if status == 200 else b"",
+        )
+        self.cc.on_response(tx, response, now)
+        return request, response
+
+    def ack(self, tx: ServerTransaction, now: float) -> None:
+        ok = next(r for t, r in self.port.responses if t is tx and r.status == 200)
+        invite = tx.request
+        ack = parse(
+            f"ACK sip:sentral@127.0.0.1:5060 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:4001;branch=z9hG4bK-ack-{ok.to_tag}\r\nMax-Forwards: 70\r\n"
+            f"From: {invite.header('from')}\r\nTo: <sip:x@{DOMAIN}>;tag={ok.to_tag}\r\n"
+            f"Call-ID: {invite.call_id}\r\nCSeq: 1 ACK\r\n"
+        )
+        self.cc.on_ack(ack, now)
+
+    def talking(self) -> Call:
+        """1001 calls 1002, who answers: the call."""
+        tx = self.dial("1001", "1002")
+        self.answer("1002", 0.5)
+        self.ack(tx, 0.6)
+        [call] = self.cc.calls.values()
+        assert call.state is CallState.ANSWERED
+        return call
+
+    def key(self, call: Call, leg_id: str, keys: str, now: float) -> None:
+        for i, key in enumerate(keys):
+            self.cc.digit(call.id, leg_id, Digit(key), now + 0.2 * i)
+
+    def tick(self, now: float) -> None:
+        self.cc.on_timer(now)
+
+    def byes(self, extension: str) -> list[Request]:
+        return [r for r, _ in self.port.sent("BYE", PHONES[extension])]
+
+
+def parked_by_the_callee(c: Clinic) -> Call:
+    call = c.talking()
+    c.key(call, "b1", PARK_CODE, 1.0)
+    return call
+
+
+def test_the_park_code_parks_the_other_phone_announces_the_slot_and_byes_the_parker() -> None:
+    c = Clinic()
+    call = parked_by_the_callee(c)
+    assert call.parked == "701" and call.a.extension == "1001" and call.winner is None
+    assert ("music", "a", "on") in c.media.asked
+    assert ("play", "b1", "call_parked_on", "digit_7", "digit_0", "digit_1") in c.media.asked
+    assert [live.parked for live in c.cc.live()] == ["701"]
+    assert ("701", call.id, "confirmed") in c.lines.seen
+    assert ("1002", call.id, "terminated") in c.lines.seen
+    assert (DOMAIN, "1002") not in c.cc.busy and c.cc.busy[(DOMAIN, "1001")] == 1
+    c.tick(1.4 + PROMPT + PROMPT_TAIL - 0.05)
+    assert c.byes("1002") == []  # still hearing the slot
+    c.tick(1.4 + PROMPT + PROMPT_TAIL)
+    assert len(c.byes("1002")) == 1 and c.byes("1001") == []
+    assert ("release_leg", "b1") in c.media.asked and call.state is CallState.ANSWERED
+
+
+def test_keys_that_are_not_the_code_or_come_too_slowly_park_nothing() -> None:
+    c = Clinic()
+    call = c.talking()
+    c.key(call, "b1", "#7", 1.0)
+    c.key(call, "b1", "2", 5.0)  # more than KEY_GAP after the 7
+    c.key(call, "b1", "1#73", 6.0)
+    assert not call.parked and call.winner is not None
+
+
+def test_the_caller_can_park_the_callee_whose_leg_then_becomes_the_a_leg() -> None:
+    c = Clinic()
+    call = c.talking()
+    c.key(call, "a", PARK_CODE, 1.0)
+    assert call.parked == "701" and call.a.id == "b1" and call.a.extension == "1002"
+    assert ("music", "b1", "on") in c.media.asked and (
+        "play",
+        "a",
+        "call_parked_on",
+        "digit_7",
+        "digit_0",
+        "digit_1",
+    ) in c.media.asked
+    c.tick(10.0)
+    assert len(c.byes("1001")) == 1 and c.byes("1002") == []
+
+
+def test_dialling_the_slot_joins_the_parked_call_and_the_record_keeps_every_leg() -> None:
+    c = Clinic()
+    call = parked_by_the_callee(c)
+    c.tick(5.0)
+    tx = c.dial("1003", "701", 6.0)
+    assert c.port.statuses(tx)[-1] == 200
+    ok = c.port.responses[-1][1]
+    assert b"a=fake:local:r2" in ok.body
+    assert ("answer_locally", "r2", "like:a") in c.media.asked
+    assert c.media.asked[-2:] == [("music", "a", "off"), ("join", "a", "r2")]
+    assert len(c.cc.calls) == 1 and not call.parked and call.winner is not None
+    assert [live.parked for live in c.cc.live()] == [""]
+    assert ("701", call.id, "terminated") in c.lines.seen
+    assert ("1003", call.id, "confirmed") in c.lines.seen
+    assert c.cc.busy == {(DOMAIN, "1001"): 1, (DOMAIN, "1003"): 1}
+    c.ack(tx, 6.1)
+    # The retriever hangs up: the parked phone gets the BYE and one record tells the whole story.
+    bye = parse(
+        "BYE sip:sentral@127.0.0.1:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5003;branch=z9hG4bK-bye-c\r\nMax-Forwards: 70\r\n"
+        f"From: <sip:1003@{DOMAIN}>;tag=from2\r\nTo: <sip:701@{DOMAIN}>;tag={ok.to_tag}\r\n"
+        "Call-ID: call-2@1003\r\nCSeq: 2 BYE\r\n"
+    )
+    [event, *_] = c.layer.receive(bye, ("127.0.0.1", 5003), False, 20.0)
+    assert isinstance(event, RequestReceived)
+    c.cc.on_request(event.tx, bye, 20.0)
+    assert len(c.byes("1001")) == 1 and call.state is CallState.ENDED
+    [report] = c.port.reports
+    assert [(leg.leg, leg.outcome) for leg in report.legs] == [
+        ("a", "answered"),
+        ("b1", "parked"),
+        ("r2", "retrieved"),
+    ]
+    assert report.caller == "1001" and report.callee == "1002" and c.cc.busy == {}
+
+
+def test_an_empty_slot_is_404_and_the_park_number_dialled_is_403() -> None:
+    c = Clinic()
+    assert c.port.statuses(c.dial("1003", "702"))[-1] == 404
+    assert c.port.statuses(c.dial("1003", "700"))[-1] == 403
+    assert [report.status for report in c.port.reports] == [404, 403]
+
+
+def test_unretrieved_the_call_rings_its_parker_and_answering_connects_them() -> None:
+    c = Clinic()
+    call = parked_by_the_callee(c)
+    c.tick(5.0)
+    assert c.invites("1002")[1:] == []
+    c.tick(11.4)  # parked at 1.4 (the third key), recall after 10 s
+    [(recall, _)] = c.invites("1002")[1:]
+    assert recall.header("from") is not None and "Parked 701" in str(recall.header("from"))
+    assert ("offer_locally", "b2", "like:a") in c.media.asked
+    assert call.parked == "701"  # still on its slot while the parker's phone rings
+    c.answer("1002", 12.0)
+    assert not call.parked and call.winner is not None and call.winner.id == "b2"
+    assert c.media.asked[-2:] == [("music", "a", "off"), ("join", "a", "b2")]
+    assert ("701", call.id, "terminated") in c.lines.seen
+    assert len(c.port.acks) >= 2
+
+
+def test_unanswered_recalls_repark_the_call_and_after_the_last_one_it_is_hung_up() -> None:
+    c = Clinic()
+    call = parked_by_the_callee(c)
+    now = 1.4
+    for attempt in range(3):
+        now += 10.0
+        c.tick(now)
+        assert len(c.invites("1002")) == 2 + attempt, attempt
+        now += 10.0  # the recall rings for as long as the lot's timeout
+        c.tick(now)
+        if attempt < 2:
+            assert call.parked == "701" and call.state is CallState.ANSWERED
+    assert call.state is CallState.ENDED
+    assert len(c.byes("1001")) == 1
+    [report] = c.port.reports
+    assert report.cause == "park timeout" and report.hangup_by == "system"
+    assert ("701", call.id, "terminated") in c.lines.seen
+
+
+def test_a_rejected_recall_puts_the_call_back_on_its_slot() -> None:
+    c = Clinic()
+    call = parked_by_the_callee(c)
+    c.tick(11.5)
+    c.answer("1002", 12.0, status=486)
+    assert call.parked == "701" and call.recall_at == 22.0
+    c.tick(22.0)
+    assert len(c.invites("1002")) == 3
+
+
+def test_a_full_lot_says_so_and_the_call_goes_on() -> None:
+    c = Clinic()
+    first = parked_by_the_callee(c)
+    tx = c.dial("1003", "1002", 2.0)
+    c.answer("1002", 2.5)
+    c.ack(tx, 2.6)
+    second = next(call for call in c.cc.calls.values() if call is not first)
+    c.key(second, "a", PARK_CODE, 3.0)
+    assert second.parked == "702"
+    tx = c.dial("1001", "1003", 4.0)
+    c.answer("1003", 4.5)
+    c.ack(tx, 4.6)
+    third = next(call for call in c.cc.calls.values() if call not in (first, second))
+    c.key(third, "b1", PARK_CODE, 5.0)
+    assert not third.parked and third.winner is not None
+    assert ("play", "b1", "number_unavailable") in c.media.asked
+
+
+def test_without_media_that_can_play_music_nothing_is_parked() -> None:
+    c = Clinic()
+    c.media.music = lambda call, leg, on: False  # type: ignore[method-assign]
+    call = parked_by_the_callee(c)
+    assert not call.parked and call.winner is not None and c.cc.lots.first(DIRECTORY, DOMAIN) is not None
+    assert not c.cc.lots.first(DIRECTORY, DOMAIN).occupied()  # type: ignore[union-attr]
+
+
+def test_the_parked_phone_refreshing_its_session_is_answered_by_sentral() -> None:
+    c = Clinic()
+    call = parked_by_the_callee(c)
+    invite = c.invites("1002")[0][0]
+    # The parked phone is the caller here (1001): its re-INVITE comes on the A leg.
+    a_ok = next(r for t, r in c.port.responses if r.status == 200)
+    reinvite = parse(
+        "INVITE sip:sentral@127.0.0.1:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:4001;branch=z9hG4bK-reinv\r\nMax-Forwards: 70\r\n"
+        f"From: <sip:1001@{DOMAIN}>;tag=from1\r\nTo: <sip:1002@{DOMAIN}>;tag={a_ok.to_tag}\r\n"
+        "Call-ID: call-1@1001\r\nCSeq: 2 INVITE\r\nContact: <sip:1001@127.0.0.1:4001>\r\n"
+        "Content-Type: application/sdp\r\n",
+        SDP_A,
+    )
+    [event, *_] = c.layer.receive(reinvite, ("127.0.0.1", 4001), False, 5.0)
+    assert isinstance(event, RequestReceived)
+    c.cc.on_request(event.tx, reinvite, 5.0)
+    assert c.port.statuses(event.tx)[-1] == 200
+    assert ("answer_locally", "a", "like:a") in c.media.asked
+    assert invite is not None and call.parked == "701"
+
+
+def test_the_parker_hanging_up_during_the_announcement_leaves_the_call_parked() -> None:
+    c = Clinic()
+    call = parked_by_the_callee(c)
+    b_req, _ = c.invites("1002")[0]
+    ok = make_response(b_req, 200, to_tag="tag-1002--1")
+    bye = b_request(b_req, ok, "BYE", 2)
+    [event, *_] = c.layer.receive(bye, ("127.0.0.1", 5002), False, 2.0)
+    assert isinstance(event, RequestReceived)
+    c.cc.on_request(event.tx, bye, 2.0)
+    assert c.port.statuses(event.tx)[-1] == 200
+    assert call.state is CallState.ANSWERED and call.parked == "701" and c.byes("1001") == []
+    c.tick(10.0)
+    assert c.byes("1002") == []  # already gone: no BYE of ours follows

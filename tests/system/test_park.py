@@ -1,0 +1,82 @@
+"""Parking as the phones and the operator see it: a phone keys the park code during a call, the
+other phone hears music on its slot, the slot shows in `sentral calls` and `sentral park show`,
+and the call rings its parker again when nobody takes it.
+
+Retrieving a parked call from a third phone is in test_dtmf, where the park code doubles as the
+proof that Sentral detects keyed digits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.system.peers import Softphone, wait_until
+from tests.system.server import SentralServer
+from tests.system.test_call_media import assert_hears, start_media_clinic
+from tests.system.test_calls import records
+from tests.system.test_media import A_TONE, B_TONE, LISTEN_SECONDS, assert_music, record, talking, tones
+
+__all__ = ["tones"]  # the fixture, used here by name
+
+RECALL_AFTER = 10  # the shortest park timeout the CLI accepts
+
+
+@pytest.fixture
+def clinic(tmp_path: Path, sounds: Path) -> Iterator[SentralServer]:
+    server, _ = start_media_clinic(tmp_path, sounds, "--no-answer-timeout", "20")
+    try:
+        server.cli(
+            "park", "add", "main", "--number", "700", "--slots", "701-705", "--timeout", str(RECALL_AFTER)
+        )
+        yield server
+    finally:
+        server.stop()
+
+
+def parked_calls(clinic: SentralServer) -> dict[str, str]:
+    return dict(clinic.cli_json("park", "show", "main", "--json")["parked"])
+
+
+def test_a_parked_call_hears_music_shows_on_its_slot_and_rings_the_parker_again(
+    clinic: SentralServer, softphone_factory: Callable[..., Softphone], tones: dict[str, Path], tmp_path: Path
+) -> None:
+    alice, a_call, bob, b_call = talking(clinic, softphone_factory)
+    bob.dtmf(b_call, "#72")
+    parked_at = time.monotonic()
+    # Bob hears the slot announced, then Sentral hangs up on him.
+    bob.wait_call_state(b_call, "DISCONNECTED", timeout=10)
+    wait_until(lambda: parked_calls(clinic) != {}, 5, "the parked call to be published", interval=0.2)
+    [(slot, call_id)] = parked_calls(clinic).items()
+    assert slot == "701"
+    [live] = clinic.cli_json("calls", "--json")
+    assert (live["call_id"], live["state"], live["parked"]) == (call_id, "parked", "701")
+    # Alice, parked, hears music, not Bob's tone.
+    assert_music(record(alice, a_call, tmp_path / "parked.wav", 2.0), "Alice parked", (A_TONE, B_TONE))
+
+    # Nobody dials 701: after the lot's timeout Bob's phone rings again, showing the slot.
+    recall = bob.wait_incoming("1002", timeout=RECALL_AFTER + 5)
+    assert time.monotonic() - parked_at >= RECALL_AFTER - 1
+    assert "Parked 701" in recall["remote_uri"], recall
+    bob.answer(recall["call"])
+    bob.wait_event("media_state", call=recall["call"], status="active")
+    wait_until(lambda: parked_calls(clinic) == {}, 5, "the slot to be free again", interval=0.2)
+    alice.play(a_call, tones["a"], loop=True)
+    bob.play(recall["call"], tones["b"], loop=True)
+    a_heard, b_heard = tmp_path / "a-back.wav", tmp_path / "b-back.wav"
+    alice.record(a_call, a_heard)
+    bob.record(recall["call"], b_heard)
+    time.sleep(LISTEN_SECONDS)
+    alice.stop_media(a_call)
+    bob.stop_media(recall["call"])
+    assert_hears(a_heard, "Alice after the recall", B_TONE, A_TONE)
+    assert_hears(b_heard, "Bob after the recall", A_TONE, B_TONE)
+
+    alice.hangup(a_call)
+    bob.wait_call_state(recall["call"], "DISCONNECTED")
+    [row] = records(clinic, 1)
+    assert [leg["outcome"] for leg in row["legs"]] == ["answered", "parked", "answered"]
+    assert row["hangup_by"] == "caller"
