@@ -86,7 +86,8 @@ BYE. 100rel is not implemented: ``Require: 100rel`` gets 420 and we never requir
 Session timers (RFC 4028) are negotiated on each leg on its own (``session_timer``): the A leg as
 UAS from the INVITE, each B leg as UAC from its 2xx (a 422 retries with the larger interval). A leg
 whose refresh does not come is torn down on both sides; when we are a leg's refresher we send a
-re-INVITE with the SDP last sent on it (or an UPDATE, when the phone allows it).
+re-INVITE with the SDP last sent on it (or an UPDATE, when the phone allows it), and the phone's
+answer goes to the media layer (``answer_received``), which follows it as it would any answer.
 
 Every call that passed authentication ends in exactly one ``CallReport``: caller, callee, every
 leg with its target and outcome, start, ring, answer and end times (the caller's ``now`` clock),
@@ -1972,6 +1973,11 @@ class CallControl:
         if 200 <= status < 300:
             if response.cseq.method == "INVITE":
                 self._ack(leg, response)
+                sdp = _sdp_of(response)
+                if sdp:
+                    # The phone's answer to the SDP we re-sent: the media layer follows it.
+                    with contextlib.suppress(SipError):
+                        self.media.answer_received(call, leg, sdp)
             if leg.timer is not None:
                 negotiated = TimerRequest(interval=leg.timer.interval, refresher=Refresher.UAC).on_2xx(
                     response

@@ -449,3 +449,29 @@ def test_rfc4733_digits_from_a_phone_reach_call_control(tmp_path: Path) -> None:
             anchor.relay.close()
 
     asyncio.run(scenario())
+
+
+def test_the_answer_to_sentrals_own_session_refresh_reaches_the_media_layer() -> None:
+    w, media = fake_world()
+    w.invite()
+    b_req, b_tx = w.b_invite()
+    headers = [
+        ("Contact", "<sip:1002@127.0.0.1:5001>"),
+        ("Require", "timer"),
+        ("Session-Expires", "90;refresher=uac"),
+        ("Content-Type", "application/sdp"),
+    ]
+    w.cc.on_response(b_tx, make_response(b_req, 200, to_tag="btag", headers=headers, body=SDP_B), 0.0)
+    w.cc.on_ack(parse_ack(w), 0.1)
+    w.cc.on_timer(45.0)  # we refresh the B leg at half its interval
+    [(refresh, refresh_tx)] = [(r, tx) for r, tx in w.port.sent("INVITE") if r.call_id == b_req.call_id][1:]
+    assert refresh.body  # the SDP last sent on the leg
+    moved = sdp_with(43000)
+    answer = make_response(
+        refresh,
+        200,
+        headers=[("Contact", "<sip:1002@127.0.0.1:5001>"), ("Content-Type", "application/sdp")],
+        body=moved,
+    )
+    w.cc.on_response(refresh_tx, answer, 45.1)
+    assert media.asked[-1] == ("answer_received", "b1")
