@@ -105,7 +105,7 @@ class Server:
             self.anchor = MediaAnchor(
                 media_address(config.listens, config.media_address),
                 PortPool(*config.media_ports),
-                sounds=SoundLibrary([config.sounds]),
+                sounds=SoundLibrary([d for d in (config.clinic_sounds, config.sounds) if d]),
                 language=config.language,
                 on_dtmf=self._on_dtmf,
             )

@@ -1667,6 +1667,14 @@ def _check_readable(path: str, what: str) -> None:
     "(python -m sentral.media.sounds build DIR); also $SENTRAL_SOUNDS.",
 )
 @click.option(
+    "--clinic-sounds",
+    "clinic_sounds",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Directory of the clinic's own recordings (8 kHz mono WAV, laid out like --sounds): any "
+    "sound found there replaces the built one, and rebuilding the sounds never touches it.",
+)
+@click.option(
     "--language",
     type=click.Choice(LANGUAGES),
     default=SERVE_DEFAULTS.language,
@@ -1695,6 +1703,7 @@ def serve(
     dead_media: float,
     dead_media_on_hold: float,
     sounds_dir: Path,
+    clinic_sounds: Path | None,
     language: str,
 ) -> NoReturn:
     """Run the softswitch until interrupted."""
@@ -1713,7 +1722,7 @@ def serve(
     if not direct_media:
         if media_address:
             _check_media_address(media_address)
-        _check_sounds(sounds_dir, language)
+        _check_sounds(sounds_dir, clinic_sounds, language)
     _open(target).dispose()
     # The server is imported only here, so that every other command stays light and starts fast.
     from sentral.app import serve as run_server
@@ -1739,6 +1748,7 @@ def serve(
         dead_media=dead_media,
         dead_media_on_hold=dead_media_on_hold,
         sounds=str(sounds_dir.resolve()),
+        clinic_sounds=str(clinic_sounds.resolve()) if clinic_sounds is not None else None,
         language=language,
     )
     click.get_current_context().exit(run_server(config))
@@ -1756,11 +1766,12 @@ def _check_media_address(address: str) -> None:
         ) from exc
 
 
-def _check_sounds(directory: Path, language: str) -> None:
+def _check_sounds(directory: Path, clinic_sounds: Path | None, language: str) -> None:
     """Refuse to serve without the music and prompts calls will need."""
     from sentral.media.sounds import REQUIRED, SoundLibrary, missing
 
-    absent = missing(SoundLibrary([directory]), REQUIRED, language)
+    dirs = [directory] if clinic_sounds is None else [clinic_sounds, directory]
+    absent = missing(SoundLibrary(dirs), REQUIRED, language)
     if absent:
         raise OperatorError(
             f"the sounds directory {directory} lacks {', '.join(absent)}; build it with `make sounds` "

@@ -129,6 +129,8 @@ class ServeConfig:
     """The same while one phone holds the other (some phones send nothing on hold)."""
     sounds: str = "sounds"
     """The directory of music on hold and prompts (``python -m sentral.media.sounds build DIR``)."""
+    clinic_sounds: str | None = None
+    """A directory of the clinic's own recordings, looked in before ``sounds``."""
     language: str = "nb"
     """The language prompts are spoken in."""
 

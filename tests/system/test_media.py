@@ -401,3 +401,25 @@ def test_serve_refuses_what_it_cannot_run_with_one_sentence(
             [*command, *filled, "--direct-media"], capture_output=True, text=True, timeout=30, check=False
         )
         assert "sounds" not in direct.stderr and "database" in direct.stderr, direct.stderr
+
+
+def test_the_clinics_own_recordings_are_looked_in_before_the_built_sounds(
+    tmp_path: Path, sounds: Path
+) -> None:
+    empty = tmp_path / "no-sounds"
+    empty.mkdir()
+    command = [
+        *sentral_command(), "--db", f"sqlite:///{tmp_path / 'x.db'}", "serve", "--listen", "udp:127.0.0.1:9",
+        "--sounds", str(empty),
+    ]  # fmt: skip
+    # Every sound the server needs is among the clinic's own: it gets as far as the (missing) database.
+    done = subprocess.run(
+        [*command, "--clinic-sounds", str(sounds)], capture_output=True, text=True, timeout=30
+    )
+    assert "lacks" not in done.stderr and "database" in done.stderr, done.stderr
+    missing = subprocess.run(
+        [*command, "--clinic-sounds", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=30
+    )
+    assert (
+        missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    )
