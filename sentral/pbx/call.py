@@ -2190,9 +2190,10 @@ class CallControl:
         self._keys.pop((call.id, parker.id), None)
         parked = call.peer(parker)
         domain = call.caller.clinic.domain
-        lot = self.lots.first(self.directory(), domain)
-        if parked is None or lot is None:
-            return  # nowhere to park: the keys were just keys
+        directory = self.directory()
+        lot = self.lots.first(directory, domain)
+        if parked is None or lot is None or directory.staff_for(domain, parker.extension) is None:
+            return  # nowhere to park, or keys from someone who is not staff: the keys were just keys
         result = lot.park(call.id, parker.extension, now)
         if isinstance(result, LotFull):
             self.media.play(call, parker, ["number_unavailable"])
