@@ -2,8 +2,8 @@
 other phone hears music on its slot, the slot shows in `sentral calls` and `sentral park show`,
 and the call rings its parker again when nobody takes it.
 
-Retrieving a parked call from a third phone is in test_dtmf, where the park code doubles as the
-proof that Sentral detects keyed digits.
+The park code is keyed as RFC 4733 events in one test and as SIP INFO in the other: that the call
+is parked is the proof that Sentral detected the keys either way.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from tests.system.peers import Softphone, wait_until
 from tests.system.server import SentralServer
 from tests.system.test_call_media import assert_hears, start_media_clinic
-from tests.system.test_calls import records
+from tests.system.test_calls import dial, phone_for, records
 from tests.system.test_media import A_TONE, B_TONE, LISTEN_SECONDS, assert_music, record, talking, tones
 
 __all__ = ["tones"]  # the fixture, used here by name
@@ -80,3 +80,35 @@ def test_a_parked_call_hears_music_shows_on_its_slot_and_rings_the_parker_again(
     [row] = records(clinic, 1)
     assert [leg["outcome"] for leg in row["legs"]] == ["answered", "parked", "answered"]
     assert row["hangup_by"] == "caller"
+
+
+def test_anyone_dialling_the_slot_takes_the_parked_call(
+    clinic: SentralServer, softphone_factory: Callable[..., Softphone], tones: dict[str, Path], tmp_path: Path
+) -> None:
+    alice, a_call, bob, b_call = talking(clinic, softphone_factory)
+    # This time the park code comes as SIP INFO, as some desk phones send keys.
+    bob.dtmf(b_call, "#72", method="info")
+    bob.wait_call_state(b_call, "DISCONNECTED", timeout=10)
+    wait_until(lambda: parked_calls(clinic) != {}, 5, "the parked call to be published", interval=0.2)
+    carol = phone_for(softphone_factory, clinic, "1003")
+    c_call = carol.call("1003", dial(clinic, "701"))
+    carol.wait_call_state(c_call, "CONFIRMED")
+    carol.wait_event("media_state", call=c_call, status="active")
+    wait_until(lambda: parked_calls(clinic) == {}, 5, "the slot to be free again", interval=0.2)
+    alice.play(a_call, tones["a"], loop=True)
+    carol.play(c_call, tones["b"], loop=True)
+    a_heard, c_heard = tmp_path / "a-taken.wav", tmp_path / "c-taken.wav"
+    alice.record(a_call, a_heard)
+    carol.record(c_call, c_heard)
+    time.sleep(LISTEN_SECONDS)
+    alice.stop_media(a_call)
+    carol.stop_media(c_call)
+    assert_hears(a_heard, "Alice taken by Carol", B_TONE, A_TONE)
+    assert_hears(c_heard, "Carol", A_TONE, B_TONE)
+    # An empty slot leads nowhere.
+    empty = carol.call("1003", dial(clinic, "702"))
+    assert carol.wait_call_state(empty, "DISCONNECTED")["code"] == 404
+    carol.hangup(c_call)
+    alice.wait_call_state(a_call, "DISCONNECTED")
+    outcomes = sorted([leg["outcome"] for leg in row["legs"]] for row in records(clinic, 2))
+    assert outcomes == [["answered", "parked", "retrieved"], ["failed"]]
