@@ -2472,6 +2472,8 @@ _PHASE_RANK = {Phase.TERMINATED: 0, Phase.TRYING: 1, Phase.EARLY: 2, Phase.CONFI
 def _outcome(call: Call, leg: Leg) -> str:
     if leg.outcome:
         return leg.outcome
+    if leg is call.a and leg.answered is not None:
+        return "answered"  # the caller's, or the parked phone's once the caller parked it
     if leg.side is Side.A:
         if call.answered is not None:
             return "answered"

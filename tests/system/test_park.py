@@ -2,22 +2,24 @@
 other phone hears music on its slot, the slot shows in `sentral calls` and `sentral park show`,
 and the call rings its parker again when nobody takes it.
 
-The park code is keyed as RFC 4733 events in one test and as SIP INFO in the other: that the call
-is parked is the proof that Sentral detected the keys either way.
+The park code is keyed as RFC 4733 events by a pjsua2 phone and by SIPp, and as SIP INFO: that the
+call is parked is the proof that Sentral detected the keys each way.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.system.peers import Softphone, wait_until
+from tests.system.conftest import SCENARIOS
+from tests.system.peers import Sipp, Softphone, wait_until, write_users_csv
 from tests.system.server import SentralServer
 from tests.system.test_call_media import assert_hears, start_media_clinic
-from tests.system.test_calls import dial, phone_for, records
+from tests.system.test_calls import DOMAIN, dial, phone_for, records
 from tests.system.test_media import A_TONE, B_TONE, LISTEN_SECONDS, assert_music, record, talking, tones
 
 __all__ = ["tones"]  # the fixture, used here by name
@@ -112,3 +114,30 @@ def test_anyone_dialling_the_slot_takes_the_parked_call(
     alice.wait_call_state(a_call, "DISCONNECTED")
     outcomes = sorted([leg["outcome"] for leg in row["legs"]] for row in records(clinic, 2))
     assert outcomes == [["answered", "parked", "retrieved"], ["failed"]]
+
+
+# SIPp's own recordings of RFC 4733 key presses, installed with it.
+SIPP_PCAPS = Path("/usr/share/sip-tester")
+
+
+def test_keys_sipp_sends_as_rfc4733_events_park_the_call(
+    clinic: SentralServer, sipp: Sipp, softphone_factory: Callable[..., Softphone], tmp_path: Path
+) -> None:
+    clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")  # SIPp speaks MD5 only
+    bob = phone_for(softphone_factory, clinic, "1002")
+    for key in ("pound", "7", "2"):
+        shutil.copy(SIPP_PCAPS / f"dtmf_2833_{key}.pcap", sipp.workdir)
+    users = write_users_csv(tmp_path / "caller.csv", [("1001", "secret-1001", DOMAIN, "1002")])
+    with sipp.running(
+        clinic.address, SCENARIOS / "park_code_uac.xml", users=users, calls=1, auth_uri=DOMAIN
+    ) as run:
+        b_call = bob.wait_incoming("1002")["call"]
+        bob.answer(b_call)
+        result = run.wait()
+    assert result.successful == 1, result
+    wait_until(lambda: parked_calls(clinic) != {}, 5, "the parked call to be published", interval=0.2)
+    [live] = clinic.cli_json("calls", "--json")
+    assert live["parked"] == "701" and live["caller"] == "1001"
+    bob.hangup(b_call)
+    [row] = records(clinic, 1)
+    assert sorted(leg["outcome"] for leg in row["legs"]) == ["answered", "parked"]
