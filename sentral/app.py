@@ -150,7 +150,7 @@ class Server:
                     hint="give an address of this host with --media-address, or another --media-ports",
                 )
                 return 1
-            media = AnchoredMedia(self.anchor)
+            media = AnchoredMedia(self.anchor, direct_media=self._direct_media)
         endpoint = self.endpoint = Endpoint(
             self.transports,
             self.layer,
@@ -354,6 +354,11 @@ class Server:
                         self.endpoint.presence.directory_changed(time.monotonic())
             except Exception as exc:
                 log.warning("directory_reload_failed", error=str(exc))
+
+    def _direct_media(self, domain: str, extension: str) -> bool:
+        """Whether the phone of ``extension`` may send media straight to another (the directory's word)."""
+        staff = self.directory().staff_for(domain, extension)
+        return staff is not None and staff.direct_media
 
     def _feature(self, call: Call, feature: Feature) -> asyncio.Future[str]:
         """Carry out a feature code in a worker thread; the future holds what it did."""

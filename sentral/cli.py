@@ -404,6 +404,7 @@ def user_list(target: Target, as_json: bool, domain: str | None) -> None:
                     "name": s.name,
                     "roles": list(s.roles),
                     "phone_on": s.phone_on,
+                    "direct_media": s.direct_media,
                     "functions": [
                         {"name": name, "logged_in": logged_in}
                         for name, logged_in in functions.get((s.domain, s.extension), ())
@@ -1205,6 +1206,40 @@ def _phone_command(on: bool) -> click.Command:
 
 phone.add_command(_phone_command(True))
 phone.add_command(_phone_command(False))
+
+
+@cli.group("direct-media")
+def direct_media_group() -> None:
+    """Let phones send media straight to each other instead of through Sentral's relay.
+
+    Media goes direct only between two phones that both have it on; any other call keeps its media
+    at the relay. Without the relay Sentral cannot play music on hold or prompts to the phone, nor
+    park its calls, nor tell when its media has died. Calls in progress keep their media path.
+    """
+
+
+def _direct_media_command(on: bool) -> click.Command:
+    word = "on" if on else "off"
+
+    @click.command(word)
+    @click.argument("extension")
+    @domain_option
+    @pass_target
+    def command(target: Target, extension: str, domain: str | None) -> None:
+        with _translated(target):
+            validate_extension(extension)
+            store = ConfigStore(_open(target))
+            resolved = store.resolve_domain(domain)
+            changed = store.set_direct_media(resolved, extension, on)
+        state = "sends media straight to phones with direct media" if on else "has its media relayed"
+        click.echo(f"The phone of {extension}@{resolved} {'now' if changed else 'already'} {state}.")
+
+    command.help = f"Turn direct media {word} for the phone of EXTENSION."
+    return command
+
+
+direct_media_group.add_command(_direct_media_command(True))
+direct_media_group.add_command(_direct_media_command(False))
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,8 @@ class StaffEntry:
     ha1_sha256: str
     # False while the member of staff has logged their phone off: it then receives no calls.
     phone_on: bool = True
+    # True when media may go straight between this phone and another with direct media on.
+    direct_media: bool = False
 
     def ha1(self, algorithm: str) -> str:
         """The HA1 for ``algorithm`` ("MD5" or "SHA-256")."""
@@ -262,16 +264,14 @@ def load_directory(engine: Engine) -> Directory:
         for staff_id, role_name in role_rows:
             roles.setdefault(staff_id, []).append(role_name)
         staff: dict[tuple[str, str], StaffEntry] = {}
-        staff_rows = connection.execute(
-            select(
-                Staff.id, Staff.clinic_id, Staff.extension, Staff.name, Staff.ha1_md5, Staff.ha1_sha256, Staff.phone_on
-            )
-        )
-        for staff_id, clinic_id, extension, name, ha1_md5, ha1_sha256, phone_on in staff_rows:
+        columns = (Staff.id, Staff.clinic_id, Staff.extension, Staff.name, Staff.ha1_md5, Staff.ha1_sha256)
+        staff_rows = connection.execute(select(*columns, Staff.phone_on, Staff.direct_media))
+        for staff_id, clinic_id, extension, name, ha1_md5, ha1_sha256, phone_on, direct in staff_rows:
             domain = domains[clinic_id]
             staff[(domain, extension)] = StaffEntry(
-                domain, extension, name, tuple(roles.get(staff_id, ())), ha1_md5, ha1_sha256, bool(phone_on)
-            )
+                domain, extension, name, tuple(roles.get(staff_id, ())), ha1_md5, ha1_sha256, bool(phone_on),
+                bool(direct),
+            )  # fmt: skip
         groups = {(group.domain, group.name): group for group in read_groups(connection)}
         role_entries = {(role.domain, role.name): role for role in read_roles(connection)}
         lots = {(lot.domain, lot.name): lot for lot in read_park_lots(connection)}

@@ -104,6 +104,8 @@ class Staff(Base):
     ha1_sha256: Mapped[str] = mapped_column(String(64))
     # False while the member of staff has logged their phone off: no call rings it then.
     phone_on: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # True when this phone may send media straight to another phone that may too (no relay).
+    direct_media: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
 

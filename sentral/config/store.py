@@ -556,6 +556,7 @@ class ConfigStore:
                     Staff.ha1_md5,
                     Staff.ha1_sha256,
                     Staff.phone_on,
+                    Staff.direct_media,
                 )
                 .join(Clinic, Clinic.id == Staff.clinic_id)
                 .order_by(Clinic.domain, func.length(Staff.extension), Staff.extension)
@@ -569,8 +570,8 @@ class ConfigStore:
             ):
                 roles.setdefault(staff_id, []).append(role_name)
         return [
-            StaffEntry(dom, ext, name, tuple(roles.get(staff_id, ())), md5, sha256, bool(phone_on))
-            for staff_id, dom, ext, name, md5, sha256, phone_on in rows
+            StaffEntry(dom, ext, name, tuple(roles.get(staff_id, ())), md5, sha256, bool(phone_on), bool(direct))
+            for staff_id, dom, ext, name, md5, sha256, phone_on, direct in rows
         ]
 
     def remove_staff(self, domain: str, extension: str) -> None:
@@ -652,6 +653,21 @@ class ConfigStore:
             staff_id = self._require_staff(connection, canonical, extension)
             result = connection.execute(
                 update(Staff).where(Staff.id == staff_id, Staff.phone_on != on).values(phone_on=on)
+            )
+            if not result.rowcount:
+                return False
+            _bump_version(connection)
+            return True
+
+    def set_direct_media(self, domain: str, extension: str, direct: bool) -> bool:
+        """Let the phone of ``extension`` send media straight to other such phones, or not; True if
+        that changed anything."""
+        canonical = normalize_domain(domain)
+        validate_extension(extension)
+        with self._writer.begin() as connection:
+            staff_id = self._require_staff(connection, canonical, extension)
+            result = connection.execute(
+                update(Staff).where(Staff.id == staff_id, Staff.direct_media != direct).values(direct_media=direct)
             )
             if not result.rowcount:
                 return False

@@ -23,6 +23,15 @@ the two hear each other from the next packet, before the answer is even back.
 Prompts start after a short silence (``PROMPT_LEAD``): the phone has only just received the 200
 and may not be playing what arrives yet, and the first syllable must not be lost.
 
+Direct media. A member of staff's phone may have direct media on (`sentral direct-media on`): an
+SDP exchange between two such phones is passed through as ``OriginPerLeg`` does (each leg its own
+o= line, the phones' addresses untouched), so they send RTP straight to each other, and any relay
+ports the receiving leg held are closed. Whether a leg is direct is decided the first time an SDP
+crosses it and kept for the call, so turning the option on or off changes new calls only. Nothing
+can be played to a direct leg (no music on hold, no prompts, no parking: ``music`` and ``play``
+report that nothing plays), and its dead media goes unnoticed. Every exchange with a phone that
+does not have the option stays anchored, so forking to several phones decides phone by phone.
+
 Failures. An SDP the anchor refuses raises its SipError (488; 503 when no relay port is free,
 or a socket cannot be opened), which call control turns into the status the caller gets. Music or
 a prompt that cannot be played (no G.711 on the leg, a missing sound) is logged and reported as
@@ -39,7 +48,7 @@ import structlog
 
 from sentral.media.anchor import MediaAnchor, MediaError
 from sentral.media.wav import SoundError
-from sentral.pbx.call import Call, Leg
+from sentral.pbx.call import Call, Leg, OriginPerLeg
 from sentral.pbx.sip.errors import SipError
 
 log = structlog.get_logger("sentral.media")
@@ -48,17 +57,44 @@ PROMPT_LEAD = 0.3
 
 T = TypeVar("T")
 
+# (clinic domain, extension) -> whether that phone may send media straight to another.
+DirectMedia = Callable[[str, str], bool]
+
 
 class AnchoredMedia:
     """The ``MediaPolicy`` that anchors every call's media at Sentral's relay."""
 
-    __slots__ = ("_music", "anchor", "lead")
+    __slots__ = ("_modes", "_music", "_passthrough", "anchor", "direct_media", "lead")
 
-    def __init__(self, anchor: MediaAnchor, *, lead: float = PROMPT_LEAD) -> None:
+    def __init__(
+        self, anchor: MediaAnchor, *, lead: float = PROMPT_LEAD, direct_media: DirectMedia | None = None
+    ) -> None:
         self.anchor = anchor
         self.lead = lead
+        self.direct_media = direct_media
         # Per call, the legs hearing music on hold: started and stopped as holds come and go.
         self._music: dict[str, set[str]] = {}
+        # Per call, whether each leg's phone has direct media, as decided at its first exchange.
+        self._modes: dict[str, dict[str, bool]] = {}
+        self._passthrough = OriginPerLeg()
+
+    def _is_direct(self, call: Call, leg: Leg) -> bool:
+        if self.direct_media is None:
+            return False
+        modes = self._modes.setdefault(call.id, {})
+        mode = modes.get(leg.id)
+        if mode is None:
+            mode = modes[leg.id] = bool(leg.extension) and self.direct_media(
+                call.caller.clinic.domain, leg.extension
+            )
+        return mode
+
+    def _direct(self, call: Call, leg: Leg, source: Leg) -> bool:
+        """True when ``leg``'s and ``source``'s phones may send media straight to each other."""
+        if not (self._is_direct(call, leg) and self._is_direct(call, source)):
+            return False
+        self.anchor.release_leg(call.id, leg.id)  # relay ports it held are of no use now
+        return True
 
     def _advertise(self, leg: Leg) -> str | None:
         return leg.local[0] if self.anchor.advertise is None else None
@@ -73,6 +109,8 @@ class AnchoredMedia:
     # -- offer/answer ------------------------------------------------------------------------------
 
     def offer(self, call: Call, leg: Leg, sdp: bytes, source: Leg) -> bytes:
+        if self._direct(call, leg, source):
+            return self._passthrough.offer(call, leg, sdp, source)
         out = self._sdp(
             call, lambda: self.anchor.offer(call.id, leg.id, sdp, source.id, advertise=self._advertise(leg))
         )
@@ -81,6 +119,8 @@ class AnchoredMedia:
         return out
 
     def answer(self, call: Call, leg: Leg, sdp: bytes, source: Leg) -> bytes:
+        if self._direct(call, leg, source):
+            return self._passthrough.answer(call, leg, sdp, source)
         out = self._sdp(
             call, lambda: self.anchor.answer(call.id, leg.id, sdp, source.id, advertise=self._advertise(leg))
         )
@@ -169,12 +209,15 @@ class AnchoredMedia:
         return self.anchor.on_hold(call.id)
 
     def release_leg(self, call: Call, leg: Leg) -> None:
+        self._passthrough.release_leg(call, leg)
         playing = self._music.get(call.id)
         if playing is not None:
             playing.discard(leg.id)
         self.anchor.release_leg(call.id, leg.id)
 
     def release(self, call: Call) -> None:
+        self._passthrough.release(call)
+        self._modes.pop(call.id, None)
         self._music.pop(call.id, None)
         self.anchor.release(call.id)
 

@@ -475,3 +475,35 @@ def test_the_answer_to_sentrals_own_session_refresh_reaches_the_media_layer() ->
     )
     w.cc.on_response(refresh_tx, answer, 45.1)
     assert media.asked[-1] == ("answer_received", "b1")
+
+
+@pytest.mark.parametrize(("direct", "anchored"), [({"1001", "1002"}, False), ({"1002"}, True), (set(), True)])
+def test_media_goes_direct_only_between_two_phones_with_direct_media(
+    tmp_path: Path, direct: set[str], anchored: bool
+) -> None:
+    async def scenario() -> None:
+        pool = PortPool(43100, 43199)
+        anchor = MediaAnchor(HOST, pool, sounds=_library(tmp_path))
+        w = World()
+        media = AnchoredMedia(
+            anchor, direct_media=lambda domain, ext: domain == "clinic.test" and ext in direct
+        )
+        w.cc.media = media
+        w.invite()
+        b_req, b_tx = w.b_invite()
+        w.cc.on_response(b_tx, w.answer(b_req, 200, tag="btag", sdp=SDP_B), 0.5)
+        [call] = w.cc.calls.values()
+        to_b, to_a = parse_sdp(b_req.body), parse_sdp(w.a_response(200).body)
+        # Direct: each phone is told the other's own RTP port (A offered 40000, B answered 42000).
+        ports = (to_b.media[0].port, to_a.media[0].port)
+        if anchored:
+            assert all(43100 <= port <= 43199 for port in ports), ports
+        else:
+            assert ports == (40000, 42000)
+        assert len(anchor) == (1 if anchored else 0) and (pool.in_use > 0) == anchored
+        assert media.music(call, call.a, True) is anchored  # nothing can be played without the relay
+        w.cc.on_ack(parse_ack(w), 0.6)
+        w.cc.on_request(*_b_bye(w, b_req, w.answer(b_req, 200, tag="btag", sdp=SDP_B)), 2.0)
+        assert pool.in_use == 0 and len(anchor) == 0
+
+    asyncio.run(scenario())

@@ -154,9 +154,9 @@ def test_user_add_list_passwd_remove(db: str) -> None:
     ok(db, "user", "add", "1003", "--name", "Silje Nilsen", "--password", "fjord-secret-3")
     assert json.loads(ok(db, "user", "list", "--json")) == [
         {"domain": "clinic.local", "extension": "1001", "name": "Ingrid Solberg", "roles": ["doctor"],
-         "phone_on": True, "functions": []},
+         "phone_on": True, "direct_media": False, "functions": []},
         {"domain": "clinic.local", "extension": "1003", "name": "Silje Nilsen", "roles": [],
-         "phone_on": True, "functions": []},
+         "phone_on": True, "direct_media": False, "functions": []},
     ]  # fmt: skip
     assert re.search(r"^1001\s+clinic\.local\s+Ingrid Solberg\s+doctor$", ok(db, "user", "list"), re.MULTILINE)
 

@@ -211,6 +211,23 @@ def test_phones_are_logged_off_and_on(db: str) -> None:
     assert json.loads(ok(db, "user", "list", "--json"))[2]["phone_on"] is True
 
 
+def test_direct_media_is_turned_on_and_off_per_phone(db: str) -> None:
+    assert json.loads(ok(db, "user", "list", "--json"))[2]["direct_media"] is False
+    on = "The phone of 1003@clinic.local now sends media straight to phones with direct media.\n"
+    assert ok(db, "direct-media", "on", "1003") == on
+    assert ok(db, "direct-media", "on", "1003") == on.replace(" now ", " already ")
+    engine = make_engine(db)
+    try:
+        directory = load_directory(engine)
+        assert [s.extension for s in directory.staff.values() if s.direct_media] == ["1003"]
+    finally:
+        engine.dispose()
+    assert json.loads(ok(db, "user", "list", "--json"))[2]["direct_media"] is True
+    assert ok(db, "direct-media", "off", "1003") == "The phone of 1003@clinic.local now has its media relayed.\n"
+    assert "4711" in fails(db, "direct-media", "on", "4711")
+    assert "extension" in fails(db, "direct-media", "on", "12ab")
+
+
 def test_presence_shows_phone_registration_line_and_logins(db: str) -> None:
     ok(db, "group", "add", "doctors", "--number", "200", "--member", "1001", "--member", "1002")
     ok(db, "function", "add", "reception", "--member", "1001", "--member", "1004")
