@@ -124,6 +124,7 @@ def test_keys_sipp_sends_as_rfc4733_events_park_the_call(
     clinic: SentralServer, sipp: Sipp, softphone_factory: Callable[..., Softphone], tmp_path: Path
 ) -> None:
     clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")  # SIPp speaks MD5 only
+    time.sleep(1.0)  # the server reloads its directory within half a second of a change
     bob = phone_for(softphone_factory, clinic, "1002")
     for key in ("pound", "7", "2"):
         shutil.copy(SIPP_PCAPS / f"dtmf_2833_{key}.pcap", sipp.workdir)
