@@ -559,6 +559,13 @@ def _settings_options(kind: GroupKind, *, changing: bool) -> Decorator:
         click.option(
             "--max-wait", type=int, metavar="SEC", help="Seconds a caller may wait in the queue (default 300)."
         ),
+        click.option(
+            "--announce-position",
+            "announce_every",
+            type=int,
+            metavar="SEC",
+            help="Tell a waiting caller their place in the queue every SEC seconds (10 or more; 0, the default: never).",
+        ),
     ]
     if changing:
         options.append(click.option("--no-acute-number", is_flag=True, help="Take the acute number away."))
@@ -582,7 +589,7 @@ def _settings(base: GroupSettings, options: dict[str, Any]) -> GroupSettings:
             changes[field] = given
     if options.get("strategy") is not None:
         changes["strategy"] = parse_strategy(options["strategy"])
-    for field in ("ring_timeout", "member_timeout", "ring_busy", "max_wait"):
+    for field in ("ring_timeout", "member_timeout", "ring_busy", "max_wait", "announce_every"):
         if options.get(field) is not None:
             changes[field] = options[field]
     return replace(base, **changes)
@@ -628,6 +635,7 @@ def _group_json(group: GroupEntry, names: Mapping[str, str]) -> dict[str, Any]:
         "overflow": group.overflow,
         "ring_busy": group.ring_busy,
         "max_wait": int(group.max_wait),
+        "announce_position": int(group.announce_every),
         "members": [_member_json(i, member, names) for i, member in enumerate(group.members, start=1)],
     }
     if group.kind is GroupKind.FUNCTION:
@@ -772,6 +780,7 @@ def _group_commands(kind: GroupKind) -> click.Group:
             ("overflow", _overflow_text(group.overflow)),
             ("ring busy members", _yes(group.ring_busy)),
             ("longest wait", _seconds_text(group.max_wait)),
+            ("announce position", _seconds_text(group.announce_every) if group.announce_every else "never"),
         ]
         if is_function:
             settings.append(("roles", ", ".join(group.roles) or "-"))

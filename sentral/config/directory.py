@@ -118,6 +118,7 @@ class GroupEntry:
     max_wait: float  # how long a caller may wait in the queue before the overflow
     members: tuple[MemberEntry, ...]
     roles: tuple[str, ...] = ()  # for a function: roles that give it by default
+    announce_every: float = 0.0  # seconds between a waiting caller's position announcements; 0: never
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +317,7 @@ def read_groups(connection: Connection, domain: str | None = None) -> list[Group
             RingGroup.overflow,
             RingGroup.ring_busy,
             RingGroup.max_wait,
+            RingGroup.announce_every,
         )
         .join(Clinic, Clinic.id == RingGroup.clinic_id)
         .order_by(Clinic.domain, RingGroup.name)
@@ -359,9 +361,10 @@ def read_groups(connection: Connection, domain: str | None = None) -> list[Group
             max_wait=float(max_wait),
             members=tuple(members.get(group_id, ())),
             roles=tuple(links.get(group_id, ())),
+            announce_every=float(announce_every),
         )
         for (group_id, group_domain, name, kind, number, acute_number, strategy, member_timeout, ring_timeout,
-             overflow, ring_busy, max_wait) in connection.execute(group_query)
+             overflow, ring_busy, max_wait, announce_every) in connection.execute(group_query)
     ]  # fmt: skip
 
 

@@ -180,6 +180,8 @@ class RingGroup(Base):
     overflow: Mapped[str | None] = mapped_column(String(16))
     ring_busy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     max_wait: Mapped[int] = mapped_column(Integer, default=300, server_default="300")
+    # Seconds between announcements of a waiting caller's place in the queue; 0: never.
+    announce_every: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class GroupMember(Base):

@@ -100,6 +100,8 @@ OVERFLOW_BUSY = "busy"
 MEMBER_TIMEOUT_RANGE = (1, 600)
 RING_TIMEOUT_RANGE = (1, 3600)
 MAX_WAIT_RANGE = (0, 86400)
+# A waiting caller's position is announced at most this often (0: never); more often is nagging.
+ANNOUNCE_RANGE = (10, 3600)
 # A parked call rings its parker again after this many seconds. Less than ten is not time enough to
 # walk to another phone and dial the slot, which is what parking is for.
 PARK_TIMEOUT_RANGE = (10, 3600)
@@ -269,6 +271,7 @@ class GroupSettings:
     overflow: str | None = None
     ring_busy: bool = False
     max_wait: int = 300
+    announce_every: int = 0
 
     @classmethod
     def of(cls, group: GroupEntry) -> GroupSettings:
@@ -282,6 +285,7 @@ class GroupSettings:
             overflow=group.overflow,
             ring_busy=group.ring_busy,
             max_wait=int(group.max_wait),
+            announce_every=int(group.announce_every),
         )
 
     def checked(self, kind: GroupKind, name: str) -> GroupSettings:
@@ -304,6 +308,11 @@ class GroupSettings:
             overflow=overflow,
             ring_busy=self.ring_busy,
             max_wait=_seconds(self.max_wait, "longest wait", MAX_WAIT_RANGE),
+            announce_every=(
+                0
+                if self.announce_every == 0
+                else _seconds(self.announce_every, "time between position announcements", ANNOUNCE_RANGE)
+            ),
         )
 
     def columns(self) -> dict[str, Any]:
@@ -317,6 +326,7 @@ class GroupSettings:
             "overflow": self.overflow,
             "ring_busy": self.ring_busy,
             "max_wait": self.max_wait,
+            "announce_every": self.announce_every,
         }
 
 

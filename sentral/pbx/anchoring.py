@@ -183,6 +183,17 @@ class AnchoredMedia:
             return False
         return True
 
+    def announce(self, call: Call, leg: Leg, names: Sequence[str]) -> bool:
+        def music_again() -> None:
+            self.music(call, leg, True)
+
+        try:
+            self.anchor.play(call.id, leg.id, names, on_done=music_again)
+        except (MediaError, SoundError) as exc:
+            log.info("prompt_not_played", call_id=call.id, leg=leg.id, reason=str(exc))
+            return False
+        return True
+
     def _hold_music(self, call: Call, leg: Leg, held: bool) -> None:
         playing = self._music.get(call.id)
         if held == (playing is not None and leg.id in playing):

@@ -242,6 +242,10 @@ class MediaPolicy(Protocol):
     def music(self, call: Call, leg: Leg, on: bool) -> bool:
         """Start (or stop) music to ``leg``'s phone; whether music now plays."""
 
+    def announce(self, call: Call, leg: Leg, names: Sequence[str]) -> bool:
+        """Play the prompts ``names`` to ``leg``'s phone, which hears music, and the music again
+        after them; whether they play."""
+
     def last_activity(self, call: Call) -> float | None:
         """When (``now``'s clock) a phone of the call last sent media; None when not known."""
 
@@ -298,6 +302,9 @@ class OriginPerLeg:
         return None
 
     def music(self, call: Call, leg: Leg, on: bool) -> bool:
+        return False
+
+    def announce(self, call: Call, leg: Leg, names: Sequence[str]) -> bool:
         return False
 
     def last_activity(self, call: Call) -> float | None:
@@ -413,6 +420,13 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class Announce:
+    """Tell a caller waiting with music something (``names``: prompts in order), then music again."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class HangUp:
     """End the call on every leg; ``cause`` is what the record says."""
 
@@ -428,7 +442,7 @@ class ReOffer:
     request: Request
 
 
-Command = Try | RingCaller | Ringback | Connect | Cancel | Fail | Route | HangUp | ReOffer
+Command = Try | RingCaller | Ringback | Announce | Connect | Cancel | Fail | Route | HangUp | ReOffer
 
 
 class RingStrategy(Protocol):
@@ -1054,6 +1068,9 @@ class CallControl:
                         self._ring_caller(call, None, None, now)
                 elif call.state is CallState.TRYING:
                     self._ring_caller(call, None, None, now)
+            case Announce(names=names):
+                if call.music and call.state in (CallState.TRYING, CallState.RINGING):
+                    self.media.announce(call, call.a, names)
             case Connect(leg=leg, response=response):
                 self._connect(call, leg, response, now)
             case Cancel(leg=leg):
@@ -2350,7 +2367,7 @@ class CallControl:
                 self._hang_up(call, "system", cause, now)
             case ReOffer(source=source, tx=tx, request=request):
                 self._relay(call, source, tx, request, now)
-            case RingCaller() | Ringback() | Route():
+            case RingCaller() | Ringback() | Announce() | Route():
                 pass  # the parked phone hears its music meanwhile
             case _:
                 assert_never(command)
@@ -2502,6 +2519,7 @@ def _reason_text(status: int) -> str:
 __all__ = [
     "ALLOW",
     "SUPPORTED",
+    "Announce",
     "Call",
     "CallControl",
     "CallEvent",

@@ -23,6 +23,12 @@ controller by ``freed``, which sends each a ``Timer`` event. The
 controller calls ``freed`` whenever someone may have become free: a call ended, staff logged in,
 a phone registered.
 
+Position announcements. A group or function with ``announce_every`` tells a waiting caller their
+place in the queue ("you are number 2 in the queue", ``Announce``): first ``FIRST_ANNOUNCEMENT``
+seconds after the music starts, then every ``announce_every`` seconds while they still wait, each
+time with the place they have then (an acute call arriving moves the others back). Position 1 is
+the next caller to ring a member. Nothing is announced once the call's hunt has begun.
+
 An overflow to a number is a ``Route`` command: the controller runs the dial plan again, so an
 overflow can be an extension, another group or function, and loops are bounded there. With no
 overflow configured the caller gets 486 when every member rejected, else 480; ``busy`` is 486.
@@ -35,7 +41,9 @@ from collections.abc import Callable
 from math import inf
 
 from sentral.config.directory import Directory, GroupEntry
+from sentral.media.sounds import digits
 from sentral.pbx.call import (
+    Announce,
     Call,
     CallEvent,
     Cancel,
@@ -68,6 +76,14 @@ from sentral.routing.groups import (
     StopMember,
 )
 from sentral.routing.queue import CallDistributor, DistributorCommand, Divert, StartHunt, Wait
+
+# A caller who starts waiting hears this many seconds of music before their first position.
+FIRST_ANNOUNCEMENT = 4.0
+
+
+def position_prompts(position: int) -> tuple[str, ...]:
+    """The prompts that say "you are number ``position`` in the queue"."""
+    return ("you_are_number", *digits(position), "in_the_queue")
 
 
 class Hunting:
@@ -169,7 +185,9 @@ class Hunting:
 class GroupRing:
     """The ``RingStrategy`` of one call to a group or function."""
 
-    __slots__ = ("acute", "call", "distributor", "group", "hunt", "hunting", "joined", "pending", "queued")
+    __slots__ = (
+        "acute", "announce_at", "call", "distributor", "group", "hunt", "hunting", "joined", "pending", "queued",
+    )  # fmt: skip
 
     def __init__(self, hunting: Hunting, call: Call, group: GroupEntry, acute: bool) -> None:
         self.hunting = hunting
@@ -181,6 +199,7 @@ class GroupRing:
         self.pending: list[DistributorCommand] = []
         self.queued = False
         self.joined = inf
+        self.announce_at = inf  # the next position announcement, while queued
 
     def next_deadline(self) -> float:
         if self.pending:
@@ -188,7 +207,7 @@ class GroupRing:
         if self.hunt is not None:
             return self.hunt.next_deadline()
         if self.queued:
-            return self.joined + self.group.max_wait
+            return min(self.joined + self.group.max_wait, self.announce_at)
         return inf
 
     def ended(self, call: Call, now: float) -> None:
@@ -208,6 +227,11 @@ class GroupRing:
                 commands = self._take_pending(now)
                 if self.hunt is not None:
                     commands += self._carry(call, self.hunt.on_timer(now), now)
+                elif self.queued and now >= self.announce_at:
+                    self.announce_at = now + self.group.announce_every
+                    position = self.distributor.position(call.id)
+                    if position is not None:
+                        commands.append(Announce(position_prompts(position)))
                 return commands
             case LegRinging(leg=leg, response=response):
                 hunt = self.hunt
@@ -240,14 +264,18 @@ class GroupRing:
                 case StartHunt(hunt=hunt, commands=first):
                     self.hunt = hunt
                     self.queued = False
+                    self.announce_at = inf
                     commands += self._carry(self.call, list(first), now)
                 case Wait():
                     if not self.queued:
                         self.queued = True
                         self.joined = now
+                        every = self.group.announce_every
+                        self.announce_at = now + min(FIRST_ANNOUNCEMENT, every) if every > 0 else inf
                     commands.append(Ringback(music=True))
                 case Divert(overflow=overflow):
                     self.queued = False
+                    self.announce_at = inf
                     commands += self._overflow(overflow, now)
         return commands
 
@@ -307,4 +335,4 @@ class GroupRing:
         return [Route(destination, cause)]
 
 
-__all__ = ["GroupRing", "Hunting"]
+__all__ = ["FIRST_ANNOUNCEMENT", "GroupRing", "Hunting", "position_prompts"]

@@ -12,7 +12,7 @@ import math
 import socket
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from sentral.media.sounds import DONE_TONE, SoundLibrary
 from sentral.media.wav import write_wav
 from sentral.pbx.anchoring import PROMPT_LEAD, AnchoredMedia
 from sentral.pbx.call import FEATURE_HANGUP, PROMPT_TAIL, Call, CallState, Leg, feature_prompt
+from sentral.pbx.hunting import FIRST_ANNOUNCEMENT
 from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.message import Request, Response, make_response
 from sentral.pbx.sip.sdp import Direction, parse_sdp
@@ -84,6 +85,10 @@ class FakeMedia:
         else:
             self.playing_music.discard(leg.id)
         return on
+
+    def announce(self, call: Call, leg: Leg, names: Sequence[str]) -> bool:
+        self.asked.append(("announce", leg.id, *names))
+        return True
 
     def last_activity(self, call: Call) -> float | None:
         return self.activity
@@ -507,3 +512,37 @@ def test_media_goes_direct_only_between_two_phones_with_direct_media(
         assert pool.in_use == 0 and len(anchor) == 0
 
     asyncio.run(scenario())
+
+
+def test_a_waiting_caller_hears_its_place_in_the_queue_between_the_music() -> None:
+    c = Clinic(replace(group(members=("2001",)), announce_every=20.0))
+    media = FakeMedia()
+    c.cc.media = media
+    c.dial("500")
+    c.reply("2001", 200, 0.5)
+    second = c.dial("500", 1.0)
+    c.dial("500", 2.0)
+    c.tick(1.0 + FIRST_ANNOUNCEMENT - 0.01)
+    assert not [a for a in media.asked if a[0] == "announce"]
+    c.tick(1.0 + FIRST_ANNOUNCEMENT)
+    c.tick(2.0 + FIRST_ANNOUNCEMENT)
+    assert [a for a in media.asked if a[0] == "announce"] == [
+        ("announce", "a", "you_are_number", "digit_1", "in_the_queue"),
+        ("announce", "a", "you_are_number", "digit_2", "in_the_queue"),
+    ]
+    # An acute call arrives: at the next round the first waiting caller hears that it is second now.
+    c.dial("599", 10.0)
+    c.tick(1.0 + FIRST_ANNOUNCEMENT + 20.0)
+    assert media.asked[-1] == ("announce", "a", "you_are_number", "digit_2", "in_the_queue")
+    assert [r.status for t, r in c.port.responses if t is second][-1] == 183
+
+
+def test_without_position_announcements_a_waiting_caller_hears_only_music() -> None:
+    c = Clinic(group(members=("2001",)))
+    media = FakeMedia()
+    c.cc.media = media
+    c.dial("500")
+    c.reply("2001", 200, 0.5)
+    c.dial("500", 1.0)
+    c.tick(100.0)
+    assert not [a for a in media.asked if a[0] == "announce"] and ("music", "a", "on") in media.asked

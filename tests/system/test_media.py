@@ -72,6 +72,22 @@ def assert_music(path: Path, who: str, absent: tuple[float, ...]) -> None:
     assert all(a < 500 for row in leaked for a in row.values()), f"{who} heard a phone's tone: {leaked}"
 
 
+def assert_announced(path: Path) -> None:
+    """The recording holds the position prompt (its tones in order: prompt, digit 1, prompt) and
+    music after it."""
+    rate, parts = windows(path)
+    table = [{hz: amplitude(w, hz, rate) for hz in (PROMPT_TONE, DIGIT_1_TONE)} for w in parts]
+    prompt = [i for i, row in enumerate(table) if row[PROMPT_TONE] > 1000]
+    digit = [i for i, row in enumerate(table) if row[DIGIT_1_TONE] > 1000]
+    summary = [{hz: round(a) for hz, a in row.items()} for row in table]
+    assert prompt and digit, f"no position prompt heard: {summary}"
+    assert min(prompt) < min(digit) < max(prompt), f"not 'number 1 in the queue': {summary}"
+    after = parts[max(prompt) + 1 :]
+    assert sum(rms(w) > 300 for w in after) >= 2, (
+        f"no music after the prompt: {[round(rms(w)) for w in after]}"
+    )
+
+
 def record(phone: Softphone, call: str, heard: Path, seconds: float) -> Path:
     phone.record(call, heard)
     time.sleep(seconds)
@@ -87,9 +103,25 @@ def tones(tmp_path: Path) -> dict[str, Path]:
     }
 
 
+# The clinic's own recordings of the queue position prompts: tones, so that a recording shows which
+# prompt played when ("you are number" and "in the queue" high, the digit 1 lower).
+PROMPT_TONE = 2600.0
+DIGIT_1_TONE = 2000.0
+
+
 @pytest.fixture
 def clinic(tmp_path: Path, sounds: Path) -> Iterator[SentralServer]:
-    server, _ = start_media_clinic(tmp_path, sounds, "--no-answer-timeout", "20")
+    own = tmp_path / "clinic-sounds" / "nb"
+    own.mkdir(parents=True)
+    for name, hz in (
+        ("you_are_number", PROMPT_TONE),
+        ("in_the_queue", PROMPT_TONE),
+        ("digit_1", DIGIT_1_TONE),
+    ):
+        write_tone(own / f"{name}.wav", hz, seconds=0.5)
+    server, _ = start_media_clinic(
+        tmp_path, sounds, "--no-answer-timeout", "20", "--clinic-sounds", str(own.parent)
+    )
     try:
         yield server
     finally:
@@ -169,7 +201,9 @@ def test_a_feature_code_call_hears_its_prompt_and_sentral_hangs_up(
 def test_a_queued_caller_hears_music_then_is_connected_on_the_same_relay_port(
     clinic: SentralServer, softphone_factory: Callable[..., Softphone], tones: dict[str, Path], tmp_path: Path
 ) -> None:
-    clinic.cli("function", "add", "reception", "--number", "600", "--member", "1003")
+    clinic.cli(
+        "function", "add", "reception", "--number", "600", "--member", "1003", "--announce-position", "10"
+    )
     clinic.cli("login", "1003", "reception")
     time.sleep(0.8)
     reception = phone_for(softphone_factory, clinic, "1003")
@@ -186,6 +220,9 @@ def test_a_queued_caller_hears_music_then_is_connected_on_the_same_relay_port(
     music = record(caller, waiting, tmp_path / "queue.wav", LISTEN_SECONDS)
     assert_music(music, "the waiting caller", (A_TONE, B_TONE))
     assert len(reception.events("incoming_call", account="1003")) == 1  # nobody rang for it yet
+    # About four seconds into the wait: "you are number 1 in the queue", then the music again.
+    announced = record(caller, waiting, tmp_path / "announced.wav", 4.5)
+    assert_announced(announced)
 
     reception.hangup(first)
     incoming = reception.wait_incoming("1003")

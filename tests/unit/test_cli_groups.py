@@ -36,7 +36,7 @@ def test_group_add_list_show_set_and_remove(db: str) -> None:
     expected = {
         "domain": CLINIC, "name": "doctors", "kind": "group", "number": "200", "acute_number": "201",
         "strategy": "linear", "member_timeout": 15, "ring_timeout": 45, "overflow": "1004", "ring_busy": True,
-        "max_wait": 120,
+        "max_wait": 120, "announce_position": 0,
         "members": [
             {"position": 1, "extension": "1002", "name": "Magnus Haugen", "logged_in": True, "via_role": None},
             {"position": 2, "extension": "1001", "name": "Ingrid Solberg", "logged_in": True, "via_role": None},
@@ -64,6 +64,14 @@ def test_group_add_list_show_set_and_remove(db: str) -> None:
         False, "ringall", None, None
     )  # fmt: skip
     assert (changed["ring_timeout"], changed["max_wait"], changed["number"]) == (45, 120, "200")
+    assert "  announce position: never\n" in shown
+    ok(db, "group", "set", "doctors", "--announce-position", "30")
+    assert json.loads(ok(db, "group", "show", "doctors", "--json"))["announce_position"] == 30
+    assert "  announce position: 30s\n" in ok(db, "group", "show", "doctors")
+    says = fails(db, "group", "set", "doctors", "--announce-position", "5")
+    assert "time between position announcements must be a whole number of seconds from 10 to 3600, not 5" in says
+    ok(db, "group", "set", "doctors", "--announce-position", "0")
+    assert json.loads(ok(db, "group", "show", "doctors", "--json"))["announce_position"] == 0
 
     assert (
         ok(db, "group", "member", "remove", "doctors", "1002")
