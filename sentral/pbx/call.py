@@ -661,7 +661,9 @@ class Call:
     callee_name: str
     a: Leg
     invite: Request
-    invite_tx: ServerTransaction
+    # The caller's INVITE transaction: kept until the ACK for our 2xx to it has come, then dropped
+    # with what it holds (an answered call lives for minutes; that state is no longer needed).
+    invite_tx: ServerTransaction | None
     started: float
     strategy: RingStrategy
     timer_uas: Negotiated | None
@@ -694,6 +696,9 @@ class Call:
     recall_at: float = inf
     leaving: Leg | None = None  # the parker's leg, hearing the slot before its BYE at leave_at
     leave_at: float = inf
+    # When the B legs' fork state (their INVITE, the dialogs of other forks, the last ACK) may go:
+    # 64*T1 after the answer, when no retransmitted or late 2xx can come any more.
+    settle_at: float = inf
 
     @property
     def legs(self) -> list[Leg]:
@@ -850,6 +855,14 @@ def feature_prompt(outcome: str) -> str:
     if "logged out" in text or "logged off" in text:
         return "logged_out"
     return DONE_TONE
+
+
+def _invite_tx(call: Call) -> ServerTransaction:
+    """The caller's INVITE transaction, which a call has until its 2xx is acknowledged."""
+    tx = call.invite_tx
+    if tx is None:
+        raise RuntimeError(f"call {call.id} is answered and acknowledged: its INVITE transaction is gone")
+    return tx
 
 
 def _quote(text: str) -> str:
@@ -1258,7 +1271,7 @@ class CallControl:
             call.state = CallState.RINGING
             call.rang = a.ringing = now
             self.version += 1
-        self.port.respond(call.invite_tx, ringing)
+        self.port.respond(_invite_tx(call), ringing)
 
     def _connect(self, call: Call, leg: Leg, response: Response, now: float) -> None:
         a = call.a
@@ -1286,6 +1299,7 @@ class CallControl:
         call.winner = leg
         call.state = CallState.ANSWERED
         call.answered = a.answered = now
+        call.settle_at = now + self.timings.timeout
         self.version += 1
         self._occupy(call, a.extension)
         self._occupy(call, leg.extension)
@@ -1309,7 +1323,7 @@ class CallControl:
             a.dialog.response_sent(ok)
         a.offer.send(ok)
         a.state = LegState.ANSWERED
-        self._send_2xx(a, call.invite_tx, ok, now)
+        self._send_2xx(a, _invite_tx(call), ok, now)
         self._arm(call)
 
     def _send_2xx(self, leg: Leg, tx: ServerTransaction, response: Response, now: float) -> None:
@@ -1372,7 +1386,7 @@ class CallControl:
         if call.state in (CallState.TRYING, CallState.RINGING):
             response = make_response(call.invite, status, to_tag=a.local_tag, headers=headers)
             a.offer.send(response)
-            self.port.respond(call.invite_tx, response)
+            self.port.respond(_invite_tx(call), response)
         a.state = LegState.FAILED
         a.status = status
         call.status = status
@@ -1419,7 +1433,7 @@ class CallControl:
                 self._cancel_leg(call, leg, now)
             if a.state in (LegState.CALLING, LegState.EARLY):
                 response = make_response(call.invite, 487 if by == "caller" else 480, to_tag=a.local_tag)
-                self.port.respond(call.invite_tx, response)
+                self.port.respond(_invite_tx(call), response)
                 a.status = response.status
                 call.status = response.status
         for leg in call.legs:
@@ -1446,7 +1460,8 @@ class CallControl:
             leg.rtx_at = inf
             self._legs.pop((leg.call_id, leg.local_tag), None)
             self._keys.pop((call.id, leg.id), None)
-        self._invites.pop(call.invite_tx, None)
+        if call.invite_tx is not None:
+            self._invites.pop(call.invite_tx, None)
         self.calls.pop(call.id, None)
         self.media.release(call)
         self.version += 1
@@ -1502,7 +1517,7 @@ class CallControl:
         a.offer.send(ok)
         a.last_sdp = body
         a.state = LegState.ANSWERED
-        self._send_2xx(a, call.invite_tx, ok, now)
+        self._send_2xx(a, _invite_tx(call), ok, now)
         self._tell_lines(call, now)
 
     def members_changed(self, now: float) -> None:
@@ -1612,6 +1627,8 @@ class CallControl:
         status = response.status
         if status == 100 or leg.forks is None:
             return
+        if status >= 200:
+            leg.invite_tx = None  # nothing left to CANCEL: the transaction layer finishes it alone
         try:
             dialog = leg.forks.receive(response)
         except (SipError, ValueError):
@@ -1703,8 +1720,15 @@ class CallControl:
     ) -> None:
         """A CANCEL from a caller."""
         call = self._invites.get(invite_tx) if invite_tx is not None else None
-        if invite_tx is None or call is None:
+        if invite_tx is None:
             self.port.respond(tx, make_response(request, 481, to_tag=_token()))
+            return
+        if call is None:
+            # The INVITE was answered and its 2xx acknowledged (RFC 3261 §9.2: 200, no effect),
+            # with the To tag of that answer.
+            answered = invite_tx.last_response
+            tag = answered.to_tag if answered is not None and answered.to_tag else _token()
+            self.port.respond(tx, make_response(request, 200, to_tag=tag))
             return
         self.port.respond(tx, make_response(request, 200, to_tag=call.a.local_tag))
         if call.state in (CallState.TRYING, CallState.RINGING):
@@ -1720,6 +1744,12 @@ class CallControl:
             leg.rtx = None
             leg.rtx_at = inf
             leg.rtx_give_up = inf
+            if leg.rtx_tx is not None and leg.rtx_tx is call.invite_tx:
+                # The caller's INVITE transaction is over for both sides: a retransmitted INVITE
+                # is the transaction layer's to absorb, and nothing else needs it.
+                self._invites.pop(leg.rtx_tx, None)
+                call.invite_tx = None
+            leg.rtx_tx = None
             self._arm(call)
         else:
             return  # a retransmitted ACK, or one for a 2xx we no longer know
@@ -2012,6 +2042,8 @@ class CallControl:
             at = min(at, call.recall_at, call.strategy.next_deadline())
         if call.leave_at < at:
             at = call.leave_at
+        if call.settle_at < at:
+            at = call.settle_at
         for leg in call.legs:
             if leg.rtx_at < at:
                 at = leg.rtx_at
@@ -2060,6 +2092,11 @@ class CallControl:
             return
         if call.leave_at <= now:
             self._let_go(call, now)
+        if call.settle_at <= now:
+            call.settle_at = inf
+            for leg in call.b_legs:
+                leg.forks = None
+                leg.last_ack = None
         if call.parked and call.strategy.next_deadline() <= now:
             self._event(call, Timer(), now)  # the recall was not answered in time
         if call.parked and call.recall_at <= now:
@@ -2297,7 +2334,8 @@ class CallControl:
         # The dialler's call dissolves into the parked one, which keeps the record.
         call.state = CallState.ENDED
         self.calls.pop(call.id, None)
-        self._invites.pop(call.invite_tx, None)
+        if call.invite_tx is not None:
+            self._invites.pop(call.invite_tx, None)
         self._legs[(leg.call_id, leg.local_tag)] = (parked, leg)
         parked.b_legs.append(leg)
         parked.winner = leg
@@ -2318,7 +2356,7 @@ class CallControl:
         leg.state = LegState.ANSWERED
         leg.answered = now
         self._occupy(parked, leg.extension)
-        self._send_2xx(leg, call.invite_tx, ok, now)
+        self._send_2xx(leg, _invite_tx(call), ok, now)
         self._tell_lines(parked, now)
         self._arm(parked)
 
@@ -2381,6 +2419,7 @@ class CallControl:
                 self.media.answer_received(call, leg, sdp)
         self._unpark(call, now)
         call.strategy = RingAll()
+        call.settle_at = now + self.timings.timeout
         held = call.a
         call.winner = leg
         self.media.music(call, held, False)

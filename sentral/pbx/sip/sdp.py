@@ -455,7 +455,9 @@ class OriginRewriter:
     The session id and address are this leg's; the username is "sentral". The version starts at
     ``version`` and goes up by one each time the SDP sent on this leg differs from the last one
     sent, o= aside: a re-offer of the same session keeps its version, as §8 requires, even when
-    the other leg's phone bumped its own.
+    the other leg's phone bumped its own. What was sent last is kept as a 64-bit hash of its
+    content, not the content: a leg lives as long as its call, and two different SDPs sharing a
+    hash (one chance in 2**64) would only keep a version one short.
     """
 
     __slots__ = ("_last", "_version", "address", "session_id", "username")
@@ -465,7 +467,7 @@ class OriginRewriter:
         self.address = address
         self.username = username
         self._version = version
-        self._last: tuple[tuple[Line, ...], tuple[MediaSection, ...]] | None = None
+        self._last: int | None = None
 
     @property
     def version(self) -> int:
@@ -474,7 +476,7 @@ class OriginRewriter:
 
     def rewrite(self, sdp: SessionDescription) -> SessionDescription:
         """``sdp`` with this leg's o= line, its version bumped if the content changed."""
-        content = sdp.without_origin()
+        content = hash(sdp.without_origin())
         if self._last is not None and content != self._last:
             self._version += 1
         self._last = content

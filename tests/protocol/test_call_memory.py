@@ -1,0 +1,46 @@
+"""What an answered call lets go of, and that letting go changes nothing the phones can see: the
+caller's INVITE transaction once its 2xx is acknowledged, the callee leg's INVITE transaction once
+answered, and the fork state 64*T1 after the answer (the figure is bench_dialogs.py's)."""
+
+from __future__ import annotations
+
+from sentral.pbx.call import CallState
+from tests.protocol.test_call import SDP_B, World, head_of, parse, parse_ack
+
+
+def test_a_cancel_after_the_acknowledged_answer_gets_200_and_changes_nothing() -> None:
+    w = World()
+    w.connect()
+    w.cc.on_ack(parse_ack(w), 0.1)
+    cancel = parse(head_of(w.a_invite, "CANCEL"))
+    cancel_tx = w.server_tx(cancel)
+    w.cc.on_cancel(cancel_tx, cancel, w.a_tx, 0.5)
+    assert w.port.statuses(cancel_tx) == [200]
+    [call] = w.cc.calls.values()
+    assert call.state is CallState.ANSWERED and w.port.sent("BYE") == [] and w.port.cancels == []
+
+
+def test_a_retransmitted_2xx_is_acked_again_until_64_t1_after_the_answer() -> None:
+    w = World()
+    b_req, b_tx, ok = w.connect()
+    w.cc.on_ack(parse_ack(w), 0.1)
+    acks = len(w.port.acks)
+    w.cc.on_stray_response(ok, 5.0)  # the callee did not get our ACK: its 2xx comes again
+    assert len(w.port.acks) == acks + 1 and w.port.acks[-1][0].to_tag == "btag"
+    w.cc.on_timer(w.cc.timings.timeout + 0.1)
+    w.cc.on_stray_response(ok, w.cc.timings.timeout + 0.2)  # too late for any retransmission
+    assert len(w.port.acks) == acks + 1
+    [call] = w.cc.calls.values()
+    assert call.state is CallState.ANSWERED
+
+
+def test_a_late_fork_answer_within_64_t1_is_still_acked_and_byed() -> None:
+    w = World(ports=(5001, 5002))
+    w.invite()
+    (b1, tx1), (b2, tx2) = w.port.sent("INVITE")
+    w.cc.on_response(tx1, w.answer(b1, 200, tag="first", sdp=SDP_B), 1.0)
+    w.cc.on_ack(parse_ack(w), 1.1)
+    # The other phone's 2xx crosses our CANCEL, ten seconds later.
+    w.cc.on_response(tx2, w.answer(b2, 200, tag="late", sdp=SDP_B, port=5002), 11.0)
+    assert "late" in [a.to_tag for a, _ in w.port.acks]
+    assert [bye.to_tag for bye, _ in w.port.sent("BYE")] == ["late"]
