@@ -83,6 +83,12 @@ Reliability. A 2xx we send to an INVITE is retransmitted by us (RFC 3261 §13.3.
 T1 doubling to T2 until the ACK arrives, and after 64*T1 without one the call is torn down with
 BYE. 100rel is not implemented: ``Require: 100rel`` gets 420 and we never require it ourselves.
 
+What an answered call keeps. Tens of thousands of calls may be up at once, so an answered call
+lets go of what it needs no more: the caller's INVITE transaction once our 2xx is acknowledged (a
+CANCEL for it then gets 200 and changes nothing, RFC 3261 §9.2), a callee leg's INVITE transaction
+at its final response, and the fork state (the B legs' INVITEs, other forks' dialogs, the last
+ACK) 64*T1 after the answer, when no retransmitted or late 2xx can arrive any more.
+
 Session timers (RFC 4028) are negotiated on each leg on its own (``session_timer``): the A leg as
 UAS from the INVITE, each B leg as UAC from its 2xx (a 422 retries with the larger interval). A leg
 whose refresh does not come is torn down on both sides; when we are a leg's refresher we send a
