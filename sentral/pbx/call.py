@@ -1197,12 +1197,13 @@ class CallControl:
         ]
         headers.extend(("Route", value) for value in path)
         name = f"{_quote(caller.name)} " if caller.name else ""
-        user = caller.extension
+        user, callee = caller.extension, call.callee
         if call.parked:
-            name, user = f"{_quote(f'Parked {call.parked}')} ", call.parked  # a recall shows its slot
+            # A recall shows its slot, and is addressed to the parker it rings.
+            name, user, callee = f"{_quote(f'Parked {call.parked}')} ", call.parked, leg.extension
         headers += [
             ("From", f"{name}<sip:{user}@{domain}>;tag={leg.local_tag}"),
-            ("To", f"<sip:{call.callee}@{domain}>"),
+            ("To", f"<sip:{callee}@{domain}>"),
             ("Call-ID", leg.call_id),
             ("CSeq", f"{seq} INVITE"),
             ("Contact", leg.contact),

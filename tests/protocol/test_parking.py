@@ -209,6 +209,9 @@ def test_the_caller_can_park_the_callee_whose_leg_then_becomes_the_a_leg() -> No
     ) in c.media.asked
     c.tick(10.0)
     assert len(c.byes("1001")) == 1 and c.byes("1002") == []
+    c.tick(11.4)  # the recall rings the parker, 1001, though the call was made to 1002
+    [(recall, _)] = c.invites("1001")
+    assert "<sip:1001@" in str(recall.header("to")) and "<sip:701@" in str(recall.header("from"))
 
 
 def test_dialling_the_slot_joins_the_parked_call_and_the_record_keeps_every_leg() -> None:
