@@ -64,7 +64,11 @@ pure slot-keeping of ``sentral.routing.park``), hears music from then on, and th
 the code hears "the call is parked on 7 0 1" and is sent a BYE. The parked phone's leg becomes the
 call's A leg (swapped in when it was the answering phone) and the call has no winner while it
 waits; re-INVITEs and UPDATEs from it (session refreshes) are answered by Sentral from the relay.
-Anyone dialling the slot retrieves the call: the dialler's INVITE does not start a call of its
+A blind transfer (REFER, RFC 3515) to the park number parks the
+other phone the same way, without the announcement: the transferring phone is told the transfer
+succeeded (202, then a NOTIFY with "200 OK") and hangs up itself, as a phone's park key expects.
+Transfers to any other number are for the transfer work to come and get 501. Anyone dialling the
+slot retrieves the call: the dialler's INVITE does not start a call of its
 own but joins the parked one as a leg, answered from the relay in the parked phone's codec, and the
 two are bridged; the record is that one call, with its parker's and retriever's legs. A call left
 on its slot for the lot's timeout rings the parker (``RingAll`` over their phones, an offer of
@@ -121,6 +125,7 @@ from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
 from sentral.pbx.sip.dialog import Dialog, DialogError, DialogState, ForkedDialogs
 from sentral.pbx.sip.errors import SipError, reason_phrase
+from sentral.pbx.sip.headers import parse_name_addr
 from sentral.pbx.sip.message import Request, Response, make_response
 from sentral.pbx.sip.sdp import (
     BodyRole,
@@ -160,7 +165,7 @@ from sentral.routing.park import GiveUp, LotFull, Park, ParkLot, ParkLots, Repar
 
 # Option tags we implement: a request requiring anything else gets 420 (RFC 3261 §8.2.2.3).
 SUPPORTED = ("timer",)
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER"
 SERVER = "Sentral"
 SDP = "application/sdp"
 
@@ -179,6 +184,8 @@ PROMPT_TAIL = 0.4
 PARK_CODE = "#72"
 # The keys of an in-call code come within this many seconds of each other.
 KEY_GAP = 3.0
+# A phone that transferred its call away hangs up itself; after this long, Sentral does it.
+TRANSFER_HANGUP = 5.0
 
 # -- the port: what the controller asks its driver to do ----------------------------------------
 
@@ -1846,6 +1853,8 @@ class CallControl:
                 self.port.respond(
                     tx, make_response(request, 200, headers=[("Allow", ALLOW), ("Accept", SDP)])
                 )
+            case "REFER":
+                self._refer(call, leg, tx, request, now)
             case "PRACK":
                 self.port.respond(tx, make_response(request, 481, "No Reliable Provisional Pending"))
             case _:
@@ -2246,22 +2255,26 @@ class CallControl:
         self._keys[key] = (keys, now)
         return keys
 
-    def _park(self, call: Call, parker: Leg, now: float) -> None:
-        """``parker``'s phone keyed the park code: park the other phone on the clinic's lot."""
+    def _park(
+        self, call: Call, parker: Leg, now: float, *, lot: ParkLot | None = None, announce: bool = True
+    ) -> bool:
+        """``parker``'s phone keyed the park code (or transferred the call to a park number,
+        ``lot``): park the other phone on the clinic's first lot, or ``lot``. Whether it was."""
         self._keys.pop((call.id, parker.id), None)
         parked = call.peer(parker)
         domain = call.caller.clinic.domain
         directory = self.directory()
-        lot = self.lots.first(directory, domain)
+        lot = lot or self.lots.first(directory, domain)
         if parked is None or lot is None or directory.staff_for(domain, parker.extension) is None:
-            return  # nowhere to park, or keys from someone who is not staff: the keys were just keys
+            return False  # nowhere to park, or keys from someone who is not staff: the keys were just keys
         result = lot.park(call.id, parker.extension, now)
         if isinstance(result, LotFull):
-            self.media.play(call, parker, ["number_unavailable"])
-            return
+            if announce:
+                self.media.play(call, parker, ["number_unavailable"])
+            return False
         if not self.media.music(call, parked, True):
             lot.leave(call.id)  # no relay to play to the parked phone (direct media): not parked
-            return
+            return False
         if parked is not call.a:
             # The parked phone's leg becomes the A leg: what stays of the call is on its side.
             call.b_legs[call.b_legs.index(parked)] = call.a
@@ -2272,14 +2285,58 @@ class CallControl:
         call.recall_at = now + lot.lot.timeout
         parker.outcome = "parked"
         self._step_out(call, parker.extension)
-        lasts = self.media.play(call, parker, ["call_parked_on", *digits(result.slot)])
+        lasts = self.media.play(call, parker, ["call_parked_on", *digits(result.slot)]) if announce else None
         call.leaving = parker
-        call.leave_at = now + (FEATURE_HANGUP if lasts is None else lasts + PROMPT_TAIL)
+        # A transferring phone hangs up itself once told the transfer worked; if not, we do.
+        wait = TRANSFER_HANGUP if not announce else FEATURE_HANGUP if lasts is None else lasts + PROMPT_TAIL
+        call.leave_at = now + wait
         self.version += 1
         self._tell_lines(call, now)
         self._tell_slot(call, result.slot, Phase.CONFIRMED, now)
         self._arm(call)
         self.members_changed(now)
+        return True
+
+    def _refer(self, call: Call, leg: Leg, tx: ServerTransaction, request: Request, now: float) -> None:
+        """A blind transfer from ``leg``'s phone: to the park number it parks the other phone."""
+        values = request.header_values("refer-to")
+        if len(values) != 1:
+            self.port.respond(tx, make_response(request, 400, "A REFER needs one Refer-To"))
+            return
+        try:
+            uri = parse_name_addr(values[0]).uri
+        except SipError as exc:
+            self.port.respond(tx, make_response(request, exc.status, exc.reason))
+            return
+        number = uri.user_unescaped or dialled_number(str(uri))
+        decision = self.dialplan.route(Query(call.caller.clinic, number, self.directory(), self.bindings))
+        if not isinstance(decision, Park):
+            self.port.respond(
+                tx, make_response(request, 501, "Only Transfers To Park", headers=[("Allow", ALLOW)])
+            )
+            return
+        if call.state is not CallState.ANSWERED or call.parked or call.peer(leg) is None:
+            self.port.respond(tx, make_response(request, 403, "Nothing to park"))
+            return
+        lot = self.lots.get(decision.lot)
+        if not self._park(call, leg, now, lot=lot, announce=False):
+            self.port.respond(tx, make_response(request, 503, "Park Lot Full Or Unavailable"))
+            return
+        self.port.respond(tx, make_response(request, 202))
+        dialog = leg.dialog
+        if dialog is None:
+            return
+        try:
+            notify = dialog.request(
+                "NOTIFY",
+                via=_via(leg.transport, leg.local),
+                headers=[("Event", "refer"), ("Subscription-State", "terminated;reason=noresource")],
+                body=b"SIP/2.0 200 OK\r\n",
+                content_type="message/sipfrag;version=2.0",
+            )
+        except DialogError:
+            return
+        self._pending[self.port.send_request(notify, leg.target)] = Pending(call, leg, Purpose.BYE)
 
     def _let_go(self, call: Call, now: float) -> None:
         """The parker has heard the slot: BYE."""

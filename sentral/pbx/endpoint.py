@@ -86,7 +86,7 @@ security_log = structlog.get_logger("sentral.security")
 SUPPORTED = ("path", "outbound", "timer")
 ALLOW = (*(method.strip() for method in CALL_ALLOW.split(",")), "SUBSCRIBE")
 # Methods call control serves (a new INVITE reaches it only once authenticated).
-CALL_METHODS = frozenset({"INVITE", "BYE", "UPDATE", "INFO", "PRACK"})
+CALL_METHODS = frozenset({"INVITE", "BYE", "UPDATE", "INFO", "PRACK", "REFER"})
 DRAIN_RETRY_AFTER = "30"
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 SIP_METHODS = frozenset(
@@ -226,7 +226,10 @@ class Endpoint:
             self._invite(tx, request, origin, now)
         elif method == "SUBSCRIBE":
             self._subscribe(tx, request, origin, now)
-        elif method in CALL_METHODS or (method == "OPTIONS" and request.to_tag):
+        elif (method in CALL_METHODS and (request.to_tag or method != "REFER")) or (
+            method == "OPTIONS" and request.to_tag
+        ):
+            # A REFER outside a call is for nothing Sentral serves: 405 below.
             self.calls.on_request(tx, request, now)
         elif method == "OPTIONS":
             self._respond(tx, self._options(request))

@@ -11,7 +11,7 @@ from sentral.config.directory import Directory, ParkLotEntry, StaffEntry
 from sentral.config.settings import Listen
 from sentral.config.store import BindingRow
 from sentral.media.dtmf import Digit
-from sentral.pbx.call import PARK_CODE, PROMPT_TAIL, Call, CallControl, Caller, CallState
+from sentral.pbx.call import PARK_CODE, PROMPT_TAIL, TRANSFER_HANGUP, Call, CallControl, Caller, CallState
 from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
 from sentral.pbx.sip.message import Request, Response, make_response
@@ -364,3 +364,40 @@ def test_the_parker_hanging_up_during_the_announcement_leaves_the_call_parked() 
     assert call.state is CallState.ANSWERED and call.parked == "701" and c.byes("1001") == []
     c.tick(10.0)
     assert c.byes("1002") == []  # already gone: no BYE of ours follows
+
+
+def _refer(c: Clinic, refer_to: str, now: float, cseq: int = 2) -> ServerTransaction:
+    """1002, the callee, sends a blind transfer in its dialog with Sentral."""
+    b_req, _ = c.invites("1002")[0]
+    ok = make_response(b_req, 200, to_tag="tag-1002--1")
+    head = b_request(b_req, ok, "REFER", cseq).to_bytes().decode().split("\r\n\r\n")[0]
+    lines = [line for line in head.split("\r\n") if not line.lower().startswith("content-length")]
+    refer = parse("\r\n".join(lines) + f"\r\nRefer-To: {refer_to}\r\n")
+    [event, *_] = c.layer.receive(refer, ("127.0.0.1", 5002), False, now)
+    assert isinstance(event, RequestReceived)
+    c.cc.on_request(event.tx, refer, now)
+    return event.tx
+
+
+def test_a_blind_transfer_to_the_park_number_parks_the_other_phone() -> None:
+    c = Clinic()
+    call = c.talking()
+    tx = _refer(c, f"<sip:700@{DOMAIN}>", 1.0)
+    assert c.port.statuses(tx) == [202]
+    assert call.parked == "701" and ("music", "a", "on") in c.media.asked
+    assert not [a for a in c.media.asked if a[0] == "play"]  # the transferring phone is not told the slot
+    [(notify, _)] = c.port.sent("NOTIFY", PHONES["1002"])
+    assert notify.header("event") == "refer" and notify.body == b"SIP/2.0 200 OK\r\n"
+    assert (notify.header("subscription-state") or "").startswith("terminated")
+    assert notify.content_type == "message/sipfrag"
+    # The phone would hang up now; when it does not, Sentral does after a while.
+    c.tick(1.0 + TRANSFER_HANGUP)
+    assert len(c.byes("1002")) == 1 and call.state is CallState.ANSWERED
+
+
+def test_transfers_elsewhere_are_not_served_yet_and_bad_ones_are_refused() -> None:
+    c = Clinic()
+    call = c.talking()
+    assert c.port.statuses(_refer(c, f"<sip:1003@{DOMAIN}>", 1.0)) == [501]
+    assert c.port.statuses(_refer(c, "<sip:700@[nonsense", 1.1, cseq=3))[-1] == 400
+    assert not call.parked and call.winner is not None and c.port.sent("NOTIFY") == []

@@ -296,6 +296,10 @@ class Softphone:
     def unhold(self, call: str) -> None:
         self.request("unhold", call=call)
 
+    def xfer(self, call: str, uri: str) -> None:
+        """Blind transfer (REFER) of ``call`` to ``uri``."""
+        self.request("xfer", call=call, uri=uri)
+
     def dtmf(self, call: str, digits: str, method: str = "rfc4733") -> None:
         self.request("dtmf", call=call, digits=digits, method=method)
 

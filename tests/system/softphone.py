@@ -129,6 +129,7 @@ class Phone:
             "hold": self.cmd_hold,
             "unhold": self.cmd_unhold,
             "dtmf": self.cmd_dtmf,
+            "xfer": self.cmd_xfer,
             "play": self.cmd_play,
             "record": self.cmd_record,
             "stop_media": self.cmd_stop_media,
@@ -323,6 +324,11 @@ class Phone:
         self.call(request).reinvite(prm)
         return {}
 
+    def cmd_xfer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Blind-transfer the call to ``uri`` (REFER); ``transfer_status`` events follow."""
+        self.call(request).xfer(str(request["uri"]), pj.CallOpParam(True))
+        return {}
+
     def cmd_dtmf(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send digits as RFC 4733 telephone-events (``method: "rfc4733"``) or SIP INFO (``"info"``)."""
         call = self.call(request)
@@ -499,6 +505,14 @@ class PhoneCall(pj.Call):  # type: ignore[misc]
                     self.phone.emit("media_state", call=self.cid, status=MEDIA_STATES.get(media.status, "?"))
 
         guard(self.phone, report)
+
+    def onCallTransferStatus(self, prm: Any) -> None:
+        guard(
+            self.phone,
+            lambda: self.phone.emit(
+                "transfer_status", call=self.cid, code=int(prm.statusCode), final=bool(prm.finalNotify)
+            ),
+        )
 
     def onDtmfDigit(self, prm: Any) -> None:
         guard(self.phone, lambda: self.phone.emit("dtmf", call=self.cid, digit=str(prm.digit)))

@@ -2,8 +2,9 @@
 other phone hears music on its slot, the slot shows in `sentral calls` and `sentral park show`,
 and the call rings its parker again when nobody takes it.
 
-The park code is keyed as RFC 4733 events by a pjsua2 phone and by SIPp, and as SIP INFO: that the
-call is parked is the proof that Sentral detected the keys each way.
+The park code is keyed as RFC 4733 events by a pjsua2 phone and by SIPp (that the call is parked
+is the proof that Sentral detected the keys), and a park key's blind transfer to the park number
+parks a call as well.
 """
 
 from __future__ import annotations
@@ -88,8 +89,10 @@ def test_anyone_dialling_the_slot_takes_the_parked_call(
     clinic: SentralServer, softphone_factory: Callable[..., Softphone], tones: dict[str, Path], tmp_path: Path
 ) -> None:
     alice, a_call, bob, b_call = talking(clinic, softphone_factory)
-    # This time the park code comes as SIP INFO, as some desk phones send keys.
-    bob.dtmf(b_call, "#72", method="info")
+    # This time Bob parks Alice the way a park key does it: a blind transfer to the park number.
+    bob.xfer(b_call, dial(clinic, "700"))
+    assert bob.wait_event("transfer_status", call=b_call, final=True)["code"] == 200
+    bob.hangup(b_call)
     bob.wait_call_state(b_call, "DISCONNECTED", timeout=10)
     wait_until(lambda: parked_calls(clinic) != {}, 5, "the parked call to be published", interval=0.2)
     carol = phone_for(softphone_factory, clinic, "1003")
