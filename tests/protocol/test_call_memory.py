@@ -22,7 +22,7 @@ def test_a_cancel_after_the_acknowledged_answer_gets_200_and_changes_nothing() -
 
 def test_a_retransmitted_2xx_is_acked_again_until_64_t1_after_the_answer() -> None:
     w = World()
-    b_req, b_tx, ok = w.connect()
+    _, _, ok = w.connect()
     w.cc.on_ack(parse_ack(w), 0.1)
     acks = len(w.port.acks)
     w.cc.on_stray_response(ok, 5.0)  # the callee did not get our ACK: its 2xx comes again
