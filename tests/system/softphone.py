@@ -515,7 +515,9 @@ class PhoneCall(pj.Call):  # type: ignore[misc]
         )
 
     def onDtmfDigit(self, prm: Any) -> None:
-        guard(self.phone, lambda: self.phone.emit("dtmf", call=self.cid, digit=str(prm.digit)))
+        # How the key came: "rfc4733" (telephone-events in the RTP) or "info" (a SIP INFO).
+        method = "rfc4733" if prm.method == pj.PJSUA_DTMF_METHOD_RFC2833 else "info"
+        guard(self.phone, lambda: self.phone.emit("dtmf", call=self.cid, digit=str(prm.digit), method=method))
 
 
 class CallPlayer(pj.AudioMediaPlayer):  # type: ignore[misc]

@@ -50,6 +50,9 @@ def test_a_parked_call_hears_music_shows_on_its_slot_and_rings_the_parker_again(
     alice, a_call, bob, b_call = talking(clinic, softphone_factory)
     bob.dtmf(b_call, "#72")
     parked_at = time.monotonic()
+    # The keys are relayed to Alice as RFC 4733 events too (Sentral detects them on the way).
+    keys = [alice.wait_event("dtmf", call=a_call, digit=key) for key in "#72"]
+    assert {event["method"] for event in keys} == {"rfc4733"}
     # Bob hears the slot announced, then Sentral hangs up on him.
     bob.wait_call_state(b_call, "DISCONNECTED", timeout=10)
     wait_until(lambda: parked_calls(clinic) != {}, 5, "the parked call to be published", interval=0.2)
