@@ -199,6 +199,29 @@ def test_concurrent_submissions_share_commits(engine: Engine, db_url: str) -> No
     assert len(stored_ids(db_url)) == 300
 
 
+def test_records_arriving_steadily_are_committed_in_batches(engine: Engine, db_url: str) -> None:
+    """A call ending every 2 ms does not cost a commit each: commits start at most every 20 ms."""
+
+    async def scenario() -> tuple[int, float]:
+        writer = CdrWriter(CdrStore(engine))
+        writer.start()
+        futures = []
+        started = time.monotonic()
+        for i in range(100):
+            futures.append(writer.submit([answered(f"c{i:03d}", T0 + i)]))
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*futures)
+        elapsed = time.monotonic() - started
+        await writer.close()
+        return writer.commits, elapsed
+
+    commits, elapsed = asyncio.run(scenario())
+    assert len(stored_ids(db_url)) == 100
+    # One commit at once, then one per 20 ms at most (2 ms apart would have been about 100).
+    assert commits <= elapsed / 0.02 + 2, (commits, elapsed)
+    assert commits < 40, commits
+
+
 def test_a_failing_submission_reaches_its_caller_and_spares_the_rest(engine: Engine, db_url: str) -> None:
     CdrStore(engine).write([busy("taken", T0)])
 
