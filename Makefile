@@ -7,12 +7,12 @@ SIP_PORT ?= 5060
 # Music on hold and prompts, built here (espeak-ng and sox) and never committed.
 SOUNDS ?= sounds
 
-.PHONY: run test test-deps lint typecheck bench clean sounds
+.PHONY: run test test-deps lint typecheck bench clean sounds native
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,native]'
 	touch $@
 
 # Rebuilt when the code that makes them changes; the stamp is written last, so an interrupted
@@ -26,7 +26,18 @@ $(SOUNDS)/.built: sentral/media/sounds.py | $(VENV)/.installed
 
 sounds: $(SOUNDS)/.built
 
-run: $(VENV)/.installed $(SOUNDS)/.built
+# The signalling hot path compiled with mypyc (tools/native.py), rebuilt when any source it may
+# include changes. The manifest it writes last is the stamp; sentral/__init__.py falls back to
+# the source, with a warning, when the compiled modules do not match it.
+NATIVE := sentral/_native.json
+NATIVE_SOURCES := $(wildcard sentral/pbx/*.py sentral/pbx/sip/*.py sentral/routing/*.py)
+
+$(NATIVE): $(NATIVE_SOURCES) tools/native.py | $(VENV)/.installed
+	$(PY) tools/native.py
+
+native: $(NATIVE)
+
+run: $(VENV)/.installed $(SOUNDS)/.built $(NATIVE)
 	@mkdir -p $(dir $(DEMO_DB))
 	$(VENV)/bin/sentral --db $(DEMO_DB) init --demo
 	$(VENV)/bin/sentral --db $(DEMO_DB) serve --listen udp:127.0.0.1:$(SIP_PORT) --listen tcp:127.0.0.1:$(SIP_PORT) --sounds $(SOUNDS)
@@ -35,9 +46,10 @@ run: $(VENV)/.installed $(SOUNDS)/.built
 test-deps: $(VENV)/.installed
 	@bash .ci/deps
 
-# The sounds need espeak-ng and sox, which test-deps installs; servers started by the tests find
-# them through SENTRAL_SOUNDS.
-test: test-deps
+# The hot path compiles while test-deps installs packages. The sounds need espeak-ng and sox,
+# which test-deps installs; servers started by the tests find them through SENTRAL_SOUNDS.
+test:
+	@$(MAKE) --no-print-directory -j2 test-deps native
 	@$(MAKE) --no-print-directory $(SOUNDS)/.built
 	@SENTRAL_SOUNDS=$(abspath $(SOUNDS)) bash .ci/pytest
 
@@ -49,4 +61,5 @@ bench: $(VENV)/.installed
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) demo $(SOUNDS) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) demo $(SOUNDS) build $(NATIVE) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find sentral -name '*.so' -delete

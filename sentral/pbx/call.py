@@ -278,7 +278,6 @@ class OriginPerLeg:
     Sentral plays nothing in this mode: calls it answers itself get inactive media.
     """
 
-    __slots__ = ("_rewriters", "address")
 
     def __init__(self, address: str = "0.0.0.0") -> None:
         self.address = address
@@ -512,7 +511,6 @@ class RingAll:
     any of their phones ends the call with that status; otherwise (a role call) the others ring on.
     """
 
-    __slots__ = ("deadline", "direct")
 
     def __init__(self, deadline: float = inf, *, direct: bool = True) -> None:
         self.deadline = deadline

@@ -77,7 +77,7 @@ from sentral.pbx.sip.transaction import (
     TransportError,
     response_destination,
 )
-from sentral.pbx.transport import Origin, Target, Transports
+from sentral.pbx.transport import Origin, Outbound, Target
 from sentral.routing.dialplan import DialPlan, Feature
 
 log = structlog.get_logger("sentral.endpoint")
@@ -103,7 +103,7 @@ class Endpoint:
 
     def __init__(
         self,
-        transports: Transports,
+        transports: Outbound,
         layer: TransactionLayer,
         registrar: Registrar,
         location: Location,

@@ -155,7 +155,6 @@ class GuardPolicy:
 class _Source:
     """Mutable per-address state; exists only while it differs from a stranger's."""
 
-    __slots__ = ("event_at", "excess", "failures", "host", "stamp", "throttled", "tokens")
 
     def __init__(self, host: str, tokens: float, now: float) -> None:
         self.host = host
@@ -178,20 +177,6 @@ _SWEEP_ON_POLL = 1024
 class Guard:
     """Per-source rate limiting and blocking, fed with the current time by the caller."""
 
-    __slots__ = (
-        "_blocked",
-        "_event_stamp",
-        "_event_tokens",
-        "_events",
-        "_expiry",
-        "_order",
-        "_policy",
-        "_sources",
-        "_suppressed",
-        "_trusted_hosts",
-        "_trusted_v4",
-        "_trusted_v6",
-    )
 
     def __init__(self, policy: GuardPolicy | None = None) -> None:
         self._policy = policy if policy is not None else GuardPolicy()

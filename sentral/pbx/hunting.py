@@ -89,7 +89,6 @@ def position_prompts(position: int) -> tuple[str, ...]:
 class Hunting:
     """Every group's queue and memory, and a ``GroupRing`` for each call to a group."""
 
-    __slots__ = ("_distributors", "_rings", "_wake", "bindings", "busy", "directory", "memory", "rng")
 
     def __init__(
         self,
@@ -185,9 +184,6 @@ class Hunting:
 class GroupRing:
     """The ``RingStrategy`` of one call to a group or function."""
 
-    __slots__ = (
-        "acute", "announce_at", "call", "distributor", "group", "hunt", "hunting", "joined", "pending", "queued",
-    )  # fmt: skip
 
     def __init__(self, hunting: Hunting, call: Call, group: GroupEntry, acute: bool) -> None:
         self.hunting = hunting

@@ -35,7 +35,6 @@ def compact(row: BindingRow) -> BindingRow:
 class Location:
     """Bindings by address of record, with expiry."""
 
-    __slots__ = ("_aors", "_count", "_heap")
 
     def __init__(self) -> None:
         self._aors: dict[Aor, dict[str, BindingRow]] = {}

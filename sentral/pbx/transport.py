@@ -25,9 +25,9 @@ import errno
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import structlog
 
@@ -70,6 +70,15 @@ class Target:
 
 
 MessageHandler = Callable[[bytes, Origin], None]
+
+
+class Outbound(Protocol):
+    """What the endpoint needs of the transports: the listeners bound, and a way to send."""
+
+    @property
+    def bound(self) -> Sequence[Listen]: ...
+
+    def send(self, data: bytes, target: Target) -> bool: ...
 
 
 class _UdpListener:

@@ -122,7 +122,6 @@ NOT_FOUND = Reject(404, "Not Found")
 class ExtensionResolver:
     """A staff extension of the caller's clinic rings all its registered contacts."""
 
-    __slots__ = ()
 
     def resolve(self, query: Query) -> Decision | None:
         staff: StaffEntry | None = query.directory.staff_for(query.clinic.domain, query.number)
@@ -139,7 +138,6 @@ class ExtensionResolver:
 class FeatureCodeResolver:
     """``*45``, ``*46``, ``*47`` and ``*48NUMBER`` (``FEATURE_CODES``)."""
 
-    __slots__ = ()
 
     def resolve(self, query: Query) -> Decision | None:
         number = query.number
@@ -169,7 +167,6 @@ def _ring_role(query: Query, role: RoleEntry) -> Decision:
 class NumberResolver:
     """A group's or function's number or acute number, or a role's number."""
 
-    __slots__ = ()
 
     def resolve(self, query: Query) -> Decision | None:
         target = query.directory.number(query.clinic.domain, query.number)
@@ -183,7 +180,6 @@ class NumberResolver:
 class RoleResolver:
     """``role-NAME`` rings everyone holding the role NAME whose phone is on."""
 
-    __slots__ = ()
 
     def resolve(self, query: Query) -> Decision | None:
         prefix, dash, name = query.number.partition("-")
@@ -196,7 +192,6 @@ class RoleResolver:
 class DialPlan:
     """Resolvers in order; the first decision wins, and no decision means 404."""
 
-    __slots__ = ("resolvers",)
 
     def __init__(self, resolvers: Sequence[Resolver] | None = None) -> None:
         self.resolvers: tuple[Resolver, ...] = (

@@ -199,7 +199,6 @@ class GroupMemory:
     ``leastrecent``/``fewestcalls`` treat everyone as never having answered, which is fair.
     """
 
-    __slots__ = ("_groups",)
 
     def __init__(self) -> None:
         self._groups: dict[tuple[str, str], _GroupRecord] = {}
@@ -290,21 +289,6 @@ def _or(value: float | None, default: float) -> float:
 class Hunt:
     """One call's walk through one group: who rings when, until someone answers or the overflow."""
 
-    __slots__ = (
-        "_current",
-        "_member_deadline",
-        "_next",
-        "_order",
-        "_outcomes",
-        "_ring_deadline",
-        "_rng",
-        "_timed_out",
-        "candidates",
-        "group",
-        "memory",
-        "return_to",
-        "state",
-    )
 
     def __init__(
         self,

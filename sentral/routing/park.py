@@ -134,7 +134,6 @@ class _Stay:
 class ParkLot:
     """The calls parked on one park lot: who is on which slot, and when each rings back."""
 
-    __slots__ = ("_by_call", "_by_slot", "lot", "max_recalls")
 
     def __init__(self, lot: ParkLotEntry, max_recalls: int = DEFAULT_MAX_RECALLS) -> None:
         if max_recalls < 1:
@@ -251,7 +250,6 @@ class ParkLot:
 class ParkLots:
     """The park lots of every clinic, kept in step with the directory."""
 
-    __slots__ = ("_lots", "max_recalls")
 
     def __init__(self, max_recalls: int = DEFAULT_MAX_RECALLS) -> None:
         self.max_recalls = max_recalls
@@ -333,7 +331,6 @@ class Dialled(Protocol):
 class ParkResolver:
     """A park number parks the call (``Park``); a slot takes the call parked there (``Retrieve``)."""
 
-    __slots__ = ()
 
     def resolve(self, query: Dialled) -> ParkDecision | None:
         """The decision for a park number or slot of the caller's clinic; None for other numbers."""

@@ -74,7 +74,6 @@ class Waiting:
 class GroupQueue:
     """One group's waiting callers: acute calls first, then first come, first served."""
 
-    __slots__ = ("_acute", "_normal", "max_wait")
 
     def __init__(self, max_wait: float) -> None:
         self.max_wait = max_wait
@@ -172,7 +171,6 @@ DistributorCommand = StartHunt | Wait | Divert
 class CallDistributor:
     """One group's calls: ring now, wait in the queue, or overflow."""
 
-    __slots__ = ("_offered", "_rng", "group", "memory", "queue")
 
     def __init__(self, group: GroupEntry, memory: GroupMemory, rng: random.Random | None = None) -> None:
         self.group = group

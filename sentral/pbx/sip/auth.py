@@ -316,19 +316,6 @@ _OPAQUE_CACHE_MAX = 1024
 class DigestAuthority:
     """Issues digest challenges and verifies responses with stateless, HMAC-protected nonces."""
 
-    __slots__ = (
-        "_dummy",
-        "_front_expires",
-        "_horizon",
-        "_lifetime",
-        "_max_nonces",
-        "_nc",
-        "_nonce_mac",
-        "_opaque",
-        "_order",
-        "_random",
-        "_secret",
-    )
 
     def __init__(
         self,

@@ -74,7 +74,6 @@ _SINGLE_HEADERS = ("call-id", "cseq", "from", "to", "max-forwards", "content-len
 class ParseError(SipError):
     """A message whose start line is broken; ``fields`` are its header fields, if they parsed."""
 
-    __slots__ = ("fields", "is_request")
 
     def __init__(self, status: int, reason: str, fields: list[Field] | None, *, is_request: bool) -> None:
         super().__init__(status, reason)
@@ -94,22 +93,6 @@ class Message:
     per header, which is both quicker to build and fewer objects for the collector to visit.
     """
 
-    __slots__ = (
-        "_call_id",
-        "_contacts",
-        "_content_type",
-        "_cseq",
-        "_fields",
-        "_from",
-        "_head",
-        "_index",
-        "_more",
-        "_to",
-        "_top_via",
-        "_values",
-        "_via_line",
-        "body",
-    )
 
     def __init__(self, fields: list[Field], body: bytes = b"") -> None:
         self._fields: list[Field] | None = fields
@@ -455,7 +438,6 @@ class Message:
 class Request(Message):
     """A SIP request."""
 
-    __slots__ = ("_uri", "method", "uri_text")
 
     def __init__(self, method: str, uri: Uri | str, fields: list[Field], body: bytes = b"") -> None:
         super().__init__(fields, body)
@@ -530,7 +512,6 @@ class Request(Message):
 class Response(Message):
     """A SIP response."""
 
-    __slots__ = ("reason", "status")
 
     def __init__(self, status: int, reason: str, fields: list[Field], body: bytes = b"") -> None:
         super().__init__(fields, body)
@@ -718,7 +699,6 @@ class StreamFramer:
     since the stream can no longer be trusted to be in step.
     """
 
-    __slots__ = ("_buf", "_crlfs", "pings")
 
     def __init__(self) -> None:
         self._buf = bytearray()

@@ -460,7 +460,6 @@ class OriginRewriter:
     hash (one chance in 2**64) would only keep a version one short.
     """
 
-    __slots__ = ("_last", "_version", "address", "session_id", "username")
 
     def __init__(self, session_id: int, address: str, *, username: str = "sentral", version: int = 0) -> None:
         self.session_id = session_id
@@ -566,14 +565,6 @@ class OfferAnswer:
     Retry-After); ``refusal`` tells the same without changing anything.
     """
 
-    __slots__ = (
-        "_local_invite",
-        "_offer_cseq",
-        "_offer_in_response",
-        "_remote_invite",
-        "_silent_invite",
-        "state",
-    )
 
     def __init__(self) -> None:
         self.state = OfferState.STABLE

@@ -138,8 +138,11 @@ class Timings:
         return 64 * self.t1
 
 
-class TransactionStateError(RuntimeError):
-    """The transaction user asked for something the transaction's state does not allow."""
+class TransactionStateError(Exception):
+    """The transaction user asked for something the transaction's state does not allow.
+
+    (An ``Exception``, not a ``RuntimeError``: the compiled build cannot derive from the latter.)
+    """
 
 
 # -- actions -------------------------------------------------------------------------------------
@@ -311,7 +314,6 @@ def _legacy_key(request: Request, via: Via, to_tag: str | None, method: str) -> 
 class _TimerSlots:
     """The two timer slots every transaction has: a retransmission one and a lifetime one."""
 
-    __slots__ = ()
     _rtx_at: float
     _end_at: float
     _rtx_timer: Timer
@@ -341,28 +343,6 @@ class ServerTransaction(_TimerSlots):
     automatic 100 Trying of an INVITE.
     """
 
-    __slots__ = (
-        "_ack_key",
-        "_end_at",
-        "_end_timer",
-        "_heap_at",
-        "_interval",
-        "_last_bytes",
-        "_rtx_at",
-        "_rtx_timer",
-        "_timings",
-        "auto_trying",
-        "destination",
-        "invite",
-        "key",
-        "last_response",
-        "legacy",
-        "method",
-        "reliable",
-        "request",
-        "source",
-        "state",
-    )
 
     def __init__(
         self,
@@ -527,26 +507,6 @@ class ServerTransaction(_TimerSlots):
 class ClientTransaction(_TimerSlots):
     """The client side of one request: RFC 3261 §17.1 with RFC 6026's Accepted state."""
 
-    __slots__ = (
-        "_ack_bytes",
-        "_cancel",
-        "_end_at",
-        "_end_timer",
-        "_heap_at",
-        "_interval",
-        "_request_bytes",
-        "_rtx_at",
-        "_rtx_timer",
-        "_timings",
-        "destination",
-        "invite",
-        "key",
-        "last_response",
-        "method",
-        "reliable",
-        "request",
-        "state",
-    )
 
     def __init__(
         self, request: Request, key: ClientKey, destination: Address, reliable: bool, timings: Timings
@@ -699,7 +659,6 @@ Transaction = ClientTransaction | ServerTransaction
 class TransactionLayer:
     """Every live transaction, their matching tables and one timer heap."""
 
-    __slots__ = ("_clients", "_heap", "_seq", "_server_count", "_servers", "auto_trying", "timings")
 
     def __init__(self, timings: Timings | None = None, *, auto_trying: bool = True) -> None:
         self.timings = timings or Timings()

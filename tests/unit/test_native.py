@@ -1,0 +1,102 @@
+"""The guard against stale compiled modules (sentral/__init__.py) and the compiled build itself."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import sentral
+from sentral import _SourceOnly, _stale_native_modules
+
+ROOT = Path(__file__).resolve().parents[2]
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def fake_package(tmp_path: Path, name: str = "pkg") -> Path:
+    package = tmp_path / name
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "fast.py").write_text("WHERE = 'source'\n")
+    (package / "slow.py").write_text("WHERE = 'source'\n")
+    return package
+
+
+def compile_fake(package: Path) -> None:
+    """Stand-ins for compiled modules, and a manifest recording their sources."""
+    (package / "sub" / f"fast{SUFFIX}").write_bytes(b"not an extension module")
+    (package / f"native__mypyc{SUFFIX}").write_bytes(b"not a library")
+    digest = hashlib.sha256((package / "sub" / "fast.py").read_bytes()).hexdigest()
+    (package / "_native.json").write_text(json.dumps({"modules": {f"{package.name}.sub.fast": digest}}))
+
+
+def test_nothing_compiled_means_nothing_to_refuse(tmp_path: Path) -> None:
+    assert _stale_native_modules(fake_package(tmp_path)) == frozenset()
+
+
+def test_compiled_modules_matching_their_source_are_used(tmp_path: Path) -> None:
+    package = fake_package(tmp_path)
+    compile_fake(package)
+    assert _stale_native_modules(package) == frozenset()
+
+
+def test_an_edited_source_refuses_every_compiled_module(tmp_path: Path) -> None:
+    package = fake_package(tmp_path)
+    compile_fake(package)
+    (package / "sub" / "fast.py").write_text("WHERE = 'edited'\n")
+    assert _stale_native_modules(package) == {"pkg.sub.fast"}
+
+
+def test_extension_modules_without_a_manifest_are_refused(tmp_path: Path) -> None:
+    package = fake_package(tmp_path)
+    compile_fake(package)
+    (package / "_native.json").unlink()
+    assert _stale_native_modules(package) == {"pkg.sub.fast", "pkg.native__mypyc"}
+    (package / "_native.json").write_text("{not json")
+    assert _stale_native_modules(package) == {"pkg.sub.fast", "pkg.native__mypyc"}
+
+
+@pytest.fixture
+def importable(tmp_path: Path) -> Iterator[Path]:
+    package = fake_package(tmp_path, "stalepkg")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        yield package
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [name for name in sys.modules if name.startswith("stalepkg")]:
+            del sys.modules[name]
+
+
+def test_a_refused_module_is_imported_from_its_source(importable: Path) -> None:
+    compile_fake(importable)
+    # CPython prefers the extension module, which here is not one.
+    with pytest.raises(ImportError):
+        importlib.import_module("stalepkg.sub.fast")
+    finder = _SourceOnly(frozenset({"stalepkg.sub.fast"}))
+    sys.meta_path.insert(0, finder)
+    try:
+        module = importlib.import_module("stalepkg.sub.fast")
+    finally:
+        sys.meta_path.remove(finder)
+    assert module.WHERE == "source"
+    assert module.__file__ is not None and module.__file__.endswith("fast.py")
+
+
+def test_the_project_build_matches_its_source_when_there_is_one() -> None:
+    manifest = Path(sentral.__file__).parent / "_native.json"
+    if not manifest.exists():
+        pytest.skip("the hot path is not compiled here (make native)")
+    assert _stale_native_modules(Path(sentral.__file__).parent) == frozenset()
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", "import sentral.pbx.call as c; print(c.__file__)"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )  # fmt: skip
+    assert out.stdout.strip().endswith(SUFFIX), out.stdout
