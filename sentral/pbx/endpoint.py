@@ -172,9 +172,10 @@ class Endpoint:
         except ParseError as exc:
             self._reject_unparsed(exc, exc.fields, origin)
             return
-        except SipError as exc:
-            if not exc.drop:
-                log.info("unparsable_message", peer=origin.host, reason=exc.reason)
+        except SipError as error:
+            # Its own name: compiled, an except clause's variable keeps the first clause's type.
+            if not error.drop:
+                log.info("unparsable_message", peer=origin.host, reason=error.reason)
             return
         if isinstance(message, Response):
             self._on_response(message, origin, now)
@@ -187,9 +188,9 @@ class Endpoint:
         try:
             message.validate()
             self._stamp_via(message, origin)
-        except SipError as exc:
+        except SipError as error:
             if message.method != "ACK":
-                self._reject_unparsed(exc, message.fields, origin)
+                self._reject_unparsed(error, message.fields, origin)
             return
         self._run(self.layer.receive(message, _peer(origin), origin.reliable, now), origin)
 

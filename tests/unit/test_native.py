@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -100,3 +102,31 @@ def test_the_project_build_matches_its_source_when_there_is_one() -> None:
         capture_output=True, text=True, check=True, cwd=ROOT,
     )  # fmt: skip
     assert out.stdout.strip().endswith(SUFFIX), out.stdout
+
+
+def compiled_sources() -> list[Path]:
+    spec = importlib.util.spec_from_file_location("native_build", ROOT / "tools" / "native.py")
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    return [ROOT / path for group in build.GROUPS.values() for path in group]
+
+
+def test_no_compiled_function_reuses_an_except_variable_for_another_type() -> None:
+    """Compiled, a function's variable has one type: ``except A as exc`` followed by ``except B as
+    exc`` makes the second clause fail with a TypeError instead of handling B."""
+    reused = []
+    for path in compiled_sources():
+        for function in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            types: dict[str, set[str]] = {}
+            for node in ast.walk(function):
+                if isinstance(node, ast.ExceptHandler) and node.name:
+                    caught = ast.unparse(node.type) if node.type is not None else "BaseException"
+                    types.setdefault(node.name, set()).add(caught)
+            reused += [
+                f"{path.name}:{function.lineno} {name}" for name, kinds in types.items() if len(kinds) > 1
+            ]
+    assert compiled_sources(), "no compiled modules listed"
+    assert reused == []
