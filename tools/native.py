@@ -36,6 +36,7 @@ GROUPS: dict[str, list[str]] = {
         "sentral/pbx/sip/auth.py",
         "sentral/pbx/sip/dialog.py",
         "sentral/pbx/sip/dialog_info.py",
+        "sentral/pbx/sip/entropy.py",
         "sentral/pbx/sip/errors.py",
         "sentral/pbx/sip/event.py",
         "sentral/pbx/sip/grammar.py",

@@ -107,6 +107,7 @@ who hung up and why.
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import secrets
 from collections.abc import Callable, Iterable, Sequence
@@ -117,12 +118,13 @@ from math import inf
 from typing import Protocol, assert_never
 
 from sentral.config.directory import ClinicEntry, Directory, GroupEntry
-from sentral.config.settings import parse_listen
+from sentral.config.settings import Listen, parse_listen
 from sentral.config.store import BindingRow
 from sentral.media.dtmf import DTMF, DTMF_RELAY, Digit, parse_info
 from sentral.media.sounds import DONE_TONE, digits
 from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
+from sentral.pbx.sip import entropy
 from sentral.pbx.sip.dialog import Dialog, DialogError, DialogState, ForkedDialogs
 from sentral.pbx.sip.errors import SipError, reason_phrase
 from sentral.pbx.sip.headers import parse_name_addr
@@ -286,7 +288,7 @@ class OriginPerLeg:
     def _rewrite(self, leg: Leg, sdp: bytes) -> bytes:
         rewriter = self._rewriters.get(leg)
         if rewriter is None:
-            rewriter = self._rewriters[leg] = OriginRewriter(secrets.randbits(48), self._address(leg))
+            rewriter = self._rewriters[leg] = OriginRewriter(entropy.randbits(48), self._address(leg))
         return rewriter.rewrite(parse_sdp(sdp)).to_bytes()
 
     def _address(self, leg: Leg) -> str:
@@ -813,7 +815,7 @@ class Pending:
 
 
 def _token() -> str:
-    return secrets.token_hex(8)
+    return entropy.token_hex(8)
 
 
 def _hostport(host: str, port: int) -> str:
@@ -880,12 +882,18 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@functools.lru_cache(maxsize=64)
+def _listen(text: str) -> Listen:
+    """A binding's listener, parsed once: every call to a phone needs it, and there are few."""
+    return parse_listen(text)
+
+
 def binding_target(row: BindingRow) -> Target:
     """Where requests for a binding go: back the way its REGISTER came (transport, source
     address, and the listener or connection it arrived on)."""
     listen_text, _, conn = row.local_listen.partition("#")
     try:
-        listen = parse_listen(listen_text)
+        listen = _listen(listen_text)
     except ValueError:
         return Target(row.transport, row.source_host, row.source_port)
     return Target(row.transport, row.source_host, row.source_port, listen, int(conn) if conn.isdigit() else 0)

@@ -36,7 +36,6 @@ for `sentral presence`.
 from __future__ import annotations
 
 import heapq
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -44,6 +43,7 @@ from itertools import count
 from typing import Protocol, assert_never
 
 from sentral.config.directory import ClinicEntry, Directory
+from sentral.pbx.sip import entropy
 from sentral.pbx.sip.dialog import DialogError
 from sentral.pbx.sip.dialog_info import CONTENT_TYPE as DIALOG_INFO
 from sentral.pbx.sip.dialog_info import DialogDirection, DialogEntry, DialogInfoState, dialog_info
@@ -237,7 +237,7 @@ class PresenceHub:
             target = Target(origin.transport, origin.host, origin.port, origin.local, origin.conn_id)
             local = self.port.local_address(target)
             contact = _contact(target.transport, local)
-            subscription = Subscription.accept(request, secrets.token_hex(8), contact, expires, now)
+            subscription = Subscription.accept(request, entropy.token_hex(8), contact, expires, now)
         except SipError as exc:
             self._refuse(tx, request, exc)
             return

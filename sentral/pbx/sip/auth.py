@@ -41,7 +41,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
 import struct
 from collections import deque
@@ -52,6 +51,7 @@ from math import inf
 from typing import Protocol
 from urllib.parse import unquote
 
+from sentral.pbx.sip import entropy
 from sentral.pbx.sip.errors import SipError
 
 ALGORITHMS: dict[str, str] = {"MD5": "md5", "SHA-256": "sha256"}
@@ -323,7 +323,7 @@ class DigestAuthority:
         *,
         nonce_lifetime: float = 300.0,
         max_nonces: int = 200_000,
-        random_bytes: Callable[[int], bytes] = os.urandom,
+        random_bytes: Callable[[int], bytes] = entropy.token_bytes,
     ) -> None:
         if len(secret) < 16:
             raise ValueError("the digest secret must be at least 16 bytes")

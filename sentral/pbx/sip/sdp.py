@@ -284,7 +284,8 @@ class SessionDescription:
     def with_origin(self, origin: Origin) -> SessionDescription:
         """A copy with ``origin`` as the o= line."""
         lines = tuple(("o", str(origin)) if kind == "o" else (kind, value) for kind, value in self.lines)
-        return replace(self, lines=lines)
+        # Built directly: dataclasses.replace is interpreted and this runs for every SDP relayed.
+        return SessionDescription(lines, self.media)
 
     def with_direction(self, direction: Direction, *, index: int | None = None) -> SessionDescription:
         """A copy where every live stream (or only stream ``index``) has ``direction``.

@@ -70,13 +70,13 @@ stale entries outnumber live ones. ``on_timer`` only ever touches transactions t
 from __future__ import annotations
 
 import heapq
-import secrets
 from dataclasses import dataclass
 from enum import Enum
 from itertools import count
 from math import inf
 from typing import assert_never
 
+from sentral.pbx.sip import entropy
 from sentral.pbx.sip.headers import Via
 from sentral.pbx.sip.message import BRANCH_MAGIC, Field, Request, Response, make_response
 
@@ -244,7 +244,7 @@ Action = Send | Event
 
 def new_branch() -> str:
     """A fresh RFC 3261 branch: the magic cookie and 96 random bits."""
-    return BRANCH_MAGIC + secrets.token_hex(12)
+    return BRANCH_MAGIC + entropy.token_hex(12)
 
 
 def _top_via_text(request: Request) -> str:
