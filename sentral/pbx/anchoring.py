@@ -64,7 +64,6 @@ DirectMedia = Callable[[str, str], bool]
 class AnchoredMedia:
     """The ``MediaPolicy`` that anchors every call's media at Sentral's relay."""
 
-
     def __init__(
         self, anchor: MediaAnchor, *, lead: float = PROMPT_LEAD, direct_media: DirectMedia | None = None
     ) -> None:

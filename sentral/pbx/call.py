@@ -280,7 +280,6 @@ class OriginPerLeg:
     Sentral plays nothing in this mode: calls it answers itself get inactive media.
     """
 
-
     def __init__(self, address: str = "0.0.0.0") -> None:
         self.address = address
         self._rewriters: dict[Leg, OriginRewriter] = {}
@@ -512,7 +511,6 @@ class RingAll:
     ``deadline`` is the no-answer timeout. With ``direct`` (a call to one person) a reject from
     any of their phones ends the call with that status; otherwise (a role call) the others ring on.
     """
-
 
     def __init__(self, deadline: float = inf, *, direct: bool = True) -> None:
         self.deadline = deadline

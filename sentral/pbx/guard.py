@@ -155,7 +155,6 @@ class GuardPolicy:
 class _Source:
     """Mutable per-address state; exists only while it differs from a stranger's."""
 
-
     def __init__(self, host: str, tokens: float, now: float) -> None:
         self.host = host
         self.tokens = tokens
@@ -176,7 +175,6 @@ _SWEEP_ON_POLL = 1024
 
 class Guard:
     """Per-source rate limiting and blocking, fed with the current time by the caller."""
-
 
     def __init__(self, policy: GuardPolicy | None = None) -> None:
         self._policy = policy if policy is not None else GuardPolicy()

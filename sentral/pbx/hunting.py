@@ -89,7 +89,6 @@ def position_prompts(position: int) -> tuple[str, ...]:
 class Hunting:
     """Every group's queue and memory, and a ``GroupRing`` for each call to a group."""
 
-
     def __init__(
         self,
         directory: Callable[[], Directory],
@@ -183,7 +182,6 @@ class Hunting:
 
 class GroupRing:
     """The ``RingStrategy`` of one call to a group or function."""
-
 
     def __init__(self, hunting: Hunting, call: Call, group: GroupEntry, acute: bool) -> None:
         self.hunting = hunting

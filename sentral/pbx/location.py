@@ -35,7 +35,6 @@ def compact(row: BindingRow) -> BindingRow:
 class Location:
     """Bindings by address of record, with expiry."""
 
-
     def __init__(self) -> None:
         self._aors: dict[Aor, dict[str, BindingRow]] = {}
         self._heap: list[tuple[float, Aor, str]] = []

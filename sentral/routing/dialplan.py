@@ -122,7 +122,6 @@ NOT_FOUND = Reject(404, "Not Found")
 class ExtensionResolver:
     """A staff extension of the caller's clinic rings all its registered contacts."""
 
-
     def resolve(self, query: Query) -> Decision | None:
         staff: StaffEntry | None = query.directory.staff_for(query.clinic.domain, query.number)
         if staff is None:
@@ -137,7 +136,6 @@ class ExtensionResolver:
 
 class FeatureCodeResolver:
     """``*45``, ``*46``, ``*47`` and ``*48NUMBER`` (``FEATURE_CODES``)."""
-
 
     def resolve(self, query: Query) -> Decision | None:
         number = query.number
@@ -167,7 +165,6 @@ def _ring_role(query: Query, role: RoleEntry) -> Decision:
 class NumberResolver:
     """A group's or function's number or acute number, or a role's number."""
 
-
     def resolve(self, query: Query) -> Decision | None:
         target = query.directory.number(query.clinic.domain, query.number)
         if target is None:
@@ -180,7 +177,6 @@ class NumberResolver:
 class RoleResolver:
     """``role-NAME`` rings everyone holding the role NAME whose phone is on."""
 
-
     def resolve(self, query: Query) -> Decision | None:
         prefix, dash, name = query.number.partition("-")
         if not dash or prefix.lower() != "role":
@@ -191,7 +187,6 @@ class RoleResolver:
 
 class DialPlan:
     """Resolvers in order; the first decision wins, and no decision means 404."""
-
 
     def __init__(self, resolvers: Sequence[Resolver] | None = None) -> None:
         self.resolvers: tuple[Resolver, ...] = (

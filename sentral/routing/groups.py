@@ -199,7 +199,6 @@ class GroupMemory:
     ``leastrecent``/``fewestcalls`` treat everyone as never having answered, which is fair.
     """
 
-
     def __init__(self) -> None:
         self._groups: dict[tuple[str, str], _GroupRecord] = {}
 
@@ -288,7 +287,6 @@ def _or(value: float | None, default: float) -> float:
 
 class Hunt:
     """One call's walk through one group: who rings when, until someone answers or the overflow."""
-
 
     def __init__(
         self,

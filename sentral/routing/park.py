@@ -134,7 +134,6 @@ class _Stay:
 class ParkLot:
     """The calls parked on one park lot: who is on which slot, and when each rings back."""
 
-
     def __init__(self, lot: ParkLotEntry, max_recalls: int = DEFAULT_MAX_RECALLS) -> None:
         if max_recalls < 1:
             raise ValueError(f"a park lot recalls at least once, not {max_recalls} times")
@@ -250,7 +249,6 @@ class ParkLot:
 class ParkLots:
     """The park lots of every clinic, kept in step with the directory."""
 
-
     def __init__(self, max_recalls: int = DEFAULT_MAX_RECALLS) -> None:
         self.max_recalls = max_recalls
         self._lots: dict[tuple[str, str], ParkLot] = {}  # (domain, lot name) -> lot
@@ -330,7 +328,6 @@ class Dialled(Protocol):
 
 class ParkResolver:
     """A park number parks the call (``Park``); a slot takes the call parked there (``Retrieve``)."""
-
 
     def resolve(self, query: Dialled) -> ParkDecision | None:
         """The decision for a park number or slot of the caller's clinic; None for other numbers."""

@@ -74,7 +74,6 @@ class Waiting:
 class GroupQueue:
     """One group's waiting callers: acute calls first, then first come, first served."""
 
-
     def __init__(self, max_wait: float) -> None:
         self.max_wait = max_wait
         # Dicts keep insertion order, which within one priority is arrival order.
@@ -170,7 +169,6 @@ DistributorCommand = StartHunt | Wait | Divert
 
 class CallDistributor:
     """One group's calls: ring now, wait in the queue, or overflow."""
-
 
     def __init__(self, group: GroupEntry, memory: GroupMemory, rng: random.Random | None = None) -> None:
         self.group = group

@@ -316,7 +316,6 @@ _OPAQUE_CACHE_MAX = 1024
 class DigestAuthority:
     """Issues digest challenges and verifies responses with stateless, HMAC-protected nonces."""
 
-
     def __init__(
         self,
         secret: bytes,

@@ -409,7 +409,6 @@ class ForkedDialogs:
     """The dialogs one outgoing INVITE forms: one per To tag, since a forking proxy may let
     several endpoints answer (RFC 3261 §12.1.2, §13.2.2.4)."""
 
-
     def __init__(self, invite: Request) -> None:
         self.invite = invite
         self._dialogs: dict[str, Dialog] = {}

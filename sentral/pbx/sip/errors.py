@@ -68,7 +68,6 @@ def reason_phrase(status: int) -> str:
 class SipError(Exception):
     """Input that gets a SIP error response (or, with ``drop``, a silent discard)."""
 
-
     def __init__(
         self,
         status: int,

@@ -74,7 +74,6 @@ _SINGLE_HEADERS = ("call-id", "cseq", "from", "to", "max-forwards", "content-len
 class ParseError(SipError):
     """A message whose start line is broken; ``fields`` are its header fields, if they parsed."""
 
-
     def __init__(self, status: int, reason: str, fields: list[Field] | None, *, is_request: bool) -> None:
         super().__init__(status, reason)
         self.fields = fields
@@ -92,7 +91,6 @@ class Message:
     messages have no repeated header, so a message keeps one dict of strings instead of a list
     per header, which is both quicker to build and fewer objects for the collector to visit.
     """
-
 
     def __init__(self, fields: list[Field], body: bytes = b"") -> None:
         self._fields: list[Field] | None = fields
@@ -438,7 +436,6 @@ class Message:
 class Request(Message):
     """A SIP request."""
 
-
     def __init__(self, method: str, uri: Uri | str, fields: list[Field], body: bytes = b"") -> None:
         super().__init__(fields, body)
         self.method = method
@@ -511,7 +508,6 @@ class Request(Message):
 
 class Response(Message):
     """A SIP response."""
-
 
     def __init__(self, status: int, reason: str, fields: list[Field], body: bytes = b"") -> None:
         super().__init__(fields, body)
@@ -698,7 +694,6 @@ class StreamFramer:
     §20.14; a message over the size limit) raises SipError; the connection must then be closed,
     since the stream can no longer be trusted to be in step.
     """
-
 
     def __init__(self) -> None:
         self._buf = bytearray()

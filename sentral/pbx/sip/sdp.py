@@ -461,7 +461,6 @@ class OriginRewriter:
     hash (one chance in 2**64) would only keep a version one short.
     """
 
-
     def __init__(self, session_id: int, address: str, *, username: str = "sentral", version: int = 0) -> None:
         self.session_id = session_id
         self.address = address
@@ -565,7 +564,6 @@ class OfferAnswer:
     raises the SipError the request deserves when it would collide (491, or 500 with
     Retry-After); ``refusal`` tells the same without changing anything.
     """
-
 
     def __init__(self) -> None:
         self.state = OfferState.STABLE

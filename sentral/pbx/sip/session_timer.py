@@ -281,7 +281,6 @@ def refresh_method(peer_allow: list[str]) -> str:
 class SessionTimer:
     """One leg's session timer on a caller-supplied clock."""
 
-
     def __init__(self, interval: int, *, we_refresh: bool, now: float, method: str = "INVITE") -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")

@@ -343,7 +343,6 @@ class ServerTransaction(_TimerSlots):
     automatic 100 Trying of an INVITE.
     """
 
-
     def __init__(
         self,
         request: Request,
@@ -507,7 +506,6 @@ class ServerTransaction(_TimerSlots):
 class ClientTransaction(_TimerSlots):
     """The client side of one request: RFC 3261 §17.1 with RFC 6026's Accepted state."""
 
-
     def __init__(
         self, request: Request, key: ClientKey, destination: Address, reliable: bool, timings: Timings
     ) -> None:
@@ -658,7 +656,6 @@ Transaction = ClientTransaction | ServerTransaction
 
 class TransactionLayer:
     """Every live transaction, their matching tables and one timer heap."""
-
 
     def __init__(self, timings: Timings | None = None, *, auto_trying: bool = True) -> None:
         self.timings = timings or Timings()
