@@ -61,5 +61,5 @@ bench: $(VENV)/.installed
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) demo $(SOUNDS) build $(NATIVE) .pytest_cache .mypy_cache .ruff_cache .hypothesis
-	find sentral -name '*.so' -delete
+	$(PYTHON) tools/native.py --clean
+	rm -rf $(VENV) demo $(SOUNDS) build .pytest_cache .mypy_cache .ruff_cache .hypothesis

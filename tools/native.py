@@ -80,6 +80,8 @@ def compiled_files() -> list[Path]:
 
 
 def clean() -> None:
+    # The manifest goes first: an interrupted clean or build leaves extension modules with no
+    # manifest, which the import-time check treats as stale.
     MANIFEST.unlink(missing_ok=True)
     for path in compiled_files():
         path.unlink()
@@ -92,9 +94,6 @@ def build(jobs: int) -> None:
     from setuptools import Distribution  # type: ignore[import-untyped]
 
     os.chdir(ROOT)
-    # The manifest goes first: an interrupted build leaves extension modules with no manifest,
-    # which the import-time check treats as stale.
-    MANIFEST.unlink(missing_ok=True)
     paths = [path for group in GROUPS.values() for path in group]
     extensions = mypycify(
         paths,
@@ -126,7 +125,7 @@ def main() -> int:
     parser.add_argument("--clean", action="store_true", help="remove the compiled modules and stop")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="C compilers run at once")
     args = parser.parse_args()
-    clean()
+    clean()  # also what makes a build start from nothing
     if args.clean:
         return 0
     started = time.monotonic()
