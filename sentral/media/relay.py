@@ -150,8 +150,8 @@ class _Channel:
         dtmf = self.dtmf
         received = 0
         received_bytes = 0
-        failed = 0
-        failed_bytes = 0
+        sent = 0
+        sent_bytes = 0
         dropped = 0
         last_ok = False
         n = 0
@@ -172,24 +172,36 @@ class _Channel:
             received += 1
             received_bytes += n
             last_ok = True
-            if dtmf and n > 12 and buf[1] & 0x7F in dtmf:
-                self._dtmf(n)
-                if self.endpoint.closed:
-                    return  # the digit ended the call
             if out is not None:
                 try:
                     out(view[:n], dest)
+                    sent += 1
+                    sent_bytes += n
                 except OSError:
-                    # A full send buffer or an unreachable phone: this packet is lost, as on a network.
-                    failed += 1
-                    failed_bytes += n
+                    pass  # a full send buffer or an unreachable phone: this packet is lost, as on a network
+            if dtmf and n > 12 and buf[1] & 0x7F in dtmf:
+                # The key press is relayed before it is acted on: what it does (music to the other
+                # phone when it parks the call, say) must not overtake it on the way there.
+                if sent and peer is not None:
+                    peer.packets_out += sent
+                    peer.bytes_out += sent_bytes
+                    sent = sent_bytes = 0
+                self._dtmf(n)
+                if self.endpoint.closed:
+                    return  # the digit ended the call
+                # It may have muted or re-paired the other side: look again for the next packets.
+                peer = self.peer
+                out = None
+                if peer is not None and not peer.muted and peer.latch.destination is not None:
+                    dest = peer.latch.destination
+                    out = peer.sendto
         if received:
             self.packets_in += received
             self.bytes_in += received_bytes
             self.last_rx = time.monotonic()
-            if out is not None and peer is not None:
-                peer.packets_out += received - failed
-                peer.bytes_out += received_bytes - failed_bytes
+            if sent and peer is not None:
+                peer.packets_out += sent
+                peer.bytes_out += sent_bytes
             if last_ok and n >= 12:
                 # Where the latched stream is, so that a NAT rebinding can be recognised; written
                 # straight into the latch (what ``Latch.note`` does) to spare a call per wake-up.

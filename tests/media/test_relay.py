@@ -235,6 +235,24 @@ async def test_dtmf_is_detected_and_still_relayed() -> None:
 
 
 @both_loops
+async def test_a_digit_reaches_the_other_phone_before_what_it_sets_off() -> None:
+    async with call() as (_, session, alice, bob):
+        a_port, _ = ports_of(session)
+        session.a.dtmf_payload_types = [101]
+        music = Player(g711.ulaw_encode(b"\x10\x00" * 800), 0, loop=True)
+        # The key parks the call, say: Bob hears music from then on.
+        session.a.on_dtmf = lambda endpoint, digit: session.b.play(music)
+        key = alice.rtp(build_event(TelephoneEvent(2, False, 10, 0)), payload_type=101, timestamp=8000)
+        alice.send(a_port, key)
+        after = alice.send_audio(a_port, 3)  # read in the same wake-up as the key, most likely
+        heard = payloads(await bob.expect(4))
+        assert heard[0] == key  # before the first packet of music, which has Bob's phone resync
+        assert all(parse_rtp(data).header.ssrc != alice.ssrc for data in heard[1:])
+        assert not set(after) & set(heard)  # Alice's audio after the key was not relayed over the music
+        assert session.a.stats().rtp.packets_in == 4
+
+
+@both_loops
 async def test_ports_return_to_the_pool_and_the_pool_runs_out() -> None:
     pool = PortPool(41200, 41207)  # four pairs: two calls
     relay = Relay(HOST, pool)
@@ -280,11 +298,12 @@ async def test_a_digit_that_ends_the_call_stops_the_relay_cleanly() -> None:
         a_port, _ = ports_of(session)
         session.a.dtmf_payload_types = [101]
         session.a.on_dtmf = lambda endpoint, digit: session.close()  # "#" hangs up
-        alice.send(a_port, alice.rtp(build_event(TelephoneEvent(11, True, 10, 800)), payload_type=101))
+        key = alice.rtp(build_event(TelephoneEvent(11, True, 10, 800)), payload_type=101)
+        alice.send(a_port, key)
         alice.send_audio(a_port, 3)
         await asyncio.sleep(0.1)
         assert session.a.closed and session.b.closed
         assert relay.pool.in_use == 0
-        assert await bob.quiet() == []
+        assert payloads(await bob.quiet()) == [key]  # the key itself was relayed, nothing after it
         with pytest.raises(RuntimeError, match="closed endpoint"):
             session.b.play(Player(b"\xff" * 160, 0))
