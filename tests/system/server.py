@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,7 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from sqlalchemy import create_engine
+
+from sentral.config.directory import directory_version
 from tests.system.peers import LOOPBACK, free_port, tail
+
+_RELOADED = re.compile(r"directory_reloaded\s+version=(\d+)")
 
 
 class ServerError(AssertionError):
@@ -226,6 +232,37 @@ class SentralServer:
                 f"$ {' '.join(cmd)}\nexited {done.returncode}\n-- stdout:\n{done.stdout}\n-- stderr:\n{done.stderr}"
             )
         return done
+
+    def loaded_version(self) -> int | None:
+        """The latest directory version the running server logged it reloaded, if any."""
+        if self._log is not None:
+            self._log.flush()
+        if not self.log_path.exists():
+            return None
+        found = _RELOADED.findall(self.log_path.read_text(errors="replace"))
+        return int(found[-1]) if found else None
+
+    def reconfigure(self, *args: str, timeout: float = 5.0) -> subprocess.CompletedProcess[str]:
+        """Run a CLI change, then wait until the running server has loaded it."""
+        done = self.cli(*args)
+        self.wait_loaded(timeout)
+        return done
+
+    def wait_loaded(self, timeout: float = 5.0) -> None:
+        """Wait until the running server has loaded the configuration the database holds now: its
+        log names a directory version at least the database's (it polls every half second)."""
+        engine = create_engine(self.db_url)
+        try:
+            wanted = directory_version(engine)
+        finally:
+            engine.dispose()
+        deadline = time.monotonic() + timeout
+        while (self.loaded_version() or 0) < wanted:
+            if time.monotonic() > deadline or not self.running():
+                raise ServerError(
+                    f"the server did not load directory version {wanted} within {timeout:.0f}s\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
 
     def cli_json(self, *args: str) -> Any:
         """Run a listing with --json and parse its output."""

@@ -68,7 +68,7 @@ def test_sigkill_during_call_load_loses_no_record_of_a_finished_call(sipp: Sipp,
         clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")
         callers = [(str(20000 + i), f"password-{i:04d}") for i in range(CALLS)]
         add_users(clinic, callers, tmp_path / "staff.csv")
-        time.sleep(1.0)  # the running server picks the new staff up within half a second
+        clinic.wait_loaded()  # the running server picks the new staff up within half a second
         uas_port = free_port()
         register_sipp_uas(sipp, clinic, tmp_path, "1002", uas_port)
         users = write_users_csv(tmp_path / "callers.csv", [(ext, pw, DOMAIN, "1002") for ext, pw in callers])

@@ -14,7 +14,6 @@ whose refresher stops refreshing.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +80,7 @@ def clinic(tmp_path: Path) -> Iterator[SentralServer]:
     server = start_clinic(tmp_path, "--drain-timeout", "3", "--direct-media")
     try:
         server.cli("clinic", "set", DOMAIN, "--digest", "md5")
-        time.sleep(1.0)  # the running server picks the change up within half a second
+        server.wait_loaded()  # the running server picks the change up within half a second
         yield server
     finally:
         server.stop()
@@ -223,8 +222,7 @@ def test_sentral_refreshes_each_leg_and_ends_a_call_whose_refresher_goes_quiet(
     allows before a silent refresher's call is ended."""
     clinic = start_clinic(tmp_path, "--session-interval", "90", "--drain-timeout", "3")
     try:
-        clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")
-        time.sleep(1.0)
+        clinic.reconfigure("clinic", "set", DOMAIN, "--digest", "md5")
         uas_port = free_port()
         register_sipp_uas(sipp, clinic, tmp_path, CALLEE, uas_port)
         logs = {name: tmp_path / f"{name}.log" for name in ("refresh", "expire", "callee")}

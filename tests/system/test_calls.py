@@ -279,8 +279,7 @@ def sipp_clinic(tmp_path: Path) -> Iterator[SentralServer]:
     """A clinic offering MD5 only (SIPp 3.6 speaks no other), with the default no-answer timeout:
     under loss a call may take a few seconds of retransmissions to be answered."""
     server = start_clinic(tmp_path, "--drain-timeout", "3")
-    server.cli("clinic", "set", DOMAIN, "--digest", "md5")
-    time.sleep(1.0)
+    server.reconfigure("clinic", "set", DOMAIN, "--digest", "md5")
     try:
         yield server
     finally:
@@ -340,8 +339,7 @@ def test_callee_rings_forever_and_the_no_answer_timeout_cancels_it(
     is ACKed), the caller gets 480, and the record says no answer."""
     clinic = start_clinic(tmp_path, "--no-answer-timeout", "3", "--drain-timeout", "3")
     try:
-        clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")
-        time.sleep(1.0)
+        clinic.reconfigure("clinic", "set", DOMAIN, "--digest", "md5")
         uas_port = free_port()
         register_sipp_uas(sipp, clinic, tmp_path, "1002", uas_port)
         alice = phone_for(softphone_factory, clinic, "1001")
@@ -382,8 +380,7 @@ def test_caller_never_acks_the_200_so_sentral_retransmits_it_then_byes_both_side
     an ACK. The test takes about 35 s: the 32 s are the RFC's, not a setting."""
     clinic = start_clinic(tmp_path, "--drain-timeout", "3")
     try:
-        clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")
-        time.sleep(1.0)
+        clinic.reconfigure("clinic", "set", DOMAIN, "--digest", "md5")
         bob = phone_for(softphone_factory, clinic, "1002", ring=0, auto_answer=200)
         host, port = clinic.address.split(":")
         server = (host, int(port))

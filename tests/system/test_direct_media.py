@@ -4,7 +4,6 @@ the call stays anchored: tests/protocol/test_anchoring.py.)"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,7 +30,7 @@ def test_two_phones_with_direct_media_send_rtp_to_each_other(
 ) -> None:
     for extension in ("1001", "1002"):
         clinic.cli("direct-media", "on", extension)
-    time.sleep(1.0)  # the server reloads its directory within half a second of a change
+    clinic.wait_loaded()  # the server reloads its directory within half a second of a change
     tones = {"a": write_tone(tmp_path / "a.wav", A_TONE), "b": write_tone(tmp_path / "b.wav", B_TONE)}
     alice, a_call, bob, b_call = answered_call(clinic, softphone_factory)
     a_heard, b_heard = listen(alice, a_call, bob, b_call, tones, tmp_path, "direct")

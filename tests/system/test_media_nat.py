@@ -54,8 +54,7 @@ def test_the_relay_follows_a_rebound_source_and_keeps_a_stranger_out(
 ) -> None:
     server, _ = start_media_clinic(tmp_path, sounds)
     try:
-        server.cli("clinic", "set", DOMAIN, "--digest", "md5")  # SIPp speaks MD5 only
-        time.sleep(1.0)
+        server.reconfigure("clinic", "set", DOMAIN, "--digest", "md5")  # SIPp speaks MD5 only
         _rebinding(server, sipp, softphone_factory, tmp_path)
     finally:
         server.stop()

@@ -32,7 +32,7 @@ RECALL_AFTER = 10  # the shortest park timeout the CLI accepts
 def clinic(tmp_path: Path, sounds: Path) -> Iterator[SentralServer]:
     server, _ = start_media_clinic(tmp_path, sounds, "--no-answer-timeout", "20")
     try:
-        server.cli(
+        server.reconfigure(
             "park", "add", "main", "--number", "700", "--slots", "701-705", "--timeout", str(RECALL_AFTER)
         )
         yield server
@@ -129,8 +129,7 @@ SIPP_PCAPS = Path("/usr/share/sip-tester")
 def test_keys_sipp_sends_as_rfc4733_events_park_the_call(
     clinic: SentralServer, sipp: Sipp, softphone_factory: Callable[..., Softphone], tmp_path: Path
 ) -> None:
-    clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")  # SIPp speaks MD5 only
-    time.sleep(1.0)  # the server reloads its directory within half a second of a change
+    clinic.reconfigure("clinic", "set", DOMAIN, "--digest", "md5")  # SIPp speaks MD5 only
     bob = phone_for(softphone_factory, clinic, "1002")
     for key in ("pound", "7", "2"):
         shutil.copy(SIPP_PCAPS / f"dtmf_2833_{key}.pcap", sipp.workdir)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -82,7 +81,7 @@ def test_sha256_is_offered_first_and_md5_only_clinics_work_too(
     answered = set(re.findall(r"Authorization: Digest[^\\]*?algorithm=([A-Za-z0-9-]+)", clinic.log_path.read_text()))
     assert answered == {"SHA-256"}
     clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")
-    time.sleep(1.0)  # the server follows configuration changes within a second
+    clinic.wait_loaded()  # the server follows configuration changes within a second
     phone.add_account("b", "1002", "secret-1002", DOMAIN, clinic.address)
     phone.wait_registered("b")
     assert {r["extension"] for r in clinic.registrations()} == {"1001", "1002"}
@@ -105,8 +104,7 @@ def test_wrong_password_is_refused_and_nothing_is_bound(
 def test_password_change_takes_effect_without_restart(
     clinic: SentralServer, softphone_factory: Callable[..., Softphone]
 ) -> None:
-    clinic.cli("user", "passwd", "1003", "--password", "brand-new-secret")
-    time.sleep(1.0)
+    clinic.reconfigure("user", "passwd", "1003", "--password", "brand-new-secret")
     phone = softphone_factory("desk")
     phone.add_account("old", "1003", "secret-1003", DOMAIN, clinic.address)
     assert phone.wait_event("reg_state", account="old")["code"] in (401, 403)
@@ -121,7 +119,7 @@ def test_sipp_registers_many_users_with_digest(
     clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")  # SIPp 3.6 speaks MD5 only
     users = [(str(2000 + i), f"password-{i:04d}", DOMAIN) for i in range(150)]
     add_users(clinic, [(ext, password) for ext, password, _ in users], tmp_path / "staff.csv")
-    time.sleep(1.0)
+    clinic.wait_loaded()
     csv = write_users_csv(tmp_path / "users.csv", users)
     result = sipp.run(
         clinic.address,
@@ -143,7 +141,7 @@ def test_sigkill_under_load_loses_no_acknowledged_registration(clinic: SentralSe
     clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")
     users = [(str(3000 + i), f"password-{i:04d}") for i in range(600)]
     add_users(clinic, users, tmp_path / "staff.csv")
-    time.sleep(1.0)
+    clinic.wait_loaded()
     host, port = clinic.address.split(":")
     acknowledged: list[str] = []
 
