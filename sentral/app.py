@@ -98,7 +98,9 @@ class Server:
         self._directory: Directory | None = None
         ssl_context = make_server_ssl_context(config.cert, config.key) if config.cert and config.key else None
         self.layer = TransactionLayer()
-        self.transports = Transports(self._on_message, ssl_context=ssl_context)
+        self.transports = Transports(self._on_message, ssl_context=ssl_context, on_backlog=self._on_backlog)
+        self._overloaded_at = 0.0
+        self._shed_before = 0
         self.endpoint: Endpoint | None = None
         self.anchor: MediaAnchor | None = None
         if not config.direct_media:
@@ -128,6 +130,26 @@ class Server:
     def _on_message(self, data: bytes, origin: Origin) -> None:
         assert self.endpoint is not None
         self.endpoint.on_message(data, origin)
+
+    def _on_backlog(self, overloaded: bool, queued: int) -> None:
+        """The transports' queue crossed a mark: refuse new calls until it is short again."""
+        endpoint = self.endpoint
+        if endpoint is None:
+            return
+        endpoint.shedding = overloaded
+        now = time.monotonic()
+        if overloaded:
+            self._overloaded_at = now
+            self._shed_before = endpoint.shed
+            log.warning(
+                "overloaded", queued_bytes=queued, action="new calls get 503 until the queue is short"
+            )
+        else:
+            log.warning(
+                "overload_over",
+                seconds=round(now - self._overloaded_at, 3),
+                calls_refused=endpoint.shed - self._shed_before,
+            )
 
     async def run(self) -> int:
         """Serve until stopped; the exit code."""

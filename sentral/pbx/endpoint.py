@@ -18,7 +18,9 @@ the clinic offers, and a failure counted against the source in the guard. The en
 client transactions towards the ``Target`` a leg names (a binding's source address, listener
 and connection), sends end-to-end ACKs straight to the transports, and hands finished calls'
 records to ``on_record``. While ``draining`` (SIGTERM), new INVITEs get 503 with Retry-After
-and calls in progress carry on.
+and calls in progress carry on. While ``shedding`` (the transports find the server overloaded),
+new INVITEs get 503 too, statelessly, before any transaction, challenge or routing is spent on
+them; retransmissions and requests of calls in progress are served as ever.
 
 Responses go where RFC 3261 §18.2.2 and RFC 3581 say: over the connection the request came on
 for TCP and TLS; for UDP to the ``received`` address and the ``rport`` port (the source of the
@@ -88,6 +90,7 @@ ALLOW = (*(method.strip() for method in CALL_ALLOW.split(",")), "SUBSCRIBE")
 # Methods call control serves (a new INVITE reaches it only once authenticated).
 CALL_METHODS = frozenset({"INVITE", "BYE", "UPDATE", "INFO", "PRACK", "REFER"})
 DRAIN_RETRY_AFTER = "30"
+OVERLOAD_RETRY_AFTER = "2"  # short: a proxy or trunk takes Retry-After as the time to keep away
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 SIP_METHODS = frozenset(
     {
@@ -135,6 +138,10 @@ class Endpoint:
         self._targets: dict[ClientTransaction, Target] = {}
         self._local_hosts: dict[tuple[str, str], str] = {}
         self.draining = False
+        # Overloaded (the transports' word): new calls are refused statelessly, before any
+        # transaction, challenge or routing, so that the calls in progress complete.
+        self.shedding = False
+        self.shed = 0  # new calls refused while overloaded, since the start
         self.on_record = on_record
         self.on_feature = on_feature
         bindings = lambda aor: location.bindings(aor, time.time())  # noqa: E731
@@ -192,7 +199,26 @@ class Endpoint:
             if message.method != "ACK":
                 self._reject_unparsed(error, message.fields, origin)
             return
+        if (
+            self.shedding
+            and message.method == "INVITE"
+            and message.to_tag is None
+            and not self.layer.knows(message)
+        ):
+            self._shed(message, origin)
+            return
         self._run(self.layer.receive(message, _peer(origin), origin.reliable, now), origin)
+
+    def _shed(self, request: Request, origin: Origin) -> None:
+        """Refuse a new call while overloaded: 503 with a short Retry-After, sent statelessly
+        (RFC 3261 §8.2.6; a retransmission is refused again, the ACK matches nothing)."""
+        self.shed += 1
+        response = make_response(
+            request, 503, to_tag=local_tag(request), headers=[("Retry-After", OVERLOAD_RETRY_AFTER)]
+        )
+        host, port = response_destination(request.top_via, _peer(origin), origin.reliable)
+        target = Target(origin.transport, host, port, origin.local, origin.conn_id)
+        self.transports.send(response.to_bytes(), target)
 
     def _on_response(self, response: Response, origin: Origin, now: float) -> None:
         try:

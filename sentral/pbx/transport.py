@@ -15,6 +15,13 @@ the connection (the stream can no longer be trusted to be in step). A double CRL
 answered with a single CRLF (RFC 5626 §4.4.1). Connections idle longer than ``idle_timeout`` are
 closed. Responses to a request that came over a stream go back over the same connection
 (RFC 3261 §18.2.2); a connection is found by its id or by the peer's address.
+
+Overload shows first as a queue in the UDP sockets: past a few hundred waiting messages every
+answer is late, phones and trunks retransmit, and the retransmissions deepen the queue until
+hardly any call completes. So each listener reads its receive queue's size from the kernel now and
+then, and ``Transports.overloaded`` (with ``on_backlog`` told of every change) says whether one of
+them is too deep; the endpoint then refuses new calls so that those in progress complete. Streams
+need no such reading: TCP's own flow control holds the sender back.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import contextlib
 import errno
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +48,17 @@ log = structlog.get_logger("sentral.transport")
 UDP_BUFFER = 65_535
 UDP_DRAIN_BATCH = 256
 SOCKET_BUFFER = 4 * 1024 * 1024
+
+# Overload. What waits in a UDP socket's receive queue is read from the kernel (SO_MEMINFO, in its
+# own accounting: about 1,280 bytes per datagram of a SIP message's size) at most every
+# BACKLOG_CHECK seconds, before a wake-up drains the socket. Past BACKLOG_HIGH of the receive
+# buffer (3 MiB of the usual 8: some 2,400 messages, about 200 ms of work at full load, well
+# before T1 makes phones retransmit) the socket is too deep until it is back under BACKLOG_LOW.
+BACKLOG_HIGH = 3 / 8
+BACKLOG_LOW = 1 / 16
+BACKLOG_CHECK = 0.01
+_SO_MEMINFO = 55 if sys.platform.startswith("linux") else 0  # Linux 4.6 and later
+_MEMINFO_SIZE = 36  # nine 32-bit counters; the first is the receive queue's
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +89,7 @@ class Target:
 
 
 MessageHandler = Callable[[bytes, Origin], None]
+BacklogHandler = Callable[[bool, int], None]
 
 
 class Outbound(Protocol):
@@ -84,15 +104,44 @@ class Outbound(Protocol):
 class _UdpListener:
     """One bound UDP socket, read by draining it on every readable event."""
 
-    def __init__(self, listen: Listen, sock: socket.socket, handler: MessageHandler) -> None:
+    def __init__(
+        self, listen: Listen, sock: socket.socket, handler: MessageHandler, on_change: Callable[[], None]
+    ) -> None:
         self.listen = listen
         self.sock = sock
         self.handler = handler
         self._buf = bytearray(UDP_BUFFER)
         self._view = memoryview(self._buf)
         self._origins: dict[tuple[str, int], Origin] = {}
+        self.queued = 0  # bytes in the receive queue at the last reading
+        buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        self.high = int(buffer * BACKLOG_HIGH)
+        self.low = int(buffer * BACKLOG_LOW)
+        self.deep = False  # past high at a reading, and not under low since
+        self._metered = bool(_SO_MEMINFO)
+        self._read_at = 0.0
+        self._on_change = on_change
+
+    def read_queue(self) -> None:
+        """Read how much waits in the receive queue; tell the owner when it becomes too deep or
+        short again."""
+        try:
+            raw = self.sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO_SIZE)
+        except OSError:
+            self._metered = False  # a kernel without SO_MEMINFO: no overload detection on UDP
+            return
+        queued = self.queued = int.from_bytes(raw[:4], sys.byteorder)
+        deep = queued > self.low if self.deep else queued >= self.high
+        if deep != self.deep:
+            self.deep = deep
+            self._on_change()
 
     def on_readable(self) -> None:
+        if self._metered:
+            now = time.monotonic()
+            if now - self._read_at >= BACKLOG_CHECK:
+                self._read_at = now
+                self.read_queue()
         sock = self.sock
         view = self._view
         recv = sock.recvfrom_into
@@ -102,6 +151,8 @@ class _UdpListener:
             try:
                 n, addr = recv(buf)
             except (BlockingIOError, InterruptedError):
+                if self.deep and self._metered:
+                    self.read_queue()  # drained after a deep reading: the overload may be over
                 return
             except OSError:
                 # ICMP port unreachable from an earlier send surfaces here on Linux: not fatal.
@@ -198,8 +249,11 @@ class Transports:
         *,
         ssl_context: ssl.SSLContext | None = None,
         idle_timeout: float = 900.0,
+        on_backlog: BacklogHandler | None = None,
     ) -> None:
         self.handler = handler
+        self.on_backlog = on_backlog
+        self.overloaded = False
         self.ssl_context = ssl_context
         self.idle_timeout = idle_timeout
         self._udp: dict[Listen, _UdpListener] = {}
@@ -217,7 +271,7 @@ class Transports:
         for listen in listens:
             if listen.transport == "udp":
                 sock = _bind_udp(listen)
-                listener = _UdpListener(listen, sock, self.handler)
+                listener = _UdpListener(listen, sock, self.handler, self._queue_changed)
                 loop.add_reader(sock.fileno(), listener.on_readable)
                 self._udp[listen] = listener
                 self._udp_by_family.setdefault(sock.family, listener)
@@ -237,6 +291,19 @@ class Transports:
                 self._servers.append(server)
                 self.bound.append(listen)
         self._sweeper = asyncio.create_task(self._sweep_idle(), name="transport-idle-sweeper")
+
+    def _queue_changed(self) -> None:
+        """A UDP listener's queue became too deep, or short again: overloaded while any is deep."""
+        overloaded = any(listener.deep for listener in self._udp.values())
+        if overloaded != self.overloaded:
+            self.overloaded = overloaded
+            if self.on_backlog is not None:
+                self.on_backlog(overloaded, max(listener.queued for listener in self._udp.values()))
+
+    def backlog_marks(self) -> dict[Listen, tuple[int, int]]:
+        """Each UDP listener's marks, in bytes of receive queue: too deep from the first, short
+        again under the second."""
+        return {listen: (listener.high, listener.low) for listen, listener in self._udp.items()}
 
     def _register(self, conn: _StreamConnection) -> int:
         conn_id = self._next_conn

@@ -729,6 +729,11 @@ class TransactionLayer:
             heapq.heappush(self._heap, (at, next(self._seq), stx))
         return out
 
+    def knows(self, request: Request) -> bool:
+        """Whether ``request`` is a retransmission of one a server transaction is serving."""
+        key, _ = _server_key(request, request.top_via, request.method)
+        return key in self._servers
+
     def find_invite(self, cancel: Request) -> ServerTransaction | None:
         """The INVITE server transaction a received CANCEL cancels, if it is still live."""
         key, _ = _server_key(cancel, cancel.top_via, "INVITE")
