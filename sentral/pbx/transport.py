@@ -16,9 +16,9 @@ answered with a single CRLF (RFC 5626 §4.4.1). Connections idle longer than ``i
 closed. Responses to a request that came over a stream go back over the same connection
 (RFC 3261 §18.2.2); a connection is found by its id or by the peer's address.
 
-Overload shows first as a queue in the UDP sockets: past a few hundred waiting messages every
-answer is late, phones and trunks retransmit, and the retransmissions deepen the queue until
-hardly any call completes. So each listener reads its receive queue's size from the kernel now and
+Overload shows first as a queue in the UDP sockets: once answers wait in it for as long as T1,
+phones and trunks retransmit, and the retransmissions deepen the queue until hardly any call
+completes. So each listener reads its receive queue's size from the kernel now and
 then, and ``Transports.overloaded`` (with ``on_backlog`` told of every change) says whether one of
 them is too deep; the endpoint then refuses new calls so that those in progress complete. Streams
 need no such reading: TCP's own flow control holds the sender back.
