@@ -332,7 +332,6 @@ class DigestAuthority:
             raise ValueError("max_nonces must be at least 1")
         self._secret = secret
         # Keyed once: copying a keyed HMAC is cheaper than keying a new one for every nonce.
-        self._nonce_mac = hmac.new(secret, _NONCE_LABEL, hashlib.sha256)
         self._lifetime = nonce_lifetime
         self._max_nonces = max_nonces
         self._random = random_bytes
@@ -444,9 +443,9 @@ class DigestAuthority:
 
     def _nonce_tag(self, body: bytes, realm: str) -> bytes:
         """The HMAC of a nonce's issue time and random bytes with the realm, truncated."""
-        mac = self._nonce_mac.copy()
-        mac.update(body + realm.encode(_ENCODING, _ERRORS))
-        return mac.digest()[:_TAG_BYTES]
+        # One-shot: the same MAC as a keyed object fed the label first, in one call into OpenSSL.
+        message = _NONCE_LABEL + body + realm.encode(_ENCODING, _ERRORS)
+        return hmac.digest(self._secret, message, "sha256")[:_TAG_BYTES]
 
     def _nonce_issued(self, nonce: str, realm: str) -> float | None:
         """The issue time of ``nonce`` if this server issued it for ``realm``, else None."""
