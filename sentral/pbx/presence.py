@@ -152,11 +152,16 @@ class PresencePort(Protocol):
         """The host and port we are reached at by ``target`` (for Via and Contact)."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _Line:
     phase: Phase
     direction: Direction
     acute: bool
+
+    def __init__(self, phase: Phase, direction: Direction, acute: bool) -> None:
+        self.phase = phase
+        self.direction = direction
+        self.acute = acute
 
 
 @dataclass(eq=False, slots=True)

@@ -61,7 +61,7 @@ _SO_MEMINFO = 55 if sys.platform.startswith("linux") else 0  # Linux 4.6 and lat
 _MEMINFO_SIZE = 36  # nine 32-bit counters; the first is the receive queue's
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Origin:
     """Where a message came from: transport, the peer's address, the listener, the connection."""
 
@@ -71,13 +71,20 @@ class Origin:
     local: Listen
     conn_id: int = 0
 
+    def __init__(self, transport: str, host: str, port: int, local: Listen, conn_id: int = 0) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.local = local
+        self.conn_id = conn_id
+
     @property
     def reliable(self) -> bool:
         """True for stream transports, where SIP does not retransmit."""
         return self.transport != "udp"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Target:
     """Where to send: transport and address, and the listener or connection to send through."""
 
@@ -86,6 +93,15 @@ class Target:
     port: int
     local: Listen | None = None
     conn_id: int = 0
+
+    def __init__(
+        self, transport: str, host: str, port: int, local: Listen | None = None, conn_id: int = 0
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.local = local
+        self.conn_id = conn_id
 
 
 MessageHandler = Callable[[bytes, Origin], None]

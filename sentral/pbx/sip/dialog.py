@@ -85,7 +85,7 @@ def _single_contact(msg: Message, *, required: bool) -> Uri | None:
     return contacts[0].uri
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, init=False)
 class Dialog:
     """One dialog's state (RFC 3261 §12.1). Mutable: it moves as requests and responses pass."""
 
@@ -110,6 +110,42 @@ class Dialog:
     initial_seq: int
     # From, To and Contact of the requests we send, formatted on first use (``_build``).
     _texts: tuple[str, str, str] | None = field(default=None, init=False, repr=False)
+
+    def __init__(
+        self,
+        call_id: str,
+        local_tag: str,
+        remote_tag: str,
+        local_uri: NameAddr,
+        remote_uri: NameAddr,
+        local_seq: int | None,
+        remote_seq: int | None,
+        remote_target: Uri,
+        route_set: tuple[NameAddr, ...],
+        secure: bool,
+        local_contact: NameAddr,
+        state: DialogState,
+        is_uac: bool,
+        invite_seq: int | None,
+        initial_seq: int,
+    ) -> None:
+        # Spelled out: compiled, the __init__ @dataclass generates would run interpreted.
+        self.call_id = call_id
+        self.local_tag = local_tag
+        self.remote_tag = remote_tag
+        self.local_uri = local_uri
+        self.remote_uri = remote_uri
+        self.local_seq = local_seq
+        self.remote_seq = remote_seq
+        self.remote_target = remote_target
+        self.route_set = route_set
+        self.secure = secure
+        self.local_contact = local_contact
+        self.state = state
+        self.is_uac = is_uac
+        self.invite_seq = invite_seq
+        self.initial_seq = initial_seq
+        self._texts = None
 
     # -- construction ------------------------------------------------------------------------
 

@@ -91,6 +91,11 @@ def display_name(key: str) -> str:
     return CANONICAL.get(key) or "-".join(part.capitalize() for part in key.split("-"))
 
 
+# A NamedTuple's generated __new__ runs as interpreted Python even when this module is compiled;
+# the values built for every message are made by tuple's own constructor instead, every field given.
+_new = tuple.__new__
+
+
 class NameAddr(NamedTuple):
     """``"Display" <uri>;params`` or a bare addr-spec with header parameters."""
 
@@ -124,7 +129,7 @@ class NameAddr(NamedTuple):
     def with_tag(self, tag: str) -> NameAddr:
         """A copy carrying ``tag`` (replacing any tag it had)."""
         params = (*(p for p in self.params if p[0] != "tag"), ("tag", tag))
-        return NameAddr(self.uri, self.display, params, self.bracketed)
+        return _new(NameAddr, (self.uri, self.display, params, self.bracketed))
 
     def __str__(self) -> str:
         uri = str(self.uri)
@@ -165,9 +170,10 @@ def parse_name_addr(text: str) -> NameAddr:
         ):
             rest = text[end + 1 :]
             if not rest:
-                return NameAddr(parse_uri(uri_text), None, ())
+                return _new(NameAddr, (parse_uri(uri_text), None, (), True))
             if rest[0] == ";":
-                return NameAddr(parse_uri(uri_text), None, parse_params(rest[1:].rstrip(WS)))
+                params = parse_params(rest[1:].rstrip(WS))
+                return _new(NameAddr, (parse_uri(uri_text), None, params, True))
     return _parse_name_addr_full(text)
 
 
@@ -247,7 +253,7 @@ class Via(NamedTuple):
 
     def with_params(self, params: Params) -> Via:
         """A copy with ``params`` replacing the parameters."""
-        return Via(self.transport, self.host, self.port, params, self.protocol)
+        return _new(Via, (self.transport, self.host, self.port, params, self.protocol))
 
     def stamped(self, host: str, port: int) -> Via | None:
         """This Via as a server stamps it on receipt from ``host``:``port``, or None if nothing
@@ -265,7 +271,7 @@ class Via(NamedTuple):
                 out.append((key, value))
         if stamp_received:
             out.append(("received", host))
-        return Via(self.transport, self.host, self.port, tuple(out), self.protocol)
+        return _new(Via, (self.transport, self.host, self.port, tuple(out), self.protocol))
 
     def __str__(self) -> str:
         return f"{self.protocol}/{self.transport} {self.sent_by}{format_params(self.params)}"
@@ -309,7 +315,7 @@ def parse_via(text: str) -> Via:
             ):
                 raise SipError(400, "Bad Via ttl")
     protocol = "SIP/2.0" if name == "SIP" and version == "2.0" else f"{name.upper()}/{version}"
-    return Via(transport.upper(), host, port, params, protocol)
+    return _new(Via, (transport.upper(), host, port, params, protocol))
 
 
 _CSEQ_RE = re.compile(r"[ \t]*([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*\Z")

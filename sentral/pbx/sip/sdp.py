@@ -62,7 +62,9 @@ class Direction(Enum):
 _DIRECTIONS = frozenset(d.value for d in Direction)
 
 
-@dataclass(frozen=True, slots=True)
+# Values made for every call spell out their __init__: compiled, the one @dataclass generates would
+# run interpreted, and a frozen class could not assign in its own. Nothing changes one once made.
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Origin:
     """The o= line: ``username sess-id sess-version nettype addrtype unicast-address``."""
 
@@ -73,13 +75,23 @@ class Origin:
     addrtype: str
     address: str
 
+    def __init__(
+        self, username: str, session_id: str, version: int, nettype: str, addrtype: str, address: str
+    ) -> None:
+        self.username = username
+        self.session_id = session_id
+        self.version = version
+        self.nettype = nettype
+        self.addrtype = addrtype
+        self.address = address
+
     def __str__(self) -> str:
         return (
             f"{self.username} {self.session_id} {self.version} {self.nettype} {self.addrtype} {self.address}"
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Connection:
     """A c= line: ``nettype addrtype address[/ttl][/count]`` (the suffix kept as written)."""
 
@@ -87,6 +99,12 @@ class Connection:
     addrtype: str
     address: str
     suffix: str = ""
+
+    def __init__(self, nettype: str, addrtype: str, address: str, suffix: str = "") -> None:
+        self.nettype = nettype
+        self.addrtype = addrtype
+        self.address = address
+        self.suffix = suffix
 
     @property
     def is_null(self) -> bool:
@@ -137,7 +155,7 @@ def _addrtype(address: str) -> str:
     return "IP6" if ":" in address else "IP4"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class MediaSection:
     """One m= section: the m= fields and the lines that follow it, in order."""
 
@@ -147,6 +165,22 @@ class MediaSection:
     proto: str
     formats: tuple[str, ...]
     lines: tuple[Line, ...] = ()
+
+    def __init__(
+        self,
+        media: str,
+        port: int,
+        port_count: int | None,
+        proto: str,
+        formats: tuple[str, ...],
+        lines: tuple[Line, ...] = (),
+    ) -> None:
+        self.media = media
+        self.port = port
+        self.port_count = port_count
+        self.proto = proto
+        self.formats = formats
+        self.lines = lines
 
     @property
     def m_line(self) -> str:
@@ -213,12 +247,16 @@ def _set_direction(lines: tuple[Line, ...], direction: Direction | None, *, appe
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class SessionDescription:
     """A parsed SDP body: the session-level lines (v= first) and the media sections."""
 
     lines: tuple[Line, ...]
     media: tuple[MediaSection, ...] = ()
+
+    def __init__(self, lines: tuple[Line, ...], media: tuple[MediaSection, ...] = ()) -> None:
+        self.lines = lines
+        self.media = media
 
     @classmethod
     def parse(cls, data: bytes) -> SessionDescription:

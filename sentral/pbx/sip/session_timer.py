@@ -39,12 +39,18 @@ class Refresher(Enum):
     UAS = "uas"
 
 
-@dataclass(frozen=True, slots=True)
+# Values made for every call spell out their __init__: compiled, the one @dataclass generates would
+# run interpreted, and a frozen class could not assign in its own. Nothing changes one once made.
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class SessionExpires:
     """A Session-Expires value: ``1800;refresher=uac``."""
 
     interval: int
     refresher: Refresher | None = None
+
+    def __init__(self, interval: int, refresher: Refresher | None = None) -> None:
+        self.interval = interval
+        self.refresher = refresher
 
     def __str__(self) -> str:
         if self.refresher is None:
@@ -106,13 +112,18 @@ def supports_timer(msg: Message) -> bool:
 # -- UAS side ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Negotiated:
     """An agreed session interval and refresher, as the 2xx states them."""
 
     interval: int
     refresher: Refresher
     require_timer: bool = False
+
+    def __init__(self, interval: int, refresher: Refresher, require_timer: bool = False) -> None:
+        self.interval = interval
+        self.refresher = refresher
+        self.require_timer = require_timer
 
     def headers(self) -> list[tuple[str, str]]:
         """The headers for the 2xx (§9): Session-Expires, and Require: timer when needed."""

@@ -147,8 +147,11 @@ class TransactionStateError(Exception):
 
 # -- actions -------------------------------------------------------------------------------------
 
+# Several actions are made for every message, so they spell out their __init__: compiled, the one
+# @dataclass generates would run as interpreted Python, and a frozen class could not assign in its
+# own. They are not frozen, but nothing changes one once made.
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Send:
     """Transmit ``data`` to ``destination``; ``tx`` is the transaction to blame on failure."""
 
@@ -157,16 +160,28 @@ class Send:
     reliable: bool
     tx: ClientTransaction | ServerTransaction
 
+    def __init__(
+        self, data: bytes, destination: Address, reliable: bool, tx: ClientTransaction | ServerTransaction
+    ) -> None:
+        self.data = data
+        self.destination = destination
+        self.reliable = reliable
+        self.tx = tx
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class RequestReceived:
     """A new request; ``tx`` is the server transaction created for it (respond through it)."""
 
     tx: ServerTransaction
     request: Request
 
+    def __init__(self, tx: ServerTransaction, request: Request) -> None:
+        self.tx = tx
+        self.request = request
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class CancelReceived:
     """A new CANCEL; ``tx`` answers it, ``invite_tx`` is the INVITE it cancels (None: 481)."""
 
@@ -174,8 +189,13 @@ class CancelReceived:
     request: Request
     invite_tx: ServerTransaction | None
 
+    def __init__(self, tx: ServerTransaction, request: Request, invite_tx: ServerTransaction | None) -> None:
+        self.tx = tx
+        self.request = request
+        self.invite_tx = invite_tx
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class AckReceived:
     """An ACK for a 2xx: the dialog layer's business. ``tx`` is set when it reached an INVITE
     server transaction in the Accepted state."""
@@ -185,13 +205,25 @@ class AckReceived:
     reliable: bool
     tx: ServerTransaction | None
 
+    def __init__(
+        self, request: Request, source: Address, reliable: bool, tx: ServerTransaction | None
+    ) -> None:
+        self.request = request
+        self.source = source
+        self.reliable = reliable
+        self.tx = tx
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class ResponseReceived:
     """A response for a client transaction (retransmitted 2xx responses included)."""
 
     tx: ClientTransaction
     response: Response
+
+    def __init__(self, tx: ClientTransaction, response: Response) -> None:
+        self.tx = tx
+        self.response = response
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,11 +251,14 @@ class TransportError:
     tx: ClientTransaction | ServerTransaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class TransactionTerminated:
     """``tx`` has reached the Terminated state and left the layer."""
 
     tx: ClientTransaction | ServerTransaction
+
+    def __init__(self, tx: ClientTransaction | ServerTransaction) -> None:
+        self.tx = tx
 
 
 Event = (
