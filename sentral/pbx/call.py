@@ -342,20 +342,28 @@ and ``now`` (what a ``sentral.media.collect.DigitCollector`` takes)."""
 # -- the call-control vocabulary ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class LegRinging:
     """A B leg sent 180/183 (``response``)."""
 
     leg: Leg
     response: Response
 
+    def __init__(self, leg: Leg, response: Response) -> None:
+        self.leg = leg
+        self.response = response
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class LegAnswered:
     """A B leg answered with a 2xx."""
 
     leg: Leg
     response: Response
+
+    def __init__(self, leg: Leg, response: Response) -> None:
+        self.leg = leg
+        self.response = response
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,19 +382,26 @@ class Timer:
 CallEvent = LegRinging | LegAnswered | LegFailed | Timer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Try:
     """Ring these targets (one new B leg each)."""
 
     targets: tuple[BindingRow, ...]
 
+    def __init__(self, targets: tuple[BindingRow, ...]) -> None:
+        self.targets = targets
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class RingCaller:
     """Tell the caller the call is ringing (or progressing): relay ``response`` from ``leg``."""
 
     leg: Leg
     response: Response
+
+    def __init__(self, leg: Leg, response: Response) -> None:
+        self.leg = leg
+        self.response = response
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,12 +412,16 @@ class Ringback:
     music: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Connect:
     """Answer the caller with ``leg``'s 2xx: the two are in a call."""
 
     leg: Leg
     response: Response
+
+    def __init__(self, leg: Leg, response: Response) -> None:
+        self.leg = leg
+        self.response = response
 
 
 @dataclass(frozen=True, slots=True)
@@ -653,13 +672,18 @@ class Leg:
         return self.target.transport
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Caller:
     """The authenticated caller: clinic, extension and the name the directory gives."""
 
     clinic: ClinicEntry
     extension: str
     name: str
+
+    def __init__(self, clinic: ClinicEntry, extension: str, name: str) -> None:
+        self.clinic = clinic
+        self.extension = extension
+        self.name = name
 
 
 @dataclass(eq=False, slots=True)
@@ -727,7 +751,7 @@ class Call:
         return self.a if leg is self.winner else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class LegReport:
     """One leg in a call's record."""
 
@@ -741,8 +765,30 @@ class LegReport:
     answered: float | None
     ended: float | None
 
+    def __init__(
+        self,
+        leg: str,
+        side: str,
+        target: str,
+        outcome: str,
+        status: int | None,
+        started: float,
+        ringing: float | None,
+        answered: float | None,
+        ended: float | None,
+    ) -> None:
+        self.leg = leg
+        self.side = side
+        self.target = target
+        self.outcome = outcome
+        self.status = status
+        self.started = started
+        self.ringing = ringing
+        self.answered = answered
+        self.ended = ended
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class CallReport:
     """The record of one finished call; times are on the controller's ``now`` clock."""
 
@@ -761,6 +807,40 @@ class CallReport:
     ended: float
     hangup_by: str  # "caller", "callee" or "system"
     cause: str
+
+    def __init__(
+        self,
+        call_id: str,
+        clinic: str,
+        caller: str,
+        caller_name: str,
+        callee: str,
+        callee_name: str,
+        sip_call_id: str,
+        status: int | None,
+        legs: tuple[LegReport, ...],
+        started: float,
+        rang: float | None,
+        answered: float | None,
+        ended: float,
+        hangup_by: str,
+        cause: str,
+    ) -> None:
+        self.call_id = call_id
+        self.clinic = clinic
+        self.caller = caller
+        self.caller_name = caller_name
+        self.callee = callee
+        self.callee_name = callee_name
+        self.sip_call_id = sip_call_id
+        self.status = status
+        self.legs = legs
+        self.started = started
+        self.rang = rang
+        self.answered = answered
+        self.ended = ended
+        self.hangup_by = hangup_by
+        self.cause = cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -796,7 +876,7 @@ class Purpose(Enum):
     BYE = "bye"  # our BYE (teardown): nothing to relay
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(eq=False, slots=True, init=False)
 class Pending:
     """A client transaction of ours and what to do with its responses."""
 
@@ -807,6 +887,24 @@ class Pending:
     source_tx: ServerTransaction | None = None
     source_request: Request | None = None
     timer: Negotiated | None = None
+
+    def __init__(
+        self,
+        call: Call,
+        leg: Leg,
+        purpose: Purpose,
+        source: Leg | None = None,
+        source_tx: ServerTransaction | None = None,
+        source_request: Request | None = None,
+        timer: Negotiated | None = None,
+    ) -> None:
+        self.call = call
+        self.leg = leg
+        self.purpose = purpose
+        self.source = source
+        self.source_tx = source_tx
+        self.source_request = source_request
+        self.timer = timer
 
 
 # -- the controller ------------------------------------------------------------------------------

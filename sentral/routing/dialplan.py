@@ -40,7 +40,7 @@ from sentral.routing.park import Park, ParkResolver, Retrieve
 BindingsLookup = Callable[[tuple[str, str]], Sequence[BindingRow]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Query:
     """One routing question: who does ``number``, dialled by a phone of ``clinic``, reach?"""
 
@@ -49,8 +49,16 @@ class Query:
     directory: Directory
     bindings: BindingsLookup
 
+    def __init__(
+        self, clinic: ClinicEntry, number: str, directory: Directory, bindings: BindingsLookup
+    ) -> None:
+        self.clinic = clinic
+        self.number = number
+        self.directory = directory
+        self.bindings = bindings
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Ring:
     """Ring these contacts in parallel; ``extension`` and ``name`` describe who is called.
 
@@ -62,6 +70,14 @@ class Ring:
     name: str
     contacts: tuple[BindingRow, ...]
     direct: bool = True
+
+    def __init__(
+        self, extension: str, name: str, contacts: tuple[BindingRow, ...], direct: bool = True
+    ) -> None:
+        self.extension = extension
+        self.name = name
+        self.contacts = contacts
+        self.direct = direct
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,3 +130,63 @@ def test_no_compiled_function_reuses_an_except_variable_for_another_type() -> No
             ]
     assert compiled_sources(), "no compiled modules listed"
     assert reused == []
+
+
+def _is_init_false_dataclass(node: ast.ClassDef) -> bool:
+    for decorator in node.decorator_list:
+        if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", "") == "dataclass":
+            for keyword in decorator.keywords:
+                if keyword.arg == "init" and isinstance(keyword.value, ast.Constant):
+                    return keyword.value.value is False
+    return False
+
+
+def _init_fields(node: ast.ClassDef) -> list[str]:
+    """The fields a generated __init__ would take: annotated, not ClassVar, not field(init=False)."""
+    names = []
+    for statement in node.body:
+        if not isinstance(statement, ast.AnnAssign) or not isinstance(statement.target, ast.Name):
+            continue
+        if "ClassVar" in ast.unparse(statement.annotation):
+            continue
+        value = statement.value
+        if (
+            isinstance(value, ast.Call)
+            and getattr(value.func, "id", "") == "field"
+            and any(k.arg == "init" and getattr(k.value, "value", True) is False for k in value.keywords)
+        ):
+            continue
+        names.append(statement.target.id)
+    return names
+
+
+def test_every_spelled_out_dataclass_init_takes_every_field() -> None:
+    """A compiled module's dataclass that writes its own __init__ (``init=False``, so that the
+    constructor is compiled) must take the fields the generated one would, in order: ``replace``,
+    keyword construction and the repr rely on it."""
+    checked, wrong = 0, []
+    for path in compiled_sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ClassDef) or not _is_init_false_dataclass(node):
+                continue
+            init = next(
+                (f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None
+            )
+            params = [a.arg for a in init.args.args[1:]] if init is not None else None
+            fields = _init_fields(node)
+            assigned = (
+                {
+                    t.attr
+                    for s in ast.walk(init)
+                    if isinstance(s, ast.Assign)
+                    for t in s.targets
+                    if isinstance(t, ast.Attribute)
+                }
+                if init is not None
+                else set()
+            )
+            checked += 1
+            if params != fields or not set(fields) <= assigned:
+                wrong.append(f"{path.relative_to(ROOT)}: {node.name} takes {params}, has fields {fields}")
+    assert checked >= 20
+    assert wrong == []

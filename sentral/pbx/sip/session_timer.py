@@ -198,7 +198,7 @@ def min_se_of(msg: Message) -> int:
 # -- UAC side ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class TimerRequest:
     """What our INVITE asks for (§7.1), and how it moves on a 422 (§7.3) or a 2xx (§7.2)."""
 
@@ -206,6 +206,18 @@ class TimerRequest:
     min_se: int = MIN_SE_FLOOR
     refresher: Refresher | None = None
     attempts: int = 0
+
+    def __init__(
+        self,
+        interval: int = DEFAULT_INTERVAL,
+        min_se: int = MIN_SE_FLOOR,
+        refresher: Refresher | None = None,
+        attempts: int = 0,
+    ) -> None:
+        self.interval = interval
+        self.min_se = min_se
+        self.refresher = refresher
+        self.attempts = attempts
 
     def headers(self) -> list[tuple[str, str]]:
         """Session-Expires, Min-SE and Supported: timer for the INVITE."""
