@@ -197,6 +197,8 @@ class Server:
         self.cdr_writer.start()
         tune_gc()
         try:
+            # Messages go straight to the endpoint, without a hop through this (interpreted) class.
+            self.transports.handler = endpoint.on_message
             await self.transports.start(self.config.listens)
         except OSError as exc:
             log.error("cannot_listen", error=str(exc), hint="is another server using the port?")

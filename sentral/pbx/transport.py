@@ -274,6 +274,7 @@ class Transports:
         self.idle_timeout = idle_timeout
         self._udp: dict[Listen, _UdpListener] = {}
         self._udp_by_family: dict[int, _UdpListener] = {}
+        self._udp_listeners: tuple[_UdpListener, ...] = ()
         self._servers: list[asyncio.Server] = []
         self._conns: dict[int, _StreamConnection] = {}
         self._conns_by_peer: dict[tuple[str, str, int], _StreamConnection] = {}
@@ -290,6 +291,7 @@ class Transports:
                 listener = _UdpListener(listen, sock, self.handler, self._queue_changed)
                 loop.add_reader(sock.fileno(), listener.on_readable)
                 self._udp[listen] = listener
+                self._udp_listeners = (*self._udp_listeners, listener)
                 self._udp_by_family.setdefault(sock.family, listener)
                 self.bound.append(listen)
             else:
@@ -337,7 +339,17 @@ class Transports:
     def send(self, data: bytes, target: Target) -> bool:
         """Send one message; False if it could not be handed to the network."""
         if target.transport == "udp":
-            listener = self._udp.get(target.local) if target.local is not None else None
+            local = target.local
+            listener = None
+            if local is not None:
+                # The target's listener is nearly always the very object a listener was bound
+                # for (it came with the request): found by identity, without hashing a Listen.
+                for candidate in self._udp_listeners:
+                    if candidate.listen is local:
+                        listener = candidate
+                        break
+                else:
+                    listener = self._udp.get(local)
             if listener is None:
                 family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
                 listener = self._udp_by_family.get(family)
@@ -381,6 +393,7 @@ class Transports:
             listener.sock.close()
         self._udp.clear()
         self._udp_by_family.clear()
+        self._udp_listeners = ()
         for server in self._servers:
             server.close()
         for conn in list(self._conns.values()):
