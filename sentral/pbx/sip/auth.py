@@ -331,7 +331,6 @@ class DigestAuthority:
         if max_nonces < 1:
             raise ValueError("max_nonces must be at least 1")
         self._secret = secret
-        # Keyed once: copying a keyed HMAC is cheaper than keying a new one for every nonce.
         self._lifetime = nonce_lifetime
         self._max_nonces = max_nonces
         self._random = random_bytes
