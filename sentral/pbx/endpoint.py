@@ -52,6 +52,7 @@ from sentral.pbx.location import Location
 from sentral.pbx.presence import PresenceHub
 from sentral.pbx.registrar import AuthOutcome, RegisterResult, Registrar
 from sentral.pbx.sip.errors import SipError
+from sentral.pbx.sip.headers import Via
 from sentral.pbx.sip.message import (
     Field,
     ParseError,
@@ -216,9 +217,7 @@ class Endpoint:
         response = make_response(
             request, 503, to_tag=local_tag(request), headers=[("Retry-After", OVERLOAD_RETRY_AFTER)]
         )
-        host, port = response_destination(request.top_via, _peer(origin), origin.reliable)
-        target = Target(origin.transport, host, port, origin.local, origin.conn_id)
-        self.transports.send(response.to_bytes(), target)
+        self._send_stateless(response, request.top_via, origin)
 
     def _on_response(self, response: Response, origin: Origin, now: float) -> None:
         try:
@@ -631,6 +630,11 @@ class Endpoint:
             via = response.top_via
         except SipError:
             return
+        self._send_stateless(response, via, origin)
+
+    def _send_stateless(self, response: Response, via: Via, origin: Origin) -> None:
+        """Send a response outside any transaction where ``via`` and ``origin`` say (RFC 3261
+        §18.2.2, RFC 3581), through the listener or connection the request came on."""
         host, port = response_destination(via, _peer(origin), origin.reliable)
         self.transports.send(response.to_bytes(), Target(origin.transport, host, port, origin.local, origin.conn_id))
 
