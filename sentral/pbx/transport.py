@@ -285,11 +285,12 @@ class Transports:
     async def start(self, listens: tuple[Listen, ...]) -> None:
         """Bind every listener; raise OSError with a readable message if one cannot be bound."""
         loop = asyncio.get_running_loop()
+        readers: list[_UdpListener] = []
         for listen in listens:
             if listen.transport == "udp":
                 sock = _bind_udp(listen)
                 listener = _UdpListener(listen, sock, self.handler, self._queue_changed)
-                loop.add_reader(sock.fileno(), listener.on_readable)
+                readers.append(listener)
                 self._udp[listen] = listener
                 self._udp_listeners = (*self._udp_listeners, listener)
                 self._udp_by_family.setdefault(sock.family, listener)
@@ -308,6 +309,10 @@ class Transports:
                 )
                 self._servers.append(server)
                 self.bound.append(listen)
+        # UDP is read only once every listener is bound: create_server lets the loop run, and a
+        # peer that got an answer over UDP may go straight on to a TLS port not yet listening.
+        for listener in readers:
+            loop.add_reader(listener.sock.fileno(), listener.on_readable)
         self._sweeper = asyncio.create_task(self._sweep_idle(), name="transport-idle-sweeper")
 
     def _queue_changed(self) -> None:
