@@ -267,9 +267,10 @@ class Server:
         if len(calls):
             log.info("drain_timeout", calls=len(calls))
             endpoint.hang_up_all()
-        # Let the last BYEs and CANCELs be answered (or retransmitted) before the sockets close.
+        # Let the last BYEs and CANCELs be answered (or retransmitted) before the sockets close;
+        # transactions that have their answer only linger to absorb its retransmissions.
         grace = time.monotonic() + HANGUP_GRACE
-        while self.layer.client_count and time.monotonic() < grace:
+        while self.layer.clients_awaiting_final and time.monotonic() < grace:
             await asyncio.sleep(0.05)
 
     # -- media ---------------------------------------------------------------------------------------

@@ -331,6 +331,20 @@ def test_client_non_invite_final_response_then_timer_k() -> None:
     assert run(layer, 10.0) == [(6.0, TransactionTerminated(tx))]
 
 
+def test_only_client_transactions_without_a_final_response_count_as_awaiting_one() -> None:
+    layer = TransactionLayer()
+    bye, invite = outgoing("BYE"), outgoing("INVITE", call_id="second@203.0.113.1")
+    layer.send_request(bye, TRUNK, False, 0.0)
+    layer.send_request(invite, TRUNK, False, 0.0)
+    assert layer.clients_awaiting_final == 2
+    layer.receive(reply(invite, 180), TRUNK, False, 0.1)
+    assert layer.clients_awaiting_final == 2
+    layer.receive(reply(bye, 200), TRUNK, False, 0.2)
+    layer.receive(reply(invite, 486), TRUNK, False, 0.3)
+    # Both linger (Timer K, Timer D) to absorb retransmissions, but have their answers.
+    assert layer.client_count == 2 and layer.clients_awaiting_final == 0
+
+
 def test_client_non_invite_reliable_final_response_terminates_at_once() -> None:
     layer = TransactionLayer()
     req = outgoing("OPTIONS", transport="TLS")

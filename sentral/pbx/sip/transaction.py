@@ -102,6 +102,10 @@ class State(Enum):
     TERMINATED = "Terminated"
 
 
+# A client transaction in one of these states has not had its final response.
+_AWAITING_FINAL = frozenset((State.CALLING, State.TRYING, State.PROCEEDING))
+
+
 class Timer(Enum):
     """The transaction timers of RFC 3261 §17 and RFC 6026 (Timer C belongs to proxies)."""
 
@@ -715,6 +719,12 @@ class TransactionLayer:
     def client_count(self) -> int:
         """Live client transactions."""
         return len(self._clients)
+
+    @property
+    def clients_awaiting_final(self) -> int:
+        """Client transactions that have no final response yet; the others only wait to absorb
+        retransmissions of one."""
+        return sum(1 for tx in self._clients.values() if tx.state in _AWAITING_FINAL)
 
     # -- receiving -------------------------------------------------------------------------------
 
