@@ -197,11 +197,17 @@ class Phone:
         self.closing_recordings = still
 
     def shutdown(self, graceful: bool) -> None:
+        """Hang up and unregister (when graceful), then destroy the library.
+
+        pjsua's own graceful destroy always sleeps about a second for unregistrations it cannot
+        see; waiting for them here and destroying without network is as clean and quicker.
+        """
         if graceful:
             self.ep.hangupAllCalls()
             deadline = time.monotonic() + 1.0
             while self.calls and time.monotonic() < deadline:
                 self.ep.libHandleEvents(10)
+            self.unregister_all(deadline=time.monotonic() + 2.0)
         for call in self.calls.values():
             call.release_media()
         self.calls.clear()
@@ -210,7 +216,19 @@ class Phone:
             acc.close()
         self.accounts.clear()
         gc.collect()
-        self.ep.libDestroy(0 if graceful else pj.PJSUA_DESTROY_NO_NETWORK)
+        self.ep.libDestroy(pj.PJSUA_DESTROY_NO_NETWORK)
+
+    def unregister_all(self, deadline: float) -> None:
+        """Send every registered account's unregistration and wait for the answers."""
+        pending = []
+        for acc in self.accounts.values():
+            with contextlib.suppress(pj.Error):
+                if acc.getInfo().regIsActive:
+                    acc.setRegistration(False)
+                    pending.append(acc)
+        while pending and time.monotonic() < deadline:
+            self.ep.libHandleEvents(10)
+            pending = [acc for acc in pending if _still_registered(acc)]
 
     # -- commands ---------------------------------------------------------------------------------
 
@@ -382,6 +400,13 @@ class Phone:
     def cmd_quit(self, request: dict[str, Any]) -> dict[str, Any]:
         self.running = False
         return {}
+
+
+def _still_registered(acc: Any) -> bool:
+    try:
+        return bool(acc.getInfo().regIsActive)
+    except pj.Error:
+        return False
 
 
 def add_headers(prm: Any, headers: Any) -> None:
