@@ -26,7 +26,7 @@ from typing import IO, Any
 from sqlalchemy import create_engine
 
 from sentral.config.directory import directory_version
-from tests.system.peers import LOOPBACK, free_port, tail
+from tests.system.peers import LOOPBACK, REPO_ROOT, free_port, tail
 
 _RELOADED = re.compile(r"directory_reloaded\s+version=(\d+)")
 
@@ -232,6 +232,26 @@ class SentralServer:
                 f"$ {' '.join(cmd)}\nexited {done.returncode}\n-- stdout:\n{done.stdout}\n-- stderr:\n{done.stderr}"
             )
         return done
+
+    def cli_batch(self, *commands: Sequence[str], timeout: float = 60.0) -> None:
+        """Run several ``sentral`` commands in one process (see cli_batch.py); the first failure
+        fails with its output."""
+        cmd = [sys.executable, "-m", "tests.system.cli_batch", "--db", self.db_url]
+        listing = "\n".join(f"$ sentral {' '.join(args)}" for args in commands)
+        try:
+            done = subprocess.run(
+                cmd,
+                input=json.dumps([list(args) for args in commands]),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=self.env,
+                cwd=REPO_ROOT,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ServerError(f"{listing}\ntook longer than {timeout:.0f}s") from exc
+        if done.returncode != 0:
+            raise ServerError(f"{listing}\n-- stdout:\n{done.stdout}\n-- stderr:\n{done.stderr}")
 
     def loaded_version(self) -> int | None:
         """The latest directory version the running server logged it reloaded, if any."""

@@ -63,9 +63,8 @@ def test_sigkill_during_call_load_loses_no_record_of_a_finished_call(sipp: Sipp,
     SIPp's log every millisecond), the moment at which an answer sent ahead of its record's commit
     would show.
     """
-    clinic = start_clinic(tmp_path, "--drain-timeout", "3")
+    clinic = start_clinic(tmp_path, "--drain-timeout", "3", digest="md5")
     try:
-        clinic.cli("clinic", "set", DOMAIN, "--digest", "md5")
         callers = [(str(20000 + i), f"password-{i:04d}") for i in range(CALLS)]
         add_users(clinic, callers, tmp_path / "staff.csv")
         clinic.wait_loaded()  # the running server picks the new staff up within half a second

@@ -77,10 +77,8 @@ def clinic(tmp_path: Path) -> Iterator[SentralServer]:
 
     Media passes straight between the phones here (``--direct-media``): these tests follow the
     SDP each side sent to the other, ports included; anchored media has tests of its own."""
-    server = start_clinic(tmp_path, "--drain-timeout", "3", "--direct-media")
+    server = start_clinic(tmp_path, "--drain-timeout", "3", "--direct-media", digest="md5")
     try:
-        server.cli("clinic", "set", DOMAIN, "--digest", "md5")
-        server.wait_loaded()  # the running server picks the change up within half a second
         yield server
     finally:
         server.stop()
@@ -220,9 +218,8 @@ def test_sentral_refreshes_each_leg_and_ends_a_call_whose_refresher_goes_quiet(
 
     The test takes a little over a minute: the 90 s floor is the RFC's, and 60 s is the least it
     allows before a silent refresher's call is ended."""
-    clinic = start_clinic(tmp_path, "--session-interval", "90", "--drain-timeout", "3")
+    clinic = start_clinic(tmp_path, "--session-interval", "90", "--drain-timeout", "3", digest="md5")
     try:
-        clinic.reconfigure("clinic", "set", DOMAIN, "--digest", "md5")
         uas_port = free_port()
         register_sipp_uas(sipp, clinic, tmp_path, CALLEE, uas_port)
         logs = {name: tmp_path / f"{name}.log" for name in ("refresh", "expire", "callee")}

@@ -27,13 +27,17 @@ SCENARIOS = Path(__file__).parent / "scenarios"
 STAFF = ("1001", "1002", "1003")
 
 
-def start_clinic(tmp_path: Path, *extra: str) -> SentralServer:
+def start_clinic(tmp_path: Path, *extra: str, digest: str | None = None) -> SentralServer:
+    """A started server with clinic.test and staff 1001..1003; ``digest`` "md5" for SIPp, which
+    speaks no other."""
     workdir = tmp_path / "server"
     workdir.mkdir(exist_ok=True)
     server = SentralServer(f"sqlite:///{workdir / 'sentral.db'}", workdir, extra_args=extra)
-    server.cli("init", "--domain", DOMAIN)
-    for ext in STAFF:
-        server.cli("user", "add", ext, "--name", f"Staff {ext}", "--password", f"secret-{ext}")
+    server.cli_batch(
+        ("init", "--domain", DOMAIN),
+        *((("clinic", "set", DOMAIN, "--digest", digest),) if digest else ()),
+        *(("user", "add", ext, "--name", f"Staff {ext}", "--password", f"secret-{ext}") for ext in STAFF),
+    )
     server.start()
     return server
 
@@ -278,8 +282,7 @@ def register_sipp_uas(sipp: Sipp, server: SentralServer, tmp_path: Path, ext: st
 def sipp_clinic(tmp_path: Path) -> Iterator[SentralServer]:
     """A clinic offering MD5 only (SIPp 3.6 speaks no other), with the default no-answer timeout:
     under loss a call may take a few seconds of retransmissions to be answered."""
-    server = start_clinic(tmp_path, "--drain-timeout", "3")
-    server.reconfigure("clinic", "set", DOMAIN, "--digest", "md5")
+    server = start_clinic(tmp_path, "--drain-timeout", "3", digest="md5")
     try:
         yield server
     finally:
@@ -337,9 +340,8 @@ def test_callee_rings_forever_and_the_no_answer_timeout_cancels_it(
     """A SIPp callee sends 180 and never a final response. After the no-answer timeout (3 s here)
     Sentral CANCELs the callee's INVITE (the scenario passes only if a CANCEL comes and its 487
     is ACKed), the caller gets 480, and the record says no answer."""
-    clinic = start_clinic(tmp_path, "--no-answer-timeout", "3", "--drain-timeout", "3")
+    clinic = start_clinic(tmp_path, "--no-answer-timeout", "3", "--drain-timeout", "3", digest="md5")
     try:
-        clinic.reconfigure("clinic", "set", DOMAIN, "--digest", "md5")
         uas_port = free_port()
         register_sipp_uas(sipp, clinic, tmp_path, "1002", uas_port)
         alice = phone_for(softphone_factory, clinic, "1001")
@@ -378,9 +380,8 @@ def test_caller_never_acks_the_200_so_sentral_retransmits_it_then_byes_both_side
     4 ... s: RFC 3261 section 13.3.1.4) and, 64*T1 = 32 s after the first, give up and BYE both
     sides; the callee's phone hangs up and the record says the system ended the call for want of
     an ACK. The test takes about 35 s: the 32 s are the RFC's, not a setting."""
-    clinic = start_clinic(tmp_path, "--drain-timeout", "3")
+    clinic = start_clinic(tmp_path, "--drain-timeout", "3", digest="md5")
     try:
-        clinic.reconfigure("clinic", "set", DOMAIN, "--digest", "md5")
         bob = phone_for(softphone_factory, clinic, "1002", ring=0, auto_answer=200)
         host, port = clinic.address.split(":")
         server = (host, int(port))

@@ -28,9 +28,13 @@ def clinic(tmp_path: Path) -> Iterator[SentralServer]:
     workdir = tmp_path / "server"
     workdir.mkdir()
     server = SentralServer(f"sqlite:///{workdir / 'sentral.db'}", workdir, extra_args=("--no-answer-timeout", "20"))
-    server.cli("init", "--domain", DOMAIN)
-    for ext in (*CALLERS, *MEMBERS):
-        server.cli("user", "add", ext, "--name", f"Staff {ext}", "--password", f"secret-{ext}")
+    server.cli_batch(
+        ("init", "--domain", DOMAIN),
+        *(
+            ("user", "add", ext, "--name", f"Staff {ext}", "--password", f"secret-{ext}")
+            for ext in (*CALLERS, *MEMBERS)
+        ),
+    )
     server.start()
     try:
         yield server

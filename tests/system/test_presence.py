@@ -35,10 +35,11 @@ def clinic(tmp_path: Path) -> Iterator[SentralServer]:
     workdir = tmp_path / "server"
     workdir.mkdir()
     server = SentralServer(f"sqlite:///{workdir / 'sentral.db'}", workdir)
-    server.cli("init", "--domain", DOMAIN)
-    server.cli("clinic", "set", DOMAIN, "--digest", "md5")
-    for ext in STAFF:
-        server.cli("user", "add", ext, "--name", f"Staff {ext}", "--password", f"secret-{ext}")
+    server.cli_batch(
+        ("init", "--domain", DOMAIN),
+        ("clinic", "set", DOMAIN, "--digest", "md5"),
+        *(("user", "add", ext, "--name", f"Staff {ext}", "--password", f"secret-{ext}") for ext in STAFF),
+    )
     server.start()
     try:
         yield server

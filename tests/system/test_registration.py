@@ -27,9 +27,13 @@ def clinic(db_url: str, tmp_path: Path) -> Iterator[SentralServer]:
     workdir = tmp_path / "server"
     workdir.mkdir()
     server = SentralServer(db_url, workdir)
-    server.cli("init", "--domain", DOMAIN)
-    for ext in ("1001", "1002", "1003"):
-        server.cli("user", "add", ext, "--name", f"Staff {ext}", "--password", f"secret-{ext}")
+    server.cli_batch(
+        ("init", "--domain", DOMAIN),
+        *(
+            ("user", "add", ext, "--name", f"Staff {ext}", "--password", f"secret-{ext}")
+            for ext in ("1001", "1002", "1003")
+        ),
+    )
     server.start()
     try:
         yield server
@@ -41,7 +45,7 @@ def add_users(server: SentralServer, users: list[tuple[str, str]], path: Path) -
     """Add staff in bulk with `sentral user import`, as IT staff provision a clinic."""
     lines = ["extension,name,password", *(f"{ext},Staff {ext},{password}" for ext, password in users)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    server.cli("user", "import", str(path))
+    server.reconfigure("user", "import", str(path))
 
 
 def bindings_of(server: SentralServer, ext: str) -> list[dict[str, object]]:

@@ -19,9 +19,11 @@ def make_server(tmp_path: Path, *extra: str) -> SentralServer:
     workdir = tmp_path / "server"
     workdir.mkdir(exist_ok=True)
     server = SentralServer(f"sqlite:///{workdir / 'sentral.db'}", workdir, extra_args=extra)
-    server.cli("init", "--domain", DOMAIN)
-    server.cli("clinic", "set", DOMAIN, "--digest", "md5")
-    server.cli("user", "add", "1001", "--name", "Kari Nordmann", "--password", "secret-1001")
+    server.cli_batch(
+        ("init", "--domain", DOMAIN),
+        ("clinic", "set", DOMAIN, "--digest", "md5"),
+        ("user", "add", "1001", "--name", "Kari Nordmann", "--password", "secret-1001"),
+    )
     return server
 
 
