@@ -45,6 +45,7 @@ GROUPS: dict[str, list[str]] = {
         "sentral/pbx/sip/pidf.py",
         "sentral/pbx/sip/sdp.py",
         "sentral/pbx/sip/session_timer.py",
+        "sentral/pbx/sip/timers.py",
         "sentral/pbx/sip/transaction.py",
         "sentral/pbx/sip/uri.py",
     ],

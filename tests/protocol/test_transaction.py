@@ -804,10 +804,10 @@ def test_thousands_of_server_transactions_complete_and_expire() -> None:
     assert len(run(layer, 70.0)) == 1 and layer.server_count == 0 and layer.next_deadline() is None
 
 
-def test_stale_heap_entries_are_compacted_away() -> None:
+def test_stale_timer_entries_are_compacted_away() -> None:
     layer = TransactionLayer()
     # Over TCP a final response ends a client non-INVITE transaction at once, leaving its
-    # Timer F entry behind in the heap.
+    # Timer F entry behind on the timer wheel.
     for i in range(3000):
         req = outgoing("OPTIONS", transport="TCP", call_id=f"x{i}")
         layer.send_request(req, TRUNK, True, 0.0)

@@ -60,25 +60,25 @@ client transaction, to the same destination, once a provisional response has arr
 the CANCEL is held, and it is dropped if a final response (or Timer B) ends the INVITE first.
 
 Timers. Each transaction keeps two timer slots, a retransmission one (A, E, G, or the 100 Trying
-delay) and a lifetime one (B, D, F, H, I, J, K, L, M). The layer keeps one heap of
-(deadline, sequence, transaction) entries. A transaction whose earliest deadline changes gets a
-new entry and remembers that deadline; an entry whose deadline is not the one its transaction
-remembers is stale and skipped when it surfaces (lazy deletion), and the heap is compacted when
-stale entries outnumber live ones. ``on_timer`` only ever touches transactions that are due.
+delay) and a lifetime one (B, D, F, H, I, J, K, L, M). The layer keeps one timer wheel
+(timers.py) of (deadline, transaction) entries. A transaction whose earliest deadline changes gets
+a new entry and remembers that deadline; an entry whose deadline is not the one its transaction
+remembers is stale and skipped when it comes due (lazy deletion), and the wheel is compacted when
+stale entries outnumber live ones four to one. ``on_timer`` only ever touches transactions that
+are due.
 """
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 from enum import Enum
-from itertools import count
 from math import inf
 from typing import assert_never
 
 from sentral.pbx.sip import entropy
 from sentral.pbx.sip.headers import Via
 from sentral.pbx.sip.message import BRANCH_MAGIC, Field, Request, Response, make_response
+from sentral.pbx.sip.timers import TimerWheel
 
 Address = tuple[str, int]
 
@@ -404,7 +404,7 @@ class ServerTransaction(_TimerSlots):
         self.auto_trying = auto_trying
         self.last_response: Response | None = None
         self._ack_key: ServerKey | None = None
-        self._heap_at = inf
+        self._timer_at = inf
         self._end_at = inf
         self._end_timer = Timer.H
         self._interval = 0.0
@@ -560,7 +560,7 @@ class ClientTransaction(_TimerSlots):
         self._request_bytes = b""
         self._ack_bytes: bytes | None = None
         self._cancel: ClientTransaction | None = None
-        self._heap_at = inf
+        self._timer_at = inf
         self._rtx_at = inf
         self._end_at = inf
         self._rtx_timer = Timer.A if invite else Timer.E
@@ -693,8 +693,14 @@ Transaction = ClientTransaction | ServerTransaction
 # -- the layer -----------------------------------------------------------------------------------
 
 
+def _still_set(at: float, tx: Transaction) -> bool:
+    """Whether a timer entry is the one its transaction waits for (the others are left over)."""
+    return at == tx._timer_at and tx.state is not State.TERMINATED
+
+
+
 class TransactionLayer:
-    """Every live transaction, their matching tables and one timer heap."""
+    """Every live transaction, their matching tables and one timer wheel."""
 
     def __init__(self, timings: Timings | None = None, *, auto_trying: bool = True) -> None:
         self.timings = timings or Timings()
@@ -703,8 +709,7 @@ class TransactionLayer:
         self._servers: dict[ServerKey, ServerTransaction] = {}
         self._server_count = 0
         self._clients: dict[ClientKey, ClientTransaction] = {}
-        self._heap: list[tuple[float, int, Transaction]] = []
-        self._seq = count()
+        self._timers: TimerWheel[Transaction] = TimerWheel()
 
     def __len__(self) -> int:
         """Live transactions, client and server (held CANCELs not counted)."""
@@ -770,8 +775,8 @@ class TransactionLayer:
             out.append(RequestReceived(stx, msg))
         at = stx._rtx_at
         if at != inf:
-            stx._heap_at = at
-            heapq.heappush(self._heap, (at, next(self._seq), stx))
+            stx._timer_at = at
+            self._timers.push(at, stx)
         return out
 
     def knows(self, request: Request) -> bool:
@@ -879,32 +884,25 @@ class TransactionLayer:
 
     def next_deadline(self) -> float | None:
         """When ``on_timer`` next has work, or None. May be early (a stale entry): harmless."""
-        heap = self._heap
-        return heap[0][0] if heap else None
+        return self._timers.next_deadline()
 
     def on_timer(self, now: float) -> list[Action]:
         """Fire every timer due at ``now``, in deadline order."""
         out: list[Action] = []
-        heap = self._heap
-        pop = heapq.heappop
-        while heap and heap[0][0] <= now:
-            at, _, tx = pop(heap)
-            if at != tx._heap_at or tx.state is State.TERMINATED:
+        timers = self._timers
+        for at, tx in timers.pop_due(now):
+            if at != tx._timer_at or tx.state is State.TERMINATED:
                 continue
-            tx._heap_at = inf
+            tx._timer_at = inf
             tx._fire(now, out)
             if isinstance(tx, ClientTransaction):
                 self._settle_client(tx, now, out)
             else:
                 self._settle_server(tx, out)
-        if len(heap) > 1024 and len(heap) > 4 * (self._server_count + len(self._clients)):
-            self._compact()
+        held = len(timers)
+        if held > 1024 and held > 4 * (self._server_count + len(self._clients)):
+            timers.compact(_still_set)
         return out
-
-    def _compact(self) -> None:
-        live = [e for e in self._heap if e[0] == e[2]._heap_at and e[2].state is not State.TERMINATED]
-        heapq.heapify(live)
-        self._heap = live
 
     # -- bookkeeping -----------------------------------------------------------------------------
 
@@ -912,16 +910,16 @@ class TransactionLayer:
         rtx = tx._rtx_at
         end = tx._end_at
         at = rtx if rtx < end else end
-        if at != tx._heap_at:
-            tx._heap_at = at
+        if at != tx._timer_at:
+            tx._timer_at = at
             if at != inf:
-                heapq.heappush(self._heap, (at, next(self._seq), tx))
+                self._timers.push(at, tx)
 
     def _settle_server(self, tx: ServerTransaction, out: list[Action]) -> None:
         if tx.state is not State.TERMINATED:
             self._schedule(tx)
             return
-        tx._heap_at = inf
+        tx._timer_at = inf
         self._server_count -= 1
         servers = self._servers
         if servers.get(tx.key) is tx:
@@ -943,7 +941,7 @@ class TransactionLayer:
         if tx.state is not State.TERMINATED:
             self._schedule(tx)
             return
-        tx._heap_at = inf
+        tx._timer_at = inf
         clients = self._clients
         if clients.get(tx.key) is tx:
             del clients[tx.key]
