@@ -27,6 +27,13 @@ the loop's time tracing the same live objects again. ``tune_gc`` runs once start
 it collects, freezes what start-up made (modules, configuration, bindings) out of every later
 collection, and raises the thresholds so that short-lived objects die young and full
 collections are rare. Reference cycles are still collected, only less often.
+
+Every object that outlives a young collection is traced once more in the middle generation,
+however often that runs, so the middle threshold sets how long the pauses are, not how much is
+traced: at 1,000 calls a second, collecting the middle generation every 20th young collection
+paused the loop for half a second at a time (long enough for UDP to queue up past the overload
+mark), every 2nd for about a tenth. The old generation's threshold counts middle collections, so
+it is raised alike to keep full collections as rare as before.
 """
 
 from __future__ import annotations
@@ -72,7 +79,7 @@ LIVE_TOUCH = 2.0
 # After the drain, how long the BYEs and CANCELs sent to the remaining calls may take to be answered.
 HANGUP_GRACE = 2.0
 # Collector thresholds once serving: young generation, middle, old (see the module docstring).
-GC_THRESHOLDS = (50_000, 20, 100)
+GC_THRESHOLDS = (50_000, 2, 1000)
 # How often dead media is looked for, at most (a short --dead-media makes it more often).
 MEDIA_CHECK = 5.0
 
