@@ -91,7 +91,9 @@ What an answered call keeps. Tens of thousands of calls may be up at once, so an
 lets go of what it needs no more: the caller's INVITE transaction once our 2xx is acknowledged (a
 CANCEL for it then gets 200 and changes nothing, RFC 3261 §9.2), a callee leg's INVITE transaction
 at its final response, and the fork state (the B legs' INVITEs, other forks' dialogs, the last
-ACK) 64*T1 after the answer, when no retransmitted or late 2xx can arrive any more.
+ACK) 64*T1 after the answer, when no retransmitted or late 2xx can arrive any more. A call that
+ends before then lets go of itself at once: each callee leg's INVITE transaction keeps only its
+fork state (``Settling``) for as long as it lingers, and the timer queue holds calls by id.
 
 Session timers (RFC 4028) are negotiated on each leg on its own (``session_timer``): the A leg as
 UAS from the INVITE, each B leg as UAC from its 2xx (a 422 retries with the larger interval). A leg
@@ -639,7 +641,8 @@ class Leg:
     state: LegState = LegState.CALLING
     dialog: Dialog | None = None
     forks: ForkedDialogs | None = None
-    invite_tx: ClientTransaction | None = None
+    invite_tx: ClientTransaction | None = None  # until its final response: what a CANCEL needs
+    invite_client: ClientTransaction | None = None  # for as long as the transaction lives
     offer: OfferAnswer = field(default_factory=OfferAnswer)
     timer: SessionTimer | None = None
     timer_request: TimerRequest | None = None
@@ -873,7 +876,6 @@ class Purpose(Enum):
     INVITE = "invite"  # the initial INVITE of a B leg
     RELAY = "relay"  # a request passed across from the other leg
     REFRESH = "refresh"  # our own session refresh
-    BYE = "bye"  # our BYE (teardown): nothing to relay
 
 
 @dataclass(eq=False, slots=True, init=False)
@@ -905,6 +907,33 @@ class Pending:
         self.source_tx = source_tx
         self.source_request = source_request
         self.timer = timer
+
+
+@dataclass(eq=False, slots=True, init=False)
+class Settling:
+    """What a callee leg of an ended call keeps while its INVITE transaction lingers (64*T1
+    after a 2xx): enough to ACK a retransmitted 2xx again, and to ACK and BYE a late one from
+    another fork. The call itself, and the rest of the leg, can go."""
+
+    forks: ForkedDialogs
+    dialog: Dialog | None
+    last_ack: Request | None
+    target: Target
+    local: tuple[str, int]
+
+    def __init__(
+        self,
+        forks: ForkedDialogs,
+        dialog: Dialog | None,
+        last_ack: Request | None,
+        target: Target,
+        local: tuple[str, int],
+    ) -> None:
+        self.forks = forks
+        self.dialog = dialog
+        self.last_ack = last_ack
+        self.target = target
+        self.local = local
 
 
 # -- the controller ------------------------------------------------------------------------------
@@ -1029,7 +1058,10 @@ class CallControl:
         self._invites: dict[ServerTransaction, Call] = {}
         self._legs: dict[tuple[str, str], tuple[Call, Leg]] = {}
         self._pending: dict[ClientTransaction, Pending] = {}
-        self._heap: list[tuple[float, int, Call]] = []
+        self._settling: dict[ClientTransaction, Settling] = {}
+        # (deadline, sequence, call id): by id, so that an entry left over from an ended call
+        # does not keep the call alive until it comes up.
+        self._heap: list[tuple[float, int, str]] = []
         self._seq = count()
         self.lots = ParkLots()
         # (call id, leg id) -> the keys that leg pressed lately and when the last came.
@@ -1335,7 +1367,7 @@ class CallControl:
         leg.offer.send(request)
         leg.forks = ForkedDialogs(request)
         tx = self.port.send_request(request, leg.target)
-        leg.invite_tx = tx
+        leg.invite_tx = leg.invite_client = tx
         self._pending[tx] = Pending(call, leg, Purpose.INVITE)
 
     def _ring_caller(self, call: Call, source: Leg | None, response: Response | None, now: float) -> None:
@@ -1527,8 +1559,7 @@ class CallControl:
             return
         leg.state = LegState.ENDED
         leg.ended = now
-        tx = self.port.send_request(bye, leg.target)
-        self._pending[tx] = Pending(call, leg, Purpose.BYE)
+        self.port.send_request(bye, leg.target)  # its answer changes nothing
 
     def _hang_up(self, call: Call, by: str, cause: str, now: float, *, spare: Leg | None = None) -> None:
         """End the call on every leg but ``spare`` (the one whose BYE we are answering)."""
@@ -1576,6 +1607,9 @@ class CallControl:
             leg.rtx_at = inf
             self._legs.pop((leg.call_id, leg.local_tag), None)
             self._keys.pop((call.id, leg.id), None)
+            tx = leg.invite_client
+            if tx is not None and self._pending.pop(tx, None) is not None and leg.forks is not None:
+                self._settling[tx] = Settling(leg.forks, leg.dialog, leg.last_ack, leg.target, leg.local)
         if call.invite_tx is not None:
             self._invites.pop(call.invite_tx, None)
         self.calls.pop(call.id, None)
@@ -1685,6 +1719,9 @@ class CallControl:
         """A response to a request we sent (retransmitted 2xx responses included)."""
         pending = self._pending.get(tx)
         if pending is None:
+            settling = self._settling.get(tx)
+            if settling is not None:
+                self._settling_response(settling, response)
             return
         match pending.purpose:
             case Purpose.INVITE:
@@ -1693,10 +1730,31 @@ class CallControl:
                 self._relay_response(pending, response, now)
             case Purpose.REFRESH:
                 self._refresh_response(pending, response, now)
-            case Purpose.BYE:
-                pass
             case _:
                 assert_never(pending.purpose)
+
+    def _settling_response(self, settling: Settling, response: Response) -> None:
+        """A response to the INVITE of a callee leg whose call has ended."""
+        if not 200 <= response.status < 300:
+            return  # a provisional one changes nothing now; a failure the layer has ACKed
+        try:
+            dialog = settling.forks.receive(response)
+        except (SipError, ValueError):
+            return
+        if dialog is None:
+            return
+        if dialog is settling.dialog:
+            if settling.last_ack is not None:
+                self.port.send_ack(settling.last_ack, settling.target)  # a retransmitted 2xx
+            return
+        # A late answer from another fork (or after our CANCEL): ACK it, then BYE it.
+        try:
+            ack = dialog.ack_for(response, _via(settling.target.transport, settling.local))
+            self.port.send_ack(ack, settling.target)
+            bye = dialog.request("BYE", via=_via(settling.target.transport, settling.local))
+        except (ValueError, DialogError):
+            return
+        self.port.send_request(bye, settling.target)
 
     def on_stray_response(self, response: Response, now: float) -> None:
         """A response matching no transaction: re-ACK a retransmitted 2xx of a leg we know."""
@@ -1715,6 +1773,7 @@ class CallControl:
             return
         pending = self._pending.pop(tx, None)
         if pending is None:
+            self._settling.pop(tx, None)
             return
         call, leg = pending.call, pending.leg
         match pending.purpose:
@@ -1729,15 +1788,13 @@ class CallControl:
                 if pending.source_tx is not None and pending.source_request is not None:
                     self.port.respond(pending.source_tx, make_response(pending.source_request, 408))
                 self._hang_up(call, "system", "request timeout", now)
-            case Purpose.BYE:
-                pass
             case _:
                 assert_never(pending.purpose)
 
     def on_terminated(self, tx: ClientTransaction | ServerTransaction) -> None:
         """A transaction left the layer."""
-        if isinstance(tx, ClientTransaction):
-            self._pending.pop(tx, None)
+        if isinstance(tx, ClientTransaction) and self._pending.pop(tx, None) is None:
+            self._settling.pop(tx, None)
 
     def _b_invite_response(self, call: Call, leg: Leg, response: Response, now: float) -> None:
         status = response.status
@@ -1826,8 +1883,7 @@ class CallControl:
             leg.ended = leg.ended or now
         if leg is not call.winner:
             self.media.release_leg(call, leg)
-        tx = self.port.send_request(bye, leg.target)
-        self._pending[tx] = Pending(call, leg, Purpose.BYE)
+        self.port.send_request(bye, leg.target)
 
     # -- requests inside calls -----------------------------------------------------------------
 
@@ -2181,21 +2237,28 @@ class CallControl:
         if at != call.heap_at:
             call.heap_at = at
             if at != inf:
-                heapq.heappush(self._heap, (at, next(self._seq), call))
+                heapq.heappush(self._heap, (at, next(self._seq), call.id))
 
     def next_deadline(self) -> float | None:
         """When ``on_timer`` next has work, or None (may be early: a stale entry)."""
         heap = self._heap
-        while heap and (heap[0][2].heap_at != heap[0][0] or heap[0][2].state is CallState.ENDED):
+        calls = self.calls
+        while heap:
+            at, _, call_id = heap[0]
+            call = calls.get(call_id)
+            if call is not None and call.heap_at == at and call.state is not CallState.ENDED:
+                return at
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return None
 
     def on_timer(self, now: float) -> None:
         """Run every call timer due at ``now``."""
         heap = self._heap
+        calls = self.calls
         while heap and heap[0][0] <= now:
-            at, _, call = heapq.heappop(heap)
-            if at != call.heap_at or call.state is CallState.ENDED:
+            at, _, call_id = heapq.heappop(heap)
+            call = calls.get(call_id)
+            if call is None or at != call.heap_at or call.state is CallState.ENDED:
                 continue
             call.heap_at = inf
             self._tick(call, now)
@@ -2438,7 +2501,7 @@ class CallControl:
             )
         except DialogError:
             return
-        self._pending[self.port.send_request(notify, leg.target)] = Pending(call, leg, Purpose.BYE)
+        self.port.send_request(notify, leg.target)
 
     def _let_go(self, call: Call, now: float) -> None:
         """The parker has heard the slot: BYE."""

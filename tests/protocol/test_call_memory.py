@@ -4,7 +4,9 @@ answered, and the fork state 64*T1 after the answer (the figure is bench_dialogs
 
 from __future__ import annotations
 
-from sentral.pbx.call import CallState
+import gc
+
+from sentral.pbx.call import Call, CallState
 from tests.protocol.test_call import SDP_B, World, head_of, parse, parse_ack
 
 
@@ -44,3 +46,40 @@ def test_a_late_fork_answer_within_64_t1_is_still_acked_and_byed() -> None:
     w.cc.on_response(tx2, w.answer(b2, 200, tag="late", sdp=SDP_B, port=5002), 11.0)
     assert "late" in [a.to_tag for a, _ in w.port.acks]
     assert [bye.to_tag for bye, _ in w.port.sent("BYE")] == ["late"]
+
+
+def _live_calls() -> list[Call]:
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, Call)]
+
+
+def test_an_ended_call_lets_go_of_itself_while_its_callee_invite_still_lingers() -> None:
+    w = World()
+    _, b_tx, ok = w.connect()
+    w.cc.on_ack(parse_ack(w), 0.1)
+    bye_tx, _ = w.a_request("BYE")
+    assert w.port.statuses(bye_tx) == [200] and not w.cc.calls
+    # The callee's INVITE transaction waits 64*T1 for retransmitted 2xx responses; the call,
+    # its caller leg and its media state need not wait with it.
+    assert _live_calls() == []
+    # Our ACK was lost: the callee's 2xx comes again, and is ACKed again.
+    acks = len(w.port.acks)
+    w.cc.on_response(b_tx, ok, 5.0)
+    assert len(w.port.acks) == acks + 1 and w.port.acks[-1][0].to_tag == "btag"
+    assert [bye.to_tag for bye, _ in w.port.sent("BYE")] == ["btag"]  # no second BYE for it
+    w.cc.on_terminated(b_tx)
+    w.cc.on_response(b_tx, ok, 40.0)  # the transaction is over: nothing more to do
+    assert len(w.port.acks) == acks + 1
+
+
+def test_a_late_fork_answer_after_the_call_ended_is_acked_and_byed() -> None:
+    w = World(ports=(5001, 5002))
+    w.invite()
+    (b1, tx1), (b2, tx2) = w.port.sent("INVITE")
+    w.cc.on_response(tx1, w.answer(b1, 200, tag="first", sdp=SDP_B), 1.0)
+    w.cc.on_ack(parse_ack(w), 1.1)
+    w.a_request("BYE")
+    assert not w.cc.calls
+    w.cc.on_response(tx2, w.answer(b2, 200, tag="late", sdp=SDP_B, port=5002), 3.0)
+    assert "late" in [a.to_tag for a, _ in w.port.acks]
+    assert sorted(bye.to_tag for bye, _ in w.port.sent("BYE")) == ["first", "late"]
