@@ -5,6 +5,7 @@ answered, and the fork state 64*T1 after the answer (the figure is bench_dialogs
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 
 from sentral.pbx.call import Call, CallState
 from tests.protocol.test_call import SDP_B, World, head_of, parse, parse_ack
@@ -36,14 +37,20 @@ def test_a_retransmitted_2xx_is_acked_again_until_64_t1_after_the_answer() -> No
     assert call.state is CallState.ANSWERED
 
 
-def test_a_late_fork_answer_within_64_t1_is_still_acked_and_byed() -> None:
-    w = World(ports=(5001, 5002))
+def answered_by_the_first_of_two(w: World) -> Callable[[float], None]:
+    """Ring two phones, let the first answer (tag "first"); returns how to make the second answer
+    late (tag "late") at a given time."""
     w.invite()
     (b1, tx1), (b2, tx2) = w.port.sent("INVITE")
     w.cc.on_response(tx1, w.answer(b1, 200, tag="first", sdp=SDP_B), 1.0)
     w.cc.on_ack(parse_ack(w), 1.1)
-    # The other phone's 2xx crosses our CANCEL, ten seconds later.
-    w.cc.on_response(tx2, w.answer(b2, 200, tag="late", sdp=SDP_B, port=5002), 11.0)
+    return lambda now: w.cc.on_response(tx2, w.answer(b2, 200, tag="late", sdp=SDP_B, port=5002), now)
+
+
+def test_a_late_fork_answer_within_64_t1_is_still_acked_and_byed() -> None:
+    w = World(ports=(5001, 5002))
+    answer_late = answered_by_the_first_of_two(w)
+    answer_late(11.0)  # the other phone's 2xx crosses our CANCEL, ten seconds later
     assert "late" in [a.to_tag for a, _ in w.port.acks]
     assert [bye.to_tag for bye, _ in w.port.sent("BYE")] == ["late"]
 
@@ -74,12 +81,9 @@ def test_an_ended_call_lets_go_of_itself_while_its_callee_invite_still_lingers()
 
 def test_a_late_fork_answer_after_the_call_ended_is_acked_and_byed() -> None:
     w = World(ports=(5001, 5002))
-    w.invite()
-    (b1, tx1), (b2, tx2) = w.port.sent("INVITE")
-    w.cc.on_response(tx1, w.answer(b1, 200, tag="first", sdp=SDP_B), 1.0)
-    w.cc.on_ack(parse_ack(w), 1.1)
+    answer_late = answered_by_the_first_of_two(w)
     w.a_request("BYE")
     assert not w.cc.calls
-    w.cc.on_response(tx2, w.answer(b2, 200, tag="late", sdp=SDP_B, port=5002), 3.0)
+    answer_late(3.0)
     assert "late" in [a.to_tag for a, _ in w.port.acks]
     assert sorted(bye.to_tag for bye, _ in w.port.sent("BYE")) == ["first", "late"]
