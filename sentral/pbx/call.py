@@ -1793,8 +1793,13 @@ class CallControl:
 
     def on_terminated(self, tx: ClientTransaction | ServerTransaction) -> None:
         """A transaction left the layer."""
-        if isinstance(tx, ClientTransaction) and self._pending.pop(tx, None) is None:
+        if not isinstance(tx, ClientTransaction):
+            return
+        pending = self._pending.pop(tx, None)
+        if pending is None:
             self._settling.pop(tx, None)
+        elif pending.leg.invite_client is tx:
+            pending.leg.invite_client = None  # an answered call may last for hours: let it go
 
     def _b_invite_response(self, call: Call, leg: Leg, response: Response, now: float) -> None:
         status = response.status
@@ -2278,6 +2283,7 @@ class CallControl:
             for leg in call.b_legs:
                 leg.forks = None
                 leg.last_ack = None
+                leg.invite_client = None
         if call.parked and call.strategy.next_deadline() <= now:
             self._event(call, Timer(), now)  # the recall was not answered in time
         if call.parked and call.recall_at <= now:

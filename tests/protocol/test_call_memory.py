@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 
-from sentral.pbx.call import Call, CallState
+from sentral.pbx.call import Call, CallState, Leg
 from tests.protocol.test_call import SDP_B, World, head_of, parse, parse_ack
 
 
@@ -87,3 +87,13 @@ def test_a_late_fork_answer_after_the_call_ended_is_acked_and_byed() -> None:
     answer_late(3.0)
     assert "late" in [a.to_tag for a, _ in w.port.acks]
     assert sorted(bye.to_tag for bye, _ in w.port.sent("BYE")) == ["first", "late"]
+
+
+def test_an_answered_call_lets_go_of_the_callee_invite_transaction_once_it_ends() -> None:
+    w = World()
+    _, b_tx, _ = w.connect()
+    w.cc.on_ack(parse_ack(w), 0.1)
+    w.cc.on_terminated(b_tx)  # Timer M: the transaction layer is done with it
+    [call] = w.cc.calls.values()
+    assert call.state is CallState.ANSWERED
+    assert not [r for r in gc.get_referrers(b_tx) if isinstance(r, Leg)]
