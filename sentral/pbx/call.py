@@ -1748,13 +1748,9 @@ class CallControl:
                 self.port.send_ack(settling.last_ack, settling.target)  # a retransmitted 2xx
             return
         # A late answer from another fork (or after our CANCEL): ACK it, then BYE it.
-        try:
-            ack = dialog.ack_for(response, _via(settling.target.transport, settling.local))
-            self.port.send_ack(ack, settling.target)
-            bye = dialog.request("BYE", via=_via(settling.target.transport, settling.local))
-        except (ValueError, DialogError):
-            return
-        self.port.send_request(bye, settling.target)
+        bye = self._ack_late(dialog, response, settling.target, settling.local)
+        if bye is not None:
+            self.port.send_request(bye, settling.target)
 
     def on_stray_response(self, response: Response, now: float) -> None:
         """A response matching no transaction: re-ACK a retransmitted 2xx of a leg we know."""
@@ -1875,13 +1871,20 @@ class CallControl:
             self.media.release_leg(call, leg)
             self._event(call, LegFailed(leg, status), now)
 
-    def _late_answer(self, call: Call, leg: Leg, dialog: Dialog, response: Response, now: float) -> None:
-        via = _via(leg.transport, leg.local)
+    def _ack_late(
+        self, dialog: Dialog, response: Response, target: Target, local: tuple[str, int]
+    ) -> Request | None:
+        """ACK a 2xx that came too late to be taken; return the BYE that ends its dialog (None if
+        the response could not be ACKed)."""
         try:
-            ack = dialog.ack_for(response, via)
-            self.port.send_ack(ack, leg.target)
-            bye = dialog.request("BYE", via=_via(leg.transport, leg.local))
+            self.port.send_ack(dialog.ack_for(response, _via(target.transport, local)), target)
+            return dialog.request("BYE", via=_via(target.transport, local))
         except (ValueError, DialogError):
+            return None
+
+    def _late_answer(self, call: Call, leg: Leg, dialog: Dialog, response: Response, now: float) -> None:
+        bye = self._ack_late(dialog, response, leg.target, leg.local)
+        if bye is None:
             return
         if leg.state in (LegState.CALLING, LegState.EARLY, LegState.CANCELLED):
             leg.state = LegState.ENDED if leg.state is not LegState.CANCELLED else leg.state
