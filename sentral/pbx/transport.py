@@ -285,12 +285,10 @@ class Transports:
     async def start(self, listens: tuple[Listen, ...]) -> None:
         """Bind every listener; raise OSError with a readable message if one cannot be bound."""
         loop = asyncio.get_running_loop()
-        readers: list[_UdpListener] = []
         for listen in listens:
             if listen.transport == "udp":
                 sock = _bind_udp(listen)
                 listener = _UdpListener(listen, sock, self.handler, self._queue_changed)
-                readers.append(listener)
                 self._udp[listen] = listener
                 self._udp_listeners = (*self._udp_listeners, listener)
                 self._udp_by_family.setdefault(sock.family, listener)
@@ -311,7 +309,7 @@ class Transports:
                 self.bound.append(listen)
         # UDP is read only once every listener is bound: create_server lets the loop run, and a
         # peer that got an answer over UDP may go straight on to a TLS port not yet listening.
-        for listener in readers:
+        for listener in self._udp_listeners:
             loop.add_reader(listener.sock.fileno(), listener.on_readable)
         self._sweeper = asyncio.create_task(self._sweep_idle(), name="transport-idle-sweeper")
 

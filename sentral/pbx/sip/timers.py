@@ -156,8 +156,10 @@ class TimerWheel(Generic[T]):
         per_second = self._per_second
         slots = self._slots
         mask = self._mask
-        while far and int(far[0][0] * per_second) < limit:
+        while far:
             index = int(far[0][0] * per_second)
+            if index >= limit:
+                return
             if index < cursor:
                 # Behind the window (pushed before the clock caught up): it waits in the heap,
                 # as do all after it, until it is due.

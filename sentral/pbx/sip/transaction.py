@@ -698,7 +698,6 @@ def _still_set(at: float, tx: Transaction) -> bool:
     return at == tx._timer_at and tx.state is not State.TERMINATED
 
 
-
 class TransactionLayer:
     """Every live transaction, their matching tables and one timer wheel."""
 
@@ -891,7 +890,7 @@ class TransactionLayer:
         out: list[Action] = []
         timers = self._timers
         for at, tx in timers.pop_due(now):
-            if at != tx._timer_at or tx.state is State.TERMINATED:
+            if not _still_set(at, tx):
                 continue
             tx._timer_at = inf
             tx._fire(now, out)
