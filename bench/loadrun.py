@@ -162,10 +162,14 @@ def call_server(work: Path, extensions: Sequence[str]) -> SentralServer:
         work,
         extra_args=("--log-level", "warning", "--drain-timeout", "2", "--direct-media"),
     )
-    server.cli("init", "--domain", DOMAIN)
-    server.cli("clinic", "set", DOMAIN, "--digest", "md5")
-    for ext in extensions:
-        server.cli("user", "add", ext, "--name", f"Bench {ext}", "--password", bench_password(ext))
+    server.cli_batch(
+        ("init", "--domain", DOMAIN),
+        ("clinic", "set", DOMAIN, "--digest", "md5"),
+        *(
+            ("user", "add", ext, "--name", f"Bench {ext}", "--password", bench_password(ext))
+            for ext in extensions
+        ),
+    )
     return server
 
 

@@ -222,8 +222,8 @@ class Phone:
         """Send every registered account's unregistration and wait for the answers."""
         pending = []
         for acc in self.accounts.values():
-            with contextlib.suppress(pj.Error):
-                if acc.getInfo().regIsActive:
+            if _still_registered(acc):
+                with contextlib.suppress(pj.Error):
                     acc.setRegistration(False)
                     pending.append(acc)
         while pending and time.monotonic() < deadline:
