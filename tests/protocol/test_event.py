@@ -213,6 +213,16 @@ def test_notifies_one_at_a_time_and_a_change_in_flight_is_sent_after_the_answer(
     assert sub.sent == 2
 
 
+@pytest.mark.parametrize("now", [1000.2597, 1000.2968, 4521.0731, 0.0])
+def test_a_fresh_subscription_states_the_seconds_granted_whatever_the_clock(now: float) -> None:
+    # (now + 600) - now is 600.0000000000001 at the first two clock values.
+    sub = accepted(expires=600, now=now)
+    assert sub.remaining(now) == 600
+    assert sub.remaining(now + 0.5) == 600  # part of a second left counts as a second
+    notify = sub.notify(b"<a/>", "application/dialog-info+xml", VIA, now)
+    assert notify.header("subscription-state") == "active;expires=600"
+
+
 def test_refresh_moves_expiry_and_unsubscribe_owes_a_final_notify() -> None:
     sub = accepted()
     sub.refresh(subscribe(to_tag="ours", cseq=2, expires=600), 600, 100.0)

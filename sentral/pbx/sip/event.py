@@ -287,8 +287,10 @@ class Subscription:
         return True
 
     def remaining(self, now: float) -> int:
-        """Whole seconds left, rounded up so that a subscriber never refreshes too late."""
-        return max(0, math.ceil(self.expires_at - now))
+        """Whole seconds left, rounded up so that a subscriber never refreshes too late. The
+        difference is taken to the microsecond first: ``(now + 600) - now`` is a hair over 600 for
+        many clock values, and would round up to 601."""
+        return max(0, math.ceil(round(self.expires_at - now, 6)))
 
     def state_header(self, now: float) -> SubscriptionStateHeader:
         if self.state is SubState.TERMINATED:
