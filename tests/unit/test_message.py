@@ -4,6 +4,8 @@ RFC 3581, RFC 5118, RFC 5626 §4.4.1)."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from sentral.pbx.sip.errors import SipError
@@ -11,6 +13,7 @@ from sentral.pbx.sip.headers import CSeq, NameAddr, Via, parse_name_addr, parse_
 from sentral.pbx.sip.message import (
     MAX_HEADER_FIELDS,
     MAX_MESSAGE_SIZE,
+    Message,
     ParseError,
     Request,
     Response,
@@ -866,9 +869,38 @@ def test_forgetting_the_parse_of_a_built_message_changes_no_answer() -> None:
          ("Call-ID", "x"), ("CSeq", "1 OPTIONS"), ("Content-Type", "text/plain;charset=utf-8")],
     )  # fmt: skip
     before = (req.top_via, req.from_tag, req.to, req.call_id, req.cseq, req.content_type, req.header("from"))
+    wire, fields, uri = req.to_bytes(), list(req.fields), req.uri
     req.forget_parsed()
     assert (req.top_via, req.from_tag, req.to, req.call_id, req.cseq, req.content_type, req.header("F")) == before
     assert before[5] == "text/plain"
+    assert req.to_bytes() == wire and req.fields == fields and req.uri == uri
+
+
+def _held(message: Message) -> list[object]:
+    """What ``message`` refers to: its attribute values, compiled or not."""
+    attributes = getattr(message, "__dict__", None)
+    if attributes is not None:
+        return list(attributes.values())
+    return [o for o in gc.get_referents(message) if not isinstance(o, type)]
+
+
+def test_a_forgotten_message_leaves_nothing_for_the_collector() -> None:
+    """What a lingering transaction keeps is one object the garbage collector visits: no list of
+    fields, no parsed URI or header values."""
+    built = Request.build(
+        "INVITE", "sip:bob@clinic.example",
+        [("Via", "SIP/2.0/UDP h;branch=z9hG4bKa"), ("From", "<sip:a@b>;tag=1"), ("To", "<sip:bob@clinic.example>"),
+         ("Call-ID", "x"), ("CSeq", "1 INVITE"), ("Contact", "<sip:a@192.0.2.1>")],
+    )  # fmt: skip
+    received = parse_message(built.to_bytes())
+    received.replace_top_via(parse_via("SIP/2.0/UDP h;branch=z9hG4bKa;received=192.0.2.9"))
+    for message in (built, received):
+        wire = message.to_bytes()
+        assert message.fields and message.contacts and message.cseq and message.to and message.uri
+        message.forget_parsed()
+        assert not [o for o in _held(message) if gc.is_tracked(o)]
+        assert message.to_bytes() == wire
+    assert received.top_via.received == "192.0.2.9"
 
 
 @pytest.mark.parametrize(

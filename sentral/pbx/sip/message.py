@@ -113,17 +113,29 @@ class Message:
         self._content_type: str | None = _UNSET
 
     def forget_parsed(self) -> None:
-        """Drop the cached parsed values (and a built message's lookup index); they are derived
-        again if asked for.
+        """Drop every parsed value; they are derived again from the header text if asked for.
 
         For messages kept long after they were handled (a completed transaction keeps its request
-        for 32 s): what is left is the header text or fields and one index, a handful of objects
-        for the garbage collector to visit instead of dozens. A parsed message keeps its index,
-        which is what it answers header lookups from without making its fields.
+        and response for 32 s). What is left is the message and strings: nothing but the message
+        for the garbage collector to visit. A parsed message keeps its header text and lookup
+        index (a dict of strings, which the collector does not track). A built message's fields
+        are written into header text as if it had been parsed, unless there are more of them than
+        a parsed message may have.
         """
-        if self._fields is not None:
-            self._index = None
-            self._more = None
+        fields = self._fields
+        if fields is not None:
+            if self._head is not None:
+                # Fields made from the text: the index has every rewrite of the top Via.
+                index = self._idx()
+                self._via_line = index.get("via")
+                self._fields = None
+            elif len(fields) <= MAX_HEADER_FIELDS:
+                lines = [self.start_line()]
+                lines += [f"{name}: {value}" for _, name, value in fields]
+                self._head = "\r\n".join(lines)
+                self._fields = None
+                self._index = None
+                self._more = None
         self._values = None
         self._contacts = None
         self._top_via = None
@@ -460,6 +472,10 @@ class Request(Message):
         if value is None:
             value = self._uri = parse_uri(self.uri_text)
         return value
+
+    def forget_parsed(self) -> None:
+        super().forget_parsed()
+        self._uri = None
 
     @property
     def branch(self) -> str | None:
