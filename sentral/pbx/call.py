@@ -654,6 +654,7 @@ class Leg:
     peer_allow: tuple[str, ...] = ()
     # Our 2xx to an INVITE received on this leg, retransmitted until its ACK (RFC 3261 §13.3.1.4).
     rtx: Response | None = None
+    rtx_seq: int = 0  # its CSeq number: the response itself is kept as text once sent
     rtx_tx: ServerTransaction | None = None
     rtx_at: float = inf
     rtx_interval: float = 0.0
@@ -913,10 +914,15 @@ class Pending:
 class Settling:
     """What a callee leg of an ended call keeps while its INVITE transaction lingers (64*T1
     after a 2xx): enough to ACK a retransmitted 2xx again, and to ACK and BYE a late one from
-    another fork. The call itself, and the rest of the leg, can go."""
+    another fork. The call itself, and the rest of the leg, can go.
+
+    Thousands of these linger under load, so each keeps as little as the garbage collector would
+    have to visit: the answering fork's To tag rather than its dialog, the INVITE and the ACK as
+    text, and the dialogs of forks that had not answered are formed again if they answer late.
+    """
 
     forks: ForkedDialogs
-    dialog: Dialog | None
+    answered: str | None
     last_ack: Request | None
     target: Target
     local: tuple[str, int]
@@ -924,16 +930,25 @@ class Settling:
     def __init__(
         self,
         forks: ForkedDialogs,
-        dialog: Dialog | None,
+        answered: str | None,
         last_ack: Request | None,
         target: Target,
         local: tuple[str, int],
     ) -> None:
         self.forks = forks
-        self.dialog = dialog
+        self.answered = answered
         self.last_ack = last_ack
         self.target = target
         self.local = local
+
+    @classmethod
+    def of(cls, leg: Leg, invite: Request) -> Settling:
+        """What ``leg``, whose INVITE was ``invite``, leaves behind."""
+        invite.forget_parsed()
+        if leg.last_ack is not None:
+            leg.last_ack.forget_parsed()
+        answered = leg.dialog.remote_tag if leg.dialog is not None else None
+        return cls(ForkedDialogs(invite), answered, leg.last_ack, leg.target, leg.local)
 
 
 # -- the controller ------------------------------------------------------------------------------
@@ -1476,6 +1491,7 @@ class CallControl:
 
     def _send_2xx(self, leg: Leg, tx: ServerTransaction, response: Response, now: float) -> None:
         leg.rtx = response
+        leg.rtx_seq = response.cseq.seq
         leg.rtx_tx = tx
         leg.rtx_interval = self.timings.t1
         # Over a reliable transport the 2xx is not retransmitted, but the ACK is still awaited.
@@ -1609,7 +1625,7 @@ class CallControl:
             self._keys.pop((call.id, leg.id), None)
             tx = leg.invite_client
             if tx is not None and self._pending.pop(tx, None) is not None and leg.forks is not None:
-                self._settling[tx] = Settling(leg.forks, leg.dialog, leg.last_ack, leg.target, leg.local)
+                self._settling[tx] = Settling.of(leg, leg.forks.invite)
         if call.invite_tx is not None:
             self._invites.pop(call.invite_tx, None)
         self.calls.pop(call.id, None)
@@ -1738,14 +1754,15 @@ class CallControl:
         if not 200 <= response.status < 300:
             return  # a provisional one changes nothing now; a failure the layer has ACKed
         try:
-            dialog = settling.forks.receive(response)
+            answered = response.to_tag is not None and response.to_tag == settling.answered
+            dialog = None if answered else settling.forks.receive(response)
         except (SipError, ValueError):
             return
-        if dialog is None:
-            return
-        if dialog is settling.dialog:
+        if answered:
             if settling.last_ack is not None:
                 self.port.send_ack(settling.last_ack, settling.target)  # a retransmitted 2xx
+            return
+        if dialog is None:
             return
         # A late answer from another fork (or after our CANCEL): ACK it, then BYE it.
         bye = self._ack_late(dialog, response, settling.target, settling.local)
@@ -1920,7 +1937,7 @@ class CallControl:
         if entry is None:
             return
         call, leg = entry
-        if leg.rtx is not None and request.cseq.seq == leg.rtx.cseq.seq:
+        if leg.rtx is not None and request.cseq.seq == leg.rtx_seq:
             leg.rtx = None
             leg.rtx_at = inf
             leg.rtx_give_up = inf

@@ -459,6 +459,12 @@ class Endpoint:
                 case ResponseReceived(tx=tx, response=response):
                     if not self.presence.on_response(tx, response, now):
                         self.calls.on_response(tx, response, now)
+                    if response.status >= 200:
+                        # The transaction now lingers (up to 32 s) to absorb retransmissions,
+                        # holding its request and this response: keep them as text only, as
+                        # server transactions do, for the collector's sake.
+                        tx.request.forget_parsed()
+                        response.forget_parsed()
                 case StrayResponse(response=response):
                     self.calls.on_stray_response(response, now)
                 case TransactionTimeout(tx=tx) | TransportError(tx=tx):

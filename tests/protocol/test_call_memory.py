@@ -97,3 +97,37 @@ def test_an_answered_call_lets_go_of_the_callee_invite_transaction_once_it_ends(
     [call] = w.cc.calls.values()
     assert call.state is CallState.ANSWERED
     assert not [r for r in gc.get_referrers(b_tx) if isinstance(r, Leg)]
+
+
+def _reachable(root: object) -> list[object]:
+    """Every object the garbage collector would visit from ``root``, classes left out."""
+    seen: dict[int, object] = {}
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or not gc.is_tracked(obj) or isinstance(obj, type):
+            continue
+        seen[id(obj)] = obj
+        stack.extend(gc.get_referents(obj))
+    return list(seen.values())
+
+
+def test_what_an_ended_call_leaves_holds_no_parsed_headers_nor_dialogs() -> None:
+    """Thousands of ended calls linger 64*T1 under load; each is visited by every collection."""
+    w = World(ports=(5001, 5002))
+    answered_by_the_first_of_two(w)
+    w.a_request("BYE")
+    settlings = list(w.cc._settling.values())
+    assert len(settlings) == 2  # one per callee leg, the answered one and the cancelled one
+    held = {type(o).__name__ for settling in settlings for o in _reachable(settling)}
+    assert held.isdisjoint({"Dialog", "NameAddr", "Uri", "Via", "CSeq", "list", "Leg", "Call"}), held
+
+
+def test_a_late_fork_answer_that_comes_again_is_acked_again_and_byed_once() -> None:
+    w = World(ports=(5001, 5002))
+    answer_late = answered_by_the_first_of_two(w)
+    w.a_request("BYE")
+    answer_late(3.0)
+    answer_late(3.5)  # our ACK was lost
+    assert [a.to_tag for a, _ in w.port.acks].count("late") == 2
+    assert sorted(bye.to_tag for bye, _ in w.port.sent("BYE")) == ["first", "late"]

@@ -467,7 +467,8 @@ class ServerTransaction(_TimerSlots):
         state = self.state
         if state is State.ACCEPTED and 200 <= status < 300:
             # RFC 6026 §7.1: the transaction user's 2xx retransmissions go straight out.
-            out.append(Send(response.to_bytes(), self.destination, self.reliable, self))
+            data = self._last_bytes if response is self.last_response else None
+            out.append(Send(data or response.to_bytes(), self.destination, self.reliable, self))
             return
         if state is not State.PROCEEDING and state is not State.TRYING:
             raise TransactionStateError(f"cannot send {status} in the {state.value} state")
