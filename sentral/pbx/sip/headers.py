@@ -26,7 +26,7 @@ from sentral.pbx.sip.grammar import (
     parse_params,
     quote,
 )
-from sentral.pbx.sip.uri import Uri, parse_uri, split_host_port
+from sentral.pbx.sip.uri import PARSE_MEMO, Uri, parse_uri, split_host_port
 
 COMPACT: dict[str, str] = {
     "i": "call-id",
@@ -146,15 +146,16 @@ _ADDR_SPEC_RE = re.compile(r"[ \t]*(?P<uri>[^;<>\s\"]+)[ \t]*(?P<params>;.*)?\Z"
 _UNESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=PARSE_MEMO)
 def parse_name_addr(text: str) -> NameAddr:
     """Parse a name-addr (``"Bob" <sip:bob@host>;tag=1``) or addr-spec (``sip:bob@host;tag=1``).
 
     In the addr-spec form the URI ends at the first semicolon: what follows are header
     parameters, and a URI with ``?headers`` or a comma is refused (RFC 3261 §20.10).
 
-    Memoized: a NameAddr is immutable, and a phone repeats its From, To and Contact values in
-    the request that answers a challenge, in every refresh and in every retransmission.
+    Memoized (briefly, see ``PARSE_MEMO``): a NameAddr is immutable, and a phone repeats its
+    From, To and Contact values in the request that answers a challenge and in every
+    retransmission.
     """
     if text.startswith("<"):
         # Fast path for the form phones send, ``<uri>`` with optional ``;params`` right after the
@@ -286,7 +287,7 @@ _VIA_RE = re.compile(
 )
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=PARSE_MEMO)
 def parse_via(text: str) -> Via:
     """Parse one Via value; whitespace around the slashes and the port colon is allowed.
 

@@ -19,6 +19,12 @@ from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.grammar import Params, format_params, parse_params
 
 SIP_SCHEMES = frozenset({"sip", "sips", "tel"})
+# Entries in each memo of parsed header values (URIs, name-addrs, Vias). Their hits come within a
+# transaction or a call's first exchange: a challenge answered, a retransmission, the From and To
+# of each message of one INVITE. Values are mostly unique per call (tags, branches), so at a
+# thousand calls a second a bigger memo hits little more, and its entries live long enough to
+# outlast a young collection and be traced, which a small memo's do not.
+PARSE_MEMO = 512
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*\Z")
 _HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_])?\.?\Z")
 _IPV6_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]\Z")
@@ -246,7 +252,7 @@ def split_host_port(text: str) -> tuple[str, int | None]:
     return _split_host_port(text.strip())
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=PARSE_MEMO)
 def parse_uri(text: str) -> Uri:
     """Parse a URI; raise SipError(400) if it is malformed.
 
