@@ -1784,9 +1784,8 @@ class CallControl:
         """Timer B/F fired or the transport failed for a transaction of ours."""
         if isinstance(tx, ServerTransaction):
             return
-        pending = self._pending.pop(tx, None)
+        pending = self._finished(tx)
         if pending is None:
-            self._settling.pop(tx, None)
             return
         call, leg = pending.call, pending.leg
         match pending.purpose:
@@ -1808,11 +1807,17 @@ class CallControl:
         """A transaction left the layer."""
         if not isinstance(tx, ClientTransaction):
             return
+        pending = self._finished(tx)
+        if pending is not None and pending.leg.invite_client is tx:
+            pending.leg.invite_client = None  # an answered call may last for hours: let it go
+
+    def _finished(self, tx: ClientTransaction) -> Pending | None:
+        """A client transaction of ours is over: what was pending on it, if anything; an ended
+        call's fork state kept for it goes."""
         pending = self._pending.pop(tx, None)
         if pending is None:
             self._settling.pop(tx, None)
-        elif pending.leg.invite_client is tx:
-            pending.leg.invite_client = None  # an answered call may last for hours: let it go
+        return pending
 
     def _b_invite_response(self, call: Call, leg: Leg, response: Response, now: float) -> None:
         status = response.status
