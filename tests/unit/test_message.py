@@ -920,3 +920,13 @@ def test_a_forgotten_message_leaves_nothing_for_the_collector() -> None:
 def test_via_stamped_on_receipt(via: str, host: str, port: int, expected: str | None) -> None:
     stamped = parse_via(via).stamped(host, port)
     assert (None if stamped is None else str(stamped)) == expected
+
+
+def test_a_built_message_with_more_fields_than_a_parse_allows_keeps_its_fields() -> None:
+    """Written as header text, such a message could not be read back: it keeps its field list."""
+    headers = [("Via", "SIP/2.0/UDP h;branch=z9hG4bKa"), ("Call-ID", "x"), ("CSeq", "1 OPTIONS")]
+    headers += [(f"X-Extra-{i}", str(i)) for i in range(MAX_HEADER_FIELDS)]
+    req = Request.build("OPTIONS", "sip:bob@clinic.example", headers)
+    wire = req.to_bytes()
+    req.forget_parsed()
+    assert req.to_bytes() == wire and req.header("x-extra-7") == "7" and req.cseq.seq == 1
