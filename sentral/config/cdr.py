@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
@@ -41,7 +43,8 @@ from sqlalchemy.exc import DBAPIError
 
 from sentral.config.db import StoreError, writing
 from sentral.config.models import PublishedCall, StoredCall, StoredLeg
-from sentral.config.writer import GroupCommitWriter, resolved_future
+from sentral.config.spool import SpoolFile
+from sentral.config.writer import GroupCommitWriter, SpoolListener, resolved_future
 
 LegRole = Literal["caller", "callee"]
 HangupBy = Literal["caller", "callee", "system"]
@@ -215,12 +218,25 @@ class CdrStore:
         """A connection of its own for a dedicated writer; on SQLite it takes the write lock up front."""
         return self._writer.connect()
 
-    def write(self, records: Sequence[CallRecord], *, connection: Connection | None = None) -> None:
+    def write(
+        self, records: Sequence[CallRecord], *, connection: Connection | None = None, skip_stored: bool = False
+    ) -> None:
         """Store the records and their legs in one transaction (on ``connection`` if given).
 
         Raises ``StoreError`` (for instance when a call id is already stored); then nothing is stored.
+        With ``skip_stored``, records whose call id is stored already are passed over instead: what
+        replaying a spool needs, since it may have been replayed once before.
         """
         if not records:
+            return
+        if skip_stored:
+            with _worded(f"{len(records)} spooled call records were not stored"):
+                if connection is None:
+                    with self._writer.begin() as own:
+                        self._write_new(own, records)
+                else:
+                    with connection.begin():
+                        self._write_new(connection, records)
             return
         calls = [_call_params(record) for record in records]
         legs = [_leg_params(record.call_id, leg) for record in records for leg in record.legs]
@@ -231,6 +247,23 @@ class CdrStore:
             else:
                 with connection.begin():
                     self._write(connection, calls, legs)
+
+    def _write_new(self, connection: Connection, records: Sequence[CallRecord]) -> None:
+        ids = [record.call_id for record in records]
+        stored: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            stored.update(connection.scalars(select(StoredCall.call_id).where(StoredCall.call_id.in_(chunk))))
+        fresh: dict[str, CallRecord] = {}
+        for record in records:
+            if record.call_id not in stored:
+                fresh.setdefault(record.call_id, record)
+        if fresh:
+            self._write(
+                connection,
+                [_call_params(record) for record in fresh.values()],
+                [_leg_params(record.call_id, leg) for record in fresh.values() for leg in record.legs],
+            )
 
     def _write(self, connection: Connection, calls: list[tuple[Any, ...]], legs: list[tuple[Any, ...]]) -> None:
         connection.exec_driver_sql(self._insert_calls, calls)
@@ -318,10 +351,27 @@ class CdrWriter(GroupCommitWriter[tuple[CallRecord, ...]]):
     call, and 20 ms there is nothing to a phone whose retransmission timer starts at 500 ms.
     """
 
-    def __init__(self, store: CdrStore, *, max_batch: int = 10_000, min_interval: float = 0.02) -> None:
+    def __init__(
+        self,
+        store: CdrStore,
+        *,
+        max_batch: int = 10_000,
+        min_interval: float = 0.02,
+        spool: Path | None = None,
+        on_spool: SpoolListener | None = None,
+        retry_interval: float = 1.0,
+    ) -> None:
         self._store = store
         super().__init__(
-            "cdr writer", store.connect, self._write_batch, max_batch=max_batch, min_interval=min_interval
+            "cdr writer",
+            store.connect,
+            self._write_batch,
+            max_batch=max_batch,
+            min_interval=min_interval,
+            spool=SpoolFile(spool, _encode_records, _decode_records) if spool is not None else None,
+            replay=self._replay_batch,
+            on_spool=on_spool,
+            retry_interval=retry_interval,
         )
 
     def submit(self, records: Sequence[CallRecord]) -> asyncio.Future[None]:
@@ -339,6 +389,22 @@ class CdrWriter(GroupCommitWriter[tuple[CallRecord, ...]]):
 
     def _write_batch(self, connection: Connection, batch: Sequence[tuple[CallRecord, ...]]) -> None:
         self._store.write([record for records in batch for record in records], connection=connection)
+
+    def _replay_batch(self, connection: Connection, batch: Sequence[tuple[CallRecord, ...]]) -> None:
+        records = [record for records in batch for record in records]
+        self._store.write(records, connection=connection, skip_stored=True)
+
+
+def _encode_records(records: tuple[CallRecord, ...]) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(record) for record in records]
+
+
+def _decode_records(values: list[dict[str, Any]]) -> tuple[CallRecord, ...]:
+    records = []
+    for fields in values:
+        fields["legs"] = tuple(LegRecord(**leg) for leg in fields["legs"])
+        records.append(CallRecord(**fields))
+    return tuple(records)
 
 
 class LiveCallStore:

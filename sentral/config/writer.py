@@ -16,6 +16,15 @@ needs, and one-row commits back to back would spend it on every request.
 apply a batch of items in one transaction. ``BindingWriter`` builds on it here; the call-record
 writer lives with the call records in ``sentral.config.cdr``.
 
+When the database cannot be reached (``unreachable``), a writer that has a spool
+(``sentral.config.spool``) appends the batch there instead, fsyncs, and resolves its futures as
+if committed: a database outage delays the writes but loses none of them. Every later batch goes
+behind it in the spool, and the writer thread replays the spool (in one transaction, with the
+writer's idempotent ``replay``) as soon as the database answers again: at the next batch, or every
+``retry_interval`` while nothing arrives. ``on_spool`` hears of it (``spooling`` when the writer
+starts to spool, ``drained`` when the spool was replayed, ``dropped`` for a spooled item the
+database refused for itself), from the writer thread.
+
 Binding changes within a batch are merged in arrival order (a later upsert or delete of the same
 binding wins), which is exactly the state sequential application would leave. If a batch fails, each
 of its requests is retried in a transaction of its own, so one bad row fails only the caller that
@@ -27,15 +36,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from math import inf
-from typing import Generic, TypeVar
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy import exc as sa_exc
 
+from sentral.config.db import StoreError
+from sentral.config.spool import SpoolFile
 from sentral.config.store import BindingRow, BindingStore
 
 Identity = tuple[str, str, str]
@@ -60,6 +74,31 @@ def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) ->
             future.set_exception(error)
 
 
+# Errors that say the database could not be reached or lost the connection, not that it refused
+# the change itself: what a spool is for.
+_UNREACHABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
+
+SpoolListener = Callable[[str, int, "BaseException | None"], None]
+
+
+def unreachable(error: BaseException) -> bool:
+    """True when ``error`` (or one it was raised from or during) says the database is out of reach.
+
+    Store methods reword driver errors into ``StoreError`` sentences with ``from None``; the
+    original still hangs on ``__context__``.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _UNREACHABLE):
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def resolved_future() -> asyncio.Future[None]:
     """A future of the running loop that is already done: the answer when there is nothing to write."""
     future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -82,10 +121,19 @@ class GroupCommitWriter(Generic[Item]):
         *,
         max_batch: int = 10_000,
         min_interval: float = 0.002,
+        spool: SpoolFile[Item] | None = None,
+        replay: Callable[[Connection, Sequence[Item]], None] | None = None,
+        on_spool: SpoolListener | None = None,
+        retry_interval: float = 1.0,
     ) -> None:
         self._what = what
         self._connect = connect
         self._apply = apply
+        self._spool = spool
+        self._replay = replay or apply
+        self._on_spool = on_spool
+        self._retry_interval = retry_interval
+        self._next_retry = -inf
         self._max_batch = max_batch
         self._min_interval = min_interval
         self._pending: list[_Request[Item]] = []
@@ -101,10 +149,29 @@ class GroupCommitWriter(Generic[Item]):
         """How many transactions the writer has committed so far."""
         return self._commits
 
-    def start(self) -> None:
-        """Start the writer thread."""
+    @property
+    def spooled(self) -> int:
+        """How many items wait in the spool for the database."""
+        return len(self._spool) if self._spool is not None else 0
+
+    def spooled_items(self) -> list[Item]:
+        """What the spool holds, oldest first: changes the database has not seen yet.
+
+        Call it before ``start``; it opens the spool (``StoreError`` if it cannot).
+        """
+        if self._spool is None:
+            return []
         if self._thread is not None:
             raise RuntimeError(f"the {self._what} is already started")
+        self._spool.open()
+        return self._spool.items() if len(self._spool) else []
+
+    def start(self) -> None:
+        """Start the writer thread (opening the spool first: ``StoreError`` if it cannot)."""
+        if self._thread is not None:
+            raise RuntimeError(f"the {self._what} is already started")
+        if self._spool is not None:
+            self._spool.open()
         name = "sentral-" + self._what.replace(" ", "-")
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -141,7 +208,11 @@ class GroupCommitWriter(Generic[Item]):
                 with self._condition:
                     self._idle = True
                     while not self._pending and not self._closing:
-                        self._condition.wait()
+                        # A spool waiting for the database is retried on time, work or none.
+                        retry = self._next_retry - time.monotonic() if self.spooled else None
+                        if retry is not None and retry <= 0:
+                            break
+                        self._condition.wait(retry)
                     self._idle = False
                     # Under load, commits begin at most every ``min_interval``: a batch gathers
                     # what arrives meanwhile, so a burst costs a few large commits rather than
@@ -149,27 +220,113 @@ class GroupCommitWriter(Generic[Item]):
                     gather = started + self._min_interval - time.monotonic()
                     if gather > 0 and not self._closing and len(self._pending) < self._max_batch:
                         self._condition.wait(gather)
-                    if not self._pending:
-                        return
                     batch = self._pending[: self._max_batch]
                     del self._pending[: self._max_batch]
+                    closing = self._closing
+                if not batch:
+                    if self.spooled:
+                        connection = self._drain(connection)
+                    if closing:
+                        return
+                    continue
                 started = time.monotonic()
                 connection = self._commit_batch(connection, batch)
         finally:
             if connection is not None:
                 connection.close()
+            if self._spool is not None:
+                self._spool.close()
 
     def _commit_batch(self, connection: Connection | None, batch: list[_Request[Item]]) -> Connection | None:
+        if self.spooled:
+            # Behind what is spooled already, so that the database sees the changes in order.
+            self._spool_requests(batch)
+            if time.monotonic() >= self._next_retry:
+                connection = self._drain(connection)
+            return connection
         connection, error = self._commit(connection, batch)
         if error is None:
             self._resolve(batch, None)
+        elif self._spool is not None and unreachable(error):
+            self._spool_requests(batch, error)
         elif len(batch) == 1:
             self._resolve(batch, error)
         else:
             for request in batch:
+                if self.spooled:
+                    self._spool_requests([request])
+                    continue
                 connection, single_error = self._commit(connection, [request])
-                self._resolve([request], single_error)
+                if single_error is not None and self._spool is not None and unreachable(single_error):
+                    self._spool_requests([request], single_error)
+                else:
+                    self._resolve([request], single_error)
         return connection
+
+    def _spool_requests(self, batch: Sequence[_Request[Item]], cause: BaseException | None = None) -> None:
+        """Append the batch to the spool and resolve it as stored (or with the spool's error)."""
+        assert self._spool is not None
+        first = not self.spooled
+        try:
+            self._spool.append([request.item for request in batch])
+        except StoreError as error:
+            self._resolve(batch, error)
+            return
+        if first:
+            self._next_retry = time.monotonic() + self._retry_interval
+            self._tell("spooling", len(batch), cause)
+        self._resolve(batch, None)
+
+    def _drain(self, connection: Connection | None) -> Connection | None:
+        """Replay the spool into the database and empty it; on failure try again later."""
+        assert self._spool is not None
+        self._next_retry = time.monotonic() + self._retry_interval
+        items = self._spool.items()
+        try:
+            if connection is None:
+                connection = self._connect()
+            self._replay(connection, items)
+        except Exception as error:
+            with contextlib.suppress(Exception):
+                if connection is not None:
+                    connection.close()
+            if unreachable(error):
+                return None
+            # The database is back but refuses something spooled: store the rest one by one.
+            connection = None
+            if not self._drain_singly(items):
+                return None
+        self._spool.clear()
+        self._tell("drained", len(items), None)
+        return connection
+
+    def _drain_singly(self, items: Sequence[Item]) -> bool:
+        """Replay ``items`` in a transaction each, dropping those the database refuses for
+        themselves; False (and the spool kept) if the database goes out of reach meanwhile."""
+        connection: Connection | None = None
+        try:
+            for item in items:
+                try:
+                    if connection is None:
+                        connection = self._connect()
+                    self._replay(connection, [item])
+                except Exception as error:
+                    with contextlib.suppress(Exception):
+                        if connection is not None:
+                            connection.close()
+                    connection = None
+                    if unreachable(error):
+                        return False
+                    self._tell("dropped", 1, error)
+        finally:
+            if connection is not None:
+                connection.close()
+        return True
+
+    def _tell(self, event: str, count: int, error: BaseException | None) -> None:
+        if self._on_spool is not None:
+            with contextlib.suppress(Exception):
+                self._on_spool(event, count, error)
 
     def _commit(
         self, connection: Connection | None, batch: Sequence[_Request[Item]]
@@ -213,9 +370,35 @@ class _BindingChange:
 class BindingWriter(GroupCommitWriter[_BindingChange]):
     """Writes binding changes in group commits on a dedicated thread; see the module docstring."""
 
-    def __init__(self, store: BindingStore, *, max_batch: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: BindingStore,
+        *,
+        max_batch: int = 10_000,
+        spool: Path | None = None,
+        on_spool: SpoolListener | None = None,
+        retry_interval: float = 1.0,
+    ) -> None:
         self._store = store
-        super().__init__("binding writer", store.connect, self._apply_changes, max_batch=max_batch)
+        super().__init__(
+            "binding writer",
+            store.connect,
+            self._apply_changes,
+            max_batch=max_batch,
+            spool=SpoolFile(spool, _encode_change, _decode_change) if spool is not None else None,
+            on_spool=on_spool,
+            retry_interval=retry_interval,
+        )
+
+    def spooled_changes(self) -> tuple[list[BindingRow], list[Identity]]:
+        """The binding changes waiting in the spool, merged in order: (upserts, deletes).
+
+        What the location must overlay on the bindings loaded from the database at start.
+        """
+        changes = self._merged(self.spooled_items())
+        return [row for row in changes.values() if row is not None], [
+            identity for identity, row in changes.items() if row is None
+        ]
 
     def submit(self, upserts: Sequence[BindingRow], deletes: Sequence[Identity]) -> asyncio.Future[None]:
         """Queue changes; the future resolves once the transaction holding them committed.
@@ -230,16 +413,37 @@ class BindingWriter(GroupCommitWriter[_BindingChange]):
         """Queue changes and return once the transaction holding them committed (or raise its error)."""
         await self.submit(upserts, deletes)
 
-    def _apply_changes(self, connection: Connection, batch: Sequence[_BindingChange]) -> None:
+    @staticmethod
+    def _merged(batch: Sequence[_BindingChange]) -> dict[Identity, BindingRow | None]:
         changes: dict[Identity, BindingRow | None] = {}
         for change in batch:
             for identity in change.deletes:
                 changes[identity] = None
             for row in change.upserts:
                 changes[row.identity] = row
+        return changes
+
+    def _apply_changes(self, connection: Connection, batch: Sequence[_BindingChange]) -> None:
+        changes = self._merged(batch)
         upserts = [row for row in changes.values() if row is not None]
         deletes = [identity for identity, row in changes.items() if row is None]
         self._store.apply(upserts, deletes, connection=connection)
 
 
-__all__ = ["BindingWriter", "GroupCommitWriter", "resolved_future"]
+def _encode_change(change: _BindingChange) -> dict[str, Any]:
+    return {
+        "upserts": [dataclasses.asdict(row) for row in change.upserts],
+        "deletes": [list(identity) for identity in change.deletes],
+    }
+
+
+def _decode_change(value: dict[str, Any]) -> _BindingChange:
+    upserts = []
+    for fields in value["upserts"]:
+        fields["path"] = tuple(fields["path"])
+        upserts.append(BindingRow(**fields))
+    deletes = [(str(d), str(e), str(k)) for d, e, k in value["deletes"]]
+    return _BindingChange(tuple(upserts), tuple(deletes))
+
+
+__all__ = ["BindingWriter", "GroupCommitWriter", "SpoolListener", "resolved_future", "unreachable"]
