@@ -15,7 +15,10 @@ an answered call whose phones have sent nothing for ``--dead-media`` seconds (lo
 hung up. DTMF the relay hears goes to call control, which hands it on without logging it.
 
 Call records. Call control hands each finished call's report to ``_record``, which turns it into
-a ``CallRecord`` (wall-clock times) and queues it on the CDR writer's group commit. The live calls
+a ``CallRecord`` (wall-clock times) and queues it on the CDR writer's group commit. While the
+database cannot be reached, both writers spool to ``--spool`` (``sentral.config.spool``) and
+replay it when the database is back; at start, binding changes still in the spool are laid over
+the bindings loaded from the database. The live calls
 are published at most once a second, and only when they changed (with a keep-alive touch in
 between, so that `sentral calls` keeps believing a quiet server).
 
@@ -49,12 +52,14 @@ little garbage between full collections.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import signal
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import assert_never
 
 import structlog
@@ -63,6 +68,7 @@ from sentral.config.cdr import PARKED, CallRecord, CdrStore, CdrWriter, LegRecor
 from sentral.config.db import StoreError, make_engine, schema_is_current
 from sentral.config.directory import Directory, GroupKind, directory_version, load_directory
 from sentral.config.settings import ServeConfig, media_address
+from sentral.config.spool import BINDING_SPOOL, CDR_SPOOL, default_spool_dir
 from sentral.config.store import BindingStore, ConfigStore, LineState, LineStateStore, LineStatus
 from sentral.config.writer import BindingWriter
 from sentral.media.anchor import MediaAnchor
@@ -104,7 +110,11 @@ class Server:
         self.engine = make_engine(config.db_url)
         self.store = BindingStore(self.engine)
         self.location = Location()
-        self.writer = BindingWriter(self.store)
+        spool = Path(config.spool_dir) if config.spool_dir else default_spool_dir(config.db_url)
+        self.spool_dir = spool
+        self.writer = BindingWriter(
+            self.store, spool=spool / BINDING_SPOOL, on_spool=functools.partial(self._spool_event, "registrations")
+        )
         self.guard = Guard(
             GuardPolicy(
                 rate=config.flood_rate,
@@ -131,7 +141,9 @@ class Server:
                 language=config.language,
                 on_dtmf=self._on_dtmf,
             )
-        self.cdr_writer = CdrWriter(CdrStore(self.engine))
+        self.cdr_writer = CdrWriter(
+            CdrStore(self.engine), spool=spool / CDR_SPOOL, on_spool=functools.partial(self._spool_event, "call records")
+        )
         self.live_store = LiveCallStore(self.engine)
         self.line_store = LineStateStore(self.engine)
         self.server_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -213,8 +225,24 @@ class Server:
         self._directory = await asyncio.to_thread(load_directory, self.engine)
         rows = await asyncio.to_thread(self.store.load_active, time.time())
         self.location.apply(rows, [])
-        self.writer.start()
-        self.cdr_writer.start()
+        try:
+            # Registrations acknowledged while the database was down are newer than what it holds.
+            spooled, gone = self.writer.spooled_changes()
+            self.location.apply(spooled, gone)
+            self.writer.start()
+            self.cdr_writer.start()
+        except StoreError as exc:
+            log.error("cannot_open_spool", error=str(exc), hint="give a writable directory with --spool")
+            await self.writer.close()
+            await self.cdr_writer.close()
+            return 1
+        if self.writer.spooled or self.cdr_writer.spooled:
+            log.warning(
+                "spool_waiting",
+                spool=str(self.spool_dir),
+                call_records=self.cdr_writer.spooled,
+                binding_changes=self.writer.spooled,
+            )
         tune_gc()
         try:
             # Messages go straight to the endpoint, without a hop through this (interpreted) class.
@@ -314,6 +342,22 @@ class Server:
 
     # -- call records and live calls ---------------------------------------------------------------
 
+    def _spool_event(self, what: str, event: str, count: int, error: BaseException | None) -> None:
+        """A writer began to spool, replayed its spool, or dropped a spooled item (writer thread)."""
+        text = first_line(error) if error is not None else None
+        if event == "spooling":
+            log.warning(
+                "database_unreachable",
+                writes=what,
+                action="spooling them until it answers",
+                spool=str(self.spool_dir),
+                error=text,
+            )
+        elif event == "drained":
+            log.info("spool_replayed", writes=what, items=count, spool=str(self.spool_dir))
+        else:
+            log.error("spooled_item_refused", writes=what, error=text)
+
     def _record(self, report: CallReport) -> asyncio.Future[None]:
         future = self.cdr_writer.submit([call_record(report, self._wall_offset)])
         self._records.add(future)
@@ -337,6 +381,8 @@ class Server:
         they changed; touch them otherwise."""
         published = lines_published = -1
         touched = lines_touched = 0.0
+        calls_trouble = Trouble("live_calls_not_published", "live_calls_published_again")
+        lines_trouble = Trouble("line_states_not_published", "line_states_published_again")
         while True:
             await asyncio.sleep(LIVE_PUBLISH)
             endpoint = self.endpoint
@@ -346,7 +392,8 @@ class Server:
             now = time.monotonic()
             try:
                 if calls.version != published:
-                    published = calls.version
+                    # Marked published only once it was: a failed publication is retried.
+                    version = calls.version
                     snapshot = [
                         LiveCall(
                             call_id=live.call_id,
@@ -361,31 +408,36 @@ class Server:
                         for live in calls.live()
                     ]
                     await asyncio.to_thread(self.live_store.publish, self.server_id, snapshot)
+                    published = version
                     touched = now
                 elif now - touched >= LIVE_TOUCH:
                     await asyncio.to_thread(self.live_store.touch, self.server_id)
                     touched = now
+                calls_trouble.succeeded()
             except Exception as exc:
-                log.warning("live_calls_not_published", error=str(exc))
+                calls_trouble.failed(exc)
             hub = endpoint.presence
             try:
                 if hub.version != lines_published:
-                    lines_published = hub.version
+                    version = hub.version
                     lines = [
                         LineState(line.domain, line.extension, LineStatus(line.state.value), line.acute)
                         for line in hub.lines()
                         if line.state is not Lamp.IDLE
                     ]
                     await asyncio.to_thread(self.line_store.replace, lines)
+                    lines_published = version
                     lines_touched = now
                 elif now - lines_touched >= LIVE_TOUCH:
                     await asyncio.to_thread(self.line_store.touch)
                     lines_touched = now
+                lines_trouble.succeeded()
             except Exception as exc:
-                log.warning("line_states_not_published", error=str(exc))
+                lines_trouble.failed(exc)
 
     async def _follow_directory(self) -> None:
         """Reload staff and clinics within half a second of a change made with the CLI."""
+        trouble = Trouble("directory_reload_failed", "directory_reload_recovered")
         while True:
             await asyncio.sleep(DIRECTORY_POLL)
             try:
@@ -397,8 +449,9 @@ class Server:
                         self.endpoint.calls.lots.sync(self._directory)
                         self.endpoint.members_changed()
                         self.endpoint.presence.directory_changed(time.monotonic())
+                trouble.succeeded()
             except Exception as exc:
-                log.warning("directory_reload_failed", error=str(exc))
+                trouble.failed(exc)
 
     def _direct_media(self, domain: str, extension: str) -> bool:
         """Whether the phone of ``extension`` may send media straight to another (the directory's word)."""
@@ -463,6 +516,43 @@ class Server:
                 await self.writer.write([], [row.identity for row in gone])
             except Exception as exc:
                 log.warning("binding_purge_failed", error=str(exc))
+
+
+class Trouble:
+    """Logs a recurring background failure once when it starts and once when it ends, not at
+    every retry: a database outage would otherwise write two warnings a second per poller."""
+
+    def __init__(self, event: str, recovered: str) -> None:
+        self.event = event
+        self.recovered = recovered
+        self.failures = 0
+        self.since = 0.0
+
+    def failed(self, error: BaseException) -> None:
+        """One more failure; the first is logged as a warning, the rest at debug."""
+        self.failures += 1
+        text = first_line(error)
+        if self.failures == 1:
+            self.since = time.monotonic()
+            log.warning(self.event, error=text, action="retrying quietly until it works")
+        else:
+            log.debug(self.event, error=text, failures=self.failures)
+
+    def succeeded(self) -> None:
+        """It worked: say so if it had been failing."""
+        if self.failures:
+            log.info(
+                self.recovered,
+                failures=self.failures,
+                seconds=round(time.monotonic() - self.since, 1),
+            )
+            self.failures = 0
+
+
+def first_line(error: BaseException) -> str:
+    """An error's first line, without SQLAlchemy's statement, parameters or link to its docs."""
+    text = str(error).strip()
+    return text.splitlines()[0].strip() if text else type(error).__name__
 
 
 class CollectorPacer:

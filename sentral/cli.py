@@ -53,6 +53,7 @@ from sentral.config.settings import (
     parse_media_address,
     parse_port_range,
 )
+from sentral.config.spool import ENV_SPOOL, SpoolDepth, default_spool_dir, spool_depth
 from sentral.config.store import (
     DEFAULT_PARK_TIMEOUT,
     LINE_MAX_AGE,
@@ -1472,15 +1473,46 @@ def _live_json(call: LiveCall, now: float) -> dict[str, Any]:
     }
 
 
+def _spool_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--spool",
+        "spool_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar=ENV_SPOOL,
+        default=None,
+        help="Where call records and registrations wait while the database is down "
+        "[default: beside an SQLite database (its name with -spool), else ./sentral-spool; also $SENTRAL_SPOOL].",
+    )(function)
+
+
+def _spool_depth(target: Target, spool_dir: Path | None) -> SpoolDepth:
+    directory = spool_dir.absolute() if spool_dir is not None else default_spool_dir(target.url)
+    try:
+        return spool_depth(directory)
+    except StoreError as exc:
+        raise OperatorError(str(exc)) from exc
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@_spool_option
 @pass_target
-def calls(target: Target, as_json: bool) -> None:
+def calls(target: Target, as_json: bool, spool_dir: Path | None) -> None:
     """List the calls in progress on the running servers.
 
     DURATION is the talk time of an answered call and the time since the call began for the others.
+    Call records and registrations waiting in the server's spool for the database are counted on
+    stderr.
     """
-    engine = _open(target)
+    waiting = _spool_depth(target, spool_dir)
+    try:
+        engine = _open(target)
+    except OperatorError as exc:
+        if waiting.empty:
+            raise
+        raise OperatorError(f"{exc}; {waiting.sentence()}") from exc
+    if not waiting.empty:
+        click.echo(waiting.sentence(), err=True)
     now = time.time()
     with _translated(target):
         live = LiveCallStore(engine).list(LIVE_MAX_AGE, now=now)
@@ -1725,9 +1757,11 @@ def _check_readable(path: str, what: str) -> None:
     show_default=True,
     help="The language prompts are spoken in.",
 )
+@_spool_option
 @pass_target
 def serve(
     target: Target,
+    spool_dir: Path | None,
     listen_specs: tuple[str, ...],
     cert: str | None,
     key: str | None,
@@ -1794,6 +1828,7 @@ def serve(
         sounds=str(sounds_dir.resolve()),
         clinic_sounds=str(clinic_sounds.resolve()) if clinic_sounds is not None else None,
         language=language,
+        spool_dir=str(spool_dir.absolute()) if spool_dir is not None else None,
     )
     click.get_current_context().exit(run_server(config))
 
