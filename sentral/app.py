@@ -75,6 +75,7 @@ from sentral.media.anchor import MediaAnchor
 from sentral.media.dtmf import Digit
 from sentral.media.latch import PortPool, PortsExhausted
 from sentral.media.sounds import SoundLibrary
+from sentral.metrics import CallTally, MetricsService, parse_metrics_address
 from sentral.pbx.anchoring import AnchoredMedia
 from sentral.pbx.call import Call, CallReport, CallSettings, MediaPolicy
 from sentral.pbx.endpoint import Endpoint
@@ -148,6 +149,9 @@ class Server:
         self.line_store = LineStateStore(self.engine)
         self.server_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._records: set[asyncio.Future[None]] = set()
+        self.tally = CallTally()
+        self.serving = False  # listeners bound and start-up done: what health calls ready
+        self.metrics: MetricsService | None = None
         self._stop = asyncio.Event()
         self._drain = asyncio.Event()
         self._interrupts = 0
@@ -253,13 +257,26 @@ class Server:
             await self.writer.close()
             await self.cdr_writer.close()
             return 1
+        if self.config.metrics:
+            host, port = parse_metrics_address(self.config.metrics)
+            self.metrics = MetricsService(self, host, port)
+            try:
+                await self.metrics.start()
+            except OSError as exc:
+                log.error("cannot_listen", metrics=self.config.metrics, error=exc.strerror or str(exc))
+                await self.transports.close()
+                await self.writer.close()
+                await self.cdr_writer.close()
+                return 1
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
+        self.serving = True
         log.info(
             "serving",
             listen=[str(listen) for listen in self.transports.bound],
             clinics=sorted(self.directory().clinics),
             bindings=len(self.location),
+            metrics=self.metrics.bound if self.metrics is not None else None,
         )
         tasks = [
             asyncio.create_task(self._follow_directory(), name="directory-follower"),
@@ -273,9 +290,12 @@ class Server:
             if self._drain.is_set():
                 await self._drain_calls()
         finally:
+            self.serving = False
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.metrics is not None:
+                await self.metrics.close()
             await self.transports.close()
             if self.anchor is not None:
                 self.anchor.relay.close()
@@ -359,6 +379,7 @@ class Server:
             log.error("spooled_item_refused", writes=what, error=text)
 
     def _record(self, report: CallReport) -> asyncio.Future[None]:
+        self.tally.count(report.status, report.started, report.answered)
         future = self.cdr_writer.submit([call_record(report, self._wall_offset)])
         self._records.add(future)
         future.add_done_callback(self._recorded)

@@ -1757,10 +1757,19 @@ def _check_readable(path: str, what: str) -> None:
     show_default=True,
     help="The language prompts are spoken in.",
 )
+@click.option(
+    "--metrics",
+    "metrics",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve /metrics (Prometheus text format) and /health (JSON; 200 when ready, 503 when not) "
+    "over HTTP on this address, e.g. 127.0.0.1:9060. Off by default.",
+)
 @_spool_option
 @pass_target
 def serve(
     target: Target,
+    metrics: str | None,
     spool_dir: Path | None,
     listen_specs: tuple[str, ...],
     cert: str | None,
@@ -1801,6 +1810,13 @@ def serve(
         if media_address:
             _check_media_address(media_address)
         _check_sounds(sounds_dir, clinic_sounds, language)
+    if metrics is not None:
+        from sentral.metrics import parse_metrics_address
+
+        try:
+            parse_metrics_address(metrics)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
     _open(target).dispose()
     # The server is imported only here, so that every other command stays light and starts fast.
     from sentral.app import serve as run_server
@@ -1829,6 +1845,7 @@ def serve(
         clinic_sounds=str(clinic_sounds.resolve()) if clinic_sounds is not None else None,
         language=language,
         spool_dir=str(spool_dir.absolute()) if spool_dir is not None else None,
+        metrics=metrics,
     )
     click.get_current_context().exit(run_server(config))
 

@@ -133,6 +133,8 @@ class ServeConfig:
     """A directory of the clinic's own recordings, looked in before ``sounds``."""
     language: str = "nb"
     """The language prompts are spoken in."""
+    metrics: str | None = None
+    """HOST:PORT of the HTTP listener for /metrics (Prometheus) and /health; None: no listener."""
     spool_dir: str | None = None
     """Where call records and registrations wait while the database is down; None: the default
     (``sentral.config.spool.default_spool_dir``)."""

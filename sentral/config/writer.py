@@ -143,11 +143,18 @@ class GroupCommitWriter(Generic[Item]):
         self._idle = False
         self._thread: threading.Thread | None = None
         self._commits = 0
+        self.commit_seconds = 0.0  # spent in committed transactions, for metrics
+        self.spool_failing = False  # the last append to the spool failed: writes are being lost
 
     @property
     def commits(self) -> int:
         """How many transactions the writer has committed so far."""
         return self._commits
+
+    @property
+    def running(self) -> bool:
+        """The writer thread is alive and takes work."""
+        return self._thread is not None and self._thread.is_alive() and not self._closing
 
     @property
     def spooled(self) -> int:
@@ -270,8 +277,10 @@ class GroupCommitWriter(Generic[Item]):
         try:
             self._spool.append([request.item for request in batch])
         except StoreError as error:
+            self.spool_failing = True
             self._resolve(batch, error)
             return
+        self.spool_failing = False
         if first:
             self._next_retry = time.monotonic() + self._retry_interval
             self._tell("spooling", len(batch), cause)
@@ -331,6 +340,7 @@ class GroupCommitWriter(Generic[Item]):
     def _commit(
         self, connection: Connection | None, batch: Sequence[_Request[Item]]
     ) -> tuple[Connection | None, BaseException | None]:
+        began = time.monotonic()
         try:
             if connection is None:
                 connection = self._connect()
@@ -342,6 +352,7 @@ class GroupCommitWriter(Generic[Item]):
                     connection.close()
             return None, exc
         self._commits += 1
+        self.commit_seconds += time.monotonic() - began
         return connection, None
 
     @staticmethod

@@ -409,6 +409,8 @@ class Relay:
         self.buffer = bytearray(BUFFER_SIZE)
         self.view = memoryview(self.buffer)
         self.endpoints: set[Endpoint] = set()
+        # What closed endpoints had counted, so that the totals only ever grow (for metrics).
+        self._closed = [0, 0, 0]  # packets in, packets out, dropped
         self._family = socket.AF_INET6 if ":" in address else socket.AF_INET
 
     @property
@@ -487,10 +489,24 @@ class Relay:
             raise
         return sock
 
+    def totals(self) -> tuple[int, int, int]:
+        """Packets received from phones, sent to them, and dropped, since the relay began."""
+        packets_in, packets_out, dropped = self._closed
+        for endpoint in self.endpoints:
+            for channel in (endpoint.rtp, endpoint.rtcp):
+                packets_in += channel.packets_in
+                packets_out += channel.packets_out
+                dropped += channel.dropped
+        return packets_in, packets_out, dropped
+
     def _close(self, endpoint: Endpoint) -> None:
         self.endpoints.discard(endpoint)
         loop = self._loop
+        closed = self._closed
         for channel in (endpoint.rtp, endpoint.rtcp):
+            closed[0] += channel.packets_in
+            closed[1] += channel.packets_out
+            closed[2] += channel.dropped
             peer = channel.peer
             if peer is not None and peer.peer is channel:
                 peer.peer = None

@@ -183,6 +183,8 @@ class Guard:
         # sweep reaches it and sees that the table no longer holds that very object.
         self._order: deque[_Source] = deque()
         self._blocked: dict[str, float] = {}
+        self.auth_failures = 0  # failed authentications since the start, for metrics
+        self.blocks = 0  # sources blocked since the start
         # (until, host) for every block; entries whose block already ended are skipped lazily.
         self._expiry: list[tuple[float, str]] = []
         self._events: deque[SecurityEvent] = deque()
@@ -257,6 +259,7 @@ class Guard:
         self, host: str, now: float, *, reason: str = "digest authentication failed"
     ) -> GuardAction:
         """Record a failed authentication from ``host``; BLOCK if this one crossed the threshold."""
+        self.auth_failures += 1
         policy = self._policy
         if policy.trusted and self._is_trusted(host):
             # Still worth a log line, but never a block: see the theory of operation.
@@ -397,6 +400,7 @@ class Guard:
             self._emit(SecurityEvent(SecurityEventKind.UNBLOCKED, victim, "block table full", now))
         until = now + self._policy.block_seconds
         blocked[host] = until
+        self.blocks += 1
         heapq.heappush(self._expiry, (until, host))
         self._emit(SecurityEvent(SecurityEventKind.BLOCKED, host, reason, now))
 

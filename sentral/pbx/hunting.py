@@ -121,6 +121,10 @@ class Hunting:
         self._wake.clear()
         return woken
 
+    def queue_lengths(self) -> dict[tuple[str, str], int]:
+        """How many callers wait in each group's queue now, by (domain, group name), for metrics."""
+        return {key: len(distributor.queue) for key, distributor in self._distributors.items() if distributor.queue}
+
     def waiting(self, call_id: str) -> int | None:
         """A waiting caller's position in its group's queue (1 is next), for announcements."""
         ring = self._rings.get(call_id)

@@ -7,17 +7,19 @@ back, each exactly once, and the server keeps running throughout.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.system.peers import Sipp, free_port, wait_until, write_users_csv
+from tests.system.peers import LOOPBACK, Sipp, free_port, wait_until, write_users_csv
 from tests.system.postgres import PrivatePostgres
 from tests.system.server import SentralServer
 from tests.system.test_call_crash import LogFollower, finished_calls
 from tests.system.test_calls import DOMAIN, SCENARIOS, register_sipp_uas
+from tests.system.test_metrics import get, scrape
 
 CALLS = 500
 RATE = 20
@@ -48,8 +50,11 @@ def test_a_database_restart_under_load_loses_no_record_and_no_binding(
     sipp: Sipp, postgres: PrivatePostgres, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
+    metrics = f"{LOOPBACK}:{free_port()}"
     clinic = SentralServer(
-        postgres.url, tmp_path / "server", extra_args=["--drain-timeout", "3", "--spool", str(spool)]
+        postgres.url,
+        tmp_path / "server",
+        extra_args=["--drain-timeout", "3", "--spool", str(spool), "--metrics", metrics],
     )
     clinic.cli_batch(("init", "--domain", DOMAIN), ("clinic", "set", DOMAIN, "--digest", "md5"))
     callers = [(str(20000 + i), f"password-{i:04d}") for i in range(CALLS)]
@@ -96,6 +101,11 @@ def test_a_database_restart_under_load_loses_no_record_and_no_binding(
             status = clinic.cli("calls", "--spool", str(spool), check=False)
             assert status.returncode != 0
             assert "wait in the spool" in status.stderr, status.stderr
+            # A monitor still sees a ready server, and why it is spooling.
+            code, body = get(f"http://{metrics}/health")
+            report = json.loads(body)
+            assert code == 200 and report["database"] == "spooling", report
+            assert scrape(metrics)[("sentral_spool_items", (("writer", "call_records"),))] > 0
             time.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped_at)))
             finished_in_outage = follower.poll() - during
             postgres.start()
