@@ -76,6 +76,7 @@ from sentral.media.dtmf import Digit
 from sentral.media.latch import PortPool, PortsExhausted
 from sentral.media.sounds import SoundLibrary
 from sentral.metrics import CallTally, MetricsService, parse_metrics_address
+from sentral.notify import Notifier
 from sentral.pbx.anchoring import AnchoredMedia
 from sentral.pbx.call import Call, CallReport, CallSettings, MediaPolicy
 from sentral.pbx.endpoint import Endpoint
@@ -152,6 +153,7 @@ class Server:
         self.tally = CallTally()
         self.serving = False  # listeners bound and start-up done: what health calls ready
         self.metrics: MetricsService | None = None
+        self.notifier = Notifier()
         self._stop = asyncio.Event()
         self._drain = asyncio.Event()
         self._interrupts = 0
@@ -278,6 +280,9 @@ class Server:
             bindings=len(self.location),
             metrics=self.metrics.bound if self.metrics is not None else None,
         )
+        self.notifier.ready(
+            f"serving {len(self.directory().clinics)} clinics on {', '.join(str(b) for b in self.transports.bound)}"
+        )
         tasks = [
             asyncio.create_task(self._follow_directory(), name="directory-follower"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
@@ -285,6 +290,8 @@ class Server:
         ]
         if self.anchor is not None:
             tasks.append(asyncio.create_task(self._watch_media(), name="dead-media"))
+        if self.notifier.watchdog is not None:
+            tasks.append(asyncio.create_task(self._keep_watchdog(self.notifier.watchdog), name="watchdog"))
         try:
             await self._stop.wait()
             if self._drain.is_set():
@@ -308,6 +315,7 @@ class Server:
             except Exception as exc:
                 log.warning("live_calls_not_cleared", error=str(exc))
             self.engine.dispose()
+        self.notifier.close()
         log.info("stopped")
         return 0
 
@@ -316,9 +324,16 @@ class Server:
         if signum == signal.SIGINT and self._interrupts > 1:
             os._exit(130)
         log.info("stopping", signal=signal.Signals(signum).name)
+        self.notifier.stopping("draining calls" if signum == signal.SIGTERM else "stopping")
         if signum == signal.SIGTERM:
             self._drain.set()
         self._stop.set()
+
+    async def _keep_watchdog(self, interval: float) -> None:
+        """Ping systemd's watchdog from the event loop, at half its interval: a stuck loop stops pinging."""
+        while True:
+            self.notifier.ping()
+            await asyncio.sleep(interval / 2)
 
     async def _drain_calls(self) -> None:
         """Refuse new calls, let those in progress finish within the drain timeout, end the rest."""

@@ -1,0 +1,113 @@
+"""Sentral as a service: systemd's notify protocol, the shipped unit, and the fail2ban filter
+checked against the log lines a real server prints."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.system.peers import REPO_ROOT, Sipp, write_users_csv
+from tests.system.server import SentralServer, sentral_command
+from tests.system.test_calls import DOMAIN, SCENARIOS, start_clinic
+
+PACKAGING = REPO_ROOT / "packaging"
+
+
+def test_the_server_tells_systemd_it_is_ready_pings_the_watchdog_and_says_when_it_stops(tmp_path: Path) -> None:
+    name = f"sentral-test-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind("\0" + name)  # the abstract name systemd would hand over as "@name"
+        manager.settimeout(10)
+        workdir = tmp_path / "server"
+        server = SentralServer(
+            f"sqlite:///{workdir / 'sentral.db'}",
+            workdir,
+            extra_args=["--drain-timeout", "1"],
+            env={"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "400000"},
+        )
+        server.cli("init", "--domain", DOMAIN)
+        server.start()
+        try:
+            first = manager.recv(4096).decode().split("\n")
+            assert "READY=1" in first
+            assert any(line.startswith("STATUS=serving 1 clinics on udp:") for line in first), first
+            assert f"MAINPID={server.proc.pid}" in first if server.proc else False
+            started = time.monotonic()
+            pings = 0
+            while pings < 3:
+                if manager.recv(4096) == b"WATCHDOG=1":
+                    pings += 1
+            # Three pings at half the 0.4 s interval.
+            assert time.monotonic() - started < 2.0
+        finally:
+            server.stop()
+        messages = []
+        manager.settimeout(0.5)
+        try:
+            while True:
+                messages.append(manager.recv(4096).decode())
+        except TimeoutError:
+            pass
+        assert any("STOPPING=1" in message for message in messages), messages
+
+
+def test_the_shipped_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze is not installed (Debian package systemd; .ci/deps installs it)")
+    unit = (PACKAGING / "systemd" / "sentral.service").read_text()
+    assert "Type=notify" in unit and "WatchdogSec=" in unit and "AmbientCapabilities=CAP_NET_BIND_SERVICE" in unit
+    # verify insists the ExecStart program exists: point it at this environment's sentral.
+    program = sentral_command()[0]
+    local = tmp_path / "sentral.service"
+    local.write_text(unit.replace("/opt/sentral/bin/sentral", program))
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(local)], capture_output=True, text=True, timeout=60, check=False
+    )
+    ours = [line for line in (done.stdout + done.stderr).splitlines() if "sentral.service" in line]
+    assert done.returncode == 0 and not ours, done.stdout + done.stderr
+
+
+def fail2ban_matches(log: Path) -> tuple[int, list[str]]:
+    """How many lines of ``log`` the shipped filter matches, and the hosts it names."""
+    done = subprocess.run(
+        ["fail2ban-regex", "--print-all-matched", str(log), str(PACKAGING / "fail2ban" / "filter.d" / "sentral.conf")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = re.search(r"Failregex: (\d+) total", done.stdout)
+    assert found, done.stdout
+    return int(found.group(1)), re.findall(r"remote[=\"': ]+(\d+\.\d+\.\d+\.\d+)", done.stdout)
+
+
+@pytest.mark.parametrize("log_format", ["console", "json"])
+def test_the_fail2ban_filter_matches_each_failed_login_the_server_logs(
+    sipp: Sipp, tmp_path: Path, log_format: str
+) -> None:
+    if shutil.which("fail2ban-regex") is None:
+        pytest.fail("fail2ban-regex is not installed (Debian package fail2ban; .ci/deps installs it)")
+    clinic = start_clinic(tmp_path, "--log-format", log_format, digest="md5")
+    try:
+        wrong = write_users_csv(
+            tmp_path / "wrong.csv", [(ext, "not-the-password", DOMAIN) for ext in ("1001", "1002", "1003")]
+        )
+        sipp.run(clinic.address, SCENARIOS / "register_auth.xml", users=wrong, calls=3, auth_uri=DOMAIN, timeout=5)
+        right = write_users_csv(tmp_path / "right.csv", [("1001", "secret-1001", DOMAIN)])
+        assert sipp.run(clinic.address, SCENARIOS / "register_auth.xml", users=right, calls=1, auth_uri=DOMAIN).successful == 1
+    finally:
+        clinic.stop()
+    log = clinic.log_path
+    failures = log.read_text().count("auth_failed")
+    assert failures == 3, clinic.log_tail()
+    matched, hosts = fail2ban_matches(log)
+    assert matched == failures
+    assert set(hosts) == {"127.0.0.1"}
