@@ -49,6 +49,7 @@ from sentral.config.settings import (
     ListenSpecError,
     MediaSpecError,
     ServeConfig,
+    default_sounds,
     parse_listen,
     parse_media_address,
     parse_port_range,
@@ -1737,8 +1738,8 @@ def _check_readable(path: str, what: str) -> None:
     "sounds_dir",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="SENTRAL_SOUNDS",
-    default=SERVE_DEFAULTS.sounds,
-    show_default=True,
+    default=default_sounds,
+    show_default="the sounds an installed package carries, else ./sounds",
     help="Directory of music on hold and prompts, built with `make sounds` "
     "(python -m sentral.media.sounds build DIR); also $SENTRAL_SOUNDS.",
 )

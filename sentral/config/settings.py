@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
 
 TRANSPORTS = ("udp", "tcp", "tls")
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
@@ -138,6 +139,12 @@ class ServeConfig:
     spool_dir: str | None = None
     """Where call records and registrations wait while the database is down; None: the default
     (``sentral.config.spool.default_spool_dir``)."""
+
+
+def default_sounds() -> str:
+    """The sounds an installed package carries (built with its wheel), else ./sounds (``make sounds``)."""
+    packaged = Path(__file__).resolve().parent.parent / "sounds"
+    return str(packaged) if (packaged / ".built").exists() else "sounds"
 
 
 SERVE_DEFAULTS = ServeConfig(db_url="")
