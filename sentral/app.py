@@ -457,8 +457,6 @@ class Server:
                 continue
             if self.endpoint is not None:
                 self.endpoint.bindings_expired(gone)
-            for row in gone:
-                log.info("binding_expired", extension=row.extension, domain=row.domain)
             try:
                 await self.writer.write([], [row.identity for row in gone])
             except Exception as exc:

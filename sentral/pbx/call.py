@@ -811,6 +811,9 @@ class CallReport:
     ended: float
     hangup_by: str  # "caller", "callee" or "system"
     cause: str
+    # The extension whose phone answered (the first to, when a transfer or retrieve brought
+    # another); "" when nobody did. A group's number is dialled; a member answers.
+    answered_by: str
 
     def __init__(
         self,
@@ -829,6 +832,7 @@ class CallReport:
         ended: float,
         hangup_by: str,
         cause: str,
+        answered_by: str = "",
     ) -> None:
         self.call_id = call_id
         self.clinic = clinic
@@ -845,6 +849,7 @@ class CallReport:
         self.ended = ended
         self.hangup_by = hangup_by
         self.cause = cause
+        self.answered_by = answered_by
 
 
 @dataclass(frozen=True, slots=True)
@@ -1711,6 +1716,8 @@ class CallControl:
             for leg in call.legs
         )
         assert call.ended is not None
+        answered = [leg for leg in call.legs if leg is not call.a and leg.answered is not None]
+        first = min(answered, key=lambda leg: leg.answered or 0.0) if answered else None
         return CallReport(
             call_id=call.id,
             clinic=call.caller.clinic.domain,
@@ -1727,6 +1734,7 @@ class CallControl:
             ended=call.ended,
             hangup_by=call.hangup_by,
             cause=call.cause,
+            answered_by=first.extension if first is not None else "",
         )
 
     # -- responses to our requests -------------------------------------------------------------
