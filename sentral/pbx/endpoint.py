@@ -391,9 +391,10 @@ class Endpoint:
     def bindings_expired(self, rows: Iterable[BindingRow]) -> None:
         """Bindings ran out (``Location.expire``): logged, and watchers of those extensions may see
         them go."""
-        for row in rows:
+        expired = list(rows)
+        for row in expired:
             log.info("registration_expired", **_binding_fields(row))
-        self._registration_changed({(row.domain, row.extension) for row in rows})
+        self._registration_changed({(row.domain, row.extension) for row in expired})
 
     def _account(self, result: RegisterResult, origin: Origin, request: Request) -> None:
         now = time.monotonic()
