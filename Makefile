@@ -39,7 +39,7 @@ native: $(NATIVE)
 
 run: $(VENV)/.installed $(SOUNDS)/.built $(NATIVE)
 	@mkdir -p $(dir $(DEMO_DB))
-	$(VENV)/bin/sentral --db $(DEMO_DB) init --demo
+	$(VENV)/bin/sentral --db $(DEMO_DB) init --demo --server 127.0.0.1:$(SIP_PORT)
 	$(VENV)/bin/sentral --db $(DEMO_DB) serve --listen udp:127.0.0.1:$(SIP_PORT) --listen tcp:127.0.0.1:$(SIP_PORT) --sounds $(SOUNDS)
 
 # What the system tests need beyond Python packages: SIPp and a running PostgreSQL.

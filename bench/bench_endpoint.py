@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sentral.config.directory import ClinicEntry, Directory, StaffEntry
 from sentral.config.settings import Listen
 from sentral.config.store import BindingRow
+from sentral.logs import configure
 from sentral.pbx.endpoint import Endpoint
 from sentral.pbx.guard import Guard
 from sentral.pbx.location import Location
@@ -156,8 +157,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--profile", action="store_true")
+    # Warning, as the server benchmarks run it: at info each new binding is a line on the terminal.
+    parser.add_argument("--log-level", default="warning", help="as the server's --log-level")
     args = parser.parse_args()
-    print(f"command: python bench/bench_endpoint.py --n {args.n}{' --profile' if args.profile else ''}")
+    print(
+        f"command: python bench/bench_endpoint.py --n {args.n}{' --profile' if args.profile else ''} "
+        f"--log-level {args.log_level}"
+    )
+    configure("console", args.log_level)
     asyncio.run(run(args.n, args.profile))
 
 

@@ -39,6 +39,7 @@ from loadrun import process_rss
 from sentral.config.db import make_engine
 from sentral.config.directory import ClinicEntry, Directory, StaffEntry
 from sentral.config.store import BindingRow, BindingStore
+from sentral.logs import configure
 from sentral.pbx.endpoint import Endpoint
 from sentral.pbx.guard import Guard
 from sentral.pbx.location import Location
@@ -141,6 +142,7 @@ def main() -> None:
     parser.add_argument("--bindings", type=int, default=100_000)
     args = parser.parse_args()
     print(f"command: python bench/bench_memory.py --bindings {args.bindings}")
+    configure("console", "warning")  # each new binding is an info line
     per_binding = asyncio.run(in_process(args.bindings))
     print(f"in process, after {args.bindings:,} registrations through the endpoint: "
           f"{per_binding:,.0f} bytes per binding (tracemalloc)")

@@ -546,8 +546,6 @@ class Server:
                 continue
             if self.endpoint is not None:
                 self.endpoint.bindings_expired(gone)
-            for row in gone:
-                log.info("binding_expired", extension=row.extension, domain=row.domain)
             try:
                 await self.writer.write([], [row.identity for row in gone])
             except Exception as exc:
@@ -646,7 +644,8 @@ def call_record(report: CallReport, wall_offset: float) -> CallRecord:
         caller=report.caller,
         caller_name=report.caller_name or None,
         callee=report.callee,
-        callee_extension=report.callee if report.callee_name else None,
+        # Who answered: a group's or a role's number is dialled, and one member answers it.
+        callee_extension=report.answered_by or None,
         started_at=report.started + wall_offset,
         ringing_at=wall(report.rang),
         answered_at=wall(report.answered),

@@ -79,6 +79,8 @@ from sentral.logs import LEVELS, LogFormat, configure
 from sentral.media.sounds import LANGUAGES
 
 DEFAULT_DOMAIN = "clinic.local"
+# Where `make run` serves the demo (its SIP_PORT may say another port: it passes init --server).
+DEMO_SERVER = "127.0.0.1:5060"
 DEMO_CLINIC_NAME = "Fjordheim legesenter"
 
 
@@ -204,8 +206,16 @@ pass_target = click.make_pass_decorator(Target)
 @cli.command()
 @click.option("--domain", default=DEFAULT_DOMAIN, show_default=True, help="SIP domain of the clinic.")
 @click.option("--demo", is_flag=True, help="Also add demo staff 1001-1004 and print their passwords.")
+@click.option(
+    "--server",
+    default=DEMO_SERVER,
+    show_default=True,
+    callback=lambda _ctx, _param, value: _server_address(value),
+    metavar="HOST:PORT",
+    help="Where phones reach the server (what `serve --listen` is given), for the demo's phone instructions.",
+)
 @pass_target
-def init(target: Target, domain: str, demo: bool) -> None:
+def init(target: Target, domain: str, demo: bool, server: str) -> None:
     """Create or upgrade the database schema and the clinic; safe to run again."""
     engine = _open(target, creating=True)
     with _translated(target):
@@ -239,12 +249,29 @@ def init(target: Target, domain: str, demo: bool) -> None:
             "Demo staff 1001-1004 already exist; their passwords were shown when they were created "
             "(set a new one with `sentral user passwd 1001 --password ...`)."
         )
-    click.echo(
+    click.echo(_phone_instructions(clinic.domain, server))
+
+
+def _server_address(value: str) -> str:
+    """``HOST:PORT`` (``[v6]:PORT``) as given, or a usage error that says what to write."""
+    host, _, port = value.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")  # an IPv6 address, as in a SIP URI
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or (":" in host and not bracketed):
+        raise click.BadParameter(f"{value!r} is not HOST:PORT; write it like 127.0.0.1:5060 or [::1]:5060")
+    return value
+
+
+def _phone_instructions(domain: str, server: str) -> str:
+    """How to set up a softphone for the demo clinic on ``server`` (HOST:PORT)."""
+    return (
         "\nTo register a softphone (Linphone, Zoiper, MicroSIP, ...):\n"
-        f"  SIP domain / realm: {clinic.domain}\n"
-        "  server (proxy):     127.0.0.1:5060, transport UDP or TCP\n"
+        f"  SIP domain / realm: {domain}\n"
         "  username:           the extension, e.g. 1001\n"
         "  password:           as printed when the extension was created\n"
+        f"  outbound proxy:     sip:{server};lr (transport UDP or TCP)\n"
+        f"The domain {domain} is not in DNS, so the softphone must send everything to the server:\n"
+        "set the server as its outbound proxy (the setting may be called \"outbound proxy\", \"proxy\"\n"
+        f"or \"SIP proxy\"), as sip:{server};lr, or as {server} where it takes no URI.\n"
         "Then call another extension, e.g. 1002."
     )
 

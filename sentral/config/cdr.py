@@ -32,16 +32,14 @@ import asyncio
 import builtins
 import dataclasses
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
-from sqlalchemy.exc import DBAPIError
 
-from sentral.config.db import StoreError, writing
+from sentral.config.db import worded, writing
 from sentral.config.models import PublishedCall, StoredCall, StoredLeg
 from sentral.config.spool import SpoolFile
 from sentral.config.writer import GroupCommitWriter, SpoolListener, resolved_future
@@ -181,24 +179,6 @@ def _insert_statement(table: str, columns: Sequence[str], paramstyle: str) -> st
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
 
 
-def _first_line(exc: DBAPIError) -> str:
-    text = str(exc.orig or "").strip()
-    return text.splitlines()[0].strip() if text else type(exc.orig).__name__
-
-
-@contextmanager
-def _worded(what: str) -> Iterator[None]:
-    """Turn a database error into a ``StoreError`` that holds no row data.
-
-    The first line of the driver's message names the constraint or the failure; the lines after it
-    (PostgreSQL's DETAIL) and SQLAlchemy's rendering of the parameters would hold phone numbers.
-    """
-    try:
-        yield
-    except DBAPIError as exc:
-        raise StoreError(f"{what}: {_first_line(exc)}") from None
-
-
 class CdrStore:
     """Call records on disk: batched inserts on the hot path, listing for the operator."""
 
@@ -240,7 +220,7 @@ class CdrStore:
             return
         calls = [_call_params(record) for record in records]
         legs = [_leg_params(record.call_id, leg) for record in records for leg in record.legs]
-        with _worded(f"{len(records)} call records were not stored"):
+        with worded(f"{len(records)} call records were not stored"):
             if connection is None:
                 with self._writer.begin() as own:
                     self._write(own, calls, legs)
@@ -433,7 +413,7 @@ class LiveCallStore:
             }
             for call in calls
         ]
-        with _worded("the live calls were not published"), self._writer.begin() as connection:
+        with worded("the live calls were not published"), self._writer.begin() as connection:
             connection.execute(delete(PublishedCall).where(PublishedCall.server_id == server_id))
             if rows:
                 connection.execute(insert(PublishedCall), rows)
@@ -441,20 +421,20 @@ class LiveCallStore:
     def touch(self, server_id: str, *, now: float | None = None) -> None:
         """Mark the snapshot of ``server_id`` as current without rewriting it: the keep-alive."""
         stamp = time.time() if now is None else now
-        with _worded("the live calls were not refreshed"), self._writer.begin() as connection:
+        with worded("the live calls were not refreshed"), self._writer.begin() as connection:
             connection.execute(
                 update(PublishedCall).where(PublishedCall.server_id == server_id).values(updated_at=stamp)
             )
 
     def clear(self, server_id: str) -> None:
         """Remove every row of ``server_id``: what a server does when it stops."""
-        with _worded("the live calls were not cleared"), self._writer.begin() as connection:
+        with worded("the live calls were not cleared"), self._writer.begin() as connection:
             connection.execute(delete(PublishedCall).where(PublishedCall.server_id == server_id))
 
     def purge(self, older_than: float, *, now: float | None = None) -> int:
         """Delete rows not refreshed for ``older_than`` seconds, left by servers that died; returns how many."""
         limit = (time.time() if now is None else now) - older_than
-        with _worded("stale live calls were not purged"), self._writer.begin() as connection:
+        with worded("stale live calls were not purged"), self._writer.begin() as connection:
             result = connection.execute(delete(PublishedCall).where(PublishedCall.updated_at < limit))
             return int(result.rowcount)
 

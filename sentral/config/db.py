@@ -18,6 +18,8 @@ installed ``sentral`` needs no ``alembic.ini`` on disk.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, StatementError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 DEFAULT_DATABASE = "sentral.db"
@@ -41,6 +43,30 @@ WRITE_OPTION = "sentral_write"
 
 class StoreError(Exception):
     """A configuration or storage problem, worded as one sentence an operator can act on."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a database error: it names the failure or the constraint.
+
+    The lines after it hold row data (PostgreSQL's DETAIL), and SQLAlchemy's own rendering of the
+    error appends the statement and its parameters; neither may reach a log line.
+    """
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+@contextmanager
+def worded(what: str) -> Iterator[None]:
+    """Re-raise a database error inside the block as ``StoreError("WHAT: first line")``.
+
+    Extensions, contacts, addresses and phone numbers are the parameters of the statements run
+    here, so the error keeps none of them, and does not chain the original (a logged traceback
+    would print it).
+    """
+    try:
+        yield
+    except StatementError as exc:
+        raise StoreError(f"{what}: {first_line(exc)}") from None
 
 
 def database_url(arg: str | None) -> str:
@@ -148,9 +174,11 @@ __all__ = [
     "StoreError",
     "database_url",
     "describe_url",
+    "first_line",
     "make_engine",
     "migrate",
     "schema_is_current",
     "sqlite_path",
+    "worded",
     "writing",
 ]

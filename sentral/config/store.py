@@ -46,16 +46,16 @@ import builtins
 import re
 import secrets
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
-from sentral.config.db import StoreError, writing
+from sentral.config.db import StoreError, worded, writing
+from sentral.config.db import first_line as _first_line
 from sentral.config.directory import (
     ClinicEntry,
     GroupEntry,
@@ -406,12 +406,6 @@ class _GroupRef:
     id: int
     name: str
     kind: GroupKind
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of a database error: it names the constraint, where the lines after it hold row data."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
 class ConfigStore:
@@ -1615,7 +1609,8 @@ class BindingStore:
 
     def connect(self) -> Connection:
         """A connection of its own for a dedicated writer; on SQLite it takes the write lock up front."""
-        return self._writer.connect()
+        with worded("the bindings database could not be reached"):
+            return self._writer.connect()
 
     def apply(
         self,
@@ -1626,14 +1621,16 @@ class BindingStore:
     ) -> None:
         """Delete then upsert, all in one transaction (on ``connection`` if given).
 
-        When the same binding appears more than once in ``upserts`` the last one wins.
+        When the same binding appears more than once in ``upserts`` the last one wins. A database
+        error comes out as a ``StoreError`` without the rows (they would reach the log).
         """
-        if connection is None:
-            with self._writer.begin() as own:
-                self._apply(own, upserts, deletes)
-        else:
-            with connection.begin():
-                self._apply(connection, upserts, deletes)
+        with worded(f"{len(upserts) + len(deletes)} binding changes were not stored"):
+            if connection is None:
+                with self._writer.begin() as own:
+                    self._apply(own, upserts, deletes)
+            else:
+                with connection.begin():
+                    self._apply(connection, upserts, deletes)
 
     def _apply(
         self, connection: Connection, upserts: Sequence[BindingRow], deletes: Sequence[tuple[str, str, str]]
@@ -1650,19 +1647,19 @@ class BindingStore:
 
     def load_active(self, now: float) -> builtins.list[BindingRow]:
         """Every binding that has not expired at ``now``: what the registrar loads at start."""
-        with self._engine.connect() as connection:
+        with worded("the bindings were not loaded"), self._engine.connect() as connection:
             rows = connection.execute(self._select.where(Binding.expires_at > now))
             return [_binding_row(values) for values in rows]
 
     def purge_expired(self, now: float) -> int:
         """Delete bindings that expired at or before ``now``; returns how many."""
-        with self._writer.begin() as connection:
+        with worded("expired bindings were not purged"), self._writer.begin() as connection:
             result = connection.execute(delete(Binding).where(Binding.expires_at <= now))
             return int(result.rowcount)
 
     def registered(self, domain: str, now: float) -> set[str]:
         """The extensions of clinic ``domain`` with at least one binding unexpired at ``now``."""
-        with self._engine.connect() as connection:
+        with worded("the registered extensions were not read"), self._engine.connect() as connection:
             return set(
                 connection.execute(
                     select(Binding.extension)
@@ -1673,7 +1670,7 @@ class BindingStore:
 
     def list(self, now: float) -> builtins.list[BindingRow]:
         """Unexpired bindings ordered by domain, extension and key, for the operator."""
-        with self._engine.connect() as connection:
+        with worded("the bindings were not listed"), self._engine.connect() as connection:
             rows = connection.execute(
                 self._select.where(Binding.expires_at > now).order_by(
                     Binding.domain, func.length(Binding.extension), Binding.extension, Binding.key
@@ -1708,15 +1705,6 @@ class LineState:
     updated_at: float | None = None
 
 
-@contextmanager
-def _worded(what: str) -> Iterator[None]:
-    # A driver's error would carry the failing row, with its extension, past the first line.
-    try:
-        yield
-    except DBAPIError as exc:
-        raise StoreError(f"{what}: {_first_line(exc)}") from None
-
-
 class LineStateStore:
     """The line states the running server publishes and ``sentral presence`` reads."""
 
@@ -1741,7 +1729,7 @@ class LineStateStore:
             }
             for line in latest.values()
         ]
-        with _worded("the line states were not published"), self._writer.begin() as connection:
+        with worded("the line states were not published"), self._writer.begin() as connection:
             connection.execute(delete(PublishedLine))
             if rows:
                 connection.execute(insert(PublishedLine), rows)
@@ -1749,12 +1737,12 @@ class LineStateStore:
     def touch(self, *, now: float | None = None) -> None:
         """Mark the published lines as current without rewriting them: the keep-alive."""
         stamp = time.time() if now is None else now
-        with _worded("the line states were not refreshed"), self._writer.begin() as connection:
+        with worded("the line states were not refreshed"), self._writer.begin() as connection:
             connection.execute(update(PublishedLine).values(updated_at=stamp))
 
     def clear(self) -> None:
         """Remove every published line: what the server does when it stops."""
-        with _worded("the line states were not cleared"), self._writer.begin() as connection:
+        with worded("the line states were not cleared"), self._writer.begin() as connection:
             connection.execute(delete(PublishedLine))
 
     def list(

@@ -665,6 +665,8 @@ class Leg:
     last_ack: Request | None = None
     refresh_pending: bool = False
     outcome: str = ""  # what the record says of a leg that left in a way of its own ("parked")
+    # This leg's phone put the call on hold: the last offer it made that was accepted said so.
+    holding: bool = False
 
     @property
     def done(self) -> bool:
@@ -811,6 +813,9 @@ class CallReport:
     ended: float
     hangup_by: str  # "caller", "callee" or "system"
     cause: str
+    # The extension whose phone answered (the first to, when a transfer or retrieve brought
+    # another); "" when nobody did. A group's number is dialled; a member answers.
+    answered_by: str
 
     def __init__(
         self,
@@ -829,6 +834,7 @@ class CallReport:
         ended: float,
         hangup_by: str,
         cause: str,
+        answered_by: str = "",
     ) -> None:
         self.call_id = call_id
         self.clinic = clinic
@@ -845,6 +851,11 @@ class CallReport:
         self.ended = ended
         self.hangup_by = hangup_by
         self.cause = cause
+        self.answered_by = answered_by
+
+
+# A live call's state while a phone holds it (the others are ``CallState`` values).
+HELD = "held"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1711,6 +1722,8 @@ class CallControl:
             for leg in call.legs
         )
         assert call.ended is not None
+        answered = [leg for leg in call.legs if leg is not call.a and leg.answered is not None]
+        first = min(answered, key=lambda leg: leg.answered or 0.0) if answered else None
         return CallReport(
             call_id=call.id,
             clinic=call.caller.clinic.domain,
@@ -1727,6 +1740,7 @@ class CallControl:
             ended=call.ended,
             hangup_by=call.hangup_by,
             cause=call.cause,
+            answered_by=first.extension if first is not None else "",
         )
 
     # -- responses to our requests -------------------------------------------------------------
@@ -2207,8 +2221,25 @@ class CallControl:
             self._arm(call)
         else:
             self.port.respond(tx, reply)
+        if 200 <= status < 300 and method in ("INVITE", "UPDATE"):
+            self._held(call, source, request)
         if status in (408, 481):
             self._hang_up(call, "system", f"{status} on re-{method.lower()}", now)
+
+    def _held(self, call: Call, source: Leg, request: Request) -> None:
+        """``source``'s offer in ``request`` was accepted: note whether it holds the call (RFC 3264
+        §8.4), which `sentral calls` shows. Its own offers only: what Sentral offers to play
+        music is no phone's hold."""
+        sdp = _sdp_of(request)
+        if not sdp:
+            return
+        try:
+            holding = parse_sdp(sdp).is_hold()
+        except SipError:
+            return
+        if holding != source.holding:
+            source.holding = holding
+            self.version += 1
 
     def _refresh_response(self, pending: Pending, response: Response, now: float) -> None:
         call, leg = pending.call, pending.leg
@@ -2757,7 +2788,7 @@ class CallControl:
                 clinic=call.caller.clinic.domain,
                 caller=call.caller.extension,
                 callee=call.callee,
-                state=call.state.value,
+                state=HELD if call.state is CallState.ANSWERED and _on_hold(call) else call.state.value,
                 started=call.started,
                 answered=call.answered,
                 legs=len(call.legs),
@@ -2783,6 +2814,12 @@ _LEG_PHASE = {
 }
 # When one extension has several legs in a call (two phones), the most advanced phase shows.
 _PHASE_RANK = {Phase.TERMINATED: 0, Phase.TRYING: 1, Phase.EARLY: 2, Phase.CONFIRMED: 3}
+
+
+def _on_hold(call: Call) -> bool:
+    """True while one of the two talking phones holds the call."""
+    peer = call.peer(call.a)
+    return call.a.holding or (peer is not None and peer.holding)
 
 
 def _outcome(call: Call, leg: Leg) -> str:
@@ -2817,6 +2854,7 @@ def _reason_text(status: int) -> str:
 
 __all__ = [
     "ALLOW",
+    "HELD",
     "SUPPORTED",
     "Announce",
     "Call",

@@ -319,13 +319,11 @@ class Endpoint:
             return None
         if outcome is AuthOutcome.FAILED:
             self.guard.auth_failed(origin.host, now)
-            security_log.warning(
-                "auth_failed",
-                remote=origin.host,
-                port=origin.port,
-                transport=origin.transport,
-                method=request.method,
-                user=creds.username if creds is not None else None,
+            _log_auth_failed(
+                origin,
+                request.method,
+                creds.username if creds is not None else None,
+                self.registrar.failure_reason(creds, clinic, directory),
             )
             self.log_security()
         if outcome is not AuthOutcome.OK:
@@ -377,6 +375,7 @@ class Endpoint:
             self._respond(tx, make_response(request, 500, "Server Internal Error"))
             return
         self.location.apply(result.upserts, result.deletes)
+        _log_binding_changes(result)
         self._respond(tx, result.response)
         aors = {(row.domain, row.extension) for row in result.upserts}
         aors.update((domain, extension) for domain, extension, _ in result.deletes)
@@ -390,21 +389,18 @@ class Endpoint:
         self._schedule()
 
     def bindings_expired(self, rows: Iterable[BindingRow]) -> None:
-        """Bindings ran out (``Location.expire``): watchers of those extensions may see them go."""
-        self._registration_changed({(row.domain, row.extension) for row in rows})
+        """Bindings ran out (``Location.expire``): logged, and watchers of those extensions may see
+        them go."""
+        expired = list(rows)
+        for row in expired:
+            log.info("registration_expired", **_binding_fields(row))
+        self._registration_changed({(row.domain, row.extension) for row in expired})
 
     def _account(self, result: RegisterResult, origin: Origin, request: Request) -> None:
         now = time.monotonic()
         if result.auth is AuthOutcome.FAILED:
             self.guard.auth_failed(origin.host, now)
-            security_log.warning(
-                "auth_failed",
-                remote=origin.host,
-                port=origin.port,
-                transport=origin.transport,
-                method=request.method,
-                user=result.username,
-            )
+            _log_auth_failed(origin, request.method, result.username, result.reason)
         elif result.auth is AuthOutcome.OK:
             self.guard.auth_succeeded(origin.host, now)
         self.log_security()
@@ -575,9 +571,21 @@ class Endpoint:
         self._schedule()
 
     def record(self, report: CallReport, reply: tuple[ServerTransaction, Response] | None = None) -> None:
-        """A call ended: hand its record on, and send ``reply`` once the record is stored."""
-        log.info("call_ended", call=report.call_id, status=report.status, hangup_by=report.hangup_by, cause=report.cause)
-        # Numbers are personal data: only at DEBUG.
+        """A call ended: log it, hand its record on, and send ``reply`` once the record is stored."""
+        directory = self.directory()
+        answered_by = report.answered_by
+        log.info(
+            "call_ended",
+            call=report.call_id,
+            caller=_party(directory, report.clinic, report.caller),
+            callee=_party(directory, report.clinic, report.callee),
+            answered_by=_party(directory, report.clinic, answered_by) if answered_by else None,
+            duration=round(report.ended - report.answered, 1) if report.answered is not None else 0.0,
+            status=report.status,
+            hangup_by=report.hangup_by,
+            cause=report.cause,
+        )
+        # A number from outside the clinic is a patient's: in full only at DEBUG.
         log.debug("call_ended_parties", call=report.call_id, caller=report.caller, callee=report.callee)
         stored = self.on_record(report) if self.on_record is not None else None
         if reply is None:
@@ -643,6 +651,73 @@ class Endpoint:
         §18.2.2, RFC 3581), through the listener or connection the request came on."""
         host, port = response_destination(via, _peer(origin), origin.reliable)
         self.transports.send(response.to_bytes(), Target(origin.transport, host, port, origin.local, origin.conn_id))
+
+
+def _log_auth_failed(origin: Origin, method: str, user: str | None, reason: str | None) -> None:
+    """A phone failed its digest challenge: a warning in the main log (and fail2ban's line)."""
+    security_log.warning(
+        "auth_failed",
+        remote=origin.host,
+        port=origin.port,
+        transport=origin.transport,
+        method=method,
+        user=user,
+        reason=reason,
+    )
+
+
+def _source_text(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _binding_fields(row: BindingRow) -> dict[str, object]:
+    """What the log says of a binding: whose it is, where the phone is and what it is."""
+    return {
+        "extension": row.extension,
+        "domain": row.domain,
+        "transport": row.transport,
+        "source": _source_text(row.source_host, row.source_port),
+        "contact": row.contact,
+        "user_agent": row.user_agent,
+    }
+
+
+def _log_binding_changes(result: RegisterResult) -> None:
+    """One line per binding a REGISTER changed: new, moved and removed ones at INFO, a refresh
+    that changed nothing but the expiry at DEBUG (phones refresh often, thousands of them)."""
+    previous = result.previous
+    for row in result.upserts:
+        expires = max(0, round(row.expires_at - row.updated_at))
+        before = previous.get(row.key)
+        if before is None:
+            log.info("registered", expires=expires, **_binding_fields(row))
+        elif (before.transport, before.source_host, before.source_port, before.contact, before.local_listen) != (
+            row.transport, row.source_host, row.source_port, row.contact, row.local_listen
+        ):  # fmt: skip
+            log.info(
+                "registration_moved",
+                expires=expires,
+                previous_transport=before.transport,
+                previous_source=_source_text(before.source_host, before.source_port),
+                **_binding_fields(row),
+            )
+        else:
+            log.debug("registration_refreshed", expires=expires, **_binding_fields(row))
+    for domain, extension, key in result.deletes:
+        before = previous.get(key)
+        if before is not None:
+            log.info("unregistered", **_binding_fields(before))
+        else:
+            log.info("unregistered", extension=extension, domain=domain, contact=key)
+
+
+def _party(directory: Directory, domain: str, number: str) -> str:
+    """``number`` as the INFO log may show it: a number of the clinic's own (a member of staff, a
+    group, function or role, a park slot) in full, any other (a patient's, from outside) masked
+    but its last two digits."""
+    if directory.staff_for(domain, number) is not None or (domain.lower(), number) in directory.numbers:
+        return number
+    return "x" * (len(number) - 2) + number[-2:] if len(number) > 2 else "x" * len(number)
 
 
 def _peer(origin: Origin) -> tuple[str, int]:

@@ -62,10 +62,15 @@ class RegisterResult:
     response: Response
     auth: AuthOutcome = AuthOutcome.NONE
     username: str | None = None
+    # Why authentication failed, for the log: see ``Registrar.failure_reason``.
+    reason: str | None = None
     upserts: list[BindingRow] = field(default_factory=list)
     deletes: list[tuple[str, str, str]] = field(default_factory=list)
     # The bindings the 200 OK lists, completed once the change is applied.
     listed: list[BindingRow] = field(default_factory=list)
+    # The extension's bindings, by key, as they were when the change was decided: what the log
+    # compares the change with (a new binding, one that moved, a refresh).
+    previous: dict[str, BindingRow] = field(default_factory=dict)
 
 
 class Registrar:
@@ -104,13 +109,17 @@ class Registrar:
     ) -> tuple[AuthOutcome, Credentials | None]:
         """Check the credentials in ``header`` (Authorization or Proxy-Authorization)."""
         creds: Credentials | None = None
+        elsewhere: Credentials | None = None
         for value in request.header_lines(header):
             candidate = parse_credentials(value)
             if candidate.realm == clinic.domain:
                 creds = candidate
                 break
+            elsewhere = elsewhere or candidate
         if creds is None:
-            return AuthOutcome.NONE, None
+            # Credentials for another realm only: a phone set up with the wrong realm, which
+            # would otherwise be challenged again and again without a word in the log.
+            return (AuthOutcome.NONE, None) if elsewhere is None else (AuthOutcome.FAILED, elsewhere)
         if creds.algorithm not in clinic.digest_algorithms:
             return AuthOutcome.FAILED, creds
         staff = directory.staff_for(clinic.domain, creds.username)
@@ -122,6 +131,19 @@ class Registrar:
             return AuthOutcome.STALE, creds
         return AuthOutcome.FAILED, creds
 
+    def failure_reason(self, creds: Credentials | None, clinic: ClinicEntry, directory: Directory) -> str:
+        """Why ``creds`` failed (``authenticate`` said FAILED), in words for the operator's log."""
+        if creds is None:
+            return "no credentials"
+        if creds.realm != clinic.domain:
+            return "wrong realm"
+        if creds.algorithm not in clinic.digest_algorithms:
+            return "unsupported algorithm"
+        if directory.staff_for(clinic.domain, creds.username) is None:
+            return "unknown extension"
+        # Also a response computed over another nonce or URI, which phones get wrong far less often.
+        return "wrong password"
+
     def register(self, request: Request, origin: Origin, directory: Directory, now: float) -> RegisterResult:
         """Decide the outcome of a REGISTER received from ``origin`` at wall-clock time ``now``."""
         clinic = self.clinic_for(request, directory)
@@ -131,6 +153,8 @@ class Registrar:
         if outcome is AuthOutcome.NONE or outcome is AuthOutcome.FAILED:
             result = RegisterResult(self.challenge(request, clinic, now), auth=outcome)
             result.username = creds.username if creds is not None else None
+            if outcome is AuthOutcome.FAILED:
+                result.reason = self.failure_reason(creds, clinic, directory)
             return result
         if outcome is AuthOutcome.STALE:
             return RegisterResult(self.challenge(request, clinic, now, stale=True), auth=outcome)
@@ -165,7 +189,7 @@ class Registrar:
                 if row.call_id == call_id and row.cseq >= cseq:
                     return RegisterResult(make_response(request, 500, "Out of Order", to_tag=tag))
                 removed.append((clinic.domain, extension, row.key))
-            return RegisterResult(self._ok(request, tag, [], now), deletes=removed)
+            return RegisterResult(self._ok(request, tag, [], now), deletes=removed, previous=current)
 
         contacts = request.contacts
         if not contacts:
@@ -248,6 +272,7 @@ class Registrar:
             upserts=list(upserts.values()),
             deletes=list(deletes.values()),
             listed=listed,
+            previous=current,
         )
 
     def _ok(

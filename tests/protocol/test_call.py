@@ -487,6 +487,32 @@ def test_reinvite_hold_passes_across_with_each_legs_own_origin() -> None:
     assert parse_sdp(reply.body).origin.username == "sentral"
 
 
+def test_a_held_call_is_listed_as_held_until_resumed_and_only_once_the_hold_is_accepted() -> None:
+    w = World()
+    w.connect()
+    w.cc.on_ack(parse_ack(w), 0.1)
+    [live] = w.cc.live()
+    assert live.state == "answered"
+
+    def reinvite(direction: bytes, version: bytes, now: float, status: int = 200) -> None:
+        sdp = SDP_A.replace(b"o=alice 111 1", b"o=alice 111 " + version).replace(b"sendrecv", direction)
+        _, request = w.a_request("INVITE", sdp=sdp)
+        relayed, b_tx = [(r, t) for r, t in w.port.sent("INVITE") if r.to_tag == "btag"][-1]
+        answer = SDP_B.replace(b"o=bob 222 7", b"o=bob 222 " + version) if status == 200 else b""
+        w.cc.on_response(b_tx, w.answer(relayed, status, tag="btag", sdp=answer), now)
+        if status == 200:
+            w.cc.on_ack(parse(head_of(request, "ACK")), now)
+
+    published = w.cc.version
+    reinvite(b"sendonly", b"2", 0.3, status=488)  # refused: the old session stands
+    assert [c.state for c in w.cc.live()] == ["answered"]
+    reinvite(b"sendonly", b"2", 0.5)
+    assert [c.state for c in w.cc.live()] == ["held"]
+    assert w.cc.version > published  # the snapshot is published again
+    reinvite(b"sendrecv", b"3", 0.7)
+    assert [c.state for c in w.cc.live()] == ["answered"]
+
+
 def test_glare_a_reinvite_on_a_leg_with_our_own_outstanding_gets_491() -> None:
     w = World()
     b_req, _, ok = w.connect()

@@ -192,6 +192,36 @@ def test_hold_and_unhold_by_reinvite(
     assert row["disposition"] == "answered"
 
 
+def test_sentral_calls_shows_a_held_call_as_held_until_it_is_resumed(
+    clinic: SentralServer, softphone_factory: Callable[..., Softphone]
+) -> None:
+    alice = phone_for(softphone_factory, clinic, "1001")
+    bob = phone_for(softphone_factory, clinic, "1002")
+    out = alice.call("1001", dial(clinic, "1002"))
+    incoming = bob.wait_incoming("1002")["call"]
+    bob.answer(incoming)
+    alice.wait_event("media_state", call=out, status="active")
+    bob.wait_event("media_state", call=incoming, status="active")
+
+    def listed_state(state: str) -> bool:
+        return [c["state"] for c in clinic.cli_json("calls")] == [state]
+
+    wait_until(lambda: listed_state("answered"), 5, "the call listed as answered", interval=0.2)
+    alice.hold(out)
+    bob.wait_event("media_state", call=incoming, status="remote_hold")
+    wait_until(lambda: listed_state("held"), 5, "the call listed as held", interval=0.2)
+    [row] = clinic.cli("calls").stdout.splitlines()[1:]
+    assert re.search(r"\s1001\s+1002\s+held\s", row), row
+    alice.unhold(out)
+    bob.wait_event("media_state", call=incoming, status="active")
+    wait_until(lambda: listed_state("answered"), 5, "the call listed as answered again", interval=0.2)
+    bob.hold(incoming)  # the one called holds
+    alice.wait_event("media_state", call=out, status="remote_hold")
+    wait_until(lambda: listed_state("held"), 5, "the call listed as held by the callee", interval=0.2)
+    alice.hangup(out)
+    bob.wait_call_state(incoming, "DISCONNECTED")
+
+
 def test_both_devices_ring_and_the_other_stops_when_one_answers(
     clinic: SentralServer, softphone_factory: Callable[..., Softphone]
 ) -> None:

@@ -7,6 +7,7 @@ rings, who stops ringing, what the caller hears, and what the call record says.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -114,6 +115,10 @@ def test_ringall_one_member_rejects_the_others_keep_ringing_and_one_answers(
     assert row["callee"] == "500" and row["disposition"] == "answered"
     outcomes = {leg["target"].split("@")[0].removeprefix("sip:"): leg["outcome"] for leg in row["legs"][1:]}
     assert outcomes == {"2001": "declined", "2002": "cancelled", "2003": "answered"}, row
+    # The record names the number dialled and the member who answered, in the table too.
+    assert row["callee_extension"] == "2003"
+    [line] = clinic.cli("cdr").stdout.splitlines()[1:]
+    assert re.search(r"\s1001 \(Staff 1001\)\s+500 -> 2003\s+answered\s", line), line
 
 
 def test_linear_the_first_rejects_and_the_second_rings_at_once_then_a_member_times_out(

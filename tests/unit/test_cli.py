@@ -91,6 +91,22 @@ def test_init_demo_creates_staff_whose_printed_passwords_work_and_is_idempotent(
         engine.dispose()
 
 
+def test_init_demo_tells_how_to_reach_the_server_it_is_given_through_an_outbound_proxy(db: str) -> None:
+    # `make run` passes its SIP_PORT: the instructions must name that port, and say that the
+    # domain, which is not in DNS, needs the server as the softphone's outbound proxy.
+    printed = ok(db, "init", "--demo", "--server", "127.0.0.1:5099")
+    assert "sip:127.0.0.1:5099;lr" in printed
+    assert "outbound proxy" in printed and "not in DNS" in printed
+    assert "5060" not in printed
+    assert "sip:127.0.0.1:5060;lr" in ok(db, "init", "--demo")  # what `make run` serves by default
+    assert "sip:[::1]:5070;lr" in ok(db, "init", "--demo", "--server", "[::1]:5070")
+
+
+@pytest.mark.parametrize("server", ["127.0.0.1", "127.0.0.1:0", "127.0.0.1:sip", "::1:5060", ":5060"])
+def test_init_refuses_a_server_address_without_a_port_with_a_usage_error(db: str, server: str) -> None:
+    assert "HOST:PORT" in fails(db, "init", "--demo", "--server", server, code=2)
+
+
 def test_init_with_another_domain_adds_a_second_clinic(db: str) -> None:
     ok(db, "init", "--domain", "nord.example")
     clinics = json.loads(ok(db, "clinic", "list", "--json"))

@@ -312,6 +312,25 @@ def test_apply_is_one_transaction(engine: Engine) -> None:
     assert bindings.list(time.time()) == []
 
 
+def test_a_failed_binding_write_is_worded_without_the_rows(engine: Engine) -> None:
+    # The error reaches the log (binding_write_failed): SQLAlchemy's text would add the statement's
+    # parameters and PostgreSQL's DETAIL the failing row, with extensions, addresses and the phone.
+    bindings = BindingStore(engine)
+    bad = binding("1002", key="sip:1002@192.0.2.77:5072", contact=cast(str, None), source_host="192.0.2.77",
+                  user_agent="Yealink T46U", call_id="f81d4fae7dec")  # fmt: skip
+    for connection in (None, bindings.connect()):
+        with pytest.raises(StoreError) as caught:
+            bindings.apply([binding("1001"), bad], [(DOMAIN, "1003", "sip:1003@192.0.2.78")], connection=connection)
+        message = str(caught.value)
+        assert message.startswith("3 binding changes were not stored: ") and "null" in message.lower()
+        for secret in ("192.0.2.77", "192.0.2.78", "Yealink", "f81d4fae7dec", "1002", "1003", "parameters", "DETAIL"):
+            assert secret not in message, message
+        assert "\n" not in message
+        assert caught.value.__cause__ is None and caught.value.__suppress_context__
+        if connection is not None:
+            connection.close()
+
+
 def test_expired_bindings_are_neither_loaded_nor_listed_and_purge_removes_them(engine: Engine) -> None:
     bindings = BindingStore(engine)
     now = time.time()
