@@ -65,7 +65,7 @@ from typing import assert_never
 import structlog
 
 from sentral.config.cdr import PARKED, CallRecord, CdrStore, CdrWriter, LegRecord, LiveCall, LiveCallStore
-from sentral.config.db import StoreError, make_engine, schema_is_current
+from sentral.config.db import StoreError, first_line, make_engine, schema_is_current
 from sentral.config.directory import Directory, GroupKind, directory_version, load_directory
 from sentral.config.settings import ServeConfig, media_address
 from sentral.config.spool import BINDING_SPOOL, CDR_SPOOL, default_spool_dir
@@ -581,12 +581,6 @@ class Trouble:
                 seconds=round(time.monotonic() - self.since, 1),
             )
             self.failures = 0
-
-
-def first_line(error: BaseException) -> str:
-    """An error's first line, without SQLAlchemy's statement, parameters or link to its docs."""
-    text = str(error).strip()
-    return text.splitlines()[0].strip() if text else type(error).__name__
 
 
 class CollectorPacer:

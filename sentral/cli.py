@@ -37,6 +37,7 @@ from sentral.config.db import (
     StoreError,
     database_url,
     describe_url,
+    first_line,
     make_engine,
     migrate,
     schema_is_current,
@@ -121,11 +122,6 @@ class Target:
         return describe_url(self.url)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0].strip() if text else type(exc).__name__
-
-
 @contextmanager
 def _translated(target: Target) -> Iterator[None]:
     """Turn storage failures into operator sentences."""
@@ -134,7 +130,7 @@ def _translated(target: Target) -> Iterator[None]:
     except StoreError as exc:
         raise OperatorError(str(exc)) from exc
     except DBAPIError as exc:
-        raise OperatorError(f"the database at {target.where} refused the operation: {_first_line(exc)}") from exc
+        raise OperatorError(f"the database at {target.where} refused the operation: {first_line(exc)}") from exc
 
 
 def _open(target: Target, *, creating: bool = False) -> Engine:
@@ -159,7 +155,7 @@ def _open(target: Target, *, creating: bool = False) -> Engine:
         current = creating or schema_is_current(engine)
     except DBAPIError as exc:
         engine.dispose()
-        raise OperatorError(f"cannot open the database at {target.where}: {_first_line(exc)}") from exc
+        raise OperatorError(f"cannot open the database at {target.where}: {first_line(exc)}") from exc
     if not current:
         engine.dispose()
         raise OperatorError(

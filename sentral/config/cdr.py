@@ -210,7 +210,7 @@ class CdrStore:
         if not records:
             return
         if skip_stored:
-            with _worded(f"{len(records)} spooled call records were not stored"):
+            with worded(f"{len(records)} spooled call records were not stored"):
                 if connection is None:
                     with self._writer.begin() as own:
                         self._write_new(own, records)
