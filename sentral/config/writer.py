@@ -166,7 +166,7 @@ class GroupCommitWriter(Generic[Item]):
 
         Call it before ``start``; it opens the spool (``StoreError`` if it cannot).
         """
-        if self._spool is None:
+        if self._spool is None or not self._spool.path.exists():
             return []
         if self._thread is not None:
             raise RuntimeError(f"the {self._what} is already started")
@@ -174,10 +174,13 @@ class GroupCommitWriter(Generic[Item]):
         return self._spool.items() if len(self._spool) else []
 
     def start(self) -> None:
-        """Start the writer thread (opening the spool first: ``StoreError`` if it cannot)."""
+        """Start the writer thread, opening a spool left from before (``StoreError`` if it cannot).
+
+        A spool that does not exist is made when it is first needed.
+        """
         if self._thread is not None:
             raise RuntimeError(f"the {self._what} is already started")
-        if self._spool is not None:
+        if self._spool is not None and self._spool.path.exists():
             self._spool.open()
         name = "sentral-" + self._what.replace(" ", "-")
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
