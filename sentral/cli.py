@@ -32,6 +32,7 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from sentral.config.backup import KEPT_SUFFIX, BackupError, backup_sqlite, pg_dump_command, restore_sqlite
 from sentral.config.cdr import LIVE_MAX_AGE, CallRecord, CdrStore, LegRecord, LiveCall, LiveCallStore
 from sentral.config.db import (
     StoreError,
@@ -2128,6 +2129,71 @@ def config_show(ctx: click.Context, as_json: bool, serve_args: tuple[str, ...]) 
         _emit_json([{"key": key, "value": _setting_json(value), "source": source} for key, value, source in rows])
         return
     _emit_table(("KEY", "VALUE", "SOURCE"), [(key, _setting_text(value), source) for key, value, source in rows], "")
+
+
+# -- backups -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@_spool_option
+@pass_target
+def backup(target: Target, file: Path, force: bool, spool_dir: Path | None) -> None:
+    """Write a consistent copy of the SQLite database to FILE, also while the server runs.
+
+    The copy is taken through SQLite's online backup API and renamed into place once it is whole.
+    For PostgreSQL use pg_dump (see README). Back up the spool directory too when it is not empty.
+    """
+    path = sqlite_path(target.url)
+    if path is None:
+        raise OperatorError(
+            f"sentral backup copies SQLite databases; back up {target.where} with pg_dump, e.g. "
+            f"{pg_dump_command(target.url)}"
+        )
+    try:
+        made = backup_sqlite(Path(path), file.absolute(), force=force)
+    except BackupError as exc:
+        raise OperatorError(str(exc)) from exc
+    schema = f", schema version {made.revision}" if made.revision else ""
+    click.echo(f"Backed up {path} to {made.path} ({made.size} bytes{schema}).")
+    waiting = _spool_depth(target, spool_dir)
+    if not waiting.empty:
+        click.echo(
+            f"sentral: warning: {waiting.sentence()}; they are not in this backup: back up that "
+            "directory too, or back up again once the server has stored them",
+            err=True,
+        )
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--no-keep", is_flag=True, help=f"Do not keep the replaced database as NAME{KEPT_SUFFIX}."
+)
+@pass_target
+def restore(target: Target, file: Path, no_keep: bool) -> None:
+    """Put the backup FILE in place of the SQLite database; the server must be stopped.
+
+    The replaced database is kept beside it as NAME.before-restore unless --no-keep is given.
+    """
+    path = sqlite_path(target.url)
+    if path is None:
+        raise OperatorError(
+            f"sentral restore puts back SQLite backups; restore {target.where} from a pg_dump file with "
+            "pg_restore --clean --dbname=URL FILE"
+        )
+    try:
+        restored = restore_sqlite(file.absolute(), Path(path), keep=not no_keep)
+    except BackupError as exc:
+        raise OperatorError(str(exc)) from exc
+    click.echo(f"Restored {path} from {file} (schema version {restored.revision}).")
+    if restored.kept is not None:
+        click.echo(f"The database it replaced is kept as {restored.kept}.")
+    if not restored.current:
+        click.echo(
+            "Its schema is older than this version of sentral: run `sentral init` to upgrade it before serving."
+        )
 
 
 def main() -> None:
