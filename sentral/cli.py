@@ -2181,7 +2181,7 @@ def restore(target: Target, file: Path, no_keep: bool) -> None:
     if path is None:
         raise OperatorError(
             f"sentral restore puts back SQLite backups; restore {target.where} from a pg_dump file with "
-            "pg_restore --clean --dbname=URL FILE"
+            "pg_restore --clean --if-exists --dbname=URL FILE"
         )
     try:
         restored = restore_sqlite(file.absolute(), Path(path), keep=not no_keep)
@@ -2192,7 +2192,8 @@ def restore(target: Target, file: Path, no_keep: bool) -> None:
         click.echo(f"The database it replaced is kept as {restored.kept}.")
     if not restored.current:
         click.echo(
-            "Its schema is older than this version of sentral: run `sentral init` to upgrade it before serving."
+            "Its schema is older than this version of sentral: run `sentral init --domain DOMAIN` (the "
+            "clinic's domain) to upgrade it before serving."
         )
 
 

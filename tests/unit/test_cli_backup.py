@@ -174,7 +174,7 @@ def test_restore_takes_only_a_sentral_database_it_knows(db: str, tmp_path: Path)
     )
     assert not Path(target).exists()
     url = "postgresql+psycopg://sentral:s3cret@db.example.no/sentral"
-    assert "pg_restore --clean --dbname=URL FILE" in fails(url, "restore", str(newer))
+    assert "pg_restore --clean --if-exists --dbname=URL FILE" in fails(url, "restore", str(newer))
 
 
 def test_restoring_an_older_schema_says_to_upgrade_it(db: str, tmp_path: Path) -> None:
@@ -186,4 +186,4 @@ def test_restoring_an_older_schema_says_to_upgrade_it(db: str, tmp_path: Path) -
     target = str(tmp_path / "target.db")
     out = ok(target, "restore", str(older))
     assert f"(schema version {first})" in out
-    assert "run `sentral init` to upgrade it before serving" in out
+    assert "run `sentral init --domain DOMAIN` (the clinic's domain) to upgrade it before serving" in out
