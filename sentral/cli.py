@@ -1658,7 +1658,7 @@ def _read_config(path: Path) -> ConfigFile:
 
 def _configured_database(ctx: click.Context) -> str | None:
     """The config file's ``db`` for commands that take no --config (serve and config read their own)."""
-    if ctx.invoked_subcommand in ("serve", "config"):
+    if ctx.invoked_subcommand in ("serve", "config") or environment_database() is not None:
         return None
     path = config_path(None)
     if path is None:

@@ -155,6 +155,9 @@ def test_other_commands_find_the_database_through_the_file(
     write(tmp_path / "sentral.toml", "db = [\n")
     result = invoke("user", "list")
     assert result.exit_code == 1
+    monkeypatch.setenv("SENTRAL_DB", db)  # the environment wins: the file is not even read
+    assert [entry["extension"] for entry in json.loads(invoke("user", "list", "--json").stdout)] == ["1001"]
+    monkeypatch.delenv("SENTRAL_DB")
     assert result.stderr.startswith(f"sentral: the config file {tmp_path / 'sentral.toml'} is not valid TOML")
 
 
