@@ -32,6 +32,7 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from sentral.config.backup import KEPT_SUFFIX, BackupError, backup_sqlite, pg_dump_command, restore_sqlite
 from sentral.config.cdr import LIVE_MAX_AGE, CallRecord, CdrStore, LegRecord, LiveCall, LiveCallStore
 from sentral.config.db import (
     StoreError,
@@ -44,6 +45,20 @@ from sentral.config.db import (
     sqlite_path,
 )
 from sentral.config.directory import GroupEntry, GroupKind, MemberEntry, ParkLotEntry, load_directory
+from sentral.config.file import (
+    DATABASE_KEY,
+    DEFAULT_CONFIG,
+    ENV_CONFIG,
+    ConfigFile,
+    ConfigFileError,
+    Mistake,
+    config_path,
+    database,
+    default_map,
+    environment_database,
+    option_keys,
+    read_config,
+)
 from sentral.config.settings import (
     SERVE_DEFAULTS,
     Listen,
@@ -193,7 +208,7 @@ def _source(row: BindingRow) -> str:
 @click.pass_context
 def cli(ctx: click.Context, db: str | None) -> None:
     """Sentral, a SIP softswitch for clinics."""
-    ctx.obj = Target(database_url(db))
+    ctx.obj = Target(database_url(db or _configured_database(ctx)))
 
 
 pass_target = click.make_pass_decorator(Target)
@@ -1639,6 +1654,85 @@ def cdr(target: Target, since: float | None, limit: int | None, as_json: bool) -
     )
 
 
+# -- the config file: how serve reads it -------------------------------------------------------
+
+_CONFIG_FILE = "sentral.config_file"
+_DATABASE_SOURCE = "sentral.database_source"
+
+
+class ConfigMistakes(click.ClickException):
+    """A config file with mistakes: one sentence each on stderr, exit code 1."""
+
+    def __init__(self, path: Path, mistakes: Sequence[Mistake]) -> None:
+        super().__init__("\n".join(mistake.sentence(path) for mistake in mistakes))
+        self.path = path
+
+    def show(self, file: Any = None) -> None:
+        """Print ``sentral: <sentence>`` on stderr for each mistake."""
+        for line in self.format_message().splitlines():
+            click.echo(f"sentral: {line}", err=True)
+
+
+def _read_config(path: Path) -> ConfigFile:
+    try:
+        return read_config(path)
+    except ConfigFileError as exc:
+        raise OperatorError(str(exc)) from exc
+
+
+def _configured_database(ctx: click.Context) -> str | None:
+    """The config file's ``db`` for commands that take no --config (serve and config read their own)."""
+    if ctx.invoked_subcommand in ("serve", "config") or environment_database() is not None:
+        return None
+    path = config_path(None)
+    if path is None:
+        return None
+    config = _read_config(path)
+    if DATABASE_KEY in config.values and not isinstance(config.values[DATABASE_KEY], str):
+        raise OperatorError(f"the config file {path} sets {DATABASE_KEY} to something that is not a path or URL")
+    return database(config)
+
+
+def _load_config_file(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """Make the config file's settings the defaults of the command's options (before any is read)."""
+    if ctx.resilient_parsing:
+        return
+    path = config_path(value)
+    ctx.meta[_CONFIG_FILE] = path
+    root = ctx.find_root()
+    if root.params.get("db") is not None:
+        ctx.meta[_DATABASE_SOURCE] = "command line"
+    elif environment_database() is not None:
+        ctx.meta[_DATABASE_SOURCE] = "environment"
+    else:
+        ctx.meta[_DATABASE_SOURCE] = "default"
+    if path is None:
+        return
+    config = _read_config(path)
+    mapping, mistakes = default_map(ctx, config)
+    if mistakes:
+        raise ConfigMistakes(path, mistakes)
+    ctx.default_map = {**(ctx.default_map or {}), **mapping}
+    configured = database(config)
+    if configured is not None and ctx.meta[_DATABASE_SOURCE] == "default":
+        ctx.obj = Target(database_url(configured))
+        ctx.meta[_DATABASE_SOURCE] = "file"
+
+
+def _config_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--config",
+        type=click.Path(dir_okay=False),
+        envvar=ENV_CONFIG,
+        is_eager=True,
+        expose_value=False,
+        callback=_load_config_file,
+        metavar="FILE",
+        help=f"A TOML file of these options (listen = [...], no-answer-timeout = 30, db = ...); the command "
+        f"line and environment win over it [default: ${ENV_CONFIG}, else {DEFAULT_CONFIG} when present].",
+    )(function)
+
+
 # -- serve ---------------------------------------------------------------------------------------
 
 
@@ -1790,6 +1884,7 @@ def _check_readable(path: str, what: str) -> None:
     "over HTTP on this address, e.g. 127.0.0.1:9060. Off by default.",
 )
 @_spool_option
+@_config_option
 @pass_target
 def serve(
     target: Target,
@@ -1910,6 +2005,237 @@ def _parse_trusted(values: tuple[str, ...]) -> tuple[str, ...]:
         except ValueError as exc:
             raise click.UsageError(f"--trust {value!r}: give a network such as 192.0.2.0/24 or an address") from exc
     return tuple(values)
+
+
+# -- config file ---------------------------------------------------------------------------------
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Check and show the config file `sentral serve` reads."""
+
+
+def _check_sounds_setting(value: Any, settings: Mapping[str, Any]) -> None:
+    if not settings.get("direct_media", False):
+        clinic_sounds = settings.get("clinic_sounds")
+        _check_sounds(
+            Path(str(value)),
+            Path(str(clinic_sounds)) if clinic_sounds is not None else None,
+            str(settings.get("language", SERVE_DEFAULTS.language)),
+        )
+
+
+def _check_media_address_setting(value: Any, _settings: Mapping[str, Any]) -> None:
+    try:
+        _check_media_address(parse_media_address(str(value)))
+    except MediaSpecError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _check_media_ports_setting(value: Any, _settings: Mapping[str, Any]) -> None:
+    try:
+        parse_port_range(str(value))
+    except MediaSpecError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _check_trusted_setting(value: Any) -> None:
+    _parse_trusted(tuple(str(item) for item in value))
+
+
+def _check_listen_setting(value: Any, settings: Mapping[str, Any]) -> None:
+    listens = _parse_listens([str(spec) for spec in value])
+    if any(listen.transport == "tls" for listen in listens) and not (settings.get("cert") and settings.get("key")):
+        raise click.UsageError("a tls listen needs cert and key set too")
+
+
+# The checks `serve` makes in its body rather than in an option's click type, by parameter name;
+# click types (ranges, choices, paths that must exist) are checked for every option without this.
+_SERVE_CHECKS: dict[str, Callable[[Any, Mapping[str, Any]], None]] = {
+    "listen_specs": _check_listen_setting,
+    "cert": lambda value, _settings: _check_readable(str(value), "TLS certificate"),
+    "key": lambda value, _settings: _check_readable(str(value), "TLS private key"),
+    "trusted": lambda value, _settings: _check_trusted_setting(value),
+    "media_address": _check_media_address_setting,
+    "media_ports_spec": _check_media_ports_setting,
+    "sounds_dir": _check_sounds_setting,
+}
+
+
+def _database_mistake(config: ConfigFile) -> Mistake | None:
+    value = config.values.get(DATABASE_KEY)
+    if not isinstance(value, str) or not value.strip():
+        return None  # absent, or already found to be of the wrong type
+    url = database_url(value.strip())
+    try:
+        make_engine(url).dispose()
+    except StoreError as exc:
+        return Mistake(DATABASE_KEY, config.line(DATABASE_KEY), str(exc))
+    path = sqlite_path(url)
+    if path is not None and not Path(path).parent.is_dir():
+        return Mistake(DATABASE_KEY, config.line(DATABASE_KEY), f"the directory {Path(path).parent} does not exist")
+    return None
+
+
+@config_group.command("check")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def config_check(ctx: click.Context, file: Path | None) -> None:
+    """Check a config file (default: $SENTRAL_CONFIG, else /etc/sentral/sentral.toml).
+
+    Every mistake is one line on stderr naming the key and its line, and the exit code is 1.
+    """
+    path = config_path(file)
+    if path is None:
+        raise OperatorError(f"there is no config file to check: give one, set ${ENV_CONFIG} or create {DEFAULT_CONFIG}")
+    config = _read_config(path)
+    serve_ctx = click.Context(serve, info_name="serve", parent=ctx)
+    settings, mistakes = default_map(serve_ctx, config)
+    keys = option_keys(serve)
+    for key in config.values:
+        option = keys.get(key, (None, False))[0]
+        if option is None or option.name not in settings or option.name not in _SERVE_CHECKS:
+            continue
+        try:
+            _SERVE_CHECKS[option.name](settings[option.name], settings)
+        except click.ClickException as exc:
+            mistakes.append(Mistake(key, config.line(key), exc.format_message()))
+    database_mistake = _database_mistake(config)
+    if database_mistake is not None:
+        mistakes.append(database_mistake)
+    if mistakes:
+        mistakes.sort(key=lambda mistake: mistake.line if mistake.line is not None else 0)
+        raise ConfigMistakes(path, mistakes)
+    click.echo(f"{path} is valid.")
+
+
+_SOURCES = {
+    click.core.ParameterSource.COMMANDLINE: "command line",
+    click.core.ParameterSource.ENVIRONMENT: "environment",
+    click.core.ParameterSource.DEFAULT_MAP: "file",
+    click.core.ParameterSource.DEFAULT: "default",
+}
+
+
+def _source_name(ctx: click.Context, name: str) -> str:
+    source = ctx.get_parameter_source(name)
+    return _SOURCES.get(source, "default") if source is not None else "default"
+
+
+def _setting_json(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_setting_json(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _setting_text(value: Any) -> str:
+    if value is None or value == ():
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list):
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
+@config_group.command(
+    "show", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.argument("serve_args", nargs=-1, type=click.UNPROCESSED, metavar="[SERVE OPTIONS]")
+@click.pass_context
+def config_show(ctx: click.Context, as_json: bool, serve_args: tuple[str, ...]) -> None:
+    """Show the settings `sentral serve [SERVE OPTIONS]` would run with, and where each comes from.
+
+    SOURCE is the command line, the environment, the config file or the built-in default; an
+    empty listen or trust means serve's own default (udp and tcp on 0.0.0.0:5060; loopback).
+    """
+    with serve.make_context("serve", list(serve_args), parent=ctx) as serve_ctx:
+        target = serve_ctx.find_object(Target)
+        assert target is not None
+        rows: list[tuple[str, Any, str]] = [
+            ("config", serve_ctx.meta.get(_CONFIG_FILE), _source_name(serve_ctx, "config")),
+            (DATABASE_KEY, target.where, serve_ctx.meta.get(_DATABASE_SOURCE, "default")),
+        ]
+        for param in serve.get_params(serve_ctx):
+            if not isinstance(param, click.Option) or param.name is None or param.name == "help":
+                continue
+            long_name = next((name for name in param.opts if name.startswith("--")), None)
+            if long_name is None or param.name not in serve_ctx.params:
+                continue
+            rows.append((long_name[2:], serve_ctx.params[param.name], _source_name(serve_ctx, param.name)))
+    if as_json:
+        _emit_json([{"key": key, "value": _setting_json(value), "source": source} for key, value, source in rows])
+        return
+    _emit_table(("KEY", "VALUE", "SOURCE"), [(key, _setting_text(value), source) for key, value, source in rows], "")
+
+
+# -- backups -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@_spool_option
+@pass_target
+def backup(target: Target, file: Path, force: bool, spool_dir: Path | None) -> None:
+    """Write a consistent copy of the SQLite database to FILE, also while the server runs.
+
+    The copy is taken through SQLite's online backup API and renamed into place once it is whole.
+    For PostgreSQL use pg_dump (see README). Back up the spool directory too when it is not empty.
+    """
+    path = sqlite_path(target.url)
+    if path is None:
+        raise OperatorError(
+            f"sentral backup copies SQLite databases; back up {target.where} with pg_dump, e.g. "
+            f"{pg_dump_command(target.url)}"
+        )
+    try:
+        made = backup_sqlite(Path(path), file.absolute(), force=force)
+    except BackupError as exc:
+        raise OperatorError(str(exc)) from exc
+    schema = f", schema version {made.revision}" if made.revision else ""
+    click.echo(f"Backed up {path} to {made.path} ({made.size} bytes{schema}).")
+    waiting = _spool_depth(target, spool_dir)
+    if not waiting.empty:
+        click.echo(
+            f"sentral: warning: {waiting.sentence()}; they are not in this backup: back up that "
+            "directory too, or back up again once the server has stored them",
+            err=True,
+        )
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--no-keep", is_flag=True, help=f"Do not keep the replaced database as NAME{KEPT_SUFFIX}."
+)
+@pass_target
+def restore(target: Target, file: Path, no_keep: bool) -> None:
+    """Put the backup FILE in place of the SQLite database; the server must be stopped.
+
+    The replaced database is kept beside it as NAME.before-restore unless --no-keep is given.
+    """
+    path = sqlite_path(target.url)
+    if path is None:
+        raise OperatorError(
+            f"sentral restore puts back SQLite backups; restore {target.where} from a pg_dump file with "
+            "pg_restore --clean --if-exists --dbname=URL FILE"
+        )
+    try:
+        restored = restore_sqlite(file.absolute(), Path(path), keep=not no_keep)
+    except BackupError as exc:
+        raise OperatorError(str(exc)) from exc
+    click.echo(f"Restored {path} from {file} (schema version {restored.revision}).")
+    if restored.kept is not None:
+        click.echo(f"The database it replaced is kept as {restored.kept}.")
+    if not restored.current:
+        click.echo(
+            "Its schema is older than this version of sentral: run `sentral init --domain DOMAIN` (the "
+            "clinic's domain) to upgrade it before serving."
+        )
 
 
 def main() -> None:
