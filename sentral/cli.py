@@ -39,7 +39,9 @@ from sentral.config.db import (
     describe_url,
     make_engine,
     migrate,
+    newest_revision,
     schema_is_current,
+    schema_revisions,
     sqlite_path,
 )
 from sentral.config.directory import GroupEntry, GroupKind, MemberEntry, ParkLotEntry, load_directory
@@ -65,6 +67,7 @@ from sentral.config.store import (
     LineStatus,
     NewStaff,
     ParkSettings,
+    normalize_domain,
     normalize_park_name,
     parse_digest_algorithms,
     parse_slots,
@@ -200,46 +203,79 @@ pass_target = click.make_pass_decorator(Target)
 
 
 @cli.command()
-@click.option("--domain", default=DEFAULT_DOMAIN, show_default=True, help="SIP domain of the clinic.")
-@click.option("--demo", is_flag=True, help="Also add demo staff 1001-1004 and print their passwords.")
+@click.option(
+    "--domain",
+    metavar="DOMAIN",
+    help=f"SIP domain of the clinic a new database starts with (default {DEFAULT_DOMAIN}). "
+    "On an existing database: a clinic it must already serve.",
+)
+@click.option("--demo", is_flag=True, help="In a new database, also add demo staff 1001-1004 and print their passwords.")
 @pass_target
-def init(target: Target, domain: str, demo: bool) -> None:
-    """Create or upgrade the database schema and the clinic; safe to run again."""
+def init(target: Target, domain: str | None, demo: bool) -> None:
+    """Create the database with its first clinic, or bring an existing database up to date.
+
+    Safe to run again: on a database set up before, init only runs the schema migrations it lacks.
+    It adds no clinic there (`sentral clinic add DOMAIN` does) and changes no staff or passwords.
+    """
     engine = _open(target, creating=True)
     with _translated(target):
+        before = schema_revisions(engine)
         migrate(engine)
         store = ConfigStore(engine)
-        clinic = store.clinic(domain)
-        if clinic is None:
-            clinic = store.create_clinic(domain, DEMO_CLINIC_NAME if demo else None)
-            click.echo(f"Created clinic {clinic.domain} in {target.where}.")
-        else:
-            click.echo(f"Clinic {clinic.domain} is ready in {target.where}.")
+        if before:
+            _upgraded(target, store, before, domain or (DEFAULT_DOMAIN if demo else None))
+            if demo:
+                click.echo(
+                    "The demo staff's passwords were shown when they were created "
+                    "(set a new one with `sentral user passwd 1001 --password ...`)."
+                )
+                _softphone_hint(normalize_domain(domain or DEFAULT_DOMAIN))
+            return
+        clinic = store.create_clinic(domain or DEFAULT_DOMAIN, DEMO_CLINIC_NAME if demo else None)
+        click.echo(f"Created clinic {clinic.domain} in {target.where}.")
         if not demo:
             return
-        existing = {entry.extension for entry in store.staff(clinic.domain)}
         created: list[tuple[DemoStaff, str]] = []
         for member in DEMO_STAFF:
-            if member.extension in existing:
-                continue
             password = secrets.token_urlsafe(9)
             store.add_staff(clinic.domain, member.extension, member.name, password, member.roles)
             created.append((member, password))
-    if created:
-        click.echo("\nDemo staff (the passwords are shown only now):")
-        _emit_table(
-            ("EXTENSION", "NAME", "ROLES", "PASSWORD"),
-            [(m.extension, m.name, ",".join(m.roles), pw) for m, pw in created],
-            "",
-        )
+    click.echo("\nDemo staff (the passwords are shown only now):")
+    _emit_table(
+        ("EXTENSION", "NAME", "ROLES", "PASSWORD"),
+        [(m.extension, m.name, ",".join(m.roles), pw) for m, pw in created],
+        "",
+    )
+    _softphone_hint(clinic.domain)
+
+
+def _upgraded(target: Target, store: ConfigStore, before: Sequence[str], domain: str | None) -> None:
+    """Say what ``init`` did to a database that existed: which schema it has now, and its clinics.
+
+    A ``domain`` the operator asked for must be one of them: init adds no clinic to an existing database.
+    """
+    newest = newest_revision()
+    if tuple(before) == (newest,):
+        click.echo(f"The database at {target.where} is up to date (schema {newest}); nothing changed.")
     else:
-        click.echo(
-            "Demo staff 1001-1004 already exist; their passwords were shown when they were created "
-            "(set a new one with `sentral user passwd 1001 --password ...`)."
+        click.echo(f"Upgraded the database at {target.where} from schema {', '.join(before)} to {newest}.")
+    domains = [entry.domain for entry in store.clinics()]
+    if domain is not None and normalize_domain(domain) not in domains:
+        wanted = normalize_domain(domain)
+        raise OperatorError(
+            f"the database at {target.where} exists already and init adds no clinic to it; "
+            f"add {wanted} with `sentral clinic add {wanted}`"
         )
+    if domains:
+        click.echo(f"Clinics: {', '.join(domains)} (add another with `sentral clinic add DOMAIN`).")
+    else:
+        click.echo("It has no clinic; add one with `sentral clinic add DOMAIN`.")
+
+
+def _softphone_hint(domain: str) -> None:
     click.echo(
         "\nTo register a softphone (Linphone, Zoiper, MicroSIP, ...):\n"
-        f"  SIP domain / realm: {clinic.domain}\n"
+        f"  SIP domain / realm: {domain}\n"
         "  server (proxy):     127.0.0.1:5060, transport UDP or TCP\n"
         "  username:           the extension, e.g. 1001\n"
         "  password:           as printed when the extension was created\n"
@@ -267,6 +303,25 @@ def clinic_add(target: Target, domain: str, name: str | None) -> None:
     click.echo(f"Added clinic {entry.domain} ({entry.name}).")
 
 
+@clinic.command("remove")
+@click.argument("domain")
+@click.option(
+    "--force", is_flag=True, help="Also remove its staff, groups, functions, park lots and role numbers."
+)
+@pass_target
+def clinic_remove(target: Target, domain: str, force: bool) -> None:
+    """Remove the clinic DOMAIN and its registrations; its call records stay.
+
+    Refused while the clinic still has staff, groups, functions, park lots or role numbers,
+    unless --force, which removes them too.
+    """
+    with _translated(target):
+        canonical = normalize_domain(domain)
+        removed = ConfigStore(_open(target)).remove_clinic(canonical, force=force)
+    with_it = f" with {removed.described}" if removed.items else ""
+    click.echo(f"Removed clinic {canonical}{with_it}.")
+
+
 @clinic.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @pass_target
@@ -283,7 +338,7 @@ def clinic_list(target: Target, as_json: bool) -> None:
     _emit_table(
         ("DOMAIN", "NAME", "DIGEST"),
         [(c.domain, c.name, ",".join(c.digest_algorithms)) for c in clinics],
-        "No clinics yet; create one with `sentral init --domain DOMAIN`.",
+        "No clinics yet; add one with `sentral clinic add DOMAIN`.",
     )
 
 

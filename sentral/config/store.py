@@ -395,6 +395,37 @@ class NewStaff:
     roles: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ClinicContents:
+    """What a clinic holds that removing it would take away with it."""
+
+    staff: int
+    groups: int
+    functions: int
+    park_lots: int
+    role_numbers: int
+
+    @property
+    def items(self) -> tuple[str, ...]:
+        """Each kind of thing held, counted in words ("2 functions"), leaving out those with none."""
+        counted = (
+            (self.staff, "member of staff", "members of staff"),
+            (self.groups, "group", "groups"),
+            (self.functions, "function", "functions"),
+            (self.park_lots, "park lot", "park lots"),
+            (self.role_numbers, "role number", "role numbers"),
+        )
+        return tuple(f"{n} {one if n == 1 else many}" for n, one, many in counted if n)
+
+    @property
+    def described(self) -> str:
+        """The items as a list in a sentence: "3 members of staff, 1 group and 1 park lot"."""
+        items = self.items
+        if len(items) <= 1:
+            return "".join(items) or "nothing"
+        return f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def _taken(extension: str, domain: str) -> str:
     return f"extension {extension} already exists in {domain}; choose another number or remove it first"
 
@@ -478,6 +509,41 @@ class ConfigStore:
             name = connection.execute(select(Clinic.name).where(Clinic.id == clinic_id)).scalar_one()
         return ClinicEntry(canonical, name, tuple(algorithms))
 
+    def remove_clinic(self, domain: str, *, force: bool = False) -> ClinicContents:
+        """Remove a clinic and its registrations; what it still holds (staff, groups, functions,
+        park lots, role numbers) is refused unless ``force``, which removes that too.
+
+        Returns what was removed with it. Call records stay: they are the clinic's history.
+        """
+        canonical = normalize_domain(domain)
+        with self._writer.begin() as connection:
+            _begin_change(connection)
+            clinic_id = self._require_clinic(connection, canonical)
+            contents = self._contents(connection, clinic_id)
+            if contents.items and not force:
+                raise StoreError(
+                    f"clinic {canonical} still has {contents.described}; remove them first, "
+                    f"or give --force to remove them with the clinic"
+                )
+            # The foreign keys cascade from the clinic to its staff, roles, groups and park lots.
+            connection.execute(delete(Clinic).where(Clinic.id == clinic_id))
+            connection.execute(delete(Binding).where(Binding.domain == canonical))
+        return contents
+
+    @staticmethod
+    def _contents(connection: Connection, clinic_id: int) -> ClinicContents:
+        def count(model: Any, *conditions: Any) -> int:
+            query = select(func.count()).select_from(model).where(model.clinic_id == clinic_id, *conditions)
+            return int(connection.execute(query).scalar_one())
+
+        return ClinicContents(
+            staff=count(Staff),
+            groups=count(RingGroup, RingGroup.kind == GroupKind.GROUP.value),
+            functions=count(RingGroup, RingGroup.kind == GroupKind.FUNCTION.value),
+            park_lots=count(ParkLot),
+            role_numbers=count(Role, Role.number.is_not(None)),
+        )
+
     def resolve_domain(self, domain: str | None) -> str:
         """The clinic to act on: ``domain`` if it exists, or the only clinic when none is named."""
         known = [entry.domain for entry in self.clinics()]
@@ -489,7 +555,7 @@ class ConfigStore:
         if len(known) == 1:
             return known[0]
         if not known:
-            raise StoreError("there is no clinic yet; create one with `sentral init --domain DOMAIN`")
+            raise StoreError("there is no clinic yet; add one with `sentral clinic add DOMAIN`")
         raise StoreError(f"there are several clinics ({', '.join(known)}); say which one with --domain")
 
     # -- staff ---------------------------------------------------------------------------------
@@ -1789,6 +1855,7 @@ __all__ = [
     "PARK_TIMEOUT_RANGE",
     "BindingRow",
     "BindingStore",
+    "ClinicContents",
     "ConfigStore",
     "GroupSettings",
     "LineState",

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 import structlog
+from alembic import command
+from alembic.config import Config
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from sentral.cli import cli
 from sentral.config.cdr import CallRecord, CdrStore, LegRecord, LiveCall, LiveCallStore
-from sentral.config.db import database_url, make_engine
+from sentral.config.db import MIGRATIONS, database_url, describe_url, make_engine
 from sentral.config.directory import directory_version, load_directory
 from sentral.config.models import Staff
 from sentral.config.settings import Listen, ServeConfig
@@ -83,18 +85,57 @@ def test_init_demo_creates_staff_whose_printed_passwords_work_and_is_idempotent(
 
         second = ok(db_url, "init", "--demo")
         assert not any(password in second for password in passwords.values())
-        assert "already exist" in second
+        assert "is up to date" in second and "passwords were shown when they were created" in second
+        assert "clinic.local" in second  # the softphone settings, printed again
         assert directory_version(engine) == version
         with engine.connect() as connection:
             assert connection.execute(select(Staff.__table__).order_by(Staff.id)).all() == before
+        assert [c["domain"] for c in json.loads(ok(db_url, "clinic", "list", "--json"))] == ["clinic.local"]
     finally:
         engine.dispose()
 
 
-def test_init_with_another_domain_adds_a_second_clinic(db: str) -> None:
-    ok(db, "init", "--domain", "nord.example")
-    clinics = json.loads(ok(db, "clinic", "list", "--json"))
-    assert [c["domain"] for c in clinics] == ["clinic.local", "nord.example"]
+def test_init_on_an_existing_database_only_upgrades_it_and_adds_no_clinic(db_url: str) -> None:
+    ok(db_url, "init", "--domain", "clinic.example.no")
+    ok(db_url, "user", "add", "1001", "--name", "Kari Nordmann", "--password", "fjord-secret-1")
+    again = ok(db_url, "init")
+    assert "is up to date" in again and "Clinics: clinic.example.no" in again
+    assert [c["domain"] for c in json.loads(ok(db_url, "clinic", "list", "--json"))] == ["clinic.example.no"]
+    # Still the only clinic: commands need no --domain.
+    ok(db_url, "user", "add", "1002", "--name", "Per Hansen", "--password", "fjord-secret-2")
+    # Naming the clinic it serves is fine (provisioning scripts run init every time) ...
+    assert "Clinics: clinic.example.no" in ok(db_url, "init", "--domain", "Clinic.Example.NO")
+    # ... another one is not added behind the operator's back; adding is `clinic add`.
+    err = fails(db_url, "init", "--domain", "nord.example")
+    assert err.endswith("init adds no clinic to it; add nord.example with `sentral clinic add nord.example`\n")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    fails(db_url, "init", "--demo")  # the demo clinic is not there either
+    assert [c["domain"] for c in json.loads(ok(db_url, "clinic", "list", "--json"))] == ["clinic.example.no"]
+    ok(db_url, "clinic", "add", "nord.example")
+    assert "Clinics: clinic.example.no, nord.example" in ok(db_url, "init", "--domain", "nord.example")
+
+
+def downgrade(db: str, revision: str) -> None:
+    """Take the schema back to ``revision``, as a database made by an older sentral has it."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    engine = make_engine(database_url(db))
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def test_init_upgrades_an_older_schema_and_says_so(db_url: str) -> None:
+    ok(db_url, "init", "--domain", "clinic.example.no")
+    downgrade(db_url, "0004")
+    assert "run `sentral init` first" in fails(db_url, "user", "list")
+    out = ok(db_url, "init")
+    assert f"Upgraded the database at {describe_url(db_url)} from schema 0004 to " in out
+    assert [c["domain"] for c in json.loads(ok(db_url, "clinic", "list", "--json"))] == ["clinic.example.no"]
 
 
 def test_commands_other_than_init_need_an_initialised_database(tmp_path: Path) -> None:
@@ -143,6 +184,48 @@ def test_clinic_add_list_and_set_digest(db: str) -> None:
     assert "choose sha256,md5 or md5 or sha256" in fails(db, "clinic", "set", "nord.example", "--digest", "sha1")
     assert "already exists" in fails(db, "clinic", "add", "nord.example")
     assert "known clinics: clinic.local, nord.example" in fails(db, "clinic", "set", "sor.example", "--digest", "md5")
+
+
+def test_clinic_remove_refuses_while_it_holds_anything_unless_forced(db: str, request: pytest.FixtureRequest) -> None:
+    ok(db, "clinic", "add", "nord.example")
+    ok(db, "user", "add", "1001", "--name", "Per Hansen", "--password", "long-enough", "--domain", "nord.example")
+    ok(db, "user", "add", "1002", "--name", "Kari Dahl", "--password", "long-enough", "--domain", "nord.example",
+       "--role", "doctor")  # fmt: skip
+    ok(db, "group", "add", "lab", "--number", "200", "--member", "1001", "--domain", "nord.example")
+    ok(db, "function", "add", "reception", "--number", "300", "--domain", "nord.example")
+    ok(db, "park", "add", "desk", "--number", "700", "--slots", "701-705", "--domain", "nord.example")
+    ok(db, "role", "set", "doctor", "--number", "400", "--domain", "nord.example")
+    now = time.time()
+    engine = make_engine(db)
+    request.addfinalizer(engine.dispose)
+    bindings = BindingStore(engine)
+    bindings.apply([binding_row("nord.example", "1001", now), binding_row("clinic.local", "1001", now)], [])
+
+    assert fails(db, "clinic", "remove", "nord.example") == (
+        "sentral: clinic nord.example still has 2 members of staff, 1 group, 1 function, 1 park lot and "
+        "1 role number; remove them first, or give --force to remove them with the clinic\n"
+    )
+    assert [c["domain"] for c in json.loads(ok(db, "clinic", "list", "--json"))] == ["clinic.local", "nord.example"]
+    out = ok(db, "clinic", "remove", "nord.example", "--force")
+    assert out == (
+        "Removed clinic nord.example with 2 members of staff, 1 group, 1 function, 1 park lot and 1 role number.\n"
+    )
+    assert [c["domain"] for c in json.loads(ok(db, "clinic", "list", "--json"))] == ["clinic.local"]
+    assert [(r.domain, r.extension) for r in bindings.list(now)] == [("clinic.local", "1001")]
+    # The one clinic left needs no --domain again.
+    ok(db, "user", "add", "1001", "--name", "Per Hansen", "--password", "long-enough")
+    ok(db, "clinic", "add", "nord.example")
+    assert ok(db, "clinic", "remove", "Nord.Example") == "Removed clinic nord.example.\n"
+    assert "there is no clinic nord.example; known clinics: clinic.local" in fails(db, "clinic", "remove", "nord.example")
+    assert "is not a valid domain" in fails(db, "clinic", "remove", "no such")
+
+
+def binding_row(domain: str, extension: str, now: float) -> BindingRow:
+    return BindingRow(
+        domain=domain, extension=extension, key=f"sip:{extension}@192.0.2.1", contact=f"sip:{extension}@192.0.2.1",
+        expires_at=now + 600, call_id="c", cseq=1, transport="udp", source_host="192.0.2.1", source_port=5060,
+        local_listen="udp:127.0.0.1:5060", updated_at=now,
+    )  # fmt: skip
 
 
 # -- users ---------------------------------------------------------------------------------------
