@@ -1669,7 +1669,11 @@ def _check_readable(path: str, what: str) -> None:
 )
 @click.option("--cert", type=click.Path(dir_okay=False), help="TLS certificate chain (PEM), for tls listens.")
 @click.option("--key", type=click.Path(dir_okay=False), help="TLS private key (PEM), for tls listens.")
-@click.option("--sip-trace", is_flag=True, help="Log every SIP message sent and received.")
+@click.option(
+    "--sip-trace",
+    is_flag=True,
+    help="Log every SIP message sent and received, at any --log-level (digest responses hidden).",
+)
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
 @click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), default="info", show_default=True)
 @click.option(

@@ -44,6 +44,7 @@ from sentral.config.db import StoreError
 from sentral.config.directory import ClinicEntry, Directory, StaffEntry
 from sentral.config.store import BindingRow
 from sentral.config.writer import BindingWriter
+from sentral.logs import sip_trace_text, unfiltered_logger
 from sentral.pbx.call import ALLOW as CALL_ALLOW
 from sentral.pbx.call import Call, CallControl, Caller, CallReport, CallSettings, MediaPolicy
 from sentral.pbx.guard import Guard, GuardAction, SecurityEventKind
@@ -85,6 +86,8 @@ from sentral.routing.dialplan import DialPlan, Feature
 
 log = structlog.get_logger("sentral.endpoint")
 security_log = structlog.get_logger("sentral.security")
+# ``serve --sip-trace``: shown at any --log-level once asked for.
+trace_log = unfiltered_logger("sentral.sip_trace")
 
 SUPPORTED = ("path", "outbound", "timer")
 ALLOW = (*(method.strip() for method in CALL_ALLOW.split(",")), "SUBSCRIBE")
@@ -174,7 +177,7 @@ class Endpoint:
         if verdict is GuardAction.BLOCK:
             return
         if self.sip_trace:
-            log.debug("sip_in", peer=f"{origin.transport}:{origin.host}:{origin.port}", message=_text(data))
+            trace_log.debug("sip_in", peer=f"{origin.transport}:{origin.host}:{origin.port}", message=sip_trace_text(data))
         try:
             message = parse_message(data, datagram=not origin.reliable)
         except ParseError as exc:
@@ -483,7 +486,7 @@ class Endpoint:
         else:
             target = self._targets.get(tx) or Target("udp", host, port)
         if self.sip_trace:
-            log.debug("sip_out", peer=f"{target.transport}:{host}:{port}", message=_text(action.data))
+            trace_log.debug("sip_out", peer=f"{target.transport}:{host}:{port}", message=sip_trace_text(action.data))
         # A failure is reported on the next turn of the loop: the sender may still be setting the
         # transaction up (call control files a client transaction after starting it).
         if not self.transports.send(action.data, target) and action.reliable and self._loop is not None:
@@ -511,7 +514,7 @@ class Endpoint:
         """Send an end-to-end ACK (no transaction)."""
         data = request.to_bytes()
         if self.sip_trace:
-            log.debug("sip_out", peer=f"{target.transport}:{target.host}:{target.port}", message=_text(data))
+            trace_log.debug("sip_out", peer=f"{target.transport}:{target.host}:{target.port}", message=sip_trace_text(data))
         self.transports.send(data, target)
 
     def cancel(self, tx: ClientTransaction) -> None:
@@ -658,7 +661,3 @@ def _source_address(peer: str) -> str:
             return str(probe.getsockname()[0])
     except OSError:
         return "127.0.0.1" if family == socket.AF_INET else "::1"
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "replace")

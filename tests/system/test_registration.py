@@ -93,6 +93,20 @@ def test_sha256_is_offered_first_and_md5_only_clinics_work_too(
     assert answered == {"SHA-256", "MD5"}
 
 
+def test_sip_trace_shows_at_any_log_level_and_hides_digest_responses(clinic: SentralServer) -> None:
+    clinic.extra_args = ("--sip-trace", "--log-level", "warning")
+    clinic.restart()
+    with SipClient(clinic.host, clinic.port) as client:
+        assert client.register("1001", "secret-1001").startswith("SIP/2.0 200")
+    log = clinic.log_tail(400)
+    received = [line for line in log.splitlines() if "sip_in" in line and "REGISTER sip:clinic.test" in line]
+    assert len(received) == 2  # the REGISTER, then the one answering the challenge
+    assert any("sip_out" in line and "SIP/2.0 401 Unauthorized" in line for line in log.splitlines())
+    assert any("sip_out" in line and "SIP/2.0 200 OK" in line for line in log.splitlines())
+    assert 'response="(hidden)"' in received[1]
+    assert not re.search(r"response=\\?\"[0-9a-f]{32}", log)
+
+
 def test_wrong_password_is_refused_and_nothing_is_bound(
     clinic: SentralServer, softphone_factory: Callable[..., Softphone]
 ) -> None:

@@ -26,7 +26,7 @@ from sentral.config.directory import directory_version, load_directory
 from sentral.config.models import Staff
 from sentral.config.settings import Listen, ServeConfig
 from sentral.config.store import BindingRow, BindingStore
-from sentral.logs import configure
+from sentral.logs import configure, sip_trace_text, unfiltered_logger
 from sentral.pbx.sip.auth import compute_ha1
 
 
@@ -403,6 +403,28 @@ def test_json_logs_carry_the_bound_call_context(capsys: pytest.CaptureFixture[st
     assert (event["event"], event["level"], event["call_id"], event["leg"], event["clinic"]) == (
         "leg answered", "info", "a84b4c76e66710", "b", "clinic.local"
     )  # fmt: skip
+
+
+def test_what_the_operator_asked_for_by_name_shows_at_any_level(capsys: pytest.CaptureFixture[str]) -> None:
+    configure("json", "critical")
+    message = (
+        b"INVITE sip:1002@clinic.local SIP/2.0\r\n"
+        b'Proxy-Authorization: Digest username="1001", realm="clinic.local", nonce="n1", '
+        b'response="6629fae49393a05397450978507c4ef1", algorithm=MD5\r\n'
+        b'Authorization: Digest username="1001",response=0f1e2d3c\r\n\r\n'
+    )
+    try:
+        structlog.get_logger().debug("hidden below the level")
+        unfiltered_logger("sentral.sip_trace").debug("sip_in", message=sip_trace_text(message))
+        lines = capsys.readouterr().err.strip().splitlines()
+    finally:
+        structlog.reset_defaults()
+    [line] = lines
+    event = json.loads(line)
+    assert (event["event"], event["level"]) == ("sip_in", "debug")
+    assert event["message"].count('response="(hidden)"') == 2
+    assert "6629fae4" not in line and "0f1e2d3c" not in line
+    assert 'nonce="n1"' in event["message"]
 
 
 # -- the installed command -----------------------------------------------------------------------
