@@ -20,6 +20,7 @@ import json
 import re
 import secrets
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -372,23 +373,61 @@ domain_option = click.option(
 )
 
 
+def password_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--password`` and ``--password-stdin``; with neither, the password is asked for at the terminal."""
+    function = click.option(
+        "--password-stdin",
+        is_flag=True,
+        help="Read the password from the first line of standard input, as a script pipes it in.",
+    )(function)
+    return click.option(
+        "--password",
+        metavar="PASSWORD",
+        help="At least 8 characters. Left out, it is asked for at the terminal.",
+    )(function)
+
+
+def _password(password: str | None, from_stdin: bool) -> str:
+    """The password given with --password, piped in with --password-stdin, or typed at the terminal."""
+    if password is not None and from_stdin:
+        raise click.UsageError("give either --password or --password-stdin, not both")
+    if password is not None:
+        return password
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise OperatorError("--password-stdin read no password; pipe the password in as the first line")
+        return line
+    # A script has no terminal to type at: say how to give the password rather than wait or abort.
+    if not sys.stdin.isatty():
+        raise OperatorError(
+            "there is no terminal to type the password at; give it with --password PASSWORD "
+            "or pipe it in with --password-stdin"
+        )
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
 @user.command("add")
 @click.argument("extension")
 @click.option("--name", required=True, help="Full name, e.g. 'Kari Nordmann'.")
-@click.option(
-    "--password", prompt=True, hide_input=True, confirmation_prompt=True, help="At least 8 characters."
-)
+@password_options
 @click.option("--role", "roles", multiple=True, metavar="ROLE", help="A role such as doctor; repeatable.")
 @domain_option
 @pass_target
 def user_add(
-    target: Target, extension: str, name: str, password: str, roles: tuple[str, ...], domain: str | None
+    target: Target,
+    extension: str,
+    name: str,
+    password: str | None,
+    password_stdin: bool,
+    roles: tuple[str, ...],
+    domain: str | None,
 ) -> None:
     """Add a member of staff at EXTENSION."""
     with _translated(target):
         # Check what the operator typed before looking at the database, so the first complaint is about it.
         validate_name(name, validate_extension(extension))
-        validate_password(password)
+        password = validate_password(_password(password, password_stdin))
         store = ConfigStore(_open(target))
         entry = store.add_staff(store.resolve_domain(domain), extension, name, password, roles)
     roles_text = f" with roles {', '.join(entry.roles)}" if entry.roles else ""
@@ -514,16 +553,16 @@ def user_remove(target: Target, extension: str, domain: str | None) -> None:
 
 @user.command("passwd")
 @click.argument("extension")
-@click.option(
-    "--password", prompt=True, hide_input=True, confirmation_prompt=True, help="At least 8 characters."
-)
+@password_options
 @domain_option
 @pass_target
-def user_passwd(target: Target, extension: str, password: str, domain: str | None) -> None:
+def user_passwd(
+    target: Target, extension: str, password: str | None, password_stdin: bool, domain: str | None
+) -> None:
     """Set a new password for EXTENSION."""
     with _translated(target):
         validate_extension(extension)
-        validate_password(password)
+        password = validate_password(_password(password, password_stdin))
         store = ConfigStore(_open(target))
         resolved = store.resolve_domain(domain)
         store.change_password(resolved, extension, password)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import selectors
 import subprocess
 import sys
 import time
@@ -258,16 +259,93 @@ def test_user_add_list_passwd_remove(db: str) -> None:
     assert "there is no extension 1001 in clinic.local" in fails(db, "user", "remove", "1001")
 
 
-def test_user_add_password_can_be_typed_at_the_prompt(db: str) -> None:
-    result = run(db, "user", "add", "1005", "--name", "Ola Nordmann", input="prompted-pw\nprompted-pw\n")
-    assert result.exit_code == 0, result.output
+def ha1_md5_of(db: str, extension: str) -> str:
     engine = make_engine(db)
     try:
-        staff = load_directory(engine).staff_for("clinic.local", "1005")
+        staff = load_directory(engine).staff_for("clinic.local", extension)
         assert staff is not None
-        assert staff.ha1_md5 == compute_ha1("MD5", "1005", "clinic.local", "prompted-pw")
+        return staff.ha1_md5
     finally:
         engine.dispose()
+
+
+def test_user_add_password_can_be_typed_at_a_terminal(db: str) -> None:
+    controller, terminal = os.openpty()
+    # A session of its own: the command has no other terminal than this one to ask at.
+    with subprocess.Popen(
+        [*installed_command(), "--db", db, "user", "add", "1005", "--name", "Ola Nordmann"],
+        stdin=terminal, stdout=terminal, stderr=terminal, env=installed_env(), start_new_session=True,
+    ) as proc:  # fmt: skip
+        os.close(terminal)
+        try:
+            shown = read_until(controller, b"Password: ")
+            os.write(controller, b"prompted-pw\n")
+            shown += read_until(controller, b"confirmation: ")
+            os.write(controller, b"prompted-pw\n")
+            shown += read_until(controller, b"\n", after=b"Added")
+            assert proc.wait(timeout=30) == 0, shown
+        finally:
+            proc.kill()
+            os.close(controller)
+    assert b"prompted-pw" not in shown  # not echoed
+    assert ha1_md5_of(db, "1005") == compute_ha1("MD5", "1005", "clinic.local", "prompted-pw")
+
+
+def read_until(fd: int, end: bytes, *, after: bytes = b"", timeout: float = 30.0) -> bytes:
+    """What the terminal ``fd`` shows up to ``end`` (past ``after``), waiting at most ``timeout`` seconds."""
+    shown = b""
+    deadline = time.monotonic() + timeout
+    watch = selectors.DefaultSelector()
+    watch.register(fd, selectors.EVENT_READ)
+    while not shown.endswith(end) or after not in shown:
+        ready = watch.select(max(0.0, deadline - time.monotonic()))
+        assert ready, f"the terminal showed {shown!r}, waiting for {end!r}"
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # the command exited and the terminal closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    watch.close()
+    return shown
+
+
+def test_a_password_with_no_terminal_to_ask_at_is_a_sentence(db: str) -> None:
+    ok(db, "user", "add", "1001", "--name", "Ingrid Solberg", "--password", "fjord-secret-1")
+    env = installed_env()
+    for args in (("user", "add", "1005", "--name", "Ola Nordmann"), ("user", "passwd", "1001")):
+        result = subprocess.run(
+            [*installed_command(), "--db", db, *args],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert result.stderr == (
+            "sentral: there is no terminal to type the password at; give it with --password PASSWORD "
+            "or pipe it in with --password-stdin\n"
+        )
+    assert [u["extension"] for u in json.loads(ok(db, "user", "list", "--json"))] == ["1001"]
+    assert ha1_md5_of(db, "1001") == compute_ha1("MD5", "1001", "clinic.local", "fjord-secret-1")
+
+
+def test_a_script_pipes_the_password_in_with_password_stdin(db: str) -> None:
+    piped = subprocess.run(
+        [*installed_command(), "--db", db, "user", "add", "1005", "--name", "Ola Nordmann", "--password-stdin"],
+        input="piped-secret-1\n", capture_output=True, text=True, timeout=60, env=installed_env(),
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    assert ha1_md5_of(db, "1005") == compute_ha1("MD5", "1005", "clinic.local", "piped-secret-1")
+    result = run(db, "user", "passwd", "1005", "--password-stdin", input="piped-secret-2\r\nignored\n")
+    assert result.exit_code == 0, result.stderr
+    assert ha1_md5_of(db, "1005") == compute_ha1("MD5", "1005", "clinic.local", "piped-secret-2")
+    empty = run(db, "user", "passwd", "1005", "--password-stdin", input="")
+    assert (empty.exit_code, empty.stderr) == (
+        1, "sentral: --password-stdin read no password; pipe the password in as the first line\n"
+    )  # fmt: skip
+    short = run(db, "user", "passwd", "1005", "--password-stdin", input="short\n")
+    assert short.exit_code == 1 and "at least 8 characters" in short.stderr
+    both = run(db, "user", "passwd", "1005", "--password", "long-enough", "--password-stdin", input="x\n")
+    assert both.exit_code == 2 and "give either --password or --password-stdin, not both" in both.stderr
 
 
 def test_user_mistakes_are_sentences(db: str) -> None:
@@ -430,12 +508,20 @@ def test_what_the_operator_asked_for_by_name_shows_at_any_level(capsys: pytest.C
 # -- the installed command -----------------------------------------------------------------------
 
 
-def run_installed(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "SENTRAL_DB"}
-    # The console script the package installs; `python -m sentral` where it is not on disk.
+def installed_command() -> list[str]:
+    """The console script the package installs; `python -m sentral` where it is not on disk."""
     script = Path(sys.executable).with_name("sentral")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "sentral"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60, env=env)
+    return [str(script)] if script.exists() else [sys.executable, "-m", "sentral"]
+
+
+def installed_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "SENTRAL_DB"}
+
+
+def run_installed(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*installed_command(), *args], capture_output=True, text=True, timeout=60, env=installed_env()
+    )
 
 
 def test_the_command_exits_cleanly_on_success_and_on_mistakes(db_url: str, tmp_path: Path) -> None:
