@@ -45,7 +45,15 @@ from sentral.config.db import (
     schema_revisions,
     sqlite_path,
 )
-from sentral.config.directory import GroupEntry, GroupKind, MemberEntry, ParkLotEntry, load_directory
+from sentral.config.directory import (
+    ClinicEntry,
+    GroupEntry,
+    GroupKind,
+    MemberEntry,
+    ParkLotEntry,
+    StaffEntry,
+    load_directory,
+)
 from sentral.config.settings import (
     SERVE_DEFAULTS,
     Listen,
@@ -71,8 +79,10 @@ from sentral.config.store import (
     normalize_domain,
     normalize_park_name,
     parse_digest_algorithms,
+    parse_phone_digest,
     parse_slots,
     parse_strategy,
+    phone_digest_name,
     validate_extension,
     validate_name,
     validate_password,
@@ -489,6 +499,7 @@ def user_list(target: Target, as_json: bool, domain: str | None) -> None:
         resolved = store.resolve_domain(domain) if domain is not None else None
         staff = store.staff(resolved)
         functions = _functions_by_member(store, {entry.domain for entry in staff})
+        clinics = {entry.domain: entry for entry in store.clinics()}
     if as_json:
         _emit_json(
             [
@@ -499,6 +510,7 @@ def user_list(target: Target, as_json: bool, domain: str | None) -> None:
                     "roles": list(s.roles),
                     "phone_on": s.phone_on,
                     "direct_media": s.direct_media,
+                    **_digest_json(s, clinics),
                     "functions": [
                         {"name": name, "logged_in": logged_in}
                         for name, logged_in in functions.get((s.domain, s.extension), ())
@@ -525,6 +537,87 @@ def user_list(target: Target, as_json: bool, domain: str | None) -> None:
         ],
         "No staff yet; add someone with `sentral user add EXT --name NAME`.",
     )
+
+
+def _digest_json(staff: StaffEntry, clinics: Mapping[str, ClinicEntry]) -> dict[str, Any]:
+    """A phone's digest choice and the algorithms it is challenged with, for listings."""
+    clinic = clinics[staff.domain]
+    return {
+        "digest": phone_digest_name(staff.digest_algorithms),
+        "digest_algorithms": list(staff.digest_algorithms or clinic.digest_algorithms),
+    }
+
+
+@user.command("show")
+@click.argument("extension")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@domain_option
+@pass_target
+def user_show(target: Target, extension: str, as_json: bool, domain: str | None) -> None:
+    """Show the member of staff at EXTENSION: name, roles, phone and digest settings, functions."""
+    with _translated(target):
+        validate_extension(extension)
+        store = ConfigStore(_open(target))
+        resolved = store.resolve_domain(domain)
+        entry = store.staff_member(resolved, extension)
+        clinics = {c.domain: c for c in store.clinics()}
+        functions = _functions_by_member(store, {resolved}).get((resolved, extension), [])
+    digest = _digest_json(entry, clinics)
+    if as_json:
+        data = {
+            "domain": entry.domain,
+            "extension": entry.extension,
+            "name": entry.name,
+            "roles": list(entry.roles),
+            "phone_on": entry.phone_on,
+            "direct_media": entry.direct_media,
+            **digest,
+            "functions": [{"name": name, "logged_in": logged_in} for name, logged_in in functions],
+        }
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    offered = ", ".join(digest["digest_algorithms"])
+    chosen = f"the clinic's ({offered})" if digest["digest"] == "clinic" else f"{digest['digest']} ({offered})"
+    settings = [
+        ("name", entry.name),
+        ("roles", ", ".join(entry.roles) or "-"),
+        ("phone", "on" if entry.phone_on else "off"),
+        ("direct media", _yes(entry.direct_media)),
+        ("digest", chosen),
+        ("functions", ", ".join(f"{n} (logged in)" if li else n for n, li in functions) or "-"),
+    ]
+    click.echo(f"Extension {entry.extension}@{entry.domain}")
+    for label, value in settings:
+        click.echo(f"  {label + ':':<14}{value}")
+
+
+@user.command("set")
+@click.argument("extension")
+@click.option(
+    "--digest",
+    metavar="sha256|md5|both|clinic",
+    help="Digest algorithms this phone is challenged with: sha256, md5, both (sha256 then md5), "
+    "or clinic (the clinic's, the default). For phones that cannot follow the clinic's choice.",
+)
+@domain_option
+@pass_target
+def user_set(target: Target, extension: str, digest: str | None, domain: str | None) -> None:
+    """Change the settings of the phone at EXTENSION; options left out keep their value."""
+    if digest is None:
+        raise click.UsageError("say what to change, such as --digest md5; see `sentral user set --help`")
+    with _translated(target):
+        validate_extension(extension)
+        algorithms = parse_phone_digest(digest)
+        store = ConfigStore(_open(target))
+        resolved = store.resolve_domain(domain)
+        entry = store.set_phone_digest(resolved, extension, algorithms)
+        clinic = store.clinic(resolved)
+    assert clinic is not None
+    offered = ", ".join(entry.digest_algorithms or clinic.digest_algorithms)
+    if entry.digest_algorithms:
+        click.echo(f"{entry.extension}@{entry.domain} is now challenged with {offered}.")
+    else:
+        click.echo(f"{entry.extension}@{entry.domain} now follows the clinic: challenged with {offered}.")
 
 
 def _functions_by_member(store: ConfigStore, domains: set[str]) -> dict[tuple[str, str], list[tuple[str, bool]]]:

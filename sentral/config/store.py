@@ -239,6 +239,24 @@ def parse_digest_algorithms(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+# A phone's own digest choice, as the operator names it, and the algorithms it is challenged with;
+# "clinic" (no algorithms of its own) follows the clinic. "both" offers SHA-256 first (RFC 8760).
+PHONE_DIGESTS = {"clinic": (), "sha256": ("SHA-256",), "md5": ("MD5",), "both": ("SHA-256", "MD5")}
+
+
+def parse_phone_digest(text: str) -> tuple[str, ...]:
+    """Parse a phone's digest choice (sha256, md5, both or clinic) into the algorithms to offer it."""
+    algorithms = PHONE_DIGESTS.get(text.strip().lower())
+    if algorithms is None:
+        raise StoreError(f"digest {text!r}: choose sha256, md5, both (sha256 then md5) or clinic (the clinic's)")
+    return algorithms
+
+
+def phone_digest_name(algorithms: Sequence[str]) -> str:
+    """The name of a phone's digest choice, for listings: the inverse of ``parse_phone_digest``."""
+    return next(name for name, offered in PHONE_DIGESTS.items() if offered == tuple(algorithms))
+
+
 def _bump_version(connection: Connection) -> None:
     connection.execute(update(DirectoryVersion).values(version=DirectoryVersion.version + 1))
 
@@ -633,6 +651,7 @@ class ConfigStore:
                     Staff.ha1_sha256,
                     Staff.phone_on,
                     Staff.direct_media,
+                    Staff.digest_algorithms,
                 )
                 .join(Clinic, Clinic.id == Staff.clinic_id)
                 .order_by(Clinic.domain, func.length(Staff.extension), Staff.extension)
@@ -646,8 +665,18 @@ class ConfigStore:
             ):
                 roles.setdefault(staff_id, []).append(role_name)
         return [
-            StaffEntry(dom, ext, name, tuple(roles.get(staff_id, ())), md5, sha256, bool(phone_on), bool(direct))
-            for staff_id, dom, ext, name, md5, sha256, phone_on, direct in rows
+            StaffEntry(
+                dom,
+                ext,
+                name,
+                tuple(roles.get(staff_id, ())),
+                md5,
+                sha256,
+                bool(phone_on),
+                bool(direct),
+                parse_stored_algorithms(digest or ""),
+            )
+            for staff_id, dom, ext, name, md5, sha256, phone_on, direct, digest in rows
         ]
 
     def remove_staff(self, domain: str, extension: str) -> None:
@@ -749,6 +778,34 @@ class ConfigStore:
                 return False
             _bump_version(connection)
             return True
+
+    def set_phone_digest(self, domain: str, extension: str, algorithms: Sequence[str]) -> StaffEntry:
+        """Choose the digest algorithms the phone of ``extension`` is challenged with, in order; none
+        follows the clinic's choice. Returns the member of staff as now stored."""
+        canonical = normalize_domain(domain)
+        validate_extension(extension)
+        if tuple(algorithms) not in PHONE_DIGESTS.values():
+            raise StoreError("digest: choose sha256, md5, both (sha256 then md5) or clinic (the clinic's)")
+        stored = ",".join(algorithms) or None
+        with self._writer.begin() as connection:
+            staff_id = self._require_staff(connection, canonical, extension)
+            result = connection.execute(
+                update(Staff)
+                .where(Staff.id == staff_id, Staff.digest_algorithms.is_distinct_from(stored))
+                .values(digest_algorithms=stored)
+            )
+            if result.rowcount:
+                _bump_version(connection)
+        return self.staff_member(canonical, extension)
+
+    def staff_member(self, domain: str, extension: str) -> StaffEntry:
+        """The member of staff at ``extension`` in clinic ``domain``."""
+        canonical = normalize_domain(domain)
+        validate_extension(extension)
+        found = next((entry for entry in self.staff(canonical) if entry.extension == extension), None)
+        if found is None:
+            raise StoreError(f"there is no extension {extension} in {canonical}; see `sentral user list`")
+        return found
 
     # -- roles -----------------------------------------------------------------------------------
 
@@ -1853,6 +1910,7 @@ __all__ = [
     "LINE_MAX_AGE",
     "MAX_PARK_SLOTS",
     "PARK_TIMEOUT_RANGE",
+    "PHONE_DIGESTS",
     "BindingRow",
     "BindingStore",
     "ClinicContents",
@@ -1871,8 +1929,10 @@ __all__ = [
     "normalize_park_name",
     "normalize_role",
     "parse_digest_algorithms",
+    "parse_phone_digest",
     "parse_slots",
     "parse_strategy",
+    "phone_digest_name",
     "validate_extension",
     "validate_name",
     "validate_number",

@@ -14,7 +14,7 @@ transaction layer's, call control's and the presence hub's).
 
 A new INVITE or SUBSCRIBE is authenticated here, before call control or the presence hub sees
 it, with the same digest rules as REGISTER: a 407 carrying one Proxy-Authenticate per algorithm
-the clinic offers, and a failure counted against the source in the guard. The endpoint is call control's ``CallPort``: it starts
+offered to the calling phone, and a failure counted against the source in the guard. The endpoint is call control's ``CallPort``: it starts
 client transactions towards the ``Target`` a leg names (a binding's source address, listener
 and connection), sends end-to-end ACKs straight to the transports, and hands finished calls'
 records to ``on_record``. While ``draining`` (SIGTERM), new INVITEs get 503 with Retry-After
@@ -305,7 +305,8 @@ class Endpoint:
         self, tx: ServerTransaction, request: Request, origin: Origin, now: float
     ) -> tuple[ClinicEntry, StaffEntry] | None:
         """Digest-authenticate a request other than REGISTER with the same rules: a 407 carrying one
-        Proxy-Authenticate per algorithm the clinic offers, failures counted against the source.
+        Proxy-Authenticate per algorithm offered to the calling phone (``Registrar.offered``),
+        failures counted against the source.
         The clinic and the member of staff, or None once the request has been answered."""
         directory = self.directory()
         clinic = self.registrar.clinic_for(request, directory)
@@ -333,7 +334,10 @@ class Endpoint:
             self.log_security()
         if outcome is not AuthOutcome.OK:
             values = self.registrar.authority.challenge(
-                clinic.domain, wall, algorithms=clinic.digest_algorithms, stale=outcome is AuthOutcome.STALE
+                clinic.domain,
+                wall,
+                algorithms=self.registrar.offered(request, clinic, directory),
+                stale=outcome is AuthOutcome.STALE,
             )
             headers = [("Proxy-Authenticate", value) for value in values]
             self._respond(tx, make_response(request, 407, to_tag=local_tag(request), headers=headers))

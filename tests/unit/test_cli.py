@@ -238,9 +238,11 @@ def test_user_add_list_passwd_remove(db: str) -> None:
     ok(db, "user", "add", "1003", "--name", "Silje Nilsen", "--password", "fjord-secret-3")
     assert json.loads(ok(db, "user", "list", "--json")) == [
         {"domain": "clinic.local", "extension": "1001", "name": "Ingrid Solberg", "roles": ["doctor"],
-         "phone_on": True, "direct_media": False, "functions": []},
+         "phone_on": True, "direct_media": False, "digest": "clinic", "digest_algorithms": ["SHA-256", "MD5"],
+         "functions": []},
         {"domain": "clinic.local", "extension": "1003", "name": "Silje Nilsen", "roles": [],
-         "phone_on": True, "direct_media": False, "functions": []},
+         "phone_on": True, "direct_media": False, "digest": "clinic", "digest_algorithms": ["SHA-256", "MD5"],
+         "functions": []},
     ]  # fmt: skip
     assert re.search(r"^1001\s+clinic\.local\s+Ingrid Solberg\s+doctor$", ok(db, "user", "list"), re.MULTILINE)
 
@@ -346,6 +348,53 @@ def test_a_script_pipes_the_password_in_with_password_stdin(db: str) -> None:
     assert short.exit_code == 1 and "at least 8 characters" in short.stderr
     both = run(db, "user", "passwd", "1005", "--password", "long-enough", "--password-stdin", input="x\n")
     assert both.exit_code == 2 and "give either --password or --password-stdin, not both" in both.stderr
+
+
+def test_a_phone_gets_a_digest_choice_of_its_own(db: str) -> None:
+    ok(db, "user", "add", "1001", "--name", "Ingrid Solberg", "--password", "fjord-secret-1")
+    ok(db, "user", "add", "1002", "--name", "Magnus Haugen", "--password", "fjord-secret-2")
+    assert ok(db, "user", "set", "1001", "--digest", "md5") == "1001@clinic.local is now challenged with MD5.\n"
+    ok(db, "clinic", "set", "clinic.local", "--digest", "md5")
+    assert ok(db, "user", "set", "1002", "--digest", "SHA256") == "1002@clinic.local is now challenged with SHA-256.\n"
+    listed = {u["extension"]: (u["digest"], u["digest_algorithms"]) for u in json.loads(ok(db, "user", "list", "--json"))}
+    assert listed == {"1001": ("md5", ["MD5"]), "1002": ("sha256", ["SHA-256"])}
+    shown = json.loads(ok(db, "user", "show", "1002", "--json"))
+    assert (shown["name"], shown["digest"], shown["digest_algorithms"]) == ("Magnus Haugen", "sha256", ["SHA-256"])
+    assert re.search(r"^  digest:\s+sha256 \(SHA-256\)$", ok(db, "user", "show", "1002"), re.MULTILINE)
+    assert ok(db, "user", "set", "1002", "--digest", "both") == (
+        "1002@clinic.local is now challenged with SHA-256, MD5.\n"
+    )
+    assert ok(db, "user", "set", "1002", "--digest", "clinic") == (
+        "1002@clinic.local now follows the clinic: challenged with MD5.\n"
+    )
+    assert re.search(r"^  digest:\s+the clinic's \(MD5\)$", ok(db, "user", "show", "1002"), re.MULTILINE)
+    engine = make_engine(db)
+    try:
+        directory = load_directory(engine)
+        clinic = directory.clinics["clinic.local"]
+        assert directory.digest_algorithms(clinic, "1001") == ("MD5",)
+        assert directory.digest_algorithms(clinic, "1002") == ("MD5",)
+    finally:
+        engine.dispose()
+    assert fails(db, "user", "set", "1001", "--digest", "sha1") == (
+        "sentral: digest 'sha1': choose sha256, md5, both (sha256 then md5) or clinic (the clinic's)\n"
+    )
+    assert "there is no extension 1003 in clinic.local" in fails(db, "user", "set", "1003", "--digest", "md5")
+    assert "there is no extension 1003 in clinic.local" in fails(db, "user", "show", "1003")
+    assert "say what to change" in fails(db, "user", "set", "1001", code=2)
+
+
+def test_existing_staff_follow_the_clinic_after_the_upgrade_that_brings_phone_digests(db_url: str) -> None:
+    ok(db_url, "init", "--domain", "clinic.example.no")
+    ok(db_url, "user", "add", "1001", "--name", "Ingrid Solberg", "--password", "fjord-secret-1")
+    downgrade(db_url, "0005")
+    assert "from schema 0005 to 0006" in ok(db_url, "init")
+    [staff] = json.loads(ok(db_url, "user", "list", "--json"))
+    assert (staff["digest"], staff["digest_algorithms"]) == ("clinic", ["SHA-256", "MD5"])
+    ok(db_url, "user", "set", "1001", "--digest", "md5")
+    downgrade(db_url, "0005")  # and back down, losing only the choice
+    ok(db_url, "init")
+    assert json.loads(ok(db_url, "user", "list", "--json"))[0]["digest"] == "clinic"
 
 
 def test_user_mistakes_are_sentences(db: str) -> None:
