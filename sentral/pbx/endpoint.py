@@ -177,7 +177,7 @@ class Endpoint:
         if verdict is GuardAction.BLOCK:
             return
         if self.sip_trace:
-            trace_log.debug("sip_in", peer=f"{origin.transport}:{origin.host}:{origin.port}", message=sip_trace_text(data))
+            trace_log.debug("sip_in", peer=f"{origin.transport}:{origin.host}:{origin.port}", message=_text(data))
         try:
             message = parse_message(data, datagram=not origin.reliable)
         except ParseError as exc:
@@ -490,7 +490,7 @@ class Endpoint:
         else:
             target = self._targets.get(tx) or Target("udp", host, port)
         if self.sip_trace:
-            trace_log.debug("sip_out", peer=f"{target.transport}:{host}:{port}", message=sip_trace_text(action.data))
+            trace_log.debug("sip_out", peer=f"{target.transport}:{host}:{port}", message=_text(action.data))
         # A failure is reported on the next turn of the loop: the sender may still be setting the
         # transaction up (call control files a client transaction after starting it).
         if not self.transports.send(action.data, target) and action.reliable and self._loop is not None:
@@ -518,7 +518,7 @@ class Endpoint:
         """Send an end-to-end ACK (no transaction)."""
         data = request.to_bytes()
         if self.sip_trace:
-            trace_log.debug("sip_out", peer=f"{target.transport}:{target.host}:{target.port}", message=sip_trace_text(data))
+            trace_log.debug("sip_out", peer=f"{target.transport}:{target.host}:{target.port}", message=_text(data))
         self.transports.send(data, target)
 
     def cancel(self, tx: ClientTransaction) -> None:
@@ -665,3 +665,8 @@ def _source_address(peer: str) -> str:
             return str(probe.getsockname()[0])
     except OSError:
         return "127.0.0.1" if family == socket.AF_INET else "::1"
+
+
+def _text(data: bytes) -> str:
+    """A message as the SIP trace shows it (digest responses hidden)."""
+    return sip_trace_text(data)
