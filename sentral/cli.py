@@ -20,6 +20,7 @@ import json
 import re
 import secrets
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -41,10 +42,20 @@ from sentral.config.db import (
     first_line,
     make_engine,
     migrate,
+    newest_revision,
     schema_is_current,
+    schema_revisions,
     sqlite_path,
 )
-from sentral.config.directory import GroupEntry, GroupKind, MemberEntry, ParkLotEntry, load_directory
+from sentral.config.directory import (
+    ClinicEntry,
+    GroupEntry,
+    GroupKind,
+    MemberEntry,
+    ParkLotEntry,
+    StaffEntry,
+    load_directory,
+)
 from sentral.config.file import (
     DATABASE_KEY,
     DEFAULT_CONFIG,
@@ -83,10 +94,13 @@ from sentral.config.store import (
     LineStatus,
     NewStaff,
     ParkSettings,
+    normalize_domain,
     normalize_park_name,
     parse_digest_algorithms,
+    parse_phone_digest,
     parse_slots,
     parse_strategy,
+    phone_digest_name,
     validate_extension,
     validate_name,
     validate_password,
@@ -215,8 +229,13 @@ pass_target = click.make_pass_decorator(Target)
 
 
 @cli.command()
-@click.option("--domain", default=DEFAULT_DOMAIN, show_default=True, help="SIP domain of the clinic.")
-@click.option("--demo", is_flag=True, help="Also add demo staff 1001-1004 and print their passwords.")
+@click.option(
+    "--domain",
+    metavar="DOMAIN",
+    help=f"SIP domain of the clinic a new database starts with (default {DEFAULT_DOMAIN}). "
+    "On an existing database: a clinic it must already serve.",
+)
+@click.option("--demo", is_flag=True, help="In a new database, also add demo staff 1001-1004 and print their passwords.")
 @click.option(
     "--server",
     default=DEMO_SERVER,
@@ -226,41 +245,65 @@ pass_target = click.make_pass_decorator(Target)
     help="Where phones reach the server (what `serve --listen` is given), for the demo's phone instructions.",
 )
 @pass_target
-def init(target: Target, domain: str, demo: bool, server: str) -> None:
-    """Create or upgrade the database schema and the clinic; safe to run again."""
+def init(target: Target, domain: str | None, demo: bool, server: str) -> None:
+    """Create the database with its first clinic, or bring an existing database up to date.
+
+    Safe to run again: on a database set up before, init only runs the schema migrations it lacks.
+    It adds no clinic there (`sentral clinic add DOMAIN` does) and changes no staff or passwords.
+    """
     engine = _open(target, creating=True)
     with _translated(target):
+        before = schema_revisions(engine)
         migrate(engine)
         store = ConfigStore(engine)
-        clinic = store.clinic(domain)
-        if clinic is None:
-            clinic = store.create_clinic(domain, DEMO_CLINIC_NAME if demo else None)
-            click.echo(f"Created clinic {clinic.domain} in {target.where}.")
-        else:
-            click.echo(f"Clinic {clinic.domain} is ready in {target.where}.")
+        if before:
+            _upgraded(target, store, before, domain or (DEFAULT_DOMAIN if demo else None))
+            if demo:
+                click.echo(
+                    "The demo staff's passwords were shown when they were created "
+                    "(set a new one with `sentral user passwd 1001 --password ...`)."
+                )
+                click.echo(_phone_instructions(normalize_domain(domain or DEFAULT_DOMAIN), server))
+            return
+        clinic = store.create_clinic(domain or DEFAULT_DOMAIN, DEMO_CLINIC_NAME if demo else None)
+        click.echo(f"Created clinic {clinic.domain} in {target.where}.")
         if not demo:
             return
-        existing = {entry.extension for entry in store.staff(clinic.domain)}
         created: list[tuple[DemoStaff, str]] = []
         for member in DEMO_STAFF:
-            if member.extension in existing:
-                continue
             password = secrets.token_urlsafe(9)
             store.add_staff(clinic.domain, member.extension, member.name, password, member.roles)
             created.append((member, password))
-    if created:
-        click.echo("\nDemo staff (the passwords are shown only now):")
-        _emit_table(
-            ("EXTENSION", "NAME", "ROLES", "PASSWORD"),
-            [(m.extension, m.name, ",".join(m.roles), pw) for m, pw in created],
-            "",
-        )
-    else:
-        click.echo(
-            "Demo staff 1001-1004 already exist; their passwords were shown when they were created "
-            "(set a new one with `sentral user passwd 1001 --password ...`)."
-        )
+    click.echo("\nDemo staff (the passwords are shown only now):")
+    _emit_table(
+        ("EXTENSION", "NAME", "ROLES", "PASSWORD"),
+        [(m.extension, m.name, ",".join(m.roles), pw) for m, pw in created],
+        "",
+    )
     click.echo(_phone_instructions(clinic.domain, server))
+
+
+def _upgraded(target: Target, store: ConfigStore, before: Sequence[str], domain: str | None) -> None:
+    """Say what ``init`` did to a database that existed: which schema it has now, and its clinics.
+
+    A ``domain`` the operator asked for must be one of them: init adds no clinic to an existing database.
+    """
+    newest = newest_revision()
+    if tuple(before) == (newest,):
+        click.echo(f"The database at {target.where} is up to date (schema {newest}); nothing changed.")
+    else:
+        click.echo(f"Upgraded the database at {target.where} from schema {', '.join(before)} to {newest}.")
+    domains = [entry.domain for entry in store.clinics()]
+    if domain is not None and normalize_domain(domain) not in domains:
+        wanted = normalize_domain(domain)
+        raise OperatorError(
+            f"the database at {target.where} exists already and init adds no clinic to it; "
+            f"add {wanted} with `sentral clinic add {wanted}`"
+        )
+    if domains:
+        click.echo(f"Clinics: {', '.join(domains)} (add another with `sentral clinic add DOMAIN`).")
+    else:
+        click.echo("It has no clinic; add one with `sentral clinic add DOMAIN`.")
 
 
 def _server_address(value: str) -> str:
@@ -307,6 +350,25 @@ def clinic_add(target: Target, domain: str, name: str | None) -> None:
     click.echo(f"Added clinic {entry.domain} ({entry.name}).")
 
 
+@clinic.command("remove")
+@click.argument("domain")
+@click.option(
+    "--force", is_flag=True, help="Also remove its staff, groups, functions, park lots and role numbers."
+)
+@pass_target
+def clinic_remove(target: Target, domain: str, force: bool) -> None:
+    """Remove the clinic DOMAIN and its registrations; its call records stay.
+
+    Refused while the clinic still has staff, groups, functions, park lots or role numbers,
+    unless --force, which removes them too.
+    """
+    with _translated(target):
+        canonical = normalize_domain(domain)
+        removed = ConfigStore(_open(target)).remove_clinic(canonical, force=force)
+    with_it = f" with {removed.described}" if removed.items else ""
+    click.echo(f"Removed clinic {canonical}{with_it}.")
+
+
 @clinic.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @pass_target
@@ -323,7 +385,7 @@ def clinic_list(target: Target, as_json: bool) -> None:
     _emit_table(
         ("DOMAIN", "NAME", "DIGEST"),
         [(c.domain, c.name, ",".join(c.digest_algorithms)) for c in clinics],
-        "No clinics yet; create one with `sentral init --domain DOMAIN`.",
+        "No clinics yet; add one with `sentral clinic add DOMAIN`.",
     )
 
 
@@ -357,23 +419,61 @@ domain_option = click.option(
 )
 
 
+def password_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--password`` and ``--password-stdin``; with neither, the password is asked for at the terminal."""
+    function = click.option(
+        "--password-stdin",
+        is_flag=True,
+        help="Read the password from the first line of standard input, as a script pipes it in.",
+    )(function)
+    return click.option(
+        "--password",
+        metavar="PASSWORD",
+        help="At least 8 characters. Left out, it is asked for at the terminal.",
+    )(function)
+
+
+def _password(password: str | None, from_stdin: bool) -> str:
+    """The password given with --password, piped in with --password-stdin, or typed at the terminal."""
+    if password is not None and from_stdin:
+        raise click.UsageError("give either --password or --password-stdin, not both")
+    if password is not None:
+        return password
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise OperatorError("--password-stdin read no password; pipe the password in as the first line")
+        return line
+    # A script has no terminal to type at: say how to give the password rather than wait or abort.
+    if not sys.stdin.isatty():
+        raise OperatorError(
+            "there is no terminal to type the password at; give it with --password PASSWORD "
+            "or pipe it in with --password-stdin"
+        )
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
 @user.command("add")
 @click.argument("extension")
 @click.option("--name", required=True, help="Full name, e.g. 'Kari Nordmann'.")
-@click.option(
-    "--password", prompt=True, hide_input=True, confirmation_prompt=True, help="At least 8 characters."
-)
+@password_options
 @click.option("--role", "roles", multiple=True, metavar="ROLE", help="A role such as doctor; repeatable.")
 @domain_option
 @pass_target
 def user_add(
-    target: Target, extension: str, name: str, password: str, roles: tuple[str, ...], domain: str | None
+    target: Target,
+    extension: str,
+    name: str,
+    password: str | None,
+    password_stdin: bool,
+    roles: tuple[str, ...],
+    domain: str | None,
 ) -> None:
     """Add a member of staff at EXTENSION."""
     with _translated(target):
         # Check what the operator typed before looking at the database, so the first complaint is about it.
         validate_name(name, validate_extension(extension))
-        validate_password(password)
+        password = validate_password(_password(password, password_stdin))
         store = ConfigStore(_open(target))
         entry = store.add_staff(store.resolve_domain(domain), extension, name, password, roles)
     roles_text = f" with roles {', '.join(entry.roles)}" if entry.roles else ""
@@ -435,6 +535,7 @@ def user_list(target: Target, as_json: bool, domain: str | None) -> None:
         resolved = store.resolve_domain(domain) if domain is not None else None
         staff = store.staff(resolved)
         functions = _functions_by_member(store, {entry.domain for entry in staff})
+        clinics = {entry.domain: entry for entry in store.clinics()}
     if as_json:
         _emit_json(
             [
@@ -445,6 +546,7 @@ def user_list(target: Target, as_json: bool, domain: str | None) -> None:
                     "roles": list(s.roles),
                     "phone_on": s.phone_on,
                     "direct_media": s.direct_media,
+                    **_digest_json(s, clinics),
                     "functions": [
                         {"name": name, "logged_in": logged_in}
                         for name, logged_in in functions.get((s.domain, s.extension), ())
@@ -473,6 +575,87 @@ def user_list(target: Target, as_json: bool, domain: str | None) -> None:
     )
 
 
+def _digest_json(staff: StaffEntry, clinics: Mapping[str, ClinicEntry]) -> dict[str, Any]:
+    """A phone's digest choice and the algorithms it is challenged with, for listings."""
+    clinic = clinics[staff.domain]
+    return {
+        "digest": phone_digest_name(staff.digest_algorithms),
+        "digest_algorithms": list(staff.digest_algorithms or clinic.digest_algorithms),
+    }
+
+
+@user.command("show")
+@click.argument("extension")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@domain_option
+@pass_target
+def user_show(target: Target, extension: str, as_json: bool, domain: str | None) -> None:
+    """Show the member of staff at EXTENSION: name, roles, phone and digest settings, functions."""
+    with _translated(target):
+        validate_extension(extension)
+        store = ConfigStore(_open(target))
+        resolved = store.resolve_domain(domain)
+        entry = store.staff_member(resolved, extension)
+        clinics = {c.domain: c for c in store.clinics()}
+        functions = _functions_by_member(store, {resolved}).get((resolved, extension), [])
+    digest = _digest_json(entry, clinics)
+    if as_json:
+        data = {
+            "domain": entry.domain,
+            "extension": entry.extension,
+            "name": entry.name,
+            "roles": list(entry.roles),
+            "phone_on": entry.phone_on,
+            "direct_media": entry.direct_media,
+            **digest,
+            "functions": [{"name": name, "logged_in": logged_in} for name, logged_in in functions],
+        }
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    offered = ", ".join(digest["digest_algorithms"])
+    chosen = f"the clinic's ({offered})" if digest["digest"] == "clinic" else f"{digest['digest']} ({offered})"
+    settings = [
+        ("name", entry.name),
+        ("roles", ", ".join(entry.roles) or "-"),
+        ("phone", "on" if entry.phone_on else "off"),
+        ("direct media", _yes(entry.direct_media)),
+        ("digest", chosen),
+        ("functions", ", ".join(f"{n} (logged in)" if li else n for n, li in functions) or "-"),
+    ]
+    click.echo(f"Extension {entry.extension}@{entry.domain}")
+    for label, value in settings:
+        click.echo(f"  {label + ':':<14}{value}")
+
+
+@user.command("set")
+@click.argument("extension")
+@click.option(
+    "--digest",
+    metavar="sha256|md5|both|clinic",
+    help="Digest algorithms this phone is challenged with: sha256, md5, both (sha256 then md5), "
+    "or clinic (the clinic's, the default). For phones that cannot follow the clinic's choice.",
+)
+@domain_option
+@pass_target
+def user_set(target: Target, extension: str, digest: str | None, domain: str | None) -> None:
+    """Change the settings of the phone at EXTENSION; options left out keep their value."""
+    if digest is None:
+        raise click.UsageError("say what to change, such as --digest md5; see `sentral user set --help`")
+    with _translated(target):
+        validate_extension(extension)
+        algorithms = parse_phone_digest(digest)
+        store = ConfigStore(_open(target))
+        resolved = store.resolve_domain(domain)
+        entry = store.set_phone_digest(resolved, extension, algorithms)
+        clinic = store.clinic(resolved)
+    assert clinic is not None
+    offered = ", ".join(entry.digest_algorithms or clinic.digest_algorithms)
+    if entry.digest_algorithms:
+        click.echo(f"{entry.extension}@{entry.domain} is now challenged with {offered}.")
+    else:
+        click.echo(f"{entry.extension}@{entry.domain} now follows the clinic: challenged with {offered}.")
+
+
 def _functions_by_member(store: ConfigStore, domains: set[str]) -> dict[tuple[str, str], list[tuple[str, bool]]]:
     """(domain, extension) -> the functions they are members of, by name, and whether logged in to each."""
     found: dict[tuple[str, str], list[tuple[str, bool]]] = {}
@@ -499,16 +682,16 @@ def user_remove(target: Target, extension: str, domain: str | None) -> None:
 
 @user.command("passwd")
 @click.argument("extension")
-@click.option(
-    "--password", prompt=True, hide_input=True, confirmation_prompt=True, help="At least 8 characters."
-)
+@password_options
 @domain_option
 @pass_target
-def user_passwd(target: Target, extension: str, password: str, domain: str | None) -> None:
+def user_passwd(
+    target: Target, extension: str, password: str | None, password_stdin: bool, domain: str | None
+) -> None:
     """Set a new password for EXTENSION."""
     with _translated(target):
         validate_extension(extension)
-        validate_password(password)
+        password = validate_password(_password(password, password_stdin))
         store = ConfigStore(_open(target))
         resolved = store.resolve_domain(domain)
         store.change_password(resolved, extension, password)
@@ -1764,7 +1947,11 @@ def _check_readable(path: str, what: str) -> None:
 )
 @click.option("--cert", type=click.Path(dir_okay=False), help="TLS certificate chain (PEM), for tls listens.")
 @click.option("--key", type=click.Path(dir_okay=False), help="TLS private key (PEM), for tls listens.")
-@click.option("--sip-trace", is_flag=True, help="Log every SIP message sent and received.")
+@click.option(
+    "--sip-trace",
+    is_flag=True,
+    help="Log every SIP message sent and received, at any --log-level (digest responses hidden).",
+)
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
 @click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), default="info", show_default=True)
 @click.option(

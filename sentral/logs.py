@@ -3,18 +3,30 @@
 Call context (``call_id``, ``leg``, ``clinic``) is bound with ``structlog.contextvars`` where a call
 is handled and merged into every event logged underneath, across awaits, without passing loggers
 around. Standard-library logging from libraries goes to the same stream at the same level.
+
+What an operator turns on by name, such as ``serve --sip-trace``, goes through ``unfiltered_logger``:
+it shows at any ``--log-level``. Its events keep the debug label, because SIP messages carry phone
+numbers and names, which belong at debug; digest responses are taken out of them
+(``sip_trace_text``), as they are out of every log line.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
 LogFormat = Literal["console", "json"]
 LEVELS = ("debug", "info", "warning", "error", "critical")
+
+# The response parameter of an Authorization or Proxy-Authorization header line: enough, with the
+# nonce beside it, to guess the password offline.
+_DIGEST_RESPONSE = re.compile(
+    r'^((?:proxy-)?authorization:.*?\bresponse\s*=\s*)("[^"]*"|[^\s,]+)', re.IGNORECASE | re.MULTILINE
+)
 
 
 def configure(log_format: LogFormat, level: str) -> None:
@@ -50,4 +62,17 @@ def configure(log_format: LogFormat, level: str) -> None:
     logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
 
 
-__all__ = ["LEVELS", "LogFormat", "configure"]
+def unfiltered_logger(name: str) -> Any:
+    """A logger for output the operator asked for by name: every level passes, whatever ``configure``
+    was given, while the format and stream stay those ``configure`` chose."""
+    return structlog.wrap_logger(
+        None, wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET), logger_factory_args=(name,)
+    )
+
+
+def sip_trace_text(data: bytes) -> str:
+    """A SIP message as a trace shows it: decoded, with digest responses hidden."""
+    return _DIGEST_RESPONSE.sub(r'\1"(hidden)"', data.decode("utf-8", "replace"))
+
+
+__all__ = ["LEVELS", "LogFormat", "configure", "sip_trace_text", "unfiltered_logger"]

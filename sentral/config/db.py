@@ -162,6 +162,19 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+def schema_revisions(engine: Engine) -> tuple[str, ...]:
+    """The migrations the database carries now; none for a database sentral has not set up."""
+    with engine.connect() as connection:
+        return tuple(MigrationContext.configure(connection).get_current_heads())
+
+
+def newest_revision() -> str:
+    """The newest migration shipped with this version of sentral."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None, "the migrations have one head"
+    return head
+
+
 def schema_is_current(engine: Engine) -> bool:
     """True when the database carries exactly the newest migration, so the server may use it."""
     heads = set(ScriptDirectory.from_config(_alembic_config()).get_heads())
@@ -177,7 +190,9 @@ __all__ = [
     "first_line",
     "make_engine",
     "migrate",
+    "newest_revision",
     "schema_is_current",
+    "schema_revisions",
     "sqlite_path",
     "worded",
     "writing",

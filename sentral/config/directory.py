@@ -64,6 +64,8 @@ class StaffEntry:
     phone_on: bool = True
     # True when media may go straight between this phone and another with direct media on.
     direct_media: bool = False
+    # The digest algorithms this phone is challenged with, in order; empty: the clinic's.
+    digest_algorithms: tuple[str, ...] = ()
 
     def ha1(self, algorithm: str) -> str:
         """The HA1 for ``algorithm`` ("MD5" or "SHA-256")."""
@@ -198,6 +200,18 @@ class Directory:
         """The clinic serving ``domain``, if any."""
         return self.clinics.get(domain.lower())
 
+    def digest_algorithms(self, clinic: ClinicEntry, extension: str) -> tuple[str, ...]:
+        """The digest algorithms to challenge ``extension`` of ``clinic`` with, in order.
+
+        The phone's own choice if it has one, else the clinic's. An extension nobody has gets the
+        clinic's too: exactly what a phone that follows the clinic gets, so that the challenge does
+        not tell who exists.
+        """
+        staff = self.staff.get((clinic.domain, extension))
+        if staff is not None and staff.digest_algorithms:
+            return staff.digest_algorithms
+        return clinic.digest_algorithms
+
     def group(self, domain: str, name: str) -> GroupEntry | None:
         """The group or function called ``name`` in clinic ``domain``, if any."""
         return self.groups.get((domain.lower(), name.lower()))
@@ -266,12 +280,12 @@ def load_directory(engine: Engine) -> Directory:
             roles.setdefault(staff_id, []).append(role_name)
         staff: dict[tuple[str, str], StaffEntry] = {}
         columns = (Staff.id, Staff.clinic_id, Staff.extension, Staff.name, Staff.ha1_md5, Staff.ha1_sha256)
-        staff_rows = connection.execute(select(*columns, Staff.phone_on, Staff.direct_media))
-        for staff_id, clinic_id, extension, name, ha1_md5, ha1_sha256, phone_on, direct in staff_rows:
+        staff_rows = connection.execute(select(*columns, Staff.phone_on, Staff.direct_media, Staff.digest_algorithms))
+        for staff_id, clinic_id, extension, name, ha1_md5, ha1_sha256, phone_on, direct, digest in staff_rows:
             domain = domains[clinic_id]
             staff[(domain, extension)] = StaffEntry(
                 domain, extension, name, tuple(roles.get(staff_id, ())), ha1_md5, ha1_sha256, bool(phone_on),
-                bool(direct),
+                bool(direct), parse_stored_algorithms(digest or ""),
             )  # fmt: skip
         groups = {(group.domain, group.name): group for group in read_groups(connection)}
         role_entries = {(role.domain, role.name): role for role in read_roles(connection)}

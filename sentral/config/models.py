@@ -3,6 +3,8 @@ records, line states and the directory version.
 
 A clinic is a SIP domain; several clinics can share one server. Staff credentials are kept only
 as digest HA1 hashes (MD5 and SHA-256 of ``extension:domain:password``), never as the password.
+A clinic chooses the digest algorithms its phones are challenged with; a member of staff whose
+phone needs others has a choice of their own.
 
 Bindings (the registrar's location service) are written on the registration hot path with Core
 statements, not through the ORM; the model here defines the table and its key. ``expires_at`` and
@@ -106,6 +108,9 @@ class Staff(Base):
     phone_on: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # True when this phone may send media straight to another phone that may too (no relay).
     direct_media: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The digest algorithms this phone is challenged with, in order ("MD5", "SHA-256,MD5"), for a
+    # phone that cannot follow the clinic's choice; NULL follows the clinic.
+    digest_algorithms: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
 

@@ -239,6 +239,24 @@ def parse_digest_algorithms(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+# A phone's own digest choice, as the operator names it, and the algorithms it is challenged with;
+# "clinic" (no algorithms of its own) follows the clinic. "both" offers SHA-256 first (RFC 8760).
+PHONE_DIGESTS = {"clinic": (), "sha256": ("SHA-256",), "md5": ("MD5",), "both": ("SHA-256", "MD5")}
+
+
+def parse_phone_digest(text: str) -> tuple[str, ...]:
+    """Parse a phone's digest choice (sha256, md5, both or clinic) into the algorithms to offer it."""
+    algorithms = PHONE_DIGESTS.get(text.strip().lower())
+    if algorithms is None:
+        raise StoreError(f"digest {text!r}: choose sha256, md5, both (sha256 then md5) or clinic (the clinic's)")
+    return algorithms
+
+
+def phone_digest_name(algorithms: Sequence[str]) -> str:
+    """The name of a phone's digest choice, for listings: the inverse of ``parse_phone_digest``."""
+    return next(name for name, offered in PHONE_DIGESTS.items() if offered == tuple(algorithms))
+
+
 def _bump_version(connection: Connection) -> None:
     connection.execute(update(DirectoryVersion).values(version=DirectoryVersion.version + 1))
 
@@ -395,6 +413,37 @@ class NewStaff:
     roles: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ClinicContents:
+    """What a clinic holds that removing it would take away with it."""
+
+    staff: int
+    groups: int
+    functions: int
+    park_lots: int
+    role_numbers: int
+
+    @property
+    def items(self) -> tuple[str, ...]:
+        """Each kind of thing held, counted in words ("2 functions"), leaving out those with none."""
+        counted = (
+            (self.staff, "member of staff", "members of staff"),
+            (self.groups, "group", "groups"),
+            (self.functions, "function", "functions"),
+            (self.park_lots, "park lot", "park lots"),
+            (self.role_numbers, "role number", "role numbers"),
+        )
+        return tuple(f"{n} {one if n == 1 else many}" for n, one, many in counted if n)
+
+    @property
+    def described(self) -> str:
+        """The items as a list in a sentence: "3 members of staff, 1 group and 1 park lot"."""
+        items = self.items
+        if len(items) <= 1:
+            return "".join(items) or "nothing"
+        return f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def _taken(extension: str, domain: str) -> str:
     return f"extension {extension} already exists in {domain}; choose another number or remove it first"
 
@@ -472,6 +521,41 @@ class ConfigStore:
             name = connection.execute(select(Clinic.name).where(Clinic.id == clinic_id)).scalar_one()
         return ClinicEntry(canonical, name, tuple(algorithms))
 
+    def remove_clinic(self, domain: str, *, force: bool = False) -> ClinicContents:
+        """Remove a clinic and its registrations; what it still holds (staff, groups, functions,
+        park lots, role numbers) is refused unless ``force``, which removes that too.
+
+        Returns what was removed with it. Call records stay: they are the clinic's history.
+        """
+        canonical = normalize_domain(domain)
+        with self._writer.begin() as connection:
+            _begin_change(connection)
+            clinic_id = self._require_clinic(connection, canonical)
+            contents = self._contents(connection, clinic_id)
+            if contents.items and not force:
+                raise StoreError(
+                    f"clinic {canonical} still has {contents.described}; remove them first, "
+                    f"or give --force to remove them with the clinic"
+                )
+            # The foreign keys cascade from the clinic to its staff, roles, groups and park lots.
+            connection.execute(delete(Clinic).where(Clinic.id == clinic_id))
+            connection.execute(delete(Binding).where(Binding.domain == canonical))
+        return contents
+
+    @staticmethod
+    def _contents(connection: Connection, clinic_id: int) -> ClinicContents:
+        def count(model: Any, *conditions: Any) -> int:
+            query = select(func.count()).select_from(model).where(model.clinic_id == clinic_id, *conditions)
+            return int(connection.execute(query).scalar_one())
+
+        return ClinicContents(
+            staff=count(Staff),
+            groups=count(RingGroup, RingGroup.kind == GroupKind.GROUP.value),
+            functions=count(RingGroup, RingGroup.kind == GroupKind.FUNCTION.value),
+            park_lots=count(ParkLot),
+            role_numbers=count(Role, Role.number.is_not(None)),
+        )
+
     def resolve_domain(self, domain: str | None) -> str:
         """The clinic to act on: ``domain`` if it exists, or the only clinic when none is named."""
         known = [entry.domain for entry in self.clinics()]
@@ -483,7 +567,7 @@ class ConfigStore:
         if len(known) == 1:
             return known[0]
         if not known:
-            raise StoreError("there is no clinic yet; create one with `sentral init --domain DOMAIN`")
+            raise StoreError("there is no clinic yet; add one with `sentral clinic add DOMAIN`")
         raise StoreError(f"there are several clinics ({', '.join(known)}); say which one with --domain")
 
     # -- staff ---------------------------------------------------------------------------------
@@ -561,6 +645,7 @@ class ConfigStore:
                     Staff.ha1_sha256,
                     Staff.phone_on,
                     Staff.direct_media,
+                    Staff.digest_algorithms,
                 )
                 .join(Clinic, Clinic.id == Staff.clinic_id)
                 .order_by(Clinic.domain, func.length(Staff.extension), Staff.extension)
@@ -574,8 +659,18 @@ class ConfigStore:
             ):
                 roles.setdefault(staff_id, []).append(role_name)
         return [
-            StaffEntry(dom, ext, name, tuple(roles.get(staff_id, ())), md5, sha256, bool(phone_on), bool(direct))
-            for staff_id, dom, ext, name, md5, sha256, phone_on, direct in rows
+            StaffEntry(
+                dom,
+                ext,
+                name,
+                tuple(roles.get(staff_id, ())),
+                md5,
+                sha256,
+                bool(phone_on),
+                bool(direct),
+                parse_stored_algorithms(digest or ""),
+            )
+            for staff_id, dom, ext, name, md5, sha256, phone_on, direct, digest in rows
         ]
 
     def remove_staff(self, domain: str, extension: str) -> None:
@@ -677,6 +772,34 @@ class ConfigStore:
                 return False
             _bump_version(connection)
             return True
+
+    def set_phone_digest(self, domain: str, extension: str, algorithms: Sequence[str]) -> StaffEntry:
+        """Choose the digest algorithms the phone of ``extension`` is challenged with, in order; none
+        follows the clinic's choice. Returns the member of staff as now stored."""
+        canonical = normalize_domain(domain)
+        validate_extension(extension)
+        if tuple(algorithms) not in PHONE_DIGESTS.values():
+            raise StoreError("digest: choose sha256, md5, both (sha256 then md5) or clinic (the clinic's)")
+        stored = ",".join(algorithms) or None
+        with self._writer.begin() as connection:
+            staff_id = self._require_staff(connection, canonical, extension)
+            result = connection.execute(
+                update(Staff)
+                .where(Staff.id == staff_id, Staff.digest_algorithms.is_distinct_from(stored))
+                .values(digest_algorithms=stored)
+            )
+            if result.rowcount:
+                _bump_version(connection)
+        return self.staff_member(canonical, extension)
+
+    def staff_member(self, domain: str, extension: str) -> StaffEntry:
+        """The member of staff at ``extension`` in clinic ``domain``."""
+        canonical = normalize_domain(domain)
+        validate_extension(extension)
+        found = next((entry for entry in self.staff(canonical) if entry.extension == extension), None)
+        if found is None:
+            raise StoreError(f"there is no extension {extension} in {canonical}; see `sentral user list`")
+        return found
 
     # -- roles -----------------------------------------------------------------------------------
 
@@ -1775,8 +1898,10 @@ __all__ = [
     "LINE_MAX_AGE",
     "MAX_PARK_SLOTS",
     "PARK_TIMEOUT_RANGE",
+    "PHONE_DIGESTS",
     "BindingRow",
     "BindingStore",
+    "ClinicContents",
     "ConfigStore",
     "GroupSettings",
     "LineState",
@@ -1792,8 +1917,10 @@ __all__ = [
     "normalize_park_name",
     "normalize_role",
     "parse_digest_algorithms",
+    "parse_phone_digest",
     "parse_slots",
     "parse_strategy",
+    "phone_digest_name",
     "validate_extension",
     "validate_name",
     "validate_number",

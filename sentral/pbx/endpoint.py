@@ -14,7 +14,7 @@ transaction layer's, call control's and the presence hub's).
 
 A new INVITE or SUBSCRIBE is authenticated here, before call control or the presence hub sees
 it, with the same digest rules as REGISTER: a 407 carrying one Proxy-Authenticate per algorithm
-the clinic offers, and a failure counted against the source in the guard. The endpoint is call control's ``CallPort``: it starts
+offered to the calling phone, and a failure counted against the source in the guard. The endpoint is call control's ``CallPort``: it starts
 client transactions towards the ``Target`` a leg names (a binding's source address, listener
 and connection), sends end-to-end ACKs straight to the transports, and hands finished calls'
 records to ``on_record``. While ``draining`` (SIGTERM), new INVITEs get 503 with Retry-After
@@ -44,6 +44,7 @@ from sentral.config.db import StoreError
 from sentral.config.directory import ClinicEntry, Directory, StaffEntry
 from sentral.config.store import BindingRow
 from sentral.config.writer import BindingWriter
+from sentral.logs import sip_trace_text, unfiltered_logger
 from sentral.pbx.call import ALLOW as CALL_ALLOW
 from sentral.pbx.call import Call, CallControl, Caller, CallReport, CallSettings, MediaPolicy
 from sentral.pbx.guard import Guard, GuardAction, SecurityEventKind
@@ -85,6 +86,8 @@ from sentral.routing.dialplan import DialPlan, Feature
 
 log = structlog.get_logger("sentral.endpoint")
 security_log = structlog.get_logger("sentral.security")
+# ``serve --sip-trace``: shown at any --log-level once asked for.
+trace_log = unfiltered_logger("sentral.sip_trace")
 
 SUPPORTED = ("path", "outbound", "timer")
 ALLOW = (*(method.strip() for method in CALL_ALLOW.split(",")), "SUBSCRIBE")
@@ -174,7 +177,7 @@ class Endpoint:
         if verdict is GuardAction.BLOCK:
             return
         if self.sip_trace:
-            log.debug("sip_in", peer=f"{origin.transport}:{origin.host}:{origin.port}", message=_text(data))
+            trace_log.debug("sip_in", peer=f"{origin.transport}:{origin.host}:{origin.port}", message=_text(data))
         try:
             message = parse_message(data, datagram=not origin.reliable)
         except ParseError as exc:
@@ -302,7 +305,8 @@ class Endpoint:
         self, tx: ServerTransaction, request: Request, origin: Origin, now: float
     ) -> tuple[ClinicEntry, StaffEntry] | None:
         """Digest-authenticate a request other than REGISTER with the same rules: a 407 carrying one
-        Proxy-Authenticate per algorithm the clinic offers, failures counted against the source.
+        Proxy-Authenticate per algorithm offered to the calling phone (``Registrar.offered``),
+        failures counted against the source.
         The clinic and the member of staff, or None once the request has been answered."""
         directory = self.directory()
         clinic = self.registrar.clinic_for(request, directory)
@@ -328,7 +332,10 @@ class Endpoint:
             self.log_security()
         if outcome is not AuthOutcome.OK:
             values = self.registrar.authority.challenge(
-                clinic.domain, wall, algorithms=clinic.digest_algorithms, stale=outcome is AuthOutcome.STALE
+                clinic.domain,
+                wall,
+                algorithms=self.registrar.offered(request, clinic, directory),
+                stale=outcome is AuthOutcome.STALE,
             )
             headers = [("Proxy-Authenticate", value) for value in values]
             self._respond(tx, make_response(request, 407, to_tag=local_tag(request), headers=headers))
@@ -479,7 +486,7 @@ class Endpoint:
         else:
             target = self._targets.get(tx) or Target("udp", host, port)
         if self.sip_trace:
-            log.debug("sip_out", peer=f"{target.transport}:{host}:{port}", message=_text(action.data))
+            trace_log.debug("sip_out", peer=f"{target.transport}:{host}:{port}", message=_text(action.data))
         # A failure is reported on the next turn of the loop: the sender may still be setting the
         # transaction up (call control files a client transaction after starting it).
         if not self.transports.send(action.data, target) and action.reliable and self._loop is not None:
@@ -507,7 +514,7 @@ class Endpoint:
         """Send an end-to-end ACK (no transaction)."""
         data = request.to_bytes()
         if self.sip_trace:
-            log.debug("sip_out", peer=f"{target.transport}:{target.host}:{target.port}", message=_text(data))
+            trace_log.debug("sip_out", peer=f"{target.transport}:{target.host}:{target.port}", message=_text(data))
         self.transports.send(data, target)
 
     def cancel(self, tx: ClientTransaction) -> None:
@@ -736,4 +743,5 @@ def _source_address(peer: str) -> str:
 
 
 def _text(data: bytes) -> str:
-    return data.decode("utf-8", "replace")
+    """A message as the SIP trace shows it (digest responses hidden)."""
+    return sip_trace_text(data)

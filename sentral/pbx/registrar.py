@@ -2,7 +2,7 @@
 
 Theory of operation: ``Registrar.register`` decides what a REGISTER does without doing any IO:
 it picks the clinic from the To domain, authenticates the request (401 with one challenge per
-algorithm the clinic offers), checks that the authenticated extension is the one whose bindings
+algorithm offered, see below), checks that the authenticated extension is the one whose bindings
 are being changed, computes every binding's expiry (423 below the minimum), and returns the
 response together with the binding changes. The endpoint commits those changes to storage and
 applies them to the location service before it sends the 200 OK, so an acknowledged
@@ -17,6 +17,13 @@ closest to expiry is replaced, so that a phone rebooted without unregistering is
 
 An unknown extension and a wrong password get the same answer and cost the same work: the digest
 check runs against a dummy hash for unknown users.
+
+The challenge offers the digest algorithms of the phone the request names (``offered``): the To
+user of a REGISTER, the From user of an INVITE or SUBSCRIBE. A phone that cannot follow the
+clinic's choice (MD5-only desk phones, a phone that answers only the first algorithm offered) has
+one of its own; every other extension, known or not, gets the clinic's, so the challenge of an
+unknown extension is that of a known one. The credentials are accepted only in an algorithm the
+phone they name is offered.
 """
 
 from __future__ import annotations
@@ -94,9 +101,18 @@ class Registrar:
             clinic = next(iter(directory.clinics.values()))
         return clinic
 
-    def challenge(self, request: Request, clinic: ClinicEntry, now: float, *, stale: bool = False) -> Response:
-        """A 401 carrying one WWW-Authenticate per digest algorithm the clinic offers."""
-        values = self.authority.challenge(clinic.domain, now, algorithms=clinic.digest_algorithms, stale=stale)
+    def offered(self, request: Request, clinic: ClinicEntry, directory: Directory) -> tuple[str, ...]:
+        """The digest algorithms to challenge ``request`` with: those of the phone it names (the To
+        user of a REGISTER, else the From user), or the clinic's when that is no known extension."""
+        named = request.to if request.method == "REGISTER" else request.from_
+        return directory.digest_algorithms(clinic, named.uri.user_unescaped or "")
+
+    def challenge(
+        self, request: Request, clinic: ClinicEntry, directory: Directory, now: float, *, stale: bool = False
+    ) -> Response:
+        """A 401 carrying one WWW-Authenticate per digest algorithm offered to the phone named."""
+        algorithms = self.offered(request, clinic, directory)
+        values = self.authority.challenge(clinic.domain, now, algorithms=algorithms, stale=stale)
         return make_response(
             request,
             401,
@@ -120,7 +136,7 @@ class Registrar:
             # Credentials for another realm only: a phone set up with the wrong realm, which
             # would otherwise be challenged again and again without a word in the log.
             return (AuthOutcome.NONE, None) if elsewhere is None else (AuthOutcome.FAILED, elsewhere)
-        if creds.algorithm not in clinic.digest_algorithms:
+        if creds.algorithm not in directory.digest_algorithms(clinic, creds.username):
             return AuthOutcome.FAILED, creds
         staff = directory.staff_for(clinic.domain, creds.username)
         ha1 = staff.ha1(creds.algorithm) if staff is not None else None
@@ -151,13 +167,13 @@ class Registrar:
             return RegisterResult(make_response(request, 404, "Unknown Domain", to_tag=local_tag(request)))
         outcome, creds = self.authenticate(request, clinic, directory, now, "authorization")
         if outcome is AuthOutcome.NONE or outcome is AuthOutcome.FAILED:
-            result = RegisterResult(self.challenge(request, clinic, now), auth=outcome)
+            result = RegisterResult(self.challenge(request, clinic, directory, now), auth=outcome)
             result.username = creds.username if creds is not None else None
             if outcome is AuthOutcome.FAILED:
                 result.reason = self.failure_reason(creds, clinic, directory)
             return result
         if outcome is AuthOutcome.STALE:
-            return RegisterResult(self.challenge(request, clinic, now, stale=True), auth=outcome)
+            return RegisterResult(self.challenge(request, clinic, directory, now, stale=True), auth=outcome)
         assert creds is not None
         extension = request.to.uri.user_unescaped
         if extension != creds.username:

@@ -97,14 +97,19 @@ class SentralServer:
         port: int | None = None,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        command: Sequence[str] | None = None,
+        drop_env: Sequence[str] = (),
     ) -> None:
+        """``command`` runs another installation's sentral; ``drop_env`` names variables the
+        server and its CLI must not inherit."""
         self.db_url = db_url
+        self.command = list(command) if command is not None else sentral_command()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.host = LOOPBACK
         self.port = port or free_port()
         self.extra_args = list(extra_args)
-        self.env = {**os.environ, **(env or {})}
+        self.env = {key: value for key, value in {**os.environ, **(env or {})}.items() if key not in drop_env}
         self.log_path = workdir / "sentral-serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -126,7 +131,7 @@ class SentralServer:
 
     def serve_command(self) -> list[str]:
         return [
-            *sentral_command(),
+            *self.command,
             "--db", self.db_url,
             "serve",
             "--listen", f"udp:{self.host}:{self.port}",
@@ -222,7 +227,7 @@ class SentralServer:
 
     def cli(self, *args: str, check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """Run ``sentral --db URL ARGS``; with check, a non-zero exit fails with its output."""
-        cmd = [*sentral_command(), "--db", self.db_url, *args]
+        cmd = [*self.command, "--db", self.db_url, *args]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.env)
         except subprocess.TimeoutExpired as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.peers import Sipp, Softphone, wait_until, write_users_csv
+from tests.system.peers import Sipp, SippResult, Softphone, wait_until, write_users_csv
 from tests.system.server import SentralServer
 from tests.system.sipclient import SipClient
 
@@ -93,6 +93,20 @@ def test_sha256_is_offered_first_and_md5_only_clinics_work_too(
     assert answered == {"SHA-256", "MD5"}
 
 
+def test_sip_trace_shows_at_any_log_level_and_hides_digest_responses(clinic: SentralServer) -> None:
+    clinic.extra_args = ("--sip-trace", "--log-level", "warning")
+    clinic.restart()
+    with SipClient(clinic.host, clinic.port) as client:
+        assert client.register("1001", "secret-1001").startswith("SIP/2.0 200")
+    log = clinic.log_tail(400)
+    received = [line for line in log.splitlines() if "sip_in" in line and "REGISTER sip:clinic.test" in line]
+    assert len(received) == 2  # the REGISTER, then the one answering the challenge
+    assert any("sip_out" in line and "SIP/2.0 401 Unauthorized" in line for line in log.splitlines())
+    assert any("sip_out" in line and "SIP/2.0 200 OK" in line for line in log.splitlines())
+    assert 'response="(hidden)"' in received[1]
+    assert not re.search(r"response=\\?\"[0-9a-f]{32}", log)
+
+
 def test_wrong_password_is_refused_and_nothing_is_bound(
     clinic: SentralServer, softphone_factory: Callable[..., Softphone]
 ) -> None:
@@ -139,6 +153,33 @@ def test_sipp_registers_many_users_with_digest(
     assert result.failed == 0
     registered = {r["extension"] for r in clinic.registrations()}
     assert registered == {ext for ext, _, _ in users}
+
+
+def test_sipp_registers_to_an_extension_set_to_md5_while_the_clinic_offers_both(
+    clinic: SentralServer, sipp: Sipp, tmp_path: Path
+) -> None:
+    csv = write_users_csv(tmp_path / "users.csv", [("1003", "secret-1003", DOMAIN)])
+
+    def register() -> SippResult:
+        return sipp.run(
+            clinic.address, SCENARIOS / "register_auth.xml", transport="u1", users=csv, calls=1, rate=1,
+            timeout=15, auth_uri=DOMAIN,
+        )  # fmt: skip
+
+    # Following the clinic, SIPp meets SHA-256 first, which it cannot answer.
+    refused = register()
+    assert refused.successful == 0, refused
+    assert clinic.registrations() == []
+    clinic.reconfigure("user", "set", "1003", "--digest", "md5")
+    result = register()
+    assert (result.successful, result.failed) == (1, 0), result
+    assert [r["extension"] for r in clinic.registrations()] == ["1003"]
+    # The clinic still offers SHA-256 first to everyone else, and to extensions nobody has.
+    with SipClient(clinic.host, clinic.port) as client:
+        for ext in ("1001", "1999"):
+            challenge = client.request("REGISTER", ext, f"probe-{ext}", 1)
+            offers = re.findall(r"^WWW-Authenticate: .*algorithm=([\w-]+)", challenge, re.MULTILINE)
+            assert offers == ["SHA-256", "MD5"]
 
 
 def test_sigkill_under_load_loses_no_acknowledged_registration(clinic: SentralServer, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import selectors
 import subprocess
 import sys
 import time
@@ -14,17 +15,19 @@ from pathlib import Path
 
 import pytest
 import structlog
+from alembic import command
+from alembic.config import Config
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from sentral.cli import cli
 from sentral.config.cdr import CallRecord, CdrStore, LegRecord, LiveCall, LiveCallStore
-from sentral.config.db import database_url, make_engine
+from sentral.config.db import MIGRATIONS, database_url, describe_url, make_engine
 from sentral.config.directory import directory_version, load_directory
 from sentral.config.models import Staff
 from sentral.config.settings import Listen, ServeConfig
 from sentral.config.store import BindingRow, BindingStore
-from sentral.logs import configure
+from sentral.logs import configure, sip_trace_text, unfiltered_logger
 from sentral.pbx.sip.auth import compute_ha1
 
 
@@ -83,10 +86,12 @@ def test_init_demo_creates_staff_whose_printed_passwords_work_and_is_idempotent(
 
         second = ok(db_url, "init", "--demo")
         assert not any(password in second for password in passwords.values())
-        assert "already exist" in second
+        assert "is up to date" in second and "passwords were shown when they were created" in second
+        assert "clinic.local" in second  # the softphone settings, printed again
         assert directory_version(engine) == version
         with engine.connect() as connection:
             assert connection.execute(select(Staff.__table__).order_by(Staff.id)).all() == before
+        assert [c["domain"] for c in json.loads(ok(db_url, "clinic", "list", "--json"))] == ["clinic.local"]
     finally:
         engine.dispose()
 
@@ -107,10 +112,48 @@ def test_init_refuses_a_server_address_without_a_port_with_a_usage_error(db: str
     assert "HOST:PORT" in fails(db, "init", "--demo", "--server", server, code=2)
 
 
-def test_init_with_another_domain_adds_a_second_clinic(db: str) -> None:
-    ok(db, "init", "--domain", "nord.example")
-    clinics = json.loads(ok(db, "clinic", "list", "--json"))
-    assert [c["domain"] for c in clinics] == ["clinic.local", "nord.example"]
+
+def test_init_on_an_existing_database_only_upgrades_it_and_adds_no_clinic(db_url: str) -> None:
+    ok(db_url, "init", "--domain", "clinic.example.no")
+    ok(db_url, "user", "add", "1001", "--name", "Kari Nordmann", "--password", "fjord-secret-1")
+    again = ok(db_url, "init")
+    assert "is up to date" in again and "Clinics: clinic.example.no" in again
+    assert [c["domain"] for c in json.loads(ok(db_url, "clinic", "list", "--json"))] == ["clinic.example.no"]
+    # Still the only clinic: commands need no --domain.
+    ok(db_url, "user", "add", "1002", "--name", "Per Hansen", "--password", "fjord-secret-2")
+    # Naming the clinic it serves is fine (provisioning scripts run init every time) ...
+    assert "Clinics: clinic.example.no" in ok(db_url, "init", "--domain", "Clinic.Example.NO")
+    # ... another one is not added behind the operator's back; adding is `clinic add`.
+    err = fails(db_url, "init", "--domain", "nord.example")
+    assert err.endswith("init adds no clinic to it; add nord.example with `sentral clinic add nord.example`\n")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    fails(db_url, "init", "--demo")  # the demo clinic is not there either
+    assert [c["domain"] for c in json.loads(ok(db_url, "clinic", "list", "--json"))] == ["clinic.example.no"]
+    ok(db_url, "clinic", "add", "nord.example")
+    assert "Clinics: clinic.example.no, nord.example" in ok(db_url, "init", "--domain", "nord.example")
+
+
+def downgrade(db: str, revision: str) -> None:
+    """Take the schema back to ``revision``, as a database made by an older sentral has it."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    engine = make_engine(database_url(db))
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def test_init_upgrades_an_older_schema_and_says_so(db_url: str) -> None:
+    ok(db_url, "init", "--domain", "clinic.example.no")
+    downgrade(db_url, "0004")
+    assert "run `sentral init` first" in fails(db_url, "user", "list")
+    out = ok(db_url, "init")
+    assert f"Upgraded the database at {describe_url(db_url)} from schema 0004 to " in out
+    assert [c["domain"] for c in json.loads(ok(db_url, "clinic", "list", "--json"))] == ["clinic.example.no"]
 
 
 def test_commands_other_than_init_need_an_initialised_database(tmp_path: Path) -> None:
@@ -161,6 +204,48 @@ def test_clinic_add_list_and_set_digest(db: str) -> None:
     assert "known clinics: clinic.local, nord.example" in fails(db, "clinic", "set", "sor.example", "--digest", "md5")
 
 
+def test_clinic_remove_refuses_while_it_holds_anything_unless_forced(db: str, request: pytest.FixtureRequest) -> None:
+    ok(db, "clinic", "add", "nord.example")
+    ok(db, "user", "add", "1001", "--name", "Per Hansen", "--password", "long-enough", "--domain", "nord.example")
+    ok(db, "user", "add", "1002", "--name", "Kari Dahl", "--password", "long-enough", "--domain", "nord.example",
+       "--role", "doctor")  # fmt: skip
+    ok(db, "group", "add", "lab", "--number", "200", "--member", "1001", "--domain", "nord.example")
+    ok(db, "function", "add", "reception", "--number", "300", "--domain", "nord.example")
+    ok(db, "park", "add", "desk", "--number", "700", "--slots", "701-705", "--domain", "nord.example")
+    ok(db, "role", "set", "doctor", "--number", "400", "--domain", "nord.example")
+    now = time.time()
+    engine = make_engine(db)
+    request.addfinalizer(engine.dispose)
+    bindings = BindingStore(engine)
+    bindings.apply([binding_row("nord.example", "1001", now), binding_row("clinic.local", "1001", now)], [])
+
+    assert fails(db, "clinic", "remove", "nord.example") == (
+        "sentral: clinic nord.example still has 2 members of staff, 1 group, 1 function, 1 park lot and "
+        "1 role number; remove them first, or give --force to remove them with the clinic\n"
+    )
+    assert [c["domain"] for c in json.loads(ok(db, "clinic", "list", "--json"))] == ["clinic.local", "nord.example"]
+    out = ok(db, "clinic", "remove", "nord.example", "--force")
+    assert out == (
+        "Removed clinic nord.example with 2 members of staff, 1 group, 1 function, 1 park lot and 1 role number.\n"
+    )
+    assert [c["domain"] for c in json.loads(ok(db, "clinic", "list", "--json"))] == ["clinic.local"]
+    assert [(r.domain, r.extension) for r in bindings.list(now)] == [("clinic.local", "1001")]
+    # The one clinic left needs no --domain again.
+    ok(db, "user", "add", "1001", "--name", "Per Hansen", "--password", "long-enough")
+    ok(db, "clinic", "add", "nord.example")
+    assert ok(db, "clinic", "remove", "Nord.Example") == "Removed clinic nord.example.\n"
+    assert "there is no clinic nord.example; known clinics: clinic.local" in fails(db, "clinic", "remove", "nord.example")
+    assert "is not a valid domain" in fails(db, "clinic", "remove", "no such")
+
+
+def binding_row(domain: str, extension: str, now: float) -> BindingRow:
+    return BindingRow(
+        domain=domain, extension=extension, key=f"sip:{extension}@192.0.2.1", contact=f"sip:{extension}@192.0.2.1",
+        expires_at=now + 600, call_id="c", cseq=1, transport="udp", source_host="192.0.2.1", source_port=5060,
+        local_listen="udp:127.0.0.1:5060", updated_at=now,
+    )  # fmt: skip
+
+
 # -- users ---------------------------------------------------------------------------------------
 
 
@@ -170,9 +255,11 @@ def test_user_add_list_passwd_remove(db: str) -> None:
     ok(db, "user", "add", "1003", "--name", "Silje Nilsen", "--password", "fjord-secret-3")
     assert json.loads(ok(db, "user", "list", "--json")) == [
         {"domain": "clinic.local", "extension": "1001", "name": "Ingrid Solberg", "roles": ["doctor"],
-         "phone_on": True, "direct_media": False, "functions": []},
+         "phone_on": True, "direct_media": False, "digest": "clinic", "digest_algorithms": ["SHA-256", "MD5"],
+         "functions": []},
         {"domain": "clinic.local", "extension": "1003", "name": "Silje Nilsen", "roles": [],
-         "phone_on": True, "direct_media": False, "functions": []},
+         "phone_on": True, "direct_media": False, "digest": "clinic", "digest_algorithms": ["SHA-256", "MD5"],
+         "functions": []},
     ]  # fmt: skip
     assert re.search(r"^1001\s+clinic\.local\s+Ingrid Solberg\s+doctor$", ok(db, "user", "list"), re.MULTILINE)
 
@@ -191,16 +278,140 @@ def test_user_add_list_passwd_remove(db: str) -> None:
     assert "there is no extension 1001 in clinic.local" in fails(db, "user", "remove", "1001")
 
 
-def test_user_add_password_can_be_typed_at_the_prompt(db: str) -> None:
-    result = run(db, "user", "add", "1005", "--name", "Ola Nordmann", input="prompted-pw\nprompted-pw\n")
-    assert result.exit_code == 0, result.output
+def ha1_md5_of(db: str, extension: str) -> str:
     engine = make_engine(db)
     try:
-        staff = load_directory(engine).staff_for("clinic.local", "1005")
+        staff = load_directory(engine).staff_for("clinic.local", extension)
         assert staff is not None
-        assert staff.ha1_md5 == compute_ha1("MD5", "1005", "clinic.local", "prompted-pw")
+        return staff.ha1_md5
     finally:
         engine.dispose()
+
+
+def test_user_add_password_can_be_typed_at_a_terminal(db: str) -> None:
+    controller, terminal = os.openpty()
+    # A session of its own: the command has no other terminal than this one to ask at.
+    with subprocess.Popen(
+        [*installed_command(), "--db", db, "user", "add", "1005", "--name", "Ola Nordmann"],
+        stdin=terminal, stdout=terminal, stderr=terminal, env=installed_env(), start_new_session=True,
+    ) as proc:  # fmt: skip
+        os.close(terminal)
+        try:
+            shown = read_until(controller, b"Password: ")
+            os.write(controller, b"prompted-pw\n")
+            shown += read_until(controller, b"confirmation: ")
+            os.write(controller, b"prompted-pw\n")
+            shown += read_until(controller, b"\n", after=b"Added")
+            assert proc.wait(timeout=30) == 0, shown
+        finally:
+            proc.kill()
+            os.close(controller)
+    assert b"prompted-pw" not in shown  # not echoed
+    assert ha1_md5_of(db, "1005") == compute_ha1("MD5", "1005", "clinic.local", "prompted-pw")
+
+
+def read_until(fd: int, end: bytes, *, after: bytes = b"", timeout: float = 30.0) -> bytes:
+    """What the terminal ``fd`` shows up to ``end`` (past ``after``), waiting at most ``timeout`` seconds."""
+    shown = b""
+    deadline = time.monotonic() + timeout
+    watch = selectors.DefaultSelector()
+    watch.register(fd, selectors.EVENT_READ)
+    while not shown.endswith(end) or after not in shown:
+        ready = watch.select(max(0.0, deadline - time.monotonic()))
+        assert ready, f"the terminal showed {shown!r}, waiting for {end!r}"
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # the command exited and the terminal closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    watch.close()
+    return shown
+
+
+def test_a_password_with_no_terminal_to_ask_at_is_a_sentence(db: str) -> None:
+    ok(db, "user", "add", "1001", "--name", "Ingrid Solberg", "--password", "fjord-secret-1")
+    env = installed_env()
+    for args in (("user", "add", "1005", "--name", "Ola Nordmann"), ("user", "passwd", "1001")):
+        result = subprocess.run(
+            [*installed_command(), "--db", db, *args],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert result.stderr == (
+            "sentral: there is no terminal to type the password at; give it with --password PASSWORD "
+            "or pipe it in with --password-stdin\n"
+        )
+    assert [u["extension"] for u in json.loads(ok(db, "user", "list", "--json"))] == ["1001"]
+    assert ha1_md5_of(db, "1001") == compute_ha1("MD5", "1001", "clinic.local", "fjord-secret-1")
+
+
+def test_a_script_pipes_the_password_in_with_password_stdin(db: str) -> None:
+    piped = subprocess.run(
+        [*installed_command(), "--db", db, "user", "add", "1005", "--name", "Ola Nordmann", "--password-stdin"],
+        input="piped-secret-1\n", capture_output=True, text=True, timeout=60, env=installed_env(),
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    assert ha1_md5_of(db, "1005") == compute_ha1("MD5", "1005", "clinic.local", "piped-secret-1")
+    result = run(db, "user", "passwd", "1005", "--password-stdin", input="piped-secret-2\r\nignored\n")
+    assert result.exit_code == 0, result.stderr
+    assert ha1_md5_of(db, "1005") == compute_ha1("MD5", "1005", "clinic.local", "piped-secret-2")
+    empty = run(db, "user", "passwd", "1005", "--password-stdin", input="")
+    assert (empty.exit_code, empty.stderr) == (
+        1, "sentral: --password-stdin read no password; pipe the password in as the first line\n"
+    )  # fmt: skip
+    short = run(db, "user", "passwd", "1005", "--password-stdin", input="short\n")
+    assert short.exit_code == 1 and "at least 8 characters" in short.stderr
+    both = run(db, "user", "passwd", "1005", "--password", "long-enough", "--password-stdin", input="x\n")
+    assert both.exit_code == 2 and "give either --password or --password-stdin, not both" in both.stderr
+
+
+def test_a_phone_gets_a_digest_choice_of_its_own(db: str) -> None:
+    ok(db, "user", "add", "1001", "--name", "Ingrid Solberg", "--password", "fjord-secret-1")
+    ok(db, "user", "add", "1002", "--name", "Magnus Haugen", "--password", "fjord-secret-2")
+    assert ok(db, "user", "set", "1001", "--digest", "md5") == "1001@clinic.local is now challenged with MD5.\n"
+    ok(db, "clinic", "set", "clinic.local", "--digest", "md5")
+    assert ok(db, "user", "set", "1002", "--digest", "SHA256") == "1002@clinic.local is now challenged with SHA-256.\n"
+    listed = {u["extension"]: (u["digest"], u["digest_algorithms"]) for u in json.loads(ok(db, "user", "list", "--json"))}
+    assert listed == {"1001": ("md5", ["MD5"]), "1002": ("sha256", ["SHA-256"])}
+    shown = json.loads(ok(db, "user", "show", "1002", "--json"))
+    assert (shown["name"], shown["digest"], shown["digest_algorithms"]) == ("Magnus Haugen", "sha256", ["SHA-256"])
+    assert re.search(r"^  digest:\s+sha256 \(SHA-256\)$", ok(db, "user", "show", "1002"), re.MULTILINE)
+    assert ok(db, "user", "set", "1002", "--digest", "both") == (
+        "1002@clinic.local is now challenged with SHA-256, MD5.\n"
+    )
+    assert ok(db, "user", "set", "1002", "--digest", "clinic") == (
+        "1002@clinic.local now follows the clinic: challenged with MD5.\n"
+    )
+    assert re.search(r"^  digest:\s+the clinic's \(MD5\)$", ok(db, "user", "show", "1002"), re.MULTILINE)
+    engine = make_engine(db)
+    try:
+        directory = load_directory(engine)
+        clinic = directory.clinics["clinic.local"]
+        assert directory.digest_algorithms(clinic, "1001") == ("MD5",)
+        assert directory.digest_algorithms(clinic, "1002") == ("MD5",)
+    finally:
+        engine.dispose()
+    assert fails(db, "user", "set", "1001", "--digest", "sha1") == (
+        "sentral: digest 'sha1': choose sha256, md5, both (sha256 then md5) or clinic (the clinic's)\n"
+    )
+    assert "there is no extension 1003 in clinic.local" in fails(db, "user", "set", "1003", "--digest", "md5")
+    assert "there is no extension 1003 in clinic.local" in fails(db, "user", "show", "1003")
+    assert "say what to change" in fails(db, "user", "set", "1001", code=2)
+
+
+def test_existing_staff_follow_the_clinic_after_the_upgrade_that_brings_phone_digests(db_url: str) -> None:
+    ok(db_url, "init", "--domain", "clinic.example.no")
+    ok(db_url, "user", "add", "1001", "--name", "Ingrid Solberg", "--password", "fjord-secret-1")
+    downgrade(db_url, "0005")
+    assert "from schema 0005 to 0006" in ok(db_url, "init")
+    [staff] = json.loads(ok(db_url, "user", "list", "--json"))
+    assert (staff["digest"], staff["digest_algorithms"]) == ("clinic", ["SHA-256", "MD5"])
+    ok(db_url, "user", "set", "1001", "--digest", "md5")
+    downgrade(db_url, "0005")  # and back down, losing only the choice
+    ok(db_url, "init")
+    assert json.loads(ok(db_url, "user", "list", "--json"))[0]["digest"] == "clinic"
 
 
 def test_user_mistakes_are_sentences(db: str) -> None:
@@ -338,15 +549,45 @@ def test_json_logs_carry_the_bound_call_context(capsys: pytest.CaptureFixture[st
     )  # fmt: skip
 
 
+def test_what_the_operator_asked_for_by_name_shows_at_any_level(capsys: pytest.CaptureFixture[str]) -> None:
+    configure("json", "critical")
+    message = (
+        b"INVITE sip:1002@clinic.local SIP/2.0\r\n"
+        b'Proxy-Authorization: Digest username="1001", realm="clinic.local", nonce="n1", '
+        b'response="6629fae49393a05397450978507c4ef1", algorithm=MD5\r\n'
+        b'Authorization: Digest username="1001",response=0f1e2d3c\r\n\r\n'
+    )
+    try:
+        structlog.get_logger().debug("hidden below the level")
+        unfiltered_logger("sentral.sip_trace").debug("sip_in", message=sip_trace_text(message))
+        lines = capsys.readouterr().err.strip().splitlines()
+    finally:
+        structlog.reset_defaults()
+    [line] = lines
+    event = json.loads(line)
+    assert (event["event"], event["level"]) == ("sip_in", "debug")
+    assert event["message"].count('response="(hidden)"') == 2
+    assert "6629fae4" not in line and "0f1e2d3c" not in line
+    assert 'nonce="n1"' in event["message"]
+
+
 # -- the installed command -----------------------------------------------------------------------
 
 
-def run_installed(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "SENTRAL_DB"}
-    # The console script the package installs; `python -m sentral` where it is not on disk.
+def installed_command() -> list[str]:
+    """The console script the package installs; `python -m sentral` where it is not on disk."""
     script = Path(sys.executable).with_name("sentral")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "sentral"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60, env=env)
+    return [str(script)] if script.exists() else [sys.executable, "-m", "sentral"]
+
+
+def installed_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "SENTRAL_DB"}
+
+
+def run_installed(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*installed_command(), *args], capture_output=True, text=True, timeout=60, env=installed_env()
+    )
 
 
 def test_the_command_exits_cleanly_on_success_and_on_mistakes(db_url: str, tmp_path: Path) -> None:

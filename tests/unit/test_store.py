@@ -15,7 +15,15 @@ from sqlalchemy import Engine, select, text
 from sentral.config.db import database_url, make_engine, migrate, schema_is_current
 from sentral.config.directory import directory_version, load_directory
 from sentral.config.models import Base, Binding, Staff
-from sentral.config.store import BindingRow, BindingStore, ConfigStore, StoreError, parse_digest_algorithms
+from sentral.config.store import (
+    BindingRow,
+    BindingStore,
+    ConfigStore,
+    StoreError,
+    parse_digest_algorithms,
+    parse_phone_digest,
+    phone_digest_name,
+)
 from sentral.pbx.sip.auth import compute_ha1
 
 DOMAIN = "fjordheim.example"
@@ -102,6 +110,39 @@ def test_digest_algorithms_are_stored_in_order_and_reach_the_directory(store: Co
     assert store.clinics()[0].digest_algorithms == ("SHA-256", "MD5")
     with pytest.raises(StoreError, match=r"there is no clinic nope.example; known clinics: fjordheim.example"):
         store.set_digest_algorithms("nope.example", ("MD5",))
+
+
+def test_a_phone_digest_choice_is_stored_and_reaches_the_directory(store: ConfigStore, engine: Engine) -> None:
+    store.add_staff(DOMAIN, "1001", "Kari Nordmann", "long-enough")
+    store.add_staff(DOMAIN, "1002", "Per Hansen", "long-enough")
+    version = directory_version(engine)
+    entry = store.set_phone_digest(DOMAIN, "1001", parse_phone_digest("md5"))
+    assert entry.digest_algorithms == ("MD5",)
+    assert directory_version(engine) == version + 1
+    directory = load_directory(engine)
+    clinic = directory.clinics[DOMAIN]
+    assert directory.digest_algorithms(clinic, "1001") == ("MD5",)
+    assert directory.digest_algorithms(clinic, "1002") == ("SHA-256", "MD5")  # follows the clinic
+    assert directory.digest_algorithms(clinic, "1999") == ("SHA-256", "MD5")  # nobody: the clinic's too
+    store.set_digest_algorithms(DOMAIN, ("MD5",))
+    store.set_phone_digest(DOMAIN, "1002", parse_phone_digest("SHA256"))
+    directory = load_directory(engine)
+    clinic = directory.clinics[DOMAIN]
+    assert [directory.digest_algorithms(clinic, ext) for ext in ("1001", "1002", "1999")] == [
+        ("MD5",), ("SHA-256",), ("MD5",)
+    ]  # fmt: skip
+    version = directory_version(engine)
+    store.set_phone_digest(DOMAIN, "1002", parse_phone_digest("sha256"))  # no change: no reload
+    assert directory_version(engine) == version
+    assert store.set_phone_digest(DOMAIN, "1002", parse_phone_digest("both")).digest_algorithms == ("SHA-256", "MD5")
+    assert store.set_phone_digest(DOMAIN, "1002", parse_phone_digest("clinic")).digest_algorithms == ()
+    assert [phone_digest_name(s.digest_algorithms) for s in store.staff(DOMAIN)] == ["md5", "clinic"]
+    with pytest.raises(StoreError, match=r"there is no extension 1003 in fjordheim\.example"):
+        store.set_phone_digest(DOMAIN, "1003", ("MD5",))
+    with pytest.raises(StoreError, match="choose sha256, md5, both"):
+        store.set_phone_digest(DOMAIN, "1001", ("MD5", "SHA-256"))
+    with pytest.raises(StoreError, match="choose sha256, md5, both"):
+        parse_phone_digest("sha1")
 
 
 @pytest.mark.parametrize("text", ["sha1", "md5,md5", "", "sha256,"])
