@@ -28,7 +28,7 @@ from enum import Enum
 from sentral.config.directory import ClinicEntry, Directory
 from sentral.config.store import BindingRow
 from sentral.pbx.location import Location
-from sentral.pbx.sip.auth import Credentials, DigestAuthority, Verdict, parse_credentials
+from sentral.pbx.sip.auth import Credentials, DigestAuthority, UnsupportedScheme, Verdict, parse_credentials
 from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.grammar import quote, unquote
 from sentral.pbx.sip.headers import NameAddr
@@ -105,7 +105,10 @@ class Registrar:
         """Check the credentials in ``header`` (Authorization or Proxy-Authorization)."""
         creds: Credentials | None = None
         for value in request.header_lines(header):
-            candidate = parse_credentials(value)
+            try:
+                candidate = parse_credentials(value)
+            except UnsupportedScheme:
+                continue  # another scheme's credentials: challenged as if absent (RFC 4475 §3.3.7)
             if candidate.realm == clinic.domain:
                 creds = candidate
                 break
