@@ -48,3 +48,6 @@ def test_regaut01_credentials_of_an_unknown_scheme_are_challenged(
     [challenge] = transports.take()
     assert isinstance(challenge, Response) and challenge.status == 401
     assert (challenge.header("www-authenticate") or "").startswith("Digest ")
+    # As archived, for a domain this server does not serve: not found.
+    ep.on_message(load("rfc4475/regaut01.dat").replace(b"z9hG4bKkdjuw", b"z9hG4bKkdjuw2"), TCP)
+    assert answers(transports) == [(404, "Unknown Domain")]
