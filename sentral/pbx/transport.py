@@ -108,17 +108,13 @@ MessageHandler = Callable[[bytes, Origin], None]
 BacklogHandler = Callable[[bool, int], None]
 
 
-class ListenError(OSError):
-    """A listener that could not be bound, with one sentence saying why."""
+class ListenError(Exception):
+    """A listener that could not be bound; the message is one sentence saying why."""
 
     def __init__(self, listen: Listen, cause: OSError) -> None:
-        super().__init__(cause.errno, cause.strerror)
+        super().__init__(f"cannot listen on {listen}: {_listen_failure(listen, cause)}")
         self.listen = listen
         self.in_use = cause.errno == errno.EADDRINUSE
-        self.sentence = f"cannot listen on {listen}: {_listen_failure(listen, cause)}"
-
-    def __str__(self) -> str:
-        return self.sentence
 
 
 def _listen_failure(listen: Listen, cause: OSError) -> str:
@@ -493,26 +489,27 @@ def make_server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
         try:
             with open(path, "rb") as handle:
                 handle.read(1)
-        except OSError as exc:
-            raise TlsFileError(path, f"cannot read the TLS {what} {path}: {exc.strerror or exc}") from exc
+        except OSError as unreadable:
+            reason = unreadable.strerror or unreadable
+            raise TlsFileError(path, f"cannot read the TLS {what} {path}: {reason}") from unreadable
     # OpenSSL reports a certificate that is not PEM and a key that is not PEM with the same
     # "PEM lib" error; loading the certificate alone first tells which of the two files it is.
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_verify_locations(cafile=cert)
-    except ssl.SSLError as exc:
-        raise TlsFileError(cert, f"the TLS certificate {cert} holds no PEM certificate") from exc
+    except ssl.SSLError as not_pem:
+        raise TlsFileError(cert, f"the TLS certificate {cert} holds no PEM certificate") from not_pem
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(cert, key, password=_refuse_passphrase)
-    except _Encrypted as exc:
+    except _Encrypted as encrypted:
         raise TlsFileError(
             key, f"the TLS private key {key} is protected by a passphrase; give it without one"
-        ) from exc
-    except ssl.SSLError as exc:
-        if exc.reason == "KEY_VALUES_MISMATCH":
+        ) from encrypted
+    except ssl.SSLError as refused:
+        if refused.reason == "KEY_VALUES_MISMATCH":
             raise TlsFileError(
                 key, f"the TLS private key {key} does not belong to the certificate {cert}"
-            ) from exc
-        raise TlsFileError(key, f"the TLS private key {key} holds no PEM private key") from exc
+            ) from refused
+        raise TlsFileError(key, f"the TLS private key {key} holds no PEM private key") from refused
     return context
