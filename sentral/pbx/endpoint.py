@@ -17,10 +17,11 @@ it, with the same digest rules as REGISTER: a 407 carrying one Proxy-Authenticat
 the clinic offers, and a failure counted against the source in the guard. The realm is the
 caller's clinic (the From domain's); once authenticated, a Request-URI for a domain not served
 gets 404 and one for another clinic of this server 403 (``Registrar.addressing`` decides; an IP
-address there stands for the caller's own clinic). The endpoint is call control's ``CallPort``: it starts
-client transactions towards the ``Target`` a leg names (a binding's source address, listener
-and connection), sends end-to-end ACKs straight to the transports, and hands finished calls'
-records to ``on_record``. While ``draining`` (SIGTERM), new INVITEs get 503 with Retry-After
+address there stands for the caller's own clinic).
+
+The endpoint is call control's ``CallPort``: it starts client transactions towards the
+``Target`` a leg names (a binding's source address, listener and connection), sends end-to-end
+ACKs straight to the transports, and hands finished calls' records to ``on_record``. While ``draining`` (SIGTERM), new INVITEs get 503 with Retry-After
 and calls in progress carry on. While ``shedding`` (the transports find the server overloaded),
 new INVITEs get 503 too, statelessly, before any transaction, challenge or routing is spent on
 them; retransmissions and requests of calls in progress are served as ever.
