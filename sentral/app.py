@@ -86,7 +86,7 @@ from sentral.pbx.presence import Lamp
 from sentral.pbx.registrar import Registrar, RegistrarPolicy
 from sentral.pbx.sip.auth import DigestAuthority
 from sentral.pbx.sip.transaction import TransactionLayer
-from sentral.pbx.transport import Origin, Transports, make_server_ssl_context
+from sentral.pbx.transport import ListenError, Origin, TlsFileError, Transports, make_server_ssl_context
 from sentral.routing.dialplan import Feature, FeatureCode
 
 log = structlog.get_logger("sentral")
@@ -127,9 +127,10 @@ class Server:
             )
         )
         self._directory: Directory | None = None
-        ssl_context = make_server_ssl_context(config.cert, config.key) if config.cert and config.key else None
         self.layer = TransactionLayer()
-        self.transports = Transports(self._on_message, ssl_context=ssl_context, on_backlog=self._on_backlog)
+        # The TLS context is made in run(), where a certificate that cannot be used stops the server
+        # with a sentence.
+        self.transports = Transports(self._on_message, on_backlog=self._on_backlog)
         self._overloaded_at = 0.0
         self._shed_before = 0
         self.collector = CollectorPacer(time.monotonic())
@@ -192,6 +193,13 @@ class Server:
     async def run(self) -> int:
         """Serve until stopped; the exit code."""
         loop = asyncio.get_running_loop()
+        config = self.config
+        if config.cert and config.key:
+            try:
+                self.transports.ssl_context = make_server_ssl_context(config.cert, config.key)
+            except TlsFileError as exc:
+                log.error("cannot_use_tls_file", error=str(exc))
+                return 1
         if not await asyncio.to_thread(schema_is_current, self.engine):
             log.error("schema_outdated", hint="run `sentral init` first")
             return 1
@@ -254,8 +262,11 @@ class Server:
             # Messages go straight to the endpoint, without a hop through this (interpreted) class.
             self.transports.handler = endpoint.on_message
             await self.transports.start(self.config.listens)
-        except OSError as exc:
-            log.error("cannot_listen", error=str(exc), hint="is another server using the port?")
+        except ListenError as exc:
+            if exc.in_use:
+                log.error("cannot_listen", error=str(exc), hint="is another server using the port?")
+            else:
+                log.error("cannot_listen", error=str(exc))
             await self.writer.close()
             await self.cdr_writer.close()
             return 1

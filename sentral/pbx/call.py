@@ -1139,7 +1139,9 @@ class CallControl:
             self._refuse(tx, request, exc.status, exc.reason, exc.headers)
             return
         number = request.uri.user_unescaped or dialled_number(request.uri_text)
-        decision = self.dialplan.route(Query(caller.clinic, number, self.directory(), self.bindings))
+        decision = self.dialplan.route(
+            Query(caller.clinic, number, self.directory(), self.bindings, caller.extension)
+        )
         target = Target(origin.transport, origin.host, origin.port, origin.local, origin.conn_id)
         local = self.port.local_address(target)
         a = Leg(
@@ -1296,7 +1298,10 @@ class CallControl:
             self._cancel_leg(call, leg, now)
         call.strategy.ended(call, now)
         call.strategy = RingAll()
-        decision = self.dialplan.route(Query(call.caller.clinic, number, self.directory(), self.bindings))
+        caller = call.caller
+        decision = self.dialplan.route(
+            Query(caller.clinic, number, self.directory(), self.bindings, caller.extension)
+        )
         self._ring(call, decision, now)
 
     def _tell_lines(self, call: Call, now: float) -> None:

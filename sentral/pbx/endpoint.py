@@ -14,10 +14,14 @@ transaction layer's, call control's and the presence hub's).
 
 A new INVITE or SUBSCRIBE is authenticated here, before call control or the presence hub sees
 it, with the same digest rules as REGISTER: a 407 carrying one Proxy-Authenticate per algorithm
-offered to the calling phone, and a failure counted against the source in the guard. The endpoint is call control's ``CallPort``: it starts
-client transactions towards the ``Target`` a leg names (a binding's source address, listener
-and connection), sends end-to-end ACKs straight to the transports, and hands finished calls'
-records to ``on_record``. While ``draining`` (SIGTERM), new INVITEs get 503 with Retry-After
+offered to the calling phone, and a failure counted against the source in the guard. The realm is the
+caller's clinic (the From domain's); once authenticated, a Request-URI for a domain not served
+gets 404 and one for another clinic of this server 403 (``Registrar.addressing`` decides; an IP
+address there stands for the caller's own clinic).
+
+The endpoint is call control's ``CallPort``: it starts client transactions towards the
+``Target`` a leg names (a binding's source address, listener and connection), sends end-to-end
+ACKs straight to the transports, and hands finished calls' records to ``on_record``. While ``draining`` (SIGTERM), new INVITEs get 503 with Retry-After
 and calls in progress carry on. While ``shedding`` (the transports find the server overloaded),
 new INVITEs get 503 too, statelessly, before any transaction, challenge or routing is spent on
 them; retransmissions and requests of calls in progress are served as ever.
@@ -309,9 +313,16 @@ class Endpoint:
         failures counted against the source.
         The clinic and the member of staff, or None once the request has been answered."""
         directory = self.directory()
-        clinic = self.registrar.clinic_for(request, directory)
+        addressing = self.registrar.addressing(request, directory)
+        clinic = addressing.realm
         if clinic is None:
-            self._respond(tx, make_response(request, 404, "Unknown Domain", to_tag=local_tag(request)))
+            if addressing.served:
+                self._respond(tx, make_response(request, 404, "Unknown Domain", to_tag=local_tag(request)))
+            else:
+                # Neither from nor for a clinic served here: there is no realm to challenge in,
+                # and Sentral relays nothing. 403 at once, as a proxy answers a request it will
+                # not relay (Kamailio's stock configuration: "Not relaying").
+                self._respond(tx, make_response(request, 403, "Not Relaying", to_tag=local_tag(request)))
             return None
         wall = time.time()
         try:
@@ -345,6 +356,18 @@ class Endpoint:
         staff = directory.staff_for(clinic.domain, creds.username)
         if staff is None:  # removed between the digest check and here
             self._respond(tx, make_response(request, 403, to_tag=local_tag(request)))
+            return None
+        # Authenticated first, then the Request-URI judged (the order of RFC 3261 §8.2), so that
+        # what a domain is served for is told only to the clinic's own staff.
+        if not addressing.served:
+            # RFC 3261 §8.2.2.1: a Request-URI the server does not accept requests for is 404.
+            self._respond(tx, make_response(request, 404, "Domain Not Served", to_tag=local_tag(request)))
+            return None
+        if addressing.callee is None or addressing.callee.domain != clinic.domain:
+            # Another clinic on this server: there is no configuration for calls between
+            # clinics yet, so none goes through.
+            refused = make_response(request, 403, "Calls Between Clinics Not Served", to_tag=local_tag(request))
+            self._respond(tx, refused)
             return None
         return clinic, staff
 

@@ -217,8 +217,11 @@ class GroupRing:
         match event:
             case Timer():
                 if self.hunt is None and not self.queued and not self.pending:
+                    caller = call.caller
+                    own = caller.extension if caller.clinic.domain == self.group.domain else None
+                    candidates = self.hunting.candidates(self.group)
                     self.hunting._dispatch(
-                        self.distributor.arrive(call.id, self.acute, self.hunting.candidates(self.group), now)
+                        self.distributor.arrive(call.id, self.acute, candidates, now, caller=own)
                     )
                 elif self.queued and not self.pending and now >= self.joined + self.group.max_wait:
                     self.hunting._dispatch(self.distributor.on_timer(now))

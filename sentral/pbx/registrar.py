@@ -1,7 +1,8 @@
 """The registrar (RFC 3261 §10.3) with digest auth, RFC 5626 flows and Path (RFC 3327).
 
 Theory of operation: ``Registrar.register`` decides what a REGISTER does without doing any IO:
-it picks the clinic from the To domain, authenticates the request (401 with one challenge per
+it picks the clinic from the To domain (404 for a domain the server does not serve, or a
+Request-URI naming another domain; an IP address stands for the server's own), authenticates the request (401 with one challenge per
 algorithm offered, see below), checks that the authenticated extension is the one whose bindings
 are being changed, computes every binding's expiry (423 below the minimum), and returns the
 response together with the binding changes. The endpoint commits those changes to storage and
@@ -29,13 +30,14 @@ phone they name is offered.
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 from dataclasses import dataclass, field
 from enum import Enum
 
 from sentral.config.directory import ClinicEntry, Directory
 from sentral.config.store import BindingRow
 from sentral.pbx.location import Location
-from sentral.pbx.sip.auth import Credentials, DigestAuthority, Verdict, parse_credentials
+from sentral.pbx.sip.auth import Credentials, DigestAuthority, UnsupportedScheme, Verdict, parse_credentials
 from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.grammar import quote, unquote
 from sentral.pbx.sip.headers import NameAddr
@@ -80,6 +82,43 @@ class RegisterResult:
     previous: dict[str, BindingRow] = field(default_factory=dict)
 
 
+def names_this_server(host: str) -> bool:
+    """True when a URI's host is an IP address. Sentral forwards nothing by Request-URI, so an
+    address there can only be the one the phone reached it at, which behind NAT need not be one
+    the server could list as its own."""
+    bare = host[1:-1] if host.startswith("[") else host
+    if not bare or not (bare[0].isdigit() or ":" in bare):
+        return False  # a domain name: skip the parse
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        return False
+    return True
+
+
+def clinic_of_host(host: str, directory: Directory) -> ClinicEntry | None:
+    """The clinic a URI host names: the clinic of that domain, or, for the server's own address
+    while the server has a single clinic, that one."""
+    clinic = directory.clinic(host)
+    if clinic is None and len(directory.clinics) == 1 and names_this_server(host):
+        clinic = next(iter(directory.clinics.values()))
+    return clinic
+
+
+@dataclass(frozen=True, slots=True)
+class Addressing:
+    """Where a new INVITE or SUBSCRIBE comes from and goes to, by domain."""
+
+    caller: ClinicEntry | None  # the clinic of the From domain, if served
+    callee: ClinicEntry | None  # the clinic the Request-URI is for, if known
+    served: bool  # False when the Request-URI names a domain this server does not serve
+
+    @property
+    def realm(self) -> ClinicEntry | None:
+        """The clinic whose staff the sender must prove to be: the caller's, else the callee's."""
+        return self.caller or self.callee
+
+
 class Registrar:
     """Handles REGISTER for every clinic the server serves."""
 
@@ -93,13 +132,28 @@ class Registrar:
         self._date = ""
 
     def clinic_for(self, request: Request, directory: Directory) -> ClinicEntry | None:
-        """The clinic a request is addressed to: by To host, by Request-URI host, or the only one."""
-        clinic = directory.clinic(request.to.uri.host)
+        """The clinic whose address of record a REGISTER names: the To domain's. None (404) when
+        that domain is not served, or when the Request-URI names another domain than the To's:
+        RFC 3261 §10.3 steps 1 and 5. The server's own address stands in for the domain in either."""
+        clinic = clinic_of_host(request.to.uri.host, directory)
         if clinic is None:
-            clinic = directory.clinic(request.uri.host)
-        if clinic is None and len(directory.clinics) == 1:
-            clinic = next(iter(directory.clinics.values()))
+            return None
+        host = request.uri.host
+        if directory.clinic(host) is not clinic and not names_this_server(host):
+            return None
         return clinic
+
+    def addressing(self, request: Request, directory: Directory) -> Addressing:
+        """Which clinic a new INVITE or SUBSCRIBE comes from and which it is for."""
+        caller = clinic_of_host(request.from_.uri.host, directory)
+        uri = request.uri
+        host = uri.host
+        callee = directory.clinic(host)
+        if callee is None and (uri.scheme == "tel" or names_this_server(host)):
+            # The number is the caller's clinic's: a tel: URI has no domain, and a phone that
+            # reaches the server by its address (an outbound proxy without DNS) puts that there.
+            return Addressing(caller, caller or clinic_of_host(host, directory), served=True)
+        return Addressing(caller, callee, served=callee is not None)
 
     def offered(self, request: Request, clinic: ClinicEntry, directory: Directory) -> tuple[str, ...]:
         """The digest algorithms to challenge ``request`` with: those of the phone it names (the To
@@ -127,7 +181,10 @@ class Registrar:
         creds: Credentials | None = None
         elsewhere: Credentials | None = None
         for value in request.header_lines(header):
-            candidate = parse_credentials(value)
+            try:
+                candidate = parse_credentials(value)
+            except UnsupportedScheme:
+                continue  # another scheme's credentials: challenged as if absent (RFC 4475 §3.3.7)
             if candidate.realm == clinic.domain:
                 creds = candidate
                 break
@@ -153,7 +210,7 @@ class Registrar:
             return "no credentials"
         if creds.realm != clinic.domain:
             return "wrong realm"
-        if creds.algorithm not in clinic.digest_algorithms:
+        if creds.algorithm not in directory.digest_algorithms(clinic, creds.username):
             return "unsupported algorithm"
         if directory.staff_for(clinic.domain, creds.username) is None:
             return "unknown extension"

@@ -35,7 +35,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import NoReturn, Protocol, cast
 
 import structlog
 
@@ -106,6 +106,30 @@ class Target:
 
 MessageHandler = Callable[[bytes, Origin], None]
 BacklogHandler = Callable[[bool, int], None]
+
+
+class ListenError(Exception):
+    """A listener that could not be bound; the message is one sentence saying why."""
+
+    def __init__(self, listen: Listen, cause: OSError) -> None:
+        super().__init__(f"cannot listen on {listen}: {_listen_failure(listen, cause)}")
+        self.listen = listen
+        self.in_use = cause.errno == errno.EADDRINUSE
+
+
+def _listen_failure(listen: Listen, cause: OSError) -> str:
+    """Why ``listen`` could not be bound, in words an operator acts on."""
+    if isinstance(cause, socket.gaierror):
+        return f"the host {listen.host} does not resolve; give an address or a name of this host"
+    match cause.errno:
+        case errno.EADDRINUSE:
+            return f"the {listen.transport.upper()} port {listen.port} on {listen.host} is in use"
+        case errno.EADDRNOTAVAIL:
+            return f"{listen.host} is not an address of this host"
+        case errno.EACCES:
+            return f"no permission to use port {listen.port} (ports below 1024 need privileges)"
+        case _:
+            return cause.strerror or str(cause)
 
 
 class Outbound(Protocol):
@@ -283,35 +307,43 @@ class Transports:
         self.bound: list[Listen] = []
 
     async def start(self, listens: tuple[Listen, ...]) -> None:
-        """Bind every listener; raise OSError with a readable message if one cannot be bound."""
+        """Bind every listener; raise ListenError, which says why, if one cannot be bound."""
         loop = asyncio.get_running_loop()
         for listen in listens:
-            if listen.transport == "udp":
-                sock = _bind_udp(listen)
-                listener = _UdpListener(listen, sock, self.handler, self._queue_changed)
-                self._udp[listen] = listener
-                self._udp_listeners = (*self._udp_listeners, listener)
-                self._udp_by_family.setdefault(sock.family, listener)
-                self.bound.append(listen)
-            else:
-                tls = listen.transport == "tls"
-                if tls and self.ssl_context is None:
-                    raise OSError(errno.EINVAL, f"{listen} needs a certificate and key")
-                server = await loop.create_server(
-                    lambda lst=listen: _StreamConnection(self, lst, lst.transport),
-                    host=listen.host,
-                    port=listen.port,
-                    ssl=self.ssl_context if tls else None,
-                    reuse_address=True,
-                    backlog=1024,
-                )
-                self._servers.append(server)
-                self.bound.append(listen)
+            try:
+                await self._listen(loop, listen)
+            except OSError as exc:
+                raise ListenError(listen, exc) from exc
         # UDP is read only once every listener is bound: create_server lets the loop run, and a
         # peer that got an answer over UDP may go straight on to a TLS port not yet listening.
         for listener in self._udp_listeners:
             loop.add_reader(listener.sock.fileno(), listener.on_readable)
         self._sweeper = asyncio.create_task(self._sweep_idle(), name="transport-idle-sweeper")
+
+    async def _listen(self, loop: asyncio.AbstractEventLoop, listen: Listen) -> None:
+        if listen.transport == "udp":
+            sock = _bind_udp(listen)
+            listener = _UdpListener(listen, sock, self.handler, self._queue_changed)
+            self._udp[listen] = listener
+            self._udp_listeners = (*self._udp_listeners, listener)
+            self._udp_by_family.setdefault(sock.family, listener)
+            self.bound.append(listen)
+            return
+        tls = listen.transport == "tls"
+        if tls and self.ssl_context is None:
+            raise OSError(errno.EINVAL, "it needs a certificate and key")
+        server = await loop.create_server(
+            lambda lst=listen: _StreamConnection(self, lst, lst.transport),
+            host=listen.host,
+            port=listen.port,
+            ssl=self.ssl_context if tls else None,
+            # Only skips TIME_WAIT after a restart: a TCP port another process listens on
+            # still refuses to bind.
+            reuse_address=True,
+            backlog=1024,
+        )
+        self._servers.append(server)
+        self.bound.append(listen)
 
     def _queue_changed(self) -> None:
         """A UDP listener's queue became too deep, or short again: overloaded while any is deep."""
@@ -411,7 +443,8 @@ def _bind_udp(listen: Listen) -> socket.socket:
     family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # No SO_REUSEADDR: on UDP it lets a second server bind the very same address and port,
+        # and the kernel then hands each datagram to one of them. UDP has no TIME_WAIT to skip.
         for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
             if option is None:
                 continue
@@ -432,9 +465,51 @@ def _bind_udp(listen: Listen) -> socket.socket:
     return sock
 
 
+class TlsFileError(ValueError):
+    """A TLS certificate or key file that cannot be used; the message names the file and why."""
+
+    def __init__(self, path: str, sentence: str) -> None:
+        super().__init__(sentence)
+        self.path = path
+
+
+class _Encrypted(Exception):
+    """The private key asked for a passphrase."""
+
+
+def _refuse_passphrase() -> NoReturn:
+    # Without a callback OpenSSL would prompt on the terminal and hang a server started by systemd.
+    raise _Encrypted
+
+
 def make_server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
-    """A TLS server context for SIP over TLS (TLS 1.2 and newer)."""
+    """A TLS server context for SIP over TLS (TLS 1.2 and newer); TlsFileError if ``cert`` or ``key``
+    is missing, not PEM, protected by a passphrase, or the key is not the certificate's."""
+    for path, what in ((cert, "certificate"), (key, "private key")):
+        try:
+            with open(path, "rb") as handle:
+                handle.read(1)
+        except OSError as unreadable:
+            reason = unreadable.strerror or unreadable
+            raise TlsFileError(path, f"cannot read the TLS {what} {path}: {reason}") from unreadable
+    # OpenSSL reports a certificate that is not PEM and a key that is not PEM with the same
+    # "PEM lib" error; loading the certificate alone first tells which of the two files it is.
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_verify_locations(cafile=cert)
+    except ssl.SSLError as not_pem:
+        raise TlsFileError(cert, f"the TLS certificate {cert} holds no PEM certificate") from not_pem
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
+    try:
+        context.load_cert_chain(cert, key, password=_refuse_passphrase)
+    except _Encrypted as encrypted:
+        raise TlsFileError(
+            key, f"the TLS private key {key} is protected by a passphrase; give it without one"
+        ) from encrypted
+    except ssl.SSLError as refused:
+        if refused.reason == "KEY_VALUES_MISMATCH":
+            raise TlsFileError(
+                key, f"the TLS private key {key} does not belong to the certificate {cert}"
+            ) from refused
+        raise TlsFileError(key, f"the TLS private key {key} holds no PEM private key") from refused
     return context

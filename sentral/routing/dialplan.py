@@ -13,7 +13,8 @@ The default plan asks, in order:
   with nothing to park) and its slots (``Retrieve``, the call parked there);
 - ``NumberResolver``: a group's or function's number or acute number (``RingGroup``, which call
   control hands to the group's hunt and queue), or a role's number;
-- ``RoleResolver``: ``role-NAME`` rings everyone holding that role whose phone is on;
+- ``RoleResolver``: ``role-NAME`` rings everyone holding that role whose phone is on, but for the
+  caller (a role, like a group, never rings the caller's own phones);
 - ``ExtensionResolver``: a member of staff's extension rings every registered contact of that
   extension (``Ring``); a known extension with no registration, or whose phone is logged off, is
   temporarily unavailable (``Reject`` 480).
@@ -42,20 +43,28 @@ BindingsLookup = Callable[[tuple[str, str]], Sequence[BindingRow]]
 
 @dataclass(slots=True, init=False, unsafe_hash=True)
 class Query:
-    """One routing question: who does ``number``, dialled by a phone of ``clinic``, reach?"""
+    """One routing question: who does ``number``, dialled by a phone of ``clinic``, reach?
+    ``caller`` is the caller's extension: a role they hold does not ring their own phones."""
 
     clinic: ClinicEntry
     number: str
     directory: Directory
     bindings: BindingsLookup
+    caller: str
 
     def __init__(
-        self, clinic: ClinicEntry, number: str, directory: Directory, bindings: BindingsLookup
+        self,
+        clinic: ClinicEntry,
+        number: str,
+        directory: Directory,
+        bindings: BindingsLookup,
+        caller: str = "",
     ) -> None:
         self.clinic = clinic
         self.number = number
         self.directory = directory
         self.bindings = bindings
+        self.caller = caller
 
 
 @dataclass(slots=True, init=False, unsafe_hash=True)
@@ -171,7 +180,8 @@ class FeatureCodeResolver:
 def _ring_role(query: Query, role: RoleEntry) -> Decision:
     contacts: list[BindingRow] = []
     for staff in query.directory.holders(role.domain, role.name):
-        if staff.phone_on:
+        # The caller's own phones never ring for their own call; nobody else is unavailable.
+        if staff.phone_on and staff.extension != query.caller:
             contacts.extend(query.bindings((staff.domain, staff.extension)))
     if not contacts:
         return UNAVAILABLE

@@ -23,10 +23,12 @@ ended in an answer, an overflow or a return, or the caller hung up, ringing or w
 ``members_changed`` (a member's call ended, a member logged in, out, on or off, a registration
 came or went), ``on_timer`` (a waiting caller's ``max_wait`` ran out).
 
-The rules. A call when no member is available at all (nobody logged in, logged on and registered)
-is diverted at once: a queue with nobody to serve it is no queue. When everyone leaves while
-callers wait, the waiting callers are diverted for the same reason (at closing time they get the
-overflow, not minutes of hold music). Otherwise the call joins the queue and the queue is served:
+The rules. The caller's own phones never ring for their call: a member calling their own group
+is left out of every decision about that call (but not of other calls). A call when no member is
+available at all (nobody logged in, logged on and registered, the caller aside) is diverted at
+once: a queue with nobody to serve it is no queue. When everyone leaves while callers wait, the
+waiting callers are diverted for the same reason (at closing time they get the overflow, not
+minutes of hold music). Otherwise the call joins the queue and the queue is served:
 while fewer calls of the group are being offered than there are members who may ring (available,
 and not in a call unless the group has ``ring_busy``), the head of the queue starts its hunt. So
 an arriving call rings at once when the queue is empty and a member is free, an acute call goes
@@ -176,6 +178,9 @@ class CallDistributor:
         self.queue = GroupQueue(group.max_wait)
         self._rng = rng if rng is not None else random.Random()
         self._offered: set[str] = set()  # calls whose hunt runs now
+        # The calling extension of each call (from the group's clinic) offered or waiting: a
+        # member's own phones never ring for their own call.
+        self._callers: dict[str, str] = {}
 
     @property
     def offered(self) -> frozenset[str]:
@@ -192,13 +197,23 @@ class CallDistributor:
         self.queue.max_wait = group.max_wait
 
     def arrive(
-        self, call_key: str, acute: bool, candidates: Sequence[Candidate], now: float
+        self,
+        call_key: str,
+        acute: bool,
+        candidates: Sequence[Candidate],
+        now: float,
+        *,
+        caller: str | None = None,
     ) -> list[DistributorCommand]:
-        """A call for the group: ring it, queue it, or divert it."""
+        """A call for the group: ring it, queue it, or divert it. ``caller`` is the calling
+        extension: a member calling their own group is not rung for it, and when nobody else is
+        available the call is diverted as for a group with nobody available."""
         if call_key in self.queue or call_key in self._offered:
             raise ValueError(f"call {call_key!r} is already with this group")
-        if not any_available(self.group, candidates):
+        if not any_available(self.group, _others(candidates, caller)):
             return [Divert(call_key, Overflow(self.group.overflow, OverflowCause.NOBODY_AVAILABLE))]
+        if caller is not None:
+            self._callers[call_key] = caller
         self.queue.join(call_key, acute, now)
         commands = self._serve(candidates, now)
         position = self.queue.position(call_key)
@@ -206,6 +221,7 @@ class CallDistributor:
             return commands
         if self.group.max_wait <= 0:
             self.queue.leave(call_key)
+            self._callers.pop(call_key, None)
             return [*commands, Divert(call_key, Overflow(self.group.overflow, OverflowCause.ALL_BUSY))]
         return [*commands, Wait(call_key, position)]
 
@@ -213,35 +229,57 @@ class CallDistributor:
         """A call no longer needs the group (answered, overflowed, returned, or the caller left)."""
         self.queue.leave(call_key)
         self._offered.discard(call_key)
+        self._callers.pop(call_key, None)
         return self.members_changed(candidates, now)
 
     def members_changed(self, candidates: Sequence[Candidate], now: float) -> list[DistributorCommand]:
-        """Members came, went, or finished a call: serve the queue, or divert it if nobody is left."""
-        if not any_available(self.group, candidates):
-            overflow = Overflow(self.group.overflow, OverflowCause.NOBODY_AVAILABLE)
-            return [Divert(self.queue.pop().call_key, overflow) for _ in range(len(self.queue))]
-        return self._serve(candidates, now)
+        """Members came, went, or finished a call: serve the queue, or divert the callers who have
+        nobody left (but, for a member calling their own group, themselves)."""
+        overflow = Overflow(self.group.overflow, OverflowCause.NOBODY_AVAILABLE)
+        commands: list[DistributorCommand] = []
+        for waiting in list(self.queue):
+            if not any_available(self.group, _others(candidates, self._callers.get(waiting.call_key))):
+                self.queue.leave(waiting.call_key)
+                self._callers.pop(waiting.call_key, None)
+                commands.append(Divert(waiting.call_key, overflow))
+        return commands + self._serve(candidates, now)
 
     def on_timer(self, now: float) -> list[DistributorCommand]:
         """Divert the callers who have waited ``max_wait``."""
         overflow = Overflow(self.group.overflow, OverflowCause.WAIT_EXPIRED)
-        return [Divert(waiting.call_key, overflow) for waiting in self.queue.expired(now)]
+        expired = self.queue.expired(now)
+        for waiting in expired:
+            self._callers.pop(waiting.call_key, None)
+        return [Divert(waiting.call_key, overflow) for waiting in expired]
 
     def next_deadline(self) -> float:
         """When ``on_timer`` is next due; ``math.inf`` when nobody waits."""
         return self.queue.next_deadline()
 
     def _serve(self, candidates: Sequence[Candidate], now: float) -> list[DistributorCommand]:
-        free = len(eligible(self.group, candidates))
         commands: list[DistributorCommand] = []
-        while self.queue and len(self._offered) < free:
-            waiting = self.queue.pop()
-            hunt = Hunt(self.group, candidates, self.memory, self._rng)
+        while (waiting := self.queue.head()) is not None:
+            # Counted for the caller at the head: a member calling their own group is free, but
+            # not for that call.
+            theirs = _others(candidates, self._callers.get(waiting.call_key))
+            if len(self._offered) >= len(eligible(self.group, theirs)):
+                break
+            self.queue.pop()
+            hunt = Hunt(self.group, theirs, self.memory, self._rng)
             started = tuple(hunt.start(now))
             if not hunt.done:  # a zero ring_timeout ends a hunt as it starts
                 self._offered.add(waiting.call_key)
+            else:
+                self._callers.pop(waiting.call_key, None)
             commands.append(StartHunt(waiting.call_key, hunt, started))
         return commands
+
+
+def _others(candidates: Sequence[Candidate], caller: str | None) -> Sequence[Candidate]:
+    """The candidates but the caller: a member's phones never ring for their own call."""
+    if caller is None:
+        return candidates
+    return [candidate for candidate in candidates if candidate.extension != caller]
 
 
 __all__ = [

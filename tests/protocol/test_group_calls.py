@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+import pytest
+
 from sentral.config.directory import (
     Directory,
     GroupEntry,
@@ -20,7 +22,7 @@ from sentral.config.directory import (
     Strategy,
 )
 from sentral.config.store import BindingRow
-from sentral.pbx.call import CallControl, CallState
+from sentral.pbx.call import CallControl, Caller, CallState
 from sentral.pbx.hunting import Hunting
 from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
@@ -136,20 +138,23 @@ class Clinic:
         )
         self.calls = 0
 
-    def dial(self, number: str, now: float = 0.0, *, headers: str = "") -> ServerTransaction:
+    def dial(
+        self, number: str, now: float = 0.0, *, headers: str = "", caller: Caller = CALLER
+    ) -> ServerTransaction:
         self.calls += 1
+        ext = caller.extension
         request = parse(
             f"INVITE sip:{number}@clinic.test SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP 127.0.0.1:4001;branch={new_branch()};rport\r\nMax-Forwards: 70\r\n"
-            f'From: "Alice" <sip:1001@clinic.test>;tag=a{self.calls}\r\nTo: <sip:{number}@clinic.test>\r\n'
-            f"Call-ID: call-{self.calls}@phone\r\nCSeq: 1 INVITE\r\nContact: <sip:1001@127.0.0.1:4001>\r\n"
+            f'From: "Alice" <sip:{ext}@clinic.test>;tag=a{self.calls}\r\nTo: <sip:{number}@clinic.test>\r\n'
+            f"Call-ID: call-{self.calls}@phone\r\nCSeq: 1 INVITE\r\nContact: <sip:{ext}@127.0.0.1:4001>\r\n"
             f"{headers}Content-Type: application/sdp\r\n",
             SDP_A,
         )
         [event, *_] = self.layer.receive(request, (ALICE.host, ALICE.port), False, now)
         assert isinstance(event, RequestReceived)
         tx = event.tx
-        self.cc.on_invite(tx, request, ALICE, CALLER, now, acute="Priority: emergency" in headers)
+        self.cc.on_invite(tx, request, ALICE, caller, now, acute="Priority: emergency" in headers)
         return tx
 
     def invites(self, extension: str) -> list[tuple[Request, ClientTransaction]]:
@@ -337,6 +342,59 @@ def test_a_feature_code_is_carried_out_then_answered_and_hung_up() -> None:
     [report] = c.port.reports
     assert report.callee_name == "logged in to reception"
     assert c.statuses(a)[0] == 100
+
+
+def member(extension: str) -> Caller:
+    """A member of staff of the clinic as the caller."""
+    return Caller(CLINIC, extension, f"Staff {extension}")
+
+
+@pytest.mark.parametrize("strategy", [Strategy.RINGALL, Strategy.LINEAR])
+def test_calling_your_own_group_never_rings_your_own_phone(strategy: Strategy) -> None:
+    c = Clinic(group(strategy))
+    a = c.dial("500", caller=member("2002"))
+    for other in ("2001", "2003"):
+        if not c.invites(other):
+            c.tick(10.0)  # a hunt: the next member's turn
+        assert len(c.invites(other)) == 1
+        c.reply(other, 486, 10.0)
+    assert c.invites("2002") == []
+    assert c.statuses(a)[-1] == 486
+
+
+@pytest.mark.parametrize("overflow", [None, "1002"])
+def test_a_group_of_only_the_caller_answers_as_a_group_with_nobody_available(overflow: str | None) -> None:
+    nobody = Clinic(group(members=("2001",), logged_out=("2001",), overflow=overflow))
+    n = nobody.dial("500")
+    only_me = Clinic(group(members=("2001",), overflow=overflow))
+    m = only_me.dial("500", caller=member("2001"))
+    assert only_me.invites("2001") == []
+    assert only_me.statuses(m) == nobody.statuses(n)
+    assert len(only_me.invites("1002")) == len(nobody.invites("1002")) == (1 if overflow else 0)
+    if overflow is None:
+        assert [r.cause for r in only_me.port.reports] == ["reception: nobody available"]
+
+
+def test_a_member_calling_their_own_queue_waits_for_a_colleague_instead_of_ringing_themselves() -> None:
+    c = Clinic(group(Strategy.RINGALL, members=("2001", "2002")))
+    c.dial("500")
+    c.reply("2001", 200, 0.5)  # 2001 is in a call now; 2002 was cancelled
+    assert c.cancelled("2002")
+    mine = c.dial("500", 1.0, caller=member("2002"))
+    assert len(c.invites("2002")) == 1  # only the first call's
+    assert c.statuses(mine)[-1] == 180  # waiting, with ringback
+    first_request, _ = c.invites("2001")[0]
+    c.cc.on_request(*_bye_from_member(c, first_request), 10.0)
+    assert len(c.invites("2001")) == 2 and len(c.invites("2002")) == 1
+
+
+def test_calling_a_role_you_hold_rings_the_other_holders_only() -> None:
+    c = Clinic(group(), doctors=("2001", "2003"))
+    c.dial("700", caller=member("2001"))
+    assert [len(c.invites(e)) for e in MEMBERS] == [0, 0, 1]
+    alone = Clinic(group(), doctors=("2001",))
+    a = alone.dial("700", caller=member("2001"))
+    assert alone.invites("2001") == [] and alone.statuses(a)[-1] == 480
 
 
 def _bye_from_member(c: Clinic, invite: Request) -> tuple[ServerTransaction, Request]:

@@ -269,3 +269,40 @@ def test_hunts_started_from_the_queue_share_the_group_memory() -> None:
     assert isinstance(first, StartHunt) and isinstance(second, StartHunt)
     assert first.commands == (RingMember("101"),)
     assert second.commands == (RingMember("102"),)
+
+
+# -- a member calling their own group --------------------------------------------------------------
+
+
+def test_a_member_calling_their_own_group_is_not_rung_for_it() -> None:
+    d = CallDistributor(group(), GroupMemory())
+    (start,) = d.arrive("c1", False, members(m101="free", m102="free"), 0.0, caller="101")
+    assert isinstance(start, StartHunt)
+    assert start.commands == (RingMember("102"),)
+
+
+def test_a_member_calling_a_group_with_nobody_else_gets_what_nobody_available_gets() -> None:
+    d = CallDistributor(group(), GroupMemory())
+    nobody = Overflow("300", OverflowCause.NOBODY_AVAILABLE)
+    assert d.arrive("c1", False, members(m101="free", m102="away"), 0.0, caller="101") == [
+        Divert("c1", nobody)
+    ]
+    assert d.arrive("c2", False, members(m101="away", m102="away"), 0.0) == [Divert("c2", nobody)]
+    assert len(d.queue) == 0
+
+
+def test_a_member_waits_for_a_busy_colleague_rather_than_ringing_themselves() -> None:
+    d = CallDistributor(group(), GroupMemory())
+    # 101 is free, but it is 101 calling: the call waits for 102.
+    assert d.arrive("c1", False, members(m101="free", m102="busy"), 0.0, caller="101") == [Wait("c1", 1)]
+    assert d.members_changed(members(m101="free", m102="busy"), 1.0) == []
+    (start,) = d.members_changed(members(m101="free", m102="free"), 2.0)
+    assert isinstance(start, StartHunt) and start.commands == (RingMember("102"),)
+    # 102 leaves while 101 waits for them: 101's call is diverted, another caller's is not.
+    d2 = CallDistributor(group(), GroupMemory())
+    d2.arrive("own", False, members(m101="free", m102="busy"), 0.0, caller="101")
+    d2.arrive("other", False, members(m101="busy", m102="busy"), 0.0)
+    assert d2.members_changed(members(m101="busy", m102="away"), 1.0) == [
+        Divert("own", Overflow("300", OverflowCause.NOBODY_AVAILABLE))
+    ]
+    assert d2.position("other") == 1

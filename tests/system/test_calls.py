@@ -268,6 +268,22 @@ def test_unknown_extension_is_404_and_unregistered_one_480(
     assert row["status_to_caller"] == status and row["callee"] == ext
 
 
+def test_a_domain_not_served_is_404_and_the_servers_own_address_dials_the_callers_clinic(
+    clinic: SentralServer, softphone_factory: Callable[..., Softphone]
+) -> None:
+    alice = phone_for(softphone_factory, clinic, "1001")
+    bob = phone_for(softphone_factory, clinic, "1002")
+    out = alice.call("1001", "sip:1002@other.example")
+    assert alice.wait_call_state(out, "DISCONNECTED")["code"] == 404
+    time.sleep(0.5)
+    assert bob.events("incoming_call") == []
+    # A phone with an outbound proxy and no DNS dials the server's address: the call is the clinic's.
+    out = alice.call("1001", f"sip:1002@{clinic.address}")
+    incoming = bob.wait_incoming("1002")["call"]
+    bob.hangup(incoming, code=486)
+    assert alice.wait_call_state(out, "DISCONNECTED")["code"] == 486
+
+
 def test_sigterm_drains_calls_then_exits(tmp_path: Path, softphone_factory: Callable[..., Softphone]) -> None:
     server = start_clinic(tmp_path, "--drain-timeout", "2")
     try:

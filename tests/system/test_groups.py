@@ -287,3 +287,27 @@ def test_a_feature_code_logs_the_caller_in_to_their_functions(
     desk = phones(softphone_factory, clinic, "desk", ("1001",))
     desk.call("1001", dial("600"))
     rings(staff, "2001")
+
+
+def test_a_member_calling_their_own_group_rings_the_others_and_none_of_their_own_phones(
+    clinic: SentralServer, softphone_factory: Callable[..., Softphone]
+) -> None:
+    apply(clinic, "group", "add", "lab", "--number", "500", "--strategy", "ringall",
+          "--member", "2001", "--member", "2002")  # fmt: skip
+    apply(clinic, "group", "add", "solo", "--number", "600", "--member", "2001")
+    desk = phones(softphone_factory, clinic, "desk", ("2001",))
+    mobile = phones(softphone_factory, clinic, "mobile", ("2001",))
+    colleague = phones(softphone_factory, clinic, "colleague", ("2002",))
+    out = desk.call("2001", dial("500"))
+    ringing = rings(colleague, "2002")["call"]
+    never_rings(mobile, "2001")
+    assert not desk.events("incoming_call", account="2001")
+    colleague.hangup(ringing, code=486)
+    assert desk.wait_call_state(out, "DISCONNECTED")["code"] == 486
+    # A group of the caller alone: what a group with nobody available answers.
+    alone = desk.call("2001", dial("600"))
+    assert desk.wait_call_state(alone, "DISCONNECTED")["code"] == 480
+    never_rings(mobile, "2001", within=0.5)
+    rows = records(clinic, 2)
+    assert [row["hangup_reason"] for row in rows] == ["lab: rejected by all", "solo: nobody available"], rows
+

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.system.peers import free_port, wait_until
-from tests.system.server import SentralServer
+from tests.system.server import SentralServer, sentral_command
 from tests.system.sipclient import DOMAIN, SipClient
 
 
@@ -49,6 +49,78 @@ def tls_server(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[tuple
         yield server, port
     finally:
         server.stop()
+
+
+def serve_refused(server: SentralServer, *args: str) -> str:
+    """Run ``sentral serve ARGS`` on the server's database, expecting it to refuse to start: its
+    stderr, once it has exited 1 without a traceback."""
+    command = [*sentral_command(), "--db", server.db_url, "serve", *args]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, env=server.env)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"$ {' '.join(command)}\nstarted serving instead of refusing to") from exc
+    assert done.returncode == 1, done
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.stderr
+
+
+def test_a_second_server_on_the_same_udp_port_refuses_to_start(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    server.start()
+    try:
+        for transport in ("udp", "tcp"):
+            said = serve_refused(server, "--listen", f"{transport}:{server.address}")
+            sentence = f"cannot listen on {transport}:{server.address}: the {transport.upper()} port"
+            assert sentence in said, said
+            assert "is in use" in said and "another server" in said, said
+        host, port = server.address.split(":")
+        with SipClient(host, int(port)) as client:  # the first server still has the traffic
+            assert client.options().startswith("SIP/2.0 200")
+    finally:
+        server.stop()
+
+
+def test_a_listen_host_that_does_not_resolve_is_named(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    said = serve_refused(server, "--listen", "udp:no-such-host.invalid:5060")
+    sentence = "cannot listen on udp:no-such-host.invalid:5060: the host no-such-host.invalid does not resolve"
+    assert sentence in said, said
+    assert "another server" not in said, said
+
+
+@pytest.mark.parametrize(
+    ("cert_file", "key_file", "says"),
+    [
+        ("junk", "key", "the TLS certificate {junk} holds no PEM certificate"),
+        ("key", "cert", "the TLS certificate {key} holds no PEM certificate"),
+        ("cert", "junk", "the TLS private key {junk} holds no PEM private key"),
+        ("cert", "other_key", "the TLS private key {other_key} does not belong to the certificate {cert}"),
+        ("cert", "locked_key", "the TLS private key {locked_key} is protected by a passphrase"),
+        ("cert", "missing", "cannot read the TLS private key {missing}: No such file or directory"),
+    ],
+)
+def test_a_tls_certificate_or_key_that_cannot_be_used_is_named(
+    tmp_path: Path, certificate: tuple[Path, Path], cert_file: str, key_file: str, says: str
+) -> None:
+    cert, key = certificate
+    junk, other_key, locked_key = (tmp_path / f"{name}.pem" for name in ("junk", "other-key", "locked-key"))
+    junk.write_text("not a certificate\n")
+    subprocess.run(["openssl", "genrsa", "-out", str(other_key), "2048"], check=True, capture_output=True)
+    subprocess.run(
+        ["openssl", "genrsa", "-aes256", "-passout", "pass:secret", "-out", str(locked_key), "2048"],
+        check=True,
+        capture_output=True,
+    )
+    files = {
+        "cert": cert, "key": key, "junk": junk, "other_key": other_key, "locked_key": locked_key,
+        "missing": tmp_path / "missing.pem",
+    }  # fmt: skip
+    server = make_server(tmp_path)
+    listen = f"tls:127.0.0.1:{free_port()}"
+    said = serve_refused(
+        server, "--listen", listen, "--cert", str(files[cert_file]), "--key", str(files[key_file])
+    )
+    assert says.format(**files) in said, said
 
 
 def test_register_over_tls(tls_server: tuple[SentralServer, int]) -> None:

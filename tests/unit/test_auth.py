@@ -16,6 +16,7 @@ from sentral.pbx.sip.auth import (
     ALGORITHMS,
     Credentials,
     DigestAuthority,
+    UnsupportedScheme,
     Verdict,
     compute_ha1,
     compute_response,
@@ -551,3 +552,13 @@ def test_format_then_parse_round_trips(
     # Algorithm names are case-insensitive; known ones come back in their canonical spelling.
     assert parsed.algorithm.lower() == algorithm.lower()
     assert replace(parsed, algorithm=algorithm) == creds
+
+
+def test_credentials_of_another_scheme_are_told_apart_from_malformed_ones() -> None:
+    # A registrar challenges such a request as if it carried no credentials (RFC 4475 §3.3.7).
+    with pytest.raises(UnsupportedScheme) as raised:
+        parse_credentials("NoOneKnowsThisScheme opaque-data=here")
+    assert (raised.value.status, raised.value.scheme) == (400, "NoOneKnowsThisScheme")
+    with pytest.raises(SipError) as malformed:
+        parse_credentials("Digest username=")
+    assert not isinstance(malformed.value, UnsupportedScheme)

@@ -163,13 +163,23 @@ _QUOTED_PAIR_RE = re.compile(r"\\([^\r\n])")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
+class UnsupportedScheme(SipError):
+    """Well-formed credentials of a scheme other than Digest. A server that does not know the
+    scheme ignores them and challenges as if they were absent (RFC 4475 §3.3.7)."""
+
+    def __init__(self, scheme: str) -> None:
+        super().__init__(400, "Unsupported authentication scheme")
+        self.scheme = scheme
+
+
 def parse_credentials(value: str) -> Credentials:
-    """Parse an Authorization / Proxy-Authorization value; ``SipError(400)`` if it is malformed."""
+    """Parse an Authorization / Proxy-Authorization value; ``SipError(400)`` if it is malformed,
+    ``UnsupportedScheme`` (a SipError too) if it is not Digest."""
     m = _SCHEME_RE.match(value)
     if m is None:
         raise SipError(400, "Malformed credentials")
     if m.group(1).lower() != "digest":
-        raise SipError(400, "Unsupported authentication scheme")
+        raise UnsupportedScheme(m.group(1))
     found = _PARAM_RE.findall(value, m.end())
     # A token value is never empty, so an empty token group means the value was quoted.
     params = {name.lower(): token or quoted for name, quoted, token in found}

@@ -648,7 +648,11 @@ def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
     if length is None:
         length = available if datagram else 0
     elif length > available:
-        raise SipError(400, "Body shorter than Content-Length")
+        if first.startswith("SIP/") or first[:4].upper() == "SIP/":
+            raise SipError(400, "Body shorter than Content-Length")
+        # A datagram cut short of its Content-Length: its header fields say where the 400 goes
+        # (RFC 4475 §3.1.2.2, "clerr").
+        raise ParseError(400, "Body shorter than Content-Length", _fields_of(head), is_request=True)
     body = data[body_start : body_start + length]
 
     message: Request | Response
