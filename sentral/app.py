@@ -56,6 +56,7 @@ import functools
 import gc
 import os
 import signal
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -67,10 +68,12 @@ import structlog
 from sentral.config.cdr import PARKED, CallRecord, CdrStore, CdrWriter, LegRecord, LiveCall, LiveCallStore
 from sentral.config.db import StoreError, first_line, make_engine, schema_is_current
 from sentral.config.directory import Directory, GroupKind, directory_version, load_directory
+from sentral.config.file import read_config
 from sentral.config.settings import ServeConfig, media_address
 from sentral.config.spool import BINDING_SPOOL, CDR_SPOOL, default_spool_dir
 from sentral.config.store import BindingStore, ConfigStore, LineState, LineStateStore, LineStatus
 from sentral.config.writer import BindingWriter
+from sentral.logs import set_level
 from sentral.media.anchor import MediaAnchor
 from sentral.media.dtmf import Digit
 from sentral.media.latch import PortPool, PortsExhausted
@@ -283,6 +286,7 @@ class Server:
                 return 1
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         self.serving = True
         log.info(
             "serving",
@@ -339,6 +343,34 @@ class Server:
         if signum == signal.SIGTERM:
             self._drain.set()
         self._stop.set()
+
+    def reload(self) -> None:
+        """SIGHUP: read the TLS certificate and key again, and the config file's log level.
+
+        Calls and registrations are untouched; a file that cannot be used leaves the old setting in
+        force and says why. (Staff, groups and clinics need no reload: CLI changes apply within a
+        second.)
+        """
+        self.notifier.reloading()
+        reloaded: list[str] = []
+        config = self.config
+        context = self.transports.ssl_context
+        if context is not None and config.cert and config.key:
+            try:
+                make_server_ssl_context(config.cert, config.key)  # the files as a whole, with a sentence
+                context.load_cert_chain(config.cert, config.key)  # the listeners' own context
+                reloaded.append("tls")
+            except (TlsFileError, OSError, ssl.SSLError) as exc:
+                log.error("tls_not_reloaded", error=str(exc), action="the certificate in use stays")
+        if config.config_file and config.log_level_from_file:
+            try:
+                level = read_config(Path(config.config_file)).values.get("log-level", "info")
+                set_level(str(level))
+                reloaded.append(f"log-level={level}")
+            except (StoreError, ValueError) as exc:
+                log.error("log_level_not_reloaded", error=str(exc), action="the level in use stays")
+        log.info("reloaded", what=reloaded)
+        self.notifier.ready(f"serving, reloaded {', '.join(reloaded) or 'nothing'}")
 
     async def _keep_watchdog(self, interval: float) -> None:
         """Ping systemd's watchdog from the event loop, at half its interval: a stuck loop stops pinging."""

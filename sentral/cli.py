@@ -105,7 +105,7 @@ from sentral.config.store import (
     validate_name,
     validate_password,
 )
-from sentral.logs import LEVELS, LogFormat, configure
+from sentral.logs import LEVELS, TARGETS, LogFormat, LogTarget, configure
 from sentral.media.sounds import LANGUAGES
 
 DEFAULT_DOMAIN = "clinic.local"
@@ -1953,7 +1953,20 @@ def _check_readable(path: str, what: str) -> None:
     help="Log every SIP message sent and received, at any --log-level (digest responses hidden).",
 )
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
-@click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), default="info", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="What is logged; with a config file, SIGHUP reads its log-level again unless given here.",
+)
+@click.option(
+    "--log-target",
+    type=click.Choice(TARGETS),
+    default="stderr",
+    show_default=True,
+    help="Where the log goes: stderr, the systemd journal (with priorities), or syslog (/dev/log, facility daemon).",
+)
 @click.option(
     "--trust",
     "trusted",
@@ -2083,6 +2096,7 @@ def serve(
     sip_trace: bool,
     log_format: str,
     log_level: str,
+    log_target: str,
     trusted: tuple[str, ...],
     flood_rate: float,
     auth_failures: int,
@@ -2127,8 +2141,16 @@ def serve(
     # The server is imported only here, so that every other command stays light and starts fast.
     from sentral.app import serve as run_server
 
-    configure(cast(LogFormat, log_format), log_level)
+    ctx = click.get_current_context()
+    configure(cast(LogFormat, log_format), log_level, cast(LogTarget, log_target))
+    config_file = ctx.meta.get(_CONFIG_FILE)
+    level_source = ctx.get_parameter_source("log_level")
     config = ServeConfig(
+        log_level=log_level,
+        log_target=log_target,
+        config_file=str(config_file) if config_file is not None else None,
+        log_level_from_file=level_source
+        not in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT),
         db_url=target.url,
         listens=listens,
         cert=cert,

@@ -1,4 +1,5 @@
-"""Logging: structlog configured once by the CLI, to stderr, as console text or JSON lines.
+"""Logging: structlog configured once by the CLI, as console text or JSON lines, to stderr, the
+systemd journal or syslog (``--log-target``).
 
 Call context (``call_id``, ``leg``, ``clinic``) is bound with ``structlog.contextvars`` where a call
 is handled and merged into every event logged underneath, across awaits, without passing loggers
@@ -8,19 +9,46 @@ What an operator turns on by name, such as ``serve --sip-trace``, goes through `
 it shows at any ``--log-level``. Its events keep the debug label, because SIP messages carry phone
 numbers and names, which belong at debug; digest responses are taken out of them
 (``sip_trace_text``), as they are out of every log line.
+
+The level can change while serving (``set_level``, on SIGHUP): loggers cache their bound class on
+first use, so the class is one of Sentral's own whose level methods are swapped in place, and every
+cached logger follows at once. Below the level, a call stays a no-op method, as cheap as before.
+
+The journal is written in its native protocol (one datagram per event, to
+``/run/systemd/journal/socket``): ``MESSAGE``, ``PRIORITY`` from the level and
+``SYSLOG_IDENTIFIER=sentral``, so ``journalctl -u sentral -p warning`` filters by level. Syslog
+gets RFC 3164 lines on ``/dev/log`` (facility daemon). A datagram that cannot be sent (the journal
+restarting, a full buffer) is dropped rather than ever blocking the event loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import socket
+import struct
 import sys
 from typing import Any, Literal
 
 import structlog
 
 LogFormat = Literal["console", "json"]
+LogTarget = Literal["stderr", "journal", "syslog"]
 LEVELS = ("debug", "info", "warning", "error", "critical")
+TARGETS = ("stderr", "journal", "syslog")
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+SYSLOG_SOCKET = "/dev/log"
+IDENTIFIER = "sentral"
+
+# syslog(3) priorities by structlog method name.
+_PRIORITY = {"debug": 7, "info": 6, "msg": 6, "warning": 4, "warn": 4, "error": 3, "err": 3,
+             "exception": 3, "critical": 2, "fatal": 2}  # fmt: skip
+_DAEMON = 3 << 3
+
+# The bound-logger class every cached logger holds; ``set_level`` swaps its methods.
+_wrapper: type | None = None
 
 # The response parameter of an Authorization or Proxy-Authorization header line: enough, with the
 # nonce beside it, to guess the password offline.
@@ -29,16 +57,70 @@ _DIGEST_RESPONSE = re.compile(
 )
 
 
-def configure(log_format: LogFormat, level: str) -> None:
-    """Send structlog and standard logging to stderr at ``level`` in ``log_format``."""
+class DatagramLogger:
+    """A structlog logger that sends each rendered event as one datagram to the journal or syslog."""
+
+    def __init__(self, target: LogTarget, address: str | None = None) -> None:
+        self.target = target
+        self.address = address or (JOURNAL_SOCKET if target == "journal" else SYSLOG_SOCKET)
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._socket.setblocking(False)
+        self._pid = os.getpid()
+
+    def _send(self, priority: int, message: str) -> None:
+        if self.target == "journal":
+            data = _journal_field("MESSAGE", message) + _journal_field("PRIORITY", str(priority))
+            data += _journal_field("SYSLOG_IDENTIFIER", IDENTIFIER) + _journal_field("SYSLOG_PID", str(self._pid))
+        else:
+            # RFC 3164 has no room for line breaks: a multi-line event (a SIP trace) stays one line.
+            flat = message.replace("\r\n", " | ").replace("\n", " | ")
+            data = f"<{_DAEMON | priority}>{IDENTIFIER}[{self._pid}]: {flat}".encode()
+        # Never block or fail the server over a log line.
+        with contextlib.suppress(OSError):
+            self._socket.sendto(data, self.address)
+
+    def __getattr__(self, name: str) -> Any:
+        priority = _PRIORITY.get(name)
+        if priority is None:
+            raise AttributeError(name)
+
+        def log(message: str) -> None:
+            self._send(priority, message)
+
+        return log
+
+
+def _journal_field(key: str, value: str) -> bytes:
+    data = value.encode()
+    if b"\n" in data:
+        return key.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+    return key.encode() + b"=" + data + b"\n"
+
+
+def _numeric(level: str) -> int:
     numeric = logging.getLevelNamesMapping().get(level.upper())
-    if numeric is None:
+    if numeric is None or level.lower() not in LEVELS:
         raise ValueError(f"log level {level!r}: choose one of {', '.join(LEVELS)}")
+    return numeric
+
+
+def configure(
+    log_format: LogFormat, level: str, target: LogTarget = "stderr", *, address: str | None = None
+) -> None:
+    """Send structlog and standard logging to ``target`` at ``level`` in ``log_format``.
+
+    ``address`` replaces the journal's or syslog's socket (for tests).
+    """
+    global _wrapper
+    numeric = _numeric(level)
+    if target not in TARGETS:
+        raise ValueError(f"log target {target!r}: choose one of {', '.join(TARGETS)}")
     renderer: structlog.typing.Processor
     if log_format == "json":
         renderer = structlog.processors.JSONRenderer()
     elif log_format == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        colors = target == "stderr" and sys.stderr.isatty()
+        renderer = structlog.dev.ConsoleRenderer(colors=colors)
     else:
         raise ValueError(f"log format {log_format!r}: choose console or json")
     processors: list[structlog.typing.Processor] = [
@@ -50,14 +132,38 @@ def configure(log_format: LogFormat, level: str) -> None:
     if log_format == "json":
         processors.append(structlog.processors.format_exc_info)
     processors.append(renderer)
+    _wrapper = type("SentralLogger", (structlog.make_filtering_bound_logger(numeric),), {})
+    factory: Any
+    if target == "stderr":
+        factory = structlog.PrintLoggerFactory(sys.stderr)
+    else:
+        shared = DatagramLogger(target, address)
+        factory = lambda *_args: shared  # noqa: E731
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=_wrapper,
+        logger_factory=factory,
         # Configured once at start-up, so loggers can cache their processor chain on first use.
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(stream=sys.stderr, level=numeric, format="%(levelname)s %(name)s: %(message)s", force=True)
+    _stdlib_levels(numeric)
+
+
+def set_level(level: str) -> None:
+    """Change the level of every logger, those already in use included (see the module docstring)."""
+    numeric = _numeric(level)
+    if _wrapper is None:
+        raise RuntimeError("logging is not configured")
+    source = structlog.make_filtering_bound_logger(numeric)
+    for name, value in vars(source).items():
+        if not name.startswith("__"):
+            setattr(_wrapper, name, value)
+    logging.getLogger().setLevel(numeric)
+    _stdlib_levels(numeric)
+
+
+def _stdlib_levels(numeric: int) -> None:
     # Alembic reports every schema check at INFO; only its warnings matter to an operator.
     logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
 
@@ -75,4 +181,14 @@ def sip_trace_text(data: bytes) -> str:
     return _DIGEST_RESPONSE.sub(r'\1"(hidden)"', data.decode("utf-8", "replace"))
 
 
-__all__ = ["LEVELS", "LogFormat", "configure", "sip_trace_text", "unfiltered_logger"]
+__all__ = [
+    "LEVELS",
+    "TARGETS",
+    "DatagramLogger",
+    "LogFormat",
+    "LogTarget",
+    "configure",
+    "set_level",
+    "sip_trace_text",
+    "unfiltered_logger",
+]

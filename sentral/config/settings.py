@@ -134,6 +134,13 @@ class ServeConfig:
     """A directory of the clinic's own recordings, looked in before ``sounds``."""
     language: str = "nb"
     """The language prompts are spoken in."""
+    log_level: str = "info"
+    log_target: str = "stderr"
+    """Where the log goes: stderr, the systemd journal, or syslog."""
+    config_file: str | None = None
+    """The config file serve read, if any: SIGHUP reads its log level again."""
+    log_level_from_file: bool = False
+    """The log level did not come from the command line or environment, so SIGHUP may change it."""
     metrics: str | None = None
     """HOST:PORT of the HTTP listener for /metrics (Prometheus) and /health; None: no listener."""
     spool_dir: str | None = None

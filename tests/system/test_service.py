@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import socket
+import ssl
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.system.peers import REPO_ROOT, Sipp, write_users_csv
+from tests.system.peers import LOOPBACK, REPO_ROOT, Sipp, Softphone, free_port, wait_until, write_users_csv
 from tests.system.server import SentralServer, sentral_command
-from tests.system.test_calls import DOMAIN, SCENARIOS, start_clinic
+from tests.system.test_calls import DOMAIN, SCENARIOS, dial, phone_for, start_clinic
 
 PACKAGING = REPO_ROOT / "packaging"
 
@@ -111,3 +114,64 @@ def test_the_fail2ban_filter_matches_each_failed_login_the_server_logs(
     matched, hosts = fail2ban_matches(log)
     assert matched == failures
     assert set(hosts) == {"127.0.0.1"}
+
+
+def test_sighup_reloads_the_certificate_and_the_config_files_log_level_without_dropping_a_call(
+    tmp_path: Path, softphone_factory: Callable[..., Softphone]
+) -> None:
+    def make_certificate(name: str) -> tuple[Path, Path]:
+        cert, key = tmp_path / f"{name}-cert.pem", tmp_path / f"{name}-key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+             "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        return cert, key
+
+    def served_certificate(port: int) -> bytes:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with socket.create_connection((LOOPBACK, port), timeout=5) as raw, context.wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return der
+
+    first, second = make_certificate("first"), make_certificate("second")
+    live_cert, live_key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    shutil.copy(first[0], live_cert)
+    shutil.copy(first[1], live_key)
+    tls_port = free_port()
+    config = tmp_path / "sentral.toml"
+    config.write_text('log-level = "warning"\n')
+    clinic = start_clinic(
+        tmp_path, "--config", str(config), "--listen", f"tls:{LOOPBACK}:{tls_port}",
+        "--cert", str(live_cert), "--key", str(live_key), "--drain-timeout", "3",
+    )  # fmt: skip
+    try:
+        before = served_certificate(tls_port)
+        alice = phone_for(softphone_factory, clinic, "1001")
+        bob = phone_for(softphone_factory, clinic, "1002")
+        out = alice.call("1001", dial(clinic, "1002"))
+        incoming = bob.wait_incoming("1002")
+        bob.answer(incoming["call"])
+        alice.wait_call_state(out, "CONFIRMED")
+        assert "registered" not in clinic.log_tail()  # info lines are below "warning"
+
+        # certbot renews in place; the operator turns on debug for a while.
+        shutil.copy(second[0], live_cert)
+        shutil.copy(second[1], live_key)
+        config.write_text('log-level = "debug"\n')
+        assert clinic.proc is not None
+        clinic.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reloaded" in clinic.log_tail(), 5, "the reload")
+        assert "tls" in clinic.log_tail() and "log-level=debug" in clinic.log_tail()
+        after = served_certificate(tls_port)
+        assert after != before and after == ssl.PEM_cert_to_DER_cert(second[0].read_text())
+
+        alice.hangup(out)  # the call outlived the reload
+        bob.wait_call_state(incoming["call"], "DISCONNECTED")
+        wait_until(lambda: "call_ended_parties" in clinic.log_tail(), 5, "a debug line after the reload")
+        assert clinic.running() and clinic.starts == 1
+    finally:
+        clinic.stop()

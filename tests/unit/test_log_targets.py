@@ -1,0 +1,85 @@
+"""Log targets (the journal's native protocol, syslog) and changing the level while serving."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from sentral.logs import DatagramLogger, configure, set_level
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[socket.socket, str]]:
+    name = f"sentral-log-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(2)
+        yield sock, "\0" + name
+    configure("console", "info")
+
+
+def journal_fields(data: bytes) -> dict[str, str]:
+    """Parse one native-protocol datagram (plain KEY=value lines and binary-length fields)."""
+    fields: dict[str, str] = {}
+    while data:
+        line, _, rest = data.partition(b"\n")
+        if b"=" in line:
+            key, _, value = line.partition(b"=")
+            fields[key.decode()] = value.decode()
+            data = rest
+        else:
+            (length,) = struct.unpack("<Q", rest[:8])
+            fields[line.decode()] = rest[8 : 8 + length].decode()
+            data = rest[8 + length + 1 :]
+    return fields
+
+
+def test_the_journal_gets_each_event_with_its_priority_and_multi_line_messages_whole(
+    listener: tuple[socket.socket, str],
+) -> None:
+    sock, address = listener
+    configure("console", "info", "journal", address=address)
+    log = structlog.get_logger("sentral")
+    log.warning("auth_failed", remote="203.0.113.7")
+    fields = journal_fields(sock.recv(65536))
+    assert fields["PRIORITY"] == "4" and fields["SYSLOG_IDENTIFIER"] == "sentral"
+    assert "auth_failed" in fields["MESSAGE"] and "remote=203.0.113.7" in fields["MESSAGE"]
+    # A rendered event with line breaks (a SIP message) travels as a binary field, whole.
+    DatagramLogger("journal", address).error("INVITE sip:1002@clinic SIP/2.0\nVia: SIP/2.0/UDP x\n")
+    fields = journal_fields(sock.recv(65536))
+    assert fields["PRIORITY"] == "3" and fields["MESSAGE"] == "INVITE sip:1002@clinic SIP/2.0\nVia: SIP/2.0/UDP x\n"
+    log.debug("below the level")
+    log.info("serving")
+    assert journal_fields(sock.recv(65536))["PRIORITY"] == "6"  # the debug event was never sent
+
+
+def test_syslog_gets_rfc_3164_lines_as_the_daemon_facility(listener: tuple[socket.socket, str]) -> None:
+    sock, address = listener
+    configure("json", "info", "syslog", address=address)
+    structlog.get_logger("sentral").warning("security_blocked", remote="203.0.113.7")
+    line = sock.recv(65536).decode()
+    assert line.startswith("<28>sentral[")  # daemon (3) * 8 + warning (4)
+    assert '"event": "security_blocked"' in line and '"remote": "203.0.113.7"' in line
+
+
+def test_a_new_level_reaches_loggers_already_in_use(listener: tuple[socket.socket, str]) -> None:
+    sock, address = listener
+    configure("console", "warning", "journal", address=address)
+    log = structlog.get_logger("sentral")
+    log.warning("first")  # cached from here on
+    sock.recv(65536)
+    log.info("hidden")
+    set_level("debug")
+    log.debug("shown")
+    assert "shown" in journal_fields(sock.recv(65536))["MESSAGE"]
+    set_level("error")
+    log.warning("hidden again")
+    log.error("last")
+    assert "last" in journal_fields(sock.recv(65536))["MESSAGE"]
+    with pytest.raises(ValueError, match="choose one of"):
+        set_level("loud")
