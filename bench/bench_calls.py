@@ -37,9 +37,11 @@ from loadrun import (
     DOMAIN,
     HEADER,
     Step,
+    add_mode_argument,
     bench_password,
     call_server,
     highest_clean,
+    mode_name,
     print_run,
     run_step,
     step_rates,
@@ -76,6 +78,7 @@ def main() -> int:
         action="store_true",
         help="ACK the 407 with a branch of its own, as the scenario does",
     )
+    add_mode_argument(parser)
     args = parser.parse_args()
     rates = step_rates(args.rates)
     command = "python bench/bench_calls.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -86,7 +89,7 @@ def main() -> int:
         work = Path(tmp)
         scenario = SCENARIOS / "call_auth_uac.xml" if args.scenario_as_is else caller_scenario(work)
         sipp = Sipp(work / "sipp")
-        server = call_server(work, (CALLER, CALLEE))
+        server = call_server(work, (CALLER, CALLEE), tuned=args.tuned)
         server.start()
         assert server.proc is not None
         uas_port = free_port()
@@ -138,7 +141,7 @@ def main() -> int:
         rows.append(f"baseline (SIPp uac -> SIPp uas): {base.completed_per_second:.0f} calls/s")
     if best is not None and base is not None:
         rows.append(f"ratio Sentral / baseline: {best.completed_per_second / base.completed_per_second:.2f}")
-    print_run("Calls through the B2BUA over UDP (INVITE, 180, 200, ACK, BYE)", command, rows)
+    print_run(f"Calls through the B2BUA over UDP (INVITE, 180, 200, ACK, BYE), {mode_name(args.tuned)}", command, rows)
     return 0
 
 

@@ -63,7 +63,7 @@ from bench_call_path import (  # noqa: E402
     proxy_authorization,
     to_tag,
 )
-from loadrun import bench_password, call_server, process_cpu, process_rss  # noqa: E402
+from loadrun import add_mode_argument, bench_password, call_server, mode_name, process_cpu, process_rss  # noqa: E402
 
 from sentral.pbx.endpoint import Endpoint  # noqa: E402
 from sentral.pbx.guard import Guard  # noqa: E402
@@ -120,7 +120,9 @@ def load() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
-def through_server(calls: int, rate: float, settle: float, window: float, milestone: int) -> list[str]:
+def through_server(
+    calls: int, rate: float, settle: float, window: float, milestone: int, *, tuned: bool = False
+) -> list[str]:
     """Hold ``calls`` calls up through a real server; the report's lines."""
     ramp = calls / rate
     hold = ramp + settle + window + 10.0
@@ -134,7 +136,7 @@ def through_server(calls: int, rate: float, settle: float, window: float, milest
     with tempfile.TemporaryDirectory(prefix="sentral-dialogs-") as tmp:
         work = Path(tmp)
         sipp = Sipp(work / "sipp")
-        server = call_server(work, (CALLER, CALLEE))
+        server = call_server(work, (CALLER, CALLEE), tuned=tuned)
         server.start()
         assert server.proc is not None
         server_pid = server.proc.pid
@@ -339,6 +341,7 @@ def main() -> int:
     )
     parser.add_argument("--skip-server", action="store_true")
     parser.add_argument("--skip-in-process", action="store_true")
+    add_mode_argument(parser)
     args = parser.parse_args()
     if min(args.calls, args.in_process, args.milestone) < 1 or args.rate <= 0:
         parser.error("--calls, --in-process, --milestone and --rate must be positive")
@@ -348,9 +351,14 @@ def main() -> int:
         report += asyncio.run(in_process(args.in_process))
         print("\n".join(report), flush=True)
     if not args.skip_server:
-        title = f"{args.calls:,} calls held through the B2BUA over UDP (SIPp uac -> Sentral -> SIPp uas)"
+        title = (
+            f"{args.calls:,} calls held through the B2BUA over UDP (SIPp uac -> Sentral -> SIPp uas), "
+            f"{mode_name(args.tuned)}"
+        )
         print(f"\n{title}\n{'=' * len(title)}", flush=True)
-        report += through_server(args.calls, args.rate, args.settle, args.window, args.milestone)
+        report += through_server(
+            args.calls, args.rate, args.settle, args.window, args.milestone, tuned=args.tuned
+        )
     return 0
 
 

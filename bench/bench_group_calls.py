@@ -26,9 +26,11 @@ from loadrun import (
     DOMAIN,
     HEADER,
     Step,
+    add_mode_argument,
     bench_password,
     call_server,
     highest_clean,
+    mode_name,
     print_run,
     run_step,
     step_rates,
@@ -49,6 +51,7 @@ def main() -> int:
     )
     parser.add_argument("--rates", default="100,200,300,400", help="offered calls a second, in steps")
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each step")
+    add_mode_argument(parser)
     args = parser.parse_args()
     rates = step_rates(args.rates)
     command = "python bench/bench_group_calls.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -59,7 +62,7 @@ def main() -> int:
         work = Path(tmp)
         scenario = caller_scenario(work)
         sipp = Sipp(work / "sipp")
-        server = call_server(work, (CALLER, SINGLE, *MEMBERS))
+        server = call_server(work, (CALLER, SINGLE, *MEMBERS), tuned=args.tuned)
         members = [arg for ext in MEMBERS for arg in ("--member", ext)]
         # SIPp's answering member takes many calls at once, so it must be rung while "busy".
         server.cli(
@@ -120,7 +123,9 @@ def main() -> int:
             f"ratio group / one extension: {best_group.completed_per_second / best_one.completed_per_second:.2f}"
         )
     print_run(
-        "Calls into a ringall group of five members against calls to one extension (UDP)", command, rows
+        f"Calls into a ringall group of five members against calls to one extension (UDP), {mode_name(args.tuned)}",
+        command,
+        rows,
     )
     return 0
 

@@ -8,6 +8,7 @@ absolute figure).
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import sys
@@ -153,14 +154,34 @@ def bench_password(extension: str) -> str:
     return f"pw-{extension}-bench"
 
 
-def call_server(work: Path, extensions: Sequence[str]) -> SentralServer:
+# What --tuned adds to serve's defaults: media passed through and only warnings logged.
+TUNED_ARGS = ("--log-level", "warning", "--direct-media")
+
+
+def add_mode_argument(parser: argparse.ArgumentParser) -> None:
+    """--tuned: measure the tuned mode instead of the configuration a clinic runs."""
+    parser.add_argument(
+        "--tuned",
+        action="store_true",
+        help="serve with " + " ".join(TUNED_ARGS) + " (the tuned mode) instead of serve's defaults "
+        "(media anchored at the relay, calls logged at info), which are what a clinic runs",
+    )
+
+
+def mode_name(tuned: bool) -> str:
+    """How a run's configuration is named in its output."""
+    return "tuned mode (" + " ".join(TUNED_ARGS) + ")" if tuned else "default configuration (media anchored, info logs)"
+
+
+def call_server(work: Path, extensions: Sequence[str], *, tuned: bool = False) -> SentralServer:
     """A server for SIPp call benchmarks, not started yet: the clinic offering MD5 (SIPp speaks no
-    other), ``extensions`` with ``bench_password``, and media passed through (``--direct-media``)
-    so that signalling is what is measured; the relay has a benchmark of its own."""
+    other) and ``extensions`` with ``bench_password``. By default it runs as a clinic runs it,
+    with its media anchored at the relay and calls logged at info; ``tuned`` passes media
+    through and logs only warnings, which measures signalling alone."""
     server = SentralServer(
         f"sqlite:///{work / 'sentral.db'}",
         work,
-        extra_args=("--log-level", "warning", "--drain-timeout", "2", "--direct-media"),
+        extra_args=("--drain-timeout", "2", *(TUNED_ARGS if tuned else ())),
     )
     server.cli_batch(
         ("init", "--domain", DOMAIN),
