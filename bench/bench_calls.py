@@ -43,6 +43,7 @@ from loadrun import (
     highest_clean,
     mode_name,
     print_run,
+    register_extension,
     run_step,
     step_rates,
 )
@@ -93,11 +94,7 @@ def main() -> int:
         server.start()
         assert server.proc is not None
         uas_port = free_port()
-        registration = write_users_csv(work / "callee.csv", [(CALLEE, bench_password(CALLEE), DOMAIN)])
-        registered = sipp.run(
-            server.address, SCENARIOS / "register_auth.xml", users=registration, calls=1, local_port=uas_port,
-            auth_uri=DOMAIN,
-        )  # fmt: skip
+        registered = register_extension(sipp, server, work, CALLEE, uas_port)
         if registered.successful != 1:
             print(f"the callee did not register:\n{registered}")
             server.stop()

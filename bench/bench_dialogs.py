@@ -63,7 +63,15 @@ from bench_call_path import (  # noqa: E402
     proxy_authorization,
     to_tag,
 )
-from loadrun import add_mode_argument, bench_password, call_server, mode_name, process_cpu, process_rss  # noqa: E402
+from loadrun import (  # noqa: E402
+    add_mode_argument,
+    bench_password,
+    call_server,
+    mode_name,
+    process_cpu,
+    process_rss,
+    register_extension,
+)
 
 from sentral.pbx.endpoint import Endpoint  # noqa: E402
 from sentral.pbx.guard import Guard  # noqa: E402
@@ -143,11 +151,7 @@ def through_server(
         emit(f"server: {shlex.join(server.serve_command())}")
         try:
             uas_port = free_port()
-            registration = write_users_csv(work / "callee.csv", [(CALLEE, bench_password(CALLEE), DOMAIN)])
-            registered = sipp.run(
-                server.address, SCENARIOS / "register_auth.xml", users=registration, calls=1,
-                local_port=uas_port, auth_uri=DOMAIN,
-            )  # fmt: skip
+            registered = register_extension(sipp, server, work, CALLEE, uas_port)
             if registered.successful != 1:
                 emit(f"the callee did not register:\n{registered}")
                 return lines

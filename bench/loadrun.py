@@ -21,10 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.system.peers import Sipp, SippResult  # noqa: E402
+from tests.system.peers import Sipp, SippResult, write_users_csv  # noqa: E402
 from tests.system.server import SentralServer  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SCENARIOS = ROOT / "tests" / "system" / "scenarios"
 DOMAIN = "clinic.test"
 
 
@@ -192,6 +193,14 @@ def call_server(work: Path, extensions: Sequence[str], *, tuned: bool = False) -
         ),
     )
     return server
+
+
+def register_extension(sipp: Sipp, server: SentralServer, work: Path, extension: str, port: int) -> SippResult:
+    """Register ``extension`` (with ``bench_password``) from ``port``, where a SIPp uas then listens."""
+    users = write_users_csv(work / f"register-{extension}.csv", [(extension, bench_password(extension), DOMAIN)])
+    return sipp.run(
+        server.address, SCENARIOS / "register_auth.xml", users=users, calls=1, local_port=port, auth_uri=DOMAIN
+    )
 
 
 def print_run(title: str, command: str, lines: list[str]) -> None:

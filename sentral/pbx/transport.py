@@ -507,7 +507,9 @@ def make_server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
             key, f"the TLS private key {key} is protected by a passphrase; give it without one"
         ) from encrypted
     except ssl.SSLError as refused:
-        if refused.reason == "KEY_VALUES_MISMATCH":
+        # ``reason`` is None for some errors although typeshed says str; compiled code checks types.
+        openssl_reason: object = getattr(refused, "reason", None)
+        if openssl_reason == "KEY_VALUES_MISMATCH":
             raise TlsFileError(
                 key, f"the TLS private key {key} does not belong to the certificate {cert}"
             ) from refused

@@ -17,14 +17,10 @@ import pytest
 
 from sentral.config.directory import ClinicEntry, Directory, StaffEntry
 from sentral.pbx.endpoint import Endpoint
-from sentral.pbx.guard import Guard
-from sentral.pbx.location import Location
-from sentral.pbx.registrar import Registrar, RegistrarPolicy
-from sentral.pbx.sip.auth import DigestAuthority, compute_ha1, compute_response
+from sentral.pbx.sip.auth import compute_ha1, compute_response
 from sentral.pbx.sip.message import Response, parse_message
-from sentral.pbx.sip.transaction import TransactionLayer
 from sentral.pbx.transport import Origin
-from tests.protocol.test_presence import LISTEN, FakeTransports, InstantWriter
+from tests.protocol.test_presence import LISTEN, FakeTransports, endpoint_for
 
 CLINIC = "clinic.test"
 OTHER = "other.test"
@@ -44,18 +40,7 @@ def make_endpoint(*domains: str) -> tuple[Endpoint, FakeTransports]:
     staff = {key: entry for domain in domains for key, entry in people(domain).items()}
     clinics = {domain: ClinicEntry(domain, domain, ("MD5",)) for domain in domains}
     directory = Directory(1, MappingProxyType(clinics), MappingProxyType(staff))
-    transports = FakeTransports()
-    location = Location()
-    endpoint = Endpoint(
-        transports,  # type: ignore[arg-type]
-        TransactionLayer(),
-        Registrar(DigestAuthority(b"k" * 32), location, RegistrarPolicy()),
-        location,
-        InstantWriter(),  # type: ignore[arg-type]
-        Guard(),
-        lambda: directory,
-    )
-    return endpoint, transports
+    return endpoint_for(lambda: directory)
 
 
 @dataclass

@@ -4,7 +4,6 @@ events with their level, as the configured renderer would print them."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import re
 import time
 from collections.abc import Iterator
@@ -18,13 +17,10 @@ from sentral.config.directory import ClinicEntry, Directory, RoleEntry, StaffEnt
 from sentral.config.settings import Listen
 from sentral.pbx.call import CallReport
 from sentral.pbx.endpoint import Endpoint
-from sentral.pbx.guard import Guard
-from sentral.pbx.location import Location
-from sentral.pbx.registrar import Registrar, RegistrarPolicy
-from sentral.pbx.sip.auth import DigestAuthority, compute_ha1, compute_response
-from sentral.pbx.sip.message import Response, parse_message
-from sentral.pbx.sip.transaction import TransactionLayer
-from sentral.pbx.transport import Origin, Target
+from sentral.pbx.sip.auth import compute_ha1, compute_response
+from sentral.pbx.sip.message import Response
+from sentral.pbx.transport import Origin
+from tests.protocol.test_presence import FakeTransports, endpoint_for
 
 DOMAIN = "clinic.test"
 LISTEN = Listen("udp", "127.0.0.1", 5060)
@@ -47,45 +43,10 @@ def directory() -> Directory:
     )
 
 
-class FakeTransports:
-    def __init__(self) -> None:
-        self.bound = [LISTEN]
-        self.sent: list[bytes] = []
-
-    def send(self, data: bytes, target: Target) -> bool:
-        self.sent.append(data)
-        return True
-
-    def last(self) -> Response:
-        message = parse_message(self.sent[-1])
-        assert isinstance(message, Response)
-        return message
-
-
-class InstantWriter:
-    """Commits binding changes at once (the endpoint applies them from the future's callback)."""
-
-    def submit(self, upserts: object, deletes: object) -> concurrent.futures.Future[None]:
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        future.set_result(None)
-        return future
-
-
 @pytest.fixture
 def world() -> Iterator[tuple[Endpoint, FakeTransports]]:
-    transports = FakeTransports()
-    location = Location()
     people = directory()
-    endpoint = Endpoint(
-        transports,  # type: ignore[arg-type]
-        TransactionLayer(),
-        Registrar(DigestAuthority(b"k" * 32), location, RegistrarPolicy()),
-        location,
-        InstantWriter(),  # type: ignore[arg-type]
-        Guard(),
-        lambda: people,
-    )
-    yield endpoint, transports
+    yield endpoint_for(lambda: people)
 
 
 class Phone:

@@ -14,15 +14,13 @@ import pytest
 
 from sentral.config.directory import ClinicEntry, Directory
 from sentral.pbx.endpoint import Endpoint
-from sentral.pbx.guard import Guard
 from sentral.pbx.location import Location
 from sentral.pbx.registrar import AuthOutcome, Registrar, RegistrarPolicy
 from sentral.pbx.sip.auth import DigestAuthority, compute_ha1, compute_response
 from sentral.pbx.sip.message import Response
-from sentral.pbx.sip.transaction import TransactionLayer
 from sentral.pbx.transport import Origin
 from tests.protocol.test_overload import invite
-from tests.protocol.test_presence import LISTEN, FakeTransports, InstantWriter, raw_subscribe
+from tests.protocol.test_presence import LISTEN, FakeTransports, endpoint_for, raw_subscribe
 from tests.protocol.test_registrar import DOMAIN, Phone, run, staff
 
 BOTH = ("SHA-256", "MD5")
@@ -119,17 +117,7 @@ def test_an_unknown_extension_is_challenged_exactly_as_one_that_follows_the_clin
 
 
 def endpoint(people: Directory) -> tuple[Endpoint, FakeTransports]:
-    transports = FakeTransports()
-    location = Location()
-    return Endpoint(
-        transports,  # type: ignore[arg-type]
-        TransactionLayer(),
-        Registrar(DigestAuthority(b"k" * 32), location, RegistrarPolicy()),
-        location,
-        InstantWriter(),  # type: ignore[arg-type]
-        Guard(),
-        lambda: people,
-    ), transports
+    return endpoint_for(lambda: people)
 
 
 def only_response(transports: FakeTransports) -> Response:

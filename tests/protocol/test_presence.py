@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -585,6 +586,12 @@ class FakeTransports:
         self.sent.clear()
         return out
 
+    def last(self) -> Response:
+        """The last message sent, which must be a response."""
+        message = parse_message(self.sent[-1][0])
+        assert isinstance(message, Response)
+        return message
+
 
 class InstantWriter:
     """Commits binding changes at once (the endpoint applies them from the future's callback)."""
@@ -595,11 +602,10 @@ class InstantWriter:
         return future
 
 
-@pytest.fixture
-def endpoint() -> tuple[Endpoint, FakeTransports]:
+def endpoint_for(people: Callable[[], Directory]) -> tuple[Endpoint, FakeTransports]:
+    """An endpoint over fake transports and an instant binding writer, serving ``people``."""
     transports = FakeTransports()
     location = Location()
-    people = directory()
     endpoint = Endpoint(
         transports,  # type: ignore[arg-type]
         TransactionLayer(),
@@ -607,9 +613,15 @@ def endpoint() -> tuple[Endpoint, FakeTransports]:
         location,
         InstantWriter(),  # type: ignore[arg-type]
         Guard(),
-        lambda: replace(people, clinics=MappingProxyType({DOMAIN: CLINIC})),
+        people,
     )
     return endpoint, transports
+
+
+@pytest.fixture
+def endpoint() -> tuple[Endpoint, FakeTransports]:
+    people = replace(directory(), clinics=MappingProxyType({DOMAIN: CLINIC}))
+    return endpoint_for(lambda: people)
 
 
 def raw_subscribe(cseq: int, method_auth: str = "", *, port: int = 4001, event: str = "dialog") -> bytes:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.system.peers import Sipp, free_port, wait_until, write_users_csv
+from tests.system.peers import Sipp, SippProcess, free_port, wait_until, write_users_csv
+from tests.system.server import SentralServer
 from tests.system.test_calls import DOMAIN, SCENARIOS, register_sipp_uas, start_clinic
 from tests.system.test_registration import add_users
 
@@ -49,6 +52,35 @@ def finished_calls(log: Path) -> dict[str, str]:
     return done
 
 
+@contextlib.contextmanager
+def logged_calls(
+    sipp: Sipp, clinic: SentralServer, tmp_path: Path, callers: list[tuple[str, str]], *, rate: float, timeout: float
+) -> Iterator[tuple[SippProcess, LogFollower]]:
+    """A SIPp uas registered as 1002 and a SIPp uac calling it once from each of ``callers`` at
+    ``rate``, logging each call whose BYE got its 200 (see ``finished_calls``); yields the uac
+    and a follower of that log once both run."""
+    uas_port = free_port()
+    register_sipp_uas(sipp, clinic, tmp_path, "1002", uas_port)
+    users = write_users_csv(tmp_path / "callers.csv", [(ext, pw, DOMAIN, "1002") for ext, pw in callers])
+    log = tmp_path / "finished.log"
+    with (
+        sipp.running(None, "uas", local_port=uas_port, timeout=timeout + 10) as uas,
+        sipp.running(
+            clinic.address,
+            SCENARIOS / "call_auth_uac_logged.xml",
+            users=users,
+            calls=len(callers),
+            rate=rate,
+            limit=50,
+            timeout=timeout,
+            auth_uri=DOMAIN,
+            extra=["-trace_logs", "-log_file", str(log)],
+        ) as uac,
+    ):
+        uas.wait_listening()
+        yield uac, LogFollower(log)
+
+
 def test_sigkill_during_call_load_loses_no_record_of_a_finished_call(sipp: Sipp, tmp_path: Path) -> None:
     """SIPp uac -> Sentral -> SIPp uas at 50 calls/s of short calls; kill -9 mid-run; restart.
 
@@ -68,35 +100,16 @@ def test_sigkill_during_call_load_loses_no_record_of_a_finished_call(sipp: Sipp,
         callers = [(str(20000 + i), f"password-{i:04d}") for i in range(CALLS)]
         add_users(clinic, callers, tmp_path / "staff.csv")
         clinic.wait_loaded()  # the running server picks the new staff up within half a second
-        uas_port = free_port()
-        register_sipp_uas(sipp, clinic, tmp_path, "1002", uas_port)
-        users = write_users_csv(tmp_path / "callers.csv", [(ext, pw, DOMAIN, "1002") for ext, pw in callers])
-        log = tmp_path / "finished.log"
-        with (
-            sipp.running(None, "uas", local_port=uas_port, timeout=60) as uas,
-            sipp.running(
-                clinic.address,
-                SCENARIOS / "call_auth_uac_logged.xml",
-                users=users,
-                calls=CALLS,
-                rate=RATE,
-                limit=50,
-                timeout=50,
-                auth_uri=DOMAIN,
-                extra=["-trace_logs", "-log_file", str(log)],
-            ) as uac,
-        ):
-            uas.wait_listening()
+        with logged_calls(sipp, clinic, tmp_path, callers, rate=RATE, timeout=50) as (uac, follower):
             # Kill within a millisecond or so of a BYE being answered: if the answer went out before
             # the record was on disk, this is the moment that loses it.
-            follower = LogFollower(log)
             wait_until(lambda: follower.poll() >= 150, 30, "150 finished calls", interval=0.001)
             clinic.kill()  # while other calls are being set up and talked
             killed_at = time.time()
             time.sleep(1.0)  # answers in flight reach SIPp; none can come from a dead server
             uac.stop()
             result = uac.wait(1.0)
-        finished = finished_calls(log)
+        finished = finished_calls(follower.path)
         assert 150 <= len(finished) < CALLS, result
 
         clinic.start()

@@ -17,8 +17,8 @@ import pytest
 from tests.system.peers import LOOPBACK, Sipp, free_port, wait_until, write_users_csv
 from tests.system.postgres import PrivatePostgres
 from tests.system.server import SentralServer
-from tests.system.test_call_crash import LogFollower, finished_calls
-from tests.system.test_calls import DOMAIN, SCENARIOS, register_sipp_uas
+from tests.system.test_call_crash import finished_calls, logged_calls
+from tests.system.test_calls import DOMAIN, SCENARIOS
 from tests.system.test_metrics import get, scrape
 
 CALLS = 500
@@ -66,29 +66,10 @@ def test_a_database_restart_under_load_loses_no_record_and_no_binding(
     clinic.cli("user", "import", str(staff))
     clinic.start()
     try:
-        uas_port = free_port()
-        register_sipp_uas(sipp, clinic, tmp_path, "1002", uas_port)
         phones = write_users_csv(tmp_path / "phones.csv", [(ext, pw, DOMAIN) for ext, pw in PHONES[:-1]])
         phone_port = free_port()
         assert register(sipp, clinic, phones, phone_port, len(PHONES) - 1) == len(PHONES) - 1
-        users = write_users_csv(tmp_path / "callers.csv", [(ext, pw, DOMAIN, "1002") for ext, pw in callers])
-        log = tmp_path / "finished.log"
-        with (
-            sipp.running(None, "uas", local_port=uas_port, timeout=90) as uas,
-            sipp.running(
-                clinic.address,
-                SCENARIOS / "call_auth_uac_logged.xml",
-                users=users,
-                calls=CALLS,
-                rate=RATE,
-                limit=50,
-                timeout=80,
-                auth_uri=DOMAIN,
-                extra=["-trace_logs", "-log_file", str(log)],
-            ) as uac,
-        ):
-            uas.wait_listening()
-            follower = LogFollower(log)
+        with logged_calls(sipp, clinic, tmp_path, callers, rate=RATE, timeout=80) as (uac, follower):
             wait_until(lambda: follower.poll() >= 60, 30, "60 finished calls")
             postgres.stop()
             stopped_at = time.monotonic()
@@ -130,7 +111,7 @@ def test_a_database_restart_under_load_loses_no_record_and_no_binding(
         assert event in log_text, f"{event} not in the log:\n{clinic.log_tail()}"
     # An outage is told once, not at every retry.
     assert log_text.count("directory_reload_failed") == 1, clinic.log_tail()
-    finished = finished_calls(log)
+    finished = finished_calls(follower.path)
     assert len(finished) == CALLS
     by_caller: dict[str, int] = {}
     for row in rows:
