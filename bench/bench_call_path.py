@@ -24,6 +24,7 @@ difference between two runs, which cancels start-up:
         .venv/bin/python bench/bench_call_path.py --no-gc --n N      # for N = 200 and 500
 
     .venv/bin/python bench/bench_call_path.py [--n 20000] [--profile] [--gc] [--default-gc] [--no-gc]
+        [--anchored] [--log-level info]       # serve's defaults: media anchored, calls logged at info
 """
 
 from __future__ import annotations
@@ -42,12 +43,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sentral.app import call_record, tune_gc
+from sentral.app import call_record, loop_factory, tune_gc
 from sentral.config.cdr import CallRecord
 from sentral.config.directory import ClinicEntry, Directory, StaffEntry
 from sentral.config.settings import Listen
 from sentral.config.store import BindingRow
 from sentral.logs import configure
+from sentral.media.anchor import MediaAnchor
+from sentral.media.latch import PortPool
+from sentral.media.sounds import SoundLibrary
+from sentral.pbx.anchoring import AnchoredMedia
 from sentral.pbx.call import CallReport
 from sentral.pbx.endpoint import Endpoint
 from sentral.pbx.guard import Guard
@@ -212,7 +217,17 @@ def bench_world() -> tuple[Directory, CapturingTransports, Location]:
     return directory, CapturingTransports(), location
 
 
-async def run(n: int, profile: bool, sort: str, watch_gc: bool, server_gc: bool) -> None:
+def anchored_media(sounds: str) -> AnchoredMedia:
+    """Media anchored at a real relay on loopback, as ``serve`` runs by default."""
+    anchor = MediaAnchor(
+        "127.0.0.1", PortPool(30000, 39999), sounds=SoundLibrary([sounds]), language="nb", on_dtmf=lambda *_: None
+    )
+    return AnchoredMedia(anchor, direct_media=lambda _domain, _extension: False)
+
+
+async def run(
+    n: int, profile: bool, sort: str, watch_gc: bool, server_gc: bool, media: AnchoredMedia | None = None
+) -> None:
     loop = asyncio.get_running_loop()
     directory, transports, location = bench_world()
     writer = InstantWriter(loop)
@@ -235,6 +250,7 @@ async def run(n: int, profile: bool, sort: str, watch_gc: bool, server_gc: bool)
         Guard(),
         lambda: directory,
         on_record=on_record,
+        media=media,
     )
     endpoint.attach(loop)
     if server_gc:
@@ -320,15 +336,26 @@ def main() -> None:
     parser.add_argument("--default-gc", action="store_true", help="keep CPython's collector settings")
     parser.add_argument("--no-gc", action="store_true", help="turn the collector off (for instruction counts)")
     parser.add_argument("--log-level", default="warning", help="as the server's --log-level")
+    parser.add_argument(
+        "--anchored",
+        action="store_true",
+        help="anchor each call's media at a real relay on loopback, as serve does by default",
+    )
+    parser.add_argument("--sounds", default="sounds", help="the sounds directory, for --anchored")
     args = parser.parse_args()
     flags = (" --profile" if args.profile else "") + (" --gc" if args.gc else "")
+    flags += " --anchored" if args.anchored else ""
     flags += " --default-gc" if args.default_gc else ""
     flags += " --no-gc" if args.no_gc else ""
     print(f"command: python bench/bench_call_path.py --n {args.n}{flags} --log-level {args.log_level}")
     configure("console", args.log_level)
     if args.no_gc:
         gc.disable()  # before tune_gc, which only sets thresholds: the collector stays off
-    asyncio.run(run(args.n, args.profile, args.sort, args.gc, not args.default_gc))
+    media = anchored_media(args.sounds) if args.anchored else None
+    # The server's own event loop (uvloop where installed): the relay's readers are added and
+    # removed on it for every call.
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(run(args.n, args.profile, args.sort, args.gc, not args.default_gc, media))
 
 
 if __name__ == "__main__":

@@ -723,12 +723,12 @@ def _leg_outcome(outcome: str, status: int | None) -> str:
 
 def serve(config: ServeConfig) -> int:
     """Run the softswitch until SIGTERM or SIGINT; return the process exit code."""
-    runner_factory = _loop_factory()
+    runner_factory = loop_factory()
     with asyncio.Runner(loop_factory=runner_factory) as runner:
         return runner.run(Server(config).run())
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop when it is installed: its datagram and timer paths are leaner."""
     try:
         import uvloop
@@ -738,4 +738,4 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-__all__ = ["CollectorPacer", "Server", "call_record", "serve", "tune_gc"]
+__all__ = ["CollectorPacer", "Server", "call_record", "loop_factory", "serve", "tune_gc"]
