@@ -1088,13 +1088,6 @@ def binding_target(row: BindingRow) -> Target:
     return Target(row.transport, row.source_host, row.source_port, listen, int(conn) if conn.isdigit() else 0)
 
 
-def _standard_features(core: CallControl) -> Sequence[CallFeature]:
-    # Imported when call control is made, not with this module: the features are built on it.
-    from sentral.pbx.features import standard
-
-    return standard(core)
-
-
 class CallControl:
     """The B2BUA: every call, their legs, and the timers they run on."""
 
@@ -1141,10 +1134,9 @@ class CallControl:
         # (call id, leg id) -> the keys that leg pressed lately and when the last came.
         self._keys: dict[tuple[str, str], tuple[str, float]] = {}
         self.version = 0  # bumps whenever the set of calls or a call's state changes
-        # Asked in this order at the hooks; by default the clinic's features (parking, codes).
-        self.features: tuple[CallFeature, ...] = tuple(
-            features(self) if features is not None else _standard_features(self)
-        )
+        # Asked in this order at the hooks. The wiring gives the clinic's features
+        # (``sentral.pbx.features.standard``); the core alone has none.
+        self.features: tuple[CallFeature, ...] = tuple(features(self)) if features is not None else ()
 
     def __len__(self) -> int:
         return len(self.calls)

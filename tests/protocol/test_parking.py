@@ -12,6 +12,7 @@ from sentral.config.settings import Listen
 from sentral.config.store import BindingRow
 from sentral.media.dtmf import Digit
 from sentral.pbx.call import PROMPT_TAIL, TRANSFER_HANGUP, Call, CallControl, Caller, CallState
+from sentral.pbx.features import standard as standard_features
 from sentral.pbx.features.park import PARK_CODE
 from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
@@ -90,6 +91,7 @@ class Clinic:
             lambda aor: self.bindings.get(aor, []),
             media=self.media,
             lines=self.lines,
+            features=standard_features,
         )
         self.n = 0
         self.txs: dict[str, ServerTransaction] = {}
