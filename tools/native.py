@@ -53,6 +53,8 @@ GROUPS: dict[str, list[str]] = {
         "sentral/pbx/anchoring.py",
         "sentral/pbx/call.py",
         "sentral/pbx/endpoint.py",
+        "sentral/pbx/features/codes.py",
+        "sentral/pbx/features/park.py",
         "sentral/pbx/guard.py",
         "sentral/pbx/hunting.py",
         "sentral/pbx/location.py",

@@ -49,34 +49,30 @@ pass-through policy (each leg gets its own o= line, the phones send RTP to each 
 cannot take gets its status (488, or 503 when no relay port is free): the caller's INVITE is
 refused with it, a re-INVITE or UPDATE is answered with it.
 
-What Sentral plays. A feature code's call is answered by Sentral itself with an answer (or, for
-an INVITE without SDP, an offer) from the media layer; the prompt that says what was done plays,
-and the call is hung up when it has played (after ``FEATURE_HANGUP`` where nothing can be
-played). A caller waiting in a queue (``Ringback`` with ``music``) gets a 183 whose SDP answers
-its offer from the relay, and music; when a member's phone is rung, the same caller leg is
-offered to it, the music plays on while it rings and stops when it answers (or sends early media
-of its own). An INVITE without SDP cannot get early media without reliable provisional responses,
-which Sentral does not do, so such a caller hears ringback instead.
+What Sentral plays. A call Sentral answers itself (``answer_and_play``: a feature code's) gets an
+answer (or, for an INVITE without SDP, an offer) from the media layer; the prompts play, and the
+call is hung up when they have played (after ``FEATURE_HANGUP`` where nothing can be played). A
+caller waiting in a queue (``Ringback`` with ``music``) gets a 183 whose SDP answers its offer
+from the relay, and music; when a member's phone is rung, the same caller leg is offered to it,
+the music plays on while it rings and stops when it answers (or sends early media of its own). An
+INVITE without SDP cannot get early media without reliable provisional responses, which Sentral
+does not do, so such a caller hears ringback instead.
 
-Parking. During an answered call, either phone keys ``PARK_CODE`` (RFC 4733 or SIP INFO): the
-other phone is parked on the first free slot of the clinic's first park lot (``ParkLots``, the
-pure slot-keeping of ``sentral.routing.park``), hears music from then on, and the phone that keyed
-the code hears "the call is parked on 7 0 1" and is sent a BYE. The parked phone's leg becomes the
-call's A leg (swapped in when it was the answering phone) and the call has no winner while it
-waits; re-INVITEs and UPDATEs from it (session refreshes) are answered by Sentral from the relay.
-A blind transfer (REFER, RFC 3515) to the park number parks the
-other phone the same way, without the announcement: the transferring phone is told the transfer
-succeeded (202, then a NOTIFY with "200 OK") and hangs up itself, as a phone's park key expects.
-Transfers to any other number are for the transfer work to come and get 501. Anyone dialling the
-slot retrieves the call: the dialler's INVITE does not start a call of its
-own but joins the parked one as a leg, answered from the relay in the parked phone's codec, and the
-two are bridged; the record is that one call, with its parker's and retriever's legs. A call left
-on its slot for the lot's timeout rings the parker (``RingAll`` over their phones, an offer of
-Sentral's in the parked phone's codec) while the music plays on; answering connects them,
-an unanswered recall puts the call back on its slot, and after the lot's last recall Sentral
-hangs up with the cause "park timeout". A slot's busy-lamp key follows the call on it through the
-line observer, as the slot's "extension". Without the relay (``--direct-media``) nothing can play
-music to a parked phone, so the park code is ignored.
+Features. What is built on this core lives in ``sentral.pbx.features``, one module each (parking,
+the feature codes; transfer and pickup to come), and speaks the core's vocabulary: ``ring`` a
+contact for a call, ``fail`` or ``hang_up`` a call, ``hang_up_leg_at`` a time, ``connect_held`` and
+``take_over`` (bridge a leg to a phone that waits alone), ``answer_and_play``, ``accept_refer``,
+``arm`` a call's timer, ``changed`` and ``tell_line`` (publish a state), and the media layer. The
+core asks its ``CallFeature`` objects, in turn, at four hooks: a new call to a number the dial plan
+gives a feature (``Feature``, ``Park``, ``Retrieve``), keys pressed during a call (the last
+``KEYS_KEPT``, each within ``KEY_GAP`` of the one before), a REFER (after the dial plan has decided
+its target), and what the port carried out for a feature (``feature_done``). A REFER no feature
+takes, which today is any transfer but to a park number, is refused with 501: the transfer module
+will take it there. A feature that holds an answered call with its A leg alone (a parked call) is
+the call's ``holder`` (``CallHolder``): the strategy's commands for that call, and its timer
+(``recall_at``), go to the feature, which is told when the call ends. A phone done with a call
+that goes on (a parker) hears its prompt and gets a BYE at ``leave_at``, unless it hangs up
+first.
 
 Dead media. ``check_media`` hangs up answered calls whose phones have sent no media for a while
 (longer while a phone is on hold), with the cause "no media"; the driver calls it every few
@@ -123,7 +119,6 @@ from sentral.config.directory import ClinicEntry, Directory, GroupEntry
 from sentral.config.settings import Listen, parse_listen
 from sentral.config.store import BindingRow
 from sentral.media.dtmf import DTMF, DTMF_RELAY, Digit, parse_info
-from sentral.media.sounds import DONE_TONE, digits
 from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
 from sentral.pbx.sip import entropy
@@ -156,6 +151,7 @@ from sentral.pbx.sip.transaction import ClientTransaction, ServerTransaction, Ti
 from sentral.pbx.transport import Origin, Target
 from sentral.routing.dialplan import (
     BindingsLookup,
+    Decision,
     DialPlan,
     Feature,
     Query,
@@ -165,7 +161,7 @@ from sentral.routing.dialplan import (
     dialled_number,
 )
 from sentral.routing.groups import REJECT_STATUSES as REJECTS
-from sentral.routing.park import GiveUp, LotFull, Park, ParkLot, ParkLots, Reparked, Retrieve
+from sentral.routing.park import Park, ParkLots, Retrieve
 
 # Option tags we implement: a request requiring anything else gets 420 (RFC 3261 §8.2.2.3).
 SUPPORTED = ("timer",)
@@ -178,18 +174,25 @@ SDP = "application/sdp"
 MAX_ROUTES = 5
 # What tells a phone to ring differently for an acute call (RFC 7462 alert URN).
 ACUTE_ALERT = "<urn:alert:priority:high>"
-# A feature code's call is answered, so the phone shows success, and hung up this much later when
-# no prompt can be played into it.
+# A call Sentral answers to say something (a feature code's) is hung up this much later when no
+# prompt can be played into it, so the phone still shows success.
 FEATURE_HANGUP = 1.0
 # After a prompt has been sent, the time its last packets take to come out of the phone's jitter
 # buffer before the BYE.
 PROMPT_TAIL = 0.4
-# What a phone keys during a call to park the other side (Asterisk's usual in-call park code).
-PARK_CODE = "#72"
-# The keys of an in-call code come within this many seconds of each other.
+# The keys of an in-call code come within this many seconds of each other; this many of the last
+# are kept (longer than any in-call code).
 KEY_GAP = 3.0
+KEYS_KEPT = 8
 # A phone that transferred its call away hangs up itself; after this long, Sentral does it.
 TRANSFER_HANGUP = 5.0
+
+
+def after_prompt(lasts: float | None) -> float:
+    """How long after a prompt lasting ``lasts`` seconds (None: nothing could be played) its
+    hearer may be hung up."""
+    return FEATURE_HANGUP if lasts is None else lasts + PROMPT_TAIL
+
 
 # -- the port: what the controller asks its driver to do ----------------------------------------
 
@@ -594,6 +597,51 @@ class LineObserver(Protocol):
         """``extension``'s part in call ``call_key`` is now ``phase``."""
 
 
+# -- features: what is built on the core ---------------------------------------------------------
+
+# What the dial plan decides for a number a feature owns (a feature code, a park number or slot).
+FeatureDecision = Feature | Park | Retrieve
+
+
+class CallFeature(Protocol):
+    """A feature built on call control (``sentral.pbx.features``), asked at the core's hooks in
+    turn; each answers whether the matter was its own, and the first that says so has it."""
+
+    def dialled(self, call: Call, decision: FeatureDecision, now: float) -> bool:
+        """``call`` is new, to a number the dial plan gives a feature: whether this one took it."""
+
+    def keyed(self, call: Call, leg: Leg, keys: str, now: float) -> bool:
+        """``leg``'s phone, talking in ``call``, pressed ``keys`` lately (newest last, each within
+        ``KEY_GAP`` of the one before): whether they end in a code of this feature's."""
+
+    def refer(
+        self, call: Call, leg: Leg, tx: ServerTransaction, request: Request, decision: Decision, now: float
+    ) -> bool:
+        """``leg``'s phone sent a REFER whose target the dial plan decides ``decision`` for:
+        whether this feature answered it."""
+
+    def carried_out(self, call: Call, outcome: str, now: float) -> bool:
+        """The port carried out, for ``call``, what a feature asked of it (``CallPort.feature``);
+        ``outcome`` says what was done: whether it was this feature that asked."""
+
+
+class CallHolder(Protocol):
+    """A feature that holds an answered call with its A leg alone (a parked call): it gets the
+    call's commands and its timer, and is told when the call ends."""
+
+    def command(self, call: Call, command: Command, now: float) -> None:
+        """Carry out what ``call``'s strategy (ringing someone back) commands."""
+
+    def on_timer(self, call: Call, now: float) -> None:
+        """``call``'s ``recall_at``, or its strategy's deadline, may have come."""
+
+    def ring_as(self, call: Call, leg: Leg) -> tuple[str, str]:
+        """The display name and user ``leg``'s phone, rung for ``call``, is shown as the caller."""
+
+    def ended(self, call: Call, now: float) -> None:
+        """``call`` ended while held."""
+
+
 # -- calls and legs ------------------------------------------------------------------------------
 
 
@@ -731,11 +779,12 @@ class Call:
     music: bool = False  # music plays to the caller
     # The extensions this call keeps busy: its two talking phones.
     occupying: tuple[str, ...] = ()
-    # Parking: the slot the call waits on (its A leg the parked phone), and the lot's timers.
+    # A call a feature holds with its A leg alone (parked): the feature, which takes its commands
+    # and its timer (due at recall_at); the slot it waits on, which `sentral calls` shows.
+    holder: CallHolder | None = None
     parked: str = ""
-    lot: ParkLot | None = None
     recall_at: float = inf
-    leaving: Leg | None = None  # the parker's leg, hearing the slot before its BYE at leave_at
+    leaving: Leg | None = None  # a leg done with the call (a parker hearing the slot): BYE at leave_at
     leave_at: float = inf
     # When the B legs' fork state (their INVITE, the dialogs of other forks, the last ACK) may go:
     # 64*T1 after the answer, when no retransmitted or late 2xx can come any more.
@@ -1010,17 +1059,6 @@ def _info_digit(request: Request) -> Digit | None:
         return None  # not a key we can read: still passed on, as any INFO
 
 
-def feature_prompt(outcome: str) -> str:
-    """The prompt that says a feature code's ``outcome`` ("logged in to reception", "phone logged
-    off"...): logged in or out, or the plain tone when neither fits."""
-    text = outcome.lower()
-    if "logged in" in text or "logged on" in text:
-        return "logged_in"
-    if "logged out" in text or "logged off" in text:
-        return "logged_out"
-    return DONE_TONE
-
-
 def _invite_tx(call: Call) -> ServerTransaction:
     """The caller's INVITE transaction, which a call has until its 2xx is acknowledged."""
     tx = call.invite_tx
@@ -1065,6 +1103,7 @@ class CallControl:
         timings: Timings | None = None,
         groups: GroupCalls | None = None,
         lines: LineObserver | None = None,
+        features: Callable[[CallControl], Sequence[CallFeature]] | None = None,
     ) -> None:
         self.port = port
         self.dialplan = dialplan
@@ -1089,10 +1128,15 @@ class CallControl:
         # does not keep the call alive until it comes up.
         self._heap: list[tuple[float, int, str]] = []
         self._seq = count()
+        # The park lots that the dial plan's park numbers and slots lead to; the directory's
+        # changes reach them here, and the parking feature keeps calls on them.
         self.lots = ParkLots()
         # (call id, leg id) -> the keys that leg pressed lately and when the last came.
         self._keys: dict[tuple[str, str], tuple[str, float]] = {}
         self.version = 0  # bumps whenever the set of calls or a call's state changes
+        # Asked in this order at the hooks. The wiring gives the clinic's features
+        # (``sentral.pbx.features.standard``); the core alone has none.
+        self.features: tuple[CallFeature, ...] = tuple(features(self)) if features is not None else ()
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -1201,14 +1245,8 @@ class CallControl:
                 call.strategy = self.groups.ring(call, group, call.acute, now)
                 self._event(call, Timer(), now)
                 self._arm(call)
-            case Feature():
-                call.callee_name = decision.code.value
-                self.port.feature(call, decision)
-            case Park():
-                # A call is parked from inside it (``PARK_CODE``); dialled, the number has nothing to park.
-                self._execute(call, Fail(403, "Nothing to park"), now)
-            case Retrieve(lot=lot, slot=slot):
-                self._retrieve(call, lot.domain, self.lots.get(lot), slot, now)
+            case Feature() | Park() | Retrieve():
+                self._dialled(call, decision, now)
             case _:
                 assert_never(decision)
 
@@ -1225,8 +1263,9 @@ class CallControl:
     # -- carrying out commands -----------------------------------------------------------------
 
     def _execute(self, call: Call, command: Command, now: float) -> None:
-        if call.parked:
-            self._recall_command(call, command, now)
+        holder = call.holder
+        if holder is not None:
+            holder.command(call, command, now)
             return
         match command:
             case Try(targets=targets):
@@ -1370,9 +1409,12 @@ class CallControl:
         headers.extend(("Route", value) for value in path)
         name = f"{_quote(caller.name)} " if caller.name else ""
         user, callee = caller.extension, call.callee
-        if call.parked:
-            # A recall shows its slot, and is addressed to the parker it rings.
-            name, user, callee = f"{_quote(f'Parked {call.parked}')} ", call.parked, leg.extension
+        holder = call.holder
+        if holder is not None:
+            # A held call rings someone back (a parked call its parker): addressed to them, from
+            # whom the feature says.
+            display, user = holder.ring_as(call, leg)
+            name, callee = f"{_quote(display)} ", leg.extension
         headers += [
             ("From", f"{name}<sip:{user}@{domain}>;tag={leg.local_tag}"),
             ("To", f"<sip:{callee}@{domain}>"),
@@ -1386,7 +1428,7 @@ class CallControl:
         if call.acute:
             headers += [("Priority", "emergency"), ("Alert-Info", ACUTE_ALERT)]
         body = b""
-        if call.parked:
+        if holder is not None:
             body = self.media.offer_locally(call, leg, like=call.a)
         elif call.a_sdp:
             body = self.media.offer(call, leg, call.a_sdp, call.a)
@@ -1630,8 +1672,8 @@ class CallControl:
         call.cause = cause
         if call.status is None:
             call.status = 200 if call.answered is not None else None
-        if call.parked:
-            self._unpark(call, now)
+        if call.holder is not None:
+            call.holder.ended(call, now)
         for leg in call.legs:
             if leg.ended is None:
                 leg.ended = now
@@ -1657,17 +1699,14 @@ class CallControl:
             self.members_changed(now)
 
     def feature_done(self, call_id: str, outcome: str, now: float) -> None:
-        """A feature code was carried out: answer the call, so the phone shows it worked, play the
-        prompt that says what was done, and hang up when it has played (``outcome`` goes in the
-        record)."""
+        """The port carried out what a feature asked of it (``CallPort.feature``): ``outcome`` says
+        what was done, and the feature answers the call (a feature code: the prompt that says so)."""
         call = self.calls.get(call_id)
         if call is None or call.state not in (CallState.TRYING, CallState.RINGING):
             return
-        call.callee_name = outcome
-        self._answer_locally(call, now)
-        lasts = self.media.play(call, call.a, [feature_prompt(outcome)])
-        call.hangup_at = now + (FEATURE_HANGUP if lasts is None else lasts + PROMPT_TAIL)
-        self._arm(call)
+        for feature in self.features:
+            if feature.carried_out(call, outcome, now):
+                return
 
     def feature_failed(self, call_id: str, status: int, reason: str, now: float) -> None:
         """A feature code could not be carried out: refuse the call with ``status``."""
@@ -2278,7 +2317,7 @@ class CallControl:
 
     def _deadline(self, call: Call) -> float:
         at = call.strategy.next_deadline() if call.state is not CallState.ANSWERED else call.hangup_at
-        if call.parked:
+        if call.holder is not None:
             at = min(at, call.recall_at, call.strategy.next_deadline())
         if call.leave_at < at:
             at = call.leave_at
@@ -2345,10 +2384,8 @@ class CallControl:
                 leg.forks = None
                 leg.last_ack = None
                 leg.invite_client = None
-        if call.parked and call.strategy.next_deadline() <= now:
-            self._event(call, Timer(), now)  # the recall was not answered in time
-        if call.parked and call.recall_at <= now:
-            self._recall_due(call, now)
+        if call.holder is not None:
+            call.holder.on_timer(call, now)
         for leg in call.legs:
             if call.state is CallState.ENDED:
                 return
@@ -2476,84 +2513,103 @@ class CallControl:
             call.occupying = tuple(held)
             self._vacate(call.caller.clinic.domain, extension)
 
-    # -- parking -------------------------------------------------------------------------------
+    # -- the vocabulary of features (``sentral.pbx.features``) -----------------------------------
 
-    def _keyed(self, call: Call, leg: Leg, digit: Digit, now: float) -> str:
-        """The keys ``leg``'s phone pressed lately, ending with ``digit`` (as long as the park code)."""
-        key = (call.id, leg.id)
-        before, at = self._keys.get(key, ("", 0.0))
-        keys = (before if now - at <= KEY_GAP else "") + digit.key
-        keys = keys[-len(PARK_CODE) :]
-        self._keys[key] = (keys, now)
-        return keys
+    def ring(self, call: Call, row: BindingRow, now: float) -> None:
+        """Ring ``row`` (a registered contact) for ``call``: one new B leg. Raises the SipError of
+        media that cannot be set up towards it."""
+        self._start_b_leg(call, row, now)
 
-    def _park(
-        self, call: Call, parker: Leg, now: float, *, lot: ParkLot | None = None, announce: bool = True
-    ) -> bool:
-        """``parker``'s phone keyed the park code (or transferred the call to a park number,
-        ``lot``): park the other phone on the clinic's first lot, or ``lot``. Whether it was."""
-        self._keys.pop((call.id, parker.id), None)
-        parked = call.peer(parker)
-        domain = call.caller.clinic.domain
-        directory = self.directory()
-        lot = lot or self.lots.first(directory, domain)
-        if parked is None or lot is None or directory.staff_for(domain, parker.extension) is None:
-            return False  # nowhere to park, or keys from someone who is not staff: the keys were just keys
-        result = lot.park(call.id, parker.extension, now)
-        if isinstance(result, LotFull):
-            if announce:
-                self.media.play(call, parker, ["number_unavailable"])
-            return False
-        if not self.media.music(call, parked, True):
-            lot.leave(call.id)  # no relay to play to the parked phone (direct media): not parked
-            return False
-        if parked is not call.a:
-            # The parked phone's leg becomes the A leg: what stays of the call is on its side.
-            call.b_legs[call.b_legs.index(parked)] = call.a
-            call.a = parked
-        call.winner = None
-        call.parked = result.slot
-        call.lot = lot
-        call.recall_at = now + lot.lot.timeout
-        parker.outcome = "parked"
-        self._step_out(call, parker.extension)
-        lasts = self.media.play(call, parker, ["call_parked_on", *digits(result.slot)]) if announce else None
-        call.leaving = parker
-        # A transferring phone hangs up itself once told the transfer worked; if not, we do.
-        wait = TRANSFER_HANGUP if not announce else FEATURE_HANGUP if lasts is None else lasts + PROMPT_TAIL
-        call.leave_at = now + wait
-        self.version += 1
-        self._tell_lines(call, now)
-        self._tell_slot(call, result.slot, Phase.CONFIRMED, now)
+    def fail(
+        self, call: Call, status: int, reason: str, now: float, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Refuse ``call``, not answered yet, with ``status``."""
+        self._execute(call, Fail(status, reason, headers=tuple(headers)), now)
+
+    def event(self, call: Call, event: CallEvent, now: float) -> None:
+        """Hand ``event`` to ``call``'s strategy and carry out its commands."""
+        self._event(call, event, now)
+
+    def cancel_leg(self, call: Call, leg: Leg, now: float) -> None:
+        """Stop ringing ``leg`` (or BYE it, when it answered and is not the call's)."""
+        self._cancel_leg(call, leg, now)
+
+    def hang_up(self, call: Call, cause: str, now: float) -> None:
+        """End ``call`` on every leg, Sentral hanging up; ``cause`` is what the record says."""
+        self._hang_up(call, "system", cause, now)
+
+    def hang_up_leg_at(self, call: Call, leg: Leg, at: float) -> None:
+        """BYE ``leg``, a phone done with ``call`` while the call goes on (it heard a prompt), at
+        ``at`` unless it hangs up first; the call's next ``arm`` sets the timer."""
+        call.leaving = leg
+        call.leave_at = at
+
+    def ack(self, leg: Leg, response: Response) -> None:
+        """ACK a 2xx received on ``leg``."""
+        self._ack(leg, response)
+
+    def relay(self, call: Call, source: Leg, tx: ServerTransaction, request: Request, now: float) -> None:
+        """Pass a re-INVITE, UPDATE or INFO received on ``source`` to the other leg (or answer it
+        from the relay when there is nobody there)."""
+        self._relay(call, source, tx, request, now)
+
+    def answer_and_play(self, call: Call, names: Sequence[str], now: float) -> None:
+        """Answer ``call``'s caller ourselves, play the prompts ``names``, and hang up when they have
+        played (the record's cause is then the call's ``callee_name``)."""
+        self._answer_locally(call, now)
+        call.hangup_at = now + after_prompt(self.media.play(call, call.a, names))
         self._arm(call)
-        self.members_changed(now)
-        return True
 
-    def _refer(self, call: Call, leg: Leg, tx: ServerTransaction, request: Request, now: float) -> None:
-        """A blind transfer from ``leg``'s phone: to the park number it parks the other phone."""
-        values = request.header_values("refer-to")
-        if len(values) != 1:
-            self.port.respond(tx, make_response(request, 400, "A REFER needs one Refer-To"))
-            return
-        try:
-            uri = parse_name_addr(values[0]).uri
-        except SipError as exc:
-            self.port.respond(tx, make_response(request, exc.status, exc.reason))
-            return
-        number = uri.user_unescaped or dialled_number(str(uri))
-        decision = self.dialplan.route(Query(call.caller.clinic, number, self.directory(), self.bindings))
-        if not isinstance(decision, Park):
-            self.port.respond(
-                tx, make_response(request, 501, "Only Transfers To Park", headers=[("Allow", ALLOW)])
+    def connect_held(self, call: Call, leg: Leg, now: float) -> None:
+        """``leg`` answered ``call``, which a feature held with its A leg alone: the two talk."""
+        call.settle_at = now + self.timings.timeout
+        self._bridge(call, call.a, leg)
+        self._occupy(call, leg.extension)
+        self._arm(call)
+
+    def take_over(self, call: Call, into: Call, body: bytes, now: float) -> None:
+        """``call``'s caller joins ``into`` (answered, its A leg alone): answered with ``body`` (an
+        answer or offer of the media layer's, made for a leg of ``into``) and talking to ``into``'s
+        A leg. ``call`` dissolves: ``into`` keeps the record, with the caller's leg as a B leg."""
+        leg = call.a
+        call.state = CallState.ENDED
+        self.calls.pop(call.id, None)
+        if call.invite_tx is not None:
+            self._invites.pop(call.invite_tx, None)
+        self._legs[(leg.call_id, leg.local_tag)] = (into, leg)
+        into.b_legs.append(leg)
+        self._bridge(into, into.a, leg)
+        headers = [("Contact", leg.contact), ("Allow", ALLOW), ("Supported", ", ".join(SUPPORTED))]
+        if call.timer_uas is not None:
+            headers.extend(call.timer_uas.headers())
+            leg.timer = SessionTimer.start(
+                call.timer_uas, uas=True, now=now, method=refresh_method(list(leg.peer_allow))
             )
-            return
-        if call.state is not CallState.ANSWERED or call.parked or call.peer(leg) is None:
-            self.port.respond(tx, make_response(request, 403, "Nothing to park"))
-            return
-        lot = self.lots.get(decision.lot)
-        if not self._park(call, leg, now, lot=lot, announce=False):
-            self.port.respond(tx, make_response(request, 503, "Park Lot Full Or Unavailable"))
-            return
+        headers.append(("Content-Type", SDP))
+        ok = make_response(call.invite, 200, to_tag=leg.local_tag, headers=headers, body=body)
+        leg.dialog = Dialog.as_uas(call.invite, ok, leg.contact)
+        leg.offer.send(ok)
+        leg.last_sdp = body
+        leg.state = LegState.ANSWERED
+        leg.answered = now
+        self._occupy(into, leg.extension)
+        self._send_2xx(leg, _invite_tx(call), ok, now)
+        self._tell_lines(into, now)
+        self._arm(into)
+
+    def _bridge(self, call: Call, held: Leg, leg: Leg) -> None:
+        """``leg`` is the one ``held`` (which hears music) talks to from now on."""
+        call.winner = leg
+        self.media.music(call, held, False)
+        self.media.join(call, held, leg)
+
+    def step_out(self, call: Call, extension: str) -> None:
+        """``extension`` left ``call`` while the call goes on (it parked the call)."""
+        self._step_out(call, extension)
+
+    def accept_refer(self, leg: Leg, tx: ServerTransaction, request: Request) -> None:
+        """Answer a REFER received on ``leg`` with 202 and tell the phone at once that the transfer
+        succeeded (a NOTIFY with "200 OK", RFC 3515), which ends its subscription."""
         self.port.respond(tx, make_response(request, 202))
         dialog = leg.dialog
         if dialog is None:
@@ -2570,8 +2626,73 @@ class CallControl:
             return
         self.port.send_request(notify, leg.target)
 
+    def arm(self, call: Call) -> None:
+        """Set ``call``'s timer after a feature changed one of its deadlines."""
+        self._arm(call)
+
+    def touched(self) -> None:
+        """A feature changed a call: `sentral calls` follows."""
+        self.version += 1
+
+    def changed(self, call: Call, now: float) -> None:
+        """A feature changed ``call``: `sentral calls` and the line observer follow."""
+        self.version += 1
+        self._tell_lines(call, now)
+
+    def tell_lines(self, call: Call, now: float) -> None:
+        """Tell the line observer every extension whose phase in ``call`` changed."""
+        self._tell_lines(call, now)
+
+    def tell_line(self, call: Call, line: str, phase: Phase, now: float) -> None:
+        """Tell the line observer the phase of a line that is no phone's in ``call`` (a park slot's
+        busy-lamp key)."""
+        if self.lines is not None:
+            domain = call.caller.clinic.domain
+            self.lines.line(domain, line, call.id, phase, Party.RECIPIENT, call.acute, now)
+
+    def _dialled(self, call: Call, decision: FeatureDecision, now: float) -> None:
+        """A number the dial plan gives a feature: the feature that owns it takes the call."""
+        for feature in self.features:
+            if feature.dialled(call, decision, now):
+                return
+        self._execute(call, Fail(404, "Not Found"), now)
+
+    def _refer(self, call: Call, leg: Leg, tx: ServerTransaction, request: Request, now: float) -> None:
+        """A transfer (REFER, RFC 3515) from ``leg``'s phone: the features are offered what the dial
+        plan makes of its target. A transfer no feature takes (to a phone: the transfer feature to
+        come) is refused with 501."""
+        values = request.header_values("refer-to")
+        if len(values) != 1:
+            self.port.respond(tx, make_response(request, 400, "A REFER needs one Refer-To"))
+            return
+        try:
+            uri = parse_name_addr(values[0]).uri
+        except SipError as exc:
+            self.port.respond(tx, make_response(request, exc.status, exc.reason))
+            return
+        number = uri.user_unescaped or dialled_number(str(uri))
+        decision = self.dialplan.route(Query(call.caller.clinic, number, self.directory(), self.bindings))
+        for feature in self.features:
+            if feature.refer(call, leg, tx, request, decision, now):
+                return
+        self.port.respond(
+            tx, make_response(request, 501, "Only Transfers To Park", headers=[("Allow", ALLOW)])
+        )
+
+    def _keyed(self, call: Call, leg: Leg, digit: Digit, now: float) -> None:
+        """A key pressed on ``leg``'s phone while it talks in ``call``: the features are offered the
+        keys it pressed lately, and those that make a feature's code are forgotten."""
+        key = (call.id, leg.id)
+        before, at = self._keys.get(key, ("", 0.0))
+        keys = ((before if now - at <= KEY_GAP else "") + digit.key)[-KEYS_KEPT:]
+        self._keys[key] = (keys, now)
+        for feature in self.features:
+            if feature.keyed(call, leg, keys, now):
+                self._keys.pop(key, None)
+                return
+
     def _let_go(self, call: Call, now: float) -> None:
-        """The parker has heard the slot: BYE."""
+        """The leg ``hang_up_leg_at`` named may go now: BYE."""
         leg, call.leaving, call.leave_at = call.leaving, None, inf
         if leg is not None and not leg.done:
             self._bye(call, leg, now)
@@ -2586,162 +2707,6 @@ class CallControl:
         self.media.release_leg(call, leg)
         self._tell_lines(call, now)
 
-    def _tell_slot(self, call: Call, slot: str, phase: Phase, now: float) -> None:
-        """A slot's busy-lamp keys: lit while a call is parked on it."""
-        if self.lines is not None:
-            domain = call.caller.clinic.domain
-            self.lines.line(domain, slot, call.id, phase, Party.RECIPIENT, call.acute, now)
-
-    def _unpark(self, call: Call, now: float) -> None:
-        """The call leaves its slot (retrieved, recalled and answered, hung up, given up)."""
-        slot, lot = call.parked, call.lot
-        call.parked, call.lot, call.recall_at = "", None, inf
-        if lot is not None:
-            lot.leave(call.id)
-        self.version += 1
-        self._tell_slot(call, slot, Phase.TERMINATED, now)
-
-    def _retrieve(self, call: Call, domain: str, lot: ParkLot, slot: str, now: float) -> None:
-        """``call`` dials ``slot``: its caller joins the call parked there, or gets 404."""
-        key = lot.occupied().get(slot)
-        parked = self.calls.get(key) if key is not None else None
-        if parked is None or parked.parked != slot or parked.caller.clinic.domain != domain:
-            self._execute(call, Fail(404, "Nothing parked there"), now)
-            return
-        held, leg = parked.a, call.a
-        leg.id = f"r{len(parked.b_legs) + 1}"  # its media lives under the parked call from now on
-        try:
-            body = (
-                self.media.answer_locally(parked, leg, call.a_sdp, like=held)
-                if call.a_sdp
-                else self.media.offer_locally(parked, leg, like=held)
-            )
-        except SipError as exc:
-            self.media.release_leg(parked, leg)
-            leg.id = "a"
-            self._execute(call, Fail(exc.status, exc.reason, headers=exc.headers), now)
-            return
-        self._unpark(parked, now)
-        for other in parked.b_legs:
-            if other.state in (LegState.CALLING, LegState.EARLY):
-                self._cancel_leg(parked, other, now)  # a recall ringing: too late
-        parked.strategy.ended(parked, now)
-        parked.strategy = RingAll()
-        # The dialler's call dissolves into the parked one, which keeps the record.
-        call.state = CallState.ENDED
-        self.calls.pop(call.id, None)
-        if call.invite_tx is not None:
-            self._invites.pop(call.invite_tx, None)
-        self._legs[(leg.call_id, leg.local_tag)] = (parked, leg)
-        parked.b_legs.append(leg)
-        parked.winner = leg
-        leg.outcome = "retrieved"
-        self.media.music(parked, held, False)
-        self.media.join(parked, held, leg)
-        headers = [("Contact", leg.contact), ("Allow", ALLOW), ("Supported", ", ".join(SUPPORTED))]
-        if call.timer_uas is not None:
-            headers.extend(call.timer_uas.headers())
-            leg.timer = SessionTimer.start(
-                call.timer_uas, uas=True, now=now, method=refresh_method(list(leg.peer_allow))
-            )
-        headers.append(("Content-Type", SDP))
-        ok = make_response(call.invite, 200, to_tag=leg.local_tag, headers=headers, body=body)
-        leg.dialog = Dialog.as_uas(call.invite, ok, leg.contact)
-        leg.offer.send(ok)
-        leg.last_sdp = body
-        leg.state = LegState.ANSWERED
-        leg.answered = now
-        self._occupy(parked, leg.extension)
-        self._send_2xx(leg, _invite_tx(call), ok, now)
-        self._tell_lines(parked, now)
-        self._arm(parked)
-
-    def _recall_due(self, call: Call, now: float) -> None:
-        """The lot's timeout passed for ``call`` (and maybe for others on its lot): ring the parkers."""
-        lot = call.lot
-        if lot is None:
-            return
-        for recall in lot.on_timer(now):
-            due = self.calls.get(recall.call_key)
-            if due is None or due.parked != recall.slot:
-                lot.leave(recall.call_key)
-                continue
-            due.recall_at = inf
-            decision = self.dialplan.route(
-                Query(due.caller.clinic, recall.parker_extension, self.directory(), self.bindings)
-            )
-            if isinstance(decision, Ring):
-                due.strategy = RingAll(now + min(self.settings.no_answer, lot.lot.timeout), direct=True)
-                self._recall_command(due, Try(decision.contacts), now)
-            else:
-                self._recall_command(due, Fail(480, "Parker unavailable"), now)  # phone off, gone
-            self._tell_lines(due, now)
-            self._arm(due)
-
-    def _recall_command(self, call: Call, command: Command, now: float) -> None:
-        """Carry out a command for a parked call, whose strategy is ringing its parker back."""
-        match command:
-            case Try(targets=targets):
-                rung = 0
-                for row in targets:
-                    try:
-                        self._start_b_leg(call, row, now)
-                        rung += 1
-                    except SipError:
-                        continue
-                if not rung:
-                    self._recall_command(call, Fail(480, "No contact"), now)
-            case Connect(leg=leg, response=response):
-                self._recall_answered(call, leg, response, now)
-            case Cancel(leg=leg):
-                self._cancel_leg(call, leg, now)
-            case Fail():
-                self._recall_failed(call, now)
-            case HangUp(cause=cause):
-                self._hang_up(call, "system", cause, now)
-            case ReOffer(source=source, tx=tx, request=request):
-                self._relay(call, source, tx, request, now)
-            case RingCaller() | Ringback() | Announce() | Route():
-                pass  # the parked phone hears its music meanwhile
-            case _:
-                assert_never(command)
-
-    def _recall_answered(self, call: Call, leg: Leg, response: Response, now: float) -> None:
-        """The parker answered the recall: connect them to the parked phone."""
-        self._ack(leg, response)
-        sdp = _sdp_of(response)
-        if sdp:
-            with contextlib.suppress(SipError):
-                self.media.answer_received(call, leg, sdp)
-        self._unpark(call, now)
-        call.strategy = RingAll()
-        call.settle_at = now + self.timings.timeout
-        held = call.a
-        call.winner = leg
-        self.media.music(call, held, False)
-        self.media.join(call, held, leg)
-        self._occupy(call, leg.extension)
-        self._arm(call)
-
-    def _recall_failed(self, call: Call, now: float) -> None:
-        """Nobody answered the recall: back on the slot, or, after the lot's last recall, hung up."""
-        for leg in call.b_legs:
-            if leg.state in (LegState.CALLING, LegState.EARLY):
-                self._cancel_leg(call, leg, now)
-        call.strategy.ended(call, now)
-        call.strategy = RingAll()
-        outcome = call.lot.recall_failed(call.id, now) if call.lot is not None else None
-        match outcome:
-            case Reparked(deadline=deadline):
-                call.recall_at = deadline
-            case GiveUp():
-                self._hang_up(call, "system", "park timeout", now)
-            case None:
-                pass
-            case _:
-                assert_never(outcome)
-        self._arm(call)
-
     # -- media ------------------------------------------------------------------------------------
 
     def digit(self, call_id: str, leg_id: str, digit: Digit, now: float) -> None:
@@ -2750,14 +2715,10 @@ class CallControl:
         call = self.calls.get(call_id)
         if call is None:
             return
-        if call.state is CallState.ANSWERED and not call.parked:
+        if call.state is CallState.ANSWERED and call.holder is None:
             leg = next((leg for leg in call.legs if leg.id == leg_id), None)
-            if (
-                leg is not None
-                and call.peer(leg) is not None
-                and self._keyed(call, leg, digit, now) == PARK_CODE
-            ):
-                self._park(call, leg, now)
+            if leg is not None and call.peer(leg) is not None:
+                self._keyed(call, leg, digit, now)
         if self.on_dtmf is not None:
             self.on_dtmf(call.id, leg_id, digit, now)
 
@@ -2865,6 +2826,8 @@ __all__ = [
     "Call",
     "CallControl",
     "CallEvent",
+    "CallFeature",
+    "CallHolder",
     "CallPort",
     "CallReport",
     "CallSettings",
@@ -2875,6 +2838,7 @@ __all__ = [
     "Connect",
     "DtmfHandler",
     "Fail",
+    "FeatureDecision",
     "HangUp",
     "Leg",
     "LegAnswered",
@@ -2893,8 +2857,8 @@ __all__ = [
     "Side",
     "Timer",
     "Try",
+    "after_prompt",
     "best_failure",
     "binding_target",
     "failure_rank",
-    "feature_prompt",
 ]

@@ -51,6 +51,7 @@ from sentral.config.writer import BindingWriter
 from sentral.logs import sip_trace_text, unfiltered_logger
 from sentral.pbx.call import ALLOW as CALL_ALLOW
 from sentral.pbx.call import Call, CallControl, Caller, CallReport, CallSettings, MediaPolicy
+from sentral.pbx.features import standard as standard_features
 from sentral.pbx.guard import Guard, GuardAction, SecurityEventKind
 from sentral.pbx.hunting import Hunting
 from sentral.pbx.location import Location
@@ -165,6 +166,7 @@ class Endpoint:
             timings=layer.timings,
             groups=self.hunting,
             lines=self.presence,
+            features=standard_features,
         )
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -24,7 +24,8 @@ from sentral.media.rtp import RtpHeader, build_rtp
 from sentral.media.sounds import DONE_TONE, SoundLibrary
 from sentral.media.wav import write_wav
 from sentral.pbx.anchoring import PROMPT_LEAD, AnchoredMedia
-from sentral.pbx.call import FEATURE_HANGUP, PROMPT_TAIL, Call, CallState, Leg, feature_prompt
+from sentral.pbx.call import FEATURE_HANGUP, PROMPT_TAIL, Call, CallState, Leg
+from sentral.pbx.features.codes import feature_prompt
 from sentral.pbx.hunting import FIRST_ANNOUNCEMENT
 from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.message import Request, Response, make_response

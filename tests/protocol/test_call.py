@@ -16,6 +16,7 @@ from sentral.config.directory import ClinicEntry, Directory, StaffEntry
 from sentral.config.settings import Listen
 from sentral.config.store import BindingRow
 from sentral.pbx.call import Call, CallControl, Caller, CallReport, CallSettings
+from sentral.pbx.features import standard as standard_features
 from sentral.pbx.sip.message import Request, Response, make_response, parse_message
 from sentral.pbx.sip.sdp import Direction, parse_sdp
 from sentral.pbx.sip.transaction import (
@@ -120,6 +121,7 @@ class World:
             lambda: DIRECTORY,
             lambda aor: self.bindings.get(aor, []),
             settings=CallSettings(**settings),  # type: ignore[arg-type]
+            features=standard_features,
         )
         self.seq = 0
 

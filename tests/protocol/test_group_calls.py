@@ -23,6 +23,7 @@ from sentral.config.directory import (
 )
 from sentral.config.store import BindingRow
 from sentral.pbx.call import CallControl, Caller, CallState
+from sentral.pbx.features import standard as standard_features
 from sentral.pbx.hunting import Hunting
 from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
@@ -135,6 +136,7 @@ class Clinic:
             lambda aor: self.bindings.get(aor, []),
             groups=self.hunting,
             lines=self.lines,
+            features=standard_features,
         )
         self.calls = 0
 

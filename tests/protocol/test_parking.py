@@ -11,7 +11,9 @@ from sentral.config.directory import Directory, ParkLotEntry, StaffEntry
 from sentral.config.settings import Listen
 from sentral.config.store import BindingRow
 from sentral.media.dtmf import Digit
-from sentral.pbx.call import PARK_CODE, PROMPT_TAIL, TRANSFER_HANGUP, Call, CallControl, Caller, CallState
+from sentral.pbx.call import PROMPT_TAIL, TRANSFER_HANGUP, Call, CallControl, Caller, CallState
+from sentral.pbx.features import standard as standard_features
+from sentral.pbx.features.park import PARK_CODE
 from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
 from sentral.pbx.sip.message import Request, Response, make_response
@@ -89,6 +91,7 @@ class Clinic:
             lambda aor: self.bindings.get(aor, []),
             media=self.media,
             lines=self.lines,
+            features=standard_features,
         )
         self.n = 0
         self.txs: dict[str, ServerTransaction] = {}
