@@ -3,8 +3,8 @@
 SIPp places calls through Sentral at ``--rate`` a second (INVITE with digest auth, 180, 200, ACK,
 200 ms of talk, BYE) to a SIPp uas registered as 1002, while ``--phones`` extensions re-register
 every ``--refresh`` seconds from their own SIPp. Every ``--sample`` seconds a row gives the time,
-the calls completed and failed so far, the registrations completed and failed, and the server's
-resident memory; at the end, the growth of the resident memory from the first minute's sample to
+the calls completed and failed so far, the registrations completed and failed, the server's
+resident memory and its open file descriptors; at the end, the growth of the resident memory from the first minute's sample to
 the last. The server runs in the configuration a clinic runs (media anchored, calls logged at
 info) unless ``--tuned``.
 
@@ -59,6 +59,11 @@ from sentral.cli import main
 sys.argv[0] = "sentral"
 main()
 """
+
+
+def open_files(pid: int) -> int:
+    """How many file descriptors the process holds (sockets of the relay among them)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def counter(row: dict[str, str], column: str) -> int:
@@ -118,7 +123,10 @@ def main() -> int:
                 uas.wait_listening()
                 started = time.monotonic()
                 cpu_before = process_cpu(pid)
-                print(f"{'minute':>7} {'calls ok':>9} {'failed':>7} {'regs ok':>8} {'failed':>7} {'RSS MiB':>8} {'CPU':>5}")
+                print(
+                    f"{'minute':>7} {'calls ok':>9} {'failed':>7} {'regs ok':>8} {'failed':>7} {'RSS MiB':>8} "
+                    f"{'fds':>6} {'CPU':>5}"
+                )
                 samples: list[tuple[float, int]] = []
                 last_cpu, last_at = cpu_before, started
                 while True:
@@ -138,7 +146,7 @@ def main() -> int:
                     print(
                         f"{elapsed / 60:>7.1f} {counter(calls, 'SuccessfulCall(C)'):>9} "
                         f"{counter(calls, 'FailedCall(C)'):>7} {counter(regs, 'SuccessfulCall(C)'):>8} "
-                        f"{counter(regs, 'FailedCall(C)'):>7} {rss / 2**20:>8.1f} "
+                        f"{counter(regs, 'FailedCall(C)'):>7} {rss / 2**20:>8.1f} {open_files(pid):>6} "
                         f"{(cpu - last_cpu) / (now - last_at) * 100:>4.0f}%",
                         flush=True,
                     )
