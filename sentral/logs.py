@@ -30,6 +30,7 @@ import re
 import socket
 import struct
 import sys
+from collections.abc import MutableMapping
 from typing import Any, Literal
 
 import structlog
@@ -55,6 +56,43 @@ _wrapper: type | None = None
 _DIGEST_RESPONSE = re.compile(
     r'^((?:proxy-)?authorization:.*?\bresponse\s*=\s*)("[^"]*"|[^\s,]+)', re.IGNORECASE | re.MULTILINE
 )
+
+
+_FALLBACK_KEYS = ("stack", "exception", "exc_info", "logger", "logger_name")
+_QUOTED = frozenset(" \t=\r\n\"'")
+
+
+class PlainRenderer:
+    """The line structlog's ``ConsoleRenderer(colors=False)`` writes, made without its per-column
+    machinery: a timestamp, ``[level    ]``, the event padded to 30, then ``key=value`` sorted by
+    key, a string quoted only when it holds a space, ``=`` or a quote (what fail2ban filters and
+    readers rely on). It runs for every call's log line at info, so its cost is per call. Events
+    with a stack, an exception or a logger name go to the ConsoleRenderer itself.
+    """
+
+    def __init__(self) -> None:
+        self._fallback = structlog.dev.ConsoleRenderer(colors=False)
+
+    def __call__(self, logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> str:
+        for key in _FALLBACK_KEYS:
+            if key in event_dict:
+                return str(self._fallback(logger, name, event_dict))
+        parts: list[str] = []
+        timestamp = event_dict.pop("timestamp", None)
+        if timestamp is not None:
+            parts.append(str(timestamp))
+        level = event_dict.pop("level", None)
+        if level is not None:
+            parts.append(f"[{level:<9}]")
+        if "event" in event_dict:
+            parts.append(f"{event_dict.pop('event')!s:<30}")
+        for key in sorted(event_dict):
+            value = event_dict[key]
+            if isinstance(value, str) and not _QUOTED.intersection(value):
+                parts.append(f"{key}={value}")
+            else:
+                parts.append(f"{key}={value!r}")
+        return " ".join(part for part in parts if part).rstrip(" ")
 
 
 class DatagramLogger:
@@ -120,7 +158,7 @@ def configure(
         renderer = structlog.processors.JSONRenderer()
     elif log_format == "console":
         colors = target == "stderr" and sys.stderr.isatty()
-        renderer = structlog.dev.ConsoleRenderer(colors=colors)
+        renderer = structlog.dev.ConsoleRenderer(colors=True) if colors else PlainRenderer()
     else:
         raise ValueError(f"log format {log_format!r}: choose console or json")
     processors: list[structlog.typing.Processor] = [
@@ -187,6 +225,7 @@ __all__ = [
     "DatagramLogger",
     "LogFormat",
     "LogTarget",
+    "PlainRenderer",
     "configure",
     "set_level",
     "sip_trace_text",

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
-from sentral.logs import DatagramLogger, configure, set_level
+from sentral.logs import DatagramLogger, PlainRenderer, configure, set_level
 
 
 @pytest.fixture
@@ -83,3 +85,40 @@ def test_a_new_level_reaches_loggers_already_in_use(listener: tuple[socket.socke
     assert "last" in journal_fields(sock.recv(65536))["MESSAGE"]
     with pytest.raises(ValueError, match="choose one of"):
         set_level("loud")
+
+
+_VALUES = st.one_of(
+    st.text(max_size=12),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.none(),
+    st.booleans(),
+    st.lists(st.text(max_size=5), max_size=3),
+)
+
+
+@given(
+    event=st.text(max_size=40),
+    fields=st.dictionaries(st.text(st.characters(categories=("Ll",)), min_size=1, max_size=8), _VALUES, max_size=6),
+    level=st.sampled_from(["debug", "info", "warning", "error", "critical"]),
+    stamped=st.booleans(),
+)
+def test_the_plain_renderer_writes_what_the_console_renderer_writes(
+    event: str, fields: dict[str, object], level: str, stamped: bool
+) -> None:
+    # Log lines are read by fail2ban filters and people; the cheaper renderer must not change one.
+    reserved = {"timestamp", "level", "event", "stack", "exception", "exc_info", "logger", "logger_name"}
+    data = {key: value for key, value in fields.items() if key not in reserved}
+    data.update(event=event, level=level)
+    if stamped:
+        data["timestamp"] = "2026-12-06T12:00:00.000000Z"
+    expected = structlog.dev.ConsoleRenderer(colors=False)(None, level, dict(data))
+    assert PlainRenderer()(None, level, dict(data)) == expected
+
+
+def test_the_plain_renderer_hands_exceptions_to_the_console_renderer() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        data = {"event": "failed", "level": "error", "exc_info": True}
+        assert "ValueError: boom" in PlainRenderer()(None, "error", data)
