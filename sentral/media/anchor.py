@@ -55,9 +55,10 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -82,6 +83,7 @@ log = structlog.get_logger("sentral.media")
 DtmfCallback = Callable[[str, str, Digit], None]  # call key, leg key of the phone that sent it, digit
 
 _G711_FORMATS = frozenset(("0", "8"))
+_ADVERTISABLE_MEMO = 64
 _EVENT_TYPE = 101  # the telephone-event payload type of Sentral's own offers, the usual one
 # Lines that describe how to reach a phone directly (RFC 8839); once the relay is in the path
 # they would only send the other phone's ICE agent around it.
@@ -142,11 +144,14 @@ class MediaAnchor:
         # None: a wildcard relay, whose address each exchange names for its own leg.
         self.advertise: str | None = None if unspecified else advertised
         self.relay = relay or Relay(address, pool, policy=policy)
+        # Phones' addresses are checked against the relay's family for every stream: worked out once.
+        self._family = _family(self.relay.address)
         self.sounds = sounds
         self.language = language
         self.on_dtmf = on_dtmf
         self._calls: dict[str, _Call] = {}
         self._encoded: dict[tuple[str, str | None, int], bytes] = {}
+        self._advertisable: set[str] = set()  # addresses named by exchanges, found fit for SDP
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -224,8 +229,14 @@ class MediaAnchor:
             return self.advertise
         if not advertise:
             raise ValueError("the relay listens on a wildcard address: name the address to advertise")
+        if advertise in self._advertisable:
+            return advertise
         if ipaddress.ip_address(advertise).is_unspecified:
             raise ValueError(f"media address {advertise} cannot be advertised in SDP; give a real address")
+        # The addresses phones reach Sentral at are few: each is checked once, not per exchange.
+        if len(self._advertisable) >= _ADVERTISABLE_MEMO:
+            self._advertisable.clear()
+        self._advertisable.add(advertise)
         return advertise
 
     def _call(self, key: str) -> _Call:
@@ -278,7 +289,9 @@ class MediaAnchor:
                 if chosen is not None or choice is None:
                     self._close_stream(leg, index)
                     ports.append(0)
-                    media.append(replace(section, port=0, lines=()))
+                    media.append(
+                        MediaSection(section.media, 0, section.port_count, section.proto, section.formats)
+                    )
                     continue
                 chosen = index
                 endpoint = self._endpoint(call, leg, index)
@@ -368,7 +381,7 @@ class MediaAnchor:
         """Where the phone that wrote ``sdp`` receives this stream's RTP and RTCP."""
         connection = sdp.media_connection(section)
         host = connection.address if connection is not None else ""
-        if connection is None or connection.is_null or not _is_ip(host, self.relay.address):
+        if connection is None or connection.is_null or not _is_ip(host, self._family):
             # A held stream, a name that would need DNS on every send, or another IP family:
             # nothing to send to until latching learns where the phone is.
             return None, None
@@ -380,7 +393,7 @@ class MediaAnchor:
         if value:
             parts = value.split()
             if parts and parts[0].isdigit() and 0 < int(parts[0]) < 65536:
-                rtcp_host = parts[3] if len(parts) >= 4 and _is_ip(parts[3], self.relay.address) else host
+                rtcp_host = parts[3] if len(parts) >= 4 and _is_ip(parts[3], self._family) else host
                 rtcp = (rtcp_host, int(parts[0]))
         return rtp, rtcp
 
@@ -389,8 +402,16 @@ class MediaAnchor:
         in an offer, the G.711 formats first."""
         formats = section.formats
         if is_offer and section.media == "audio":
-            formats = tuple(sorted(formats, key=lambda fmt: fmt not in _G711_FORMATS))
-        out = replace(section, formats=formats, lines=_without_ice(section.lines))
+            formats = _g711_first(formats)
+        # Built directly: dataclasses.replace is interpreted and this runs for every stream relayed.
+        out = MediaSection(
+            section.media,
+            section.port,
+            section.port_count,
+            section.proto,
+            formats,
+            _without_ice(section.lines),
+        )
         connection = sdp.media_connection(section)
         if connection is not None and connection.is_null and sdp.media_on_hold(section):
             # Our address replaces 0.0.0.0, so the hold must be said with a direction instead.
@@ -553,21 +574,44 @@ class MediaAnchor:
         return audio
 
 
-def _is_ip(host: str, relay_address: str) -> bool:
-    """True if ``host`` is an IP literal of the relay's family."""
+def _family(address: str) -> int:
+    """The socket family of an IP literal (ValueError for anything else)."""
+    return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+
+
+def _is_ip(host: str, family: int) -> bool:
+    """True if ``host`` is an IP literal of ``family`` (the relay's)."""
+    # inet_pton, not the ipaddress module: this runs for every stream of every SDP relayed.
     try:
-        address = ipaddress.ip_address(host)
+        socket.inet_pton(family, host)
+    except (OSError, ValueError):
+        # An IPv6 literal with a zone ("fe80::1%eth0") is one too; inet_pton refuses the zone.
+        return "%" in host and family == socket.AF_INET6 and _is_ipv6_with_zone(host)
+    return True
+
+
+def _is_ipv6_with_zone(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
     except ValueError:
         return False
-    return address.version == ipaddress.ip_address(relay_address).version
 
 
 def _without_ice(lines: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    return tuple(
-        (kind, value)
-        for kind, value in lines
-        if not (kind == "a" and value.partition(":")[0] in _ICE_ATTRIBUTES)
-    )
+    out: list[tuple[str, str]] = []
+    for line in lines:
+        if line[0] == "a" and line[1].partition(":")[0] in _ICE_ATTRIBUTES:
+            continue
+        out.append(line)
+    return lines if len(out) == len(lines) else tuple(out)
+
+
+def _g711_first(formats: tuple[str, ...]) -> tuple[str, ...]:
+    """``formats`` with PCMU and PCMA moved to the front, each group in its own order."""
+    first = [fmt for fmt in formats if fmt in _G711_FORMATS]
+    if not first or len(first) == len(formats) or formats[: len(first)] == tuple(first):
+        return formats
+    return (*first, *(fmt for fmt in formats if fmt not in _G711_FORMATS))
 
 
 def _rtpmap(section: MediaSection) -> dict[str, str]:

@@ -277,6 +277,56 @@ def test_a_wildcard_relay_advertises_the_address_each_leg_reaches(
         anchor.relay.close()
 
 
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("192.168.1.23", ("192.168.1.23", 4000)),
+        ("phone.clinic.test", None),  # a name would need DNS on every send
+        ("2001:db8::7", None),  # another family than the relay's
+        ("192.168.001.23", None),  # not an IP literal as ipaddress reads them either
+        ("192.168.1.256", None),
+    ],
+)
+def test_the_phones_address_is_used_only_as_an_ip_of_the_relays_family(
+    anchor: MediaAnchor, host: str, expected: tuple[str, int] | None
+) -> None:
+    anchor.offer("c1", "b1", offer_from(host, 4000, rtcp=False), "a")
+    (stats,) = anchor.stats("c1")["a"]
+    assert stats.rtp_address == expected
+
+
+def test_an_rtcp_address_of_another_family_falls_back_to_the_rtp_host(anchor: MediaAnchor) -> None:
+    offer = offer_from("192.168.1.23", 4000).replace(
+        b"a=rtcp:4001 IN IP4 192.168.1.23", b"a=rtcp:4009 IN IP6 ::1"
+    )
+    anchor.offer("c1", "b1", offer, "a")
+    (stats,) = anchor.stats("c1")["a"]
+    assert stats.rtcp_address == ("192.168.1.23", 4009)
+    offer = offer_from("192.168.1.23", 4000).replace(
+        b"a=rtcp:4001 IN IP4 192.168.1.23", b"a=rtcp:4009 IN IP4 10.0.0.9"
+    )
+    anchor.offer("c1", "b1", offer, "a")
+    (stats,) = anchor.stats("c1")["a"]
+    assert stats.rtcp_address == ("10.0.0.9", 4009)
+
+
+def test_an_ipv6_relay_takes_ipv6_phones_zones_included(loop: asyncio.AbstractEventLoop) -> None:
+    pool = PortPool(42100, 42199)
+    anchor = MediaAnchor("::1", pool, relay=Relay("::1", pool, loop=loop))
+    try:
+        for host, expected in (
+            ("2001:db8::7", "2001:db8::7"),
+            ("fe80::1%eth0", "fe80::1%eth0"),
+            ("10.0.0.9", None),
+        ):
+            offer = offer_from(host, 4000, rtcp=False).replace(b"IN IP4", b"IN IP6")
+            anchor.offer("c1", "b1", offer, "a")
+            (stats,) = anchor.stats("c1")["a"]
+            assert (stats.rtp_address[0] if stats.rtp_address else None) == expected, host
+    finally:
+        anchor.relay.close()
+
+
 def test_offers_put_g711_first_and_drop_declared_sources(anchor: MediaAnchor) -> None:
     offer = offer_from("192.168.1.23", 4000).replace(b"RTP/AVP 0 8 101", b"RTP/AVP 96 9 8 101 0") + crlf(
         "a=rtpmap:96 speex/16000\na=rtpmap:9 G722/8000\na=ssrc:1234 cname:phone\n"

@@ -4,6 +4,7 @@ protection, NAT rebinding, re-learning, music on one direction, DTMF, and the po
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -275,6 +276,32 @@ async def test_ports_return_to_the_pool_and_the_pool_runs_out() -> None:
     assert pool.available == pool.capacity == 4
     assert not relay.endpoints
     del second
+
+
+def _live_endpoints() -> int:
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, Endpoint))
+
+
+@both_loops
+async def test_a_closed_endpoint_is_freed_without_the_collector() -> None:
+    """The relay opens and closes endpoints for every call: left in reference cycles, they would
+    pile up between collections and make each collection longer."""
+    relay = Relay(HOST, PortPool(*POOL_RANGE))
+    gc.collect()
+    before = _live_endpoints()
+    gc.disable()
+    try:
+        for _ in range(3):
+            session = relay.session()
+            session.a.set_remote((HOST, 9))
+            session.a.on_dtmf = lambda endpoint, digit: None
+            session.b.play(Player(b"\xff" * 1600, 0))
+            session.close()
+        del session
+        assert _live_endpoints() == before
+    finally:
+        gc.enable()
+        relay.close()
 
 
 @both_loops

@@ -365,7 +365,12 @@ class SessionDescription:
                     mlines.append(("a", f"rtcp:{rtcp} {conn}"))
                 else:
                     mlines.append((kind, value))
-            media.append(replace(section, port=port, lines=tuple(mlines)))
+            # Built directly: dataclasses.replace is interpreted, and this runs for every stream relayed.
+            media.append(
+                MediaSection(
+                    section.media, port, section.port_count, section.proto, section.formats, tuple(mlines)
+                )
+            )
         return SessionDescription(lines, tuple(media))
 
     # -- serialization -----------------------------------------------------------------------
