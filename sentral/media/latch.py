@@ -48,8 +48,6 @@ class PortsExhausted(Exception):
 class PortPool:
     """Even RTP ports (RTCP on the odd port above) from ``first`` to ``last`` inclusive."""
 
-    __slots__ = ("_free", "_in_use", "first", "last")
-
     def __init__(self, first: int = DEFAULT_PORTS[0], last: int = DEFAULT_PORTS[1]) -> None:
         if not 1 <= first <= last <= 65535:
             raise ValueError(f"RTP port range {first}-{last} is not within 1-65535 with first <= last")
@@ -116,19 +114,6 @@ DEFAULT_POLICY = LatchPolicy()
 
 class Latch:
     """Where one phone's media comes from and goes to (one per RTP or RTCP port)."""
-
-    __slots__ = (
-        "_first_at",
-        "_learned",
-        "destination",
-        "expected",
-        "last_seq",
-        "policy",
-        "rebinds",
-        "source",
-        "ssrc",
-        "state",
-    )
 
     def __init__(self, expected: Address | None = None, policy: LatchPolicy = DEFAULT_POLICY) -> None:
         self.policy = policy

@@ -88,28 +88,6 @@ class EndpointStats:
 class _Channel:
     """One local socket of an endpoint (its RTP or its RTCP port) and the latch in front of it."""
 
-    __slots__ = (
-        "buffer",
-        "bytes_in",
-        "bytes_out",
-        "dropped",
-        "dtmf",
-        "endpoint",
-        "fd",
-        "is_rtcp",
-        "last_rx",
-        "latch",
-        "muted",
-        "packets_in",
-        "packets_out",
-        "peer",
-        "recv",
-        "relay",
-        "sendto",
-        "sock",
-        "view",
-    )
-
     def __init__(self, relay: Relay, endpoint: Endpoint, sock: socket.socket, *, is_rtcp: bool) -> None:
         self.relay = relay
         # None once the endpoint is closed: the two refer to each other only while it is open, so
@@ -252,18 +230,6 @@ class _Channel:
 
 class Endpoint:
     """One phone's side of a relayed call: an RTP and an RTCP port, latches, counters, a peer."""
-
-    __slots__ = (
-        "__weakref__",
-        "closed",
-        "detector",
-        "on_dtmf",
-        "playback",
-        "port",
-        "relay",
-        "rtcp",
-        "rtp",
-    )
 
     def __init__(self, relay: Relay, port: int, rtp_sock: socket.socket, rtcp_sock: socket.socket) -> None:
         self.relay = relay
@@ -517,6 +483,9 @@ class Relay:
             channel.peer = None
             channel.endpoint = None
             if loop is not None and not loop.is_closed():
-                loop.remove_reader(channel.fd)
+                # Its result goes unread: uvloop returns None where asyncio's signature says bool,
+                # which compiled code would otherwise check and refuse.
+                remove_reader: Callable[[int], object] = loop.remove_reader
+                remove_reader(channel.fd)
             channel.sock.close()
         self.pool.release(endpoint.port)
