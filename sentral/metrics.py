@@ -164,6 +164,8 @@ class ServerCollector(Collector):
             packets_in, packets_out, dropped = relay.totals()
             yield GaugeMetricFamily("sentral_relay_streams", "Relay endpoints open (one per phone in a call)",
                                     value=len(relay.endpoints))  # fmt: skip
+            yield GaugeMetricFamily("sentral_relay_ports_resting", "Relay port pairs kept bound for later calls",
+                                    value=relay.pool.resting)  # fmt: skip
             packets = CounterMetricFamily(
                 "sentral_relay_packets", "RTP and RTCP packets relayed, from and to phones", labels=["direction"]
             )

@@ -66,6 +66,15 @@ GROUPS: dict[str, list[str]] = {
         "sentral/routing/park.py",
         "sentral/routing/queue.py",
     ],
+    "sentral.native_media": [
+        "sentral/media/anchor.py",
+        "sentral/media/dtmf.py",
+        "sentral/media/g711.py",
+        "sentral/media/latch.py",
+        "sentral/media/player.py",
+        "sentral/media/relay.py",
+        "sentral/media/rtp.py",
+    ],
 }
 
 

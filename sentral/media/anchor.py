@@ -58,7 +58,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
@@ -100,21 +100,43 @@ class MediaError(Exception):
     """A media request that cannot be carried out (unknown call or leg, no codec, no sound)."""
 
 
-@dataclass(eq=False, slots=True)
+# Made for every call: their __init__ is spelled out so that, compiled, it is compiled too.
+@dataclass(eq=False, slots=True, init=False)
 class _Leg:
     key: str
-    origin: OriginRewriter | None = None  # made with the first SDP sent on the leg
-    streams: list[Endpoint | None] = field(default_factory=list)
-    phone_sdp: SessionDescription | None = None  # the last SDP this leg's phone sent
-    answer_sdp: SessionDescription | None = None  # the last answer on this leg, either way
-    held: bool = False
+    origin: OriginRewriter | None  # made with the first SDP sent on the leg
+    streams: list[Endpoint | None]
+    phone_sdp: SessionDescription | None  # the last SDP this leg's phone sent
+    answer_sdp: SessionDescription | None  # the last answer on this leg, either way
+    held: bool
+
+    def __init__(
+        self,
+        key: str,
+        origin: OriginRewriter | None = None,
+        streams: list[Endpoint | None] | None = None,
+        phone_sdp: SessionDescription | None = None,
+        answer_sdp: SessionDescription | None = None,
+        held: bool = False,
+    ) -> None:
+        self.key = key
+        self.origin = origin
+        self.streams = [] if streams is None else streams
+        self.phone_sdp = phone_sdp
+        self.answer_sdp = answer_sdp
+        self.held = held
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(eq=False, slots=True, init=False)
 class _Call:
     key: str
     created: float
-    legs: dict[str, _Leg] = field(default_factory=dict)
+    legs: dict[str, _Leg]
+
+    def __init__(self, key: str, created: float, legs: dict[str, _Leg] | None = None) -> None:
+        self.key = key
+        self.created = created
+        self.legs = {} if legs is None else legs
 
 
 class MediaAnchor:

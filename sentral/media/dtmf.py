@@ -102,8 +102,6 @@ class _Press:
 class DtmfDetector:
     """Turns the telephone-event packets of one stream into one ``Digit`` per key press."""
 
-    __slots__ = ("_recent",)
-
     def __init__(self) -> None:
         self._recent: deque[_Press] = deque(maxlen=_RECENT)
 

@@ -48,8 +48,6 @@ class PortsExhausted(Exception):
 class PortPool:
     """Even RTP ports (RTCP on the odd port above) from ``first`` to ``last`` inclusive."""
 
-    __slots__ = ("_free", "_in_use", "first", "last")
-
     def __init__(self, first: int = DEFAULT_PORTS[0], last: int = DEFAULT_PORTS[1]) -> None:
         if not 1 <= first <= last <= 65535:
             raise ValueError(f"RTP port range {first}-{last} is not within 1-65535 with first <= last")
@@ -60,11 +58,12 @@ class PortPool:
         self.last = last
         self._free: deque[int] = deque(range(start, last, 2))
         self._in_use: set[int] = set()
+        self._resting: set[int] = set()
 
     @property
     def capacity(self) -> int:
         """How many port pairs the range holds."""
-        return len(self._free) + len(self._in_use)
+        return len(self._free) + len(self._in_use) + len(self._resting)
 
     @property
     def in_use(self) -> int:
@@ -75,6 +74,11 @@ class PortPool:
     def available(self) -> int:
         """How many port pairs are free."""
         return len(self._free)
+
+    @property
+    def resting(self) -> int:
+        """How many port pairs are kept open between calls (see ``rest``)."""
+        return len(self._resting)
 
     def allocate(self) -> int:
         """An even RTP port; PortsExhausted when none is free."""
@@ -88,11 +92,29 @@ class PortPool:
         return port
 
     def release(self, port: int) -> None:
-        """Give ``port`` back; it goes to the end of the queue."""
-        if port not in self._in_use:
+        """Give ``port`` back, in use or resting; it goes to the end of the queue."""
+        if port in self._in_use:
+            self._in_use.discard(port)
+        elif port in self._resting:
+            self._resting.discard(port)
+        else:
             raise ValueError(f"RTP port {port} was not handed out by this pool")
-        self._in_use.discard(port)
         self._free.append(port)
+
+    def rest(self, port: int) -> None:
+        """``port``'s call is over but its owner keeps it (bound, for a later call): neither in use
+        nor free until ``wake`` or ``release``."""
+        if port not in self._in_use:
+            raise ValueError(f"RTP port {port} is not in use")
+        self._in_use.discard(port)
+        self._resting.add(port)
+
+    def wake(self, port: int) -> None:
+        """A resting ``port`` serves a call again."""
+        if port not in self._resting:
+            raise ValueError(f"RTP port {port} is not resting")
+        self._resting.discard(port)
+        self._in_use.add(port)
 
 
 class LatchState(Enum):
@@ -116,19 +138,6 @@ DEFAULT_POLICY = LatchPolicy()
 
 class Latch:
     """Where one phone's media comes from and goes to (one per RTP or RTCP port)."""
-
-    __slots__ = (
-        "_first_at",
-        "_learned",
-        "destination",
-        "expected",
-        "last_seq",
-        "policy",
-        "rebinds",
-        "source",
-        "ssrc",
-        "state",
-    )
 
     def __init__(self, expected: Address | None = None, policy: LatchPolicy = DEFAULT_POLICY) -> None:
         self.policy = policy

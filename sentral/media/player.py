@@ -47,21 +47,6 @@ class Scheduled:
 class Player:
     """G.711 audio as a schedule of 20 ms RTP packets (pure: the caller supplies ``now``)."""
 
-    __slots__ = (
-        "_audio",
-        "_index",
-        "_marker",
-        "_packets",
-        "_sent",
-        "_start",
-        "loop",
-        "max_late",
-        "payload_type",
-        "sequence",
-        "ssrc",
-        "timestamp",
-    )
-
     def __init__(
         self,
         audio: bytes,
@@ -167,8 +152,6 @@ class Player:
 
 class Playback:
     """Sends a ``Player``'s packets through ``send`` when they fall due on the event loop's clock."""
-
-    __slots__ = ("_handle", "_loop", "_on_done", "player", "send")
 
     def __init__(
         self,

@@ -24,6 +24,16 @@ resumes with the next packet.
 
 Dead media is for the owner to judge: each endpoint records, on the monotonic clock, when its
 phone last sent anything on either port.
+
+Sockets outlive endpoints. Opening a port pair costs a dozen system calls (two sockets, bind,
+registering them with the loop, and as many to undo it), which an anchored call paid on each leg.
+So a closed endpoint's sockets rest, bound and registered, and a later endpoint takes the pair
+that has rested longest once it has rested ``reuse_after`` seconds: the old call's phone has had
+that long to stop sending, and whatever it sent is read and dropped as it comes and once more
+just before reuse, so that no stale packet can be the first a new latch learns from. Resting
+pairs still hold their ports; the relay closes them for real when the range has no other pair
+free, so that resting never refuses a call, and keeps at most ``max_resting`` of them (half the
+range, and a quarter of the process's file descriptors).
 """
 
 from __future__ import annotations
@@ -31,8 +41,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import resource
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -55,6 +67,7 @@ log = structlog.get_logger("sentral.media")
 
 BUFFER_SIZE = 65_535
 DRAIN_BATCH = 512  # datagrams read per wake-up at most, so one busy socket cannot starve the rest
+REUSE_AFTER = 2.0  # seconds a closed endpoint's sockets rest before another endpoint takes them
 _RTCP_TYPES = range(64, 96)  # RTCP packet types 192..223 as they read in the RTP payload-type bits
 _unpack_header = FIXED_HEADER.unpack_from
 
@@ -85,38 +98,48 @@ class EndpointStats:
     last_received: float | None  # time.monotonic() of the last packet from the phone, any port
 
 
+class _Bound:
+    """One bound relay socket, registered with the loop from its bind to its close: the channel of
+    the endpoint it serves reads it, and while it rests between endpoints, it drops what comes."""
+
+    def __init__(self, sock: socket.socket, buffer: bytearray) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.buffer = buffer
+        self.channel: _Channel | None = None
+
+    def on_readable(self) -> None:
+        channel = self.channel
+        if channel is not None:
+            channel.on_readable()
+        else:
+            self.drain()
+
+    def drain(self) -> bool:
+        """Read and drop what is queued (a wake-up's worth at most); True once nothing is left."""
+        recv = self.sock.recv_into
+        buf = self.buffer
+        for _ in range(DRAIN_BATCH):
+            try:
+                recv(buf)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                continue  # an ICMP error from an earlier send
+        return False
+
+
 class _Channel:
     """One local socket of an endpoint (its RTP or its RTCP port) and the latch in front of it."""
 
-    __slots__ = (
-        "buffer",
-        "bytes_in",
-        "bytes_out",
-        "dropped",
-        "dtmf",
-        "endpoint",
-        "fd",
-        "is_rtcp",
-        "last_rx",
-        "latch",
-        "muted",
-        "packets_in",
-        "packets_out",
-        "peer",
-        "recv",
-        "relay",
-        "sendto",
-        "sock",
-        "view",
-    )
-
-    def __init__(self, relay: Relay, endpoint: Endpoint, sock: socket.socket, *, is_rtcp: bool) -> None:
+    def __init__(self, relay: Relay, endpoint: Endpoint, bound: _Bound, *, is_rtcp: bool) -> None:
         self.relay = relay
         # None once the endpoint is closed: the two refer to each other only while it is open, so
         # that a closed endpoint is freed at once rather than left for the cyclic collector.
         self.endpoint: Endpoint | None = endpoint
-        self.sock = sock
-        self.fd = sock.fileno()
+        self.bound = bound
+        sock = bound.sock
+        self.fd = bound.fd
         self.recv = sock.recvfrom_into
         self.sendto = sock.sendto
         self.is_rtcp = is_rtcp
@@ -132,6 +155,7 @@ class _Channel:
         self.bytes_out = 0
         self.dropped = 0
         self.last_rx = 0.0
+        bound.channel = self
 
     def counters(self) -> Counters:
         return Counters(self.packets_in, self.bytes_in, self.packets_out, self.bytes_out, self.dropped)
@@ -253,23 +277,11 @@ class _Channel:
 class Endpoint:
     """One phone's side of a relayed call: an RTP and an RTCP port, latches, counters, a peer."""
 
-    __slots__ = (
-        "__weakref__",
-        "closed",
-        "detector",
-        "on_dtmf",
-        "playback",
-        "port",
-        "relay",
-        "rtcp",
-        "rtp",
-    )
-
-    def __init__(self, relay: Relay, port: int, rtp_sock: socket.socket, rtcp_sock: socket.socket) -> None:
+    def __init__(self, relay: Relay, port: int, rtp: _Bound, rtcp: _Bound) -> None:
         self.relay = relay
         self.port = port
-        self.rtp = _Channel(relay, self, rtp_sock, is_rtcp=False)
-        self.rtcp = _Channel(relay, self, rtcp_sock, is_rtcp=True)
+        self.rtp = _Channel(relay, self, rtp, is_rtcp=False)
+        self.rtcp = _Channel(relay, self, rtcp, is_rtcp=True)
         self.playback: Playback | None = None
         self.detector = DtmfDetector()
         self.on_dtmf: DtmfHandler | None = None
@@ -404,11 +416,22 @@ class Relay:
         loop: asyncio.AbstractEventLoop | None = None,
         policy: LatchPolicy = DEFAULT_POLICY,
         socket_buffer: int = 0,
+        reuse_after: float = REUSE_AFTER,
+        max_resting: int | None = None,
     ) -> None:
         self.address = address
         self.pool = pool
         self.policy = policy
         self.socket_buffer = socket_buffer
+        self.reuse_after = reuse_after
+        if max_resting is None:
+            files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            max_resting = pool.capacity // 2
+            if files != resource.RLIM_INFINITY:
+                max_resting = min(max_resting, files // 8)  # two descriptors a pair: a quarter of them
+        self.max_resting = max_resting
+        # Closed endpoints' socket pairs, oldest first: (when it closed, port, RTP, RTCP).
+        self._resting: deque[tuple[float, int, _Bound, _Bound]] = deque()
         self._loop = loop
         self.buffer = bytearray(BUFFER_SIZE)
         self.view = memoryview(self.buffer)
@@ -426,6 +449,27 @@ class Relay:
 
     def open(self) -> Endpoint:
         """A new endpoint on a free port pair; PortsExhausted when none can be had."""
+        resting = self._resting
+        if resting and resting[0][0] + self.reuse_after <= time.monotonic():
+            _, port, rtp, rtcp = resting.popleft()
+            # What came since the last wake-up is dropped; a pair someone keeps spraying is not reused.
+            if rtp.drain() and rtcp.drain():
+                self.pool.wake(port)
+                endpoint = Endpoint(self, port, rtp, rtcp)
+                self.endpoints.add(endpoint)
+                return endpoint
+            self._discard(port, rtp, rtcp)
+        while True:
+            try:
+                return self._open_fresh()
+            except PortsExhausted:
+                if not resting:
+                    raise
+            # Every free pair rests: the one that has rested longest is closed for real instead.
+            _, port, rtp, rtcp = resting.popleft()
+            self._discard(port, rtp, rtcp)
+
+    def _open_fresh(self) -> Endpoint:
         loop = self.loop
         pool = self.pool
         # Ports bound by other programs are skipped; after a full round the range is used up.
@@ -446,9 +490,10 @@ class Relay:
                 if exc.errno != errno.EADDRINUSE:
                     raise
                 continue
-            endpoint = Endpoint(self, port, rtp, rtcp)
-            loop.add_reader(endpoint.rtp.fd, endpoint.rtp.on_readable)
-            loop.add_reader(endpoint.rtcp.fd, endpoint.rtcp.on_readable)
+            rtp_bound, rtcp_bound = _Bound(rtp, self.buffer), _Bound(rtcp, self.buffer)
+            endpoint = Endpoint(self, port, rtp_bound, rtcp_bound)
+            loop.add_reader(rtp_bound.fd, rtp_bound.on_readable)
+            loop.add_reader(rtcp_bound.fd, rtcp_bound.on_readable)
             self.endpoints.add(endpoint)
             return endpoint
         raise PortsExhausted(
@@ -475,9 +520,13 @@ class Relay:
         return RelaySession(a, b)
 
     def close(self) -> None:
-        """Close every endpoint."""
+        """Close every endpoint and every socket."""
         for endpoint in list(self.endpoints):
             endpoint.close()
+        resting = self._resting
+        while resting:
+            _, port, rtp, rtcp = resting.popleft()
+            self._discard(port, rtp, rtcp)
 
     def _bind(self, port: int) -> socket.socket:
         sock = socket.socket(self._family, socket.SOCK_DGRAM)
@@ -505,7 +554,6 @@ class Relay:
 
     def _close(self, endpoint: Endpoint) -> None:
         self.endpoints.discard(endpoint)
-        loop = self._loop
         closed = self._closed
         for channel in (endpoint.rtp, endpoint.rtcp):
             closed[0] += channel.packets_in
@@ -516,7 +564,23 @@ class Relay:
                 peer.peer = None
             channel.peer = None
             channel.endpoint = None
+            channel.bound.channel = None  # what comes now is dropped
+        loop = self._loop
+        rtp, rtcp = endpoint.rtp.bound, endpoint.rtcp.bound
+        if len(self._resting) < self.max_resting and loop is not None and not loop.is_closed():
+            self._resting.append((time.monotonic(), endpoint.port, rtp, rtcp))
+            self.pool.rest(endpoint.port)
+        else:
+            self._discard(endpoint.port, rtp, rtcp)
+
+    def _discard(self, port: int, rtp: _Bound, rtcp: _Bound) -> None:
+        """Close a pair's sockets for real and give its port back to the pool."""
+        loop = self._loop
+        for bound in (rtp, rtcp):
             if loop is not None and not loop.is_closed():
-                loop.remove_reader(channel.fd)
-            channel.sock.close()
-        self.pool.release(endpoint.port)
+                # Its result goes unread: uvloop returns None where asyncio's signature says bool,
+                # which compiled code would otherwise check and refuse.
+                remove_reader: Callable[[int], object] = loop.remove_reader
+                remove_reader(bound.fd)
+            bound.sock.close()
+        self.pool.release(port)

@@ -27,6 +27,23 @@ def test_pool_hands_out_even_ports_round_robin() -> None:
         pool.release(10002)
 
 
+def test_a_resting_port_is_neither_in_use_nor_free_until_woken_or_released() -> None:
+    pool = PortPool(10002, 10009)
+    a, b, _ = pool.allocate(), pool.allocate(), pool.allocate()
+    pool.rest(a)
+    pool.rest(b)
+    assert (pool.in_use, pool.resting, pool.available, pool.capacity) == (1, 2, 1, 4)
+    pool.wake(a)
+    pool.release(b)
+    assert (pool.in_use, pool.resting, pool.available) == (2, 0, 2)
+    with pytest.raises(ValueError, match="not resting"):
+        pool.wake(b)
+    with pytest.raises(ValueError, match="not in use"):
+        pool.rest(b)
+    with pytest.raises(ValueError, match="not handed out"):
+        pool.release(b)
+
+
 def test_pool_range_is_checked() -> None:
     with pytest.raises(ValueError, match="no even/odd port pair"):
         PortPool(10001, 10002)

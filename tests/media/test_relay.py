@@ -256,7 +256,7 @@ async def test_a_digit_reaches_the_other_phone_before_what_it_sets_off() -> None
 @both_loops
 async def test_ports_return_to_the_pool_and_the_pool_runs_out() -> None:
     pool = PortPool(41200, 41207)  # four pairs: two calls
-    relay = Relay(HOST, pool)
+    relay = Relay(HOST, pool, max_resting=0)
     first = relay.session()
     second = relay.session()
     assert pool.available == 0
@@ -276,6 +276,93 @@ async def test_ports_return_to_the_pool_and_the_pool_runs_out() -> None:
     assert pool.available == pool.capacity == 4
     assert not relay.endpoints
     del second
+
+
+@both_loops
+async def test_resting_pairs_never_refuse_a_call() -> None:
+    pool = PortPool(41200, 41207)  # four pairs: two calls
+    relay = Relay(HOST, pool)
+    first = relay.session()
+    second = relay.session()
+    first.close()
+    assert (pool.available, pool.in_use, pool.resting) == (0, 2, 2)  # its pairs rest, still bound
+    third = relay.session()  # the resting pairs are closed for real and bound afresh
+    assert {third.a.port, third.b.port} == {first.a.port, first.b.port}
+    with pytest.raises(PortsExhausted, match="all 4 RTP port pairs"):
+        relay.session()
+    second.close()
+    third.close()
+    relay.close()  # resting sockets too are closed: every port can be bound again
+    for port in range(41200, 41208):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind((HOST, port))
+        probe.close()
+    assert pool.available == pool.capacity == 4 and pool.resting == 0
+
+
+@both_loops
+async def test_a_closed_pair_rests_before_another_endpoint_takes_it() -> None:
+    relay = Relay(HOST, PortPool(*POOL_RANGE))
+    try:
+        first = relay.open()
+        first.close()
+        second = relay.open()  # within the rest: a fresh pair
+        assert second.port != first.port
+        relay.reuse_after = 0.0
+        second.close()
+        third = relay.open()  # the pair that has rested longest
+        assert third.port == first.port
+    finally:
+        relay.close()
+
+
+@both_loops
+async def test_what_the_old_call_sent_never_reaches_the_next_endpoint() -> None:
+    """A phone still sending to a port its call no longer has must not be the first source the
+    next endpoint on that port learns: whatever came while the pair rested is dropped."""
+    old_phone, new_phone, other = Phone(), Phone(), Phone()
+    try:
+        for settle in (True, False):  # read by the loop while resting, or still queued at reuse
+            relay = Relay(HOST, PortPool(*POOL_RANGE), reuse_after=0.0)
+            try:
+                endpoint = relay.open()
+                port = (HOST, endpoint.port)
+                endpoint.close()
+                old_phone.send_audio(port, 3)
+                old_phone.send((HOST, endpoint.rtcp_port), old_phone.rtcp())
+                await asyncio.sleep(0.05 if settle else 0)
+                old_phone.send_audio(port, 0 if settle else 2)
+                reused = relay.open()
+                assert reused.port == endpoint.port
+                peer = relay.open()
+                relay.pair(reused, peer)
+                peer.set_remote(other.address)
+                reused.set_remote(("127.0.0.5", 9))  # behind NAT: it learns from the first packet
+                sent = new_phone.send_audio(port, 1)
+                assert payloads(await other.expect(1)) == sent
+                assert payloads(await other.quiet()) == []
+                stats = reused.stats()
+                assert (stats.rtp.packets_in, stats.rtcp.packets_in) == (1, 0)
+                assert stats.rtp_address == new_phone.address
+            finally:
+                relay.close()
+    finally:
+        for phone in (old_phone, new_phone, other):
+            phone.close()
+
+
+@both_loops
+async def test_resting_pairs_are_capped() -> None:
+    pool = PortPool(*POOL_RANGE)
+    relay = Relay(HOST, pool, max_resting=1)
+    try:
+        a, b = relay.open(), relay.open()
+        a.close()
+        b.close()  # one rests, the other is closed for real
+        assert (pool.available, pool.in_use, pool.resting) == (pool.capacity - 1, 0, 1)
+    finally:
+        relay.close()
+    assert Relay(HOST, PortPool(41200, 41207)).max_resting == 2  # half the range at most
 
 
 def _live_endpoints() -> int:

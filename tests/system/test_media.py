@@ -26,7 +26,7 @@ import pytest
 from sentral.media import g711
 from sentral.media.rtp import RtpHeader, build_rtp
 from tests.system.audio import write_tone
-from tests.system.peers import LOOPBACK, Softphone, SoftphoneError, wait_until
+from tests.system.peers import LOOPBACK, Softphone, SoftphoneError, free_port, wait_until
 from tests.system.server import SentralServer, sentral_command
 from tests.system.test_call_media import (
     amplitude,
@@ -38,6 +38,7 @@ from tests.system.test_call_media import (
     udp_free,
 )
 from tests.system.test_calls import dial, phone_for, records
+from tests.system.test_metrics import scrape
 
 A_TONE = 1800.0
 B_TONE = 2400.0
@@ -358,12 +359,15 @@ def test_a_call_whose_phones_send_nothing_is_hung_up_for_dead_media(
         server.stop()
 
 
-def test_every_relay_port_is_free_again_once_the_calls_are_over(
+def test_no_relay_port_is_held_for_a_call_once_the_calls_are_over(
     tmp_path: Path, sounds: Path, softphone_factory: Callable[..., Softphone]
 ) -> None:
-    server, (first, last) = start_media_clinic(tmp_path, sounds, "--no-answer-timeout", "2")
+    """Each port is free again, or rests bound for a later call as the relay reports."""
+    metrics = f"{LOOPBACK}:{free_port()}"
+    server, (first, last) = start_media_clinic(
+        tmp_path, sounds, "--no-answer-timeout", "2", "--metrics", metrics
+    )
     try:
-        free_before = [port for port in range(first, last + 1) if udp_free(port)]
         alice = phone_for(softphone_factory, server, "1001")
         bob = phone_for(softphone_factory, server, "1002")
         desk = phone_for(softphone_factory, server, "1002", name="desk")  # forked: one leg loses
@@ -391,8 +395,18 @@ def test_every_relay_port_is_free_again_once_the_calls_are_over(
 
         records(server, 4)
         wait_until(lambda: server.cli_json("calls") == [], 5, "no calls left", interval=0.2)
-        held = [port for port in free_before if not udp_free(port)]
-        assert held == [], f"relay ports still bound after every call ended: {held}"
+        # The block was free before the server started (media_range); the server's own check of
+        # the range at start-up rests one pair too.
+        held = [port for port in range(first, last + 1) if not udp_free(port)]
+        seen = scrape(metrics)
+        assert seen[("sentral_relay_streams", ())] == 0
+        resting = seen[("sentral_relay_ports_resting", ())]
+        assert resting > 0  # the ended calls' pairs, kept for later calls
+        # Bound: the RTP and RTCP port of each resting pair, and nothing else.
+        assert len(held) == 2 * resting, (
+            f"relay ports bound after every call ended: {held}, {resting} resting"
+        )
+        assert all(port % 2 == 0 and port + 1 in held for port in held[::2]), held
         alice.close()
         used = {media_address(sdp)[1] for sdp in sdps(alice, "RX")}
         assert used and all(first <= port <= last for port in used), used
