@@ -78,6 +78,21 @@ def dial(server: SentralServer, ext: str) -> str:
     return f"sip:{ext}@{DOMAIN}"
 
 
+def talking(
+    clinic: SentralServer, factory: Callable[..., Softphone]
+) -> tuple[Softphone, str, Softphone, str]:
+    """1001 calls 1002, who answers; both phones' media is up."""
+    alice = phone_for(factory, clinic, "1001")
+    bob = phone_for(factory, clinic, "1002")
+    a_call = alice.call("1001", dial(clinic, "1002"))
+    b_call = bob.wait_incoming("1002")["call"]
+    bob.answer(b_call)
+    alice.wait_call_state(a_call, "CONFIRMED")
+    alice.wait_event("media_state", call=a_call, status="active")
+    bob.wait_event("media_state", call=b_call, status="active")
+    return alice, a_call, bob, b_call
+
+
 def test_a_calls_b_b_answers_both_have_media_and_a_hangs_up(
     clinic: SentralServer, softphone_factory: Callable[..., Softphone]
 ) -> None:
@@ -167,14 +182,7 @@ def test_b_never_answers_and_the_no_answer_timeout_ends_the_call(
 def test_hold_and_unhold_by_reinvite(
     clinic: SentralServer, softphone_factory: Callable[..., Softphone]
 ) -> None:
-    alice = phone_for(softphone_factory, clinic, "1001")
-    bob = phone_for(softphone_factory, clinic, "1002")
-    out = alice.call("1001", dial(clinic, "1002"))
-    incoming = bob.wait_incoming("1002")["call"]
-    bob.answer(incoming)
-    alice.wait_call_state(out, "CONFIRMED")
-    bob.wait_event("media_state", call=incoming, status="active")
-    alice.wait_event("media_state", call=out, status="active")
+    alice, out, bob, incoming = talking(clinic, softphone_factory)
     alice.hold(out)
     alice.wait_event("media_state", call=out, status="local_hold")
     bob.wait_event("media_state", call=incoming, status="remote_hold")
@@ -195,13 +203,7 @@ def test_hold_and_unhold_by_reinvite(
 def test_sentral_calls_shows_a_held_call_as_held_until_it_is_resumed(
     clinic: SentralServer, softphone_factory: Callable[..., Softphone]
 ) -> None:
-    alice = phone_for(softphone_factory, clinic, "1001")
-    bob = phone_for(softphone_factory, clinic, "1002")
-    out = alice.call("1001", dial(clinic, "1002"))
-    incoming = bob.wait_incoming("1002")["call"]
-    bob.answer(incoming)
-    alice.wait_event("media_state", call=out, status="active")
-    bob.wait_event("media_state", call=incoming, status="active")
+    alice, out, bob, incoming = talking(clinic, softphone_factory)
 
     def listed_state(state: str) -> bool:
         return [c["state"] for c in clinic.cli_json("calls")] == [state]

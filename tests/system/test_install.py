@@ -13,8 +13,8 @@ import pytest
 
 from tests.system.peers import REPO_ROOT, Softphone
 from tests.system.server import SentralServer
-from tests.system.test_calls import DOMAIN
-from tests.system.test_media import A_TONE, B_TONE, LISTEN_SECONDS, assert_music, record, talking
+from tests.system.test_calls import DOMAIN, talking
+from tests.system.test_media import A_TONE, B_TONE, LISTEN_SECONDS, assert_music, record
 
 
 def run(*command: str | Path, cwd: Path | None = None, timeout: float = 600) -> str:

@@ -37,7 +37,7 @@ from tests.system.test_call_media import (
     start_media_clinic,
     udp_free,
 )
-from tests.system.test_calls import dial, phone_for, records
+from tests.system.test_calls import dial, phone_for, records, talking
 from tests.system.test_metrics import scrape
 
 A_TONE = 1800.0
@@ -127,21 +127,6 @@ def clinic(tmp_path: Path, sounds: Path) -> Iterator[SentralServer]:
         yield server
     finally:
         server.stop()
-
-
-def talking(
-    clinic: SentralServer, factory: Callable[..., Softphone]
-) -> tuple[Softphone, str, Softphone, str]:
-    """1001 calls 1002, who answers; both phones' media is up."""
-    alice = phone_for(factory, clinic, "1001")
-    bob = phone_for(factory, clinic, "1002")
-    a_call = alice.call("1001", dial(clinic, "1002"))
-    b_call = bob.wait_incoming("1002")["call"]
-    bob.answer(b_call)
-    alice.wait_call_state(a_call, "CONFIRMED")
-    alice.wait_event("media_state", call=a_call, status="active")
-    bob.wait_event("media_state", call=b_call, status="active")
-    return alice, a_call, bob, b_call
 
 
 def test_the_held_phone_hears_music_until_the_call_is_resumed(

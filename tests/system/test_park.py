@@ -20,8 +20,8 @@ from tests.system.conftest import SCENARIOS
 from tests.system.peers import Sipp, Softphone, wait_until, write_users_csv
 from tests.system.server import SentralServer
 from tests.system.test_call_media import assert_hears, start_media_clinic
-from tests.system.test_calls import DOMAIN, dial, phone_for, records
-from tests.system.test_media import A_TONE, B_TONE, LISTEN_SECONDS, assert_music, record, talking, tones
+from tests.system.test_calls import DOMAIN, dial, phone_for, records, talking
+from tests.system.test_media import A_TONE, B_TONE, LISTEN_SECONDS, assert_music, record, tones
 
 __all__ = ["tones"]  # the fixture, used here by name
 

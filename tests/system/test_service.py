@@ -18,7 +18,7 @@ import pytest
 
 from tests.system.peers import LOOPBACK, REPO_ROOT, Sipp, Softphone, free_port, wait_until, write_users_csv
 from tests.system.server import SentralServer, sentral_command
-from tests.system.test_calls import DOMAIN, SCENARIOS, dial, phone_for, start_clinic
+from tests.system.test_calls import DOMAIN, SCENARIOS, start_clinic, talking
 
 PACKAGING = REPO_ROOT / "packaging"
 
@@ -150,12 +150,7 @@ def test_sighup_reloads_the_certificate_and_the_config_files_log_level_without_d
     )  # fmt: skip
     try:
         before = served_certificate(tls_port)
-        alice = phone_for(softphone_factory, clinic, "1001")
-        bob = phone_for(softphone_factory, clinic, "1002")
-        out = alice.call("1001", dial(clinic, "1002"))
-        incoming = bob.wait_incoming("1002")
-        bob.answer(incoming["call"])
-        alice.wait_call_state(out, "CONFIRMED")
+        alice, out, bob, b_call = talking(clinic, softphone_factory)
         assert "registered" not in clinic.log_tail()  # info lines are below "warning"
 
         # certbot renews in place; the operator turns on debug for a while.
@@ -170,7 +165,7 @@ def test_sighup_reloads_the_certificate_and_the_config_files_log_level_without_d
         assert after != before and after == ssl.PEM_cert_to_DER_cert(second[0].read_text())
 
         alice.hangup(out)  # the call outlived the reload
-        bob.wait_call_state(incoming["call"], "DISCONNECTED")
+        bob.wait_call_state(b_call, "DISCONNECTED")
         wait_until(lambda: "call_ended_parties" in clinic.log_tail(), 5, "a debug line after the reload")
         assert clinic.running() and clinic.starts == 1
     finally:
