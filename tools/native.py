@@ -10,8 +10,8 @@ source instead and says so), so an edit never runs stale code.
     .venv/bin/python tools/native.py            # compile (what `make native` runs)
     .venv/bin/python tools/native.py --clean    # remove the compiled modules
 
-The modules are compiled in two groups, the SIP core and call control, which the C compiler
-builds side by side. The build writes ``sentral/_native.json`` last: each compiled module's
+The modules are compiled in three groups, the SIP core, call control and the media relay, which
+the C compiler builds side by side. The build writes ``sentral/_native.json`` last: each compiled module's
 source hash, which is what the import-time check compares.
 """
 
