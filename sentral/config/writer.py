@@ -256,6 +256,7 @@ class GroupCommitWriter(Generic[Item]):
             return connection
         connection, error = self._commit(connection, batch)
         if error is None:
+            self.spool_failing = False  # whatever the spool did, writes are stored again
             self._resolve(batch, None)
         elif self._spool is not None and unreachable(error):
             self._spool_requests(batch, error)

@@ -302,3 +302,26 @@ def test_a_spooled_record_the_database_refuses_is_dropped_alone(engine: Engine, 
     asyncio.run(scenario())
     assert sorted(r.call_id for r in CdrStore(engine).list()) == ["good-1", "good-2"]
     assert events == ["spooling", "dropped", "drained"]
+
+
+def test_a_spool_that_cannot_be_written_fails_the_write_and_is_forgotten_once_the_database_is_back(
+    engine: Engine, tmp_path: Path
+) -> None:
+    outage = Outage()
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+
+    async def scenario() -> None:
+        writer = CdrWriter(FlakyRecords(engine, outage), spool=blocker / CDR_SPOOL, retry_interval=0.05)
+        writer.start()
+        outage.down = True
+        with pytest.raises(StoreError, match="spool"):
+            await writer.write([record("lost")])
+        assert writer.spool_failing and writer.spooled == 0
+        outage.down = False
+        await writer.write([record("stored")])
+        assert not writer.spool_failing
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert [r.call_id for r in CdrStore(engine).list()] == ["stored"]
