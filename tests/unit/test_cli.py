@@ -479,20 +479,6 @@ def test_registrations_on_an_empty_server(db: str) -> None:
 # -- serve ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ServeConfig]]:
-    """Stand in for the server: record the configuration `sentral serve` hands over."""
-    seen: list[ServeConfig] = []
-
-    def serve(config: ServeConfig) -> int:
-        seen.append(config)
-        return 3
-
-    monkeypatch.setattr("sentral.app.serve", serve, raising=False)
-    yield seen
-    structlog.reset_defaults()
-
-
 def test_serve_hands_the_parsed_configuration_over_and_exits_with_its_code(
     db: str, served: list[ServeConfig], tmp_path: Path
 ) -> None:

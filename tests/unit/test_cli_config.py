@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import pytest
-import structlog
 from click.testing import CliRunner, Result
 
 from sentral.cli import _config_option, cli, serve
@@ -29,20 +27,6 @@ def no_host_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for name in ("SENTRAL_CONFIG", "SENTRAL_DB", "SENTRAL_SPOOL"):
         monkeypatch.delenv(name, raising=False)
     return default
-
-
-@pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ServeConfig]]:
-    """Stand in for the server: record the configuration `sentral serve` hands over."""
-    seen: list[ServeConfig] = []
-
-    def serve(config: ServeConfig) -> int:
-        seen.append(config)
-        return 3
-
-    monkeypatch.setattr("sentral.app.serve", serve, raising=False)
-    yield seen
-    structlog.reset_defaults()
 
 
 @pytest.fixture
