@@ -63,10 +63,12 @@ the feature codes; transfer and pickup to come), and speaks the core's vocabular
 contact for a call, ``fail`` or ``hang_up`` a call, ``hang_up_leg_at`` a time, ``connect_held`` and
 ``take_over`` (bridge a leg to a phone that waits alone), ``answer_and_play``, ``accept_refer``,
 ``arm`` a call's timer, ``changed`` and ``tell_line`` (publish a state), and the media layer. The
-core asks its ``CallFeature`` objects, in turn, at four hooks: a new call to a number the dial plan
+core asks its ``CallFeature`` objects, in turn, at five hooks: a new call to a number the dial plan
 gives a feature (``Feature``, ``Park``, ``Retrieve``), keys pressed during a call (the last
 ``KEYS_KEPT``, each within ``KEY_GAP`` of the one before), a REFER (after the dial plan has decided
-its target), and what the port carried out for a feature (``feature_done``). A REFER no feature
+its target), what the port carried out for a feature (``feature_done``), and a new INVITE with
+Replaces (RFC 3891) naming a dialog of a live call of the same clinic (``replaces``; one naming
+no such dialog is 481 before any feature is asked, a malformed one 400). A REFER no feature
 takes, which today is any transfer but to a park number, is refused with 501: the transfer module
 will take it there. A feature that holds an answered call with its A leg alone (a parked call) is
 the call's ``holder`` (``CallHolder``): the strategy's commands for that call, and its timer
@@ -126,6 +128,7 @@ from sentral.pbx.sip.dialog import Dialog, DialogError, DialogState, ForkedDialo
 from sentral.pbx.sip.errors import SipError, reason_phrase
 from sentral.pbx.sip.headers import parse_name_addr
 from sentral.pbx.sip.message import Request, Response, make_response
+from sentral.pbx.sip.replaces import Replaces, parse_replaces
 from sentral.pbx.sip.sdp import (
     BodyRole,
     Direction,
@@ -164,7 +167,7 @@ from sentral.routing.groups import REJECT_STATUSES as REJECTS
 from sentral.routing.park import Park, ParkLots, Retrieve
 
 # Option tags we implement: a request requiring anything else gets 420 (RFC 3261 §8.2.2.3).
-SUPPORTED = ("timer",)
+SUPPORTED = ("timer", "replaces")
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER"
 SERVER = "Sentral"
 SDP = "application/sdp"
@@ -624,6 +627,11 @@ class CallFeature(Protocol):
         """The port carried out, for ``call``, what a feature asked of it (``CallPort.feature``);
         ``outcome`` says what was done: whether it was this feature that asked."""
 
+    def replaces(self, call: Call, old: Call, leg: Leg, now: float) -> bool:
+        """``call`` is new, an INVITE with Replaces (RFC 3891) naming ``leg``'s dialog in ``old``, a
+        call of the same clinic: whether this feature took it (an attended transfer completing,
+        a busy-lamp pickup)."""
+
 
 class CallHolder(Protocol):
     """A feature that holds an answered call with its A leg alone (a parked call): it gets the
@@ -789,6 +797,8 @@ class Call:
     # When the B legs' fork state (their INVITE, the dialogs of other forks, the last ACK) may go:
     # 64*T1 after the answer, when no retransmitted or late 2xx can come any more.
     settle_at: float = inf
+    # Each transfer of the call, for its record (the transfer features add them).
+    transfers: list[TransferReport] = field(default_factory=list)
 
     @property
     def legs(self) -> list[Leg]:
@@ -843,6 +853,20 @@ class LegReport:
         self.ended = ended
 
 
+@dataclass(frozen=True, slots=True)
+class TransferReport:
+    """One transfer of a call, for its record: when, by whom (the transferring extension), how
+    (``kind``: "blind", "attended" or "semi-attended"), to what number, and how it ended
+    (``outcome``: "answered" by the target, "returned" to the transferer, "failed", or "" while
+    under way)."""
+
+    at: float
+    by: str
+    kind: str
+    target: str
+    outcome: str = ""
+
+
 @dataclass(slots=True, init=False, unsafe_hash=True)
 class CallReport:
     """The record of one finished call; times are on the controller's ``now`` clock."""
@@ -865,6 +889,7 @@ class CallReport:
     # The extension whose phone answered (the first to, when a transfer or retrieve brought
     # another); "" when nobody did. A group's number is dialled; a member answers.
     answered_by: str
+    transfers: tuple[TransferReport, ...]  # in the order they happened
 
     def __init__(
         self,
@@ -884,6 +909,7 @@ class CallReport:
         hangup_by: str,
         cause: str,
         answered_by: str = "",
+        transfers: tuple[TransferReport, ...] = (),
     ) -> None:
         self.call_id = call_id
         self.clinic = clinic
@@ -901,6 +927,7 @@ class CallReport:
         self.hangup_by = hangup_by
         self.cause = cause
         self.answered_by = answered_by
+        self.transfers = transfers
 
 
 # A live call's state while a phone holds it (the others are ``CallState`` values).
@@ -1059,6 +1086,17 @@ def _info_digit(request: Request) -> Digit | None:
         return None  # not a key we can read: still passed on, as any INFO
 
 
+def _replaces_of(request: Request) -> Replaces | None:
+    """The dialog an INVITE asks to replace (its Replaces header), if any; SipError(400) for a
+    malformed one or two of them."""
+    values = request.header_values("replaces")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise SipError(400, "An INVITE replaces one dialog")
+    return parse_replaces(values[0])
+
+
 def _invite_tx(call: Call) -> ServerTransaction:
     """The caller's INVITE transaction, which a call has until its 2xx is acknowledged."""
     tx = call.invite_tx
@@ -1179,6 +1217,7 @@ class CallControl:
             )
             if isinstance(negotiated, IntervalTooSmall):
                 raise negotiated.error()
+            replaces = _replaces_of(request)
         except SipError as exc:
             self._refuse(tx, request, exc.status, exc.reason, exc.headers)
             return
@@ -1220,8 +1259,38 @@ class CallControl:
         self._invites[tx] = call
         self._legs[(a.call_id, a.local_tag)] = (call, a)
         self.version += 1
-        self._ring(call, decision, now)
+        if replaces is not None:
+            self._replacing(call, replaces, now)
+        else:
+            self._ring(call, decision, now)
         self._tell_lines(call, now)
+
+    def _replacing(self, call: Call, replaces: Replaces, now: float) -> None:
+        """``call``'s INVITE names a dialog to replace (RFC 3891 §3): the features are offered the
+        leg of that dialog. A dialog Sentral does not have (or has for another clinic) is 481, a
+        confirmed one asked for ``early-only`` 486, and one no feature can replace 481 too."""
+        entry = self._legs.get((replaces.call_id, replaces.to_tag))
+        if entry is not None:
+            old, leg = entry
+            remote = leg.dialog.remote_tag if leg.dialog is not None else None
+            if (
+                old is call
+                or old.over
+                or old.caller.clinic.domain != call.caller.clinic.domain
+                or (remote is not None and remote != replaces.from_tag)
+            ):
+                entry = None
+        if entry is None:
+            self._execute(call, Fail(481, "No Such Dialog To Replace"), now)
+            return
+        old, leg = entry
+        if replaces.early_only and leg.state is LegState.ANSWERED:
+            self._execute(call, Fail(486, "Dialog Confirmed"), now)
+            return
+        for feature in self.features:
+            if feature.replaces(call, old, leg, now):
+                return
+        self._execute(call, Fail(481, "Dialog Cannot Be Replaced"), now)
 
     def _ring(
         self, call: Call, decision: Ring | RingGroup | Feature | Reject | Park | Retrieve, now: float
@@ -1785,6 +1854,7 @@ class CallControl:
             hangup_by=call.hangup_by,
             cause=call.cause,
             answered_by=first.extension if first is not None else "",
+            transfers=tuple(call.transfers),
         )
 
     # -- responses to our requests -------------------------------------------------------------
@@ -2856,6 +2926,7 @@ __all__ = [
     "Ringback",
     "Side",
     "Timer",
+    "TransferReport",
     "Try",
     "after_prompt",
     "best_failure",

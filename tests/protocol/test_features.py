@@ -11,7 +11,7 @@ from sentral.pbx.sip.message import Request
 from sentral.pbx.sip.transaction import ServerTransaction
 from sentral.routing.dialplan import Decision, DialPlan
 from sentral.routing.park import Park
-from tests.protocol.test_parking import DIRECTORY, DOMAIN, Clinic, _refer
+from tests.protocol.clinic import DIRECTORY, DOMAIN, Clinic, refer
 
 
 class Listener:
@@ -37,9 +37,12 @@ class Listener:
     def carried_out(self, call: Call, outcome: str, now: float) -> bool:
         return False
 
+    def replaces(self, call: Call, old: Call, leg: Leg, now: float) -> bool:
+        return False
+
 
 def clinic_with(features: Callable[[CallControl], Sequence[CallFeature]]) -> Clinic:
-    """test_parking's clinic, its call control made with ``features`` only."""
+    """The protocol tests' clinic, its call control made with ``features`` only."""
     c = Clinic()
     c.cc = CallControl(
         c.port,
@@ -71,6 +74,6 @@ def test_what_no_feature_takes_the_core_refuses() -> None:
     call = c.talking()
     c.key(call, "b1", PARK_CODE, 1.0)
     assert not call.parked and call.winner is not None
-    assert c.port.statuses(_refer(c, f"<sip:700@{DOMAIN}>", 2.0)) == [501]
+    assert c.port.statuses(refer(c, f"<sip:700@{DOMAIN}>", 2.0)) == [501]
     [decision] = listener.refers
     assert isinstance(decision, Park) and decision.lot.number == "700"

@@ -66,5 +66,8 @@ class FeatureCodes:
         self.core.answer_and_play(call, [feature_prompt(outcome)], now)
         return True
 
+    def replaces(self, call: Call, old: Call, leg: Leg, now: float) -> bool:
+        return False
+
 
 __all__ = ["FeatureCodes", "feature_prompt"]

@@ -121,6 +121,9 @@ class Parking:
     def carried_out(self, call: Call, outcome: str, now: float) -> bool:
         return False
 
+    def replaces(self, call: Call, old: Call, leg: Leg, now: float) -> bool:
+        return False
+
     # -- parking
 
     def _park(
