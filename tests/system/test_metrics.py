@@ -105,12 +105,13 @@ def test_metrics_count_what_the_phones_did_and_health_says_ready(
         for target in panel["targets"]
         for name in re.findall(r"\bsentral_\w+", target["expr"])
     }
-    # Every sample, and every gauge the server declares (the queue gauge has none while nobody waits).
+    # Every sample, and every gauge and summary the server declares (the queue's have none while
+    # nobody called a group).
     text = get(f"http://{address}/metrics")[1].decode()
-    exported = {name for name, _ in (*during, *after)} | set(
-        re.findall(r"^# TYPE (\w+) gauge$", text, re.MULTILINE)
-    )
-    assert len(graphed) >= 14 and graphed <= exported, graphed - exported
+    exported = {name for name, _ in (*during, *after)} | set(re.findall(r"^# TYPE (\w+) gauge$", text, re.M))
+    for summary in re.findall(r"^# TYPE (\w+) summary$", text, re.M):
+        exported |= {f"{summary}_sum", f"{summary}_count"}
+    assert len(graphed) >= 16 and graphed <= exported, graphed - exported
 
     assert get(f"http://{address}/other")[0] == 404
     wait_until(lambda: get(f"http://{address}/health")[0] == 200, 2, "health still ready")
