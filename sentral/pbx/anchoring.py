@@ -34,6 +34,12 @@ anchored, so forking to several phones decides phone by phone.
 
 A direct leg moves to the relay, for the rest of the call, when something is to be played to it:
 
+- Hold. An offer that holds the other phone (every live stream sendonly or inactive) is not passed
+  through: both legs become anchored, the held phone gets the offer from its relay port and the
+  holding phone the answer from its own, and music plays as for any anchored hold. The resume
+  offer then crosses the relay like any other. Going back to direct media on resume would take
+  another re-INVITE to each phone for what is only a shorter path on the clinic's network, and a
+  phone held once is likely to be held again; so the call stays anchored.
 - Parking and transfers. ``CallControl.to_relay`` sends the phone a re-INVITE with an offer of
   ``relay_offer`` (the leg's o= line goes on, at a higher version); the leg is anchored once the
   answer reaches ``answer_received``, and ``relay_refused`` forgets the offer when the phone does
@@ -57,6 +63,7 @@ from sentral.media.anchor import MediaAnchor, MediaError
 from sentral.media.wav import SoundError
 from sentral.pbx.call import Call, Leg, OriginPerLeg
 from sentral.pbx.sip.errors import SipError
+from sentral.pbx.sip.sdp import parse_sdp
 
 log = structlog.get_logger("sentral.media")
 
@@ -145,7 +152,11 @@ class AnchoredMedia:
 
     def offer(self, call: Call, leg: Leg, sdp: bytes, source: Leg) -> bytes:
         if self._direct(call, leg, source):
-            return self._passthrough.offer(call, leg, sdp, source)
+            if not parse_sdp(sdp).is_hold():
+                return self._passthrough.offer(call, leg, sdp, source)
+            # A hold: the held phone is to hear music, so both legs move to the relay.
+            self._anchor_leg(call, leg)
+            self._anchor_leg(call, source)
         self._anchored_exchange(call, leg, source)
         out = self._sdp(
             call, lambda: self.anchor.offer(call.id, leg.id, sdp, source.id, advertise=self._advertise(leg))

@@ -1,5 +1,5 @@
 """``CallControl.to_relay``: a phone with direct media is moved to the relay with a re-INVITE of
-Sentral's own, before it is parked or transferred; message by message on a fake clock,
+Sentral's own, before it is parked, held or transferred; message by message on a fake clock,
 first against the recording media layer of test_anchoring, then against the real anchor.
 """
 
@@ -15,7 +15,7 @@ from sentral.media.latch import PortPool
 from sentral.pbx.anchoring import AnchoredMedia
 from sentral.pbx.call import Call, CallState, Leg
 from sentral.pbx.sip.message import Request, Response, make_response
-from sentral.pbx.sip.sdp import parse_sdp
+from sentral.pbx.sip.sdp import Direction, parse_sdp
 from sentral.pbx.sip.transaction import ClientTransaction
 from tests.protocol.test_anchoring import HOST, FakeMedia, _b_bye, _library, sdp_with
 from tests.protocol.test_call import SDP_B, World, b_request, head_of, parse, parse_ack
@@ -257,5 +257,48 @@ def test_a_phone_refusing_the_move_keeps_its_direct_media_and_no_port(tmp_path: 
         w.a_request("INVITE", sdp=sdp_with(40010))
         [_, (relayed, _)] = reinvites(w, 5001)
         assert parse_sdp(relayed.body).media[0].port == 40010
+
+    asyncio.run(scenario())
+
+
+def test_holding_a_direct_call_moves_both_phones_to_the_relay_and_the_held_one_hears_music(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        w, anchor, pool, call, b_req, ok = anchored_direct_call(tmp_path, 43600)
+        a_ok = w.a_response(200)
+        # A holds B: B is offered the relay, not A's address, and A gets the relay's answer.
+        _, hold = w.a_request("INVITE", sdp=sdp_with(40000, "sendonly"))
+        [(reinvite, re_tx)] = reinvites(w, 5001)
+        to_b = parse_sdp(reinvite.body)
+        assert 43600 <= to_b.media[0].port <= 43699 and to_b.media[0].direction is Direction.SENDONLY
+        assert to_b.origin.session_id == parse_sdp(b_req.body).origin.session_id
+        w.cc.on_response(re_tx, reply(reinvite, 200, sdp_with(42000, "recvonly")), 1.0)
+        [answer] = [r for t, r in w.port.responses if r.cseq.seq == hold.cseq.seq and r.status == 200]
+        to_a = parse_sdp(answer.body)
+        assert 43600 <= to_a.media[0].port <= 43699
+        assert to_a.origin.session_id == parse_sdp(a_ok.body).origin.session_id
+        assert anchor.playing(call.id, "b1") and not anchor.playing(call.id, "a")
+        w.cc.on_ack(parse(head_of(hold, "ACK")), 1.1)
+        # A resumes: the offer crosses the relay (the call stays anchored) and the music stops.
+        _, resume = w.a_request("INVITE", sdp=sdp_with(40000))
+        [_, (again, again_tx)] = reinvites(w, 5001)
+        assert 43600 <= parse_sdp(again.body).media[0].port <= 43699
+        assert not anchor.playing(call.id, "b1")
+        w.cc.on_response(again_tx, reply(again, 200, sdp_with(42000)), 2.0)
+        w.cc.on_ack(parse(head_of(resume, "ACK")), 2.1)
+        assert w.cc.media.anchored(call, call.a) and w.cc.media.anchored(call, call.winner)  # type: ignore[arg-type]
+        w.cc.on_request(*_b_bye(w, b_req, ok), 3.0)
+        assert pool.in_use == 0 and len(anchor) == 0
+
+    asyncio.run(scenario())
+
+
+def test_an_offer_that_does_not_hold_still_passes_a_direct_call_straight_through(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        w, _, pool, _, _, _ = anchored_direct_call(tmp_path, 43700)
+        w.a_request("INVITE", sdp=sdp_with(40020))
+        [(reinvite, _)] = reinvites(w, 5001)
+        assert parse_sdp(reinvite.body).media[0].port == 40020 and pool.in_use == 0
 
     asyncio.run(scenario())
