@@ -47,7 +47,9 @@ at once; the whole call is released when it ends, on every path. ``OriginPerLeg`
 pass-through policy (each leg gets its own o= line, the phones send RTP to each other);
 ``sentral.pbx.anchoring`` anchors every call's media at Sentral's relay. An SDP the media layer
 cannot take gets its status (488, or 503 when no relay port is free): the caller's INVITE is
-refused with it, a re-INVITE or UPDATE is answered with it.
+refused with it, a re-INVITE or UPDATE is answered with it. A phone whose media passes the relay by
+(direct media) is brought to it with ``to_relay``, a re-INVITE of our own, before a feature plays
+anything to it (``MediaPolicy.anchored`` tells whether it is there).
 
 What Sentral plays. A call Sentral answers itself (``answer_and_play``: a feature code's) gets an
 answer (or, for an INVITE without SDP, an offer) from the media layer; the prompts play, and the
