@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from sentral.pbx.call import PROMPT_TAIL, TRANSFER_HANGUP, Call, CallState
 from sentral.pbx.features.park import PARK_CODE
-from sentral.pbx.sip.message import make_response
-from sentral.pbx.sip.transaction import RequestReceived
+from sentral.pbx.sip.message import Request, make_response
+from sentral.pbx.sip.transaction import ClientTransaction, RequestReceived
 from tests.protocol.clinic import DIRECTORY, DOMAIN, PHONES, PROMPT, Clinic, refer
 from tests.protocol.test_call import SDP_A, b_request, parse
 
@@ -306,7 +306,7 @@ def test_a_transfer_to_the_park_number_is_accepted_once_the_phone_is_at_the_rela
     c = Clinic()
     c.media.direct = {"a", "b1"}
     call = c.talking()
-    tx = _refer(c, f"<sip:700@{DOMAIN}>", 1.0)
+    tx = refer(c, f"<sip:700@{DOMAIN}>", 1.0)
     assert c.port.statuses(tx) == []
     [(reinvite, re_tx)] = _reinvites(c, "1001")
     _take(c, "1001", reinvite, re_tx, 1.1)
@@ -319,7 +319,7 @@ def test_a_transfer_to_the_park_number_the_phone_cannot_follow_gets_503() -> Non
     c = Clinic()
     c.media.direct = {"a", "b1"}
     call = c.talking()
-    tx = _refer(c, f"<sip:700@{DOMAIN}>", 1.0)
+    tx = refer(c, f"<sip:700@{DOMAIN}>", 1.0)
     [(reinvite, re_tx)] = _reinvites(c, "1001")
     _take(c, "1001", reinvite, re_tx, 1.1, status=488)
     assert c.port.statuses(tx) == [503] and not call.parked and c.port.sent("NOTIFY") == []
