@@ -146,6 +146,17 @@ class Transfers(Clinic):
         return self.feed(request, 4001, now)
 
 
+def refer_from(c: Transfers, extension: str, target: str, now: float, cseq: int = 2) -> ServerTransaction:
+    """``extension``'s phone, answering for Sentral's last INVITE to it, blind-transfers to ``target``."""
+    request = c.invites(extension)[-1][0]
+    ok = make_response(request, 200, to_tag=f"tag-{extension}--1")
+    head = b_request(request, ok, "REFER", cseq).to_bytes().decode().split("\r\n\r\n")[0]
+    lines = [line for line in head.split("\r\n") if not line.lower().startswith("content-length")]
+    return c.feed(
+        parse("\r\n".join(lines) + f"\r\nRefer-To: <sip:{target}@{DOMAIN}>\r\n"), PORTS[extension], now
+    )
+
+
 def transferred(c: Transfers, target: str = "1003", now: float = 1.0) -> Call:
     """1001 calls 1002, who answers and blind-transfers the call to ``target`` at ``now``."""
     call = c.talking()
@@ -436,3 +447,24 @@ def test_a_refer_outside_a_call_is_405_and_one_naming_no_dialog_481(to_tag: str,
     endpoint.on_message(request.encode(), Origin("udp", "192.0.2.10", 5062, LISTEN))
     response = parse_message(transports.sent[-1][0])
     assert isinstance(response, Response) and response.status == status
+
+
+def test_the_phone_that_took_a_transfer_may_transfer_it_again_and_the_first_one_is_let_go() -> None:
+    c = Transfers()
+    call = transferred(c)
+    c.answer("1003", 2.0)
+    assert c.byes("1002") == []  # 1002 has not hung up yet, and its time is not up
+    assert c.port.statuses(refer_from(c, "1003", "1004", 2.5)) == [202]
+    assert len(c.byes("1002")) == 1  # let go at once: only one phone can be waited for
+    [(invite, _)] = c.invites("1004")
+    assert invite.header("referred-by") == f"<sip:1003@{DOMAIN}>" and '"1001"' in str(invite.header("from"))
+    c.answer("1004", 3.0)
+    c.tick(2.5 + TRANSFER_HANGUP)
+    assert len(c.byes("1003")) == 1 and call.winner is not None and call.winner.extension == "1004"
+    c.cc.hang_up_all(9.0)
+    [report] = c.port.reports
+    assert [(t.by, t.target, t.outcome) for t in report.transfers] == [
+        ("1002", "1003", "answered"),
+        ("1003", "1004", "answered"),
+    ]
+    assert [leg.outcome for leg in report.legs] == ["answered", "transferred", "transferred", "answered"]

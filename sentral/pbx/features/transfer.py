@@ -219,6 +219,8 @@ class Transfer:
         else:
             staff = directory.staff_for(domain, transferee.extension)
             name = staff.name if staff is not None else ""
+        if call.leaving is not None and call.leaving is not leg:
+            core.cancel_leg(call, call.leaving, now)  # an earlier transferring phone, still up: it goes now
         call.transfers.append(TransferReport(now, leg.extension, "blind", number))
         state = Transferring(
             leg.extension, number, name or transferee.extension, transferee.extension, len(call.transfers) - 1
@@ -339,6 +341,8 @@ class Transfer:
         call.strategy = RingAll()
         call.listed = (state.user, leg.extension)
         core.connect_held(call, leg, now)
+        # to_relay: a transferee that the transferring phone put on hold before its REFER still
+        # holds (sends nothing); re-offer it from the relay here once call control can.
         core.changed(call, now)
 
     def _unanswered(self, call: Call, state: Transferring, overflow: str | None, now: float) -> None:
