@@ -63,21 +63,20 @@ blind transfer, the feature codes; pickup to come), and speaks the core's vocabu
 contact for a call, ``fail`` or ``hang_up`` a call, ``hang_up_leg_at`` a time, ``connect_held`` and
 ``take_over`` (bridge a leg to a phone that waits alone), ``answer_and_play``, ``accept_refer`` and
 ``notify_refer`` (a transfer's progress), ``arm`` a call's timer, ``changed`` and ``tell_line``
-(publish a state), and the media layer. The
-core asks its ``CallFeature`` objects, in turn, at five hooks: a new call to a number the dial plan
-gives a feature (``Feature``, ``Park``, ``Retrieve``), keys pressed during a call (the last
-``KEYS_KEPT``, each within ``KEY_GAP`` of the one before), a REFER (after the dial plan has decided
-its target), what the port carried out for a feature (``feature_done``), and a new INVITE with
-Replaces (RFC 3891) naming a dialog of a live call of the same clinic (``replaces``; one naming
-no such dialog is 481 before any feature is asked, a malformed one 400). A REFER no feature
+(publish a state), and the media layer. The core asks its ``CallFeature`` objects, in turn, at
+five hooks: a new call to a number the dial plan gives a feature (``Feature``, ``Park``,
+``Retrieve``), keys pressed during a call (the last ``KEYS_KEPT``, each within ``KEY_GAP`` of the
+one before), a REFER (after the dial plan has decided its target), what the port carried out for
+a feature (``feature_done``), and a new INVITE with Replaces (RFC 3891) naming a dialog of a live
+call of the same clinic (``replaces``; one naming no such dialog is 481 before any feature is
+asked, a malformed one 400). A REFER no feature
 takes (one whose Refer-To asks for an attended transfer, with Replaces, while no feature serves
 those) is refused with 501. A feature that holds an answered call with its A leg alone (a parked
 call, a transferred call ringing its target) is the call's ``holder`` (``CallHolder``): the
 strategy's commands for that call, and its timer (``recall_at``), go to the feature, which is told
 when the call ends; the INVITEs that ring someone for it carry ``Referred-By`` when the call's
-``referred_by`` is set (RFC 3892). A phone done with a call
-that goes on (a parker) hears its prompt and gets a BYE at ``leave_at``, unless it hangs up
-first.
+``referred_by`` is set (RFC 3892). A phone done with a call that goes on (a parker, a
+transferring phone) hears its prompt and gets a BYE at ``leave_at``, unless it hangs up first.
 
 Dead media. ``check_media`` hangs up answered calls whose phones have sent no media for a while
 (longer while a phone is on hold), with the cause "no media"; the driver calls it every few
