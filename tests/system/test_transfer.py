@@ -92,6 +92,11 @@ def listed(clinic: SentralServer) -> list[tuple[str, str, str]]:
     return [(row["caller"], row["callee"], row["state"]) for row in clinic.cli_json("calls")]
 
 
+def lines(clinic: SentralServer) -> dict[str, str]:
+    """What `sentral presence` says each of Alice's, Bob's and Carol's lines is doing."""
+    return {row["extension"]: row["line"] for row in clinic.cli_json("presence") if row["extension"] < "1004"}
+
+
 def test_carol_answers_a_blind_transfer_and_talks_to_alice_while_bobs_line_is_idle(
     clinic: SentralServer, softphone_factory: Callable[..., Softphone], tones: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -108,6 +113,8 @@ def test_carol_answers_a_blind_transfer_and_talks_to_alice_while_bobs_line_is_id
     wait_until(
         lambda: listed(clinic) == [("1001", "1003", "answered")], 5, "the call to list Carol", interval=0.2
     )
+    talking_lines = {"1001": "busy", "1002": "idle", "1003": "busy"}
+    wait_until(lambda: lines(clinic) == talking_lines, 5, "Bob's line idle", interval=0.2)
     assert [e for e in bob.events("incoming_call") if e["call"] != b_call] == []  # no recall
     hear_each_other(alice, a_call, carol, incoming["call"], tones, tmp_path, "answered")
     carol.hangup(incoming["call"])
