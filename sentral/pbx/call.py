@@ -125,6 +125,7 @@ from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
 from sentral.pbx.sip import entropy
 from sentral.pbx.sip.dialog import Dialog, DialogError, DialogState, ForkedDialogs
+from sentral.pbx.sip.dialog_info import DialogIds
 from sentral.pbx.sip.errors import SipError, reason_phrase
 from sentral.pbx.sip.headers import parse_name_addr
 from sentral.pbx.sip.message import Request, Response, make_response
@@ -165,6 +166,7 @@ from sentral.routing.dialplan import (
 )
 from sentral.routing.groups import REJECT_STATUSES as REJECTS
 from sentral.routing.park import Park, ParkLots, Retrieve
+from sentral.routing.pickup import Pickup
 
 # Option tags we implement: a request requiring anything else gets 420 (RFC 3261 §8.2.2.3).
 SUPPORTED = ("timer", "replaces")
@@ -212,8 +214,9 @@ class CallPort(Protocol):
     def send_ack(self, request: Request, target: Target) -> None:
         """Send the end-to-end ACK of a 2xx (no transaction)."""
 
-    def cancel(self, tx: ClientTransaction) -> None:
-        """CANCEL the INVITE of ``tx`` (held by the transaction layer until a 1xx came)."""
+    def cancel(self, tx: ClientTransaction, reason: str = "") -> None:
+        """CANCEL the INVITE of ``tx`` (held by the transaction layer until a 1xx came), with
+        ``reason`` as its Reason header (RFC 3326) when given."""
 
     def local_address(self, target: Target) -> tuple[str, int]:
         """The host and port we are reached at by ``target`` (for Via and Contact)."""
@@ -596,14 +599,17 @@ class LineObserver(Protocol):
         direction: Party,
         acute: bool,
         now: float,
+        dialog: DialogIds | None = None,
     ) -> None:
-        """``extension``'s part in call ``call_key`` is now ``phase``."""
+        """``extension``'s part in call ``call_key`` is now ``phase``; while it rings, ``dialog``
+        names Sentral's dialog with its phone (what a busy-lamp key's pickup replaces)."""
 
 
 # -- features: what is built on the core ---------------------------------------------------------
 
-# What the dial plan decides for a number a feature owns (a feature code, a park number or slot).
-FeatureDecision = Feature | Park | Retrieve
+# What the dial plan decides for a number a feature owns (a feature code, a park number or slot,
+# a pickup code).
+FeatureDecision = Feature | Park | Retrieve | Pickup
 
 
 class CallFeature(Protocol):
@@ -1273,11 +1279,14 @@ class CallControl:
         if entry is not None:
             old, leg = entry
             remote = leg.dialog.remote_tag if leg.dialog is not None else None
+            # A ringing phone's dialog is one of the early dialogs its INVITE made.
+            early = leg.forks.early if leg.dialog is None and leg.forks is not None else []
             if (
                 old is call
                 or old.over
                 or old.caller.clinic.domain != call.caller.clinic.domain
                 or (remote is not None and remote != replaces.from_tag)
+                or (early and all(dialog.remote_tag != replaces.from_tag for dialog in early))
             ):
                 entry = None
         if entry is None:
@@ -1293,7 +1302,7 @@ class CallControl:
         self._execute(call, Fail(481, "Dialog Cannot Be Replaced"), now)
 
     def _ring(
-        self, call: Call, decision: Ring | RingGroup | Feature | Reject | Park | Retrieve, now: float
+        self, call: Call, decision: Decision, now: float
     ) -> None:
         """Carry out the dial plan's ``decision`` for ``call``."""
         match decision:
@@ -1314,7 +1323,7 @@ class CallControl:
                 call.strategy = self.groups.ring(call, group, call.acute, now)
                 self._event(call, Timer(), now)
                 self._arm(call)
-            case Feature() | Park() | Retrieve():
+            case Feature() | Park() | Retrieve() | Pickup():
                 self._dialled(call, decision, now)
             case _:
                 assert_never(decision)
@@ -1418,6 +1427,7 @@ class CallControl:
         if lines is None:
             return
         phases: dict[str, Phase] = {}
+        ringing: dict[str, Leg] = {}  # each ringing extension's first ringing leg
         a = call.a
         phases[a.extension] = _CALL_PHASE[call.state]
         ended = call.state is CallState.ENDED
@@ -1426,6 +1436,8 @@ class CallControl:
                 phase = Phase.TERMINATED
             else:
                 phase = _LEG_PHASE[leg.state]
+                if phase is Phase.EARLY:
+                    ringing.setdefault(leg.extension, leg)
             known = phases.get(leg.extension)
             if known is None or _PHASE_RANK[phase] > _PHASE_RANK[known]:
                 phases[leg.extension] = phase
@@ -1436,7 +1448,9 @@ class CallControl:
             if before is not phase and (before is not None or phase is not Phase.TERMINATED):
                 told[extension] = phase
                 party = Party.INITIATOR if extension == a.extension else Party.RECIPIENT
-                lines.line(domain, extension, call.id, phase, party, call.acute, now)
+                rung = ringing.get(extension) if phase is Phase.EARLY else None
+                ids = _early_ids(rung) if rung is not None else None
+                lines.line(domain, extension, call.id, phase, party, call.acute, now, dialog=ids)
 
     def _start_b_leg(self, call: Call, row: BindingRow, now: float) -> None:
         target = binding_target(row)
@@ -1643,14 +1657,14 @@ class CallControl:
             leg.last_ack = ack
         self.port.send_ack(ack, leg.target)
 
-    def _cancel_leg(self, call: Call, leg: Leg, now: float) -> None:
+    def _cancel_leg(self, call: Call, leg: Leg, now: float, reason: str = "") -> None:
         match leg.state:
             case LegState.CALLING | LegState.EARLY:
                 leg.state = LegState.CANCELLED
                 leg.status = 487
                 leg.ended = now
                 if leg.invite_tx is not None:
-                    self.port.cancel(leg.invite_tx)
+                    self.port.cancel(leg.invite_tx, reason)
                 self.media.release_leg(call, leg)
             case LegState.ANSWERED:
                 if call.winner is not leg:
@@ -2153,7 +2167,10 @@ class CallControl:
                 call.bye_reply = (tx, ok)
                 leg.state = LegState.ENDED
                 leg.ended = now
-                self._hang_up(call, "caller" if leg.side is Side.A else "callee", "BYE", now, spare=leg)
+                # A phone that joined a call as its A side's other party (a picker, a retriever) is
+                # on the callee's side of the record, though its leg is one we answered.
+                by = "caller" if leg.side is Side.A and leg is not call.winner else "callee"
+                self._hang_up(call, by, "BYE", now, spare=leg)
             case "INVITE" | "UPDATE":
                 self._execute(call, ReOffer(leg, tx, request), now)
             case "INFO":
@@ -2600,9 +2617,10 @@ class CallControl:
         """Hand ``event`` to ``call``'s strategy and carry out its commands."""
         self._event(call, event, now)
 
-    def cancel_leg(self, call: Call, leg: Leg, now: float) -> None:
-        """Stop ringing ``leg`` (or BYE it, when it answered and is not the call's)."""
-        self._cancel_leg(call, leg, now)
+    def cancel_leg(self, call: Call, leg: Leg, now: float, reason: str = "") -> None:
+        """Stop ringing ``leg`` (or BYE it, when it answered and is not the call's); ``reason`` is the
+        CANCEL's Reason header (RFC 3326), if any."""
+        self._cancel_leg(call, leg, now, reason)
 
     def hang_up(self, call: Call, cause: str, now: float) -> None:
         """End ``call`` on every leg, Sentral hanging up; ``cause`` is what the record says."""
@@ -2628,6 +2646,36 @@ class CallControl:
         played (the record's cause is then the call's ``callee_name``)."""
         self._answer_locally(call, now)
         call.hangup_at = now + after_prompt(self.media.play(call, call.a, names))
+        self._arm(call)
+
+    def answer_caller(self, call: Call, body: bytes, now: float) -> None:
+        """Answer ``call``'s caller, still waiting, with ``body`` (an answer or offer the media layer
+        made for its A leg): the call is answered with its A leg alone until a feature bridges a
+        leg to it (``take_over``). Whatever still rings for the call is the feature's to stop."""
+        a = call.a
+        if call.music:
+            call.music = self.media.music(call, a, False)
+        call.state = CallState.ANSWERED
+        call.answered = a.answered = now
+        call.settle_at = now + self.timings.timeout
+        self.version += 1
+        self._occupy(call, a.extension)
+        headers = [("Contact", a.contact), ("Allow", ALLOW), ("Supported", ", ".join(SUPPORTED))]
+        if call.timer_uas is not None:
+            headers.extend(call.timer_uas.headers())
+            a.timer = SessionTimer.start(
+                call.timer_uas, uas=True, now=now, method=refresh_method(list(a.peer_allow))
+            )
+        headers.append(("Content-Type", SDP))
+        ok = make_response(call.invite, 200, to_tag=a.local_tag, headers=headers, body=body)
+        if a.dialog is None:
+            a.dialog = Dialog.as_uas(call.invite, ok, a.contact)
+        else:
+            a.dialog.response_sent(ok)
+        a.offer.send(ok)
+        a.last_sdp = body
+        a.state = LegState.ANSWERED
+        self._send_2xx(a, _invite_tx(call), ok, now)
         self._arm(call)
 
     def connect_held(self, call: Call, leg: Leg, now: float) -> None:
@@ -2850,6 +2898,15 @@ _LEG_PHASE = {
 }
 # When one extension has several legs in a call (two phones), the most advanced phase shows.
 _PHASE_RANK = {Phase.TERMINATED: 0, Phase.TRYING: 1, Phase.EARLY: 2, Phase.CONFIRMED: 3}
+
+
+def _early_ids(leg: Leg) -> DialogIds | None:
+    """The ids of the early dialog of a ringing B leg, as its phone holds it (the phone's tag
+    local, ours remote); None when its phone sent no tag."""
+    early = leg.forks.early if leg.forks is not None else []
+    if not early:
+        return None
+    return DialogIds(leg.call_id, early[0].remote_tag, leg.local_tag)
 
 
 def _on_hold(call: Call) -> bool:

@@ -12,10 +12,12 @@ call's commands and its timer until it lets go.
 
 - ``park``: the in-call park code (``#72``), a transfer to the park number, taking a parked call
   by dialling its slot, the recall, and the slots' busy-lamp keys;
-- ``codes``: what call control does for the feature codes staff dial (``*45``-``*48``).
+- ``codes``: what call control does for the feature codes staff dial (``*45``-``*48``);
+- ``pickup``: answering a colleague's ringing call (``**EXT``, ``*8``, and a busy-lamp key's
+  INVITE with Replaces for a ringing dialog).
 
-A transfer (REFER to a phone) and call pickup will each be a module here too; until the transfer
-module exists the core refuses a REFER no feature takes with 501.
+A transfer (REFER to a phone) will be a module here too; until the transfer module exists the
+core refuses a REFER no feature takes with 501.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from collections.abc import Sequence
 from sentral.pbx.call import CallControl, CallFeature
 from sentral.pbx.features.codes import FeatureCodes
 from sentral.pbx.features.park import Parking
+from sentral.pbx.features.pickup import CallPickup
 
 
 def standard(core: CallControl) -> Sequence[CallFeature]:
     """The features a clinic's call control has, in the order they are asked."""
-    return (Parking(core), FeatureCodes(core))
+    return (Parking(core), FeatureCodes(core), CallPickup(core))
 
 
 __all__ = ["standard"]
