@@ -30,7 +30,8 @@ made by a ``GroupCalls`` (``sentral.pbx.hunting``); transfer recalls will be ano
 
 Who is on the phone. The controller counts, per extension, the answered calls it is in (``busy``)
 and tells a ``LineObserver`` (presence, busy-lamp fields) each extension's phase in each call:
-trying, early (ringing), confirmed (talking), terminated. When an extension's last call ends,
+trying, early (ringing), confirmed (talking), terminated; a ringing extension's with the ids of
+Sentral's early dialog with its phone (``DialogIds``), which a busy-lamp key's pickup replaces. When an extension's last call ends,
 ``GroupCalls.freed`` may start a call waiting in a queue.
 
 Offer/answer. Each leg keeps an ``OfferAnswer``, which tells whether a body is an offer or an
@@ -59,12 +60,12 @@ INVITE without SDP cannot get early media without reliable provisional responses
 does not do, so such a caller hears ringback instead.
 
 Features. What is built on this core lives in ``sentral.pbx.features``, one module each (parking,
-the feature codes; transfer and pickup to come), and speaks the core's vocabulary: ``ring`` a
+the feature codes, pickup; transfer to come), and speaks the core's vocabulary: ``ring`` a
 contact for a call, ``fail`` or ``hang_up`` a call, ``hang_up_leg_at`` a time, ``connect_held`` and
 ``take_over`` (bridge a leg to a phone that waits alone), ``answer_and_play``, ``accept_refer``,
 ``arm`` a call's timer, ``changed`` and ``tell_line`` (publish a state), and the media layer. The
 core asks its ``CallFeature`` objects, in turn, at five hooks: a new call to a number the dial plan
-gives a feature (``Feature``, ``Park``, ``Retrieve``), keys pressed during a call (the last
+gives a feature (``Feature``, ``Park``, ``Retrieve``, ``Pickup``), keys pressed during a call (the last
 ``KEYS_KEPT``, each within ``KEY_GAP`` of the one before), a REFER (after the dial plan has decided
 its target), what the port carried out for a feature (``feature_done``), and a new INVITE with
 Replaces (RFC 3891) naming a dialog of a live call of the same clinic (``replaces``; one naming

@@ -25,6 +25,10 @@ NOTIFY answered with an error or never answered ends the subscription (RFC 6665 
 Limits keep a misbehaving phone or a flood from holding unbounded state: a number of
 subscriptions per subscribing extension and in total, beyond which a SUBSCRIBE gets 503.
 
+A ringing line's dialog carries the ids of Sentral's dialog with the ringing phone (``dialog`` in
+``line``), so that a busy-lamp key can pick the call up with an INVITE with Replaces; they are
+dropped once the line is answered.
+
 A park slot can be watched like an extension: call control reports the call parked on it as
 that slot's line, confirmed while it waits, so a busy-lamp key on 701 is lit exactly while a call
 is parked there (its presence is always closed: a slot has no phone).
