@@ -31,8 +31,8 @@ made by a ``GroupCalls`` (``sentral.pbx.hunting``); transfer recalls will be ano
 Who is on the phone. The controller counts, per extension, the answered calls it is in (``busy``)
 and tells a ``LineObserver`` (presence, busy-lamp fields) each extension's phase in each call:
 trying, early (ringing), confirmed (talking), terminated; a ringing extension's with the ids of
-Sentral's early dialog with its phone (``DialogIds``), which a busy-lamp key's pickup replaces. When an extension's last call ends,
-``GroupCalls.freed`` may start a call waiting in a queue.
+Sentral's early dialog with its phone (``DialogIds``), which a busy-lamp key's pickup replaces.
+When an extension's last call ends, ``GroupCalls.freed`` may start a call waiting in a queue.
 
 Offer/answer. Each leg keeps an ``OfferAnswer``, which tells whether a body is an offer or an
 answer and refuses a colliding request (491 for glare, 500 with Retry-After for an overlap). A
