@@ -1838,7 +1838,9 @@ class CallControl:
         legs = tuple(
             LegReport(
                 leg=leg.id,
-                side=leg.side.value,
+                # A phone that joined the call (a picker, a retriever: an INVITE we answered, its leg
+                # renamed) is on the callee's side of the record; the caller's leg keeps "a".
+                side=Side.B.value if leg.side is Side.A and leg.id != "a" else leg.side.value,
                 target=leg.label,
                 outcome=_outcome(call, leg),
                 status=leg.status,

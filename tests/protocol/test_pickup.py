@@ -180,10 +180,10 @@ def test_directed_pickup_answers_the_caller_bridges_the_picker_and_cancels_the_r
     bye_from(c, picker_tx, 30.0)
     assert len(c.byes("1001")) == 1 and call.state is CallState.ENDED
     [report] = c.port.reports
-    assert [(leg.leg, leg.outcome, leg.answered is not None) for leg in report.legs] == [
-        ("a", "answered", True),
-        ("b1", "cancelled", False),
-        ("p2", "picked up", True),
+    assert [(leg.leg, leg.side, leg.outcome, leg.answered is not None) for leg in report.legs] == [
+        ("a", "a", "answered", True),
+        ("b1", "b", "cancelled", False),
+        ("p2", "b", "picked up", True),  # the picker answered: the callee's side of the record
     ]
     assert report.answered_by == "1003" and report.caller == "1001" and report.callee == "1002"
     assert report.status == 200 and report.answered == 2.0 and report.hangup_by == "callee"
