@@ -65,8 +65,8 @@ contact for a call, ``fail`` or ``hang_up`` a call, ``hang_up_leg_at`` a time, `
 ``take_over`` (bridge a leg to a phone that waits alone), ``answer_and_play``, ``accept_refer``,
 ``arm`` a call's timer, ``changed`` and ``tell_line`` (publish a state), and the media layer. The
 core asks its ``CallFeature`` objects, in turn, at five hooks: a new call to a number the dial plan
-gives a feature (``Feature``, ``Park``, ``Retrieve``, ``Pickup``), keys pressed during a call (the last
-``KEYS_KEPT``, each within ``KEY_GAP`` of the one before), a REFER (after the dial plan has decided
+gives a feature (``Feature``, ``Park``, ``Retrieve``, ``Pickup``), keys pressed during a call (the
+last ``KEYS_KEPT``, each within ``KEY_GAP`` of the one before), a REFER (after the dial plan has decided
 its target), what the port carried out for a feature (``feature_done``), and a new INVITE with
 Replaces (RFC 3891) naming a dialog of a live call of the same clinic (``replaces``; one naming
 no such dialog is 481 before any feature is asked, a malformed one 400). A REFER no feature
@@ -1302,9 +1302,7 @@ class CallControl:
                 return
         self._execute(call, Fail(481, "Dialog Cannot Be Replaced"), now)
 
-    def _ring(
-        self, call: Call, decision: Decision, now: float
-    ) -> None:
+    def _ring(self, call: Call, decision: Decision, now: float) -> None:
         """Carry out the dial plan's ``decision`` for ``call``."""
         match decision:
             case Reject(status=status, reason=reason):
