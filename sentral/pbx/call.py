@@ -30,8 +30,9 @@ made by a ``GroupCalls`` (``sentral.pbx.hunting``); a transfer's recall rings wi
 
 Who is on the phone. The controller counts, per extension, the answered calls it is in (``busy``)
 and tells a ``LineObserver`` (presence, busy-lamp fields) each extension's phase in each call:
-trying, early (ringing), confirmed (talking), terminated. When an extension's last call ends,
-``GroupCalls.freed`` may start a call waiting in a queue.
+trying, early (ringing), confirmed (talking), terminated; a ringing extension's with the ids of
+Sentral's early dialog with its phone (``DialogIds``), which a busy-lamp key's pickup replaces.
+When an extension's last call ends, ``GroupCalls.freed`` may start a call waiting in a queue.
 
 Offer/answer. Each leg keeps an ``OfferAnswer``, which tells whether a body is an offer or an
 answer and refuses a colliding request (491 for glare, 500 with Retry-After for an overlap). A
@@ -61,13 +62,13 @@ INVITE without SDP cannot get early media without reliable provisional responses
 does not do, so such a caller hears ringback instead.
 
 Features. What is built on this core lives in ``sentral.pbx.features``, one module each (parking,
-blind transfer, the feature codes; pickup to come), and speaks the core's vocabulary: ``ring`` a
+blind transfer, the feature codes, pickup), and speaks the core's vocabulary: ``ring`` a
 contact for a call, ``fail`` or ``hang_up`` a call, ``hang_up_leg_at`` a time, ``connect_held`` and
 ``take_over`` (bridge a leg to a phone that waits alone), ``answer_and_play``, ``accept_refer`` and
 ``notify_refer`` (a transfer's progress), ``arm`` a call's timer, ``changed`` and ``tell_line``
 (publish a state), and the media layer. The core asks its ``CallFeature`` objects, in turn, at
 five hooks: a new call to a number the dial plan gives a feature (``Feature``, ``Park``,
-``Retrieve``), keys pressed during a call (the last ``KEYS_KEPT``, each within ``KEY_GAP`` of the
+``Retrieve``, ``Pickup``), keys pressed during a call (the last ``KEYS_KEPT``, each within ``KEY_GAP`` of the
 one before), a REFER (after the dial plan has decided its target), what the port carried out for
 a feature (``feature_done``), and a new INVITE with Replaces (RFC 3891) naming a dialog of a live
 call of the same clinic (``replaces``; one naming no such dialog is 481 before any feature is
@@ -129,6 +130,7 @@ from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
 from sentral.pbx.sip import entropy
 from sentral.pbx.sip.dialog import Dialog, DialogError, DialogState, ForkedDialogs
+from sentral.pbx.sip.dialog_info import DialogIds
 from sentral.pbx.sip.errors import SipError, reason_phrase
 from sentral.pbx.sip.headers import parse_name_addr
 from sentral.pbx.sip.message import Request, Response, make_response
@@ -169,6 +171,7 @@ from sentral.routing.dialplan import (
 )
 from sentral.routing.groups import REJECT_STATUSES as REJECTS
 from sentral.routing.park import Park, ParkLots, Retrieve
+from sentral.routing.pickup import Pickup
 
 # Option tags we implement: a request requiring anything else gets 420 (RFC 3261 §8.2.2.3).
 SUPPORTED = ("timer", "replaces")
@@ -216,8 +219,9 @@ class CallPort(Protocol):
     def send_ack(self, request: Request, target: Target) -> None:
         """Send the end-to-end ACK of a 2xx (no transaction)."""
 
-    def cancel(self, tx: ClientTransaction) -> None:
-        """CANCEL the INVITE of ``tx`` (held by the transaction layer until a 1xx came)."""
+    def cancel(self, tx: ClientTransaction, reason: str = "") -> None:
+        """CANCEL the INVITE of ``tx`` (held by the transaction layer until a 1xx came), with
+        ``reason`` as its Reason header (RFC 3326) when given."""
 
     def local_address(self, target: Target) -> tuple[str, int]:
         """The host and port we are reached at by ``target`` (for Via and Contact)."""
@@ -637,14 +641,17 @@ class LineObserver(Protocol):
         direction: Party,
         acute: bool,
         now: float,
+        dialog: DialogIds | None = None,
     ) -> None:
-        """``extension``'s part in call ``call_key`` is now ``phase``."""
+        """``extension``'s part in call ``call_key`` is now ``phase``; while it rings, ``dialog``
+        names Sentral's dialog with its phone (what a busy-lamp key's pickup replaces)."""
 
 
 # -- features: what is built on the core ---------------------------------------------------------
 
-# What the dial plan decides for a number a feature owns (a feature code, a park number or slot).
-FeatureDecision = Feature | Park | Retrieve
+# What the dial plan decides for a number a feature owns (a feature code, a park number or slot,
+# a pickup code).
+FeatureDecision = Feature | Park | Retrieve | Pickup
 
 
 class CallFeature(Protocol):
@@ -1333,11 +1340,14 @@ class CallControl:
         if entry is not None:
             old, leg = entry
             remote = leg.dialog.remote_tag if leg.dialog is not None else None
+            # A ringing phone's dialog is one of the early dialogs its INVITE made.
+            early = leg.forks.early if leg.dialog is None and leg.forks is not None else []
             if (
                 old is call
                 or old.over
                 or old.caller.clinic.domain != call.caller.clinic.domain
                 or (remote is not None and remote != replaces.from_tag)
+                or (early and all(dialog.remote_tag != replaces.from_tag for dialog in early))
             ):
                 entry = None
         if entry is None:
@@ -1352,9 +1362,7 @@ class CallControl:
                 return
         self._execute(call, Fail(481, "Dialog Cannot Be Replaced"), now)
 
-    def _ring(
-        self, call: Call, decision: Ring | RingGroup | Feature | Reject | Park | Retrieve, now: float
-    ) -> None:
+    def _ring(self, call: Call, decision: Decision, now: float) -> None:
         """Carry out the dial plan's ``decision`` for ``call``."""
         match decision:
             case Reject(status=status, reason=reason):
@@ -1374,7 +1382,7 @@ class CallControl:
                 call.strategy = self.groups.ring(call, group, call.acute, now)
                 self._event(call, Timer(), now)
                 self._arm(call)
-            case Feature() | Park() | Retrieve():
+            case Feature() | Park() | Retrieve() | Pickup():
                 self._dialled(call, decision, now)
             case _:
                 assert_never(decision)
@@ -1478,6 +1486,7 @@ class CallControl:
         if lines is None:
             return
         phases: dict[str, Phase] = {}
+        ringing: dict[str, Leg] = {}  # each ringing extension's first ringing leg
         a = call.a
         phases[a.extension] = _CALL_PHASE[call.state]
         ended = call.state is CallState.ENDED
@@ -1486,6 +1495,8 @@ class CallControl:
                 phase = Phase.TERMINATED
             else:
                 phase = _LEG_PHASE[leg.state]
+                if phase is Phase.EARLY:
+                    ringing.setdefault(leg.extension, leg)
             known = phases.get(leg.extension)
             if known is None or _PHASE_RANK[phase] > _PHASE_RANK[known]:
                 phases[leg.extension] = phase
@@ -1496,7 +1507,9 @@ class CallControl:
             if before is not phase and (before is not None or phase is not Phase.TERMINATED):
                 told[extension] = phase
                 party = Party.INITIATOR if extension == a.extension else Party.RECIPIENT
-                lines.line(domain, extension, call.id, phase, party, call.acute, now)
+                rung = ringing.get(extension) if phase is Phase.EARLY else None
+                ids = _early_ids(rung) if rung is not None else None
+                lines.line(domain, extension, call.id, phase, party, call.acute, now, dialog=ids)
 
     def _start_b_leg(self, call: Call, row: BindingRow, now: float) -> None:
         target = binding_target(row)
@@ -1705,14 +1718,14 @@ class CallControl:
             leg.last_ack = ack
         self.port.send_ack(ack, leg.target)
 
-    def _cancel_leg(self, call: Call, leg: Leg, now: float) -> None:
+    def _cancel_leg(self, call: Call, leg: Leg, now: float, reason: str = "") -> None:
         match leg.state:
             case LegState.CALLING | LegState.EARLY:
                 leg.state = LegState.CANCELLED
                 leg.status = 487
                 leg.ended = now
                 if leg.invite_tx is not None:
-                    self.port.cancel(leg.invite_tx)
+                    self.port.cancel(leg.invite_tx, reason)
                 self.media.release_leg(call, leg)
             case LegState.ANSWERED:
                 if call.winner is not leg:
@@ -1886,7 +1899,9 @@ class CallControl:
         legs = tuple(
             LegReport(
                 leg=leg.id,
-                side=leg.side.value,
+                # A phone that joined the call (a picker, a retriever: an INVITE we answered, its leg
+                # renamed) is on the callee's side of the record; the caller's leg keeps "a".
+                side=Side.B.value if leg.side is Side.A and leg.id != "a" else leg.side.value,
                 target=leg.label,
                 outcome=_outcome(call, leg),
                 status=leg.status,
@@ -2220,7 +2235,10 @@ class CallControl:
                 call.bye_reply = (tx, ok)
                 leg.state = LegState.ENDED
                 leg.ended = now
-                self._hang_up(call, "caller" if leg.side is Side.A else "callee", "BYE", now, spare=leg)
+                # A phone that joined a call as its A side's other party (a picker, a retriever) is
+                # on the callee's side of the record, though its leg is one we answered.
+                by = "caller" if leg.side is Side.A and leg is not call.winner else "callee"
+                self._hang_up(call, by, "BYE", now, spare=leg)
             case "INVITE" | "UPDATE":
                 self._execute(call, ReOffer(leg, tx, request), now)
             case "INFO":
@@ -2671,9 +2689,10 @@ class CallControl:
         """Hand ``event`` to ``call``'s strategy and carry out its commands."""
         self._event(call, event, now)
 
-    def cancel_leg(self, call: Call, leg: Leg, now: float) -> None:
-        """Stop ringing ``leg`` (or BYE it, when it answered and is not the call's)."""
-        self._cancel_leg(call, leg, now)
+    def cancel_leg(self, call: Call, leg: Leg, now: float, reason: str = "") -> None:
+        """Stop ringing ``leg`` (or BYE it, when it answered and is not the call's); ``reason`` is the
+        CANCEL's Reason header (RFC 3326), if any."""
+        self._cancel_leg(call, leg, now, reason)
 
     def hang_up(self, call: Call, cause: str, now: float) -> None:
         """End ``call`` on every leg, Sentral hanging up; ``cause`` is what the record says."""
@@ -2699,6 +2718,36 @@ class CallControl:
         played (the record's cause is then the call's ``callee_name``)."""
         self._answer_locally(call, now)
         call.hangup_at = now + after_prompt(self.media.play(call, call.a, names))
+        self._arm(call)
+
+    def answer_caller(self, call: Call, body: bytes, now: float) -> None:
+        """Answer ``call``'s caller, still waiting, with ``body`` (an answer or offer the media layer
+        made for its A leg): the call is answered with its A leg alone until a feature bridges a
+        leg to it (``take_over``). Whatever still rings for the call is the feature's to stop."""
+        a = call.a
+        if call.music:
+            call.music = self.media.music(call, a, False)
+        call.state = CallState.ANSWERED
+        call.answered = a.answered = now
+        call.settle_at = now + self.timings.timeout
+        self.version += 1
+        self._occupy(call, a.extension)
+        headers = [("Contact", a.contact), ("Allow", ALLOW), ("Supported", ", ".join(SUPPORTED))]
+        if call.timer_uas is not None:
+            headers.extend(call.timer_uas.headers())
+            a.timer = SessionTimer.start(
+                call.timer_uas, uas=True, now=now, method=refresh_method(list(a.peer_allow))
+            )
+        headers.append(("Content-Type", SDP))
+        ok = make_response(call.invite, 200, to_tag=a.local_tag, headers=headers, body=body)
+        if a.dialog is None:
+            a.dialog = Dialog.as_uas(call.invite, ok, a.contact)
+        else:
+            a.dialog.response_sent(ok)
+        a.offer.send(ok)
+        a.last_sdp = body
+        a.state = LegState.ANSWERED
+        self._send_2xx(a, _invite_tx(call), ok, now)
         self._arm(call)
 
     def connect_held(self, call: Call, leg: Leg, now: float) -> None:
@@ -3069,6 +3118,15 @@ _LEG_PHASE = {
 }
 # When one extension has several legs in a call (two phones), the most advanced phase shows.
 _PHASE_RANK = {Phase.TERMINATED: 0, Phase.TRYING: 1, Phase.EARLY: 2, Phase.CONFIRMED: 3}
+
+
+def _early_ids(leg: Leg) -> DialogIds | None:
+    """The ids of the early dialog of a ringing B leg, as its phone holds it (the phone's tag
+    local, ours remote); None when its phone sent no tag."""
+    early = leg.forks.early if leg.forks is not None else []
+    if not early:
+        return None
+    return DialogIds(leg.call_id, early[0].remote_tag, leg.local_tag)
 
 
 def _on_hold(call: Call) -> bool:

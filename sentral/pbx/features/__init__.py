@@ -14,9 +14,11 @@ call's commands and its timer until it lets go.
   by dialling its slot, the recall, and the slots' busy-lamp keys;
 - ``transfer``: what happens on REFER: a blind transfer to any other number of the clinic, carried
   out by Sentral, and the recall to the transferring phone when nobody takes the call;
-- ``codes``: what call control does for the feature codes staff dial (``*45``-``*48``).
+- ``codes``: what call control does for the feature codes staff dial (``*45``-``*48``);
+- ``pickup``: answering a colleague's ringing call (``**EXT``, ``*8``, and a busy-lamp key's
+  INVITE with Replaces for a ringing dialog).
 
-Call pickup will be a module here too. The core refuses a REFER no feature takes with 501.
+The core refuses a REFER no feature takes with 501.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from collections.abc import Sequence
 from sentral.pbx.call import CallControl, CallFeature
 from sentral.pbx.features.codes import FeatureCodes
 from sentral.pbx.features.park import Parking
+from sentral.pbx.features.pickup import CallPickup
 from sentral.pbx.features.transfer import Transfer
 
 
 def standard(core: CallControl) -> Sequence[CallFeature]:
     """The features a clinic's call control has, in the order they are asked."""
-    return (Parking(core), Transfer(core), FeatureCodes(core))
+    return (Parking(core), Transfer(core), FeatureCodes(core), CallPickup(core))
 
 
 __all__ = ["standard"]
