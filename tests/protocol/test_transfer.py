@@ -468,3 +468,26 @@ def test_the_phone_that_took_a_transfer_may_transfer_it_again_and_the_first_one_
         ("1003", "1004", "answered"),
     ]
     assert [leg.outcome for leg in report.legs] == ["answered", "transferred", "transferred", "answered"]
+
+
+def test_a_transferee_with_direct_media_is_moved_to_the_relay_and_then_hears_music() -> None:
+    c = Transfers()
+    c.media.direct = {"a", "b1"}
+    call = transferred(c)
+    # Alice's phone sent its media straight to Bob's: the relay's offer comes first, no music yet.
+    [(reinvite, tx)] = [
+        (r, t) for r, dest, t in c.port.requests if r.method == "INVITE" and r.to_tag and dest.port == 4001
+    ]
+    assert b"a=fake:relay:a" in reinvite.body and ("music", "a", "on") not in c.media.asked
+    # The target rings meanwhile, offered the relay in Alice's codec.
+    assert ("offer_locally", "b2", "like:a") in c.media.asked and len(c.invites("1003")) == 1
+    ok = make_response(
+        reinvite,
+        200,
+        headers=[("Contact", "<sip:1001@127.0.0.1:4001>"), ("Content-Type", "application/sdp")],
+        body=SDP_A,
+    )
+    c.cc.on_response(tx, ok, 1.2)
+    assert ("music", "a", "on") in c.media.asked
+    c.answer("1003", 3.0)
+    assert call.winner is call.b_legs[1] and c.media.asked[-2:] == [("music", "a", "off"), ("join", "a", "b2")]

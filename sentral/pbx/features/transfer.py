@@ -37,12 +37,15 @@ answered or is held by a feature (parked), and one that would transfer the call 
 phone's extension or the transferee's; one while this call is being transferred already is 491.
 A target number the dial plan refuses (404, 480 for a phone logged off or unregistered) gets 202
 and a NOTIFY with that status: the call stays as it was, and the phone can resume it. Without the
-relay (direct media) nothing can play music to the transferee: the transfer goes on in silence.
+relay (``serve --direct-media``) nothing can play music to the transferee, and the transfer goes
+on in silence; a transferee whose phone has direct media on is moved to the relay first
+(``CallControl.to_relay``, a re-INVITE), and hears music once it has answered.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, replace
 from enum import Enum
 from math import inf
@@ -234,9 +237,19 @@ class Transfer:
         core.step_out(call, leg.extension)
         # A transferring phone hangs up itself once told the transfer worked; if not, we do.
         core.hang_up_leg_at(call, leg, now + TRANSFER_HANGUP)
-        state.music = core.media.music(call, call.a, True)
-        # to_relay: a direct-media transferee hears nothing while the target rings (and its media
-        # cannot reach the target's phone): move it to the relay here once call control can.
+        if core.media.anchored(call, call.a):
+            state.music = core.media.music(call, call.a, True)
+        else:
+            # A phone with direct media: it hears nothing, and its media cannot reach the target's
+            # phone, until it is moved to the relay (a re-INVITE), which the target's ringing hides.
+            core.to_relay(call, call.a, now, functools.partial(self._moved, call.id))
+
+    def _moved(self, call_id: str, moved: bool, now: float) -> None:
+        """The transferee's phone was moved to the relay (or refused): music while it waits."""
+        call = self.core.calls.get(call_id)
+        state = self._calls.get(call_id)
+        if moved and call is not None and state is not None and call.holder is self and not state.music:
+            state.music = self.core.media.music(call, call.a, True)
 
     def _ring(self, call: Call, state: Transferring, decision: Decision, now: float) -> None:
         """Ring what the dial plan decided for the target (or its overflow) as a direct call would."""
