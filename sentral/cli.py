@@ -49,6 +49,8 @@ from sentral.config.db import (
 )
 from sentral.config.directory import (
     ClinicEntry,
+    ForwardKind,
+    Forwards,
     GroupEntry,
     GroupKind,
     MemberEntry,
@@ -551,13 +553,14 @@ def user_list(target: Target, as_json: bool, domain: str | None) -> None:
                         {"name": name, "logged_in": logged_in}
                         for name, logged_in in functions.get((s.domain, s.extension), ())
                     ],
+                    "forwards": _forwards_json(s.forwards),
                 }
                 for s in staff
             ]
         )
         return
     _emit_table(
-        ("EXTENSION", "DOMAIN", "NAME", "ROLES", "FUNCTIONS"),
+        ("EXTENSION", "DOMAIN", "NAME", "ROLES", "FUNCTIONS", "FORWARDS"),
         [
             (
                 s.extension,
@@ -568,11 +571,31 @@ def user_list(target: Target, as_json: bool, domain: str | None) -> None:
                     f"{name} (logged in)" if logged_in else name
                     for name, logged_in in functions.get((s.domain, s.extension), ())
                 ),
+                forwards_text(s.forwards),
             )
             for s in staff
         ],
         "No staff yet; add someone with `sentral user add EXT --name NAME`.",
     )
+
+
+def _forwards_json(forwards: Forwards) -> dict[str, Any]:
+    """A member of staff's forwards for listings: each kind's number or null, and the no-answer time."""
+    return {
+        **{kind.value: forwards.target(kind) for kind in ForwardKind},
+        "after": int(forwards.after),
+    }
+
+
+def forwards_text(forwards: Forwards) -> str:
+    """A member of staff's forwards in words: "always 1003, noanswer 1004 after 20 s"; "" for none."""
+    parts = []
+    for kind in ForwardKind:
+        number = forwards.target(kind)
+        if number is not None:
+            after = f" after {int(forwards.after)} s" if kind is ForwardKind.NO_ANSWER else ""
+            parts.append(f"{kind.value} {number}{after}")
+    return ", ".join(parts)
 
 
 def _digest_json(staff: StaffEntry, clinics: Mapping[str, ClinicEntry]) -> dict[str, Any]:
@@ -590,7 +613,8 @@ def _digest_json(staff: StaffEntry, clinics: Mapping[str, ClinicEntry]) -> dict[
 @domain_option
 @pass_target
 def user_show(target: Target, extension: str, as_json: bool, domain: str | None) -> None:
-    """Show the member of staff at EXTENSION: name, roles, phone and digest settings, functions."""
+    """Show the member of staff at EXTENSION: name, roles, phone and digest settings, functions,
+    forwards."""
     with _translated(target):
         validate_extension(extension)
         store = ConfigStore(_open(target))
@@ -609,6 +633,7 @@ def user_show(target: Target, extension: str, as_json: bool, domain: str | None)
             "direct_media": entry.direct_media,
             **digest,
             "functions": [{"name": name, "logged_in": logged_in} for name, logged_in in functions],
+            "forwards": _forwards_json(entry.forwards),
         }
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
@@ -621,10 +646,14 @@ def user_show(target: Target, extension: str, as_json: bool, domain: str | None)
         ("direct media", _yes(entry.direct_media)),
         ("digest", chosen),
         ("functions", ", ".join(f"{n} (logged in)" if li else n for n, li in functions) or "-"),
+        ("forwards", forwards_text(entry.forwards) or "-"),
     ]
     click.echo(f"Extension {entry.extension}@{entry.domain}")
     for label, value in settings:
         click.echo(f"  {label + ':':<14}{value}")
+
+
+FORWARD_KINDS = {kind.value: kind for kind in ForwardKind}
 
 
 @user.command("set")
@@ -635,17 +664,63 @@ def user_show(target: Target, extension: str, as_json: bool, domain: str | None)
     help="Digest algorithms this phone is challenged with: sha256, md5, both (sha256 then md5), "
     "or clinic (the clinic's, the default). For phones that cannot follow the clinic's choice.",
 )
+@click.option(
+    "--forward",
+    nargs=2,
+    metavar="always|busy|noanswer NUMBER",
+    help="Forward calls to an extension, group, function or role number of the clinic: always, when "
+    "busy, or when nobody answers (after 20 s, or --after).",
+)
+@click.option(
+    "--after",
+    type=int,
+    metavar="SEC",
+    help="With --forward noanswer: seconds of ringing before the call goes on (1 to 180).",
+)
+@click.option(
+    "--no-forward",
+    "no_forward",
+    is_flag=False,
+    flag_value="all",
+    metavar="[always|busy|noanswer]",
+    help="Clear that forward; without a kind, every forward.",
+)
 @domain_option
 @pass_target
-def user_set(target: Target, extension: str, digest: str | None, domain: str | None) -> None:
+def user_set(
+    target: Target,
+    extension: str,
+    digest: str | None,
+    forward: tuple[str, str] | None,
+    after: int | None,
+    no_forward: str | None,
+    domain: str | None,
+) -> None:
     """Change the settings of the phone at EXTENSION; options left out keep their value."""
-    if digest is None:
-        raise click.UsageError("say what to change, such as --digest md5; see `sentral user set --help`")
+    if digest is None and forward is None and no_forward is None:
+        raise click.UsageError(
+            "say what to change, such as --digest md5 or --forward busy 1002; see `sentral user set --help`"
+        )
+    if after is not None and (forward is None or forward[0].lower() != ForwardKind.NO_ANSWER.value):
+        raise OperatorError("--after goes with a no-answer forward: --forward noanswer NUMBER --after SEC")
+    if forward is not None and no_forward is not None:
+        raise OperatorError("give either --forward or --no-forward, not both")
+    forward_kind = _forward_kind(forward[0]) if forward is not None else None
+    clear_kind = None if no_forward in (None, "all") else _forward_kind(no_forward or "")
     with _translated(target):
         validate_extension(extension)
-        algorithms = parse_phone_digest(digest)
+        algorithms = parse_phone_digest(digest) if digest is not None else None
         store = ConfigStore(_open(target))
         resolved = store.resolve_domain(domain)
+        if forward is not None and forward_kind is not None:
+            entry = store.set_forward(resolved, extension, forward_kind, forward[1], after)
+            click.echo(f"{entry.extension}@{entry.domain} forwards {forwards_text(entry.forwards)}.")
+        if no_forward is not None:
+            entry = store.clear_forward(resolved, extension, clear_kind)
+            left = forwards_text(entry.forwards)
+            click.echo(f"{entry.extension}@{entry.domain} " + (f"forwards {left}." if left else "forwards nothing."))
+        if algorithms is None:
+            return
         entry = store.set_phone_digest(resolved, extension, algorithms)
         clinic = store.clinic(resolved)
     assert clinic is not None
@@ -654,6 +729,14 @@ def user_set(target: Target, extension: str, digest: str | None, domain: str | N
         click.echo(f"{entry.extension}@{entry.domain} is now challenged with {offered}.")
     else:
         click.echo(f"{entry.extension}@{entry.domain} now follows the clinic: challenged with {offered}.")
+
+
+def _forward_kind(text: str) -> ForwardKind:
+    """The forward kind an operator typed, or an ``OperatorError`` that lists them."""
+    kind = FORWARD_KINDS.get(text.strip().lower())
+    if kind is None:
+        raise OperatorError(f"forward {text!r}: choose always, busy or noanswer")
+    return kind
 
 
 def _functions_by_member(store: ConfigStore, domains: set[str]) -> dict[tuple[str, str], list[tuple[str, bool]]]:

@@ -476,15 +476,15 @@ def parse_stored_algorithms(text: str) -> tuple[str, ...]:
 
 
 __all__ = [
+    "FORWARD_AFTER",
+    "NO_FORWARDS",
     "ClinicEntry",
     "Directory",
-    "FORWARD_AFTER",
     "ForwardKind",
     "Forwards",
     "GroupEntry",
     "GroupKind",
     "MemberEntry",
-    "NO_FORWARDS",
     "ParkLotEntry",
     "RoleEntry",
     "StaffEntry",

@@ -857,13 +857,12 @@ class ConfigStore:
     def _refuse_forward_loop(connection: Connection, clinic_id: int, extension: str, target: str) -> None:
         """Refuse an unconditional forward of ``extension`` to ``target`` when ``target``'s own
         unconditional forwards lead back to ``extension``."""
-        always = dict(
-            connection.execute(
-                select(Staff.extension, StaffForward.target)
-                .join(StaffForward, StaffForward.staff_id == Staff.id)
-                .where(Staff.clinic_id == clinic_id, StaffForward.kind == ForwardKind.ALWAYS.value)
-            ).tuples()
+        rows = connection.execute(
+            select(Staff.extension, StaffForward.target)
+            .join(StaffForward, StaffForward.staff_id == Staff.id)
+            .where(Staff.clinic_id == clinic_id, StaffForward.kind == ForwardKind.ALWAYS.value)
         )
+        always: dict[str, str] = {extension: target for extension, target in rows}
         chain = [extension, target]
         while chain[-1] in always and len(chain) <= len(always) + 1:
             chain.append(always[chain[-1]])
