@@ -1875,6 +1875,7 @@ def _record_json(record: CallRecord) -> dict[str, Any]:
         "hangup_by": record.hangup_by,
         "hangup_reason": record.hangup_reason,
         "status_to_caller": record.status_to_caller,
+        "forwarded": [{"from": extension, "kind": kind, "to": number} for extension, kind, number in record.forwards],
         "legs": [_leg_json(leg) for leg in record.legs],
     }
 
@@ -1882,8 +1883,12 @@ def _record_json(record: CallRecord) -> dict[str, Any]:
 def _record_row(record: CallRecord) -> tuple[str, ...]:
     caller = f"{record.caller} ({record.caller_name})" if record.caller_name else record.caller
     callee = record.callee
-    if record.callee_extension and record.callee_extension != record.callee:
-        callee = f"{record.callee} -> {record.callee_extension}"
+    reached = record.callee
+    for _, kind, number in record.forwards:
+        callee += f" => {number} ({kind})"
+        reached = number
+    if record.callee_extension and record.callee_extension != reached:
+        callee = f"{callee} -> {record.callee_extension}"
     hangup = f"{record.hangup_by}: {record.hangup_reason}" if record.hangup_by else record.hangup_reason
     duration = _clock(record.duration) if record.answered_at is not None else "-"
     return (_local(record.started_at), record.call_id, caller, callee, record.disposition, duration, hangup)

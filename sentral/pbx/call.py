@@ -625,6 +625,19 @@ class CallFeature(Protocol):
         ``outcome`` says what was done: whether it was this feature that asked."""
 
 
+class Forwarding(Protocol):
+    """Call forwarding (``sentral.pbx.features.forward``), asked whenever a call is routed to a
+    number: where a call to someone's extension goes instead, and how their phones ring."""
+
+    def forward(self, call: Call, number: str, decision: Decision, now: float) -> str | None:
+        """The number ``call``, routed to ``number`` (which the dial plan decides ``decision`` for),
+        goes on to at once instead (an unconditional or busy forward), or None to go ahead."""
+
+    def ringing(self, call: Call, number: str, strategy: RingAll, now: float) -> RingStrategy:
+        """The strategy that rings ``number``'s phones for ``call``: ``strategy``, or one that goes
+        on to a forward when they are busy or nobody answers."""
+
+
 class CallHolder(Protocol):
     """A feature that holds an answered call with its A leg alone (a parked call): it gets the
     call's commands and its timer, and is told when the call ends."""
@@ -773,7 +786,9 @@ class Call:
     bye_reply: tuple[ServerTransaction, Response] | None = None
     # Each extension's phase as last told to the line observer.
     lines: dict[str, Phase] = field(default_factory=dict)
-    routes: int = 0  # how often the call was sent on (overflow): bounds overflow loops
+    routes: int = 0  # how often the call was sent on (overflow, forwards): bounds loops
+    # The forwards the call followed, in order: (extension, kind, number it went on to).
+    forwarded: tuple[tuple[str, str, str], ...] = ()
     hangup_at: float = inf  # a call Sentral answered itself ends then
     early_media: bool = False  # the caller has an early answer of Sentral's own (queue music)
     music: bool = False  # music plays to the caller
@@ -865,6 +880,8 @@ class CallReport:
     # The extension whose phone answered (the first to, when a transfer or retrieve brought
     # another); "" when nobody did. A group's number is dialled; a member answers.
     answered_by: str
+    # The forwards the call followed, in order: (extension, kind, number it went on to).
+    forwarded: tuple[tuple[str, str, str], ...]
 
     def __init__(
         self,
@@ -884,6 +901,7 @@ class CallReport:
         hangup_by: str,
         cause: str,
         answered_by: str = "",
+        forwarded: tuple[tuple[str, str, str], ...] = (),
     ) -> None:
         self.call_id = call_id
         self.clinic = clinic
@@ -901,6 +919,7 @@ class CallReport:
         self.hangup_by = hangup_by
         self.cause = cause
         self.answered_by = answered_by
+        self.forwarded = forwarded
 
 
 # A live call's state while a phone holds it (the others are ``CallState`` values).
@@ -1136,6 +1155,8 @@ class CallControl:
         self.version = 0  # bumps whenever the set of calls or a call's state changes
         # Asked in this order at the hooks. The wiring gives the clinic's features
         # (``sentral.pbx.features.standard``); the core alone has none.
+        # Where calls to someone's extension go instead; the wiring's features set it.
+        self.forwarding: Forwarding | None = None
         self.features: tuple[CallFeature, ...] = tuple(features(self)) if features is not None else ()
 
     def __len__(self) -> int:
@@ -1220,19 +1241,30 @@ class CallControl:
         self._invites[tx] = call
         self._legs[(a.call_id, a.local_tag)] = (call, a)
         self.version += 1
-        self._ring(call, decision, now)
+        self._ring(call, decision, now, number)
         self._tell_lines(call, now)
 
     def _ring(
-        self, call: Call, decision: Ring | RingGroup | Feature | Reject | Park | Retrieve, now: float
+        self,
+        call: Call,
+        decision: Ring | RingGroup | Feature | Reject | Park | Retrieve,
+        now: float,
+        number: str = "",
     ) -> None:
-        """Carry out the dial plan's ``decision`` for ``call``."""
+        """Carry out the dial plan's ``decision`` for ``call`` routed to ``number``."""
+        forwarding = self.forwarding
+        if forwarding is not None and number:
+            onward = forwarding.forward(call, number, decision, now)
+            if onward is not None:
+                self._reroute(call, onward, now)
+                return
         match decision:
             case Reject(status=status, reason=reason):
                 self._execute(call, Fail(status, reason), now)
             case Ring(contacts=contacts, name=name, direct=direct):
                 call.callee_name = name
-                call.strategy = RingAll(now + self.settings.no_answer, direct=direct)
+                ring = RingAll(now + self.settings.no_answer, direct=direct)
+                call.strategy = forwarding.ringing(call, number, ring, now) if forwarding and number else ring
                 self._execute(call, Try(contacts), now)
                 self._arm(call)
             case RingGroup(group=group, acute=acute):
@@ -1326,7 +1358,7 @@ class CallControl:
             self.members_changed(now)  # a group call answered or given up may let a queue move
 
     def _reroute(self, call: Call, number: str, now: float) -> None:
-        """Send a call that has not been answered on to ``number`` (a group's overflow)."""
+        """Send a call that has not been answered on to ``number`` (a group's overflow, a forward)."""
         if call.state not in (CallState.TRYING, CallState.RINGING):
             return
         call.routes += 1
@@ -1341,7 +1373,7 @@ class CallControl:
         decision = self.dialplan.route(
             Query(caller.clinic, number, self.directory(), self.bindings, caller.extension)
         )
-        self._ring(call, decision, now)
+        self._ring(call, decision, now, number)
 
     def _tell_lines(self, call: Call, now: float) -> None:
         """Tell the line observer every extension whose phase in ``call`` changed."""
@@ -1785,6 +1817,7 @@ class CallControl:
             hangup_by=call.hangup_by,
             cause=call.cause,
             answered_by=first.extension if first is not None else "",
+            forwarded=call.forwarded,
         )
 
     # -- responses to our requests -------------------------------------------------------------

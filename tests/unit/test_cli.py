@@ -743,7 +743,7 @@ def test_cdr_lists_records_newest_last_with_every_field_and_the_legs(db: str, os
         "answered_at": "2025-03-01T08:00:05.000Z", "answered_at_epoch": T0 + 5,
         "ended_at": "2025-03-01T08:01:05.000Z", "ended_at_epoch": T0 + 65,
         "duration": 60.0, "disposition": "answered", "hangup_by": "caller", "hangup_reason": "BYE",
-        "status_to_caller": 200,
+        "status_to_caller": 200, "forwarded": [],
         "legs": [
             {"leg": 0, "role": "caller", "target": "+4791234567",
              "started_at": "2025-03-01T08:00:00.000Z", "started_at_epoch": T0, "ringing_at": None,

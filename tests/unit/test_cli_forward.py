@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -9,7 +10,7 @@ import pytest
 
 from sentral.config.db import make_engine
 from sentral.config.directory import Forwards, directory_version, load_directory
-from tests.unit.test_cli import downgrade, fails, ok
+from tests.unit.test_cli import T0, _record, _store_records, downgrade, fails, ok
 
 CLINIC = "clinic.local"
 
@@ -131,3 +132,17 @@ def test_the_upgrade_that_brings_forwarding_starts_everyone_without_forwards(db:
     assert forwards(db, "1001") == Forwards()
     ok(db, "user", "set", "1001", "--forward", "busy", "1002")
     assert forwards(db, "1001") == Forwards(busy="1002")
+
+
+def test_the_call_record_says_where_a_forwarded_call_went(db: str) -> None:
+    record = dataclasses.replace(
+        _record("f1", T0), callee="1002", callee_extension="1004", forwarded="1002 always 1003, 1003 noanswer 1004"
+    )
+    _store_records(db, [record])
+    [listed] = json.loads(ok(db, "cdr", "--json"))
+    assert listed["callee"] == "1002" and listed["callee_extension"] == "1004"
+    assert listed["forwarded"] == [
+        {"from": "1002", "kind": "always", "to": "1003"},
+        {"from": "1003", "kind": "noanswer", "to": "1004"},
+    ]
+    assert re.search(r"\s1002 => 1003 \(always\) => 1004 \(noanswer\)\s+answered\s", ok(db, "cdr"))

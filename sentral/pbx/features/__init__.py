@@ -12,7 +12,10 @@ call's commands and its timer until it lets go.
 
 - ``park``: the in-call park code (``#72``), a transfer to the park number, taking a parked call
   by dialling its slot, the recall, and the slots' busy-lamp keys;
-- ``codes``: what call control does for the feature codes staff dial (``*45``-``*48``).
+- ``codes``: what call control does for the feature codes staff dial (``*45``-``*48``, and the
+  forwarding codes);
+- ``forward``: call forwarding (always, busy, no answer), which call control asks whenever it
+  routes a call to a number (``Forwarding``) rather than at the hooks above.
 
 A transfer (REFER to a phone) and call pickup will each be a module here too; until the transfer
 module exists the core refuses a REFER no feature takes with 501.
@@ -24,11 +27,14 @@ from collections.abc import Sequence
 
 from sentral.pbx.call import CallControl, CallFeature
 from sentral.pbx.features.codes import FeatureCodes
+from sentral.pbx.features.forward import CallForwarding
 from sentral.pbx.features.park import Parking
 
 
 def standard(core: CallControl) -> Sequence[CallFeature]:
-    """The features a clinic's call control has, in the order they are asked."""
+    """The features a clinic's call control has, in the order they are asked; call forwarding is
+    given to the core as its ``forwarding``."""
+    core.forwarding = CallForwarding(core)
     return (Parking(core), FeatureCodes(core))
 
 
