@@ -48,6 +48,7 @@ from sentral.config.db import (
     sqlite_path,
 )
 from sentral.config.directory import (
+    NO_FORWARDS,
     ClinicEntry,
     ForwardKind,
     Forwards,
@@ -1569,6 +1570,7 @@ class Presence:
     line: LineState | None  # None: idle
     groups: tuple[str, ...]  # logged in to
     functions: tuple[str, ...]  # logged in to
+    forwards: Forwards = NO_FORWARDS
 
     @property
     def phone(self) -> str:
@@ -1594,7 +1596,16 @@ class Presence:
             "acute": self.line.acute if self.line is not None else False,
             "groups": list(self.groups),
             "functions": list(self.functions),
+            "forwarded_to": self.forwards.always,
+            "forwards": _forwards_json(self.forwards),
         }
+
+    @property
+    def forward_text(self) -> str:
+        """Where their calls go: "forwarded to 1003" when always, else their conditional forwards."""
+        if self.forwards.always is not None:
+            return f"forwarded to {self.forwards.always}"
+        return forwards_text(self.forwards) or "-"
 
 
 def _presence(engine: Engine, domain: str | None) -> list[Presence]:
@@ -1627,6 +1638,7 @@ def _presence(engine: Engine, domain: str | None) -> list[Presence]:
                 line=lines.get((staff_domain, extension)),
                 groups=tuple(g.name for g in logged_in if g.kind is GroupKind.GROUP),
                 functions=tuple(g.name for g in logged_in if g.kind is GroupKind.FUNCTION),
+                forwards=entry.forwards,
             )
         )
     return sorted(people, key=lambda person: (person.domain, len(person.extension), person.extension))
@@ -1637,8 +1649,8 @@ def _presence(engine: Engine, domain: str | None) -> list[Presence]:
 @click.option("--domain", help="Only this clinic; default: every clinic.", metavar="DOMAIN")
 @pass_target
 def presence(target: Target, as_json: bool, domain: str | None) -> None:
-    """Show every member of staff: phone on or off, registered, what their line is doing, and the
-    groups and functions they are logged in to."""
+    """Show every member of staff: phone on or off, registered, what their line is doing, the
+    groups and functions they are logged in to, and where their calls are forwarded."""
     engine = _open(target)
     with _translated(target):
         resolved = ConfigStore(engine).resolve_domain(domain) if domain is not None else None
@@ -1647,7 +1659,7 @@ def presence(target: Target, as_json: bool, domain: str | None) -> None:
         _emit_json([person.json() for person in people])
         return
     _emit_table(
-        ("EXTENSION", "DOMAIN", "NAME", "PHONE", "REGISTERED", "LINE", "GROUPS", "FUNCTIONS"),
+        ("EXTENSION", "DOMAIN", "NAME", "PHONE", "REGISTERED", "LINE", "GROUPS", "FUNCTIONS", "FORWARDS"),
         [
             (
                 p.extension,
@@ -1658,6 +1670,7 @@ def presence(target: Target, as_json: bool, domain: str | None) -> None:
                 p.line_text,
                 ",".join(p.groups) or "-",
                 ",".join(p.functions) or "-",
+                p.forward_text,
             )
             for p in people
         ],
