@@ -72,7 +72,8 @@ will take it there. A feature that holds an answered call with its A leg alone (
 the call's ``holder`` (``CallHolder``): the strategy's commands for that call, and its timer
 (``recall_at``), go to the feature, which is told when the call ends. A phone done with a call
 that goes on (a parker) hears its prompt and gets a BYE at ``leave_at``, unless it hangs up
-first.
+first. Call forwarding (``Forwarding``) is asked whenever a call is routed to a number: it may
+send the call on at once, and it may wrap the ``RingAll`` that rings one person's phones.
 
 Dead media. ``check_media`` hangs up answered calls whose phones have sent no media for a while
 (longer while a phone is on hold), with the cause "no media"; the driver calls it every few
