@@ -146,3 +146,15 @@ def test_the_call_record_says_where_a_forwarded_call_went(db: str) -> None:
         {"from": "1003", "kind": "noanswer", "to": "1004"},
     ]
     assert re.search(r"\s1002 => 1003 \(always\) => 1004 \(noanswer\)\s+answered\s", ok(db, "cdr"))
+
+
+def test_presence_shows_where_calls_are_forwarded(db: str) -> None:
+    ok(db, "user", "set", "1002", "--forward", "always", "1003")
+    ok(db, "user", "set", "1004", "--forward", "busy", "200")
+    people = {p["extension"]: p for p in json.loads(ok(db, "presence", "--json"))}
+    assert people["1002"]["forwarded_to"] == "1003"
+    assert (people["1004"]["forwarded_to"], people["1004"]["forwards"]["busy"]) == (None, "200")
+    table = {line.split()[0]: line for line in ok(db, "presence").splitlines()[1:]}
+    assert table["1002"].endswith("forwarded to 1003")
+    assert table["1004"].endswith("busy 200")
+    assert table["1001"].endswith(" -")
