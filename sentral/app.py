@@ -65,7 +65,16 @@ from typing import assert_never
 
 import structlog
 
-from sentral.config.cdr import PARKED, CallRecord, CdrStore, CdrWriter, LegRecord, LiveCall, LiveCallStore
+from sentral.config.cdr import (
+    PARKED,
+    CallRecord,
+    CdrStore,
+    CdrWriter,
+    LegRecord,
+    LiveCall,
+    LiveCallStore,
+    forwarded_text,
+)
 from sentral.config.db import StoreError, first_line, make_engine, schema_is_current
 from sentral.config.directory import Directory, GroupKind, directory_version, load_directory
 from sentral.config.file import read_config
@@ -548,8 +557,9 @@ class Server:
         )
 
     def _carry_out_feature(self, domain: str, extension: str, feature: Feature) -> str:
-        """Log in or out as ``feature`` says (in a worker thread), then reload the directory so the
-        change holds for the next call at once; what was done, for the call's record."""
+        """Log in or out, or set or clear a forward, as ``feature`` says (in a worker thread), then
+        reload the directory so the change holds for the next call at once; what was done, for the
+        call's record."""
         store = ConfigStore(self.engine)
         match feature.code:
             case FeatureCode.TOGGLE_FUNCTIONS | FeatureCode.TOGGLE_GROUPS:
@@ -573,6 +583,14 @@ class Server:
                 else:
                     store.login(domain, extension, group.name)
                     text = f"logged in to {group.name}"
+            case FeatureCode.FORWARD:
+                if feature.forward is None or feature.number is None:
+                    raise StoreError("a forwarding code names its kind and number")
+                store.set_forward(domain, extension, feature.forward, feature.number, feature.after)
+                text = f"forwarded {feature.forward.value} to {feature.number}"
+            case FeatureCode.CLEAR_FORWARD:
+                store.clear_forward(domain, extension, feature.forward)
+                text = f"forwarding {feature.forward.value} off" if feature.forward else "forwarding off"
             case _:
                 assert_never(feature.code)
         self._directory = load_directory(self.engine)
@@ -695,6 +713,7 @@ def call_record(report: CallReport, wall_offset: float) -> CallRecord:
         hangup_reason=report.cause,
         status_to_caller=status,
         legs=legs,
+        forwarded=forwarded_text(report.forwarded),
     )
 
 

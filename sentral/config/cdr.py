@@ -96,6 +96,13 @@ class CallRecord:
     answered_at: float | None = None
     hangup_by: HangupBy | None = None
     legs: tuple[LegRecord, ...] = ()
+    # The forwards the call followed, in order, as ``forwarded_text`` writes them; None: none.
+    forwarded: str | None = None
+
+    @property
+    def forwards(self) -> tuple[tuple[str, str, str], ...]:
+        """The forwards the call followed: (extension, kind, number it went to), in order."""
+        return forwards_of(self.forwarded)
 
     @property
     def duration(self) -> float:
@@ -103,6 +110,21 @@ class CallRecord:
         if self.answered_at is None:
             return 0.0
         return max(0.0, self.ended_at - self.answered_at)
+
+
+def forwarded_text(hops: Sequence[tuple[str, str, str]]) -> str | None:
+    """The stored form of the forwards a call followed: "1002 always 1003, 1003 noanswer 1004"."""
+    return ", ".join(" ".join(hop) for hop in hops) or None
+
+
+def forwards_of(text: str | None) -> tuple[tuple[str, str, str], ...]:
+    """The forwards in a stored ``forwarded`` text, as (extension, kind, number)."""
+    hops: list[tuple[str, str, str]] = []
+    for part in (text or "").split(","):
+        words = part.split()
+        if len(words) == 3:
+            hops.append((words[0], words[1], words[2]))
+    return tuple(hops)
 
 
 # How a parked call's state is published: "parked:701".
@@ -144,7 +166,7 @@ class LiveCall:
 
 _CALL_COLUMNS = (
     "call_id", "domain", "caller", "caller_name", "callee", "callee_extension", "started_at", "ringing_at",
-    "answered_at", "ended_at", "disposition", "hangup_by", "hangup_reason", "status_to_caller",
+    "answered_at", "ended_at", "disposition", "hangup_by", "hangup_reason", "status_to_caller", "forwarded",
 )  # fmt: skip
 _LEG_COLUMNS = (
     "call_id", "leg", "role", "target", "started_at", "ringing_at", "answered_at", "ended_at", "outcome", "status",
@@ -161,7 +183,7 @@ def _call_params(record: CallRecord) -> tuple[Any, ...]:
         record.call_id, record.domain, record.caller, record.caller_name, record.callee,
         record.callee_extension, record.started_at, record.ringing_at, record.answered_at,
         record.ended_at, record.disposition, record.hangup_by, record.hangup_reason,
-        record.status_to_caller,
+        record.status_to_caller, record.forwarded,
     )  # fmt: skip
 
 
@@ -315,6 +337,7 @@ def _call_record(values: Any, legs: tuple[LegRecord, ...]) -> CallRecord:
         hangup_reason=values.hangup_reason,
         status_to_caller=values.status_to_caller,
         legs=legs,
+        forwarded=values.forwarded,
     )
 
 
@@ -475,4 +498,6 @@ __all__ = [
     "LegRole",
     "LiveCall",
     "LiveCallStore",
+    "forwarded_text",
+    "forwards_of",
 ]

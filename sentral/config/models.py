@@ -157,6 +157,29 @@ def _one_of(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(value) for value in values)})"
 
 
+FORWARD_KINDS = ("always", "busy", "noanswer")
+
+
+class StaffForward(Base):
+    """One forward of a member of staff: their calls go to ``target`` always, when they are busy,
+    or when nobody answers within ``after`` seconds (``noanswer`` only).
+
+    ``target`` is a number of the clinic (an extension, a group's, a function's or a role's); the
+    store checks it when it is set, and routing ignores one that no longer leads anywhere.
+    """
+
+    __tablename__ = "staff_forward"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", FORWARD_KINDS), name="kind"),
+        CheckConstraint("after IS NULL OR after > 0", name="after"),
+    )
+
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    target: Mapped[str] = mapped_column(String(64))
+    after: Mapped[int | None] = mapped_column(Integer)
+
+
 class RingGroup(Base):
     """A ring group (a team colleagues call) or a function (a duty staff log in to and out of).
 
@@ -325,6 +348,8 @@ class StoredCall(Base):
     hangup_by: Mapped[str | None] = mapped_column(String(16))
     hangup_reason: Mapped[str] = mapped_column(Text)
     status_to_caller: Mapped[int] = mapped_column(Integer)
+    # The forwards the call followed, in order: "1002 always 1003, 1003 noanswer 1004".
+    forwarded: Mapped[str | None] = mapped_column(Text)
 
 
 class StoredLeg(Base):
