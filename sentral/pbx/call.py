@@ -26,7 +26,7 @@ the others are cancelled (a second 2xx racing in is ACKed and then BYEd), and wh
 failed the caller gets the most telling failure (``best_failure``). A call made directly to one
 person ends when that person rejects it (486, 600, 603), the clinic's rule. Ring groups and
 functions, with their hunting strategies and queues, are strategies speaking the same vocabulary,
-made by a ``GroupCalls`` (``sentral.pbx.hunting``); transfer recalls will be another.
+made by a ``GroupCalls`` (``sentral.pbx.hunting``); a transfer's recall rings with ``RingAll``.
 
 Who is on the phone. The controller counts, per extension, the answered calls it is in (``busy``)
 and tells a ``LineObserver`` (presence, busy-lamp fields) each extension's phase in each call:
@@ -61,22 +61,24 @@ INVITE without SDP cannot get early media without reliable provisional responses
 does not do, so such a caller hears ringback instead.
 
 Features. What is built on this core lives in ``sentral.pbx.features``, one module each (parking,
-the feature codes; transfer and pickup to come), and speaks the core's vocabulary: ``ring`` a
+blind transfer, the feature codes; pickup to come), and speaks the core's vocabulary: ``ring`` a
 contact for a call, ``fail`` or ``hang_up`` a call, ``hang_up_leg_at`` a time, ``connect_held`` and
-``take_over`` (bridge a leg to a phone that waits alone), ``answer_and_play``, ``accept_refer``,
-``arm`` a call's timer, ``changed`` and ``tell_line`` (publish a state), and the media layer. The
-core asks its ``CallFeature`` objects, in turn, at five hooks: a new call to a number the dial plan
-gives a feature (``Feature``, ``Park``, ``Retrieve``), keys pressed during a call (the last
-``KEYS_KEPT``, each within ``KEY_GAP`` of the one before), a REFER (after the dial plan has decided
-its target), what the port carried out for a feature (``feature_done``), and a new INVITE with
-Replaces (RFC 3891) naming a dialog of a live call of the same clinic (``replaces``; one naming
-no such dialog is 481 before any feature is asked, a malformed one 400). A REFER no feature
-takes, which today is any transfer but to a park number, is refused with 501: the transfer module
-will take it there. A feature that holds an answered call with its A leg alone (a parked call) is
-the call's ``holder`` (``CallHolder``): the strategy's commands for that call, and its timer
-(``recall_at``), go to the feature, which is told when the call ends. A phone done with a call
-that goes on (a parker) hears its prompt and gets a BYE at ``leave_at``, unless it hangs up
-first.
+``take_over`` (bridge a leg to a phone that waits alone), ``answer_and_play``, ``accept_refer`` and
+``notify_refer`` (a transfer's progress), ``arm`` a call's timer, ``changed`` and ``tell_line``
+(publish a state), and the media layer. The core asks its ``CallFeature`` objects, in turn, at
+five hooks: a new call to a number the dial plan gives a feature (``Feature``, ``Park``,
+``Retrieve``), keys pressed during a call (the last ``KEYS_KEPT``, each within ``KEY_GAP`` of the
+one before), a REFER (after the dial plan has decided its target), what the port carried out for
+a feature (``feature_done``), and a new INVITE with Replaces (RFC 3891) naming a dialog of a live
+call of the same clinic (``replaces``; one naming no such dialog is 481 before any feature is
+asked, a malformed one 400). A REFER no feature
+takes (one whose Refer-To asks for an attended transfer, with Replaces, while no feature serves
+those) is refused with 501. A feature that holds an answered call with its A leg alone (a parked
+call, a transferred call ringing its target) is the call's ``holder`` (``CallHolder``): the
+strategy's commands for that call, and its timer (``recall_at``), go to the feature, which is told
+when the call ends; the INVITEs that ring someone for it carry ``Referred-By`` when the call's
+``referred_by`` is set (RFC 3892). A phone done with a call that goes on (a parker, a
+transferring phone) hears its prompt and gets a BYE at ``leave_at``, unless it hangs up first.
 
 Dead media. ``check_media`` hangs up answered calls whose phones have sent no media for a while
 (longer while a phone is on hold), with the cause "no media"; the driver calls it every few
@@ -570,9 +572,15 @@ class RingAll:
     any of their phones ends the call with that status; otherwise (a role call) the others ring on.
     """
 
-    def __init__(self, deadline: float = inf, *, direct: bool = True) -> None:
+    def __init__(self, deadline: float = inf, *, direct: bool = True, first: int = 0) -> None:
         self.deadline = deadline
         self.direct = direct
+        # The B legs before this index are none of its business (a held call's legs from before
+        # it rings someone: a transferring phone's, still up until it hangs up).
+        self.first = first
+
+    def _legs(self, call: Call) -> list[Leg]:
+        return call.b_legs[self.first :] if self.first else call.b_legs
 
     def next_deadline(self) -> float:
         return self.deadline
@@ -585,19 +593,21 @@ class RingAll:
             case LegRinging(leg=leg, response=response):
                 return [RingCaller(leg, response)]
             case LegAnswered(leg=leg, response=response):
-                others = [Cancel(other, "answered elsewhere") for other in call.b_legs if other is not leg]
+                legs = self._legs(call)
+                others = [Cancel(other, "answered elsewhere") for other in legs if other is not leg]
                 return [Connect(leg, response), *others]
             case LegFailed(status=status):
+                legs = self._legs(call)
                 if self.direct and status in REJECTS:
-                    cancels = [Cancel(leg, "rejected") for leg in call.b_legs if not leg.done]
+                    cancels = [Cancel(leg, "rejected") for leg in legs if not leg.done]
                     return [*cancels, Fail(status, "", f"{status} {_reason_text(status)}")]
-                if any(not leg.done for leg in call.b_legs):
+                if any(not leg.done for leg in legs):
                     return []
-                status, reason = best_failure(leg.status or 480 for leg in call.b_legs)
+                status, reason = best_failure(leg.status or 480 for leg in legs)
                 return [Fail(status, reason)]
             case Timer():
                 self.deadline = inf
-                cancels = [Cancel(leg, "no answer") for leg in call.b_legs if not leg.done]
+                cancels = [Cancel(leg, "no answer") for leg in self._legs(call) if not leg.done]
                 return [*cancels, Fail(480, "No answer", "no answer timeout")]
             case _:
                 assert_never(event)
@@ -833,6 +843,12 @@ class Call:
     settle_at: float = inf
     # Each transfer of the call, for its record (the transfer features add them).
     transfers: list[TransferReport] = field(default_factory=list)
+    # While a transfer rings someone for the call: the transferring phone's URI, which the
+    # INVITEs carry as Referred-By (RFC 3892).
+    referred_by: str = ""
+    # Who `sentral calls` shows talking (caller, callee) once a feature gave the call to others
+    # than its caller and callee (a transfer); empty: the call's own.
+    listed: tuple[str, ...] = ()
 
     @property
     def legs(self) -> list[Leg]:
@@ -985,11 +1001,14 @@ class LiveCall:
 
 @dataclass(frozen=True, slots=True)
 class CallSettings:
-    """Timers of call control, in seconds."""
+    """Timers of call control, in seconds, and the language its callers are spoken to in."""
 
     no_answer: float = 60.0
     session_interval: int = 1800
     min_se: int = MIN_SE_FLOOR
+    # A blind transfer nobody answers this long rings the transferring phone again.
+    transfer_recall: float = 30.0
+    language: str = "nb"
 
 
 class Purpose(Enum):
@@ -1537,6 +1556,8 @@ class CallControl:
             headers.extend(leg.timer_request.headers())
         if call.acute:
             headers += [("Priority", "emergency"), ("Alert-Info", ACUTE_ALERT)]
+        if holder is not None and call.referred_by:
+            headers.append(("Referred-By", f"<{call.referred_by}>"))
         body = b""
         if holder is not None:
             body = self.media.offer_locally(call, leg, like=call.a)
@@ -2731,15 +2752,23 @@ class CallControl:
         """Answer a REFER received on ``leg`` with 202 and tell the phone at once that the transfer
         succeeded (a NOTIFY with "200 OK", RFC 3515), which ends its subscription."""
         self.port.respond(tx, make_response(request, 202))
+        self.notify_refer(leg, 200)
+
+    def notify_refer(self, leg: Leg, status: int, reason: str = "") -> None:
+        """Tell ``leg``'s phone how the transfer it asked for (REFER, RFC 3515 §2.4.5) goes: a NOTIFY
+        whose message/sipfrag body is the status line of ``status``; a final status (200 and
+        above) ends the REFER's subscription, 100 keeps it active."""
         dialog = leg.dialog
         if dialog is None:
             return
+        state = "active;expires=60" if status < 200 else "terminated;reason=noresource"
+        line = f"SIP/2.0 {status} {reason or _reason_text(status)}\r\n"
         try:
             notify = dialog.request(
                 "NOTIFY",
                 via=_via(leg.transport, leg.local),
-                headers=[("Event", "refer"), ("Subscription-State", "terminated;reason=noresource")],
-                body=b"SIP/2.0 200 OK\r\n",
+                headers=[("Event", "refer"), ("Subscription-State", state)],
+                body=line.encode(),
                 content_type="message/sipfrag;version=2.0",
             )
         except DialogError:
@@ -2779,8 +2808,8 @@ class CallControl:
 
     def _refer(self, call: Call, leg: Leg, tx: ServerTransaction, request: Request, now: float) -> None:
         """A transfer (REFER, RFC 3515) from ``leg``'s phone: the features are offered what the dial
-        plan makes of its target. A transfer no feature takes (to a phone: the transfer feature to
-        come) is refused with 501."""
+        plan makes of its target. A transfer no feature takes (an attended one, while no feature
+        serves those) is refused with 501."""
         values = request.header_values("refer-to")
         if len(values) != 1:
             self.port.respond(tx, make_response(request, 400, "A REFER needs one Refer-To"))
@@ -2796,7 +2825,7 @@ class CallControl:
             if feature.refer(call, leg, tx, request, decision, now):
                 return
         self.port.respond(
-            tx, make_response(request, 501, "Only Transfers To Park", headers=[("Allow", ALLOW)])
+            tx, make_response(request, 501, "Transfer Not Supported", headers=[("Allow", ALLOW)])
         )
 
     def _keyed(self, call: Call, leg: Leg, digit: Digit, now: float) -> None:
@@ -3012,8 +3041,8 @@ class CallControl:
             LiveCall(
                 call_id=call.id,
                 clinic=call.caller.clinic.domain,
-                caller=call.caller.extension,
-                callee=call.callee,
+                caller=call.listed[0] if call.listed else call.caller.extension,
+                callee=call.listed[1] if call.listed else call.callee,
                 state=HELD if call.state is CallState.ANSWERED and _on_hold(call) else call.state.value,
                 started=call.started,
                 answered=call.answered,

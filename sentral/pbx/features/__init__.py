@@ -12,10 +12,11 @@ call's commands and its timer until it lets go.
 
 - ``park``: the in-call park code (``#72``), a transfer to the park number, taking a parked call
   by dialling its slot, the recall, and the slots' busy-lamp keys;
+- ``transfer``: what happens on REFER: a blind transfer to any other number of the clinic, carried
+  out by Sentral, and the recall to the transferring phone when nobody takes the call;
 - ``codes``: what call control does for the feature codes staff dial (``*45``-``*48``).
 
-A transfer (REFER to a phone) and call pickup will each be a module here too; until the transfer
-module exists the core refuses a REFER no feature takes with 501.
+Call pickup will be a module here too. The core refuses a REFER no feature takes with 501.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from collections.abc import Sequence
 from sentral.pbx.call import CallControl, CallFeature
 from sentral.pbx.features.codes import FeatureCodes
 from sentral.pbx.features.park import Parking
+from sentral.pbx.features.transfer import Transfer
 
 
 def standard(core: CallControl) -> Sequence[CallFeature]:
     """The features a clinic's call control has, in the order they are asked."""
-    return (Parking(core), FeatureCodes(core))
+    return (Parking(core), Transfer(core), FeatureCodes(core))
 
 
 __all__ = ["standard"]
