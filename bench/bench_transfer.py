@@ -10,10 +10,11 @@ caller never sees the REFER: it rings 1003 (``bench/scenarios/transfer_target_ua
 INVITE of its own, 1003 answers, talks 200 ms and hangs up, and Sentral sends the caller BYE.
 
 What counts as done. The caller's call ends with a BYE however the transfer went (a transferer
-whose REFER is refused hangs up as well), so a step's completed transfers are the calls 1003
-completed during it (read from its SIPp statistics, which are written every second), at most the
-caller's completed calls; every other transfer offered counts as failed. A caller left waiting
-fails after 30 s.
+whose REFER is refused hangs up as well), so a transfer counts as done only when all three phones
+completed their part: a step's completed transfers are the fewest of the caller's completed
+calls and those 1002 and 1003 completed during it (read from their SIPp statistics, which are
+written every second); every other transfer offered counts as failed. A phone left waiting fails
+after 30 s.
 
 Per transfer Sentral handles three dialogs (the caller's, the transferer's, the target's), the
 REFER and its NOTIFY, and three BYEs; a plain call is two dialogs and two BYEs. In the same run
@@ -135,14 +136,14 @@ def main() -> int:
                 users = write_users_csv(
                     work / f"caller-{callee}.csv", [(CALLER, bench_password(CALLER), DOMAIN, callee)]
                 )
-                before = completed(running[COLLEAGUE])
+                before = {ext: completed(running[ext]) for ext in (RECEPTION, COLLEAGUE)}
                 step = run_step(
                     sipp, server.address, scenario, rate, int(rate * args.seconds),
                     server_pid=server.proc.pid, users=users, extra=("-l", str(int(rate * 4) + 100)),
                 )  # fmt: skip
                 if callee == RECEPTION:
                     time.sleep(STATS_PERIOD)
-                    done = min(step.successful, completed(running[COLLEAGUE]) - before)
+                    done = min(step.successful, *(completed(running[ext]) - n for ext, n in before.items()))
                     step = dataclasses.replace(step, successful=done, failed=step.offered - done)
                 steps.append(step)
                 rows.append(step.row(label))

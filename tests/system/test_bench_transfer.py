@@ -111,3 +111,32 @@ def test_the_transferers_refer_is_taken_in_its_dialog_and_it_hangs_up_after_the_
     finally:
         caller.stop()
         parker.stop()
+
+
+def test_a_blind_transfer_through_the_three_scenarios_is_in_the_call_record(
+    clinic: SentralServer, sipp: Sipp, tmp_path: Path
+) -> None:
+    transferer_port = register(sipp, clinic, tmp_path, TRANSFERER)
+    target_port = register(sipp, clinic, tmp_path, TARGET)
+    transferer = sipp.start(
+        None, BENCH / "blind_transfer_uas.xml", local_port=transferer_port, calls=1, timeout=30,
+        extra=("-key", "target", TARGET, "-key", "domain", DOMAIN),
+    )  # fmt: skip
+    target = sipp.start(None, BENCH / "transfer_target_uas.xml", local_port=target_port, calls=1, timeout=30)
+    try:
+        transferer.wait_listening()
+        target.wait_listening()
+        caller = call(sipp, clinic, tmp_path, CALLER, TRANSFERER, BENCH / "transferred_uac.xml")
+        assert (caller.successful, caller.failed) == (1, 0), caller
+        for phone in (transferer.wait(10), target.wait(10)):
+            assert (phone.successful, phone.failed) == (1, 0), phone
+    finally:
+        transferer.stop()
+        target.stop()
+    [record] = clinic.cli_json("cdr")
+    assert [(t["by"], t["kind"], t["target"], t["outcome"]) for t in record["transfers"]] == [
+        (TRANSFERER, "blind", TARGET, "answered")
+    ]
+    assert record["started_at_epoch"] <= record["transfers"][0]["at_epoch"] <= record["ended_at_epoch"]
+    table = clinic.cli("cdr").stdout.splitlines()
+    assert f"    transferred by {TRANSFERER} (blind) to {TARGET}: answered" in table
