@@ -59,9 +59,9 @@ import signal
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import assert_never
+from typing import assert_never, cast
 
 import structlog
 
@@ -73,6 +73,8 @@ from sentral.config.cdr import (
     LegRecord,
     LiveCall,
     LiveCallStore,
+    TransferKind,
+    TransferRecord,
     forwarded_text,
 )
 from sentral.config.db import StoreError, first_line, make_engine, schema_is_current
@@ -90,7 +92,7 @@ from sentral.media.sounds import SoundLibrary
 from sentral.metrics import CallTally, MetricsService, parse_metrics_address
 from sentral.notify import Notifier
 from sentral.pbx.anchoring import AnchoredMedia
-from sentral.pbx.call import Call, CallReport, CallSettings, MediaPolicy
+from sentral.pbx.call import Call, CallReport, CallSettings, MediaPolicy, TransferReport
 from sentral.pbx.endpoint import Endpoint
 from sentral.pbx.guard import Guard, GuardPolicy, parse_networks
 from sentral.pbx.location import Location
@@ -485,6 +487,8 @@ class Server:
                 if calls.version != published:
                     # Marked published only once it was: a failed publication is retried.
                     version = calls.version
+                    # Transfers so far come from the calls themselves; few calls have any.
+                    transferred = {call.id: call.transfers for call in calls.calls.values() if call.transfers}
                     snapshot = [
                         LiveCall(
                             call_id=live.call_id,
@@ -495,6 +499,7 @@ class Server:
                             started_at=live.started + self._wall_offset,
                             answered_at=None if live.answered is None else live.answered + self._wall_offset,
                             legs=live.legs,
+                            transfers=transfer_records(transferred.get(live.call_id, ()), self._wall_offset),
                         )
                         for live in calls.live()
                     ]
@@ -714,6 +719,23 @@ def call_record(report: CallReport, wall_offset: float) -> CallRecord:
         status_to_caller=status,
         legs=legs,
         forwarded=forwarded_text(report.forwarded),
+        transfers=transfer_records(report.transfers, wall_offset),
+    )
+
+
+def transfer_records(transfers: Sequence[TransferReport], wall_offset: float) -> tuple[TransferRecord, ...]:
+    """The stored form of a call's transfers; monotonic times shifted by ``wall_offset`` to epoch."""
+    if not transfers:
+        return ()
+    return tuple(
+        TransferRecord(
+            at=transfer.at + wall_offset,
+            by=transfer.by,
+            kind=cast(TransferKind, transfer.kind),
+            target=transfer.target,
+            outcome=transfer.outcome,
+        )
+        for transfer in transfers
     )
 
 

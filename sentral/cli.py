@@ -34,7 +34,15 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from sentral.config.backup import KEPT_SUFFIX, BackupError, backup_sqlite, pg_dump_command, restore_sqlite
-from sentral.config.cdr import LIVE_MAX_AGE, CallRecord, CdrStore, LegRecord, LiveCall, LiveCallStore
+from sentral.config.cdr import (
+    LIVE_MAX_AGE,
+    CallRecord,
+    CdrStore,
+    LegRecord,
+    LiveCall,
+    LiveCallStore,
+    TransferRecord,
+)
 from sentral.config.db import (
     StoreError,
     database_url,
@@ -201,13 +209,22 @@ def _emit_json(items: Sequence[dict[str, Any]]) -> None:
     click.echo(json.dumps(list(items), indent=2, ensure_ascii=False))
 
 
-def _emit_table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> None:
+def _emit_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    empty: str,
+    notes: Sequence[Sequence[str]] | None = None,
+) -> None:
+    """Print aligned columns; ``notes[i]``, if given, are indented lines printed under row ``i``."""
     if not rows:
         click.echo(empty)
         return
     widths = [max(len(headers[i]), *(len(row[i]) for row in rows)) for i in range(len(headers))]
-    for line in (headers, *rows):
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+    click.echo("  ".join(cell.ljust(width) for cell, width in zip(headers, widths, strict=True)).rstrip())
+    for index, row in enumerate(rows):
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        for note in notes[index] if notes is not None else ():
+            click.echo(f"    {note}")
 
 
 def _source(row: BindingRow) -> str:
@@ -1785,6 +1802,7 @@ def _live_json(call: LiveCall, now: float) -> dict[str, Any]:
         "state": "parked" if call.parked_slot is not None else call.state,
         "parked": call.parked_slot,
         "legs": call.legs,
+        "transfers": [_transfer_json(transfer) for transfer in call.transfers],
         **_times(started_at=call.started_at, answered_at=call.answered_at, updated_at=call.updated_at),
         "duration": round(call.duration(now), 3),
         "elapsed": round(max(0.0, now - call.started_at), 3),
@@ -1850,6 +1868,7 @@ def calls(target: Target, as_json: bool, spool_dir: Path | None) -> None:
             for call in live
         ],
         "No calls in progress.",
+        [[_transfer_line(transfer) for transfer in call.transfers] for call in live],
     )
 
 
@@ -1867,6 +1886,22 @@ def _leg_json(leg: LegRecord) -> dict[str, Any]:
         "outcome": leg.outcome,
         "status": leg.status,
     }
+
+
+def _transfer_json(transfer: TransferRecord) -> dict[str, Any]:
+    return {
+        **_times(at=transfer.at),
+        "by": transfer.by,
+        "kind": transfer.kind,
+        "target": transfer.target,
+        "outcome": transfer.outcome or None,
+    }
+
+
+def _transfer_line(transfer: TransferRecord) -> str:
+    """transferred by 1002 (blind) to 1003: answered"""
+    outcome = transfer.outcome or "under way"
+    return f"transferred by {transfer.by} ({transfer.kind}) to {transfer.target}: {outcome}"
 
 
 def _record_json(record: CallRecord) -> dict[str, Any]:
@@ -1890,6 +1925,7 @@ def _record_json(record: CallRecord) -> dict[str, Any]:
         "status_to_caller": record.status_to_caller,
         "forwarded": [{"from": extension, "kind": kind, "to": number} for extension, kind, number in record.forwards],
         "legs": [_leg_json(leg) for leg in record.legs],
+        "transfers": [_transfer_json(transfer) for transfer in record.transfers],
     }
 
 
@@ -1922,7 +1958,11 @@ def _record_row(record: CallRecord) -> tuple[str, ...]:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array; times in UTC and epoch seconds.")
 @pass_target
 def cdr(target: Target, since: float | None, limit: int | None, as_json: bool) -> None:
-    """List call records, newest last; the table shows local time."""
+    """List call records, newest last; the table shows local time.
+
+    A transferred call has a line under it for each transfer: who transferred it, how, to what
+    number, and how it ended (answered, returned to the transferer, or failed).
+    """
     if limit is None:
         limit = 0 if since is not None else DEFAULT_CDR_LIMIT
     engine = _open(target)
@@ -1935,6 +1975,7 @@ def cdr(target: Target, since: float | None, limit: int | None, as_json: bool) -
         ("STARTED", "CALL ID", "FROM", "TO", "RESULT", "DURATION", "HANGUP"),
         [_record_row(record) for record in records],
         "No call records." if since is None else "No call records since then.",
+        [[_transfer_line(transfer) for transfer in record.transfers] for record in records],
     )
 
 

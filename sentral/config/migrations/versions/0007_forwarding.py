@@ -1,6 +1,6 @@
 """Call forwarding: each member of staff's forwards, and the forwards a recorded call followed.
 
-Revision ID: 0007_forwarding
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-06
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007_forwarding"
+revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
