@@ -52,6 +52,7 @@ little garbage between full collections.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import gc
 import os
@@ -61,7 +62,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import assert_never, cast
+from typing import Any, assert_never, cast
 
 import structlog
 
@@ -79,8 +80,7 @@ from sentral.config.cdr import (
 )
 from sentral.config.db import StoreError, first_line, make_engine, schema_is_current
 from sentral.config.directory import Directory, GroupKind, directory_version, load_directory
-from sentral.config.file import read_config
-from sentral.config.settings import ServeConfig, media_address
+from sentral.config.settings import Reread, ServeConfig, media_address
 from sentral.config.spool import BINDING_SPOOL, CDR_SPOOL, default_spool_dir
 from sentral.config.store import BindingStore, ConfigStore, LineState, LineStateStore, LineStatus
 from sentral.config.writer import BindingWriter
@@ -121,8 +121,10 @@ MEDIA_CHECK = 5.0
 class Server:
     """The running system: storage, the SIP core, transports and their background work."""
 
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(self, config: ServeConfig, reread: Callable[[], Reread] | None = None) -> None:
         self.config = config
+        # SIGHUP's reading of the config file (None: serving without one).
+        self.reread = reread
         self.engine = make_engine(config.db_url)
         self.store = BindingStore(self.engine)
         self.location = Location()
@@ -131,15 +133,7 @@ class Server:
         self.writer = BindingWriter(
             self.store, spool=spool / BINDING_SPOOL, on_spool=functools.partial(self._spool_event, "registrations")
         )
-        self.guard = Guard(
-            GuardPolicy(
-                rate=config.flood_rate,
-                burst=config.flood_rate * 2,
-                auth_failures=config.auth_failures,
-                block_seconds=config.block_seconds,
-                trusted=parse_networks(config.trusted),
-            )
-        )
+        self.guard = Guard(guard_policy(config))
         self._directory: Directory | None = None
         self.layer = TransactionLayer()
         # The TLS context is made in run(), where a certificate that cannot be used stops the server
@@ -359,14 +353,28 @@ class Server:
         self._stop.set()
 
     def reload(self) -> None:
-        """SIGHUP: read the TLS certificate and key again, and the config file's log level.
+        """SIGHUP: read the config file again and apply what can change while serving, and read the
+        TLS certificate and key again.
 
-        Calls and registrations are untouched; a file that cannot be used leaves the old setting in
-        force and says why. (Staff, groups and clinics need no reload: CLI changes apply within a
-        second.)
+        Calls and registrations are untouched. What the file may change at once: the log level and
+        SIP trace, the guard's limits and trusted networks, the call timers (no answer, session
+        interval, transfer recall), dead-media times, the drain timeout, and which certificate and
+        key files are used. Any other option changed in the file is named in the log as taking a
+        restart. A file that cannot be used leaves everything as it was and says why; so does a
+        certificate that cannot be loaded. (Staff, groups and clinics need no reload: CLI changes
+        apply within a second.)
         """
         self.notifier.reloading()
         reloaded: list[str] = []
+        if self.reread is not None:
+            try:
+                found = self.reread()
+            except (StoreError, ValueError) as exc:
+                log.error("config_not_reloaded", error=str(exc), action="the settings in use stay")
+            else:
+                reloaded.extend(self._apply(found.updates))
+                if found.restart:
+                    log.warning("restart_needed", options=list(found.restart))
         config = self.config
         context = self.transports.ssl_context
         if context is not None and config.cert and config.key:
@@ -376,15 +384,30 @@ class Server:
                 reloaded.append("tls")
             except (TlsFileError, OSError, ssl.SSLError) as exc:
                 log.error("tls_not_reloaded", error=str(exc), action="the certificate in use stays")
-        if config.config_file and config.log_level_from_file:
-            try:
-                level = read_config(Path(config.config_file)).values.get("log-level", "info")
-                set_level(str(level))
-                reloaded.append(f"log-level={level}")
-            except (StoreError, ValueError) as exc:
-                log.error("log_level_not_reloaded", error=str(exc), action="the level in use stays")
         log.info("reloaded", what=reloaded)
         self.notifier.ready(f"serving, reloaded {', '.join(reloaded) or 'nothing'}")
+
+    def _apply(self, updates: dict[str, Any]) -> list[str]:
+        """Put the settings SIGHUP read into force; what changed, as ``name=value``."""
+        if not updates:
+            return []
+        old, config = self.config, dataclasses.replace(self.config, **updates)
+        self.config = config
+        if config.log_level != old.log_level:
+            set_level(config.log_level)
+        if guard_policy(config) != guard_policy(old):
+            self.guard.reconfigure(guard_policy(config))
+        endpoint = self.endpoint
+        if endpoint is not None:
+            endpoint.sip_trace = config.sip_trace
+            endpoint.calls.settings = dataclasses.replace(
+                endpoint.calls.settings,
+                no_answer=config.no_answer_timeout,
+                session_interval=config.session_interval,
+                transfer_recall=config.transfer_recall,
+            )
+        # Dead-media times and the drain timeout are read from self.config when they are used.
+        return [f"{name.replace('_', '-')}={value}" for name, value in sorted(updates.items()) if name not in ("cert", "key")]
 
     async def _keep_watchdog(self, interval: float) -> None:
         """Ping systemd's watchdog from the event loop, at half its interval: a stuck loop stops pinging."""
@@ -421,9 +444,9 @@ class Server:
 
     async def _watch_media(self) -> None:
         """Every few seconds, hang up answered calls whose media has died."""
-        config = self.config
-        interval = min(MEDIA_CHECK, max(0.5, config.dead_media / 3))
         while True:
+            config = self.config  # SIGHUP may change the times
+            interval = min(MEDIA_CHECK, max(0.5, config.dead_media / 3))
             await asyncio.sleep(interval)
             endpoint = self.endpoint
             if endpoint is None:
@@ -765,11 +788,23 @@ def _leg_outcome(outcome: str, status: int | None) -> str:
     return outcome.replace(" ", "_")
 
 
-def serve(config: ServeConfig) -> int:
-    """Run the softswitch until SIGTERM or SIGINT; return the process exit code."""
+def guard_policy(config: ServeConfig) -> GuardPolicy:
+    """The guard's limits as ``config`` sets them."""
+    return GuardPolicy(
+        rate=config.flood_rate,
+        burst=config.flood_rate * 2,
+        auth_failures=config.auth_failures,
+        block_seconds=config.block_seconds,
+        trusted=parse_networks(config.trusted),
+    )
+
+
+def serve(config: ServeConfig, reread: Callable[[], Reread] | None = None) -> int:
+    """Run the softswitch until SIGTERM or SIGINT; return the process exit code. ``reread`` reads
+    the config file again on SIGHUP."""
     runner_factory = loop_factory()
     with asyncio.Runner(loop_factory=runner_factory) as runner:
-        return runner.run(Server(config).run())
+        return runner.run(Server(config, reread).run())
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

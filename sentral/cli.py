@@ -86,6 +86,7 @@ from sentral.config.settings import (
     Listen,
     ListenSpecError,
     MediaSpecError,
+    Reread,
     ServeConfig,
     default_sounds,
     parse_listen,
@@ -2294,13 +2295,10 @@ def serve(
     ctx = click.get_current_context()
     configure(cast(LogFormat, log_format), log_level, cast(LogTarget, log_target))
     config_file = ctx.meta.get(_CONFIG_FILE)
-    level_source = ctx.get_parameter_source("log_level")
     config = ServeConfig(
         log_level=log_level,
         log_target=log_target,
         config_file=str(config_file) if config_file is not None else None,
-        log_level_from_file=level_source
-        not in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT),
         db_url=target.url,
         listens=listens,
         cert=cert,
@@ -2326,7 +2324,86 @@ def serve(
         spool_dir=str(spool_dir.absolute()) if spool_dir is not None else None,
         metrics=metrics,
     )
-    click.get_current_context().exit(run_server(config))
+    reread = _config_rereader(ctx, Path(config_file)) if config_file is not None else None
+    click.get_current_context().exit(run_server(config, reread=reread))
+
+
+# What SIGHUP may change in a running server, by option, and the ServeConfig field it sets: each
+# is read when it is used. Every other option (listeners, media, sounds, the database...) is set
+# up once at the start: a new value in the file takes a restart, which the reload says.
+_RELOADABLE = {
+    "log_level": "log_level",
+    "sip_trace": "sip_trace",
+    "flood_rate": "flood_rate",
+    "auth_failures": "auth_failures",
+    "block_seconds": "block_seconds",
+    "trusted": "trusted",
+    "drain_timeout": "drain_timeout",
+    "no_answer_timeout": "no_answer_timeout",
+    "session_interval": "session_interval",
+    "transfer_recall": "transfer_recall",
+    "dead_media": "dead_media",
+    "dead_media_on_hold": "dead_media_on_hold",
+    "cert": "cert",
+    "key": "key",
+}
+
+
+def _default_value(param: click.Option, ctx: click.Context) -> Any:
+    """The value ``serve`` gets for ``param`` when nothing sets it: its default, converted by its
+    type; None for an option without one (click's own marker for "unset" is not a value)."""
+    value = param.process_value(ctx, param.get_default(ctx, call=True))
+    return value if value is None or isinstance(value, (str, int, float, tuple, Path)) else None
+
+
+def _config_rereader(ctx: click.Context, path: Path) -> Callable[[], Reread]:
+    """What SIGHUP calls: the config file read again, as ``serve`` read it at the start. Options
+    given on the command line or in the environment keep their value; for the others the file's
+    new value (or, for a key taken out of the file, the built-in default) is compared with the one
+    in force. ConfigFileError or ValueError (with the file's mistakes, one sentence each) when the
+    file cannot be used: then nothing changes."""
+    command = ctx.command
+    fixed = {
+        name
+        for name in ctx.params
+        if ctx.get_parameter_source(name)
+        in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    }
+    started = dict(ctx.params)
+    in_force = dict(ctx.params)
+
+    def reread() -> Reread:
+        fresh = click.Context(command, info_name=ctx.info_name)
+        mapping, mistakes = default_map(fresh, read_config(path))
+        if mistakes:
+            raise ValueError("; ".join(mistake.sentence(path) for mistake in mistakes))
+        updates: dict[str, Any] = {}
+        changed: dict[str, Any] = {}
+        restart: list[str] = []
+        for param in command.params:
+            name = param.name
+            if name is None or name in fixed or not isinstance(param, click.Option):
+                continue
+            if name in mapping:
+                value = param.type_cast_value(fresh, mapping[name])  # as click hands it to serve
+            else:
+                value = _default_value(param, fresh)
+            if name in _RELOADABLE:
+                if value != in_force.get(name):
+                    if name == "trusted":
+                        try:
+                            updates["trusted"] = _parse_trusted(value) if value else SERVE_DEFAULTS.trusted
+                        except click.UsageError as exc:
+                            raise ValueError(f"{path}: {exc.message}") from exc
+                    else:
+                        updates[_RELOADABLE[name]] = value
+                    changed[name] = value
+            elif value != started.get(name) and name != "config":
+                restart.append(param.opts[-1].lstrip("-"))
+        in_force.update(changed)  # only once the whole file was taken
+        return Reread(updates, tuple(restart))
+
+    return reread
 
 
 def _check_media_address(address: str) -> None:

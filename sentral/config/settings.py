@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 TRANSPORTS = ("udp", "tcp", "tls")
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
@@ -141,14 +142,21 @@ class ServeConfig:
     log_target: str = "stderr"
     """Where the log goes: stderr, the systemd journal, or syslog."""
     config_file: str | None = None
-    """The config file serve read, if any: SIGHUP reads its log level again."""
-    log_level_from_file: bool = False
-    """The log level did not come from the command line or environment, so SIGHUP may change it."""
+    """The config file serve read, if any: SIGHUP reads it again."""
     metrics: str | None = None
     """HOST:PORT of the HTTP listener for /metrics (Prometheus) and /health; None: no listener."""
     spool_dir: str | None = None
     """Where call records and registrations wait while the database is down; None: the default
     (``sentral.config.spool.default_spool_dir``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reread:
+    """What SIGHUP found in the config file: the settings to change now (``ServeConfig`` field
+    names and their new values), and the options whose new value takes a restart."""
+
+    updates: dict[str, Any]
+    restart: tuple[str, ...]
 
 
 def default_sounds() -> str:

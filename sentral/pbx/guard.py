@@ -192,9 +192,26 @@ class Guard:
         self._event_stamp = float("-inf")
         self._suppressed = 0
         self._trusted_hosts: set[str] = set()
-        trusted = self._policy.trusted
+        self._trusted_v4: tuple[tuple[int, int], ...] = ()
+        self._trusted_v6: tuple[tuple[int, int], ...] = ()
+        self._trust(self._policy.trusted)
+
+    def _trust(self, trusted: tuple[Network, ...]) -> None:
+        self._trusted_hosts = set()
         self._trusted_v4 = tuple((int(n.network_address), int(n.netmask)) for n in trusted if n.version == 4)
         self._trusted_v6 = tuple((int(n.network_address), int(n.netmask)) for n in trusted if n.version == 6)
+
+    def reconfigure(self, policy: GuardPolicy) -> None:
+        """Limits changed while serving (SIGHUP): later requests are judged by ``policy``. Sources
+        now trusted are forgotten (and unblocked); the others keep their counts, and their blocks
+        the time they were given."""
+        self._policy = policy
+        self._trust(policy.trusted)
+        if policy.trusted:
+            for host in [host for host in self._sources if self._is_trusted(host)]:
+                del self._sources[host]
+            for host in [host for host in self._blocked if self._is_trusted(host)]:
+                del self._blocked[host]
 
     @property
     def policy(self) -> GuardPolicy:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.system.peers import LOOPBACK, REPO_ROOT, Sipp, Softphone, free_port, wait_until, write_users_csv
 from tests.system.server import SentralServer, sentral_command
-from tests.system.test_calls import DOMAIN, SCENARIOS, start_clinic, talking
+from tests.system.test_calls import DOMAIN, SCENARIOS, dial, start_clinic, talking
 
 PACKAGING = REPO_ROOT / "packaging"
 
@@ -116,7 +116,7 @@ def test_the_fail2ban_filter_matches_each_failed_login_the_server_logs(
     assert set(hosts) == {"127.0.0.1"}
 
 
-def test_sighup_reloads_the_certificate_and_the_config_files_log_level_without_dropping_a_call(
+def test_sighup_reloads_the_certificate_and_the_config_file_without_dropping_a_call(
     tmp_path: Path, softphone_factory: Callable[..., Softphone]
 ) -> None:
     def make_certificate(name: str) -> tuple[Path, Path]:
@@ -143,7 +143,7 @@ def test_sighup_reloads_the_certificate_and_the_config_files_log_level_without_d
     shutil.copy(first[1], live_key)
     tls_port = free_port()
     config = tmp_path / "sentral.toml"
-    config.write_text('log-level = "warning"\n')
+    config.write_text('log-level = "warning"\nno-answer-timeout = 60\n')
     clinic = start_clinic(
         tmp_path, "--config", str(config), "--listen", f"tls:{LOOPBACK}:{tls_port}",
         "--cert", str(live_cert), "--key", str(live_key), "--drain-timeout", "3",
@@ -156,17 +156,37 @@ def test_sighup_reloads_the_certificate_and_the_config_files_log_level_without_d
         # certbot renews in place; the operator turns on debug for a while.
         shutil.copy(second[0], live_cert)
         shutil.copy(second[1], live_key)
-        config.write_text('log-level = "debug"\n')
+        # The operator shortens the no-answer time and changes what only a restart can (the relay's
+        # ports) and what the command line set (the drain timeout, which stays).
+        config.write_text(
+            'log-level = "debug"\nno-answer-timeout = 2\nmedia-ports = "30000-30999"\ndrain-timeout = 9\n'
+        )
         assert clinic.proc is not None
         clinic.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: "reloaded" in clinic.log_tail(), 5, "the reload")
-        assert "tls" in clinic.log_tail() and "log-level=debug" in clinic.log_tail()
+        [reloaded] = [line for line in clinic.log_tail().splitlines() if " reloaded " in line]
+        assert "tls" in reloaded and "log-level=debug" in reloaded and "no-answer-timeout=2.0" in reloaded
+        assert "drain-timeout" not in reloaded  # the command line's value stays
+        [restart] = [line for line in clinic.log_tail().splitlines() if "restart_needed" in line]
+        assert "media-ports" in restart
         after = served_certificate(tls_port)
         assert after != before and after == ssl.PEM_cert_to_DER_cert(second[0].read_text())
 
         alice.hangup(out)  # the call outlived the reload
         bob.wait_call_state(b_call, "DISCONNECTED")
         wait_until(lambda: "call_ended_parties" in clinic.log_tail(), 5, "a debug line after the reload")
+        # The next call nobody answers gives up after the new no-answer time.
+        unanswered = alice.call("1001", dial(clinic, "1002"))
+        bob.wait_incoming("1002")
+        rung = time.monotonic()
+        alice.wait_call_state(unanswered, "DISCONNECTED", timeout=10)
+        assert time.monotonic() - rung < 5
+
+        # A file that cannot be used changes nothing and says why.
+        config.write_text("no-answer-timeout = -1\n")
+        clinic.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "config_not_reloaded" in clinic.log_tail(), 5, "the refusal")
+        assert "no-answer-timeout" in clinic.log_tail()
         assert clinic.running() and clinic.starts == 1
     finally:
         clinic.stop()

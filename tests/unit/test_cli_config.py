@@ -13,7 +13,8 @@ from click.testing import CliRunner, Result
 
 from sentral.cli import _config_option, cli, serve
 from sentral.config.db import database_url
-from sentral.config.settings import Listen, ServeConfig
+from sentral.config.settings import SERVE_DEFAULTS, Listen, Reread, ServeConfig
+from tests.unit.conftest import Served
 from tests.unit.test_cli import fails, ok, run
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "packaging" / "sentral.toml"
@@ -75,6 +76,42 @@ def test_serve_takes_its_options_from_the_file(db: str, served: list[ServeConfig
         str(tmp_path / "spool"),
     )
     assert got.flood_rate == 500.0  # not in the file: the built-in default
+
+
+def test_sighup_rereads_the_file_and_keeps_what_the_command_line_set(
+    db: str, served: Served, tmp_path: Path
+) -> None:
+    config = write(tmp_path / "sentral.toml", 'no-answer-timeout = 30\ntrust = "192.0.2.0/24"\ndead-media = 100\n')
+    args = ["--db", db, "serve", "--config", str(config), "--drain-timeout", "4", "--direct-media"]
+    assert CliRunner().invoke(cli, args, prog_name="sentral").exit_code == 3
+    reread = served.rereads[-1]
+    assert reread is not None
+    assert reread() == Reread({}, ())  # nothing changed yet
+    # The operator edits the file: a timer, the trusted networks, a key taken out (its default
+    # again), one the command line set (kept), and one that takes a restart.
+    write(
+        config,
+        'no-answer-timeout = 12\ntrust = ["192.0.2.0/24", "198.51.100.0/24"]\n'
+        'drain-timeout = 9\nmedia-ports = "30000-30999"\n',
+    )
+    found = reread()
+    assert found.updates == {
+        "no_answer_timeout": 12.0,
+        "trusted": ("192.0.2.0/24", "198.51.100.0/24"),
+        "dead_media": SERVE_DEFAULTS.dead_media,
+    }
+    assert found.restart == ("media-ports",)
+    assert reread() == Reread({}, ("media-ports",))  # applied once; the restart is still owed
+    write(config, "no-answer-timeout = -3\nsession-interval = 10\n")
+    with pytest.raises(ValueError, match="no-answer-timeout") as raised:
+        reread()
+    assert "session-interval" in str(raised.value)
+    write(config, 'no-answer-timeout = 20\ntrust = "not-a-network"\n')
+    with pytest.raises(ValueError, match="not-a-network"):
+        reread()
+    # Nothing of a refused file was taken: the timer is still 12 in force, so 20 is news.
+    write(config, "no-answer-timeout = 20\n")
+    assert reread().updates["no_answer_timeout"] == 20.0
 
 
 def test_the_command_line_and_environment_win_over_the_file(

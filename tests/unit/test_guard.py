@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Any
 
@@ -178,6 +179,17 @@ def test_trusted_networks_are_never_throttled_or_blocked() -> None:
     for host in ["11.1.2.3", "::ffff:11.1.2.3", "2001:db9::5", "::a01:203", "pbx.example", "10.1.2"]:
         actions = {guard.check(host, 0.0) for _ in range(1000)}
         assert BLOCK in actions, host
+
+
+def test_new_limits_and_trusted_networks_apply_to_later_requests() -> None:
+    guard = Guard(SMALL)
+    assert [guard.check(PHONE, 0.0) for _ in range(21)][-1] is THROTTLE
+    # The operator trusts the clinic's NAT address and raises the rate (SIGHUP).
+    guard.reconfigure(dataclasses.replace(SMALL, rate=100.0, burst=200.0, trusted=parse_networks(["203.0.113.0/24"])))
+    assert {guard.check(PHONE, 0.0) for _ in range(500)} == {ALLOW}
+    assert [guard.check(SCANNER, 0.0) for _ in range(201)][-1] is THROTTLE  # the new burst, not the old
+    guard.reconfigure(SMALL)  # and back: the address is judged again
+    assert [guard.check(PHONE, 0.0) for _ in range(21)][-1] is THROTTLE
 
 
 def test_loopback_is_trusted_by_default() -> None:
