@@ -1,0 +1,402 @@
+"""Attended transfer (REFER with Replaces, RFC 3891 and RFC 5589) and taking a call over (INVITE
+with Replaces naming a confirmed dialog).
+
+Theory of operation
+-------------------
+Attended. B talks to A (call 1), holds A, calls C (call 2), talks, and transfers: B's phone sends a
+REFER whose ``Refer-To`` is ``<sip:...?Replaces=...>``, the Replaces naming B's other dialog with
+Sentral. Phones differ in which of the two calls the REFER comes on, and some swap the tags, so
+the named dialog is looked up by Call-ID with its tags either way round; it must be B's own (a leg
+of the same extension and clinic in another call). Sentral then does what the phones would do
+end to end, without bothering A or C: call 1, the older call, keeps the record; C's leg moves into
+it with its dialog and its relay ports (``CallControl.adopt``: C's phone notices nothing) and is
+bridged to A (``connect_held``); A, whom B had put on hold, is offered the relay again
+(``CallControl.resume``) so that it sends and hears once more, and its music stops. B is told the
+transfer worked (202, then a NOTIFY with "200 OK"); B's leg of call 1 gets a BYE after
+``TRANSFER_HANGUP`` unless B hangs up first (a phone hangs up itself once told), and B's leg of
+call 2 at once, as that call ends with its own record, cause "attended transfer". Call 1's record
+gains C's leg and a ``TransferReport`` of kind "attended".
+
+Semi-attended. B transfers while C still rings (call 2 is not answered; B is its caller). C's
+ringing legs move into call 1 the same way, B's leg of call 1 leaves as above, call 2 ends, and
+call 1 is held by this feature (``CallHolder``) with A alone, hearing music, until C answers: then
+A and C talk (the record says "semi-attended", "answered"). When C rejects or does not answer in
+time (``no_answer``), B's phones ring again, shown as a returned transfer; B answering takes the
+call back ("returned"), nobody answering ends it ("failed").
+
+Refusals. A Replaces naming no dialog of Sentral's is answered as the target would answer it: 202,
+then a NOTIFY with "481 Call/Transaction Does Not Exist", and the calls go on. Naming the dialog of
+the call the REFER came in (transferring a call to itself), or a dialog that is not B's, is 403.
+Media that does not pass through the relay (``--direct-media``, or a phone with direct media)
+cannot be joined across calls without an SDP exchange with each phone, which is not done: 501.
+
+Taking over. An INVITE with Replaces naming an answered leg X of a live call (offered by the core
+through the ``replaces`` hook; early dialogs are call pickup's) from a phone D of a member of staff
+of the same clinic: D is answered from the relay in the codec of X's peer and bridged to it, X
+gets a BYE, and the record shows X "replaced" and D's leg answered. A phone that is not staff's
+gets 403.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+from math import inf
+from typing import assert_never
+
+from sentral.pbx.call import (
+    TRANSFER_HANGUP,
+    Announce,
+    Call,
+    CallControl,
+    CallState,
+    Cancel,
+    Command,
+    Connect,
+    Fail,
+    FeatureDecision,
+    HangUp,
+    Leg,
+    LegState,
+    ReOffer,
+    RingAll,
+    Ringback,
+    RingCaller,
+    Route,
+    Timer,
+    TransferReport,
+    Try,
+)
+from sentral.pbx.sip.errors import SipError
+from sentral.pbx.sip.headers import parse_name_addr
+from sentral.pbx.sip.message import Request, Response, make_response
+from sentral.pbx.sip.replaces import Replaces, replaces_of_uri
+from sentral.pbx.sip.transaction import ServerTransaction
+from sentral.routing.dialplan import Decision, Query, Ring
+
+# What the record says of a call ended because its parties were handed to another call.
+CAUSE = "attended transfer"
+UNANSWERED = (LegState.CALLING, LegState.EARLY)
+
+
+def _sdp_of(response: Response) -> bytes:
+    return response.body if response.body and response.content_type == "application/sdp" else b""
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A semi-attended transfer whose target still rings (or whose transferer is rung again)."""
+
+    by: str  # the transferring extension
+    report: int  # its TransferReport's index in the call's transfers
+    returned: bool = False  # the target did not answer: the transferer's phones ring
+
+
+class AttendedTransfer:
+    """The attended transfer feature: a ``CallFeature``, and the ``CallHolder`` of calls whose
+    semi-attended transfer target still rings."""
+
+    def __init__(self, core: CallControl) -> None:
+        self.core = core
+        self._waiting: dict[str, _Waiting] = {}  # held call's id -> its transfer
+
+    # -- the core's hooks
+
+    def dialled(self, call: Call, decision: FeatureDecision, now: float) -> bool:
+        return False
+
+    def keyed(self, call: Call, leg: Leg, keys: str, now: float) -> bool:
+        return False
+
+    def carried_out(self, call: Call, outcome: str, now: float) -> bool:
+        return False
+
+    def refer(
+        self, call: Call, leg: Leg, tx: ServerTransaction, request: Request, decision: Decision, now: float
+    ) -> bool:
+        """A REFER whose Refer-To carries Replaces: an attended (or semi-attended) transfer."""
+        respond = self.core.port.respond
+        try:
+            replaces = replaces_of_uri(parse_name_addr(request.header_values("refer-to")[0]).uri)
+        except SipError as exc:
+            respond(tx, make_response(request, exc.status, exc.reason))
+            return True
+        if replaces is None:
+            return False  # a blind transfer: not this feature's
+        named = self._named(replaces)
+        if named is None:
+            # What the target, Sentral, would answer the INVITE the REFER asks for.
+            self.core.accept_refer(leg, tx, request, 481)
+            return True
+        other, mine = named
+        if other is call:
+            respond(tx, make_response(request, 403, "Cannot Transfer A Call To Itself"))
+            return True
+        if mine.extension != leg.extension or other.caller.clinic.domain != call.caller.clinic.domain:
+            respond(tx, make_response(request, 403, "Not Your Call"))
+            return True
+        try:
+            self._transfer(call, leg, other, mine, tx, request, now)
+        except SipError as exc:
+            respond(tx, make_response(request, exc.status, exc.reason, headers=exc.headers))
+        return True
+
+    def replaces(self, call: Call, old: Call, leg: Leg, now: float) -> bool:
+        """A phone takes the place of ``leg``, answered in ``old``."""
+        core = self.core
+        peer = old.peer(leg)
+        if (
+            leg.state is not LegState.ANSWERED
+            or old.state is not CallState.ANSWERED
+            or old.holder is not None
+        ):
+            return False  # an early dialog is call pickup's; a held call has nobody to talk to
+        if peer is None:
+            return False
+        domain = call.caller.clinic.domain
+        if core.directory().staff_for(domain, call.caller.extension) is None:
+            core.fail(call, 403, "Only Staff May Take Over A Call", now)
+            return True
+        joining = call.a
+        joining.id = _free_id(old, "r")  # its media lives under the old call from now on
+        try:
+            body = (
+                core.media.answer_locally(old, joining, call.a_sdp, like=peer)
+                if call.a_sdp
+                else core.media.offer_locally(old, joining, like=peer)
+            )
+        except SipError as exc:
+            core.media.release_leg(old, joining)
+            joining.id = "a"
+            core.fail(call, exc.status, exc.reason, now, exc.headers)
+            return True
+        _keep_as_a(old, peer)
+        old.winner = None
+        leg.outcome = "replaced"
+        core.step_out(old, leg.extension)
+        core.cancel_leg(old, leg, now)  # answered and no longer the call's: BYE
+        core.take_over(call, old, body, now)
+        if leg.holding:
+            core.resume(old, peer, now)  # the phone that held it has gone
+        core.changed(old, now)
+        return True
+
+    # -- attended and semi-attended
+
+    def _named(self, replaces: Replaces) -> tuple[Call, Leg] | None:
+        """The live call and leg of the dialog ``replaces`` names, its tags taken either way round
+        (phones mix up which is whose)."""
+        for ours, theirs in ((replaces.to_tag, replaces.from_tag), (replaces.from_tag, replaces.to_tag)):
+            entry = self.core.leg_of(replaces.call_id, ours)
+            if entry is None:
+                continue
+            call, leg = entry
+            remote = leg.dialog.remote_tag if leg.dialog is not None else None
+            if not call.over and (remote is None or remote == theirs):
+                return entry
+        return None
+
+    def _transfer(
+        self,
+        call: Call,
+        leg: Leg,
+        other: Call,
+        mine: Leg,
+        tx: ServerTransaction,
+        request: Request,
+        now: float,
+    ) -> None:
+        """``leg``'s phone, in ``call``, transfers its other party to its party in ``other`` (where
+        its leg is ``mine``). SipError for a transfer that cannot be done; nothing changed then."""
+        answered = call.state is CallState.ANSWERED
+        if answered and other.state is CallState.ANSWERED:
+            kept, second = (call, other) if call.started <= other.started else (other, call)
+        elif answered:
+            kept, second = call, other
+        else:
+            raise SipError(403, "Nothing To Transfer")
+        by_kept, by_second = (leg, mine) if kept is call else (mine, leg)
+        transferee = kept.peer(by_kept)
+        if transferee is None or kept.holder is not None or second.holder is not None:
+            raise SipError(403, "Nothing To Transfer")
+        if second.state is CallState.ANSWERED:
+            target = second.peer(by_second)
+            if target is None:
+                raise SipError(403, "Nothing To Transfer")
+            self._attended(kept, by_kept, transferee, second, by_second, target, now)
+        else:
+            if by_second is not second.a:
+                raise SipError(403, "Nothing To Transfer")  # B is not the one calling in call 2
+            self._semi_attended(kept, by_kept, transferee, second, now)
+        self.core.accept_refer(leg, tx, request)
+        # A phone told that its transfer worked hangs up itself; if not, Sentral does. Its leg of
+        # call 2 goes with that call, now.
+        self.core.hang_up_leg_at(kept, by_kept, now + TRANSFER_HANGUP)
+        by_second.outcome = "transferred"
+        self.core.hang_up(second, CAUSE, now)
+        self.core.changed(kept, now)
+        self.core.arm(kept)
+        self.core.members_changed(now)
+
+    def _attended(
+        self,
+        kept: Call,
+        by_kept: Leg,
+        transferee: Leg,
+        second: Call,
+        by_second: Leg,
+        target: Leg,
+        now: float,
+    ) -> None:
+        core = self.core
+        core.adopt(kept, target, second, now)  # the SipError of media that cannot move comes first
+        self._leave(kept, by_kept, transferee)
+        core.connect_held(kept, target, now)
+        kept.transfers.append(
+            TransferReport(now, by_kept.extension, "attended", target.extension, "answered")
+        )
+        if by_kept.holding:
+            core.resume(kept, transferee, now)
+        if by_second.holding:
+            core.resume(kept, target, now)
+
+    def _semi_attended(self, kept: Call, by_kept: Leg, transferee: Leg, second: Call, now: float) -> None:
+        core = self.core
+        ringing = [leg for leg in second.b_legs if leg.state in UNANSWERED]
+        if not ringing:
+            raise SipError(403, "Nothing To Transfer")
+        core.adopt(kept, ringing[0], second, now)  # the SipError of media that cannot move comes first
+        for leg in ringing[1:]:
+            try:
+                core.adopt(kept, leg, second, now)
+            except SipError:
+                continue  # left in call 2, which ends: cancelled
+        self._leave(kept, by_kept, transferee)
+        deadline = second.strategy.next_deadline() if isinstance(second.strategy, RingAll) else inf
+        kept.strategy.ended(kept, now)
+        kept.strategy = RingAll(min(deadline, now + core.settings.no_answer), direct=True)
+        kept.holder = self
+        kept.transfers.append(TransferReport(now, by_kept.extension, "semi-attended", second.callee))
+        self._waiting[kept.id] = _Waiting(by_kept.extension, len(kept.transfers) - 1)
+        core.media.music(kept, transferee, True)
+        if by_kept.holding:
+            core.resume(kept, transferee, now)
+
+    def _leave(self, kept: Call, by_kept: Leg, transferee: Leg) -> None:
+        """The transferer's leg is out of ``kept``, whose A leg is now the transferee's."""
+        _keep_as_a(kept, transferee)
+        kept.winner = None
+        by_kept.outcome = "transferred"
+        self.core.step_out(kept, by_kept.extension)
+        # Its phone hears nothing more, and what it sends must not reach the transferee.
+        self.core.media.release_leg(kept, by_kept)
+
+    # -- the CallHolder of a call whose transfer target rings
+
+    def ring_as(self, call: Call, leg: Leg) -> tuple[str, str]:
+        # The transferer rung again sees whom it transferred.
+        return "Transfer not answered", call.a.extension
+
+    def on_timer(self, call: Call, now: float) -> None:
+        if call.strategy.next_deadline() <= now:
+            self.core.event(call, Timer(), now)
+
+    def ended(self, call: Call, now: float) -> None:
+        waiting = self._waiting.pop(call.id, None)
+        call.holder = None
+        if waiting is not None:
+            self._outcome(call, waiting, "failed")
+
+    def command(self, call: Call, command: Command, now: float) -> None:
+        core = self.core
+        match command:
+            case Try(targets=targets):
+                rung = 0
+                for row in targets:
+                    try:
+                        core.ring(call, row, now)
+                        rung += 1
+                    except SipError:
+                        continue
+                if not rung:
+                    self.command(call, Fail(480, "No contact"), now)
+            case Connect(leg=leg, response=response):
+                self._answered(call, leg, response, now)
+            case Cancel(leg=leg):
+                core.cancel_leg(call, leg, now)
+            case Fail():
+                self._unanswered(call, now)
+            case HangUp(cause=cause):
+                core.hang_up(call, cause, now)
+            case ReOffer(source=source, tx=tx, request=request):
+                core.relay(call, source, tx, request, now)
+            case RingCaller() | Ringback() | Announce() | Route():
+                pass  # the transferee hears music meanwhile
+            case _:
+                assert_never(command)
+
+    def _answered(self, call: Call, leg: Leg, response: Response, now: float) -> None:
+        """The target (or, returned, the transferer) answered: they talk with the transferee."""
+        core = self.core
+        core.ack(leg, response)
+        sdp = _sdp_of(response)
+        if sdp:
+            with contextlib.suppress(SipError):
+                core.media.answer_received(call, leg, sdp)
+        waiting = self._waiting.pop(call.id, None)
+        call.holder = None
+        call.strategy = RingAll()
+        for other in call.b_legs:
+            if other is not leg and other.state in UNANSWERED:
+                core.cancel_leg(call, other, now)
+        core.connect_held(call, leg, now)
+        if waiting is not None:
+            self._outcome(call, waiting, "returned" if waiting.returned else "answered")
+        core.changed(call, now)
+
+    def _unanswered(self, call: Call, now: float) -> None:
+        """Nobody took the transfer: the transferer's phones ring again; when that was them, it ends."""
+        core = self.core
+        for leg in call.b_legs:
+            if leg.state in UNANSWERED:
+                core.cancel_leg(call, leg, now)
+        waiting = self._waiting.get(call.id)
+        decision = None
+        if waiting is not None and not waiting.returned:
+            waiting.returned = True
+            decision = core.dialplan.route(
+                Query(call.caller.clinic, waiting.by, core.directory(), core.bindings)
+            )
+        if not isinstance(decision, Ring):
+            core.hang_up(call, "transfer not answered", now)
+            return
+        call.strategy.ended(call, now)
+        call.strategy = RingAll(now + core.settings.no_answer, direct=True)
+        self.command(call, Try(decision.contacts), now)
+        core.tell_lines(call, now)
+        core.arm(call)
+
+    def _outcome(self, call: Call, waiting: _Waiting, outcome: str) -> None:
+        if waiting.report < len(call.transfers):
+            report = call.transfers[waiting.report]
+            call.transfers[waiting.report] = dataclasses.replace(report, outcome=outcome)
+
+
+def _keep_as_a(call: Call, leg: Leg) -> None:
+    """Make ``leg``, a leg of ``call``, its A leg: what stays of the call is on its side."""
+    if leg is not call.a:
+        call.b_legs[call.b_legs.index(leg)] = call.a
+        call.a = leg
+
+
+def _free_id(call: Call, prefix: str) -> str:
+    """A leg id ``call`` does not use yet."""
+    taken = {leg.id for leg in call.legs}
+    number = len(call.legs)
+    while f"{prefix}{number}" in taken:
+        number += 1
+    return f"{prefix}{number}"
+
+
+__all__ = ["CAUSE", "AttendedTransfer"]
