@@ -109,7 +109,6 @@ who hung up and why.
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import heapq
 import secrets
@@ -2722,14 +2721,26 @@ class CallControl:
             number += 1
         new_id = f"t{number}"
         self.media.move(from_call, leg, into, new_id)
-        left = copy.copy(leg)
-        left.call_id = left.local_tag = ""  # the copy owns no dialog: it is only what the record shows
-        left.dialog = left.forks = left.invite_tx = left.invite_client = left.timer = None
-        left.rtx, left.rtx_at, left.held_ack, left.last_ack = None, inf, None, None
-        left.outcome = "transferred"
-        if not left.done:
-            left.state = LegState.ENDED
-        left.ended = now
+        # What the old call's record shows of the leg; it owns no dialog (built field by field:
+        # the compiled Leg cannot be copied).
+        left = Leg(
+            id=leg.id,
+            side=leg.side,
+            target=leg.target,
+            label=leg.label,
+            extension=leg.extension,
+            call_id="",
+            local_tag="",
+            local=leg.local,
+            contact=leg.contact,
+            started=leg.started,
+            state=leg.state if leg.done else LegState.ENDED,
+            status=leg.status,
+            ringing=leg.ringing,
+            answered=leg.answered,
+            ended=now,
+            outcome="transferred",
+        )
         if from_call.a is leg:
             from_call.a = left
         else:

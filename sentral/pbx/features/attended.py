@@ -40,7 +40,6 @@ gets 403.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from dataclasses import dataclass
 from math import inf
 from typing import assert_never
@@ -379,8 +378,8 @@ class AttendedTransfer:
 
     def _outcome(self, call: Call, waiting: _Waiting, outcome: str) -> None:
         if waiting.report < len(call.transfers):
-            report = call.transfers[waiting.report]
-            call.transfers[waiting.report] = dataclasses.replace(report, outcome=outcome)
+            was = call.transfers[waiting.report]
+            call.transfers[waiting.report] = TransferReport(was.at, was.by, was.kind, was.target, outcome)
 
 
 def _keep_as_a(call: Call, leg: Leg) -> None:
