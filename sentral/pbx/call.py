@@ -2626,9 +2626,9 @@ class CallControl:
         call.leaving = leg
         call.leave_at = at
 
-    def ack(self, leg: Leg, response: Response) -> None:
-        """ACK a 2xx received on ``leg``."""
-        self._ack(leg, response)
+    def ack(self, leg: Leg, response: Response, body: bytes = b"") -> None:
+        """ACK a 2xx received on ``leg``; with ``body``, the answer to an offer the 2xx made."""
+        self._ack(leg, response, body)
 
     def relay(self, call: Call, source: Leg, tx: ServerTransaction, request: Request, now: float) -> None:
         """Pass a re-INVITE, UPDATE or INFO received on ``source`` to the other leg (or answer it

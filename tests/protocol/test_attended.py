@@ -275,6 +275,23 @@ def test_a_semi_attended_transfer_connects_alice_when_carol_answers() -> None:
     assert legs == [("1001", "answered"), ("1002", "transferred"), ("1003", "answered")]
 
 
+def test_when_bobs_call_offered_no_sdp_carols_offer_is_answered_in_alices_codec() -> None:
+    c = Clinic()
+    first = first_call(c, bob_calls=False)
+    tx = c.dial("1002", "1003", 2.0, sdp=b"")
+    request, client = c.invites("1003")[-1]
+    assert not request.body
+    c.cc.on_response(client, make_response(request, 180, to_tag="ringing-1003"), 2.5)
+    second = next(call for call in c.cc.calls.values() if call is not first)
+    transfer(c, bob_leg(first), second.a, 3.0)
+    assert c.port.statuses(tx)[-1] == 480
+    answer_last(c, "1003", 5.0)
+    carol = first.winner
+    assert carol is not None and ("answer_locally", carol.id, "like:a") in c.media.asked
+    [ack] = [ack for ack, _ in c.port.acks if ack.call_id == carol.call_id]
+    assert ack.body.endswith(f"a=fake:local:{carol.id}\r\n".encode())
+
+
 @pytest.mark.parametrize("carol", ["rejects", "does not answer"])
 def test_a_semi_attended_transfer_nobody_takes_rings_bob_again(carol: str) -> None:
     c = Clinic()

@@ -71,6 +71,7 @@ from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.headers import parse_name_addr
 from sentral.pbx.sip.message import Request, Response, make_response
 from sentral.pbx.sip.replaces import Replaces, replaces_of_uri
+from sentral.pbx.sip.sdp import OfferState
 from sentral.pbx.sip.transaction import ServerTransaction
 from sentral.routing.dialplan import Decision, Query, Ring
 
@@ -338,11 +339,20 @@ class AttendedTransfer:
     def _answered(self, call: Call, leg: Leg, response: Response, now: float) -> None:
         """The target (or, returned, the transferer) answered: they talk with the transferee."""
         core = self.core
-        core.ack(leg, response)
         sdp = _sdp_of(response)
-        if sdp:
-            with contextlib.suppress(SipError):
-                core.media.answer_received(call, leg, sdp)
+        if sdp and leg.offer.state is OfferState.REMOTE_OFFER:
+            # Bob's call offered nothing, so the target's 2xx makes the offer: answered from the
+            # relay in the transferee's codec, in the ACK.
+            try:
+                body = core.media.answer_locally(call, leg, sdp, like=call.a)
+            except SipError:
+                body = b""  # nothing the two could share: the ACK answers nothing, the call stays silent
+            core.ack(leg, response, body)
+        else:
+            core.ack(leg, response)
+            if sdp:
+                with contextlib.suppress(SipError):
+                    core.media.answer_received(call, leg, sdp)
         waiting = self._waiting.pop(call.id, None)
         call.holder = None
         call.strategy = RingAll()
