@@ -73,8 +73,14 @@ def outcomes(row: dict[str, Any]) -> list[str]:
     return [leg["outcome"] for leg in row["legs"]]
 
 
+# Phones differ in which call their REFER goes on: pjsua2 sends it on the call it is asked to transfer.
+@pytest.mark.parametrize("refer_on", ["alice", "carol"])
 def test_after_bob_and_carol_spoke_bob_transfers_alice_to_carol(
-    clinic: SentralServer, softphone_factory: Callable[..., Softphone], tones: dict[str, Path], tmp_path: Path
+    refer_on: str,
+    clinic: SentralServer,
+    softphone_factory: Callable[..., Softphone],
+    tones: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     before = len(records(clinic, 0))
     alice, a_call, bob, b_call, consult, carol, c_call = bob_holds_alice_and_calls_carol(
@@ -84,8 +90,9 @@ def test_after_bob_and_carol_spoke_bob_transfers_alice_to_carol(
     bob.wait_call_state(consult, "CONFIRMED")
     carol.wait_event("media_state", call=c_call, status="active")
 
-    bob.xfer_replaces(b_call, consult)
-    assert bob.wait_event("transfer_status", call=b_call, final=True)["code"] == 200
+    on, other = (b_call, consult) if refer_on == "alice" else (consult, b_call)
+    bob.xfer_replaces(on, other)
+    assert bob.wait_event("transfer_status", call=on, final=True)["code"] == 200
     bob.wait_call_state(consult, "DISCONNECTED")
     bob.wait_call_state(b_call, "DISCONNECTED", timeout=10)
     # Sentral offers Alice the relay again: she is no longer held.
