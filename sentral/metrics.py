@@ -121,6 +121,12 @@ class ServerCollector(Collector):
         queues = GaugeMetricFamily(
             "sentral_queue_waiting", "Callers waiting in a group's or function's queue", labels=["clinic", "group"]
         )
+        waits = SummaryMetricFamily(
+            "sentral_queue_wait_seconds",
+            "How long callers waited in a group's or function's queue before a phone rang for them, "
+            "they were sent on, or they hung up",
+            labels=["clinic", "group"],
+        )
         tally = server.tally
         in_progress = 0
         if endpoint is not None:
@@ -133,8 +139,11 @@ class ServerCollector(Collector):
                 by_state.add_metric([state], n)
             for (clinic, group), n in sorted(endpoint.hunting.queue_lengths().items()):
                 queues.add_metric([clinic, group], n)
+            for (clinic, group), (count, seconds) in sorted(endpoint.hunting.waits.items()):
+                waits.add_metric([clinic, group], count, seconds)
         yield by_state
         yield queues
+        yield waits
         yield CounterMetricFamily(
             "sentral_calls_started", "Calls set up since the start", value=tally.total + in_progress
         )

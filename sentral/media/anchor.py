@@ -485,6 +485,11 @@ class MediaAnchor:
             if endpoint is not None:
                 endpoint.on_dtmf = self._dtmf_handler(to_call, to_leg)
 
+    def adopt_origin(self, call_key: str, leg_key: str, origin: OriginRewriter) -> None:
+        """Go on with ``origin``, the o= line ``leg_key`` had while its SDP passed Sentral by
+        (direct media), so that its phone sees the same session at a higher version (RFC 3264 §8)."""
+        self._leg(self._call(call_key), leg_key).origin = origin
+
     def law(self, call_key: str, leg_key: str) -> int:
         """The G.711 payload type ``leg_key``'s phone uses, as music and prompts are played to it."""
         return self._audio(call_key, leg_key)[1]

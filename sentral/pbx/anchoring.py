@@ -26,11 +26,24 @@ and may not be playing what arrives yet, and the first syllable must not be lost
 Direct media. A member of staff's phone may have direct media on (`sentral direct-media on`): an
 SDP exchange between two such phones is passed through as ``OriginPerLeg`` does (each leg its own
 o= line, the phones' addresses untouched), so they send RTP straight to each other, and any relay
-ports the receiving leg held are closed. Whether a leg is direct is decided the first time an SDP
-crosses it and kept for the call, so turning the option on or off changes new calls only. Nothing
-can be played to a direct leg (no music on hold, no prompts, no parking: ``music`` and ``play``
-report that nothing plays), and its dead media goes unnoticed. Every exchange with a phone that
-does not have the option stays anchored, so forking to several phones decides phone by phone.
+ports the receiving leg held are closed. Whether a leg may be direct is decided the first time an
+SDP crosses it, so turning the option on or off changes new calls only. Nothing can be played to a
+direct leg (``music`` and ``play`` report that nothing plays; ``anchored`` says so beforehand), and
+its dead media goes unnoticed. Every exchange with a phone that does not have the option stays
+anchored, so forking to several phones decides phone by phone.
+
+A direct leg moves to the relay, for the rest of the call, when something is to be played to it:
+
+- Hold. An offer that holds the other phone (every live stream sendonly or inactive) is not passed
+  through: both legs become anchored, the held phone gets the offer from its relay port and the
+  holding phone the answer from its own, and music plays as for any anchored hold. The resume
+  offer then crosses the relay like any other. Going back to direct media on resume would take
+  another re-INVITE to each phone for what is only a shorter path on the clinic's network, and a
+  phone held once is likely to be held again; so the call stays anchored.
+- Parking and transfers. ``CallControl.to_relay`` sends the phone a re-INVITE with an offer of
+  ``relay_offer`` (the leg's o= line goes on, at a higher version); the leg is anchored once the
+  answer reaches ``answer_received``, and ``relay_refused`` forgets the offer when the phone does
+  not take it. The other phone keeps sending straight to the moved one until it moves or leaves.
 
 Failures. An SDP the anchor refuses raises its SipError (488; 503 when no relay port is free,
 or a socket cannot be opened), which call control turns into the status the caller gets. Music or
@@ -50,6 +63,7 @@ from sentral.media.anchor import MediaAnchor, MediaError
 from sentral.media.wav import SoundError
 from sentral.pbx.call import Call, Leg, OriginPerLeg
 from sentral.pbx.sip.errors import SipError
+from sentral.pbx.sip.sdp import parse_sdp
 
 log = structlog.get_logger("sentral.media")
 
@@ -72,8 +86,12 @@ class AnchoredMedia:
         self.direct_media = direct_media
         # Per call, the legs hearing music on hold: started and stopped as holds come and go.
         self._music: dict[str, set[str]] = {}
-        # Per call, whether each leg's phone has direct media, as decided at its first exchange.
+        # Per call, whether each leg's phone has direct media, as decided at its first exchange
+        # (False, too, once the leg has moved to the relay).
         self._modes: dict[str, dict[str, bool]] = {}
+        # Per call, the legs whose last exchange passed the relay by, and those offered a move to it.
+        self._through: dict[str, set[str]] = {}
+        self._moving: dict[str, set[str]] = {}
         self._passthrough = OriginPerLeg()
 
     def _is_direct(self, call: Call, leg: Leg) -> bool:
@@ -92,6 +110,32 @@ class AnchoredMedia:
         if not (self._is_direct(call, leg) and self._is_direct(call, source)):
             return False
         self.anchor.release_leg(call.id, leg.id)  # relay ports it held are of no use now
+        self._through.setdefault(call.id, set()).update((leg.id, source.id))
+        return True
+
+    def _anchor_leg(self, call: Call, leg: Leg) -> None:
+        """``leg`` is anchored for the rest of the call, its o= line going on."""
+        self._modes.setdefault(call.id, {})[leg.id] = False
+        self._forget(self._through, call, leg)
+        origin = self._passthrough.origin(leg)
+        if origin is not None:
+            self.anchor.adopt_origin(call.id, leg.id, origin)
+
+    def _anchored_exchange(self, call: Call, leg: Leg, source: Leg) -> None:
+        """An SDP from ``source`` crosses the relay to ``leg``: neither passes it by any more."""
+        if self._through:
+            self._forget(self._through, call, leg)
+            self._forget(self._through, call, source)
+
+    @staticmethod
+    def _forget(legs: dict[str, set[str]], call: Call, leg: Leg) -> bool:
+        """Take ``leg`` out of ``legs`` (per call); whether it was in."""
+        known = legs.get(call.id)
+        if known is None or leg.id not in known:
+            return False
+        known.discard(leg.id)
+        if not known:
+            del legs[call.id]
         return True
 
     def _advertise(self, leg: Leg) -> str | None:
@@ -108,7 +152,12 @@ class AnchoredMedia:
 
     def offer(self, call: Call, leg: Leg, sdp: bytes, source: Leg) -> bytes:
         if self._direct(call, leg, source):
-            return self._passthrough.offer(call, leg, sdp, source)
+            if not parse_sdp(sdp).is_hold():
+                return self._passthrough.offer(call, leg, sdp, source)
+            # A hold: the held phone is to hear music, so both legs move to the relay.
+            self._anchor_leg(call, leg)
+            self._anchor_leg(call, source)
+        self._anchored_exchange(call, leg, source)
         out = self._sdp(
             call, lambda: self.anchor.offer(call.id, leg.id, sdp, source.id, advertise=self._advertise(leg))
         )
@@ -119,6 +168,7 @@ class AnchoredMedia:
     def answer(self, call: Call, leg: Leg, sdp: bytes, source: Leg) -> bytes:
         if self._direct(call, leg, source):
             return self._passthrough.answer(call, leg, sdp, source)
+        self._anchored_exchange(call, leg, source)
         out = self._sdp(
             call, lambda: self.anchor.answer(call.id, leg.id, sdp, source.id, advertise=self._advertise(leg))
         )
@@ -156,10 +206,10 @@ class AnchoredMedia:
             self.anchor.join(call.id, leg.id, other.id)
 
     def move(self, call: Call, leg: Leg, into: Call, leg_id: str) -> None:
-        modes = self._modes.get(call.id, {})
-        if modes.get(leg.id) or any(self._modes.get(into.id, {}).values()):
-            # A direct phone's media does not reach the relay: there is nothing to move or join.
+        if not self.anchored(call, leg):
+            # A direct phone's media does not reach the relay (``to_relay`` brings it there first).
             raise SipError(501, "Attended Transfer Needs Media Through Sentral")
+        modes = self._modes.get(call.id, {})
         try:
             self.anchor.move(call.id, leg.id, into.id, leg_id)
         except MediaError:
@@ -174,9 +224,29 @@ class AnchoredMedia:
             self._music.setdefault(into.id, set()).add(leg_id)
 
     def answer_received(self, call: Call, leg: Leg, sdp: bytes) -> None:
+        if self._forget(self._moving, call, leg):
+            self._anchor_leg(call, leg)  # the phone took the relay's offer: it sends there now
         # A leg whose media was released meanwhile has nowhere to send anything.
         with contextlib.suppress(MediaError):
             self.anchor.answer_received(call.id, leg.id, sdp)
+
+    # -- direct legs moving to the relay -----------------------------------------------------------
+
+    def anchored(self, call: Call, leg: Leg) -> bool:
+        through = self._through.get(call.id)
+        return through is None or leg.id not in through
+
+    def relay_offer(self, call: Call, leg: Leg) -> bytes | None:
+        origin = self._passthrough.origin(leg)
+        if origin is not None:
+            self.anchor.adopt_origin(call.id, leg.id, origin)
+        offer = self.offer_locally(call, leg)
+        self._moving.setdefault(call.id, set()).add(leg.id)
+        return offer
+
+    def relay_refused(self, call: Call, leg: Leg) -> None:
+        if self._forget(self._moving, call, leg):
+            self.anchor.release_leg(call.id, leg.id)  # the phone still sends elsewhere
 
     # -- what Sentral plays ------------------------------------------------------------------------
 
@@ -243,6 +313,8 @@ class AnchoredMedia:
 
     def release_leg(self, call: Call, leg: Leg) -> None:
         self._passthrough.release_leg(call, leg)
+        self._forget(self._through, call, leg)
+        self._forget(self._moving, call, leg)
         playing = self._music.get(call.id)
         if playing is not None:
             playing.discard(leg.id)
@@ -251,6 +323,8 @@ class AnchoredMedia:
     def release(self, call: Call) -> None:
         self._passthrough.release(call)
         self._modes.pop(call.id, None)
+        self._through.pop(call.id, None)
+        self._moving.pop(call.id, None)
         self._music.pop(call.id, None)
         self.anchor.release(call.id)
 

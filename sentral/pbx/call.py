@@ -47,7 +47,9 @@ at once; the whole call is released when it ends, on every path. ``OriginPerLeg`
 pass-through policy (each leg gets its own o= line, the phones send RTP to each other);
 ``sentral.pbx.anchoring`` anchors every call's media at Sentral's relay. An SDP the media layer
 cannot take gets its status (488, or 503 when no relay port is free): the caller's INVITE is
-refused with it, a re-INVITE or UPDATE is answered with it.
+refused with it, a re-INVITE or UPDATE is answered with it. A phone whose media passes the relay by
+(direct media) is brought to it with ``to_relay``, a re-INVITE of our own, before a feature plays
+anything to it (``MediaPolicy.anchored`` tells whether it is there).
 
 What Sentral plays. A call Sentral answers itself (``answer_and_play``: a feature code's) gets an
 answer (or, for an INVITE without SDP, an offer) from the media layer; the prompts play, and the
@@ -263,7 +265,19 @@ class MediaPolicy(Protocol):
         that does not pass through Sentral), and then nothing changed."""
 
     def answer_received(self, call: Call, leg: Leg, sdp: bytes) -> None:
-        """``leg``'s phone answered (in its ACK) an offer of ``offer_locally``."""
+        """``leg``'s phone answered (in its ACK) an offer of ``offer_locally`` or ``relay_offer``."""
+
+    def anchored(self, call: Call, leg: Leg) -> bool:
+        """True when ``leg``'s phone sends its media to the relay, where music and prompts reach it
+        (False for a phone with direct media, and everywhere without a relay)."""
+
+    def relay_offer(self, call: Call, leg: Leg) -> bytes | None:
+        """An offer from the relay for ``leg``'s phone, whose media goes elsewhere (direct media);
+        the leg is anchored, for the rest of the call, once the phone's answer reaches
+        ``answer_received``. None when there is no relay to offer from."""
+
+    def relay_refused(self, call: Call, leg: Leg) -> None:
+        """``leg``'s phone did not take the offer of ``relay_offer``: its media stays where it was."""
 
     def play(self, call: Call, leg: Leg, names: Sequence[str]) -> float | None:
         """Play the prompts ``names`` to ``leg``'s phone: how many seconds they last, or None
@@ -331,6 +345,20 @@ class OriginPerLeg:
     def answer_received(self, call: Call, leg: Leg, sdp: bytes) -> None:
         pass
 
+    def anchored(self, call: Call, leg: Leg) -> bool:
+        return False
+
+    def relay_offer(self, call: Call, leg: Leg) -> bytes | None:
+        return None
+
+    def relay_refused(self, call: Call, leg: Leg) -> None:
+        pass
+
+    def origin(self, leg: Leg) -> OriginRewriter | None:
+        """The o= line ``leg`` has been given so far (None before its first SDP): whoever takes
+        the leg over goes on with it, as RFC 3264 §8 wants of a re-offer."""
+        return self._rewriters.get(leg)
+
     def play(self, call: Call, leg: Leg, names: Sequence[str]) -> float | None:
         return None
 
@@ -353,6 +381,9 @@ class OriginPerLeg:
         for leg in call.legs:
             self._rewriters.pop(leg, None)
 
+
+RelayDone = Callable[[bool, float], None]
+"""Told whether a phone's media is at the relay now (``CallControl.to_relay``), and ``now``."""
 
 DtmfHandler = Callable[[str, str, Digit, float], None]
 """Told every key pressed on a phone of a call: the call's id, the leg's id ("a", "b1"...), the key
@@ -735,6 +766,9 @@ class Leg:
     outcome: str = ""  # what the record says of a leg that left in a way of its own ("parked")
     # This leg's phone put the call on hold: the last offer it made that was accepted said so.
     holding: bool = False
+    # ``to_relay`` waits to try again (after a 491, or an exchange under way): when, and whom to tell.
+    relay_retry_at: float = inf
+    relay_then: RelayDone | None = None
 
     @property
     def done(self) -> bool:
@@ -976,6 +1010,7 @@ class Purpose(Enum):
     INVITE = "invite"  # the initial INVITE of a B leg
     RELAY = "relay"  # a request passed across from the other leg
     REFRESH = "refresh"  # our own session refresh
+    TO_RELAY = "to relay"  # our own re-INVITE bringing a phone's media to the relay (``to_relay``)
 
 
 @dataclass(eq=False, slots=True, init=False)
@@ -989,6 +1024,8 @@ class Pending:
     source_tx: ServerTransaction | None = None
     source_request: Request | None = None
     timer: Negotiated | None = None
+    then: RelayDone | None = None  # TO_RELAY: told whether the phone moved
+    retried: bool = False  # TO_RELAY: this is the retry after a 491
 
     def __init__(
         self,
@@ -999,6 +1036,8 @@ class Pending:
         source_tx: ServerTransaction | None = None,
         source_request: Request | None = None,
         timer: Negotiated | None = None,
+        then: RelayDone | None = None,
+        retried: bool = False,
     ) -> None:
         self.call = call
         self.leg = leg
@@ -1007,6 +1046,8 @@ class Pending:
         self.source_tx = source_tx
         self.source_request = source_request
         self.timer = timer
+        self.then = then
+        self.retried = retried
 
 
 @dataclass(eq=False, slots=True, init=False)
@@ -1771,6 +1812,7 @@ class CallControl:
         self.media.release(call)
         self.version += 1
         call.strategy.ended(call, now)
+        self._relay_given_up(call, now)
         self._tell_lines(call, now)
         self.port.record(self._report(call), call.bye_reply)
         if call.occupying:
@@ -1886,6 +1928,8 @@ class CallControl:
                 self._relay_response(pending, response, now)
             case Purpose.REFRESH:
                 self._refresh_response(pending, response, now)
+            case Purpose.TO_RELAY:
+                self._to_relay_response(pending, tx.request, response, now)
             case _:
                 assert_never(pending.purpose)
 
@@ -1940,6 +1984,8 @@ class CallControl:
                 if pending.source_tx is not None and pending.source_request is not None:
                     self.port.respond(pending.source_tx, make_response(pending.source_request, 408))
                 self._hang_up(call, "system", "request timeout", now)
+            case Purpose.TO_RELAY:
+                self._moved(pending, False, now)  # the phone did not answer: its media stays where it was
             case _:
                 assert_never(pending.purpose)
 
@@ -2410,6 +2456,8 @@ class CallControl:
                 at = leg.rtx_at
             if leg.rtx is not None and leg.rtx_give_up < at:
                 at = leg.rtx_give_up
+            if leg.relay_retry_at < at:
+                at = leg.relay_retry_at
             if leg.timer is not None:
                 due = leg.timer.deadline()
                 if due < at:
@@ -2481,6 +2529,8 @@ class CallControl:
                     self.port.respond(leg.rtx_tx, leg.rtx)
                     leg.rtx_interval = min(2 * leg.rtx_interval, self.timings.t2)
                     leg.rtx_at = now + leg.rtx_interval
+            if leg.relay_retry_at <= now:
+                self._relay_retry(call, leg, now)
             if leg.timer is not None:
                 action = leg.timer.due(now)
                 match action:
@@ -2879,6 +2929,146 @@ class CallControl:
         self.media.release_leg(call, leg)
         self._tell_lines(call, now)
 
+    # -- a phone's media to the relay (direct media) ---------------------------------------------
+
+    def to_relay(self, call: Call, leg: Leg, now: float, then: RelayDone) -> None:
+        """Bring ``leg``'s phone's media to the relay, where music and prompts reach it (a phone
+        with direct media about to be parked, or to wait while its call is transferred), then call
+        ``then`` with whether it is there and the time it was learnt.
+
+        An anchored leg is there already: ``then(True, now)`` at once. Otherwise the phone gets a
+        re-INVITE whose offer comes from the relay (``MediaPolicy.relay_offer``); its answer goes
+        to the media layer, and ``then`` is told True right after the ACK of its 2xx. The leg stays
+        anchored for the rest of the call. Only this phone moves: the other keeps sending straight
+        to it until it moves too or leaves. False: there is no relay (``OriginPerLeg``), the leg is
+        not talking, or the phone refused the offer or did not answer (any final failure, 408 and
+        481 included, or no response); the call goes on as it was, or has ended meanwhile
+        (``call.over``), and the feature decides what follows. A 491, or an exchange already under
+        way on the leg, is tried again once after the random wait of RFC 3261 §14.1.
+        """
+        if self.media.anchored(call, leg):
+            then(True, now)
+            return
+        self._send_to_relay(call, leg, now, then, retried=False)
+
+    def _send_to_relay(self, call: Call, leg: Leg, now: float, then: RelayDone, *, retried: bool) -> None:
+        dialog = leg.dialog
+        if (
+            call.over
+            or leg.state is not LegState.ANSWERED
+            or dialog is None
+            or dialog.state is not DialogState.CONFIRMED
+        ):
+            then(False, now)
+            return
+        offer = leg.offer
+        if (
+            not offer.can_offer
+            or offer.local_invite
+            or offer.remote_invite
+            or leg.held_ack is not None
+            or leg.refresh_pending
+            or leg.rtx is not None
+        ):
+            self._relay_later(call, leg, now, then, retried=retried)  # wait for that exchange to end
+            return
+        try:
+            body = self.media.relay_offer(call, leg)
+        except SipError:
+            body = None  # no relay port free now: the phone stays where it is
+        if body is None:
+            then(False, now)
+            return
+        headers = [("Allow", ALLOW), ("Supported", ", ".join(SUPPORTED))]
+        if leg.timer is not None:
+            headers.extend(leg.timer.refresh_request().headers())
+        try:
+            request = dialog.request(
+                "INVITE", via=_via(leg.transport, leg.local), body=body, headers=headers, content_type=SDP
+            )
+            offer.send(request)
+        except (DialogError, OfferStateError):
+            self.media.relay_refused(call, leg)
+            then(False, now)
+            return
+        tx = self.port.send_request(request, leg.target)
+        self._pending[tx] = Pending(call, leg, Purpose.TO_RELAY, then=then, retried=retried)
+
+    def _relay_later(self, call: Call, leg: Leg, now: float, then: RelayDone, *, retried: bool) -> None:
+        """Try ``to_relay`` again after RFC 3261 §14.1's wait (2.1 to 4 s when we chose the
+        dialog's Call-ID, a B leg's; up to 2 s otherwise), unless this was the second try."""
+        if retried or leg.relay_then is not None:
+            then(False, now)
+            return
+        wait = (210 + secrets.randbelow(191)) / 100 if leg.side is Side.B else secrets.randbelow(201) / 100
+        leg.relay_retry_at = now + wait
+        leg.relay_then = then
+        self._arm(call)
+
+    def _relay_retry(self, call: Call, leg: Leg, now: float) -> None:
+        then = leg.relay_then
+        leg.relay_retry_at, leg.relay_then = inf, None
+        if then is None:
+            return
+        if self.media.anchored(call, leg):
+            then(True, now)  # moved meanwhile (a hold offer brought it to the relay)
+            return
+        self._send_to_relay(call, leg, now, then, retried=True)
+
+    def _to_relay_response(self, pending: Pending, request: Request, response: Response, now: float) -> None:
+        call, leg = pending.call, pending.leg
+        status = response.status
+        if status < 200:
+            return
+        if leg.dialog is not None:
+            with contextlib.suppress(SipError, ValueError):
+                leg.dialog.receive_response(response)
+        with contextlib.suppress(SipError):
+            leg.offer.receive(response)
+        if status >= 300:
+            if status == 491 and not call.over:
+                self.media.relay_refused(call, leg)
+                then, pending.then = pending.then, None
+                if then is not None:
+                    self._relay_later(call, leg, now, then, retried=pending.retried)
+                return
+            # Even a 408 or 481 leaves the call to the feature that asked: a parker that hung up
+            # meanwhile answers 481, and the parked phone must not go with it.
+            self._moved(pending, False, now)
+            return
+        self._ack(leg, response)
+        sdp = _sdp_of(response)
+        if call.over or not sdp:
+            self._moved(pending, False, now)
+            return
+        try:
+            self.media.answer_received(call, leg, sdp)
+        except SipError:
+            self._moved(pending, False, now)
+            return
+        leg.last_sdp = request.body  # what a session refresh offers again from now on
+        leg_timer = leg.timer
+        if leg_timer is not None:
+            leg_timer.refreshed(now, TimerRequest(interval=leg_timer.interval).on_2xx(response), uas=False)
+            self._arm(call)
+        self._moved(pending, True, now)
+
+    def _relay_given_up(self, call: Call, now: float) -> None:
+        """``call`` ended while ``to_relay`` waited to try again: the answer is no."""
+        for leg in call.legs:
+            then = leg.relay_then
+            leg.relay_retry_at, leg.relay_then = inf, None
+            if then is not None:
+                then(False, now)
+
+    def _moved(self, pending: Pending, moved: bool, now: float) -> None:
+        """Tell the feature that asked ``to_relay`` whether the phone moved (once)."""
+        then, pending.then = pending.then, None
+        if not moved and not pending.call.over:
+            self.media.relay_refused(pending.call, pending.leg)
+        if then is not None:
+            then(moved, now)
+
     # -- media ------------------------------------------------------------------------------------
 
     def digit(self, call_id: str, leg_id: str, digit: Digit, now: float) -> None:
@@ -3022,6 +3212,7 @@ __all__ = [
     "MediaPolicy",
     "OriginPerLeg",
     "ReOffer",
+    "RelayDone",
     "RingAll",
     "RingCaller",
     "RingStrategy",

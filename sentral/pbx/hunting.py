@@ -36,6 +36,7 @@ overflow configured the caller gets 486 when every member rejected, else 480; ``
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from math import inf
@@ -105,6 +106,8 @@ class Hunting:
         self._distributors: dict[tuple[str, str], CallDistributor] = {}
         self._rings: dict[str, GroupRing] = {}  # call id -> its strategy, while it needs the group
         self._wake: dict[str, Call] = {}  # calls with distributor commands waiting for them
+        # (domain, group name) -> callers who have left its queue, and the seconds they waited.
+        self.waits: dict[tuple[str, str], tuple[int, float]] = {}
 
     def ring(self, call: Call, group: GroupEntry, acute: bool, now: float) -> GroupRing:
         ring = GroupRing(self, call, group, acute)
@@ -124,6 +127,10 @@ class Hunting:
     def queue_lengths(self) -> dict[tuple[str, str], int]:
         """How many callers wait in each group's queue now, by (domain, group name), for metrics."""
         return {key: len(distributor.queue) for key, distributor in self._distributors.items() if distributor.queue}
+
+    def _waited(self, key: tuple[str, str], seconds: float) -> None:
+        count, total = self.waits.get(key, (0, 0.0))
+        self.waits[key] = (count + 1, total + seconds)
 
     def waiting(self, call_id: str) -> int | None:
         """A waiting caller's position in its group's queue (1 is next), for announcements."""
@@ -154,7 +161,9 @@ class Hunting:
         key = (group.domain, group.name)
         distributor = self._distributors.get(key)
         if distributor is None:
-            distributor = self._distributors[key] = CallDistributor(group, self.memory, self.rng)
+            distributor = self._distributors[key] = CallDistributor(
+                group, self.memory, self.rng, functools.partial(self._waited, key)
+            )
         elif distributor.group != group:
             distributor.reconfigure(group)
         return distributor

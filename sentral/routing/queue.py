@@ -47,7 +47,7 @@ would let whoever picks up choose, and an acute call could be left ringing behin
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from math import inf
 
@@ -76,8 +76,10 @@ class Waiting:
 class GroupQueue:
     """One group's waiting callers: acute calls first, then first come, first served."""
 
-    def __init__(self, max_wait: float) -> None:
+    def __init__(self, max_wait: float, waited: Callable[[float], None] | None = None) -> None:
         self.max_wait = max_wait
+        # Told how long each caller waited, as they leave with a time (served, diverted, gone).
+        self.waited = waited
         # Dicts keep insertion order, which within one priority is arrival order.
         self._acute: dict[str, Waiting] = {}
         self._normal: dict[str, Waiting] = {}
@@ -102,9 +104,15 @@ class GroupQueue:
         assert position is not None
         return position
 
-    def leave(self, call_key: str) -> bool:
-        """Take a caller out (they hung up); False if they were not waiting."""
-        return self._acute.pop(call_key, None) is not None or self._normal.pop(call_key, None) is not None
+    def leave(self, call_key: str, now: float | None = None) -> bool:
+        """Take a caller out (they hung up); False if they were not waiting. With ``now``, how
+        long they waited is told to ``waited``."""
+        waiting = self._acute.pop(call_key, None) or self._normal.pop(call_key, None)
+        if waiting is None:
+            return False
+        if now is not None and self.waited is not None:
+            self.waited(max(0.0, now - waiting.joined))
+        return True
 
     def position(self, call_key: str) -> int | None:
         """Where a caller stands (1 is next); None if they are not waiting."""
@@ -117,19 +125,19 @@ class GroupQueue:
         """The caller served next, if any."""
         return next(iter(self), None)
 
-    def pop(self) -> Waiting:
-        """Take out the caller served next."""
+    def pop(self, now: float | None = None) -> Waiting:
+        """Take out the caller served next (at ``now``, see ``leave``)."""
         waiting = self.head()
         if waiting is None:
             raise IndexError("nobody is waiting")
-        self.leave(waiting.call_key)
+        self.leave(waiting.call_key, now)
         return waiting
 
     def expired(self, now: float) -> list[Waiting]:
         """Take out every caller who has waited ``max_wait`` by ``now``, longest waiting first."""
         gone = sorted((w for w in self if now >= w.joined + self.max_wait), key=lambda w: w.joined)
         for waiting in gone:
-            self.leave(waiting.call_key)
+            self.leave(waiting.call_key, now)
         return gone
 
     def next_deadline(self) -> float:
@@ -172,10 +180,16 @@ DistributorCommand = StartHunt | Wait | Divert
 class CallDistributor:
     """One group's calls: ring now, wait in the queue, or overflow."""
 
-    def __init__(self, group: GroupEntry, memory: GroupMemory, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        group: GroupEntry,
+        memory: GroupMemory,
+        rng: random.Random | None = None,
+        waited: Callable[[float], None] | None = None,
+    ) -> None:
         self.group = group
         self.memory = memory
-        self.queue = GroupQueue(group.max_wait)
+        self.queue = GroupQueue(group.max_wait, waited)
         self._rng = rng if rng is not None else random.Random()
         self._offered: set[str] = set()  # calls whose hunt runs now
         # The calling extension of each call (from the group's clinic) offered or waiting: a
@@ -220,14 +234,14 @@ class CallDistributor:
         if position is None:
             return commands
         if self.group.max_wait <= 0:
-            self.queue.leave(call_key)
+            self.queue.leave(call_key, now)
             self._callers.pop(call_key, None)
             return [*commands, Divert(call_key, Overflow(self.group.overflow, OverflowCause.ALL_BUSY))]
         return [*commands, Wait(call_key, position)]
 
     def release(self, call_key: str, candidates: Sequence[Candidate], now: float) -> list[DistributorCommand]:
         """A call no longer needs the group (answered, overflowed, returned, or the caller left)."""
-        self.queue.leave(call_key)
+        self.queue.leave(call_key, now)
         self._offered.discard(call_key)
         self._callers.pop(call_key, None)
         return self.members_changed(candidates, now)
@@ -239,7 +253,7 @@ class CallDistributor:
         commands: list[DistributorCommand] = []
         for waiting in list(self.queue):
             if not any_available(self.group, _others(candidates, self._callers.get(waiting.call_key))):
-                self.queue.leave(waiting.call_key)
+                self.queue.leave(waiting.call_key, now)
                 self._callers.pop(waiting.call_key, None)
                 commands.append(Divert(waiting.call_key, overflow))
         return commands + self._serve(candidates, now)
@@ -264,7 +278,7 @@ class CallDistributor:
             theirs = _others(candidates, self._callers.get(waiting.call_key))
             if len(self._offered) >= len(eligible(self.group, theirs)):
                 break
-            self.queue.pop()
+            self.queue.pop(now)
             hunt = Hunt(self.group, theirs, self.memory, self._rng)
             started = tuple(hunt.start(now))
             if not hunt.done:  # a zero ring_timeout ends a hunt as it starts

@@ -46,6 +46,8 @@ class FakeMedia:
     activity: float | None = 0.0
     held: bool = False
     playing_music: set[str] = field(default_factory=set)
+    direct: set[str] = field(default_factory=set)  # legs whose phones send media past the relay
+    relay: bool = True  # False: a media layer without a relay, like OriginPerLeg
 
     def _sdp(self, what: str, sdp: bytes) -> bytes:
         error = self.refuse.get(what.split(":")[0])
@@ -77,6 +79,17 @@ class FakeMedia:
 
     def answer_received(self, call: Call, leg: Leg, sdp: bytes) -> None:
         self.asked.append(("answer_received", leg.id))
+        self.direct.discard(leg.id)
+
+    def anchored(self, call: Call, leg: Leg) -> bool:
+        return self.relay and leg.id not in self.direct
+
+    def relay_offer(self, call: Call, leg: Leg) -> bytes | None:
+        self.asked.append(("relay_offer", leg.id))
+        return self._sdp(f"relay:{leg.id}", SDP_B) if self.relay else None
+
+    def relay_refused(self, call: Call, leg: Leg) -> None:
+        self.asked.append(("relay_refused", leg.id))
 
     def play(self, call: Call, leg: Leg, names: Sequence[str]) -> float | None:
         self.asked.append(("play", leg.id, *names))

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from sentral.pbx.call import PROMPT_TAIL, TRANSFER_HANGUP, Call, CallState
 from sentral.pbx.features.park import PARK_CODE
-from sentral.pbx.sip.message import make_response
-from sentral.pbx.sip.transaction import RequestReceived
+from sentral.pbx.sip.message import Request, make_response
+from sentral.pbx.sip.transaction import ClientTransaction, RequestReceived
 from tests.protocol.clinic import DIRECTORY, DOMAIN, PHONES, PROMPT, Clinic, refer
 from tests.protocol.test_call import SDP_A, b_request, parse
 
@@ -238,3 +238,88 @@ def test_transfers_elsewhere_are_not_served_yet_and_bad_ones_are_refused() -> No
     assert c.port.statuses(refer(c, f"<sip:1003@{DOMAIN}>", 1.0)) == [501]
     assert c.port.statuses(refer(c, "<sip:700@[nonsense", 1.1, cseq=3))[-1] == 400
     assert not call.parked and call.winner is not None and c.port.sent("NOTIFY") == []
+
+
+# -- phones with direct media: moved to the relay first -------------------------------------------
+
+
+def _reinvites(c: Clinic, extension: str) -> list[tuple[Request, ClientTransaction]]:
+    """Sentral's own re-INVITEs to ``extension``'s phone (its first INVITE aside)."""
+    port = PHONES[extension]
+    return [(r, tx) for r, t, tx in c.port.requests if r.method == "INVITE" and r.to_tag and t.port == port]
+
+
+def _take(
+    c: Clinic, extension: str, request: Request, tx: ClientTransaction, now: float, status: int = 200
+) -> None:
+    """``extension``'s phone answers Sentral's re-INVITE with ``status``."""
+    headers = [("Contact", f"<sip:{extension}@127.0.0.1:{PHONES[extension]}>")]
+    if status == 200:
+        headers.append(("Content-Type", "application/sdp"))
+    body = SDP_A if status == 200 else b""
+    c.cc.on_response(tx, make_response(request, status, headers=headers, body=body), now)
+
+
+def test_a_phone_with_direct_media_is_moved_to_the_relay_then_parked_and_the_parker_hears_the_slot() -> None:
+    c = Clinic()
+    c.media.direct = {"a", "b1"}
+    call = c.talking()
+    c.key(call, "b1", PARK_CODE, 1.0)
+    # Alice's phone sends its media straight to Bob's: first it gets the relay's offer.
+    [(reinvite, tx)] = _reinvites(c, "1001")
+    assert b"a=fake:relay:a" in reinvite.body
+    assert not call.parked and ("music", "a", "on") not in c.media.asked
+    c.key(call, "b1", PARK_CODE, 1.5)  # keyed again meanwhile: nothing more happens
+    assert len(_reinvites(c, "1001")) == 1
+    _take(c, "1001", reinvite, tx, 1.6)
+    assert call.parked == "701" and ("music", "a", "on") in c.media.asked
+    assert any(a.cseq.seq == reinvite.cseq.seq for a, _ in c.port.acks)
+    # Bob, the parker, is moved too, so that he hears the slot.
+    [(to_bob, bob_tx)] = _reinvites(c, "1002")
+    assert b"a=fake:relay:b1" in to_bob.body and not [a for a in c.media.asked if a[0] == "play"]
+    _take(c, "1002", to_bob, bob_tx, 1.7)
+    assert ("play", "b1", "call_parked_on", "digit_7", "digit_0", "digit_1") in c.media.asked
+    c.tick(1.7 + PROMPT + PROMPT_TAIL - 0.05)
+    assert c.byes("1002") == []
+    c.tick(1.7 + PROMPT + PROMPT_TAIL)
+    assert len(c.byes("1002")) == 1 and call.state is CallState.ANSWERED
+    # Anyone dialling the slot takes the call as from any parked phone.
+    tx = c.dial("1003", "701", 5.0)
+    assert c.port.statuses(tx)[-1] == 200 and not call.parked
+
+
+def test_a_phone_that_will_not_move_to_the_relay_is_not_parked_and_the_slot_stays_free() -> None:
+    c = Clinic()
+    c.media.direct = {"a", "b1"}
+    call = c.talking()
+    c.key(call, "b1", PARK_CODE, 1.0)
+    [(reinvite, tx)] = _reinvites(c, "1001")
+    _take(c, "1001", reinvite, tx, 1.1, status=488)
+    assert not call.parked and call.winner is not None and ("relay_refused", "a") in c.media.asked
+    assert not c.cc.lots.first(DIRECTORY, DOMAIN).occupied()  # type: ignore[union-attr]
+    assert c.byes("1001") == [] and c.byes("1002") == []
+    c.key(call, "b1", PARK_CODE, 5.0)  # the keys work again
+    assert len(_reinvites(c, "1001")) == 2
+
+
+def test_a_transfer_to_the_park_number_is_accepted_once_the_phone_is_at_the_relay() -> None:
+    c = Clinic()
+    c.media.direct = {"a", "b1"}
+    call = c.talking()
+    tx = refer(c, f"<sip:700@{DOMAIN}>", 1.0)
+    assert c.port.statuses(tx) == []
+    [(reinvite, re_tx)] = _reinvites(c, "1001")
+    _take(c, "1001", reinvite, re_tx, 1.1)
+    assert c.port.statuses(tx) == [202] and call.parked == "701"
+    assert len(c.port.sent("NOTIFY", PHONES["1002"])) == 1
+    assert _reinvites(c, "1002") == []  # the transferring phone hears no slot: not moved
+
+
+def test_a_transfer_to_the_park_number_the_phone_cannot_follow_gets_503() -> None:
+    c = Clinic()
+    c.media.direct = {"a", "b1"}
+    call = c.talking()
+    tx = refer(c, f"<sip:700@{DOMAIN}>", 1.0)
+    [(reinvite, re_tx)] = _reinvites(c, "1001")
+    _take(c, "1001", reinvite, re_tx, 1.1, status=488)
+    assert c.port.statuses(tx) == [503] and not call.parked and c.port.sent("NOTIFY") == []

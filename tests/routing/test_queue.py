@@ -104,6 +104,27 @@ def test_an_empty_queue_has_no_head_and_no_deadline() -> None:
         queue.join("a", acute=True, now=1.0)
 
 
+def test_every_caller_leaving_with_a_time_tells_how_long_they_waited() -> None:
+    waits: list[float] = []
+    queue = GroupQueue(max_wait=30.0, waited=waits.append)
+    for key, at in (("a", 0.0), ("b", 1.0), ("c", 2.0), ("d", 3.0)):
+        queue.join(key, acute=False, now=at)
+    queue.pop(4.0)  # a: served
+    queue.leave("b", 6.5)  # b: hung up
+    queue.leave("c")  # without a time (taken out for another reason): not a wait
+    queue.expired(40.0)  # d: waited too long
+    assert waits == [4.0, 5.5, 37.0]
+
+
+def test_the_distributor_tells_the_wait_of_callers_it_serves_and_those_who_leave() -> None:
+    waits: list[float] = []
+    distributor = CallDistributor(group(), GroupMemory(), random.Random(1), waits.append)
+    distributor.arrive("c1", False, members(m101="free", m102="away"), 0.0)  # rings at once
+    distributor.arrive("c2", False, members(m101="busy", m102="away"), 1.0)  # waits
+    distributor.release("c2", members(m101="busy", m102="away"), 9.0)  # hangs up after 8 s
+    assert waits == [0.0, 8.0]
+
+
 # -- the distributor -----------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.system.peers import LOOPBACK, Sipp, Softphone, free_port, wait_until, write_users_csv
+from tests.system.peers import LOOPBACK, REPO_ROOT, Sipp, Softphone, free_port, wait_until, write_users_csv
 from tests.system.server import SentralServer
 from tests.system.test_calls import DOMAIN, SCENARIOS, dial, phone_for, records, start_clinic
 
@@ -48,7 +49,10 @@ def observed(tmp_path: Path) -> Iterator[tuple[SentralServer, str]]:
 
 
 def test_metrics_count_what_the_phones_did_and_health_says_ready(
-    observed: tuple[SentralServer, str], softphone_factory: Callable[..., Softphone], sipp: Sipp, tmp_path: Path
+    observed: tuple[SentralServer, str],
+    softphone_factory: Callable[..., Softphone],
+    sipp: Sipp,
+    tmp_path: Path,
 ) -> None:
     clinic, address = observed
     status, body = get(f"http://{address}/health")
@@ -73,7 +77,9 @@ def test_metrics_count_what_the_phones_did_and_health_says_ready(
 
     # A phone with a wrong password: one failed challenge answer.
     wrong = write_users_csv(tmp_path / "wrong.csv", [("1003", "not-the-password", DOMAIN)])
-    sipp.run(clinic.address, SCENARIOS / "register_auth.xml", users=wrong, calls=1, auth_uri=DOMAIN, timeout=5)
+    sipp.run(
+        clinic.address, SCENARIOS / "register_auth.xml", users=wrong, calls=1, auth_uri=DOMAIN, timeout=5
+    )
 
     after = scrape(address)
     assert after[("sentral_registrations", ())] == 2
@@ -81,13 +87,31 @@ def test_metrics_count_what_the_phones_did_and_health_says_ready(
     assert after[("sentral_calls_ended_total", (("status", "200"),))] == 1
     assert after[("sentral_call_answer_delay_seconds_count", ())] == 1
     assert after[("sentral_auth_failures_total", ())] >= 1
-    assert after[("sentral_relay_packets_total", (("direction", "in"),))] > 50  # a second of 20 ms packets, twice
+    assert (
+        after[("sentral_relay_packets_total", (("direction", "in"),))] > 50
+    )  # a second of 20 ms packets, twice
     assert after[("sentral_relay_streams", ())] == 0
     assert after[("sentral_db_commit_seconds_count", (("writer", "call_records"),))] >= 1
     assert after[("sentral_spool_items", (("writer", "call_records"),))] == 0
     assert after[("sentral_process_resident_memory_bytes", ())] > 10_000_000
     assert ("sentral_event_loop_lag_seconds", ()) in after
     assert not any(name.startswith("sentral_calls_in_progress") for name, _ in after)
+
+    # The dashboard shipped for Grafana graphs only what the server exports.
+    dashboard = json.loads((REPO_ROOT / "packaging" / "grafana" / "sentral.json").read_text())
+    graphed = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bsentral_\w+", target["expr"])
+    }
+    # Every sample, and every gauge and summary the server declares (the queue's have none while
+    # nobody called a group).
+    text = get(f"http://{address}/metrics")[1].decode()
+    exported = {name for name, _ in (*during, *after)} | set(re.findall(r"^# TYPE (\w+) gauge$", text, re.M))
+    for summary in re.findall(r"^# TYPE (\w+) summary$", text, re.M):
+        exported |= {f"{summary}_sum", f"{summary}_count"}
+    assert len(graphed) >= 16 and graphed <= exported, graphed - exported
 
     assert get(f"http://{address}/other")[0] == 404
     wait_until(lambda: get(f"http://{address}/health")[0] == 200, 2, "health still ready")
@@ -101,7 +125,9 @@ def test_a_metrics_address_in_use_stops_the_server_with_a_sentence(tmp_path: Pat
         taken.listen()
         port = taken.getsockname()[1]
         workdir = tmp_path / "server"
-        server = SentralServer(f"sqlite:///{workdir / 'sentral.db'}", workdir, extra_args=["--metrics", f"{LOOPBACK}:{port}"])
+        server = SentralServer(
+            f"sqlite:///{workdir / 'sentral.db'}", workdir, extra_args=["--metrics", f"{LOOPBACK}:{port}"]
+        )
         server.cli("init", "--domain", DOMAIN)
         done = server.cli("serve", "--listen", f"udp:{LOOPBACK}:{free_port()}", "--metrics", f"{LOOPBACK}:{port}",
                           check=False, timeout=20)  # fmt: skip

@@ -12,13 +12,19 @@ on, and the phone that keyed the code hears "the call is parked on 7 0 1" and is
 from a phone of no member of staff, a call with nowhere to park, and a full lot (which says "number
 unavailable") leave the call as it was. The parked phone's leg becomes the call's A leg (swapped in
 when it was the answering phone) and the call has no winner while it waits; re-INVITEs and UPDATEs
-from it (session refreshes) are answered by Sentral from the relay. Without the relay
+from it (session refreshes) are answered by Sentral from the relay.
+
+A phone with direct media sends its media past the relay, where its music would play: the slot is
+taken at once, the phone is moved to the relay first (``CallControl.to_relay``: a re-INVITE) and the
+call parked once it has answered; the parker, moved the same way, hears the slot after that. A phone
+that refuses the move is not parked and its slot is free again. Without the relay at all
 (``--direct-media``) nothing can play music to a parked phone, so the park code is ignored.
 
 A blind transfer (REFER, RFC 3515) to the park number parks the other phone the same way, without
 the announcement: the transferring phone is told the transfer succeeded (202, then a NOTIFY with
 "200 OK") and hangs up itself, as a phone's park key expects (after ``TRANSFER_HANGUP`` Sentral
-does it). Dialled, the park number has nothing to park: 403.
+does it); the 202 waits for a phone with direct media to have moved to the relay (503 when it would
+not). Dialled, the park number has nothing to park: 403.
 
 Retrieving. Anyone dialling the slot takes the call: the dialler's INVITE does not start a call of
 its own but joins the parked one as a leg, answered from the relay in the parked phone's codec, and
@@ -35,6 +41,7 @@ follows the call on it through the line observer, as the slot's "extension".
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from math import inf
 from typing import assert_never
 
@@ -83,6 +90,7 @@ class Parking:
     def __init__(self, core: CallControl) -> None:
         self.core = core
         self._lots: dict[str, ParkLot] = {}  # parked call's id -> the lot it waits on
+        self._moving: set[str] = set()  # calls whose phone is being moved to the relay to be parked
 
     # -- the core's hooks
 
@@ -110,12 +118,19 @@ class Parking:
         if not isinstance(decision, Park):
             return False
         respond = self.core.port.respond
+
+        def answer(parked: bool) -> None:
+            if parked:
+                self.core.accept_refer(leg, tx, request)
+            else:
+                respond(tx, make_response(request, 503, "Park Lot Full Or Unavailable"))
+
         if call.state is not CallState.ANSWERED or call.parked or call.peer(leg) is None:
             respond(tx, make_response(request, 403, "Nothing to park"))
-        elif not self._park(call, leg, now, lot=self.core.lots.get(decision.lot), announce=False):
-            respond(tx, make_response(request, 503, "Park Lot Full Or Unavailable"))
-        else:
-            self.core.accept_refer(leg, tx, request)
+        elif not self._park(
+            call, leg, now, lot=self.core.lots.get(decision.lot), announce=False, then=answer
+        ):
+            answer(False)
         return True
 
     def carried_out(self, call: Call, outcome: str, now: float) -> bool:
@@ -127,44 +142,88 @@ class Parking:
     # -- parking
 
     def _park(
-        self, call: Call, parker: Leg, now: float, *, lot: ParkLot | None = None, announce: bool = True
+        self,
+        call: Call,
+        parker: Leg,
+        now: float,
+        *,
+        lot: ParkLot | None = None,
+        announce: bool = True,
+        then: Callable[[bool], None] | None = None,
     ) -> bool:
         """``parker``'s phone keyed the park code (or transferred the call to a park number,
-        ``lot``): park the other phone on the clinic's first lot, or ``lot``. Whether it was."""
+        ``lot``): park the other phone on the clinic's first lot, or ``lot``. False when it cannot
+        be; otherwise the slot is taken and the call parked once the phone is at the relay, after
+        which ``then`` is told whether it was."""
         core = self.core
         parked = call.peer(parker)
         domain = call.caller.clinic.domain
         directory = core.directory()
         lot = lot or core.lots.first(directory, domain)
-        if parked is None or lot is None or directory.staff_for(domain, parker.extension) is None:
+        if (
+            parked is None
+            or lot is None
+            or call.id in self._moving
+            or directory.staff_for(domain, parker.extension) is None
+        ):
             return False  # nowhere to park, or keys from someone who is not staff: the keys were just keys
         result = lot.park(call.id, parker.extension, now)
         if isinstance(result, LotFull):
             if announce:
                 core.media.play(call, parker, ["number_unavailable"])
             return False
+        self._moving.add(call.id)
+
+        def moved(at_relay: bool, now: float) -> None:
+            self._moving.discard(call.id)
+            done = at_relay and self._parked(call, parker, parked, lot, result.slot, now, announce=announce)
+            if not done:
+                lot.leave(call.id)
+            if then is not None:
+                then(done)
+
+        core.to_relay(call, parked, now, moved)
+        return True
+
+    def _parked(
+        self, call: Call, parker: Leg, parked: Leg, lot: ParkLot, slot: str, now: float, *, announce: bool
+    ) -> bool:
+        """``parked``'s phone, its media at the relay, is parked on ``slot`` (taken for it already),
+        unless the call changed meanwhile or no music can be played. Whether it was."""
+        core = self.core
+        if call.over or call.holder is not None or call.peer(parker) is not parked:
+            return False  # hung up, or parked or retrieved otherwise while the phone moved
         if not core.media.music(call, parked, True):
-            lot.leave(call.id)  # no relay to play to the parked phone (direct media): not parked
-            return False
+            return False  # no relay to play to the parked phone (``--direct-media``): not parked
         if parked is not call.a:
             # The parked phone's leg becomes the A leg: what stays of the call is on its side.
             call.b_legs[call.b_legs.index(parked)] = call.a
             call.a = parked
         call.winner = None
         call.holder = self
-        call.parked = result.slot
+        call.parked = slot
         self._lots[call.id] = lot
         call.recall_at = now + lot.lot.timeout
         parker.outcome = "parked"
         core.step_out(call, parker.extension)
-        lasts = core.media.play(call, parker, ["call_parked_on", *digits(result.slot)]) if announce else None
         # A transferring phone hangs up itself once told the transfer worked; if not, we do.
-        core.hang_up_leg_at(call, parker, now + (after_prompt(lasts) if announce else TRANSFER_HANGUP))
+        core.hang_up_leg_at(call, parker, now + TRANSFER_HANGUP)
         core.changed(call, now)
-        core.tell_line(call, result.slot, Phase.CONFIRMED, now)
+        core.tell_line(call, slot, Phase.CONFIRMED, now)
         core.arm(call)
         core.members_changed(now)
+        if announce:
+            # The parker hears the slot from the relay, moved there too if it has direct media.
+            core.to_relay(call, parker, now, lambda _, now: self._announce(call, parker, slot, now))
         return True
+
+    def _announce(self, call: Call, parker: Leg, slot: str, now: float) -> None:
+        """Tell ``parker`` the slot (where its phone's media reaches the relay), then hang it up."""
+        if call.over or parker.done or call.leaving is not parker:
+            return  # gone already
+        lasts = self.core.media.play(call, parker, ["call_parked_on", *digits(slot)])
+        self.core.hang_up_leg_at(call, parker, now + after_prompt(lasts))
+        self.core.arm(call)
 
     def _unpark(self, call: Call, now: float) -> None:
         """The call leaves its slot (retrieved, recalled and answered, hung up, given up)."""
