@@ -66,19 +66,19 @@ vocabulary: ``ring`` a contact for a call, ``fail`` or ``hang_up`` a call, ``han
 time, ``connect_held`` and ``take_over`` (bridge a leg to a phone that waits alone), ``adopt``
 (move a leg, dialog, relay ports and all, into another call: an attended transfer), ``resume``
 (offer a phone left on hold the relay again), ``leg_of`` (find a dialog), ``answer_and_play``,
-``accept_refer``, ``arm`` a call's timer, ``changed`` and ``tell_line`` (publish a state), and the
-media layer. The core asks its ``CallFeature`` objects, in turn, at five hooks: a new call to a
-number the dial plan gives a feature (``Feature``, ``Park``, ``Retrieve``), keys pressed during a
-call (the last ``KEYS_KEPT``, each within ``KEY_GAP`` of the one before), a REFER (after the dial
-plan has decided its target), what the port carried out for a feature (``feature_done``), and a new
-INVITE with Replaces (RFC 3891) naming a dialog of a live call of the same clinic (``replaces``;
-one naming no such dialog is 481 before any feature is asked, a malformed one 400). A REFER no
-feature takes, which today is a blind transfer but to a park number, is refused with 501: the
-transfer module will take it there. A feature that holds an answered call with its A leg alone (a
-parked call) is the call's ``holder`` (``CallHolder``): the strategy's commands for that call, and
-its timer (``recall_at``), go to the feature, which is told when the call ends. A phone done with a
-call that goes on (a parker) hears its prompt and gets a BYE at ``leave_at``, unless it hangs up
-first.
+``accept_refer`` and ``notify_refer``, ``arm`` a call's timer, ``changed`` and ``tell_line``
+(publish a state), and the media layer. The core asks its ``CallFeature`` objects, in turn, at five
+hooks: a new call to a number the dial plan gives a feature (``Feature``, ``Park``, ``Retrieve``),
+keys pressed during a call (the last ``KEYS_KEPT``, each within ``KEY_GAP`` of the one before), a
+REFER (after the dial plan has decided its target), what the port carried out for a feature
+(``feature_done``), and a new INVITE with Replaces (RFC 3891) naming a dialog of a live call of the
+same clinic (``replaces``; one naming no such dialog is 481 before any feature is asked, a
+malformed one 400). A REFER no feature takes, which today is a blind transfer but to a park number,
+is refused with 501: the transfer module will take it there. A feature that holds an answered call
+with its A leg alone (a parked call) is the call's ``holder`` (``CallHolder``): the strategy's
+commands for that call, and its timer (``recall_at``), go to the feature, which is told when the
+call ends. A phone done with a call that goes on (a parker) hears its prompt and gets a BYE at
+``leave_at``, unless it hangs up first.
 
 Dead media. ``check_media`` hangs up answered calls whose phones have sent no media for a while
 (longer while a phone is on hold), with the cause "no media"; the driver calls it every few
@@ -2744,15 +2744,21 @@ class CallControl:
         went (a NOTIFY with "200 OK", or the ``outcome`` status the target gave, RFC 3515), which
         ends its subscription."""
         self.port.respond(tx, make_response(request, 202))
+        self.notify_refer(leg, outcome)
+
+    def notify_refer(self, leg: Leg, status: int, *, final: bool = True) -> None:
+        """Tell ``leg``'s phone how the transfer it asked for (a REFER answered 202) goes: a NOTIFY
+        whose sipfrag is ``status``; a ``final`` one ends the subscription (RFC 3515 §2.4.5)."""
         dialog = leg.dialog
         if dialog is None:
             return
+        state = "terminated;reason=noresource" if final else "active;expires=60"
         try:
             notify = dialog.request(
                 "NOTIFY",
                 via=_via(leg.transport, leg.local),
-                headers=[("Event", "refer"), ("Subscription-State", "terminated;reason=noresource")],
-                body=f"SIP/2.0 {outcome} {_reason_text(outcome)}\r\n".encode(),
+                headers=[("Event", "refer"), ("Subscription-State", state)],
+                body=f"SIP/2.0 {status} {_reason_text(status)}\r\n".encode(),
                 content_type="message/sipfrag;version=2.0",
             )
         except DialogError:
@@ -2762,9 +2768,10 @@ class CallControl:
     def adopt(self, into: Call, leg: Leg, from_call: Call, now: float) -> None:
         """``leg`` leaves ``from_call`` for ``into`` (an attended transfer), as a B leg: its dialog,
         transactions, session timer and media (the phone keeps its ports) go with it, and it no
-        longer keeps its extension busy in ``from_call``. ``from_call`` keeps a copy for its record, with the
-        outcome "transferred". Raises the media layer's SipError when the media cannot follow, and
-        then nothing has changed. The feature bridges the leg (``connect_held``) when it is time."""
+        longer keeps its extension busy in ``from_call``. ``from_call`` keeps a copy for its
+        record, with the outcome "transferred". Raises the media layer's SipError when the media
+        cannot follow, and then nothing has changed. The feature bridges the leg
+        (``connect_held``) when it is time."""
         taken = {other.id for other in into.legs}
         number = len(into.legs)
         while f"t{number}" in taken:

@@ -488,7 +488,8 @@ def test_through_the_relay_carol_keeps_her_port_and_is_joined_with_alice_whose_m
     asyncio.run(scenario())
 
 
-def test_a_phone_with_direct_media_cannot_be_joined_across_calls() -> None:
+@pytest.mark.parametrize("carol_takes_it", [True, False], ids=["moved", "refused"])
+def test_a_phone_with_direct_media_is_brought_to_the_relay_before_it_is_joined(carol_takes_it: bool) -> None:
     async def scenario() -> None:
         # Alice's call with Bob goes through the relay; Bob's and Carol's phones send to each other.
         anchor = MediaAnchor(HOST, PortPool(43300, 43399))
@@ -496,9 +497,30 @@ def test_a_phone_with_direct_media_cannot_be_joined_across_calls() -> None:
         c.cc.media = AnchoredMedia(anchor, direct_media=lambda domain, extension: extension != "1001")
         first = first_call(c, bob_calls=False)
         second = second_call(c, carol_calls=False)
+        carol = leg_of(second, "1003")
+        assert not c.cc.media.anchored(second, carol)
+        sent = len(c.invites("1003"))
         tx = transfer(c, bob_leg(first), bob_leg(second), 3.0)
-        assert c.port.statuses(tx) == [501]
-        assert len(c.cc.calls) == 2 and bob_leg(second).state is LegState.ANSWERED
+        assert c.port.statuses(tx) == [202]
+        assert notifies(c) == [b"SIP/2.0 100 Trying\r\n"]
+        # Meanwhile Bob's phone cannot start another transfer of the same calls.
+        assert c.port.statuses(transfer(c, bob_leg(second), bob_leg(first), 3.1)) == [491]
+        [(offer, offer_tx)] = c.invites("1003")[sent:]
+        assert offer.to_tag and 43300 <= parse_sdp(offer.body).media[0].port <= 43399
+        if not carol_takes_it:
+            c.cc.on_response(offer_tx, make_response(offer, 488), 3.2)
+            assert notifies(c)[-1] == b"SIP/2.0 501 Not Implemented\r\n"
+            assert len(c.cc.calls) == 2 and second.winner is not None and c.byes("1002") == []
+        else:
+            c.cc.on_response(offer_tx, ok_with_sdp(offer, "1003"), 3.2)
+            assert notifies(c)[-1] == b"SIP/2.0 200 OK\r\n"
+            assert list(c.cc.calls.values()) == [first] and first.winner is carol
+            [to_alice], [to_carol] = (
+                anchor._find(first.id, "a").streams,
+                anchor._find(first.id, carol.id).streams,
+            )
+            assert to_alice is not None and to_alice.peer is to_carol
+            assert len(c.byes("1002")) == 1
         c.cc.hang_up_all(4.0)
         anchor.relay.close()
 

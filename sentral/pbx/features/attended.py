@@ -24,11 +24,18 @@ A and C talk (the record says "semi-attended", "answered"). When C rejects or do
 time (``no_answer``), B's phones ring again, shown as a returned transfer; B answering takes the
 call back ("returned"), nobody answering ends it ("failed").
 
+Direct media. Phones are joined at the relay, so a phone of A's or C's whose media passes it by
+(direct media) is brought there first (``CallControl.to_relay``, a re-INVITE): the REFER is
+answered 202 with a NOTIFY "100 Trying" meanwhile, the transfer is made when the phone has moved
+(if the calls are still as they were), and the final NOTIFY says "200 OK", or "501" when the
+phone did not take the relay's offer (the calls then go on as they were). Another REFER for the
+same calls meanwhile gets 491. Without a relay at all (``serve --direct-media``: an SDP exchange
+with each phone would be needed, which is not done), and for a target still ringing with B's
+media offered directly, the transfer is refused with 501.
+
 Refusals. A Replaces naming no dialog of Sentral's is answered as the target would answer it: 202,
 then a NOTIFY with "481 Call/Transaction Does Not Exist", and the calls go on. Naming the dialog of
 the call the REFER came in (transferring a call to itself), or a dialog that is not B's, is 403.
-Media that does not pass through the relay (``--direct-media``, or a phone with direct media)
-cannot be joined across calls without an SDP exchange with each phone, which is not done: 501.
 
 Taking over. An INVITE with Replaces naming an answered leg X of a live call (offered by the core
 through the ``replaces`` hook; early dialogs are call pickup's) from a phone D of a member of staff
@@ -93,6 +100,43 @@ class _Waiting:
     returned: bool = False  # the target did not answer: the transferer's phones ring
 
 
+@dataclass(eq=False, slots=True)
+class _Plan:
+    """A transfer as Sentral carries it out: Bob's leg in the call that is kept (the older, or the
+    answered one) leaves it, and the transferee there is joined with the target of the other call
+    (or, semi-attended, with the target's phones ringing in it: ``target`` None)."""
+
+    kept: Call
+    second: Call
+    by_kept: Leg
+    by_second: Leg
+    transferee: Leg
+    target: Leg | None
+
+
+@dataclass(eq=False, slots=True)
+class _Relaying:
+    """A transfer waiting for phones with direct media to come to the relay."""
+
+    plan: _Plan
+    moving: list[tuple[Call, Leg]]  # the phones still to move, in order
+    leg: Leg  # the REFER's
+    tx: ServerTransaction
+    request: Request
+    accepted: bool = False  # the REFER has been answered 202
+    steps: int = 0  # how many phones have answered so far
+
+
+def _stands(plan: _Plan) -> bool:
+    """True while the calls of ``plan`` are as they were when it was made."""
+    kept, second = plan.kept, plan.second
+    if kept.over or second.over or kept.peer(plan.by_kept) is not plan.transferee:
+        return False
+    if plan.target is None:
+        return second.state is not CallState.ANSWERED
+    return second.peer(plan.by_second) is plan.target
+
+
 class AttendedTransfer:
     """The attended transfer feature: a ``CallFeature``, and the ``CallHolder`` of calls whose
     semi-attended transfer target still rings."""
@@ -100,6 +144,7 @@ class AttendedTransfer:
     def __init__(self, core: CallControl) -> None:
         self.core = core
         self._waiting: dict[str, _Waiting] = {}  # held call's id -> its transfer
+        self._relaying: set[str] = set()  # ids of calls whose transfer waits for a phone to move
 
     # -- the core's hooks
 
@@ -130,6 +175,9 @@ class AttendedTransfer:
             self.core.accept_refer(leg, tx, request, 481)
             return True
         other, mine = named
+        if call.id in self._relaying or other.id in self._relaying:
+            respond(tx, make_response(request, 491, "A Transfer Of This Call Is Under Way"))
+            return True
         if other is call:
             respond(tx, make_response(request, 403, "Cannot Transfer A Call To Itself"))
             return True
@@ -197,18 +245,9 @@ class AttendedTransfer:
                 return entry
         return None
 
-    def _transfer(
-        self,
-        call: Call,
-        leg: Leg,
-        other: Call,
-        mine: Leg,
-        tx: ServerTransaction,
-        request: Request,
-        now: float,
-    ) -> None:
-        """``leg``'s phone, in ``call``, transfers its other party to its party in ``other`` (where
-        its leg is ``mine``). SipError for a transfer that cannot be done; nothing changed then."""
+    def _plan(self, call: Call, leg: Leg, other: Call, mine: Leg) -> _Plan:
+        """What ``leg``'s phone, in ``call``, transferring its party to its party in ``other``
+        (where its leg is ``mine``), comes to; SipError(403) when there is nothing to transfer."""
         answered = call.state is CallState.ANSWERED
         if answered and other.state is CallState.ANSWERED:
             kept, second = (call, other) if call.started <= other.started else (other, call)
@@ -220,37 +259,120 @@ class AttendedTransfer:
         transferee = kept.peer(by_kept)
         if transferee is None or kept.holder is not None or second.holder is not None:
             raise SipError(403, "Nothing To Transfer")
-        if second.state is CallState.ANSWERED:
-            target = second.peer(by_second)
-            if target is None:
-                raise SipError(403, "Nothing To Transfer")
-            self._attended(kept, by_kept, transferee, second, by_second, target, now)
-        else:
-            if by_second is not second.a:
-                raise SipError(403, "Nothing To Transfer")  # B is not the one calling in call 2
-            self._semi_attended(kept, by_kept, transferee, second, now)
-        self.core.accept_refer(leg, tx, request)
-        # A phone told that its transfer worked hangs up itself; if not, Sentral does. Its leg of
-        # call 2 goes with that call, now.
-        self.core.hang_up_leg_at(kept, by_kept, now + TRANSFER_HANGUP)
-        by_second.outcome = "transferred"
-        self.core.hang_up(second, CAUSE, now)
-        self.core.changed(kept, now)
-        self.core.arm(kept)
-        self.core.members_changed(now)
+        target = second.peer(by_second) if second.state is CallState.ANSWERED else None
+        if target is None and (second.state is CallState.ANSWERED or by_second is not second.a):
+            raise SipError(403, "Nothing To Transfer")  # nobody answered Bob, or Bob is not calling
+        return _Plan(kept, second, by_kept, by_second, transferee, target)
 
-    def _attended(
+    def _transfer(
         self,
-        kept: Call,
-        by_kept: Leg,
-        transferee: Leg,
-        second: Call,
-        by_second: Leg,
-        target: Leg,
+        call: Call,
+        leg: Leg,
+        other: Call,
+        mine: Leg,
+        tx: ServerTransaction,
+        request: Request,
         now: float,
     ) -> None:
+        """Carry out the transfer ``leg``'s phone asked for; SipError for one that cannot be done,
+        and then nothing changed."""
+        plan = self._plan(call, leg, other, mine)
+        media = self.core.media
+        if plan.target is None and not any(
+            media.anchored(plan.second, ringing)
+            for ringing in plan.second.b_legs
+            if ringing.state in UNANSWERED
+        ):
+            # The target's phone was offered Bob's media directly: nothing to join it with at the relay.
+            raise SipError(501, "Attended Transfer Needs Media Through Sentral")
+        wanted = [(plan.kept, plan.transferee)]
+        if plan.target is not None:
+            wanted.append((plan.second, plan.target))
+        moving = [
+            (moved_call, moved) for moved_call, moved in wanted if not media.anchored(moved_call, moved)
+        ]
+        if moving:
+            # Phones with direct media come to the relay first, one after the other.
+            for busy in (plan.kept, plan.second):
+                self._relaying.add(busy.id)
+            self._to_relay(_Relaying(plan, moving, leg, tx, request), now)
+            return
+        self._join(plan, now)  # its SipError comes before anything is answered
+        self.core.accept_refer(leg, tx, request)
+        self._wrap_up(plan, now)
+
+    def _to_relay(self, job: _Relaying, now: float) -> None:
+        """Bring the next phone of ``job`` to the relay, or, when all are there, transfer."""
+        if not job.moving:
+            self._relayed(job, now)
+            return
+        call, leg = job.moving.pop(0)
+        steps = job.steps
+        self.core.to_relay(call, leg, now, lambda moved, at: self._moved(job, moved, at))
+        if job.steps == steps and not job.accepted:
+            # The phone has been offered the relay and answers later: Bob's phone is told meanwhile.
+            job.accepted = True
+            self.core.port.respond(job.tx, make_response(job.request, 202))
+            self.core.notify_refer(job.leg, 100, final=False)
+
+    def _moved(self, job: _Relaying, moved: bool, now: float) -> None:
+        job.steps += 1
+        if moved:
+            self._to_relay(job, now)
+        else:
+            self._give_up(job, SipError(501, "Attended Transfer Needs Media Through Sentral"))
+
+    def _relayed(self, job: _Relaying, now: float) -> None:
+        """Every phone of ``job`` sends to the relay now: the transfer, if it still stands."""
+        plan = job.plan
+        if not _stands(plan):
+            self._give_up(job, SipError(481, "Call/Transaction Does Not Exist"))
+            return
+        try:
+            self._join(plan, now)
+        except SipError as exc:
+            self._give_up(job, exc)
+            return
+        self._relaying.difference_update((plan.kept.id, plan.second.id))
+        if job.accepted:
+            self.core.notify_refer(job.leg, 200)
+        else:
+            self.core.accept_refer(job.leg, job.tx, job.request)
+        self._wrap_up(plan, now)
+
+    def _give_up(self, job: _Relaying, error: SipError) -> None:
+        """The transfer cannot be done after all: Bob's phone is told why, and the calls go on."""
+        self._relaying.difference_update((job.plan.kept.id, job.plan.second.id))
+        if job.accepted:
+            self.core.notify_refer(job.leg, error.status)
+        else:
+            self.core.port.respond(
+                job.tx, make_response(job.request, error.status, error.reason, headers=error.headers)
+            )
+
+    def _join(self, plan: _Plan, now: float) -> None:
+        """Move the target's leg (or its ringing legs) into the kept call; SipError when its media
+        cannot follow, and then nothing changed."""
+        if plan.target is not None:
+            self._attended(plan, plan.target, now)
+        else:
+            self._semi_attended(plan, now)
+
+    def _wrap_up(self, plan: _Plan, now: float) -> None:
+        """Bob's legs go: the kept call's when his phone hangs up (or after ``TRANSFER_HANGUP``),
+        the other with its call, which ends now."""
         core = self.core
-        core.adopt(kept, target, second, now)  # the SipError of media that cannot move comes first
+        core.hang_up_leg_at(plan.kept, plan.by_kept, now + TRANSFER_HANGUP)
+        plan.by_second.outcome = "transferred"
+        core.hang_up(plan.second, CAUSE, now)
+        core.changed(plan.kept, now)
+        core.arm(plan.kept)
+        core.members_changed(now)
+
+    def _attended(self, plan: _Plan, target: Leg, now: float) -> None:
+        core = self.core
+        kept, by_kept, transferee = plan.kept, plan.by_kept, plan.transferee
+        core.adopt(kept, target, plan.second, now)  # the SipError of media that cannot move comes first
         self._leave(kept, by_kept, transferee)
         core.connect_held(kept, target, now)
         kept.transfers.append(
@@ -258,20 +380,24 @@ class AttendedTransfer:
         )
         if by_kept.holding:
             core.resume(kept, transferee, now)
-        if by_second.holding:
+        if plan.by_second.holding:
             core.resume(kept, target, now)
 
-    def _semi_attended(self, kept: Call, by_kept: Leg, transferee: Leg, second: Call, now: float) -> None:
+    def _semi_attended(self, plan: _Plan, now: float) -> None:
         core = self.core
+        kept, second, by_kept, transferee = plan.kept, plan.second, plan.by_kept, plan.transferee
         ringing = [leg for leg in second.b_legs if leg.state in UNANSWERED]
         if not ringing:
             raise SipError(403, "Nothing To Transfer")
-        core.adopt(kept, ringing[0], second, now)  # the SipError of media that cannot move comes first
-        for leg in ringing[1:]:
+        moved = 0
+        for leg in ringing:
             try:
                 core.adopt(kept, leg, second, now)
+                moved += 1
             except SipError:
-                continue  # left in call 2, which ends: cancelled
+                if not moved and leg is ringing[-1]:
+                    raise  # none can be joined: the first error is the answer
+                continue  # left in Bob's call, which ends: cancelled
         self._leave(kept, by_kept, transferee)
         deadline = second.strategy.next_deadline() if isinstance(second.strategy, RingAll) else inf
         kept.strategy.ended(kept, now)
