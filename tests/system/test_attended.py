@@ -139,3 +139,29 @@ def test_bob_transfers_alice_while_carol_rings_and_she_talks_to_alice_when_she_a
     _, transferred = new_records(clinic, before, 2)
     assert outcomes(transferred) == ["answered", "transferred", "answered"]
     assert transferred["hangup_by"] == "caller"
+
+
+def test_phones_with_direct_media_are_joined_at_the_relay(
+    clinic: SentralServer, softphone_factory: Callable[..., Softphone], tones: dict[str, Path], tmp_path: Path
+) -> None:
+    # Every call between these phones sends media straight between them; Bob's hold brings Alice's
+    # to the relay, and the transfer brings Carol's there before joining the two.
+    for extension in ("1001", "1002", "1003"):
+        clinic.reconfigure("direct-media", "on", extension)
+    try:
+        alice, a_call, bob, b_call, consult, carol, c_call = bob_holds_alice_and_calls_carol(
+            clinic, softphone_factory
+        )
+        carol.answer(c_call)
+        bob.wait_call_state(consult, "CONFIRMED")
+        carol.wait_event("media_state", call=c_call, status="active")
+        bob.xfer_replaces(b_call, consult)
+        assert bob.wait_event("transfer_status", call=b_call, final=True)["code"] == 200
+        bob.wait_call_state(b_call, "DISCONNECTED", timeout=10)
+        alice.wait_event("media_state", call=a_call, status="active")
+        assert_talking(alice, a_call, carol, c_call, tmp_path)
+        carol.hangup(c_call)
+        alice.wait_call_state(a_call, "DISCONNECTED")
+    finally:
+        for extension in ("1001", "1002", "1003"):
+            clinic.reconfigure("direct-media", "off", extension)
