@@ -232,7 +232,10 @@ class Server:
             self.directory,
             sip_trace=self.config.sip_trace,
             call_settings=CallSettings(
-                no_answer=self.config.no_answer_timeout, session_interval=self.config.session_interval
+                no_answer=self.config.no_answer_timeout,
+                session_interval=self.config.session_interval,
+                transfer_recall=self.config.transfer_recall,
+                language=self.config.language,
             ),
             on_record=self._record,
             on_feature=self._feature,

@@ -2018,6 +2018,13 @@ def _check_readable(path: str, what: str) -> None:
     help="Session timer interval (RFC 4028) asked for on every call leg, in seconds.",
 )
 @click.option(
+    "--transfer-recall",
+    type=click.FloatRange(min=1),
+    default=SERVE_DEFAULTS.transfer_recall,
+    show_default=True,
+    help="Seconds a blind-transferred call rings its target before it rings the transferring phone again.",
+)
+@click.option(
     "--direct-media",
     is_flag=True,
     help="Let phones send RTP straight to each other: no relay, no music on hold, prompts or dead-media checks.",
@@ -2104,6 +2111,7 @@ def serve(
     drain_timeout: float,
     no_answer_timeout: float,
     session_interval: int,
+    transfer_recall: float,
     direct_media: bool,
     media_address: str | None,
     media_ports_spec: str,
@@ -2164,6 +2172,7 @@ def serve(
         drain_timeout=drain_timeout,
         no_answer_timeout=no_answer_timeout,
         session_interval=session_interval,
+        transfer_recall=transfer_recall,
         direct_media=direct_media,
         media_address=media_address,
         media_ports=media_ports,

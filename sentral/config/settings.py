@@ -116,6 +116,9 @@ class ServeConfig:
     """How long a call rings before the caller gets 480 (no answer)."""
     session_interval: int = 1800
     """The session timer interval asked for on each leg (RFC 4028), seconds; at least 90."""
+    transfer_recall: float = 30.0
+    """A blind transfer nobody answers (or its target rejects) rings the transferring phone again
+    after this many seconds."""
     direct_media: bool = False
     """Phones send RTP straight to each other; Sentral plays no music or prompts and cannot tell
     dead media. By default every call's media is anchored at Sentral's relay."""

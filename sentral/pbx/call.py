@@ -26,12 +26,13 @@ the others are cancelled (a second 2xx racing in is ACKed and then BYEd), and wh
 failed the caller gets the most telling failure (``best_failure``). A call made directly to one
 person ends when that person rejects it (486, 600, 603), the clinic's rule. Ring groups and
 functions, with their hunting strategies and queues, are strategies speaking the same vocabulary,
-made by a ``GroupCalls`` (``sentral.pbx.hunting``); transfer recalls will be another.
+made by a ``GroupCalls`` (``sentral.pbx.hunting``); a transfer's recall rings with ``RingAll``.
 
 Who is on the phone. The controller counts, per extension, the answered calls it is in (``busy``)
 and tells a ``LineObserver`` (presence, busy-lamp fields) each extension's phase in each call:
-trying, early (ringing), confirmed (talking), terminated. When an extension's last call ends,
-``GroupCalls.freed`` may start a call waiting in a queue.
+trying, early (ringing), confirmed (talking), terminated; a ringing extension's with the ids of
+Sentral's early dialog with its phone (``DialogIds``), which a busy-lamp key's pickup replaces.
+When an extension's last call ends, ``GroupCalls.freed`` may start a call waiting in a queue.
 
 Offer/answer. Each leg keeps an ``OfferAnswer``, which tells whether a body is an offer or an
 answer and refuses a colliding request (491 for glare, 500 with Retry-After for an overlap). A
@@ -61,24 +62,25 @@ INVITE without SDP cannot get early media without reliable provisional responses
 does not do, so such a caller hears ringback instead.
 
 Features. What is built on this core lives in ``sentral.pbx.features``, one module each (parking,
-the feature codes, attended transfer; blind transfer and pickup to come), and speaks the core's
-vocabulary: ``ring`` a contact for a call, ``fail`` or ``hang_up`` a call, ``hang_up_leg_at`` a
-time, ``connect_held`` and ``take_over`` (bridge a leg to a phone that waits alone), ``adopt``
-(move a leg, dialog, relay ports and all, into another call: an attended transfer), ``resume``
-(offer a phone left on hold the relay again), ``leg_of`` (find a dialog), ``answer_and_play``,
-``accept_refer`` and ``notify_refer``, ``arm`` a call's timer, ``changed`` and ``tell_line``
+blind and attended transfer, the feature codes, pickup), and speaks the core's vocabulary: ``ring``
+a contact for a call, ``fail`` or ``hang_up`` a call, ``hang_up_leg_at`` a time, ``connect_held``
+and ``take_over`` (bridge a leg to a phone that waits alone), ``adopt`` (move a leg, dialog, relay
+ports and all, into another call: an attended transfer), ``resume`` (offer a phone left on hold the
+relay again), ``leg_of`` (find a dialog), ``answer_and_play``, ``accept_refer`` and
+``notify_refer`` (a transfer's progress), ``arm`` a call's timer, ``changed`` and ``tell_line``
 (publish a state), and the media layer. The core asks its ``CallFeature`` objects, in turn, at five
-hooks: a new call to a number the dial plan gives a feature (``Feature``, ``Park``, ``Retrieve``),
-keys pressed during a call (the last ``KEYS_KEPT``, each within ``KEY_GAP`` of the one before), a
-REFER (after the dial plan has decided its target), what the port carried out for a feature
-(``feature_done``), and a new INVITE with Replaces (RFC 3891) naming a dialog of a live call of the
-same clinic (``replaces``; one naming no such dialog is 481 before any feature is asked, a
-malformed one 400). A REFER no feature takes, which today is a blind transfer but to a park number,
-is refused with 501: the transfer module will take it there. A feature that holds an answered call
-with its A leg alone (a parked call) is the call's ``holder`` (``CallHolder``): the strategy's
-commands for that call, and its timer (``recall_at``), go to the feature, which is told when the
-call ends. A phone done with a call that goes on (a parker) hears its prompt and gets a BYE at
-``leave_at``, unless it hangs up first.
+hooks: a new call to a number the dial plan gives a feature (``Feature``, ``Park``, ``Retrieve``,
+``Pickup``), keys pressed during a call (the last ``KEYS_KEPT``, each within ``KEY_GAP`` of the one
+before), a REFER (after the dial plan has decided its target), what the port carried out for a
+feature (``feature_done``), and a new INVITE with Replaces (RFC 3891) naming a dialog of a live
+call of the same clinic (``replaces``; one naming no such dialog is 481 before any feature is
+asked, a malformed one 400). A REFER no feature takes is refused with 501. A feature that holds an
+answered call with its A leg alone (a parked call, a transferred call ringing its target) is the
+call's ``holder`` (``CallHolder``): the strategy's commands for that call, and its timer
+(``recall_at``), go to the feature, which is told when the call ends; the INVITEs that ring someone
+for it carry ``Referred-By`` when the call's ``referred_by`` is set (RFC 3892). A phone done with a
+call that goes on (a parker, a transferring phone) hears its prompt and gets a BYE at ``leave_at``,
+unless it hangs up first.
 
 Dead media. ``check_media`` hangs up answered calls whose phones have sent no media for a while
 (longer while a phone is on hold), with the cause "no media"; the driver calls it every few
@@ -129,6 +131,7 @@ from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
 from sentral.pbx.sip import entropy
 from sentral.pbx.sip.dialog import Dialog, DialogError, DialogState, ForkedDialogs
+from sentral.pbx.sip.dialog_info import DialogIds
 from sentral.pbx.sip.errors import SipError, reason_phrase
 from sentral.pbx.sip.headers import parse_name_addr
 from sentral.pbx.sip.message import Request, Response, make_response
@@ -169,6 +172,7 @@ from sentral.routing.dialplan import (
 )
 from sentral.routing.groups import REJECT_STATUSES as REJECTS
 from sentral.routing.park import Park, ParkLots, Retrieve
+from sentral.routing.pickup import Pickup
 
 # Option tags we implement: a request requiring anything else gets 420 (RFC 3261 §8.2.2.3).
 SUPPORTED = ("timer", "replaces")
@@ -216,8 +220,9 @@ class CallPort(Protocol):
     def send_ack(self, request: Request, target: Target) -> None:
         """Send the end-to-end ACK of a 2xx (no transaction)."""
 
-    def cancel(self, tx: ClientTransaction) -> None:
-        """CANCEL the INVITE of ``tx`` (held by the transaction layer until a 1xx came)."""
+    def cancel(self, tx: ClientTransaction, reason: str = "") -> None:
+        """CANCEL the INVITE of ``tx`` (held by the transaction layer until a 1xx came), with
+        ``reason`` as its Reason header (RFC 3326) when given."""
 
     def local_address(self, target: Target) -> tuple[str, int]:
         """The host and port we are reached at by ``target`` (for Via and Contact)."""
@@ -582,9 +587,15 @@ class RingAll:
     any of their phones ends the call with that status; otherwise (a role call) the others ring on.
     """
 
-    def __init__(self, deadline: float = inf, *, direct: bool = True) -> None:
+    def __init__(self, deadline: float = inf, *, direct: bool = True, first: int = 0) -> None:
         self.deadline = deadline
         self.direct = direct
+        # The B legs before this index are none of its business (a held call's legs from before
+        # it rings someone: a transferring phone's, still up until it hangs up).
+        self.first = first
+
+    def _legs(self, call: Call) -> list[Leg]:
+        return call.b_legs[self.first :] if self.first else call.b_legs
 
     def next_deadline(self) -> float:
         return self.deadline
@@ -597,19 +608,21 @@ class RingAll:
             case LegRinging(leg=leg, response=response):
                 return [RingCaller(leg, response)]
             case LegAnswered(leg=leg, response=response):
-                others = [Cancel(other, "answered elsewhere") for other in call.b_legs if other is not leg]
+                legs = self._legs(call)
+                others = [Cancel(other, "answered elsewhere") for other in legs if other is not leg]
                 return [Connect(leg, response), *others]
             case LegFailed(status=status):
+                legs = self._legs(call)
                 if self.direct and status in REJECTS:
-                    cancels = [Cancel(leg, "rejected") for leg in call.b_legs if not leg.done]
+                    cancels = [Cancel(leg, "rejected") for leg in legs if not leg.done]
                     return [*cancels, Fail(status, "", f"{status} {_reason_text(status)}")]
-                if any(not leg.done for leg in call.b_legs):
+                if any(not leg.done for leg in legs):
                     return []
-                status, reason = best_failure(leg.status or 480 for leg in call.b_legs)
+                status, reason = best_failure(leg.status or 480 for leg in legs)
                 return [Fail(status, reason)]
             case Timer():
                 self.deadline = inf
-                cancels = [Cancel(leg, "no answer") for leg in call.b_legs if not leg.done]
+                cancels = [Cancel(leg, "no answer") for leg in self._legs(call) if not leg.done]
                 return [*cancels, Fail(480, "No answer", "no answer timeout")]
             case _:
                 assert_never(event)
@@ -639,14 +652,17 @@ class LineObserver(Protocol):
         direction: Party,
         acute: bool,
         now: float,
+        dialog: DialogIds | None = None,
     ) -> None:
-        """``extension``'s part in call ``call_key`` is now ``phase``."""
+        """``extension``'s part in call ``call_key`` is now ``phase``; while it rings, ``dialog``
+        names Sentral's dialog with its phone (what a busy-lamp key's pickup replaces)."""
 
 
 # -- features: what is built on the core ---------------------------------------------------------
 
-# What the dial plan decides for a number a feature owns (a feature code, a park number or slot).
-FeatureDecision = Feature | Park | Retrieve
+# What the dial plan decides for a number a feature owns (a feature code, a park number or slot,
+# a pickup code).
+FeatureDecision = Feature | Park | Retrieve | Pickup
 
 
 class CallFeature(Protocol):
@@ -845,6 +861,12 @@ class Call:
     settle_at: float = inf
     # Each transfer of the call, for its record (the transfer features add them).
     transfers: list[TransferReport] = field(default_factory=list)
+    # While a transfer rings someone for the call: the transferring phone's URI, which the
+    # INVITEs carry as Referred-By (RFC 3892).
+    referred_by: str = ""
+    # Who `sentral calls` shows talking (caller, callee) once a feature gave the call to others
+    # than its caller and callee (a transfer); empty: the call's own.
+    listed: tuple[str, ...] = ()
 
     @property
     def legs(self) -> list[Leg]:
@@ -997,11 +1019,14 @@ class LiveCall:
 
 @dataclass(frozen=True, slots=True)
 class CallSettings:
-    """Timers of call control, in seconds."""
+    """Timers of call control, in seconds, and the language its callers are spoken to in."""
 
     no_answer: float = 60.0
     session_interval: int = 1800
     min_se: int = MIN_SE_FLOOR
+    # A blind transfer nobody answers this long rings the transferring phone again.
+    transfer_recall: float = 30.0
+    language: str = "nb"
 
 
 class Purpose(Enum):
@@ -1326,11 +1351,14 @@ class CallControl:
         if entry is not None:
             old, leg = entry
             remote = leg.dialog.remote_tag if leg.dialog is not None else None
+            # A ringing phone's dialog is one of the early dialogs its INVITE made.
+            early = leg.forks.early if leg.dialog is None and leg.forks is not None else []
             if (
                 old is call
                 or old.over
                 or old.caller.clinic.domain != call.caller.clinic.domain
                 or (remote is not None and remote != replaces.from_tag)
+                or (early and all(dialog.remote_tag != replaces.from_tag for dialog in early))
             ):
                 entry = None
         if entry is None:
@@ -1345,9 +1373,7 @@ class CallControl:
                 return
         self._execute(call, Fail(481, "Dialog Cannot Be Replaced"), now)
 
-    def _ring(
-        self, call: Call, decision: Ring | RingGroup | Feature | Reject | Park | Retrieve, now: float
-    ) -> None:
+    def _ring(self, call: Call, decision: Decision, now: float) -> None:
         """Carry out the dial plan's ``decision`` for ``call``."""
         match decision:
             case Reject(status=status, reason=reason):
@@ -1367,7 +1393,7 @@ class CallControl:
                 call.strategy = self.groups.ring(call, group, call.acute, now)
                 self._event(call, Timer(), now)
                 self._arm(call)
-            case Feature() | Park() | Retrieve():
+            case Feature() | Park() | Retrieve() | Pickup():
                 self._dialled(call, decision, now)
             case _:
                 assert_never(decision)
@@ -1471,6 +1497,7 @@ class CallControl:
         if lines is None:
             return
         phases: dict[str, Phase] = {}
+        ringing: dict[str, Leg] = {}  # each ringing extension's first ringing leg
         a = call.a
         phases[a.extension] = _CALL_PHASE[call.state]
         ended = call.state is CallState.ENDED
@@ -1479,6 +1506,8 @@ class CallControl:
                 phase = Phase.TERMINATED
             else:
                 phase = _LEG_PHASE[leg.state]
+                if phase is Phase.EARLY:
+                    ringing.setdefault(leg.extension, leg)
             known = phases.get(leg.extension)
             if known is None or _PHASE_RANK[phase] > _PHASE_RANK[known]:
                 phases[leg.extension] = phase
@@ -1489,7 +1518,9 @@ class CallControl:
             if before is not phase and (before is not None or phase is not Phase.TERMINATED):
                 told[extension] = phase
                 party = Party.INITIATOR if extension == a.extension else Party.RECIPIENT
-                lines.line(domain, extension, call.id, phase, party, call.acute, now)
+                rung = ringing.get(extension) if phase is Phase.EARLY else None
+                ids = _early_ids(rung) if rung is not None else None
+                lines.line(domain, extension, call.id, phase, party, call.acute, now, dialog=ids)
 
     def _start_b_leg(self, call: Call, row: BindingRow, now: float) -> None:
         target = binding_target(row)
@@ -1549,6 +1580,8 @@ class CallControl:
             headers.extend(leg.timer_request.headers())
         if call.acute:
             headers += [("Priority", "emergency"), ("Alert-Info", ACUTE_ALERT)]
+        if holder is not None and call.referred_by:
+            headers.append(("Referred-By", f"<{call.referred_by}>"))
         body = b""
         if holder is not None:
             body = self.media.offer_locally(call, leg, like=call.a)
@@ -1696,14 +1729,14 @@ class CallControl:
             leg.last_ack = ack
         self.port.send_ack(ack, leg.target)
 
-    def _cancel_leg(self, call: Call, leg: Leg, now: float) -> None:
+    def _cancel_leg(self, call: Call, leg: Leg, now: float, reason: str = "") -> None:
         match leg.state:
             case LegState.CALLING | LegState.EARLY:
                 leg.state = LegState.CANCELLED
                 leg.status = 487
                 leg.ended = now
                 if leg.invite_tx is not None:
-                    self.port.cancel(leg.invite_tx)
+                    self.port.cancel(leg.invite_tx, reason)
                 self.media.release_leg(call, leg)
             case LegState.ANSWERED:
                 if call.winner is not leg:
@@ -1877,7 +1910,9 @@ class CallControl:
         legs = tuple(
             LegReport(
                 leg=leg.id,
-                side=leg.side.value,
+                # A phone that joined the call (a picker, a retriever: an INVITE we answered, its leg
+                # renamed) is on the callee's side of the record; the caller's leg keeps "a".
+                side=Side.B.value if leg.side is Side.A and leg.id != "a" else leg.side.value,
                 target=leg.label,
                 outcome=_outcome(call, leg),
                 status=leg.status,
@@ -2211,7 +2246,10 @@ class CallControl:
                 call.bye_reply = (tx, ok)
                 leg.state = LegState.ENDED
                 leg.ended = now
-                self._hang_up(call, "caller" if leg.side is Side.A else "callee", "BYE", now, spare=leg)
+                # A phone that joined a call as its A side's other party (a picker, a retriever) is
+                # on the callee's side of the record, though its leg is one we answered.
+                by = "caller" if leg.side is Side.A and leg is not call.winner else "callee"
+                self._hang_up(call, by, "BYE", now, spare=leg)
             case "INVITE" | "UPDATE":
                 self._execute(call, ReOffer(leg, tx, request), now)
             case "INFO":
@@ -2662,9 +2700,10 @@ class CallControl:
         """Hand ``event`` to ``call``'s strategy and carry out its commands."""
         self._event(call, event, now)
 
-    def cancel_leg(self, call: Call, leg: Leg, now: float) -> None:
-        """Stop ringing ``leg`` (or BYE it, when it answered and is not the call's)."""
-        self._cancel_leg(call, leg, now)
+    def cancel_leg(self, call: Call, leg: Leg, now: float, reason: str = "") -> None:
+        """Stop ringing ``leg`` (or BYE it, when it answered and is not the call's); ``reason`` is the
+        CANCEL's Reason header (RFC 3326), if any."""
+        self._cancel_leg(call, leg, now, reason)
 
     def hang_up(self, call: Call, cause: str, now: float) -> None:
         """End ``call`` on every leg, Sentral hanging up; ``cause`` is what the record says."""
@@ -2676,9 +2715,9 @@ class CallControl:
         call.leaving = leg
         call.leave_at = at
 
-    def ack(self, leg: Leg, response: Response, body: bytes = b"") -> None:
-        """ACK a 2xx received on ``leg``; with ``body``, the answer to an offer the 2xx made."""
-        self._ack(leg, response, body)
+    def ack(self, leg: Leg, response: Response) -> None:
+        """ACK a 2xx received on ``leg``."""
+        self._ack(leg, response)
 
     def relay(self, call: Call, source: Leg, tx: ServerTransaction, request: Request, now: float) -> None:
         """Pass a re-INVITE, UPDATE or INFO received on ``source`` to the other leg (or answer it
@@ -2690,6 +2729,36 @@ class CallControl:
         played (the record's cause is then the call's ``callee_name``)."""
         self._answer_locally(call, now)
         call.hangup_at = now + after_prompt(self.media.play(call, call.a, names))
+        self._arm(call)
+
+    def answer_caller(self, call: Call, body: bytes, now: float) -> None:
+        """Answer ``call``'s caller, still waiting, with ``body`` (an answer or offer the media layer
+        made for its A leg): the call is answered with its A leg alone until a feature bridges a
+        leg to it (``take_over``). Whatever still rings for the call is the feature's to stop."""
+        a = call.a
+        if call.music:
+            call.music = self.media.music(call, a, False)
+        call.state = CallState.ANSWERED
+        call.answered = a.answered = now
+        call.settle_at = now + self.timings.timeout
+        self.version += 1
+        self._occupy(call, a.extension)
+        headers = [("Contact", a.contact), ("Allow", ALLOW), ("Supported", ", ".join(SUPPORTED))]
+        if call.timer_uas is not None:
+            headers.extend(call.timer_uas.headers())
+            a.timer = SessionTimer.start(
+                call.timer_uas, uas=True, now=now, method=refresh_method(list(a.peer_allow))
+            )
+        headers.append(("Content-Type", SDP))
+        ok = make_response(call.invite, 200, to_tag=a.local_tag, headers=headers, body=body)
+        if a.dialog is None:
+            a.dialog = Dialog.as_uas(call.invite, ok, a.contact)
+        else:
+            a.dialog.response_sent(ok)
+        a.offer.send(ok)
+        a.last_sdp = body
+        a.state = LegState.ANSWERED
+        self._send_2xx(a, _invite_tx(call), ok, now)
         self._arm(call)
 
     def connect_held(self, call: Call, leg: Leg, now: float) -> None:
@@ -2739,26 +2808,27 @@ class CallControl:
         """``extension`` left ``call`` while the call goes on (it parked the call)."""
         self._step_out(call, extension)
 
-    def accept_refer(self, leg: Leg, tx: ServerTransaction, request: Request, outcome: int = 200) -> None:
-        """Answer a REFER received on ``leg`` with 202 and tell the phone at once how the transfer
-        went (a NOTIFY with "200 OK", or the ``outcome`` status the target gave, RFC 3515), which
-        ends its subscription."""
+    def accept_refer(self, leg: Leg, tx: ServerTransaction, request: Request) -> None:
+        """Answer a REFER received on ``leg`` with 202 and tell the phone at once that the transfer
+        succeeded (a NOTIFY with "200 OK", RFC 3515), which ends its subscription."""
         self.port.respond(tx, make_response(request, 202))
-        self.notify_refer(leg, outcome)
+        self.notify_refer(leg, 200)
 
-    def notify_refer(self, leg: Leg, status: int, *, final: bool = True) -> None:
-        """Tell ``leg``'s phone how the transfer it asked for (a REFER answered 202) goes: a NOTIFY
-        whose sipfrag is ``status``; a ``final`` one ends the subscription (RFC 3515 §2.4.5)."""
+    def notify_refer(self, leg: Leg, status: int, reason: str = "") -> None:
+        """Tell ``leg``'s phone how the transfer it asked for (REFER, RFC 3515 §2.4.5) goes: a NOTIFY
+        whose message/sipfrag body is the status line of ``status``; a final status (200 and
+        above) ends the REFER's subscription, 100 keeps it active."""
         dialog = leg.dialog
         if dialog is None:
             return
-        state = "terminated;reason=noresource" if final else "active;expires=60"
+        state = "active;expires=60" if status < 200 else "terminated;reason=noresource"
+        line = f"SIP/2.0 {status} {reason or _reason_text(status)}\r\n"
         try:
             notify = dialog.request(
                 "NOTIFY",
                 via=_via(leg.transport, leg.local),
                 headers=[("Event", "refer"), ("Subscription-State", state)],
-                body=f"SIP/2.0 {status} {_reason_text(status)}\r\n".encode(),
+                body=line.encode(),
                 content_type="message/sipfrag;version=2.0",
             )
         except DialogError:
@@ -2888,8 +2958,8 @@ class CallControl:
 
     def _refer(self, call: Call, leg: Leg, tx: ServerTransaction, request: Request, now: float) -> None:
         """A transfer (REFER, RFC 3515) from ``leg``'s phone: the features are offered what the dial
-        plan makes of its target. A transfer no feature takes (to a phone: the transfer feature to
-        come) is refused with 501."""
+        plan makes of its target. A transfer no feature takes (an attended one, while no feature
+        serves those) is refused with 501."""
         values = request.header_values("refer-to")
         if len(values) != 1:
             self.port.respond(tx, make_response(request, 400, "A REFER needs one Refer-To"))
@@ -2905,7 +2975,7 @@ class CallControl:
             if feature.refer(call, leg, tx, request, decision, now):
                 return
         self.port.respond(
-            tx, make_response(request, 501, "Only Transfers To Park", headers=[("Allow", ALLOW)])
+            tx, make_response(request, 501, "Transfer Not Supported", headers=[("Allow", ALLOW)])
         )
 
     def _keyed(self, call: Call, leg: Leg, digit: Digit, now: float) -> None:
@@ -3121,8 +3191,8 @@ class CallControl:
             LiveCall(
                 call_id=call.id,
                 clinic=call.caller.clinic.domain,
-                caller=call.caller.extension,
-                callee=call.callee,
+                caller=call.listed[0] if call.listed else call.caller.extension,
+                callee=call.listed[1] if call.listed else call.callee,
                 state=HELD if call.state is CallState.ANSWERED and _on_hold(call) else call.state.value,
                 started=call.started,
                 answered=call.answered,
@@ -3149,6 +3219,15 @@ _LEG_PHASE = {
 }
 # When one extension has several legs in a call (two phones), the most advanced phase shows.
 _PHASE_RANK = {Phase.TERMINATED: 0, Phase.TRYING: 1, Phase.EARLY: 2, Phase.CONFIRMED: 3}
+
+
+def _early_ids(leg: Leg) -> DialogIds | None:
+    """The ids of the early dialog of a ringing B leg, as its phone holds it (the phone's tag
+    local, ours remote); None when its phone sent no tag."""
+    early = leg.forks.early if leg.forks is not None else []
+    if not early:
+        return None
+    return DialogIds(leg.call_id, early[0].remote_tag, leg.local_tag)
 
 
 def _on_hold(call: Call) -> bool:

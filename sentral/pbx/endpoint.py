@@ -542,9 +542,9 @@ class Endpoint:
             trace_log.debug("sip_out", peer=f"{target.transport}:{target.host}:{target.port}", message=_text(data))
         self.transports.send(data, target)
 
-    def cancel(self, tx: ClientTransaction) -> None:
-        """CANCEL an INVITE client transaction."""
-        cancel_tx, actions = self.layer.cancel(tx, time.monotonic())
+    def cancel(self, tx: ClientTransaction, reason: str = "") -> None:
+        """CANCEL an INVITE client transaction (``reason``: its Reason header, if any)."""
+        cancel_tx, actions = self.layer.cancel(tx, time.monotonic(), reason)
         if cancel_tx is not None:
             target = self._targets.get(tx)
             if target is not None:

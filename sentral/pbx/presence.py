@@ -25,6 +25,10 @@ NOTIFY answered with an error or never answered ends the subscription (RFC 6665 
 Limits keep a misbehaving phone or a flood from holding unbounded state: a number of
 subscriptions per subscribing extension and in total, beyond which a SUBSCRIBE gets 503.
 
+A ringing line's dialog carries the ids of Sentral's dialog with the ringing phone (``dialog`` in
+``line``), so that a busy-lamp key can pick the call up with an INVITE with Replaces; they are
+dropped once the line is answered.
+
 A park slot can be watched like an extension: call control reports the call parked on it as
 that slot's line, confirmed while it waits, so a busy-lamp key on 701 is lit exactly while a call
 is parked there (its presence is always closed: a slot has no phone).
@@ -46,7 +50,13 @@ from sentral.config.directory import ClinicEntry, Directory
 from sentral.pbx.sip import entropy
 from sentral.pbx.sip.dialog import DialogError
 from sentral.pbx.sip.dialog_info import CONTENT_TYPE as DIALOG_INFO
-from sentral.pbx.sip.dialog_info import DialogDirection, DialogEntry, DialogInfoState, dialog_info
+from sentral.pbx.sip.dialog_info import (
+    DialogDirection,
+    DialogEntry,
+    DialogIds,
+    DialogInfoState,
+    dialog_info,
+)
 from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.event import (
     EventHeader,
@@ -114,7 +124,7 @@ NOTES = {Lamp.IDLE: "Available", Lamp.RINGING: "Ringing", Lamp.BUSY: "On the pho
 LOGGED_OFF = "Logged off"
 
 # What a subscriber is told, in a form that compares equal when a NOTIFY would say the same.
-DialogView = tuple[tuple[str, Phase, Direction], ...]
+DialogView = tuple[tuple[str, Phase, Direction, DialogIds | None], ...]
 PresenceView = tuple[Basic, str]
 
 
@@ -157,11 +167,13 @@ class _Line:
     phase: Phase
     direction: Direction
     acute: bool
+    ids: DialogIds | None
 
-    def __init__(self, phase: Phase, direction: Direction, acute: bool) -> None:
+    def __init__(self, phase: Phase, direction: Direction, acute: bool, ids: DialogIds | None) -> None:
         self.phase = phase
         self.direction = direction
         self.acute = acute
+        self.ids = ids
 
 
 @dataclass(eq=False, slots=True)
@@ -331,8 +343,10 @@ class PresenceHub:
         direction: Direction,
         acute: bool,
         now: float,
+        dialog: DialogIds | None = None,
     ) -> None:
-        """``extension``'s part in call ``call_key`` is now ``phase``."""
+        """``extension``'s part in call ``call_key`` is now ``phase``; ``dialog`` names the ringing
+        dialog a busy-lamp key may pick up with Replaces."""
         aor = (domain.lower(), extension)
         lines = self._lines.get(aor)
         if phase is Phase.TERMINATED:
@@ -350,9 +364,15 @@ class PresenceHub:
         if lines is None:
             lines = self._lines[aor] = {}
         line = lines.get(call_key)
-        if line is not None and (line.phase, line.direction, line.acute) == (phase, direction, acute):
+        ids = dialog if phase is Phase.EARLY else None
+        if line is not None and (line.phase, line.direction, line.acute, line.ids) == (
+            phase,
+            direction,
+            acute,
+            ids,
+        ):
             return
-        lines[call_key] = _Line(phase, direction, acute)
+        lines[call_key] = _Line(phase, direction, acute, ids)
         self.version += 1
         self._changed(aor, now)
 
@@ -417,7 +437,7 @@ class PresenceHub:
         lines = self._lines.get(aor)
         if not lines:
             return ()
-        return tuple((key, line.phase, line.direction) for key, line in lines.items())
+        return tuple((key, line.phase, line.direction, line.ids) for key, line in lines.items())
 
     def _presence_view(self, aor: Aor) -> PresenceView:
         staff = self.directory().staff_for(*aor)
@@ -436,8 +456,8 @@ class PresenceHub:
             case Package.DIALOG:
                 dialogs = self._dialog_view(watcher.watched)
                 entries = [
-                    DialogEntry(key, DialogInfoState(phase.value), DialogDirection(direction.value))
-                    for key, phase, direction in dialogs
+                    DialogEntry(key, DialogInfoState(phase.value), DialogDirection(direction.value), ids)
+                    for key, phase, direction, ids in dialogs
                 ]
                 return dialogs, dialog_info(entity, version, entries)
             case Package.PRESENCE:

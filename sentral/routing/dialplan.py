@@ -11,6 +11,8 @@ The default plan asks, in order:
 - ``FeatureCodeResolver``: the feature codes staff dial to log in and out (``FEATURE_CODES``);
 - ``ParkResolver`` (``sentral.routing.park``): a park lot's number (``Park``, refused when dialled
   with nothing to park) and its slots (``Retrieve``, the call parked there);
+- ``PickupResolver`` (``sentral.routing.pickup``): ``*8`` and ``**EXT`` pick up a ringing call
+  (``Pickup``);
 - ``NumberResolver``: a group's or function's number or acute number (``RingGroup``, which call
   control hands to the group's hunt and queue), or a role's number;
 - ``RoleResolver``: ``role-NAME`` rings everyone holding that role whose phone is on, but for the
@@ -36,6 +38,7 @@ from typing import Protocol
 from sentral.config.directory import ClinicEntry, Directory, GroupEntry, RoleEntry, StaffEntry
 from sentral.config.store import BindingRow
 from sentral.routing.park import Park, ParkResolver, Retrieve
+from sentral.routing.pickup import Pickup, PickupResolver
 
 # (domain, extension) -> the live bindings of that address of record.
 BindingsLookup = Callable[[tuple[str, str]], Sequence[BindingRow]]
@@ -131,7 +134,7 @@ class Reject:
     reason: str
 
 
-Decision = Ring | RingGroup | Feature | Reject | Park | Retrieve
+Decision = Ring | RingGroup | Feature | Reject | Park | Retrieve | Pickup
 
 
 class Resolver(Protocol):
@@ -221,6 +224,7 @@ class DialPlan:
             else (
                 FeatureCodeResolver(),
                 ParkResolver(),
+                PickupResolver(),
                 NumberResolver(),
                 RoleResolver(),
                 ExtensionResolver(),

@@ -15,6 +15,7 @@ from sentral.pbx.call import Call, CallControl, Caller, CallState
 from sentral.pbx.features import standard as standard_features
 from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
+from sentral.pbx.sip.dialog_info import DialogIds
 from sentral.pbx.sip.message import Request, Response, make_response
 from sentral.pbx.sip.transaction import (
     ClientTransaction,
@@ -70,6 +71,7 @@ class Lines:
         direction: Party,
         acute: bool,
         now: float,
+        dialog: DialogIds | None = None,
     ) -> None:
         self.seen.append((extension, call_key, phase.value))
 

@@ -71,6 +71,7 @@ class FakePort:
     requests: list[tuple[Request, Target, ClientTransaction]] = field(default_factory=list)
     acks: list[tuple[Request, Target]] = field(default_factory=list)
     cancels: list[ClientTransaction] = field(default_factory=list)
+    cancel_reasons: list[str] = field(default_factory=list)  # each CANCEL's Reason header, "" if none
     reports: list[CallReport] = field(default_factory=list)
     features: list[tuple[Call, Feature]] = field(default_factory=list)
 
@@ -85,8 +86,9 @@ class FakePort:
     def send_ack(self, request: Request, target: Target) -> None:
         self.acks.append((request, target))
 
-    def cancel(self, tx: ClientTransaction) -> None:
+    def cancel(self, tx: ClientTransaction, reason: str = "") -> None:
         self.cancels.append(tx)
+        self.cancel_reasons.append(reason)
 
     def local_address(self, target: Target) -> tuple[str, int]:
         return ("127.0.0.1", 5060)

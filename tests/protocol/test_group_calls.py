@@ -27,6 +27,7 @@ from sentral.pbx.features import standard as standard_features
 from sentral.pbx.hunting import Hunting
 from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
+from sentral.pbx.sip.dialog_info import DialogIds
 from sentral.pbx.sip.message import Request, Response, make_response
 from sentral.pbx.sip.transaction import (
     ClientTransaction,
@@ -94,6 +95,7 @@ class LineLog:
         direction: Party,
         acute: bool,
         now: float,
+        dialog: DialogIds | None = None,
     ) -> None:
         self.seen.append((extension, phase.value, direction.value, acute))
 

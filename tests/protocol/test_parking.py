@@ -232,10 +232,9 @@ def test_a_blind_transfer_to_the_park_number_parks_the_other_phone() -> None:
     assert len(c.byes("1002")) == 1 and call.state is CallState.ANSWERED
 
 
-def test_transfers_elsewhere_are_not_served_yet_and_bad_ones_are_refused() -> None:
+def test_a_transfer_to_a_refer_to_that_cannot_be_read_is_400_and_parks_nothing() -> None:
     c = Clinic()
     call = c.talking()
-    assert c.port.statuses(refer(c, f"<sip:1003@{DOMAIN}>", 1.0)) == [501]
     assert c.port.statuses(refer(c, "<sip:700@[nonsense", 1.1, cseq=3))[-1] == 400
     assert not call.parked and call.winner is not None and c.port.sent("NOTIFY") == []
 

@@ -25,6 +25,7 @@ from sentral.pbx.location import Location
 from sentral.pbx.presence import Direction, Lamp, LineState, Phase, PresenceHub, PresenceLimits
 from sentral.pbx.registrar import Registrar, RegistrarPolicy
 from sentral.pbx.sip.auth import DigestAuthority, compute_ha1, compute_response
+from sentral.pbx.sip.dialog_info import DialogIds
 from sentral.pbx.sip.message import Request, Response, make_response, parse_message
 from sentral.pbx.sip.transaction import (
     ClientTransaction,
@@ -250,6 +251,25 @@ def test_the_document_names_calls_by_our_key_only(world: World) -> None:
     [dialog] = ET.fromstring(notify.body).findall(f"{DI}dialog")
     assert dialog.attrib == {"id": "call-42", "direction": "initiator"}
     assert [child.tag for child in dialog] == [f"{DI}state"]  # no identities, no SIP Call-ID or tags
+
+
+def test_a_ringing_dialog_names_the_ids_a_pickup_replaces_and_only_while_it_rings(world: World) -> None:
+    phone = Phone(world)
+    phone.subscribe()
+    phone.take()
+    ids = DialogIds("b-leg@sentral", "phone-tag", "our-tag")
+    world.hub.line(DOMAIN, "1002", "call-42", Phase.EARLY, Direction.RECIPIENT, False, 0.0, dialog=ids)
+    [dialog] = ET.fromstring(phone.take().body).findall(f"{DI}dialog")
+    assert dialog.attrib == {
+        "id": "call-42",
+        "call-id": "b-leg@sentral",
+        "local-tag": "phone-tag",
+        "remote-tag": "our-tag",
+        "direction": "recipient",
+    }
+    world.hub.line(DOMAIN, "1002", "call-42", Phase.CONFIRMED, Direction.RECIPIENT, False, 1.0, dialog=ids)
+    [dialog] = ET.fromstring(phone.take().body).findall(f"{DI}dialog")
+    assert dialog.attrib == {"id": "call-42", "direction": "recipient"}
 
 
 def test_calls_of_other_extensions_and_repeated_states_send_nothing(world: World) -> None:

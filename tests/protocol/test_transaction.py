@@ -610,6 +610,17 @@ def test_build_cancel_follows_section_9_1() -> None:
     assert cancel.header("to") == invite.header("to") and cancel.header("from") == invite.header("from")
     assert cancel.call_id == invite.call_id
     assert cancel.header_values("route") == ["<sip:edge.example;lr>"]
+    assert cancel.header("reason") is None
+
+
+def test_a_cancel_says_why_in_a_reason_header_when_given_one() -> None:
+    layer = TransactionLayer()
+    invite_tx, _ = layer.send_request(outgoing(), TRUNK, False, 0.0)
+    why = 'SIP;cause=200;text="Call completed elsewhere"'
+    cancel_tx, _ = layer.cancel(invite_tx, 0.2, why)
+    assert cancel_tx is not None
+    cancel = parse_message(cancel_tx.request.to_bytes())
+    assert isinstance(cancel, Request) and cancel.header("reason") == why
 
 
 def test_cancel_is_held_until_a_provisional_response_arrives() -> None:

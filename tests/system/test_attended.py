@@ -1,8 +1,8 @@
 """Attended transfer as three pjsua2 phones see it: Bob talks to Alice, holds her, calls Carol and
 transfers Alice to Carol with pjsua2's attended transfer (REFER with Replaces); Alice and Carol then
 hear each other (tones crossing, checked by FFT), Bob's phone is left with no call, and `sentral
-cdr --json` shows both calls. Semi-attended: Bob transfers while Carol's phone still rings, Alice
-hears music until Carol answers.
+cdr --json` shows both calls. Semi-attended: Bob transfers while Carol's phone still rings; it rings
+again for Alice, who hears music until Carol answers.
 
 One server for the module: each test counts the records it adds.
 """
@@ -124,18 +124,20 @@ def test_bob_transfers_alice_while_carol_rings_and_she_talks_to_alice_when_she_a
     bob.wait_call_state(consult, "DISCONNECTED")
     bob.wait_call_state(b_call, "DISCONNECTED", timeout=10)
     assert bob.request("calls")["calls"] == []
-    # Carol's phone rings on, for Alice now, who hears music meanwhile.
+    # Bob's call to Carol ends, and her phone rings again, for Alice, who hears music meanwhile.
+    carol.wait_call_state(c_call, "DISCONNECTED")
+    again = carol.wait_incoming("1003")
+    assert "1001" in again["remote_uri"], again
     alice.wait_event("media_state", call=a_call, status="active")
     assert_music(record(alice, a_call, tmp_path / "waiting.wav", 2.0), "Alice waiting", (A_TONE, B_TONE))
-    assert carol.request("call_info", call=c_call)["state"] == "EARLY"  # still ringing
     [consultation] = new_records(clinic, before, 1)
     assert consultation["hangup_reason"] == "attended transfer" and consultation["status_to_caller"] == 480
 
-    carol.answer(c_call)
-    carol.wait_event("media_state", call=c_call, status="active")
-    assert_talking(alice, a_call, carol, c_call, tmp_path)
+    carol.answer(again["call"])
+    carol.wait_event("media_state", call=again["call"], status="active")
+    assert_talking(alice, a_call, carol, again["call"], tmp_path)
     alice.hangup(a_call)
-    carol.wait_call_state(c_call, "DISCONNECTED")
+    carol.wait_call_state(again["call"], "DISCONNECTED")
     _, transferred = new_records(clinic, before, 2)
     assert outcomes(transferred) == ["answered", "transferred", "answered"]
     assert transferred["hangup_by"] == "caller"

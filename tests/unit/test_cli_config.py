@@ -56,6 +56,7 @@ def test_serve_takes_its_options_from_the_file(db: str, served: list[ServeConfig
         tmp_path / "sentral.toml",
         'listen = ["udp:127.0.0.1:5071", "tcp:127.0.0.1:5071"]\n'
         "no-answer-timeout = 30\n"
+        "transfer-recall = 12\n"
         "drain_timeout = 5\n"  # underscores spell the same key
         "direct-media = true\n"
         'trust = "192.0.2.0/24"\n'  # a single value for a repeatable option
@@ -67,6 +68,7 @@ def test_serve_takes_its_options_from_the_file(db: str, served: list[ServeConfig
     got = served[-1]
     assert got.listens == (Listen("udp", "127.0.0.1", 5071), Listen("tcp", "127.0.0.1", 5071))
     assert (got.no_answer_timeout, got.drain_timeout, got.direct_media) == (30.0, 5.0, True)
+    assert got.transfer_recall == 12.0
     assert (got.trusted, got.log_format, got.spool_dir) == (
         ("192.0.2.0/24",),
         "json",

@@ -12,12 +12,16 @@ call's commands and its timer until it lets go.
 
 - ``park``: the in-call park code (``#72``), a transfer to the park number, taking a parked call
   by dialling its slot, the recall, and the slots' busy-lamp keys;
+- ``transfer``: what happens on REFER: a blind transfer to any other number of the clinic, carried
+  out by Sentral, and the recall to the transferring phone when nobody takes the call;
+- ``attended``: attended and semi-attended transfers (a REFER with Replaces; a semi-attended one
+  goes on as ``transfer``'s blind transfer), and a phone taking over an answered call (an INVITE
+  with Replaces naming a confirmed dialog);
 - ``codes``: what call control does for the feature codes staff dial (``*45``-``*48``);
-- ``attended``: attended and semi-attended transfers (REFER with Replaces), and a phone taking
-  over an answered call (INVITE with Replaces); asked first, so that a REFER with Replaces is its.
+- ``pickup``: answering a colleague's ringing call (``**EXT``, ``*8``, and a busy-lamp key's
+  INVITE with Replaces for a ringing dialog).
 
-A blind transfer (REFER to a phone) and call pickup will each be a module here too; until the
-transfer module exists the core refuses a REFER no feature takes with 501.
+The core refuses a REFER no feature takes with 501.
 """
 
 from __future__ import annotations
@@ -28,11 +32,14 @@ from sentral.pbx.call import CallControl, CallFeature
 from sentral.pbx.features.attended import AttendedTransfer
 from sentral.pbx.features.codes import FeatureCodes
 from sentral.pbx.features.park import Parking
+from sentral.pbx.features.pickup import CallPickup
+from sentral.pbx.features.transfer import Transfer
 
 
 def standard(core: CallControl) -> Sequence[CallFeature]:
     """The features a clinic's call control has, in the order they are asked."""
-    return (AttendedTransfer(core), Parking(core), FeatureCodes(core))
+    transfer = Transfer(core)
+    return (Parking(core), transfer, AttendedTransfer(core, transfer), FeatureCodes(core), CallPickup(core))
 
 
 __all__ = ["standard"]

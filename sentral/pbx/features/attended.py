@@ -17,12 +17,11 @@ transfer worked (202, then a NOTIFY with "200 OK"); B's leg of call 1 gets a BYE
 call 2 at once, as that call ends with its own record, cause "attended transfer". Call 1's record
 gains C's leg and a ``TransferReport`` of kind "attended".
 
-Semi-attended. B transfers while C still rings (call 2 is not answered; B is its caller). C's
-ringing legs move into call 1 the same way, B's leg of call 1 leaves as above, call 2 ends, and
-call 1 is held by this feature (``CallHolder``) with A alone, hearing music, until C answers: then
-A and C talk (the record says "semi-attended", "answered"). When C rejects or does not answer in
-time (``no_answer``), B's phones ring again, shown as a returned transfer; B answering takes the
-call back ("returned"), nobody answering ends it ("failed").
+Semi-attended. B transfers while C still rings (call 2 is not answered; B is its caller): call 2
+ends, and call 1 goes on as the blind transfer of ``sentral.pbx.features.transfer`` would to the
+number B dialled, with its recall rule: A hears music, C's phone rings again, now for A (showing
+A), and A and C talk when C answers; when C rejects or does not answer, B's phones ring again. Its
+``TransferReport`` is of kind "semi-attended".
 
 Direct media. Phones are joined at the relay, so a phone of A's or C's whose media passes it by
 (direct media) is brought there first (``CallControl.to_relay``, a re-INVITE): the REFER is
@@ -30,8 +29,7 @@ answered 202 with a NOTIFY "100 Trying" meanwhile, the transfer is made when the
 (if the calls are still as they were), and the final NOTIFY says "200 OK", or "501" when the
 phone did not take the relay's offer (the calls then go on as they were). Another REFER for the
 same calls meanwhile gets 491. Without a relay at all (``serve --direct-media``: an SDP exchange
-with each phone would be needed, which is not done), and for a target still ringing with B's
-media offered directly, the transfer is refused with 501.
+with each phone would be needed, which is not done) the transfer is refused with 501.
 
 Refusals. A Replaces naming no dialog of Sentral's is answered as the target would answer it: 202,
 then a NOTIFY with "481 Call/Transaction Does Not Exist", and the calls go on. Naming the dialog of
@@ -46,58 +44,28 @@ gets 403.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from math import inf
-from typing import assert_never
 
 from sentral.pbx.call import (
     TRANSFER_HANGUP,
-    Announce,
     Call,
     CallControl,
     CallState,
-    Cancel,
-    Command,
-    Connect,
-    Fail,
     FeatureDecision,
-    HangUp,
     Leg,
     LegState,
-    ReOffer,
-    RingAll,
-    Ringback,
-    RingCaller,
-    Route,
-    Timer,
     TransferReport,
-    Try,
 )
+from sentral.pbx.features.transfer import Transfer
 from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.headers import parse_name_addr
-from sentral.pbx.sip.message import Request, Response, make_response
+from sentral.pbx.sip.message import Request, make_response
 from sentral.pbx.sip.replaces import Replaces, replaces_of_uri
-from sentral.pbx.sip.sdp import OfferState
 from sentral.pbx.sip.transaction import ServerTransaction
-from sentral.routing.dialplan import Decision, Query, Ring
+from sentral.routing.dialplan import Decision, Query, Ring, RingGroup
 
 # What the record says of a call ended because its parties were handed to another call.
 CAUSE = "attended transfer"
-UNANSWERED = (LegState.CALLING, LegState.EARLY)
-
-
-def _sdp_of(response: Response) -> bytes:
-    return response.body if response.body and response.content_type == "application/sdp" else b""
-
-
-@dataclass(slots=True)
-class _Waiting:
-    """A semi-attended transfer whose target still rings (or whose transferer is rung again)."""
-
-    by: str  # the transferring extension
-    report: int  # its TransferReport's index in the call's transfers
-    returned: bool = False  # the target did not answer: the transferer's phones ring
 
 
 @dataclass(eq=False, slots=True)
@@ -112,6 +80,7 @@ class _Plan:
     by_second: Leg
     transferee: Leg
     target: Leg | None
+    ring: Ring | RingGroup | None = None  # semi-attended: what rings the target again
 
 
 @dataclass(eq=False, slots=True)
@@ -138,12 +107,12 @@ def _stands(plan: _Plan) -> bool:
 
 
 class AttendedTransfer:
-    """The attended transfer feature: a ``CallFeature``, and the ``CallHolder`` of calls whose
-    semi-attended transfer target still rings."""
+    """The attended transfer feature: a ``CallFeature``; a semi-attended transfer goes on as a blind
+    one of ``blind``'s."""
 
-    def __init__(self, core: CallControl) -> None:
+    def __init__(self, core: CallControl, blind: Transfer) -> None:
         self.core = core
-        self._waiting: dict[str, _Waiting] = {}  # held call's id -> its transfer
+        self.blind = blind
         self._relaying: set[str] = set()  # ids of calls whose transfer waits for a phone to move
 
     # -- the core's hooks
@@ -172,7 +141,8 @@ class AttendedTransfer:
         named = self._named(replaces)
         if named is None:
             # What the target, Sentral, would answer the INVITE the REFER asks for.
-            self.core.accept_refer(leg, tx, request, 481)
+            self.core.port.respond(tx, make_response(request, 202))
+            self.core.notify_refer(leg, 481)
             return True
         other, mine = named
         if call.id in self._relaying or other.id in self._relaying:
@@ -278,13 +248,6 @@ class AttendedTransfer:
         and then nothing changed."""
         plan = self._plan(call, leg, other, mine)
         media = self.core.media
-        if plan.target is None and not any(
-            media.anchored(plan.second, ringing)
-            for ringing in plan.second.b_legs
-            if ringing.state in UNANSWERED
-        ):
-            # The target's phone was offered Bob's media directly: nothing to join it with at the relay.
-            raise SipError(501, "Attended Transfer Needs Media Through Sentral")
         wanted = [(plan.kept, plan.transferee)]
         if plan.target is not None:
             wanted.append((plan.second, plan.target))
@@ -313,7 +276,7 @@ class AttendedTransfer:
             # The phone has been offered the relay and answers later: Bob's phone is told meanwhile.
             job.accepted = True
             self.core.port.respond(job.tx, make_response(job.request, 202))
-            self.core.notify_refer(job.leg, 100, final=False)
+            self.core.notify_refer(job.leg, 100)
 
     def _moved(self, job: _Relaying, moved: bool, now: float) -> None:
         job.steps += 1
@@ -351,23 +314,44 @@ class AttendedTransfer:
             )
 
     def _join(self, plan: _Plan, now: float) -> None:
-        """Move the target's leg (or its ringing legs) into the kept call; SipError when its media
-        cannot follow, and then nothing changed."""
+        """Join the transferee with the target: move the target's leg into the kept call, or
+        (semi-attended) see that the number Bob dialled can be rung for it. SipError when it
+        cannot be done, and then nothing changed."""
         if plan.target is not None:
             self._attended(plan, plan.target, now)
         else:
-            self._semi_attended(plan, now)
+            plan.ring = self._ringable(plan)
 
     def _wrap_up(self, plan: _Plan, now: float) -> None:
         """Bob's legs go: the kept call's when his phone hangs up (or after ``TRANSFER_HANGUP``),
-        the other with its call, which ends now."""
+        the other with its call, which ends now (a target still ringing in it is cancelled, and
+        rung again for the transferee as a blind transfer's target)."""
         core = self.core
-        core.hang_up_leg_at(plan.kept, plan.by_kept, now + TRANSFER_HANGUP)
         plan.by_second.outcome = "transferred"
         core.hang_up(plan.second, CAUSE, now)
+        if plan.ring is not None:
+            self.blind.transfer(
+                plan.kept, plan.by_kept, plan.transferee, plan.second.callee, plan.ring, now, "semi-attended"
+            )
+            self._release(plan.kept, plan.by_kept)
+            if plan.by_kept.holding:
+                core.resume(plan.kept, plan.transferee, now)
+        core.hang_up_leg_at(plan.kept, plan.by_kept, now + TRANSFER_HANGUP)
         core.changed(plan.kept, now)
         core.arm(plan.kept)
         core.members_changed(now)
+
+    def _ringable(self, plan: _Plan) -> Ring | RingGroup:
+        """What the dial plan makes now of the number Bob's ringing call dialled; SipError when
+        it rings nobody any more."""
+        core, second = self.core, plan.second
+        query = Query(
+            second.caller.clinic, second.callee, core.directory(), core.bindings, plan.by_kept.extension
+        )
+        decision = core.dialplan.route(query)
+        if not isinstance(decision, Ring | RingGroup):
+            raise SipError(480, "Temporarily Unavailable")
+        return decision
 
     def _attended(self, plan: _Plan, target: Leg, now: float) -> None:
         core = self.core
@@ -383,139 +367,17 @@ class AttendedTransfer:
         if plan.by_second.holding:
             core.resume(kept, target, now)
 
-    def _semi_attended(self, plan: _Plan, now: float) -> None:
-        core = self.core
-        kept, second, by_kept, transferee = plan.kept, plan.second, plan.by_kept, plan.transferee
-        ringing = [leg for leg in second.b_legs if leg.state in UNANSWERED]
-        if not ringing:
-            raise SipError(403, "Nothing To Transfer")
-        moved = 0
-        for leg in ringing:
-            try:
-                core.adopt(kept, leg, second, now)
-                moved += 1
-            except SipError:
-                if not moved and leg is ringing[-1]:
-                    raise  # none can be joined: the first error is the answer
-                continue  # left in Bob's call, which ends: cancelled
-        self._leave(kept, by_kept, transferee)
-        deadline = second.strategy.next_deadline() if isinstance(second.strategy, RingAll) else inf
-        kept.strategy.ended(kept, now)
-        kept.strategy = RingAll(min(deadline, now + core.settings.no_answer), direct=True)
-        kept.holder = self
-        kept.transfers.append(TransferReport(now, by_kept.extension, "semi-attended", second.callee))
-        self._waiting[kept.id] = _Waiting(by_kept.extension, len(kept.transfers) - 1)
-        core.media.music(kept, transferee, True)
-        if by_kept.holding:
-            core.resume(kept, transferee, now)
-
     def _leave(self, kept: Call, by_kept: Leg, transferee: Leg) -> None:
         """The transferer's leg is out of ``kept``, whose A leg is now the transferee's."""
         _keep_as_a(kept, transferee)
         kept.winner = None
         by_kept.outcome = "transferred"
         self.core.step_out(kept, by_kept.extension)
-        # Its phone hears nothing more, and what it sends must not reach the transferee.
+        self._release(kept, by_kept)
+
+    def _release(self, kept: Call, by_kept: Leg) -> None:
+        # Bob's phone hears nothing more, and what it sends must not reach the transferee.
         self.core.media.release_leg(kept, by_kept)
-
-    # -- the CallHolder of a call whose transfer target rings
-
-    def ring_as(self, call: Call, leg: Leg) -> tuple[str, str]:
-        # The transferer rung again sees whom it transferred.
-        return "Transfer not answered", call.a.extension
-
-    def on_timer(self, call: Call, now: float) -> None:
-        if call.strategy.next_deadline() <= now:
-            self.core.event(call, Timer(), now)
-
-    def ended(self, call: Call, now: float) -> None:
-        waiting = self._waiting.pop(call.id, None)
-        call.holder = None
-        if waiting is not None:
-            self._outcome(call, waiting, "failed")
-
-    def command(self, call: Call, command: Command, now: float) -> None:
-        core = self.core
-        match command:
-            case Try(targets=targets):
-                rung = 0
-                for row in targets:
-                    try:
-                        core.ring(call, row, now)
-                        rung += 1
-                    except SipError:
-                        continue
-                if not rung:
-                    self.command(call, Fail(480, "No contact"), now)
-            case Connect(leg=leg, response=response):
-                self._answered(call, leg, response, now)
-            case Cancel(leg=leg):
-                core.cancel_leg(call, leg, now)
-            case Fail():
-                self._unanswered(call, now)
-            case HangUp(cause=cause):
-                core.hang_up(call, cause, now)
-            case ReOffer(source=source, tx=tx, request=request):
-                core.relay(call, source, tx, request, now)
-            case RingCaller() | Ringback() | Announce() | Route():
-                pass  # the transferee hears music meanwhile
-            case _:
-                assert_never(command)
-
-    def _answered(self, call: Call, leg: Leg, response: Response, now: float) -> None:
-        """The target (or, returned, the transferer) answered: they talk with the transferee."""
-        core = self.core
-        sdp = _sdp_of(response)
-        if sdp and leg.offer.state is OfferState.REMOTE_OFFER:
-            # Bob's call offered nothing, so the target's 2xx makes the offer: answered from the
-            # relay in the transferee's codec, in the ACK.
-            try:
-                body = core.media.answer_locally(call, leg, sdp, like=call.a)
-            except SipError:
-                body = b""  # nothing the two could share: the ACK answers nothing, the call stays silent
-            core.ack(leg, response, body)
-        else:
-            core.ack(leg, response)
-            if sdp:
-                with contextlib.suppress(SipError):
-                    core.media.answer_received(call, leg, sdp)
-        waiting = self._waiting.pop(call.id, None)
-        call.holder = None
-        call.strategy = RingAll()
-        for other in call.b_legs:
-            if other is not leg and other.state in UNANSWERED:
-                core.cancel_leg(call, other, now)
-        core.connect_held(call, leg, now)
-        if waiting is not None:
-            self._outcome(call, waiting, "returned" if waiting.returned else "answered")
-        core.changed(call, now)
-
-    def _unanswered(self, call: Call, now: float) -> None:
-        """Nobody took the transfer: the transferer's phones ring again; when that was them, it ends."""
-        core = self.core
-        for leg in call.b_legs:
-            if leg.state in UNANSWERED:
-                core.cancel_leg(call, leg, now)
-        waiting = self._waiting.get(call.id)
-        decision = None
-        if waiting is not None and not waiting.returned:
-            waiting.returned = True
-            decision = core.dialplan.route(
-                Query(call.caller.clinic, waiting.by, core.directory(), core.bindings)
-            )
-        if not isinstance(decision, Ring):
-            core.hang_up(call, "transfer not answered", now)
-            return
-        call.strategy.ended(call, now)
-        call.strategy = RingAll(now + core.settings.no_answer, direct=True)
-        self.command(call, Try(decision.contacts), now)
-        core.tell_lines(call, now)
-        core.arm(call)
-
-    def _outcome(self, call: Call, waiting: _Waiting, outcome: str) -> None:
-        if waiting.report < len(call.transfers):
-            was = call.transfers[waiting.report]
-            call.transfers[waiting.report] = TransferReport(was.at, was.by, was.kind, was.target, outcome)
 
 
 def _keep_as_a(call: Call, leg: Leg) -> None:

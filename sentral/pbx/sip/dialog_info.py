@@ -12,6 +12,11 @@ no Call-ID or tag of another leg leaves the server), its ``direction`` and its s
 optional ``<local>`` and ``<remote>`` identities are left out on purpose: they would show every
 colleague's lamp who is on the line, and the remote party is often a patient.
 
+A ringing dialog also carries its ``call-id``, ``local-tag`` and ``remote-tag`` (``DialogIds``,
+RFC 4235 §4.1.1): those of the server's own dialog with the watched phone, the local tag being the
+phone's and the remote tag the server's. A busy-lamp key picks the call up with an INVITE carrying
+``Replaces: CALL-ID;to-tag=REMOTE-TAG;from-tag=LOCAL-TAG``. They name nothing of the caller's leg.
+
 The text is built directly, with every value escaped: the structure is fixed and small, and
 this is on the path of every call's state change.
 """
@@ -45,12 +50,24 @@ class DialogDirection(Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class DialogIds:
+    """A dialog's identifiers as the watched entity sees it (RFC 4235 §4.1.1): ``local_tag`` is its
+    phone's tag, ``remote_tag`` the other end's (the server's)."""
+
+    call_id: str
+    local_tag: str
+    remote_tag: str
+
+
+@dataclass(frozen=True, slots=True)
 class DialogEntry:
-    """One ``<dialog>`` element: ``id`` is unique within the document."""
+    """One ``<dialog>`` element: ``id`` is unique within the document; ``ids``, when given, are
+    written as its ``call-id``, ``local-tag`` and ``remote-tag``."""
 
     id: str
     state: DialogInfoState
     direction: DialogDirection | None = None
+    ids: DialogIds | None = None
 
 
 def dialog_info(entity: str, version: int, dialogs: Iterable[DialogEntry]) -> bytes:
@@ -63,6 +80,12 @@ def dialog_info(entity: str, version: int, dialogs: Iterable[DialogEntry]) -> by
     ]
     for dialog in dialogs:
         direction = f" direction={quoteattr(dialog.direction.value)}" if dialog.direction is not None else ""
+        ids = dialog.ids
+        if ids is not None:
+            direction = (
+                f" call-id={quoteattr(ids.call_id)} local-tag={quoteattr(ids.local_tag)}"
+                f" remote-tag={quoteattr(ids.remote_tag)}{direction}"
+            )
         parts.append(f"  <dialog id={quoteattr(dialog.id)}{direction}>\n")
         parts.append(f"    <state>{escape(dialog.state.value)}</state>\n")
         parts.append("  </dialog>\n")
@@ -75,6 +98,7 @@ __all__ = [
     "NAMESPACE",
     "DialogDirection",
     "DialogEntry",
+    "DialogIds",
     "DialogInfoState",
     "dialog_info",
 ]

@@ -308,11 +308,16 @@ def build_ack(invite: Request, response: Response) -> Request:
     return Request("ACK", invite.uri_text, _copied_fields(invite, "ACK", to))
 
 
-def build_cancel(invite: Request) -> Request:
+def build_cancel(invite: Request, reason: str = "") -> Request:
     """The CANCEL for ``invite`` (RFC 3261 §9.1): same Request-URI, Call-ID, From, To and CSeq
-    number, method CANCEL, the INVITE's top Via alone and its Route headers."""
+    number, method CANCEL, the INVITE's top Via alone and its Route headers; with ``reason``, a
+    Reason header (RFC 3326) saying why, which a phone reads to tell a missed call from one
+    completed elsewhere."""
     to = invite.header_lines("to")[0]
-    return Request("CANCEL", invite.uri_text, _copied_fields(invite, "CANCEL", to))
+    fields = _copied_fields(invite, "CANCEL", to)
+    if reason:
+        fields.append(("reason", "Reason", reason))
+    return Request("CANCEL", invite.uri_text, fields)
 
 
 def response_destination(via: Via, source: Address, reliable: bool) -> Address:
@@ -832,9 +837,10 @@ class TransactionLayer:
         return tx, out
 
     def cancel(
-        self, invite_tx: ClientTransaction, now: float
+        self, invite_tx: ClientTransaction, now: float, reason: str = ""
     ) -> tuple[ClientTransaction | None, list[Action]]:
-        """CANCEL the INVITE of ``invite_tx`` (RFC 3261 §9.1).
+        """CANCEL the INVITE of ``invite_tx`` (RFC 3261 §9.1), with ``reason`` as its Reason header
+        if given.
 
         Returns the CANCEL's client transaction, sent now if a provisional response has arrived
         and otherwise held until one does; None when a final response has already arrived. A
@@ -847,7 +853,7 @@ class TransactionLayer:
         state = invite_tx.state
         if state is not State.CALLING and state is not State.PROCEEDING:
             return None, []
-        request = build_cancel(invite_tx.request)
+        request = build_cancel(invite_tx.request, reason)
         key = (invite_tx.key[0], "CANCEL")
         cancel_tx = ClientTransaction(request, key, invite_tx.destination, invite_tx.reliable, self.timings)
         invite_tx._cancel = cancel_tx
