@@ -72,7 +72,7 @@ CAUSE = "attended transfer"
 class _Plan:
     """A transfer as Sentral carries it out: Bob's leg in the call that is kept (the older, or the
     answered one) leaves it, and the transferee there is joined with the target of the other call
-    (or, semi-attended, with the target's phones ringing in it: ``target`` None)."""
+    (or, semi-attended, ``target`` None, the number Bob dialled is rung again for it: ``ring``)."""
 
     kept: Call
     second: Call
