@@ -59,13 +59,24 @@ import signal
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import assert_never
+from typing import assert_never, cast
 
 import structlog
 
-from sentral.config.cdr import PARKED, CallRecord, CdrStore, CdrWriter, LegRecord, LiveCall, LiveCallStore
+from sentral.config.cdr import (
+    PARKED,
+    CallRecord,
+    CdrStore,
+    CdrWriter,
+    LegRecord,
+    LiveCall,
+    LiveCallStore,
+    TransferKind,
+    TransferRecord,
+    forwarded_text,
+)
 from sentral.config.db import StoreError, first_line, make_engine, schema_is_current
 from sentral.config.directory import Directory, GroupKind, directory_version, load_directory
 from sentral.config.file import read_config
@@ -81,7 +92,7 @@ from sentral.media.sounds import SoundLibrary
 from sentral.metrics import CallTally, MetricsService, parse_metrics_address
 from sentral.notify import Notifier
 from sentral.pbx.anchoring import AnchoredMedia
-from sentral.pbx.call import Call, CallReport, CallSettings, MediaPolicy
+from sentral.pbx.call import Call, CallReport, CallSettings, MediaPolicy, TransferReport
 from sentral.pbx.endpoint import Endpoint
 from sentral.pbx.guard import Guard, GuardPolicy, parse_networks
 from sentral.pbx.location import Location
@@ -476,6 +487,8 @@ class Server:
                 if calls.version != published:
                     # Marked published only once it was: a failed publication is retried.
                     version = calls.version
+                    # Transfers so far come from the calls themselves; few calls have any.
+                    transferred = {call.id: call.transfers for call in calls.calls.values() if call.transfers}
                     snapshot = [
                         LiveCall(
                             call_id=live.call_id,
@@ -486,6 +499,7 @@ class Server:
                             started_at=live.started + self._wall_offset,
                             answered_at=None if live.answered is None else live.answered + self._wall_offset,
                             legs=live.legs,
+                            transfers=transfer_records(transferred.get(live.call_id, ()), self._wall_offset),
                         )
                         for live in calls.live()
                     ]
@@ -548,8 +562,9 @@ class Server:
         )
 
     def _carry_out_feature(self, domain: str, extension: str, feature: Feature) -> str:
-        """Log in or out as ``feature`` says (in a worker thread), then reload the directory so the
-        change holds for the next call at once; what was done, for the call's record."""
+        """Log in or out, or set or clear a forward, as ``feature`` says (in a worker thread), then
+        reload the directory so the change holds for the next call at once; what was done, for the
+        call's record."""
         store = ConfigStore(self.engine)
         match feature.code:
             case FeatureCode.TOGGLE_FUNCTIONS | FeatureCode.TOGGLE_GROUPS:
@@ -573,6 +588,14 @@ class Server:
                 else:
                     store.login(domain, extension, group.name)
                     text = f"logged in to {group.name}"
+            case FeatureCode.FORWARD:
+                if feature.forward is None or feature.number is None:
+                    raise StoreError("a forwarding code names its kind and number")
+                store.set_forward(domain, extension, feature.forward, feature.number, feature.after)
+                text = f"forwarded {feature.forward.value} to {feature.number}"
+            case FeatureCode.CLEAR_FORWARD:
+                store.clear_forward(domain, extension, feature.forward)
+                text = f"forwarding {feature.forward.value} off" if feature.forward else "forwarding off"
             case _:
                 assert_never(feature.code)
         self._directory = load_directory(self.engine)
@@ -695,6 +718,24 @@ def call_record(report: CallReport, wall_offset: float) -> CallRecord:
         hangup_reason=report.cause,
         status_to_caller=status,
         legs=legs,
+        forwarded=forwarded_text(report.forwarded),
+        transfers=transfer_records(report.transfers, wall_offset),
+    )
+
+
+def transfer_records(transfers: Sequence[TransferReport], wall_offset: float) -> tuple[TransferRecord, ...]:
+    """The stored form of a call's transfers; monotonic times shifted by ``wall_offset`` to epoch."""
+    if not transfers:
+        return ()
+    return tuple(
+        TransferRecord(
+            at=transfer.at + wall_offset,
+            by=transfer.by,
+            kind=cast(TransferKind, transfer.kind),
+            target=transfer.target,
+            outcome=transfer.outcome,
+        )
+        for transfer in transfers
     )
 
 

@@ -34,7 +34,15 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from sentral.config.backup import KEPT_SUFFIX, BackupError, backup_sqlite, pg_dump_command, restore_sqlite
-from sentral.config.cdr import LIVE_MAX_AGE, CallRecord, CdrStore, LegRecord, LiveCall, LiveCallStore
+from sentral.config.cdr import (
+    LIVE_MAX_AGE,
+    CallRecord,
+    CdrStore,
+    LegRecord,
+    LiveCall,
+    LiveCallStore,
+    TransferRecord,
+)
 from sentral.config.db import (
     StoreError,
     database_url,
@@ -48,7 +56,10 @@ from sentral.config.db import (
     sqlite_path,
 )
 from sentral.config.directory import (
+    NO_FORWARDS,
     ClinicEntry,
+    ForwardKind,
+    Forwards,
     GroupEntry,
     GroupKind,
     MemberEntry,
@@ -198,13 +209,22 @@ def _emit_json(items: Sequence[dict[str, Any]]) -> None:
     click.echo(json.dumps(list(items), indent=2, ensure_ascii=False))
 
 
-def _emit_table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> None:
+def _emit_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    empty: str,
+    notes: Sequence[Sequence[str]] | None = None,
+) -> None:
+    """Print aligned columns; ``notes[i]``, if given, are indented lines printed under row ``i``."""
     if not rows:
         click.echo(empty)
         return
     widths = [max(len(headers[i]), *(len(row[i]) for row in rows)) for i in range(len(headers))]
-    for line in (headers, *rows):
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+    click.echo("  ".join(cell.ljust(width) for cell, width in zip(headers, widths, strict=True)).rstrip())
+    for index, row in enumerate(rows):
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        for note in notes[index] if notes is not None else ():
+            click.echo(f"    {note}")
 
 
 def _source(row: BindingRow) -> str:
@@ -551,13 +571,14 @@ def user_list(target: Target, as_json: bool, domain: str | None) -> None:
                         {"name": name, "logged_in": logged_in}
                         for name, logged_in in functions.get((s.domain, s.extension), ())
                     ],
+                    "forwards": _forwards_json(s.forwards),
                 }
                 for s in staff
             ]
         )
         return
     _emit_table(
-        ("EXTENSION", "DOMAIN", "NAME", "ROLES", "FUNCTIONS"),
+        ("EXTENSION", "DOMAIN", "NAME", "ROLES", "FUNCTIONS", "FORWARDS"),
         [
             (
                 s.extension,
@@ -568,11 +589,31 @@ def user_list(target: Target, as_json: bool, domain: str | None) -> None:
                     f"{name} (logged in)" if logged_in else name
                     for name, logged_in in functions.get((s.domain, s.extension), ())
                 ),
+                forwards_text(s.forwards),
             )
             for s in staff
         ],
         "No staff yet; add someone with `sentral user add EXT --name NAME`.",
     )
+
+
+def _forwards_json(forwards: Forwards) -> dict[str, Any]:
+    """A member of staff's forwards for listings: each kind's number or null, and the no-answer time."""
+    return {
+        **{kind.value: forwards.target(kind) for kind in ForwardKind},
+        "after": int(forwards.after),
+    }
+
+
+def forwards_text(forwards: Forwards) -> str:
+    """A member of staff's forwards in words: "always 1003, noanswer 1004 after 20 s"; "" for none."""
+    parts = []
+    for kind in ForwardKind:
+        number = forwards.target(kind)
+        if number is not None:
+            after = f" after {int(forwards.after)} s" if kind is ForwardKind.NO_ANSWER else ""
+            parts.append(f"{kind.value} {number}{after}")
+    return ", ".join(parts)
 
 
 def _digest_json(staff: StaffEntry, clinics: Mapping[str, ClinicEntry]) -> dict[str, Any]:
@@ -590,7 +631,8 @@ def _digest_json(staff: StaffEntry, clinics: Mapping[str, ClinicEntry]) -> dict[
 @domain_option
 @pass_target
 def user_show(target: Target, extension: str, as_json: bool, domain: str | None) -> None:
-    """Show the member of staff at EXTENSION: name, roles, phone and digest settings, functions."""
+    """Show the member of staff at EXTENSION: name, roles, phone and digest settings, functions,
+    forwards."""
     with _translated(target):
         validate_extension(extension)
         store = ConfigStore(_open(target))
@@ -609,6 +651,7 @@ def user_show(target: Target, extension: str, as_json: bool, domain: str | None)
             "direct_media": entry.direct_media,
             **digest,
             "functions": [{"name": name, "logged_in": logged_in} for name, logged_in in functions],
+            "forwards": _forwards_json(entry.forwards),
         }
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
@@ -621,10 +664,14 @@ def user_show(target: Target, extension: str, as_json: bool, domain: str | None)
         ("direct media", _yes(entry.direct_media)),
         ("digest", chosen),
         ("functions", ", ".join(f"{n} (logged in)" if li else n for n, li in functions) or "-"),
+        ("forwards", forwards_text(entry.forwards) or "-"),
     ]
     click.echo(f"Extension {entry.extension}@{entry.domain}")
     for label, value in settings:
         click.echo(f"  {label + ':':<14}{value}")
+
+
+FORWARD_KINDS = {kind.value: kind for kind in ForwardKind}
 
 
 @user.command("set")
@@ -635,17 +682,63 @@ def user_show(target: Target, extension: str, as_json: bool, domain: str | None)
     help="Digest algorithms this phone is challenged with: sha256, md5, both (sha256 then md5), "
     "or clinic (the clinic's, the default). For phones that cannot follow the clinic's choice.",
 )
+@click.option(
+    "--forward",
+    nargs=2,
+    metavar="always|busy|noanswer NUMBER",
+    help="Forward calls to an extension, group, function or role number of the clinic: always, when "
+    "busy, or when nobody answers (after 20 s, or --after).",
+)
+@click.option(
+    "--after",
+    type=int,
+    metavar="SEC",
+    help="With --forward noanswer: seconds of ringing before the call goes on (1 to 180).",
+)
+@click.option(
+    "--no-forward",
+    "no_forward",
+    is_flag=False,
+    flag_value="all",
+    metavar="[always|busy|noanswer]",
+    help="Clear that forward; without a kind, every forward.",
+)
 @domain_option
 @pass_target
-def user_set(target: Target, extension: str, digest: str | None, domain: str | None) -> None:
+def user_set(
+    target: Target,
+    extension: str,
+    digest: str | None,
+    forward: tuple[str, str] | None,
+    after: int | None,
+    no_forward: str | None,
+    domain: str | None,
+) -> None:
     """Change the settings of the phone at EXTENSION; options left out keep their value."""
-    if digest is None:
-        raise click.UsageError("say what to change, such as --digest md5; see `sentral user set --help`")
+    if digest is None and forward is None and no_forward is None:
+        raise click.UsageError(
+            "say what to change, such as --digest md5 or --forward busy 1002; see `sentral user set --help`"
+        )
+    if after is not None and (forward is None or forward[0].lower() != ForwardKind.NO_ANSWER.value):
+        raise OperatorError("--after goes with a no-answer forward: --forward noanswer NUMBER --after SEC")
+    if forward is not None and no_forward is not None:
+        raise OperatorError("give either --forward or --no-forward, not both")
+    forward_kind = _forward_kind(forward[0]) if forward is not None else None
+    clear_kind = None if no_forward in (None, "all") else _forward_kind(no_forward or "")
     with _translated(target):
         validate_extension(extension)
-        algorithms = parse_phone_digest(digest)
+        algorithms = parse_phone_digest(digest) if digest is not None else None
         store = ConfigStore(_open(target))
         resolved = store.resolve_domain(domain)
+        if forward is not None and forward_kind is not None:
+            entry = store.set_forward(resolved, extension, forward_kind, forward[1], after)
+            click.echo(f"{entry.extension}@{entry.domain} forwards {forwards_text(entry.forwards)}.")
+        if no_forward is not None:
+            entry = store.clear_forward(resolved, extension, clear_kind)
+            left = forwards_text(entry.forwards)
+            click.echo(f"{entry.extension}@{entry.domain} " + (f"forwards {left}." if left else "forwards nothing."))
+        if algorithms is None:
+            return
         entry = store.set_phone_digest(resolved, extension, algorithms)
         clinic = store.clinic(resolved)
     assert clinic is not None
@@ -654,6 +747,14 @@ def user_set(target: Target, extension: str, digest: str | None, domain: str | N
         click.echo(f"{entry.extension}@{entry.domain} is now challenged with {offered}.")
     else:
         click.echo(f"{entry.extension}@{entry.domain} now follows the clinic: challenged with {offered}.")
+
+
+def _forward_kind(text: str) -> ForwardKind:
+    """The forward kind an operator typed, or an ``OperatorError`` that lists them."""
+    kind = FORWARD_KINDS.get(text.strip().lower())
+    if kind is None:
+        raise OperatorError(f"forward {text!r}: choose always, busy or noanswer")
+    return kind
 
 
 def _functions_by_member(store: ConfigStore, domains: set[str]) -> dict[tuple[str, str], list[tuple[str, bool]]]:
@@ -1486,6 +1587,7 @@ class Presence:
     line: LineState | None  # None: idle
     groups: tuple[str, ...]  # logged in to
     functions: tuple[str, ...]  # logged in to
+    forwards: Forwards = NO_FORWARDS
 
     @property
     def phone(self) -> str:
@@ -1511,7 +1613,16 @@ class Presence:
             "acute": self.line.acute if self.line is not None else False,
             "groups": list(self.groups),
             "functions": list(self.functions),
+            "forwarded_to": self.forwards.always,
+            "forwards": _forwards_json(self.forwards),
         }
+
+    @property
+    def forward_text(self) -> str:
+        """Where their calls go: "forwarded to 1003" when always, else their conditional forwards."""
+        if self.forwards.always is not None:
+            return f"forwarded to {self.forwards.always}"
+        return forwards_text(self.forwards) or "-"
 
 
 def _presence(engine: Engine, domain: str | None) -> list[Presence]:
@@ -1544,6 +1655,7 @@ def _presence(engine: Engine, domain: str | None) -> list[Presence]:
                 line=lines.get((staff_domain, extension)),
                 groups=tuple(g.name for g in logged_in if g.kind is GroupKind.GROUP),
                 functions=tuple(g.name for g in logged_in if g.kind is GroupKind.FUNCTION),
+                forwards=entry.forwards,
             )
         )
     return sorted(people, key=lambda person: (person.domain, len(person.extension), person.extension))
@@ -1554,8 +1666,8 @@ def _presence(engine: Engine, domain: str | None) -> list[Presence]:
 @click.option("--domain", help="Only this clinic; default: every clinic.", metavar="DOMAIN")
 @pass_target
 def presence(target: Target, as_json: bool, domain: str | None) -> None:
-    """Show every member of staff: phone on or off, registered, what their line is doing, and the
-    groups and functions they are logged in to."""
+    """Show every member of staff: phone on or off, registered, what their line is doing, the
+    groups and functions they are logged in to, and where their calls are forwarded."""
     engine = _open(target)
     with _translated(target):
         resolved = ConfigStore(engine).resolve_domain(domain) if domain is not None else None
@@ -1564,7 +1676,7 @@ def presence(target: Target, as_json: bool, domain: str | None) -> None:
         _emit_json([person.json() for person in people])
         return
     _emit_table(
-        ("EXTENSION", "DOMAIN", "NAME", "PHONE", "REGISTERED", "LINE", "GROUPS", "FUNCTIONS"),
+        ("EXTENSION", "DOMAIN", "NAME", "PHONE", "REGISTERED", "LINE", "GROUPS", "FUNCTIONS", "FORWARDS"),
         [
             (
                 p.extension,
@@ -1575,6 +1687,7 @@ def presence(target: Target, as_json: bool, domain: str | None) -> None:
                 p.line_text,
                 ",".join(p.groups) or "-",
                 ",".join(p.functions) or "-",
+                p.forward_text,
             )
             for p in people
         ],
@@ -1689,6 +1802,7 @@ def _live_json(call: LiveCall, now: float) -> dict[str, Any]:
         "state": "parked" if call.parked_slot is not None else call.state,
         "parked": call.parked_slot,
         "legs": call.legs,
+        "transfers": [_transfer_json(transfer) for transfer in call.transfers],
         **_times(started_at=call.started_at, answered_at=call.answered_at, updated_at=call.updated_at),
         "duration": round(call.duration(now), 3),
         "elapsed": round(max(0.0, now - call.started_at), 3),
@@ -1754,6 +1868,7 @@ def calls(target: Target, as_json: bool, spool_dir: Path | None) -> None:
             for call in live
         ],
         "No calls in progress.",
+        [[_transfer_line(transfer) for transfer in call.transfers] for call in live],
     )
 
 
@@ -1771,6 +1886,22 @@ def _leg_json(leg: LegRecord) -> dict[str, Any]:
         "outcome": leg.outcome,
         "status": leg.status,
     }
+
+
+def _transfer_json(transfer: TransferRecord) -> dict[str, Any]:
+    return {
+        **_times(at=transfer.at),
+        "by": transfer.by,
+        "kind": transfer.kind,
+        "target": transfer.target,
+        "outcome": transfer.outcome or None,
+    }
+
+
+def _transfer_line(transfer: TransferRecord) -> str:
+    """transferred by 1002 (blind) to 1003: answered"""
+    outcome = transfer.outcome or "under way"
+    return f"transferred by {transfer.by} ({transfer.kind}) to {transfer.target}: {outcome}"
 
 
 def _record_json(record: CallRecord) -> dict[str, Any]:
@@ -1792,15 +1923,21 @@ def _record_json(record: CallRecord) -> dict[str, Any]:
         "hangup_by": record.hangup_by,
         "hangup_reason": record.hangup_reason,
         "status_to_caller": record.status_to_caller,
+        "forwarded": [{"from": extension, "kind": kind, "to": number} for extension, kind, number in record.forwards],
         "legs": [_leg_json(leg) for leg in record.legs],
+        "transfers": [_transfer_json(transfer) for transfer in record.transfers],
     }
 
 
 def _record_row(record: CallRecord) -> tuple[str, ...]:
     caller = f"{record.caller} ({record.caller_name})" if record.caller_name else record.caller
     callee = record.callee
-    if record.callee_extension and record.callee_extension != record.callee:
-        callee = f"{record.callee} -> {record.callee_extension}"
+    reached = record.callee
+    for _, kind, number in record.forwards:
+        callee += f" => {number} ({kind})"
+        reached = number
+    if record.callee_extension and record.callee_extension != reached:
+        callee = f"{callee} -> {record.callee_extension}"
     hangup = f"{record.hangup_by}: {record.hangup_reason}" if record.hangup_by else record.hangup_reason
     duration = _clock(record.duration) if record.answered_at is not None else "-"
     return (_local(record.started_at), record.call_id, caller, callee, record.disposition, duration, hangup)
@@ -1821,7 +1958,11 @@ def _record_row(record: CallRecord) -> tuple[str, ...]:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array; times in UTC and epoch seconds.")
 @pass_target
 def cdr(target: Target, since: float | None, limit: int | None, as_json: bool) -> None:
-    """List call records, newest last; the table shows local time."""
+    """List call records, newest last; the table shows local time.
+
+    A transferred call has a line under it for each transfer: who transferred it, how, to what
+    number, and how it ended (answered, returned to the transferer, or failed).
+    """
     if limit is None:
         limit = 0 if since is not None else DEFAULT_CDR_LIMIT
     engine = _open(target)
@@ -1834,6 +1975,7 @@ def cdr(target: Target, since: float | None, limit: int | None, as_json: bool) -
         ("STARTED", "CALL ID", "FROM", "TO", "RESULT", "DURATION", "HANGUP"),
         [_record_row(record) for record in records],
         "No call records." if since is None else "No call records since then.",
+        [[_transfer_line(transfer) for transfer in record.transfers] for record in records],
     )
 
 

@@ -2,20 +2,24 @@
 
 Theory of operation. When a call ends the call controller produces one ``CallRecord`` holding one
 ``LegRecord`` per leg: leg 0 is the caller's (A) leg, legs 1.. are the targets tried (B legs), in the
-order they were tried. ``CdrStore.write`` stores a batch of them in one transaction with two Core
-``executemany`` inserts, one for the calls and one for all their legs; the records are keyed by the
-server's own call id, so the legs need no generated key from the database and no round trip per
-call. ``CdrWriter`` puts that behind the group-commit thread of ``sentral.config.writer``: a call
+order they were tried; and one ``TransferRecord`` per transfer of the call, in the order they
+happened. ``CdrStore.write`` stores a batch of them in one transaction with Core ``executemany``
+inserts, one for the calls, one for all their legs and one for all their transfers; the records are
+keyed by the server's own call id, so legs and transfers need no generated key from the database
+and no round trip per call. ``CdrWriter`` puts that behind the group-commit thread of ``sentral.config.writer``: a call
 that ends queues its record and the future resolves only after the commit, so a record whose future
 resolved survives the process being killed (SQLite runs in WAL mode, where a commit is in the log
 before it returns).
 
-``CdrStore.list`` reads records back with their legs in two queries whatever their number: the
-calls, then the legs of every call in the same time range, matched up in memory.
+``CdrStore.list`` reads records back with their legs and transfers in three queries whatever their
+number: the calls, then the legs and the transfers of every call in the same time range, matched up
+in memory.
 
 The live calls belong to the running server, but ``sentral calls`` runs in another process. So the
 server publishes a snapshot: ``LiveCallStore.publish`` replaces all rows of one server in one
-transaction and stamps them with the time. A server that dies leaves its rows behind; readers pass
+transaction and stamps them with the time. A live call's transfers so far ride in its row as one
+JSON text column (NULL for the many calls never transferred): they are read only whole, with the
+call, so a table of their own would cost a second statement per publication for nothing. A server that dies leaves its rows behind; readers pass
 a ``max_age`` and see only servers that published (or refreshed with ``touch``) within it. Because
 a server publishes only when something changed, a quiet server must ``touch`` its rows more often
 than readers' ``max_age`` (``sentral calls`` uses ``LIVE_MAX_AGE``), or its long calls would look
@@ -31,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import dataclasses
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,12 +45,13 @@ from typing import Any, Literal, cast
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from sentral.config.db import worded, writing
-from sentral.config.models import PublishedCall, StoredCall, StoredLeg
+from sentral.config.models import PublishedCall, StoredCall, StoredLeg, StoredTransfer
 from sentral.config.spool import SpoolFile
 from sentral.config.writer import GroupCommitWriter, SpoolListener, resolved_future
 
 LegRole = Literal["caller", "callee"]
 HangupBy = Literal["caller", "callee", "system"]
+TransferKind = Literal["blind", "attended", "semi-attended"]
 
 # How recently a server must have published for `sentral calls` to believe its snapshot.
 LIVE_MAX_AGE = 5.0
@@ -72,6 +78,23 @@ class LegRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TransferRecord:
+    """One transfer of a call; ``at`` is epoch seconds.
+
+    ``by`` is the extension that transferred the call, ``kind`` blind, attended or semi-attended,
+    ``target`` the number it was transferred to. ``outcome`` is answered (by the target), returned
+    (to the transferer, the target having failed) or failed, and "" for a transfer still under way
+    when a live call is shown.
+    """
+
+    at: float
+    by: str
+    kind: TransferKind
+    target: str
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallRecord:
     """The record of one finished call; times are epoch seconds.
 
@@ -79,6 +102,7 @@ class CallRecord:
     cancelled, failed, not_found, unavailable, rejected and the like. ``hangup_reason`` says what
     ended it ("BYE", "CANCEL", "486 Busy Here", "session timer expired", "no answer timeout",
     "drain"); ``status_to_caller`` is the final SIP status the caller got (200 when answered).
+    ``transfers`` are the call's transfers in the order they happened.
     """
 
     call_id: str
@@ -96,6 +120,14 @@ class CallRecord:
     answered_at: float | None = None
     hangup_by: HangupBy | None = None
     legs: tuple[LegRecord, ...] = ()
+    transfers: tuple[TransferRecord, ...] = ()
+    # The forwards the call followed, in order, as ``forwarded_text`` writes them; None: none.
+    forwarded: str | None = None
+
+    @property
+    def forwards(self) -> tuple[tuple[str, str, str], ...]:
+        """The forwards the call followed: (extension, kind, number it went to), in order."""
+        return forwards_of(self.forwarded)
 
     @property
     def duration(self) -> float:
@@ -103,6 +135,21 @@ class CallRecord:
         if self.answered_at is None:
             return 0.0
         return max(0.0, self.ended_at - self.answered_at)
+
+
+def forwarded_text(hops: Sequence[tuple[str, str, str]]) -> str | None:
+    """The stored form of the forwards a call followed: "1002 always 1003, 1003 noanswer 1004"."""
+    return ", ".join(" ".join(hop) for hop in hops) or None
+
+
+def forwards_of(text: str | None) -> tuple[tuple[str, str, str], ...]:
+    """The forwards in a stored ``forwarded`` text, as (extension, kind, number)."""
+    hops: list[tuple[str, str, str]] = []
+    for part in (text or "").split(","):
+        words = part.split()
+        if len(words) == 3:
+            hops.append((words[0], words[1], words[2]))
+    return tuple(hops)
 
 
 # How a parked call's state is published: "parked:701".
@@ -114,7 +161,8 @@ class LiveCall:
     """A call in progress as the server publishes it.
 
     ``state`` is ringing, answered, held or ending, and ``parked:SLOT`` for a call waiting on a
-    park slot (``PARKED`` and ``parked_slot``); ``legs`` counts the legs the call has now.
+    park slot (``PARKED`` and ``parked_slot``); ``legs`` counts the legs the call has now;
+    ``transfers`` are the call's transfers so far (the last one's outcome "" while it is under way).
     ``server_id`` and ``updated_at`` are filled in by ``LiveCallStore.list`` (which server published
     the call, and when); ``publish`` takes the server from its argument and the time from the clock.
     """
@@ -127,6 +175,7 @@ class LiveCall:
     started_at: float
     answered_at: float | None = None
     legs: int = 1
+    transfers: tuple[TransferRecord, ...] = ()
     server_id: str | None = None
     updated_at: float | None = None
 
@@ -144,14 +193,15 @@ class LiveCall:
 
 _CALL_COLUMNS = (
     "call_id", "domain", "caller", "caller_name", "callee", "callee_extension", "started_at", "ringing_at",
-    "answered_at", "ended_at", "disposition", "hangup_by", "hangup_reason", "status_to_caller",
+    "answered_at", "ended_at", "disposition", "hangup_by", "hangup_reason", "status_to_caller", "forwarded",
 )  # fmt: skip
 _LEG_COLUMNS = (
     "call_id", "leg", "role", "target", "started_at", "ringing_at", "answered_at", "ended_at", "outcome", "status",
 )  # fmt: skip
+_TRANSFER_COLUMNS = ("call_id", "seq", "at", "by_extension", "kind", "target", "outcome")
 _LIVE_COLUMNS = (
     "server_id", "call_id", "domain", "caller", "callee", "state", "started_at", "answered_at", "legs",
-    "updated_at",
+    "transfers", "updated_at",
 )  # fmt: skip
 
 
@@ -161,7 +211,7 @@ def _call_params(record: CallRecord) -> tuple[Any, ...]:
         record.call_id, record.domain, record.caller, record.caller_name, record.callee,
         record.callee_extension, record.started_at, record.ringing_at, record.answered_at,
         record.ended_at, record.disposition, record.hangup_by, record.hangup_reason,
-        record.status_to_caller,
+        record.status_to_caller, record.forwarded,
     )  # fmt: skip
 
 
@@ -171,6 +221,11 @@ def _leg_params(call_id: str, leg: LegRecord) -> tuple[Any, ...]:
         call_id, leg.leg, leg.role, leg.target, leg.started_at, leg.ringing_at, leg.answered_at,
         leg.ended_at, leg.outcome, leg.status,
     )  # fmt: skip
+
+
+def _transfer_params(call_id: str, seq: int, transfer: TransferRecord) -> tuple[Any, ...]:
+    """The transfer's values in ``_TRANSFER_COLUMNS`` order; ``seq`` numbers a call's transfers from 0."""
+    return (call_id, seq, transfer.at, transfer.by, transfer.kind, transfer.target, transfer.outcome)
 
 
 def _insert_statement(table: str, columns: Sequence[str], paramstyle: str) -> str:
@@ -191,8 +246,10 @@ class CdrStore:
         paramstyle = engine.dialect.paramstyle
         self._insert_calls = _insert_statement(StoredCall.__tablename__, _CALL_COLUMNS, paramstyle)
         self._insert_legs = _insert_statement(StoredLeg.__tablename__, _LEG_COLUMNS, paramstyle)
+        self._insert_transfers = _insert_statement(StoredTransfer.__tablename__, _TRANSFER_COLUMNS, paramstyle)
         self._calls = select(*(getattr(StoredCall, name) for name in _CALL_COLUMNS))
         self._legs = select(*(getattr(StoredLeg, name) for name in _LEG_COLUMNS))
+        self._transfers = select(*(getattr(StoredTransfer, name) for name in _TRANSFER_COLUMNS))
 
     def connect(self) -> Connection:
         """A connection of its own for a dedicated writer; on SQLite it takes the write lock up front."""
@@ -201,7 +258,7 @@ class CdrStore:
     def write(
         self, records: Sequence[CallRecord], *, connection: Connection | None = None, skip_stored: bool = False
     ) -> None:
-        """Store the records and their legs in one transaction (on ``connection`` if given).
+        """Store the records, their legs and transfers in one transaction (on ``connection`` if given).
 
         Raises ``StoreError`` (for instance when a call id is already stored); then nothing is stored.
         With ``skip_stored``, records whose call id is stored already are passed over instead: what
@@ -218,15 +275,13 @@ class CdrStore:
                     with connection.begin():
                         self._write_new(connection, records)
             return
-        calls = [_call_params(record) for record in records]
-        legs = [_leg_params(record.call_id, leg) for record in records for leg in record.legs]
         with worded(f"{len(records)} call records were not stored"):
             if connection is None:
                 with self._writer.begin() as own:
-                    self._write(own, calls, legs)
+                    self._write(own, records)
             else:
                 with connection.begin():
-                    self._write(connection, calls, legs)
+                    self._write(connection, records)
 
     def _write_new(self, connection: Connection, records: Sequence[CallRecord]) -> None:
         ids = [record.call_id for record in records]
@@ -239,19 +294,25 @@ class CdrStore:
             if record.call_id not in stored:
                 fresh.setdefault(record.call_id, record)
         if fresh:
-            self._write(
-                connection,
-                [_call_params(record) for record in fresh.values()],
-                [_leg_params(record.call_id, leg) for record in fresh.values() for leg in record.legs],
-            )
+            self._write(connection, builtins.list(fresh.values()))
 
-    def _write(self, connection: Connection, calls: list[tuple[Any, ...]], legs: list[tuple[Any, ...]]) -> None:
-        connection.exec_driver_sql(self._insert_calls, calls)
+    def _write(self, connection: Connection, records: Sequence[CallRecord]) -> None:
+        connection.exec_driver_sql(self._insert_calls, [_call_params(record) for record in records])
+        legs = [_leg_params(record.call_id, leg) for record in records for leg in record.legs]
         if legs:
             connection.exec_driver_sql(self._insert_legs, legs)
+        # Few calls are transferred: most batches skip this statement altogether.
+        transfers = [
+            _transfer_params(record.call_id, seq, transfer)
+            for record in records
+            if record.transfers
+            for seq, transfer in enumerate(record.transfers)
+        ]
+        if transfers:
+            connection.exec_driver_sql(self._insert_transfers, transfers)
 
     def list(self, since: float | None = None, limit: int | None = None) -> builtins.list[CallRecord]:
-        """Records of calls that started at or after ``since``, oldest first, with their legs.
+        """Records of calls that started at or after ``since``, oldest first, with their legs and transfers.
 
         With ``limit``, only the newest ``limit`` of them (still oldest first).
         """
@@ -271,17 +332,25 @@ class CdrStore:
             # every leg instead). Calls written since the first query may come back too; they are
             # not in ``legs`` and are skipped, which keeps the answer consistent when PostgreSQL
             # reads each statement at a new snapshot.
+            in_range = select(StoredCall.call_id).where(StoredCall.started_at >= rows[0].started_at)
             for values in connection.execute(
-                self._legs.where(
-                    StoredLeg.call_id.in_(
-                        select(StoredCall.call_id).where(StoredCall.started_at >= rows[0].started_at)
-                    )
-                ).order_by(StoredLeg.call_id, StoredLeg.leg)
+                self._legs.where(StoredLeg.call_id.in_(in_range)).order_by(StoredLeg.call_id, StoredLeg.leg)
             ):
                 found = legs.get(values.call_id)
                 if found is not None:
                     found.append(_leg_record(values))
-        return [_call_record(values, tuple(legs[values.call_id])) for values in rows]
+            transfers: dict[str, builtins.list[TransferRecord]] = {}
+            for values in connection.execute(
+                self._transfers.where(StoredTransfer.call_id.in_(in_range)).order_by(
+                    StoredTransfer.call_id, StoredTransfer.seq
+                )
+            ):
+                if values.call_id in legs:
+                    transfers.setdefault(values.call_id, []).append(_transfer_record(values))
+        return [
+            _call_record(values, tuple(legs[values.call_id]), tuple(transfers.get(values.call_id, ())))
+            for values in rows
+        ]
 
 
 def _leg_record(values: Any) -> LegRecord:
@@ -298,7 +367,17 @@ def _leg_record(values: Any) -> LegRecord:
     )
 
 
-def _call_record(values: Any, legs: tuple[LegRecord, ...]) -> CallRecord:
+def _transfer_record(values: Any) -> TransferRecord:
+    return TransferRecord(
+        at=values.at,
+        by=values.by_extension,
+        kind=cast(TransferKind, values.kind),
+        target=values.target,
+        outcome=values.outcome,
+    )
+
+
+def _call_record(values: Any, legs: tuple[LegRecord, ...], transfers: tuple[TransferRecord, ...]) -> CallRecord:
     return CallRecord(
         call_id=values.call_id,
         domain=values.domain,
@@ -315,6 +394,8 @@ def _call_record(values: Any, legs: tuple[LegRecord, ...]) -> CallRecord:
         hangup_reason=values.hangup_reason,
         status_to_caller=values.status_to_caller,
         legs=legs,
+        forwarded=values.forwarded,
+        transfers=transfers,
     )
 
 
@@ -383,8 +464,23 @@ def _decode_records(values: list[dict[str, Any]]) -> tuple[CallRecord, ...]:
     records = []
     for fields in values:
         fields["legs"] = tuple(LegRecord(**leg) for leg in fields["legs"])
+        # Spools written before calls recorded their transfers have no such field.
+        fields["transfers"] = tuple(TransferRecord(**transfer) for transfer in fields.get("transfers", ()))
         records.append(CallRecord(**fields))
     return tuple(records)
+
+
+def _transfers_json(transfers: tuple[TransferRecord, ...]) -> str | None:
+    """A live call's transfers as the text its row holds; None for a call never transferred."""
+    if not transfers:
+        return None
+    return json.dumps([dataclasses.asdict(transfer) for transfer in transfers], separators=(",", ":"))
+
+
+def _transfers_from_json(text: str | None) -> tuple[TransferRecord, ...]:
+    if not text:
+        return ()
+    return tuple(TransferRecord(**transfer) for transfer in json.loads(text))
 
 
 class LiveCallStore:
@@ -409,6 +505,7 @@ class LiveCallStore:
                 "started_at": call.started_at,
                 "answered_at": call.answered_at,
                 "legs": call.legs,
+                "transfers": _transfers_json(call.transfers),
                 "updated_at": stamp,
             }
             for call in calls
@@ -458,6 +555,7 @@ class LiveCallStore:
                     started_at=values.started_at,
                     answered_at=values.answered_at,
                     legs=values.legs,
+                    transfers=_transfers_from_json(values.transfers),
                     updated_at=values.updated_at,
                 )
                 for values in rows
@@ -475,4 +573,8 @@ __all__ = [
     "LegRole",
     "LiveCall",
     "LiveCallStore",
+    "TransferKind",
+    "TransferRecord",
+    "forwarded_text",
+    "forwards_of",
 ]

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
+from typing import Any, assert_never
 
 from sqlalchemy import Connection, Engine, select
 
@@ -37,6 +38,7 @@ from sentral.config.models import (
     RingGroup,
     Role,
     Staff,
+    StaffForward,
     StaffRole,
 )
 
@@ -48,6 +50,49 @@ class ClinicEntry:
     domain: str
     name: str
     digest_algorithms: tuple[str, ...]
+
+
+class ForwardKind(Enum):
+    """When a member of staff's calls go elsewhere: always, while they are busy, or unanswered."""
+
+    ALWAYS = "always"
+    BUSY = "busy"
+    NO_ANSWER = "noanswer"
+
+
+# How long a call rings before a no-answer forward takes it, unless the member of staff says.
+FORWARD_AFTER = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class Forwards:
+    """Where a member of staff's calls go instead: each forward is a number of the clinic, or None.
+
+    ``after`` is how many seconds the phones ring before ``no_answer`` applies.
+    """
+
+    always: str | None = None
+    busy: str | None = None
+    no_answer: str | None = None
+    after: float = FORWARD_AFTER
+
+    def target(self, kind: ForwardKind) -> str | None:
+        """The number the forward of ``kind`` leads to, if it is set."""
+        match kind:
+            case ForwardKind.ALWAYS:
+                return self.always
+            case ForwardKind.BUSY:
+                return self.busy
+            case ForwardKind.NO_ANSWER:
+                return self.no_answer
+            case _:
+                assert_never(kind)
+
+    def __bool__(self) -> bool:
+        return any((self.always, self.busy, self.no_answer))
+
+
+NO_FORWARDS = Forwards()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +111,8 @@ class StaffEntry:
     direct_media: bool = False
     # The digest algorithms this phone is challenged with, in order; empty: the clinic's.
     digest_algorithms: tuple[str, ...] = ()
+    # Where their calls go instead (always, when busy, when unanswered); none by default.
+    forwards: Forwards = NO_FORWARDS
 
     def ha1(self, algorithm: str) -> str:
         """The HA1 for ``algorithm`` ("MD5" or "SHA-256")."""
@@ -278,6 +325,7 @@ def load_directory(engine: Engine) -> Directory:
         )
         for staff_id, role_name in role_rows:
             roles.setdefault(staff_id, []).append(role_name)
+        forwards = read_forwards(connection)
         staff: dict[tuple[str, str], StaffEntry] = {}
         columns = (Staff.id, Staff.clinic_id, Staff.extension, Staff.name, Staff.ha1_md5, Staff.ha1_sha256)
         staff_rows = connection.execute(select(*columns, Staff.phone_on, Staff.direct_media, Staff.digest_algorithms))
@@ -285,7 +333,7 @@ def load_directory(engine: Engine) -> Directory:
             domain = domains[clinic_id]
             staff[(domain, extension)] = StaffEntry(
                 domain, extension, name, tuple(roles.get(staff_id, ())), ha1_md5, ha1_sha256, bool(phone_on),
-                bool(direct), parse_stored_algorithms(digest or ""),
+                bool(direct), parse_stored_algorithms(digest or ""), forwards.get(staff_id, NO_FORWARDS),
             )  # fmt: skip
         groups = {(group.domain, group.name): group for group in read_groups(connection)}
         role_entries = {(role.domain, role.name): role for role in read_roles(connection)}
@@ -382,6 +430,18 @@ def read_groups(connection: Connection, domain: str | None = None) -> list[Group
     ]  # fmt: skip
 
 
+def read_forwards(connection: Connection) -> dict[int, Forwards]:
+    """Staff id -> their forwards, for everyone who has one."""
+    found: dict[int, dict[str, Any]] = {}
+    rows = connection.execute(select(StaffForward.staff_id, StaffForward.kind, StaffForward.target, StaffForward.after))
+    for staff_id, kind, target, after in rows:
+        fields = found.setdefault(staff_id, {})
+        fields[ForwardKind(kind).name.lower()] = target
+        if ForwardKind(kind) is ForwardKind.NO_ANSWER and after is not None:
+            fields["after"] = float(after)
+    return {staff_id: Forwards(**fields) for staff_id, fields in found.items()}
+
+
 def read_roles(connection: Connection, domain: str | None = None) -> list[RoleEntry]:
     """Roles of clinic ``domain`` (every clinic if None) by domain and name, held by anyone or not."""
     query = (
@@ -416,8 +476,12 @@ def parse_stored_algorithms(text: str) -> tuple[str, ...]:
 
 
 __all__ = [
+    "FORWARD_AFTER",
+    "NO_FORWARDS",
     "ClinicEntry",
     "Directory",
+    "ForwardKind",
+    "Forwards",
     "GroupEntry",
     "GroupKind",
     "MemberEntry",
@@ -429,6 +493,7 @@ __all__ = [
     "in_slot_range",
     "load_directory",
     "parse_stored_algorithms",
+    "read_forwards",
     "read_groups",
     "read_park_lots",
     "read_roles",

@@ -10,8 +10,9 @@ Bindings (the registrar's location service) are written on the registration hot 
 statements, not through the ORM; the model here defines the table and its key. ``expires_at`` and
 ``updated_at`` are epoch seconds as floats because the registrar reasons in ``time.time()`` terms.
 
-Call records (``call_record`` and its ``call_leg`` rows) and the live-call snapshot (``live_call``)
-are likewise written with Core statements by ``sentral.config.cdr``; their times are epoch seconds too.
+Call records (``call_record`` with its ``call_leg`` and ``call_transfer`` rows) and the live-call
+snapshot (``live_call``) are likewise written with Core statements by ``sentral.config.cdr``; their
+times are epoch seconds too.
 
 Ring groups and functions share one table, ``ring_group``, told apart by ``kind``: their names
 share one namespace per clinic, and so do the numbers of staff, groups and roles. That last rule
@@ -155,6 +156,29 @@ LINE_STATES = ("idle", "ringing", "busy")
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(value) for value in values)})"
+
+
+FORWARD_KINDS = ("always", "busy", "noanswer")
+
+
+class StaffForward(Base):
+    """One forward of a member of staff: their calls go to ``target`` always, when they are busy,
+    or when nobody answers within ``after`` seconds (``noanswer`` only).
+
+    ``target`` is a number of the clinic (an extension, a group's, a function's or a role's); the
+    store checks it when it is set, and routing ignores one that no longer leads anywhere.
+    """
+
+    __tablename__ = "staff_forward"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", FORWARD_KINDS), name="kind"),
+        CheckConstraint("after IS NULL OR after > 0", name="after"),
+    )
+
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    target: Mapped[str] = mapped_column(String(64))
+    after: Mapped[int | None] = mapped_column(Integer)
 
 
 class RingGroup(Base):
@@ -325,6 +349,8 @@ class StoredCall(Base):
     hangup_by: Mapped[str | None] = mapped_column(String(16))
     hangup_reason: Mapped[str] = mapped_column(Text)
     status_to_caller: Mapped[int] = mapped_column(Integer)
+    # The forwards the call followed, in order: "1002 always 1003, 1003 noanswer 1004".
+    forwarded: Mapped[str | None] = mapped_column(Text)
 
 
 class StoredLeg(Base):
@@ -346,11 +372,31 @@ class StoredLeg(Base):
     status: Mapped[int | None] = mapped_column(Integer)
 
 
+class StoredTransfer(Base):
+    """One transfer of a finished call: when, by which extension, how, to what number, how it ended.
+
+    ``seq`` numbers a call's transfers from 0 in the order they happened.
+    """
+
+    __tablename__ = "call_transfer"
+
+    call_id: Mapped[str] = mapped_column(
+        ForeignKey("call_record.call_id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[float] = mapped_column(Float)
+    by_extension: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(32))
+
+
 class PublishedCall(Base):
     """A call in progress as its server last published it, for ``sentral calls`` in another process.
 
     ``updated_at`` is when the server last published or refreshed its snapshot; a server that died
-    leaves rows behind, and readers tell them apart by their age.
+    leaves rows behind, and readers tell them apart by their age. ``transfers`` holds the call's
+    transfers so far as a JSON array, NULL for a call never transferred.
     """
 
     __tablename__ = "live_call"
@@ -364,6 +410,7 @@ class PublishedCall(Base):
     started_at: Mapped[float] = mapped_column(Float)
     answered_at: Mapped[float | None] = mapped_column(Float)
     legs: Mapped[int] = mapped_column(Integer)
+    transfers: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[float] = mapped_column(Float)
 
 
@@ -388,4 +435,5 @@ __all__ = [
     "StaffRole",
     "StoredCall",
     "StoredLeg",
+    "StoredTransfer",
 ]

@@ -57,7 +57,9 @@ from sqlalchemy.exc import IntegrityError
 from sentral.config.db import StoreError, worded, writing
 from sentral.config.db import first_line as _first_line
 from sentral.config.directory import (
+    NO_FORWARDS,
     ClinicEntry,
+    ForwardKind,
     GroupEntry,
     GroupKind,
     ParkLotEntry,
@@ -66,6 +68,7 @@ from sentral.config.directory import (
     Strategy,
     in_slot_range,
     parse_stored_algorithms,
+    read_forwards,
     read_groups,
     read_park_lots,
     slot_numbers,
@@ -83,6 +86,7 @@ from sentral.config.models import (
     Role,
     ServerSecret,
     Staff,
+    StaffForward,
     StaffRole,
 )
 from sentral.pbx.sip.auth import compute_ha1
@@ -105,6 +109,8 @@ ANNOUNCE_RANGE = (10, 3600)
 # A parked call rings its parker again after this many seconds. Less than ten is not time enough to
 # walk to another phone and dial the slot, which is what parking is for.
 PARK_TIMEOUT_RANGE = (10, 3600)
+# A no-answer forward takes the call after this many seconds of ringing: (smallest, largest).
+FORWARD_AFTER_RANGE = (1, 180)
 DEFAULT_PARK_TIMEOUT = 45
 # More slots than this is a typing mistake (701-7020), not a clinic's park lot.
 MAX_PARK_SLOTS = 100
@@ -658,6 +664,7 @@ class ConfigStore:
                 select(StaffRole.staff_id, Role.name).join(Role, Role.id == StaffRole.role_id).order_by(Role.name)
             ):
                 roles.setdefault(staff_id, []).append(role_name)
+            forwards = read_forwards(connection)
         return [
             StaffEntry(
                 dom,
@@ -669,6 +676,7 @@ class ConfigStore:
                 bool(phone_on),
                 bool(direct),
                 parse_stored_algorithms(digest or ""),
+                forwards.get(staff_id, NO_FORWARDS),
             )
             for staff_id, dom, ext, name, md5, sha256, phone_on, direct, digest in rows
         ]
@@ -791,6 +799,78 @@ class ConfigStore:
             if result.rowcount:
                 _bump_version(connection)
         return self.staff_member(canonical, extension)
+
+    def set_forward(
+        self, domain: str, extension: str, kind: ForwardKind, target: str, after: int | None = None
+    ) -> StaffEntry:
+        """Forward the calls of ``extension`` to ``target`` (a number of the clinic) always, when busy
+        or when unanswered after ``after`` seconds (no answer only; None keeps the current or the
+        default). Returns the member of staff as now stored."""
+        canonical = normalize_domain(domain)
+        validate_extension(extension)
+        target = target.strip()
+        if after is not None:
+            if kind is not ForwardKind.NO_ANSWER:
+                raise StoreError("--after goes with a no-answer forward only: --forward noanswer NUMBER --after SEC")
+            _seconds(after, "ringing time before forwarding (--after)", FORWARD_AFTER_RANGE)
+        if target == extension:
+            raise StoreError(f"extension {extension} cannot forward to itself; give another number")
+        with self._writer.begin() as connection:
+            _begin_change(connection)
+            clinic_id = self._require_clinic(connection, canonical)
+            staff_id = self._require_staff(connection, canonical, extension)
+            owner = self._number_owner(connection, clinic_id, target) if _NUMBER.fullmatch(target) else None
+            if owner is None or owner.startswith(("park lot", "a slot of park lot")):
+                raise StoreError(
+                    f"{target!r} is not an extension, group, function or role number of {canonical}; "
+                    "forwarding to outside numbers needs a trunk, which Sentral does not have yet"
+                )
+            if kind is ForwardKind.ALWAYS:
+                self._refuse_forward_loop(connection, clinic_id, extension, target)
+            values: dict[str, Any] = {"target": target}
+            if kind is ForwardKind.NO_ANSWER and after is not None:
+                values["after"] = after
+            found = connection.execute(
+                update(StaffForward)
+                .where(StaffForward.staff_id == staff_id, StaffForward.kind == kind.value)
+                .values(**values)
+            )
+            if not found.rowcount:
+                connection.execute(insert(StaffForward).values(staff_id=staff_id, kind=kind.value, **values))
+        return self.staff_member(canonical, extension)
+
+    def clear_forward(self, domain: str, extension: str, kind: ForwardKind | None = None) -> StaffEntry:
+        """Clear the forward of ``kind`` of ``extension``, or every forward when ``kind`` is None.
+        Returns the member of staff as now stored."""
+        canonical = normalize_domain(domain)
+        validate_extension(extension)
+        with self._writer.begin() as connection:
+            staff_id = self._require_staff(connection, canonical, extension)
+            query = delete(StaffForward).where(StaffForward.staff_id == staff_id)
+            if kind is not None:
+                query = query.where(StaffForward.kind == kind.value)
+            if connection.execute(query).rowcount:
+                _bump_version(connection)
+        return self.staff_member(canonical, extension)
+
+    @staticmethod
+    def _refuse_forward_loop(connection: Connection, clinic_id: int, extension: str, target: str) -> None:
+        """Refuse an unconditional forward of ``extension`` to ``target`` when ``target``'s own
+        unconditional forwards lead back to ``extension``."""
+        rows = connection.execute(
+            select(Staff.extension, StaffForward.target)
+            .join(StaffForward, StaffForward.staff_id == Staff.id)
+            .where(Staff.clinic_id == clinic_id, StaffForward.kind == ForwardKind.ALWAYS.value)
+        )
+        always: dict[str, str] = {extension: target for extension, target in rows}
+        chain = [extension, target]
+        while chain[-1] in always and len(chain) <= len(always) + 1:
+            chain.append(always[chain[-1]])
+            if chain[-1] == extension:
+                raise StoreError(
+                    f"forwarding {extension} always to {target} would make a loop ({' -> '.join(chain)}); "
+                    f"clear the forward of {chain[-2]} first"
+                )
 
     def staff_member(self, domain: str, extension: str) -> StaffEntry:
         """The member of staff at ``extension`` in clinic ``domain``."""

@@ -59,10 +59,12 @@ PROMPTS: dict[str, dict[str, str]] = {
     "logged_in": {"nb": "Du er logget inn.", "en": "You are logged in."},
     "logged_out": {"nb": "Du er logget ut.", "en": "You are logged out."},
     "number_unavailable": {"nb": "Nummeret er ikke tilgjengelig.", "en": "The number is not available."},
+    "forwarding_on": {"nb": "Viderekobling er på.", "en": "Call forwarding is on."},
+    "forwarding_off": {"nb": "Viderekobling er av.", "en": "Call forwarding is off."},
 }
 # What the server plays: music on hold and in queues, the feature codes' prompts, and the tone
 # for a feature whose outcome no prompt says.
-REQUIRED = (MUSIC, DONE_TONE, "logged_in", "logged_out")
+REQUIRED = (MUSIC, DONE_TONE, "logged_in", "logged_out", "forwarding_on", "forwarding_off")
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _LANGUAGE_RE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})?\Z")
 

@@ -80,7 +80,9 @@ call's ``holder`` (``CallHolder``): the strategy's commands for that call, and i
 (``recall_at``), go to the feature, which is told when the call ends; the INVITEs that ring someone
 for it carry ``Referred-By`` when the call's ``referred_by`` is set (RFC 3892). A phone done with a
 call that goes on (a parker, a transferring phone) hears its prompt and gets a BYE at ``leave_at``,
-unless it hangs up first.
+unless it hangs up first. Call forwarding (``Forwarding``) is asked whenever a call is routed to a
+number: it may send the call on at once, and it may wrap the ``RingAll`` that rings one person's
+phones.
 
 Dead media. ``check_media`` hangs up answered calls whose phones have sent no media for a while
 (longer while a phone is on hold), with the cause "no media"; the driver calls it every few
@@ -692,6 +694,19 @@ class CallFeature(Protocol):
         a busy-lamp pickup)."""
 
 
+class Forwarding(Protocol):
+    """Call forwarding (``sentral.pbx.features.forward``), asked whenever a call is routed to a
+    number: where a call to someone's extension goes instead, and how their phones ring."""
+
+    def forward(self, call: Call, number: str, decision: Decision, now: float) -> str | None:
+        """The number ``call``, routed to ``number`` (which the dial plan decides ``decision`` for),
+        goes on to at once instead (an unconditional or busy forward), or None to go ahead."""
+
+    def ringing(self, call: Call, number: str, strategy: RingAll, now: float) -> RingStrategy:
+        """The strategy that rings ``number``'s phones for ``call``: ``strategy``, or one that goes
+        on to a forward when they are busy or nobody answers."""
+
+
 class CallHolder(Protocol):
     """A feature that holds an answered call with its A leg alone (a parked call): it gets the
     call's commands and its timer, and is told when the call ends."""
@@ -843,7 +858,9 @@ class Call:
     bye_reply: tuple[ServerTransaction, Response] | None = None
     # Each extension's phase as last told to the line observer.
     lines: dict[str, Phase] = field(default_factory=dict)
-    routes: int = 0  # how often the call was sent on (overflow): bounds overflow loops
+    routes: int = 0  # how often the call was sent on (overflow, forwards): bounds loops
+    # The forwards the call followed, in order: (extension, kind, number it went on to).
+    forwarded: tuple[tuple[str, str, str], ...] = ()
     hangup_at: float = inf  # a call Sentral answered itself ends then
     early_media: bool = False  # the caller has an early answer of Sentral's own (queue music)
     music: bool = False  # music plays to the caller
@@ -958,6 +975,8 @@ class CallReport:
     # another); "" when nobody did. A group's number is dialled; a member answers.
     answered_by: str
     transfers: tuple[TransferReport, ...]  # in the order they happened
+    # The forwards the call followed, in order: (extension, kind, number it went on to).
+    forwarded: tuple[tuple[str, str, str], ...]
 
     def __init__(
         self,
@@ -978,6 +997,7 @@ class CallReport:
         cause: str,
         answered_by: str = "",
         transfers: tuple[TransferReport, ...] = (),
+        forwarded: tuple[tuple[str, str, str], ...] = (),
     ) -> None:
         self.call_id = call_id
         self.clinic = clinic
@@ -996,6 +1016,7 @@ class CallReport:
         self.cause = cause
         self.answered_by = answered_by
         self.transfers = transfers
+        self.forwarded = forwarded
 
 
 # A live call's state while a phone holds it (the others are ``CallState`` values).
@@ -1252,6 +1273,8 @@ class CallControl:
         self.version = 0  # bumps whenever the set of calls or a call's state changes
         # Asked in this order at the hooks. The wiring gives the clinic's features
         # (``sentral.pbx.features.standard``); the core alone has none.
+        # Where calls to someone's extension go instead; the wiring's features set it.
+        self.forwarding: Forwarding | None = None
         self.features: tuple[CallFeature, ...] = tuple(features(self)) if features is not None else ()
 
     def __len__(self) -> int:
@@ -1340,7 +1363,7 @@ class CallControl:
         if replaces is not None:
             self._replacing(call, replaces, now)
         else:
-            self._ring(call, decision, now)
+            self._ring(call, decision, now, number)
         self._tell_lines(call, now)
 
     def _replacing(self, call: Call, replaces: Replaces, now: float) -> None:
@@ -1373,14 +1396,21 @@ class CallControl:
                 return
         self._execute(call, Fail(481, "Dialog Cannot Be Replaced"), now)
 
-    def _ring(self, call: Call, decision: Decision, now: float) -> None:
-        """Carry out the dial plan's ``decision`` for ``call``."""
+    def _ring(self, call: Call, decision: Decision, now: float, number: str = "") -> None:
+        """Carry out the dial plan's ``decision`` for ``call`` routed to ``number``."""
+        forwarding = self.forwarding
+        if forwarding is not None and number:
+            onward = forwarding.forward(call, number, decision, now)
+            if onward is not None:
+                self._reroute(call, onward, now)
+                return
         match decision:
             case Reject(status=status, reason=reason):
                 self._execute(call, Fail(status, reason), now)
             case Ring(contacts=contacts, name=name, direct=direct):
                 call.callee_name = name
-                call.strategy = RingAll(now + self.settings.no_answer, direct=direct)
+                ring = RingAll(now + self.settings.no_answer, direct=direct)
+                call.strategy = forwarding.ringing(call, number, ring, now) if forwarding and number else ring
                 self._execute(call, Try(contacts), now)
                 self._arm(call)
             case RingGroup(group=group, acute=acute):
@@ -1474,7 +1504,7 @@ class CallControl:
             self.members_changed(now)  # a group call answered or given up may let a queue move
 
     def _reroute(self, call: Call, number: str, now: float) -> None:
-        """Send a call that has not been answered on to ``number`` (a group's overflow)."""
+        """Send a call that has not been answered on to ``number`` (a group's overflow, a forward)."""
         if call.state not in (CallState.TRYING, CallState.RINGING):
             return
         call.routes += 1
@@ -1489,7 +1519,7 @@ class CallControl:
         decision = self.dialplan.route(
             Query(caller.clinic, number, self.directory(), self.bindings, caller.extension)
         )
-        self._ring(call, decision, now)
+        self._ring(call, decision, now, number)
 
     def _tell_lines(self, call: Call, now: float) -> None:
         """Tell the line observer every extension whose phase in ``call`` changed."""
@@ -1944,6 +1974,7 @@ class CallControl:
             cause=call.cause,
             answered_by=first.extension if first is not None else "",
             transfers=tuple(call.transfers),
+            forwarded=call.forwarded,
         )
 
     # -- responses to our requests -------------------------------------------------------------

@@ -33,6 +33,9 @@ A park slot can be watched like an extension: call control reports the call park
 that slot's line, confirmed while it waits, so a busy-lamp key on 701 is lit exactly while a call
 is parked there (its presence is always closed: a slot has no phone).
 
+The ``presence`` document's note says where the calls of someone with an unconditional forward
+go ("Available, forwarded to 1003"); the ``dialog`` package has no place for it.
+
 ``lines`` summarises every extension in a call or watched by someone as idle, ringing or busy,
 for `sentral presence`.
 """
@@ -444,9 +447,11 @@ class PresenceHub:
         registered = self._registered.get(aor)
         if registered is None:
             registered = self.registered(aor)
+        # A buddy list shows where the calls of someone forwarded always go, in the note.
+        forwarded = f", forwarded to {staff.forwards.always}" if staff and staff.forwards.always else ""
         if staff is None or not staff.phone_on or not registered:
-            return (Basic.CLOSED, LOGGED_OFF)
-        return (Basic.OPEN, NOTES[_lamp(self._lines.get(aor, {}).values())])
+            return (Basic.CLOSED, LOGGED_OFF + forwarded)
+        return (Basic.OPEN, NOTES[_lamp(self._lines.get(aor, {}).values())] + forwarded)
 
     def _document(self, watcher: Watcher, version: int) -> tuple[DialogView | PresenceView, bytes]:
         """The state to tell ``watcher`` now, and the document that tells it."""

@@ -8,7 +8,10 @@ the next one is asked; when none answers, the number does not exist here (404).
 
 The default plan asks, in order:
 
-- ``FeatureCodeResolver``: the feature codes staff dial to log in and out (``FEATURE_CODES``);
+- ``FeatureCodeResolver``: the feature codes staff dial to log in and out (``FEATURE_CODES``) and
+  to forward their calls (``FORWARD_CODES``: ``*21*NUMBER#`` always, ``*67*NUMBER#`` when busy,
+  ``*61*NUMBER#`` on no answer, ``*61*NUMBER*SEC#`` after SEC seconds; ``#21#``, ``#67#``, ``#61#``
+  clear one and ``##002#`` all). The closing ``#`` may be left out or sent as ``%23``;
 - ``ParkResolver`` (``sentral.routing.park``): a park lot's number (``Park``, refused when dialled
   with nothing to park) and its slots (``Retrieve``, the call parked there);
 - ``PickupResolver`` (``sentral.routing.pickup``): ``*8`` and ``**EXT`` pick up a ringing call
@@ -35,7 +38,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from sentral.config.directory import ClinicEntry, Directory, GroupEntry, RoleEntry, StaffEntry
+from sentral.config.directory import ClinicEntry, Directory, ForwardKind, GroupEntry, RoleEntry, StaffEntry
 from sentral.config.store import BindingRow
 from sentral.routing.park import Park, ParkResolver, Retrieve
 from sentral.routing.pickup import Pickup, PickupResolver
@@ -107,6 +110,8 @@ class FeatureCode(Enum):
     TOGGLE_GROUPS = "toggle groups"  # *46: the same for groups
     TOGGLE_PHONE = "toggle phone"  # *47: log the phone off (it receives nothing) or on again
     TOGGLE_ONE = "toggle one"  # *48 + a group's or function's number: log in to or out of it
+    FORWARD = "forward"  # *21*, *67*, *61* + a number: forward always, when busy, on no answer
+    CLEAR_FORWARD = "clear forward"  # #21#, #67#, #61#: clear that forward; ##002#: every one
 
 
 # The codes as dialled; *48 takes the group's or function's number after it.
@@ -118,12 +123,27 @@ FEATURE_CODES = {
 }
 
 
+# The forwarding codes (GSM's), as dialled without the closing '#'; a kind of None clears all.
+FORWARD_CODES = {"*21*": ForwardKind.ALWAYS, "*67*": ForwardKind.BUSY, "*61*": ForwardKind.NO_ANSWER}
+CLEAR_FORWARD_CODES: dict[str, ForwardKind | None] = {
+    "#21": ForwardKind.ALWAYS,
+    "#67": ForwardKind.BUSY,
+    "#61": ForwardKind.NO_ANSWER,
+    "##002": None,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Feature:
-    """A feature code: ``group`` is the one ``*48`` names."""
+    """A feature code: ``group`` is the one ``*48`` names; ``forward`` the kind of forward a
+    forwarding code sets or clears (None with ``CLEAR_FORWARD``: all of them), ``number`` where it
+    leads and ``after`` the seconds of ringing a no-answer forward waits, if dialled."""
 
     code: FeatureCode
     group: GroupEntry | None = None
+    forward: ForwardKind | None = None
+    number: str | None = None
+    after: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,12 +183,16 @@ class ExtensionResolver:
 
 
 class FeatureCodeResolver:
-    """``*45``, ``*46``, ``*47`` and ``*48NUMBER`` (``FEATURE_CODES``)."""
+    """``*45``, ``*46``, ``*47`` and ``*48NUMBER`` (``FEATURE_CODES``), and the forwarding codes
+    (``FORWARD_CODES``, ``CLEAR_FORWARD_CODES``)."""
 
     def resolve(self, query: Query) -> Decision | None:
         number = query.number
-        if not number.startswith("*"):
+        if not number.startswith(("*", "#", "%23")):
             return None
+        forwarding = _forwarding_code(query)
+        if forwarding is not None:
+            return forwarding
         code = FEATURE_CODES.get(number[:3])
         if code is None:
             return None
@@ -178,6 +202,30 @@ class FeatureCodeResolver:
         if not isinstance(target, GroupEntry) or target.number != number[3:]:
             return NOT_FOUND
         return Feature(code, target)
+
+
+def _forwarding_code(query: Query) -> Decision | None:
+    """The decision for a forwarding code, or None when ``query`` dials none."""
+    # Phones send the closing '#' as is, escaped, or not at all.
+    number = query.number.replace("%23", "#")
+    if number.endswith("#") and len(number) > 1:
+        number = number[:-1]
+    if number in CLEAR_FORWARD_CODES:
+        return Feature(FeatureCode.CLEAR_FORWARD, forward=CLEAR_FORWARD_CODES[number])
+    kind = FORWARD_CODES.get(number[:4])
+    if kind is None:
+        return None
+    target, star, seconds = number[4:].partition("*")
+    after = None
+    if star:
+        if kind is not ForwardKind.NO_ANSWER or not (seconds.isascii() and seconds.isdigit()):
+            return NOT_FOUND
+        after = int(seconds)
+    domain = query.clinic.domain
+    known = query.directory.staff_for(domain, target) is not None or query.directory.number(domain, target)
+    if not target or not known:
+        return NOT_FOUND  # no such number here (outside numbers need a trunk)
+    return Feature(FeatureCode.FORWARD, forward=kind, number=target, after=after)
 
 
 def _ring_role(query: Query, role: RoleEntry) -> Decision:
@@ -255,7 +303,9 @@ def dialled_number(uri_text: str) -> str:
 
 
 __all__ = [
+    "CLEAR_FORWARD_CODES",
     "FEATURE_CODES",
+    "FORWARD_CODES",
     "BindingsLookup",
     "Decision",
     "DialPlan",

@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 import pytest
 
-from sentral.config.directory import ClinicEntry, Directory, ParkLotEntry, StaffEntry
+from sentral.config.directory import ClinicEntry, Directory, Forwards, ParkLotEntry, StaffEntry
 from sentral.config.settings import Listen
 from sentral.pbx.endpoint import Endpoint
 from sentral.pbx.guard import Guard
@@ -521,6 +521,24 @@ def test_presence_is_open_only_while_registered_and_says_what_the_phone_does(wor
     assert presence(phone.take()) == ("open", "Available")
     world.hub.registration(DOMAIN, "1002", False, 3.0)
     assert presence(phone.take()) == ("closed", "Logged off")
+
+
+def test_presence_says_where_the_calls_of_someone_forwarded_always_go(world: World) -> None:
+    world.bound.add((DOMAIN, "1002"))
+    phone = Phone(world)
+    phone.subscribe(event="presence")
+    assert presence(phone.take()) == ("open", "Available")
+    forwarded = directory(2)
+    people = dict(forwarded.staff)
+    people[(DOMAIN, "1002")] = replace(people[(DOMAIN, "1002")], forwards=Forwards(always="1003"))
+    world.directory = replace(forwarded, staff=MappingProxyType(people))
+    world.hub.directory_changed(5.0)
+    assert presence(phone.take()) == ("open", "Available, forwarded to 1003")
+    world.call("1002", Phase.CONFIRMED)
+    assert presence(phone.take()) == ("open", "On the phone, forwarded to 1003")
+    world.directory = directory(3)
+    world.hub.directory_changed(6.0)
+    assert presence(phone.take()) == ("open", "On the phone")
 
 
 def test_presence_document_names_the_extension(world: World) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sentral.config.directory import GroupEntry, GroupKind, MemberEntry, StaffEntry, Strategy
+from sentral.config.directory import Forwards, GroupEntry, GroupKind, MemberEntry, StaffEntry, Strategy
 from sentral.config.store import BindingRow
 from sentral.pbx.call import (
     TRANSFER_HANGUP,
@@ -491,3 +491,15 @@ def test_a_transferee_with_direct_media_is_moved_to_the_relay_and_then_hears_mus
     assert ("music", "a", "on") in c.media.asked
     c.answer("1003", 3.0)
     assert call.winner is call.b_legs[1] and c.media.asked[-2:] == [("music", "a", "off"), ("join", "a", "b2")]
+
+
+def test_a_transfer_to_someone_forwarding_always_rings_where_the_forward_says() -> None:
+    c = Transfers()
+    carol = replace(c.directory.staff[(DOMAIN, "1003")], forwards=Forwards(always="1004"))
+    c.directory = replace(c.directory, staff=MappingProxyType({**c.directory.staff, (DOMAIN, "1003"): carol}))
+    call = transferred(c, "1003")
+    assert c.invites("1003") == [] and len(c.invites("1004")) == 1
+    assert call.forwarded == (("1003", "always", "1004"),)
+    c.answer("1004", 2.0)
+    assert call.winner is call.b_legs[-1] and call.b_legs[-1].extension == "1004"
+    assert call.transfers[-1].target == "1003" and call.transfers[-1].outcome == "answered"

@@ -12,11 +12,25 @@ from dataclasses import replace
 from typing import cast
 
 import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, delete, func, select
 
-from sentral.config.cdr import CallRecord, CdrStore, CdrWriter, LegRecord, LiveCall, LiveCallStore
-from sentral.config.db import StoreError, make_engine, writing
-from sentral.config.models import StoredCall, StoredLeg
+from sentral.app import call_record
+from sentral.config.cdr import (
+    CallRecord,
+    CdrStore,
+    CdrWriter,
+    LegRecord,
+    LiveCall,
+    LiveCallStore,
+    TransferRecord,
+)
+from sentral.config.db import MIGRATIONS, StoreError, make_engine, migrate, newest_revision, writing
+from sentral.config.models import Base, StoredCall, StoredLeg, StoredTransfer
+from sentral.pbx.call import CallReport, LegReport, TransferReport
 
 T0 = 1_740_816_000.0  # 2025-03-01T08:00:00Z
 CALLER = "+4791234567"
@@ -67,6 +81,19 @@ def not_found(call_id: str, started_at: float) -> CallRecord:
     )  # fmt: skip
 
 
+def transferred(call_id: str, started_at: float) -> CallRecord:
+    """A call to 1002 that 1002 sent blind to 1003, who did not answer, so it came back; then attended to 1004."""
+    return replace(
+        answered(call_id, started_at, targets=1),
+        callee="1002",
+        callee_extension="1002",
+        transfers=(
+            TransferRecord(at=started_at + 20, by="1002", kind="blind", target="1003", outcome="returned"),
+            TransferRecord(at=started_at + 50, by="1002", kind="attended", target="1004", outcome="answered"),
+        ),
+    )
+
+
 def stored_ids(db_url: str) -> list[str]:
     """Call ids of every stored record, read through an engine of its own as another process would."""
     engine = make_engine(db_url)
@@ -105,6 +132,38 @@ def test_records_round_trip_with_their_legs(engine: Engine) -> None:
     assert third.legs == () and third.hangup_by is None
 
 
+def test_transfers_round_trip_in_order_with_their_call_alone(engine: Engine) -> None:
+    store = CdrStore(engine)
+    written = [busy("c-busy", T0), transferred("c-moved", T0 + 10), answered("c-plain", T0 + 20)]
+    store.write(written)
+    assert store.list() == written
+    _, moved, plain = store.list()
+    assert [(t.kind, t.target, t.outcome) for t in moved.transfers] == [
+        ("blind", "1003", "returned"), ("attended", "1004", "answered")
+    ]  # fmt: skip
+    assert moved.transfers[0].at == T0 + 30 and moved.transfers[0].by == "1002"
+    assert plain.transfers == ()
+    # Asked for fewer records, each still brings its own transfers and no other call's.
+    store.write([transferred("c-later", T0 + 30)])
+    assert store.list(limit=1) == [transferred("c-later", T0 + 30)]
+    assert store.list(limit=3) == [transferred("c-moved", T0 + 10), answered("c-plain", T0 + 20),
+                                   transferred("c-later", T0 + 30)]  # fmt: skip
+    assert store.list(since=T0 + 5, limit=1) == [transferred("c-later", T0 + 30)]
+
+
+def test_a_refused_transfer_stores_nothing_of_its_batch(engine: Engine) -> None:
+    store = CdrStore(engine)
+    bad = replace(
+        transferred("c2", T0 + 10),
+        transfers=(TransferRecord(at=T0 + 11, by=cast(str, None), kind="blind", target="1003", outcome="failed"),),
+    )
+    with pytest.raises(StoreError, match="call records were not stored"):
+        store.write([answered("c1", T0), bad])
+    assert store.list() == []
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(StoredLeg)).scalar_one() == 0
+
+
 def test_list_puts_the_newest_last_and_filters_by_start_time_and_count(engine: Engine) -> None:
     store = CdrStore(engine)
     # Written in the order the calls ended, which is not the order they started in.
@@ -141,24 +200,32 @@ def test_a_batch_is_one_transaction_and_its_error_shows_no_phone_numbers(engine:
     assert [record.call_id for record in store.list()] == ["c1"]
 
 
-def test_deleting_a_record_deletes_its_legs(engine: Engine) -> None:
+def test_deleting_a_record_deletes_its_legs_and_transfers(engine: Engine) -> None:
     store = CdrStore(engine)
-    store.write([answered("c1", T0), busy("c2", T0 + 10)])
+    store.write([transferred("c1", T0), busy("c2", T0 + 10), transferred("c3", T0 + 20)])
     with writing(engine).begin() as connection:
         connection.execute(delete(StoredCall).where(StoredCall.call_id == "c1"))
     with engine.connect() as connection:
         left = connection.execute(select(StoredLeg.call_id, func.count()).group_by(StoredLeg.call_id)).all()
-    assert [tuple(row) for row in left] == [("c2", 2)]
+        moved = connection.execute(
+            select(StoredTransfer.call_id, func.count()).group_by(StoredTransfer.call_id)
+        ).all()
+    assert sorted(tuple(row) for row in left) == [("c2", 2), ("c3", 2)]
+    assert [tuple(row) for row in moved] == [("c3", 2)]
 
 
 def test_write_sustains_well_over_1000_calls_per_second(engine: Engine) -> None:
     store = CdrStore(engine)
     store.write([busy(f"warm-{i}", T0 - 1000 + i) for i in range(10)])
-    records = [answered(f"c{i}", T0 + i, targets=1) for i in range(2000)]
+    # One call in ten transferred, about what a clinic's reception does.
+    records = [
+        transferred(f"c{i}", T0 + i) if i % 10 == 0 else answered(f"c{i}", T0 + i, targets=1) for i in range(2000)
+    ]
     started = time.perf_counter()
     store.write(records)
     elapsed = time.perf_counter() - started
-    assert len(store.list(since=T0)) == 2000
+    stored = store.list(since=T0)
+    assert len(stored) == 2000 and sum(len(record.transfers) for record in stored) == 400
     # One second is the budget for 2,000 calls with two legs each; measured figures are a fraction of it.
     assert elapsed < 1.0, f"2000 records took {elapsed:.3f}s"
 
@@ -363,3 +430,91 @@ def test_live_calls_can_be_published_from_another_thread(engine: Engine) -> None
     listed = calls.list(5.0)
     assert sorted(c.call_id for c in listed) == ["a1", "a2"]
     assert all(c.updated_at is not None and abs(c.updated_at - time.time()) < 5 for c in listed)
+
+
+def test_a_live_call_carries_its_transfers_so_far(engine: Engine) -> None:
+    calls = LiveCallStore(engine)
+    under_way = (
+        TransferRecord(at=T0 + 20, by="1001", kind="blind", target="1003", outcome="returned"),
+        TransferRecord(at=T0 + 40, by="1001", kind="semi-attended", target="1004", outcome=""),
+    )
+    calls.publish("sip-a", [live("a1"), live("a2", transfers=under_way)], now=T0 + 60)
+    plain, moving = calls.list(5.0, now=T0 + 61)
+    assert plain.transfers == () and moving.transfers == under_way
+    # A call never transferred costs its row nothing.
+    with engine.connect() as connection:
+        stored = connection.exec_driver_sql("SELECT call_id, transfers FROM live_call ORDER BY call_id").all()
+    assert stored[0] == ("a1", None)
+
+
+# -- from the call controller's report, and the schema ----------------------------------------------
+
+
+def test_the_servers_record_of_a_report_keeps_its_transfers_on_the_wall_clock() -> None:
+    legs = (
+        LegReport("a", "a", "1001", "answered", 200, 100.0, None, 100.5, 160.0),
+        LegReport("b1", "b", "sip:1002@192.0.2.12", "answered", 200, 100.1, 100.2, 100.5, 130.0),
+        LegReport("b2", "b", "sip:1003@192.0.2.13", "answered", 200, 131.0, 131.5, 133.0, 160.0),
+    )
+    report = CallReport(
+        call_id="c1", clinic="fjordheim.example", caller="1001", caller_name="Kari Nordmann", callee="1002",
+        callee_name="Ola Nordmann", sip_call_id="abc@192.0.2.11", status=200, legs=legs, started=100.0,
+        rang=100.2, answered=100.5, ended=160.0, hangup_by="caller", cause="BYE", answered_by="1002",
+        transfers=(TransferReport(130.0, "1002", "blind", "1003", "answered"),),
+    )  # fmt: skip
+    record = call_record(report, T0)
+    assert record.transfers == (
+        TransferRecord(at=T0 + 130.0, by="1002", kind="blind", target="1003", outcome="answered"),
+    )
+    assert call_record(replace(report, transfers=()), T0).transfers == ()
+
+
+def _alembic(engine: Engine, action: str, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with writing(engine).begin() as connection:
+        config.attributes["connection"] = connection
+        getattr(command, action)(config, revision)
+
+
+def test_the_transfers_migration_keeps_the_records_and_goes_back(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        _alembic(engine, "upgrade", "0006")
+        with writing(engine).begin() as connection:
+            connection.execute(StoredCall.__table__.insert(), [_call_row("before")])
+        migrate(engine)
+        store = CdrStore(engine)
+        [before] = store.list()
+        assert before.call_id == "before" and before.transfers == ()
+        store.write([transferred("after", T0 + 100)])
+        LiveCallStore(engine).publish("sip-a", [live("a1", transfers=transferred("x", T0).transfers)], now=T0)
+        assert store.list()[1] == transferred("after", T0 + 100)
+        _alembic(engine, "downgrade", "0006")
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT count(*) FROM call_record").scalar_one() == 2
+            assert connection.exec_driver_sql("SELECT count(*) FROM live_call").scalar_one() == 1
+        migrate(engine)
+        assert [record.transfers for record in store.list()] == [(), ()]
+    finally:
+        engine.dispose()
+
+
+def _call_row(call_id: str) -> dict[str, object]:
+    """A call record as an older server stored it, straight into the table."""
+    return {
+        "call_id": call_id, "domain": "fjordheim.example", "caller": "1001", "callee": "1002", "started_at": T0,
+        "ended_at": T0 + 1, "disposition": "busy", "hangup_reason": "486 Busy Here", "status_to_caller": 486,
+    }  # fmt: skip
+
+
+def test_the_migrated_transfer_tables_are_the_models(engine: Engine) -> None:
+    assert newest_revision() == "0008"
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = [
+            diff
+            for diff in compare_metadata(context, Base.metadata)
+            if "call_transfer" in repr(diff) or "live_call" in repr(diff)
+        ]
+    assert differences == []

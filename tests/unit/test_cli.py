@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from sentral.cli import cli
-from sentral.config.cdr import CallRecord, CdrStore, LegRecord, LiveCall, LiveCallStore
-from sentral.config.db import MIGRATIONS, database_url, describe_url, make_engine
+from sentral.config.cdr import CallRecord, CdrStore, LegRecord, LiveCall, LiveCallStore, TransferRecord
+from sentral.config.db import MIGRATIONS, database_url, describe_url, make_engine, newest_revision
 from sentral.config.directory import directory_version, load_directory
 from sentral.config.models import Staff
 from sentral.config.settings import Listen, ServeConfig
@@ -249,6 +250,9 @@ def binding_row(domain: str, extension: str, now: float) -> BindingRow:
 # -- users ---------------------------------------------------------------------------------------
 
 
+NO_FORWARDS = {"always": None, "busy": None, "noanswer": None, "after": 20}
+
+
 def test_user_add_list_passwd_remove(db: str) -> None:
     out = ok(db, "user", "add", "1001", "--name", "Ingrid Solberg", "--password", "fjord-secret-1", "--role", "doctor")
     assert out.strip() == "Added 1001@clinic.local (Ingrid Solberg) with roles doctor."
@@ -256,10 +260,10 @@ def test_user_add_list_passwd_remove(db: str) -> None:
     assert json.loads(ok(db, "user", "list", "--json")) == [
         {"domain": "clinic.local", "extension": "1001", "name": "Ingrid Solberg", "roles": ["doctor"],
          "phone_on": True, "direct_media": False, "digest": "clinic", "digest_algorithms": ["SHA-256", "MD5"],
-         "functions": []},
+         "functions": [], "forwards": NO_FORWARDS},
         {"domain": "clinic.local", "extension": "1003", "name": "Silje Nilsen", "roles": [],
          "phone_on": True, "direct_media": False, "digest": "clinic", "digest_algorithms": ["SHA-256", "MD5"],
-         "functions": []},
+         "functions": [], "forwards": NO_FORWARDS},
     ]  # fmt: skip
     assert re.search(r"^1001\s+clinic\.local\s+Ingrid Solberg\s+doctor$", ok(db, "user", "list"), re.MULTILINE)
 
@@ -405,7 +409,7 @@ def test_existing_staff_follow_the_clinic_after_the_upgrade_that_brings_phone_di
     ok(db_url, "init", "--domain", "clinic.example.no")
     ok(db_url, "user", "add", "1001", "--name", "Ingrid Solberg", "--password", "fjord-secret-1")
     downgrade(db_url, "0005")
-    assert "from schema 0005 to 0006" in ok(db_url, "init")
+    assert f"from schema 0005 to {newest_revision()}" in ok(db_url, "init")
     [staff] = json.loads(ok(db_url, "user", "list", "--json"))
     assert (staff["digest"], staff["digest_algorithms"]) == ("clinic", ["SHA-256", "MD5"])
     ok(db_url, "user", "set", "1001", "--digest", "md5")
@@ -679,6 +683,40 @@ def test_calls_lists_the_calls_of_servers_that_published_lately(db: str) -> None
     assert len(table) == 3
 
 
+def test_calls_show_the_transfers_of_a_call_so_far(db: str) -> None:
+    now = time.time()
+    moving = replace(
+        _live("c-moving", "answered", now - 90, now - 80),
+        transfers=(
+            TransferRecord(at=now - 40, by="1001", kind="blind", target="1003", outcome="returned"),
+            TransferRecord(at=now - 5, by="1001", kind="attended", target="1004", outcome=""),
+        ),
+    )
+    engine = make_engine(db)
+    try:
+        LiveCallStore(engine).publish("sip-1", [moving, _live("c-plain", "ringing", now - 2)])
+    finally:
+        engine.dispose()
+    talking, ringing = json.loads(ok(db, "calls", "--json"))
+    assert talking["transfers"] == [
+        {"at": _utc(now - 40), "at_epoch": now - 40, "by": "1001", "kind": "blind", "target": "1003",
+         "outcome": "returned"},
+        {"at": _utc(now - 5), "at_epoch": now - 5, "by": "1001", "kind": "attended", "target": "1004",
+         "outcome": None},
+    ]  # fmt: skip
+    assert ringing["transfers"] == []
+    table = ok(db, "calls").splitlines()
+    assert table[2:4] == [
+        "    transferred by 1001 (blind) to 1003: returned",
+        "    transferred by 1001 (attended) to 1004: under way",
+    ]
+    assert table[4].startswith("c-plain") and len(table) == 5
+
+
+def _utc(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def test_calls_when_nothing_is_in_progress(db: str) -> None:
     assert ok(db, "calls").strip() == "No calls in progress."
     assert json.loads(ok(db, "calls", "--json")) == []
@@ -740,7 +778,7 @@ def test_cdr_lists_records_newest_last_with_every_field_and_the_legs(db: str, os
         "answered_at": "2025-03-01T08:00:05.000Z", "answered_at_epoch": T0 + 5,
         "ended_at": "2025-03-01T08:01:05.000Z", "ended_at_epoch": T0 + 65,
         "duration": 60.0, "disposition": "answered", "hangup_by": "caller", "hangup_reason": "BYE",
-        "status_to_caller": 200,
+        "status_to_caller": 200, "forwarded": [],
         "legs": [
             {"leg": 0, "role": "caller", "target": "+4791234567",
              "started_at": "2025-03-01T08:00:00.000Z", "started_at_epoch": T0, "ringing_at": None,
@@ -752,6 +790,7 @@ def test_cdr_lists_records_newest_last_with_every_field_and_the_legs(db: str, os
              "answered_at": "2025-03-01T08:00:05.000Z", "answered_at_epoch": T0 + 5,
              "ended_at": "2025-03-01T08:01:05.000Z", "ended_at_epoch": T0 + 65, "outcome": "answered", "status": 200},
         ],
+        "transfers": [],
     }  # fmt: skip
     assert (second["answered_at"], second["duration"], second["caller_name"]) == (None, 0, None)
     assert [leg["status"] for leg in second["legs"]] == [480, None]
@@ -766,6 +805,35 @@ def test_cdr_lists_records_newest_last_with_every_field_and_the_legs(db: str, os
         r"2025-03-01 10:00:00\s+c2\s+\+4791234567\s+22 -> 1001\s+no_answer\s+-\s+system: no answer timeout",
         table[2],
     )
+
+
+def test_cdr_shows_who_transferred_a_call_to_whom_and_how_it_ended(db: str, oslo_time: None) -> None:
+    moved = replace(
+        _record("c1", T0),
+        transfers=(
+            TransferRecord(at=T0 + 20, by="1001", kind="blind", target="1003", outcome="returned"),
+            TransferRecord(at=T0 + 30.25, by="1001", kind="semi-attended", target="1004", outcome="answered"),
+        ),
+    )
+    _store_records(db, [moved, _record("c2", T0 + 3600)])
+    first, second = json.loads(ok(db, "cdr", "--json"))
+    assert first["transfers"] == [
+        {"at": "2025-03-01T08:00:20.000Z", "at_epoch": T0 + 20, "by": "1001", "kind": "blind", "target": "1003",
+         "outcome": "returned"},
+        {"at": "2025-03-01T08:00:30.250Z", "at_epoch": T0 + 30.25, "by": "1001", "kind": "semi-attended",
+         "target": "1004", "outcome": "answered"},
+    ]  # fmt: skip
+    assert second["transfers"] == []
+    table = ok(db, "cdr").splitlines()
+    assert table[0].split() == ["STARTED", "CALL", "ID", "FROM", "TO", "RESULT", "DURATION", "HANGUP"]
+    assert table[1].startswith("2025-03-01 09:00:00  c1 ")
+    assert table[2:4] == [
+        "    transferred by 1001 (blind) to 1003: returned",
+        "    transferred by 1001 (semi-attended) to 1004: answered",
+    ]
+    # The columns stay aligned across the lines between them.
+    assert table[4].startswith("2025-03-01 10:00:00  c2 ") and len(table) == 5
+    assert table[4].index("22 -> 1001") == table[1].index("22 -> 1001")
 
 
 def test_cdr_since_takes_iso_8601_dates_and_times(db: str, oslo_time: None) -> None:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from sentral.config.backup import schema_revisions
+from sentral.config.cdr import CallRecord, CdrStore, TransferRecord
 from sentral.config.db import database_url, make_engine
 from sentral.config.spool import CDR_SPOOL
 from tests.unit.test_cli import fails, ok, run
@@ -135,6 +136,31 @@ def test_restore_into_a_new_path_and_over_a_database_kept_aside(db: str, tmp_pat
     assert "kept" not in ok(db, "restore", str(copy), "--no-keep")
     assert extensions(db) == {"1001": "Kari Nordmann", "1002": "Ola Nordmann"}
     assert extensions(db + ".before-restore") == {"1001": "Kari Nordmann"}
+
+
+def test_call_records_come_back_from_a_backup_with_their_transfers(db: str, tmp_path: Path) -> None:
+    started = 1_740_816_000.0
+    moved = CallRecord(
+        call_id="c1", domain="clinic.local", caller="1001", callee="1002", started_at=started,
+        answered_at=started + 3, ended_at=started + 60, disposition="answered", hangup_reason="BYE",
+        status_to_caller=200,
+        transfers=(TransferRecord(at=started + 20, by="1002", kind="blind", target="1003", outcome="answered"),),
+    )  # fmt: skip
+    engine = make_engine(database_url(db))
+    try:
+        CdrStore(engine).write([moved])
+    finally:
+        engine.dispose()
+    copy = tmp_path / "copy.db"
+    ok(db, "backup", str(copy))
+    fresh = str(tmp_path / "new" / "sentral.db")
+    Path(fresh).parent.mkdir()
+    ok(fresh, "restore", str(copy))
+    [record] = json.loads(ok(fresh, "cdr", "--json"))
+    assert record["transfers"] == [
+        {"at": "2025-03-01T08:00:20.000Z", "at_epoch": started + 20, "by": "1002", "kind": "blind",
+         "target": "1003", "outcome": "answered"},
+    ]  # fmt: skip
 
 
 def test_restore_refuses_while_a_server_has_the_database_open(

@@ -262,6 +262,7 @@ def test_presence_shows_phone_registration_line_and_logins(db: str) -> None:
     assert people[0] == {
         "domain": CLINIC, "extension": "1001", "name": "Ingrid Solberg", "phone_on": True, "registered": False,
         "line": "busy", "acute": True, "groups": ["doctors"], "functions": ["reception"],
+        "forwarded_to": None, "forwards": {"always": None, "busy": None, "noanswer": None, "after": 20},
     }  # fmt: skip
     assert [(p["extension"], p["phone_on"], p["registered"], p["line"], p["groups"], p["functions"]) for p in people[1:]] == [
         ("1002", True, False, "idle", [], []),
@@ -269,11 +270,11 @@ def test_presence_shows_phone_registration_line_and_logins(db: str) -> None:
         ("1004", True, True, "ringing", [], []),
     ]  # fmt: skip
     assert lines(ok(db, "presence")) == [
-        ["EXTENSION", "DOMAIN", "NAME", "PHONE", "REGISTERED", "LINE", "GROUPS", "FUNCTIONS"],
-        ["1001", CLINIC, "Ingrid Solberg", "on", "no", "busy (acute)", "doctors", "reception"],
-        ["1002", CLINIC, "Magnus Haugen", "on", "no", "idle", "-", "-"],
-        ["1003", CLINIC, "Silje Nilsen", "off", "no", "idle", "-", "-"],
-        ["1004", CLINIC, "Kari Johansen", "on", "yes", "ringing", "-", "-"],
+        ["EXTENSION", "DOMAIN", "NAME", "PHONE", "REGISTERED", "LINE", "GROUPS", "FUNCTIONS", "FORWARDS"],
+        ["1001", CLINIC, "Ingrid Solberg", "on", "no", "busy (acute)", "doctors", "reception", "-"],
+        ["1002", CLINIC, "Magnus Haugen", "on", "no", "idle", "-", "-", "-"],
+        ["1003", CLINIC, "Silje Nilsen", "off", "no", "idle", "-", "-", "-"],
+        ["1004", CLINIC, "Kari Johansen", "on", "yes", "ringing", "-", "-", "-"],
     ]
     # Lines a stopped server left behind long ago count as idle.
     engine = make_engine(db)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import stat
 import time
@@ -13,7 +15,7 @@ import pytest
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from sentral.config.cdr import CallRecord, CdrStore, CdrWriter, LegRecord
+from sentral.config.cdr import CallRecord, CdrStore, CdrWriter, LegRecord, TransferRecord
 from sentral.config.db import StoreError
 from sentral.config.spool import BINDING_SPOOL, CDR_SPOOL, SpoolFile, default_spool_dir, spool_depth
 from sentral.config.store import BindingRow, BindingStore
@@ -325,3 +327,63 @@ def test_a_spool_that_cannot_be_written_fails_the_write_and_is_forgotten_once_th
 
     asyncio.run(scenario())
     assert [r.call_id for r in CdrStore(engine).list()] == ["stored"]
+
+
+def transferred(call_id: str) -> CallRecord:
+    """A call 1002 sent blind to 1003, who answered."""
+    plain = record(call_id)
+    at = plain.started_at + 5
+    return dataclasses.replace(
+        plain, transfers=(TransferRecord(at=at, by="1002", kind="blind", target="1003", outcome="answered"),)
+    )
+
+
+async def drained(writer: CdrWriter) -> None:
+    deadline = time.monotonic() + 5
+    while writer.spooled and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+def test_spooled_records_keep_their_transfers_through_a_restart(engine: Engine, tmp_path: Path) -> None:
+    outage = Outage()
+    moved, plain = transferred("moved"), record("plain")
+
+    async def spooled_then_stopped() -> None:
+        writer = CdrWriter(FlakyRecords(engine, outage), spool=tmp_path / CDR_SPOOL, retry_interval=60)
+        writer.start()
+        outage.down = True
+        await writer.write([moved, plain])
+        assert writer.spooled == 1  # one submission of two records
+        await writer.close()
+
+    asyncio.run(spooled_then_stopped())
+
+    async def restarted() -> None:
+        writer = CdrWriter(CdrStore(engine), spool=tmp_path / CDR_SPOOL, retry_interval=0.05)
+        # What the server reads back from its spool before it starts (for `sentral calls` and the like).
+        assert writer.spooled_items() == [(moved, plain)]
+        writer.start()
+        await drained(writer)
+        await writer.close()
+
+    asyncio.run(restarted())
+    assert sorted(CdrStore(engine).list(), key=lambda r: r.call_id) == [moved, plain]
+
+
+def test_a_spool_written_before_transfers_were_recorded_still_replays(engine: Engine, tmp_path: Path) -> None:
+    old = record("old")
+    fields = dataclasses.asdict(old)
+    del fields["transfers"]
+    spool = tmp_path / CDR_SPOOL
+    spool.write_text(json.dumps([fields]) + "\n")
+    spool.chmod(0o600)
+
+    async def restarted() -> None:
+        writer = CdrWriter(CdrStore(engine), spool=spool, retry_interval=0.05)
+        writer.start()
+        await drained(writer)
+        await writer.close()
+
+    asyncio.run(restarted())
+    assert CdrStore(engine).list() == [old]
+    assert spool_depth(tmp_path).call_records == 0

@@ -17,9 +17,12 @@ call's commands and its timer until it lets go.
 - ``attended``: attended and semi-attended transfers (a REFER with Replaces; a semi-attended one
   goes on as ``transfer``'s blind transfer), and a phone taking over an answered call (an INVITE
   with Replaces naming a confirmed dialog);
-- ``codes``: what call control does for the feature codes staff dial (``*45``-``*48``);
+- ``codes``: what call control does for the feature codes staff dial (``*45``-``*48``, and the
+  forwarding codes);
 - ``pickup``: answering a colleague's ringing call (``**EXT``, ``*8``, and a busy-lamp key's
   INVITE with Replaces for a ringing dialog).
+- ``forward``: call forwarding (always, busy, no answer), which call control asks whenever it
+  routes a call to a number (``Forwarding``) rather than at the hooks above.
 
 The core refuses a REFER no feature takes with 501.
 """
@@ -31,13 +34,16 @@ from collections.abc import Sequence
 from sentral.pbx.call import CallControl, CallFeature
 from sentral.pbx.features.attended import AttendedTransfer
 from sentral.pbx.features.codes import FeatureCodes
+from sentral.pbx.features.forward import CallForwarding
 from sentral.pbx.features.park import Parking
 from sentral.pbx.features.pickup import CallPickup
 from sentral.pbx.features.transfer import Transfer
 
 
 def standard(core: CallControl) -> Sequence[CallFeature]:
-    """The features a clinic's call control has, in the order they are asked."""
+    """The features a clinic's call control has, in the order they are asked; call forwarding is
+    given to the core as its ``forwarding``."""
+    core.forwarding = CallForwarding(core)
     transfer = Transfer(core)
     return (Parking(core), transfer, AttendedTransfer(core, transfer), FeatureCodes(core), CallPickup(core))
 

@@ -13,8 +13,10 @@ key's transfer. The other phone, the transferee, stays alone in the call as its 
 when it was the answering phone), hears music from the relay, and ``Transfer`` holds the call
 (``CallHolder``). The target number is routed as a direct call to it would be: an extension rings
 every phone of it (``RingAll``), a role the phones of its holders, a group or function by its own
-strategy and queue (``GroupCalls.ring``). The phones rung show the transferee (``ring_as``), not
-the transferring phone, and the INVITEs carry ``Referred-By: <sip:TRANSFERER@clinic>``. As soon as
+strategy and queue (``GroupCalls.ring``). The target's forwards are followed as for a direct
+call (always, busy, and no answer for a phone that cannot ring at all); a forward on no answer is
+not, since the recall rule decides what a transfer nobody answers comes to. The phones rung show
+the transferee (``ring_as``), not the transferring phone, and the INVITEs carry ``Referred-By: <sip:TRANSFERER@clinic>``. As soon as
 the target rings, the transferring phone is told the transfer succeeded (NOTIFY "200 OK", which
 ends the subscription), as Asterisk does: what happens if nobody answers is the recall rule's.
 
@@ -182,6 +184,7 @@ class Transfer:
         own = (leg.extension, transferee.extension)
         if number in own or (isinstance(decision, Ring) and decision.extension in own):
             return refuse(403, "Cannot Transfer A Call To Itself")
+        _, decision = self._follow(call, number, decision, transferee.extension, now)
         match decision:
             case Reject(status=status, reason=reason):
                 # Nobody to ring: the phone hears why, and its call goes on as it was.
@@ -219,9 +222,10 @@ class Transfer:
         """Transfer ``call``, answered, from ``leg``'s phone to ``number`` (``decision``: what the
         dial plan made of it) as a blind transfer, the REFER being answered by whoever asks: an
         attended transfer made while its target still rang ("semi-attended", ``kind``) goes on this
-        way, recall rule and all."""
+        way, forwards and recall rule and all."""
+        _, followed = self._follow(call, number, decision, transferee.extension, now)
         self._take(call, leg, transferee, number, self.core.directory(), now, kind)
-        self._ring(call, self._calls[call.id], decision, now)
+        self._ring(call, self._calls[call.id], followed, now)
         self.core.changed(call, now)
         self.core.arm(call)
         self.core.members_changed(now)
@@ -436,7 +440,25 @@ class Transfer:
         call.referred_by = f"sip:{state.by}@{call.caller.clinic.domain}"
         call.listed = (state.user, number)
         query = Query(call.caller.clinic, number, core.directory(), core.bindings, state.user)
-        self._ring(call, state, core.dialplan.route(query), now)
+        _, decision = self._follow(call, number, core.dialplan.route(query), state.user, now)
+        self._ring(call, state, decision, now)
+
+    def _follow(
+        self, call: Call, number: str, decision: Decision, caller: str, now: float
+    ) -> tuple[str, Decision]:
+        """Where a call to ``number`` goes once its always or busy forwards (or a no-answer forward
+        of a phone that cannot ring) are followed, as for a direct call (``CallControl.forwarding``,
+        which bounds the chain): the number and the dial plan's decision for it."""
+        core = self.core
+        forwarding = core.forwarding
+        while forwarding is not None:
+            onward = forwarding.forward(call, number, decision, now)
+            if onward is None:
+                break
+            call.routes += 1
+            number = onward
+            decision = core.dialplan.route(Query(call.caller.clinic, number, core.directory(), core.bindings, caller))
+        return number, decision
 
     def _give_up(self, call: Call, state: Transferring, now: float) -> None:
         """Nobody could take the call: the transferee hears so, and is hung up on."""
