@@ -73,6 +73,10 @@ def outcomes(row: dict[str, Any]) -> list[str]:
     return [leg["outcome"] for leg in row["legs"]]
 
 
+def transfers(row: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    return [(t["by"], t["kind"], t["target"], t["outcome"]) for t in row["transfers"]]
+
+
 # Phones differ in which call their REFER goes on: pjsua2 sends it on the call it is asked to transfer.
 @pytest.mark.parametrize("refer_on", ["alice", "carol"])
 def test_after_bob_and_carol_spoke_bob_transfers_alice_to_carol(
@@ -109,6 +113,7 @@ def test_after_bob_and_carol_spoke_bob_transfers_alice_to_carol(
     assert (transferred["caller"], transferred["callee"]) == ("1001", "1002")
     assert outcomes(transferred) == ["answered", "transferred", "answered"]
     assert "1003" in transferred["legs"][2]["target"] and transferred["hangup_by"] == "callee"
+    assert transfers(transferred) == [("1002", "attended", "1003", "answered")]
 
 
 def test_bob_transfers_alice_while_carol_rings_and_she_talks_to_alice_when_she_answers(
@@ -141,6 +146,7 @@ def test_bob_transfers_alice_while_carol_rings_and_she_talks_to_alice_when_she_a
     _, transferred = new_records(clinic, before, 2)
     assert outcomes(transferred) == ["answered", "transferred", "answered"]
     assert transferred["hangup_by"] == "caller"
+    assert transfers(transferred) == [("1002", "semi-attended", "1003", "answered")]
 
 
 def test_phones_with_direct_media_are_joined_at_the_relay(
