@@ -342,6 +342,7 @@ class MediaAnchor:
         address = self._advertised(advertise)
         call = self._call(call_key)
         leg = self._leg(call, leg_key)
+        leg.held = False  # an offer of Sentral's own is sendrecv: whatever hold there was is over
         if not leg.streams:
             leg.streams.append(None)
         try:
@@ -465,6 +466,24 @@ class MediaAnchor:
             if mine is not None and theirs is not None:
                 self.relay.pair(mine, theirs)
                 self._update_dtmf(leg, other, index)
+
+    def move(self, call_key: str, leg_key: str, to_call: str, to_leg: str) -> None:
+        """``leg_key``'s endpoints leave ``call_key`` for ``to_call``, as leg ``to_leg`` (an attended
+        transfer joins a phone of one call with a phone of another). The ports stay, so the phone
+        notices nothing; until it is joined in its new call it is paired with what it was."""
+        call = self._calls.get(call_key)
+        leg = call.legs.get(leg_key) if call is not None else None
+        if call is None or leg is None:
+            raise MediaError(f"no media for leg {leg_key!r} of call {call_key!r}")
+        into = self._call(to_call)
+        if to_leg in into.legs:
+            raise ValueError(f"call {to_call!r} has a leg {to_leg!r} already")
+        del call.legs[leg_key]
+        leg.key = to_leg
+        into.legs[to_leg] = leg
+        for endpoint in leg.streams:
+            if endpoint is not None:
+                endpoint.on_dtmf = self._dtmf_handler(to_call, to_leg)
 
     def adopt_origin(self, call_key: str, leg_key: str, origin: OriginRewriter) -> None:
         """Go on with ``origin``, the o= line ``leg_key`` had while its SDP passed Sentral by

@@ -205,6 +205,24 @@ class AnchoredMedia:
         with contextlib.suppress(MediaError):  # a leg released meanwhile: nothing to relay
             self.anchor.join(call.id, leg.id, other.id)
 
+    def move(self, call: Call, leg: Leg, into: Call, leg_id: str) -> None:
+        if not self.anchored(call, leg):
+            # A direct phone's media does not reach the relay (``to_relay`` brings it there first).
+            raise SipError(501, "Attended Transfer Needs Media Through Sentral")
+        modes = self._modes.get(call.id, {})
+        try:
+            self.anchor.move(call.id, leg.id, into.id, leg_id)
+        except MediaError:
+            return  # no media kept for the leg (it sent no SDP): nothing to move
+        if leg.id in modes:
+            self._modes.setdefault(into.id, {})[leg_id] = modes.pop(leg.id)
+        playing = self._music.get(call.id)
+        if playing is not None and leg.id in playing:
+            playing.discard(leg.id)
+            if not playing:
+                del self._music[call.id]
+            self._music.setdefault(into.id, set()).add(leg_id)
+
     def answer_received(self, call: Call, leg: Leg, sdp: bytes) -> None:
         if self._forget(self._moving, call, leg):
             self._anchor_leg(call, leg)  # the phone took the relay's offer: it sends there now
@@ -241,6 +259,12 @@ class AnchoredMedia:
 
     def music(self, call: Call, leg: Leg, on: bool) -> bool:
         if not on:
+            playing = self._music.get(call.id)
+            if playing is not None:
+                # Stopped from outside (a held phone joined with another): a later hold plays again.
+                playing.discard(leg.id)
+                if not playing:
+                    del self._music[call.id]
             with contextlib.suppress(MediaError):  # released already: nothing plays
                 self.anchor.stop_music(call.id, leg.id)
             return False

@@ -62,26 +62,27 @@ INVITE without SDP cannot get early media without reliable provisional responses
 does not do, so such a caller hears ringback instead.
 
 Features. What is built on this core lives in ``sentral.pbx.features``, one module each (parking,
-blind transfer, the feature codes, pickup), and speaks the core's vocabulary: ``ring`` a
-contact for a call, ``fail`` or ``hang_up`` a call, ``hang_up_leg_at`` a time, ``connect_held`` and
-``take_over`` (bridge a leg to a phone that waits alone), ``answer_and_play``, ``accept_refer`` and
+blind and attended transfer, the feature codes, pickup), and speaks the core's vocabulary: ``ring``
+a contact for a call, ``fail`` or ``hang_up`` a call, ``hang_up_leg_at`` a time, ``connect_held``
+and ``take_over`` (bridge a leg to a phone that waits alone), ``adopt`` (move a leg, dialog, relay
+ports and all, into another call: an attended transfer), ``resume`` (offer a phone left on hold the
+relay again), ``leg_of`` (find a dialog), ``answer_and_play``, ``accept_refer`` and
 ``notify_refer`` (a transfer's progress), ``arm`` a call's timer, ``changed`` and ``tell_line``
-(publish a state), and the media layer. The core asks its ``CallFeature`` objects, in turn, at
-five hooks: a new call to a number the dial plan gives a feature (``Feature``, ``Park``,
-``Retrieve``, ``Pickup``), keys pressed during a call (the last ``KEYS_KEPT``, each within ``KEY_GAP`` of the
-one before), a REFER (after the dial plan has decided its target), what the port carried out for
-a feature (``feature_done``), and a new INVITE with Replaces (RFC 3891) naming a dialog of a live
+(publish a state), and the media layer. The core asks its ``CallFeature`` objects, in turn, at five
+hooks: a new call to a number the dial plan gives a feature (``Feature``, ``Park``, ``Retrieve``,
+``Pickup``), keys pressed during a call (the last ``KEYS_KEPT``, each within ``KEY_GAP`` of the one
+before), a REFER (after the dial plan has decided its target), what the port carried out for a
+feature (``feature_done``), and a new INVITE with Replaces (RFC 3891) naming a dialog of a live
 call of the same clinic (``replaces``; one naming no such dialog is 481 before any feature is
-asked, a malformed one 400). A REFER no feature
-takes (one whose Refer-To asks for an attended transfer, with Replaces, while no feature serves
-those) is refused with 501. A feature that holds an answered call with its A leg alone (a parked
-call, a transferred call ringing its target) is the call's ``holder`` (``CallHolder``): the
-strategy's commands for that call, and its timer (``recall_at``), go to the feature, which is told
-when the call ends; the INVITEs that ring someone for it carry ``Referred-By`` when the call's
-``referred_by`` is set (RFC 3892). A phone done with a call that goes on (a parker, a
-transferring phone) hears its prompt and gets a BYE at ``leave_at``, unless it hangs up first.
-Call forwarding (``Forwarding``) is asked whenever a call is routed to a number: it may send the
-call on at once, and it may wrap the ``RingAll`` that rings one person's phones.
+asked, a malformed one 400). A REFER no feature takes is refused with 501. A feature that holds an
+answered call with its A leg alone (a parked call, a transferred call ringing its target) is the
+call's ``holder`` (``CallHolder``): the strategy's commands for that call, and its timer
+(``recall_at``), go to the feature, which is told when the call ends; the INVITEs that ring someone
+for it carry ``Referred-By`` when the call's ``referred_by`` is set (RFC 3892). A phone done with a
+call that goes on (a parker, a transferring phone) hears its prompt and gets a BYE at ``leave_at``,
+unless it hangs up first. Call forwarding (``Forwarding``) is asked whenever a call is routed to a
+number: it may send the call on at once, and it may wrap the ``RingAll`` that rings one person's
+phones.
 
 Dead media. ``check_media`` hangs up answered calls whose phones have sent no media for a while
 (longer while a phone is on hold), with the cause "no media"; the driver calls it every few
@@ -265,6 +266,11 @@ class MediaPolicy(Protocol):
     def join(self, call: Call, leg: Leg, other: Leg) -> None:
         """Relay ``leg``'s phone and ``other``'s to each other (a parked call retrieved)."""
 
+    def move(self, call: Call, leg: Leg, into: Call, leg_id: str) -> None:
+        """``leg``'s media leaves ``call`` for ``into``, where the leg is ``leg_id`` from now on,
+        without the phone noticing (an attended transfer); SipError when it cannot be moved (media
+        that does not pass through Sentral), and then nothing changed."""
+
     def answer_received(self, call: Call, leg: Leg, sdp: bytes) -> None:
         """``leg``'s phone answered (in its ACK) an offer of ``offer_locally`` or ``relay_offer``."""
 
@@ -337,6 +343,11 @@ class OriginPerLeg:
 
     def join(self, call: Call, leg: Leg, other: Leg) -> None:
         pass
+
+    def move(self, call: Call, leg: Leg, into: Call, leg_id: str) -> None:
+        # The phones send media to each other: joining one with a phone of another call would take
+        # an SDP exchange with each, which this policy does not do.
+        raise SipError(501, "Attended Transfer Needs Media Through Sentral")
 
     def answer_received(self, call: Call, leg: Leg, sdp: bytes) -> None:
         pass
@@ -2854,6 +2865,96 @@ class CallControl:
         except DialogError:
             return
         self.port.send_request(notify, leg.target)
+
+    def adopt(self, into: Call, leg: Leg, from_call: Call, now: float) -> None:
+        """``leg`` leaves ``from_call`` for ``into`` (an attended transfer), as a B leg: its dialog,
+        transactions, session timer and media (the phone keeps its ports) go with it, and it no
+        longer keeps its extension busy in ``from_call``. ``from_call`` keeps a copy for its
+        record, with the outcome "transferred". Raises the media layer's SipError when the media
+        cannot follow, and then nothing has changed. The feature bridges the leg
+        (``connect_held``) when it is time."""
+        taken = {other.id for other in into.legs}
+        number = len(into.legs)
+        while f"t{number}" in taken:
+            number += 1
+        new_id = f"t{number}"
+        self.media.move(from_call, leg, into, new_id)
+        # What the old call's record shows of the leg; it owns no dialog (built field by field:
+        # the compiled Leg cannot be copied).
+        left = Leg(
+            id=leg.id,
+            side=leg.side,
+            target=leg.target,
+            label=leg.label,
+            extension=leg.extension,
+            call_id="",
+            local_tag="",
+            local=leg.local,
+            contact=leg.contact,
+            started=leg.started,
+            state=leg.state if leg.done else LegState.ENDED,
+            status=leg.status,
+            ringing=leg.ringing,
+            answered=leg.answered,
+            ended=now,
+            outcome="transferred",
+        )
+        if from_call.a is leg:
+            from_call.a = left
+        else:
+            from_call.b_legs[from_call.b_legs.index(leg)] = left
+        if from_call.winner is leg:
+            from_call.winner = None
+        self._keys.pop((from_call.id, leg.id), None)
+        if leg.state is LegState.ANSWERED:
+            self._step_out(from_call, leg.extension)  # ``connect_held`` counts it in ``into``
+        leg.id = new_id
+        into.b_legs.append(leg)
+        self._legs[(leg.call_id, leg.local_tag)] = (into, leg)
+        for pending in self._pending.values():
+            if pending.leg is leg:
+                pending.call = into
+        into.settle_at = min(into.settle_at, from_call.settle_at)
+        self.version += 1
+        self._arm(into)
+
+    def leg_of(self, call_id: str, local_tag: str) -> tuple[Call, Leg] | None:
+        """The live call and leg of the dialog with Call-ID ``call_id`` and Sentral's tag
+        ``local_tag`` in it, if Sentral has one."""
+        return self._legs.get((call_id, local_tag))
+
+    def resume(self, call: Call, leg: Leg, now: float) -> None:
+        """Offer ``leg``'s phone a session with the relay in the codec it uses (a re-INVITE): a
+        phone left on hold by one that has gone (a transferrer) hears and speaks again."""
+        dialog = leg.dialog
+        if (
+            dialog is None
+            or not leg.offer.can_offer
+            or leg.offer.local_invite
+            or leg.offer.remote_invite
+            or leg.held_ack is not None
+            or leg.rtx is not None
+        ):
+            return  # an exchange is under way, which settles the session itself
+        try:
+            body = self.media.offer_locally(call, leg, like=leg)
+        except SipError:
+            return
+        headers: list[tuple[str, str]] = [("Allow", ALLOW)]
+        if leg.timer is not None:
+            headers.extend(leg.timer.refresh_request().headers())
+        try:
+            request = dialog.request(
+                "INVITE", via=_via(leg.transport, leg.local), body=body, headers=headers, content_type=SDP
+            )
+            leg.offer.send(request)
+        except (DialogError, OfferStateError):
+            return
+        leg.last_sdp = body
+        leg.refresh_pending = True
+        tx = self.port.send_request(request, leg.target)
+        # Its answer is taken as a session refresh's: ACKed and handed to the media layer.
+        self._pending[tx] = Pending(call, leg, Purpose.REFRESH)
 
     def arm(self, call: Call) -> None:
         """Set ``call``'s timer after a feature changed one of its deadlines."""

@@ -402,6 +402,35 @@ def test_a_local_offer_learns_the_phone_from_its_answer(anchor: MediaAnchor) -> 
         anchor.answer_received("c9", "a", answer_from("10.1.2.50", 11800))
 
 
+def test_a_moved_leg_keeps_its_ports_under_its_new_call_and_joins_there(
+    anchor: MediaAnchor, pool: PortPool
+) -> None:
+    # Call 1: A (held) and B; call 2: B and C. C's leg moves into call 1 and is joined with A.
+    anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000), "a")
+    anchor.answer("c1", "a", answer_from("10.1.2.50", 11800), "b1")
+    anchor.offer("c1", "a", offer_from("10.1.2.50", 11800, direction="sendonly"), "b1")
+    anchor.offer("c2", "b1", offer_from("10.1.2.50", 11900), "a")
+    anchor.answer("c2", "a", answer_from("10.1.2.77", 12000), "b1")
+    (c_port,) = anchor.ports("c2", "b1")
+    anchor.move("c2", "b1", "c1", "t3")
+    assert anchor.ports("c1", "t3") == [c_port] and pool.in_use == 4
+    with pytest.raises(MediaError):
+        anchor.ports("c2", "b1")
+    with pytest.raises(ValueError):
+        anchor.move("c1", "t3", "c1", "a")  # a leg id the call has already
+    anchor.join("c1", "a", "t3")
+    [a_endpoint], [c_endpoint] = anchor._find("c1", "a").streams, anchor._find("c1", "t3").streams
+    assert a_endpoint is not None and a_endpoint.peer is c_endpoint
+    # A was held by B; Sentral's own offer to it (sendrecv) ends that hold.
+    assert anchor.hold_state("c1", "a")
+    anchor.offer_locally("c1", "a", law=g711.PCMU)
+    assert not anchor.hold_state("c1", "a") and anchor.ports("c1", "a")[0] != 0
+    anchor.release("c2")
+    assert anchor.ports("c1", "t3") == [c_port]  # the old call's end leaves the moved leg alone
+    with pytest.raises(MediaError):
+        anchor.move("c2", "a", "c1", "t4")
+
+
 def test_on_hold_is_per_call(anchor: MediaAnchor) -> None:
     anchor.offer("c1", "b1", offer_from("192.168.1.23", 4000), "a")
     assert not anchor.on_hold("c1") and not anchor.on_hold("nope")

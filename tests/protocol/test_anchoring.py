@@ -74,6 +74,9 @@ class FakeMedia:
     def join(self, call: Call, leg: Leg, other: Leg) -> None:
         self.asked.append(("join", leg.id, other.id))
 
+    def move(self, call: Call, leg: Leg, into: Call, leg_id: str) -> None:
+        self.asked.append(("move", leg.id, leg_id))
+
     def answer_received(self, call: Call, leg: Leg, sdp: bytes) -> None:
         self.asked.append(("answer_received", leg.id))
         self.direct.discard(leg.id)

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from sentral.config.directory import Directory, GroupEntry, GroupKind, MemberEntry, Strategy
 from sentral.pbx.call import Call, CallControl, CallState, LegState, OriginPerLeg
 from sentral.pbx.features import standard as standard_features
-from sentral.pbx.features.pickup import COMPLETED_ELSEWHERE
+from sentral.pbx.features.pickup import COMPLETED_ELSEWHERE, CallPickup
 from sentral.pbx.hunting import Hunting
 from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
@@ -327,11 +327,12 @@ def test_replaces_for_ones_own_call_is_403() -> None:
 
 def test_a_confirmed_dialog_is_not_picked_up() -> None:
     c = clinic()
+    c.cc.features = tuple(f for f in c.cc.features if isinstance(f, CallPickup))  # pickup alone
     call = c.talking()
     leg = call.b_legs[0]
     assert leg.dialog is not None
     replaces = f"Replaces: {leg.call_id};to-tag={leg.local_tag};from-tag={leg.dialog.remote_tag}\r\n"
     tx = c.dial("1003", "1002", 1.0, headers=replaces)
-    assert c.port.statuses(tx)[-1] != 200  # an attended transfer's, not pickup's
+    assert c.port.statuses(tx)[-1] == 481  # an attended transfer's to take over, not pickup's
     assert call.winner is leg and call.state is CallState.ANSWERED
 

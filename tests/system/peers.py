@@ -300,6 +300,10 @@ class Softphone:
         """Blind transfer (REFER) of ``call`` to ``uri``."""
         self.request("xfer", call=call, uri=uri)
 
+    def xfer_replaces(self, call: str, dest: str) -> None:
+        """Attended transfer (REFER with Replaces) of ``call``'s party to ``dest``'s."""
+        self.request("xfer_replaces", call=call, dest=dest)
+
     def dtmf(self, call: str, digits: str, method: str = "rfc4733") -> None:
         self.request("dtmf", call=call, digits=digits, method=method)
 

@@ -130,6 +130,7 @@ class Phone:
             "unhold": self.cmd_unhold,
             "dtmf": self.cmd_dtmf,
             "xfer": self.cmd_xfer,
+            "xfer_replaces": self.cmd_xfer_replaces,
             "play": self.cmd_play,
             "record": self.cmd_record,
             "stop_media": self.cmd_stop_media,
@@ -345,6 +346,15 @@ class Phone:
     def cmd_xfer(self, request: dict[str, Any]) -> dict[str, Any]:
         """Blind-transfer the call to ``uri`` (REFER); ``transfer_status`` events follow."""
         self.call(request).xfer(str(request["uri"]), pj.CallOpParam(True))
+        return {}
+
+    def cmd_xfer_replaces(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Attended transfer: REFER on the call to the party of call ``dest``, its Refer-To carrying
+        Replaces of the ``dest`` dialog (pjsua2's xferReplaces); ``transfer_status`` events follow."""
+        dest = request.get("dest")
+        if dest not in self.calls:
+            raise CommandError(f"no live call {dest!r} to transfer to; calls: {sorted(self.calls)}")
+        self.call(request).xferReplaces(self.calls[dest], pj.CallOpParam(True))
         return {}
 
     def cmd_dtmf(self, request: dict[str, Any]) -> dict[str, Any]:

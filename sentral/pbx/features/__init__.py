@@ -14,6 +14,9 @@ call's commands and its timer until it lets go.
   by dialling its slot, the recall, and the slots' busy-lamp keys;
 - ``transfer``: what happens on REFER: a blind transfer to any other number of the clinic, carried
   out by Sentral, and the recall to the transferring phone when nobody takes the call;
+- ``attended``: attended and semi-attended transfers (a REFER with Replaces; a semi-attended one
+  goes on as ``transfer``'s blind transfer), and a phone taking over an answered call (an INVITE
+  with Replaces naming a confirmed dialog);
 - ``codes``: what call control does for the feature codes staff dial (``*45``-``*48``, and the
   forwarding codes);
 - ``pickup``: answering a colleague's ringing call (``**EXT``, ``*8``, and a busy-lamp key's
@@ -29,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sentral.pbx.call import CallControl, CallFeature
+from sentral.pbx.features.attended import AttendedTransfer
 from sentral.pbx.features.codes import FeatureCodes
 from sentral.pbx.features.forward import CallForwarding
 from sentral.pbx.features.park import Parking
@@ -40,7 +44,8 @@ def standard(core: CallControl) -> Sequence[CallFeature]:
     """The features a clinic's call control has, in the order they are asked; call forwarding is
     given to the core as its ``forwarding``."""
     core.forwarding = CallForwarding(core)
-    return (Parking(core), Transfer(core), FeatureCodes(core), CallPickup(core))
+    transfer = Transfer(core)
+    return (Parking(core), transfer, AttendedTransfer(core, transfer), FeatureCodes(core), CallPickup(core))
 
 
 __all__ = ["standard"]

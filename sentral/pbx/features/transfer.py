@@ -209,8 +209,36 @@ class Transfer:
 
     # -- taking the call
 
+    def transfer(
+        self,
+        call: Call,
+        leg: Leg,
+        transferee: Leg,
+        number: str,
+        decision: Ring | RingGroup,
+        now: float,
+        kind: str,
+    ) -> None:
+        """Transfer ``call``, answered, from ``leg``'s phone to ``number`` (``decision``: what the
+        dial plan made of it) as a blind transfer, the REFER being answered by whoever asks: an
+        attended transfer made while its target still rang ("semi-attended", ``kind``) goes on this
+        way, forwards and recall rule and all."""
+        _, followed = self._follow(call, number, decision, transferee.extension, now)
+        self._take(call, leg, transferee, number, self.core.directory(), now, kind)
+        self._ring(call, self._calls[call.id], followed, now)
+        self.core.changed(call, now)
+        self.core.arm(call)
+        self.core.members_changed(now)
+
     def _take(
-        self, call: Call, leg: Leg, transferee: Leg, number: str, directory: Directory, now: float
+        self,
+        call: Call,
+        leg: Leg,
+        transferee: Leg,
+        number: str,
+        directory: Directory,
+        now: float,
+        kind: str = "blind",
     ) -> None:
         """``leg`` transfers ``call`` to ``number``: it steps out, the transferee waits alone."""
         core = self.core
@@ -227,7 +255,7 @@ class Transfer:
             name = staff.name if staff is not None else ""
         if call.leaving is not None and call.leaving is not leg:
             core.cancel_leg(call, call.leaving, now)  # an earlier transferring phone, still up: it goes now
-        call.transfers.append(TransferReport(now, leg.extension, "blind", number))
+        call.transfers.append(TransferReport(now, leg.extension, kind, number))
         state = Transferring(
             leg.extension, number, name or transferee.extension, transferee.extension, len(call.transfers) - 1
         )
