@@ -503,3 +503,33 @@ def test_a_transfer_to_someone_forwarding_always_rings_where_the_forward_says() 
     c.answer("1004", 2.0)
     assert call.winner is call.b_legs[-1] and call.b_legs[-1].extension == "1004"
     assert call.transfers[-1].target == "1003" and call.transfers[-1].outcome == "answered"
+
+
+def test_a_transferee_held_before_the_refer_is_offered_the_relay_again_so_the_target_hears_it() -> None:
+    c = Transfers()
+    call = c.talking()
+    # Bob's phone holds Alice first, as desk phones do before a blind transfer.
+    hold = SDP_B.replace(b"o=bob 222 7", b"o=bob 222 8").replace(b"a=sendrecv", b"a=sendonly")
+    held = c.from_b("1002", "INVITE", 2, 1.0, sdp=hold)
+    [(relayed, relayed_tx)] = [(r, t) for r, t in c.port.sent("INVITE", 4001) if r.to_tag]
+    recvonly = SDP_A.replace(b"a=sendrecv", b"a=recvonly")
+    c.cc.on_response(
+        relayed_tx,
+        make_response(
+            relayed, 200, headers=[("Contact", "<sip:1001@127.0.0.1:4001>"), ("Content-Type", "application/sdp")],
+            body=recvonly,
+        ),
+        1.1,
+    )  # fmt: skip
+    assert c.port.statuses(held)[-1] == 200 and call.b_legs[0].holding
+    assert c.port.statuses(refer_from(c, "1002", "1003", 2.0, cseq=3)) == [202]
+    # Sentral offers Alice's phone the relay, sending and receiving, while Carol rings.
+    offers = [r for r, _ in c.port.sent("INVITE", 4001) if r.to_tag and r is not relayed]
+    assert [b"a=fake:local:a" in r.body for r in offers] == [True]
+    assert ("music", "a", "on") in c.media.asked and len(c.invites("1003")) == 1
+
+
+def test_a_transferee_not_held_gets_no_reinvite() -> None:
+    c = Transfers()
+    transferred(c)
+    assert [r for r, _ in c.port.sent("INVITE", 4001) if r.to_tag] == []

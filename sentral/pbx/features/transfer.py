@@ -41,7 +41,9 @@ A target number the dial plan refuses (404, 480 for a phone logged off or unregi
 and a NOTIFY with that status: the call stays as it was, and the phone can resume it. Without the
 relay (``serve --direct-media``) nothing can play music to the transferee, and the transfer goes
 on in silence; a transferee whose phone has direct media on is moved to the relay first
-(``CallControl.to_relay``, a re-INVITE), and hears music once it has answered.
+(``CallControl.to_relay``, a re-INVITE), and hears music once it has answered. A transferee the
+transferring phone held before its REFER (as most desk phones do) is offered the relay again
+(``CallControl.resume``), so that it sends its voice again for the target to hear.
 """
 
 from __future__ import annotations
@@ -270,6 +272,10 @@ class Transfer:
         core.hang_up_leg_at(call, leg, now + TRANSFER_HANGUP)
         if core.media.anchored(call, call.a):
             state.music = core.media.music(call, call.a, True)
+            if leg.holding:
+                # Most desk phones hold the other side before a blind transfer, and a held phone
+                # sends nothing: it is offered the relay again, so the target will hear it.
+                core.resume(call, call.a, now)
         else:
             # A phone with direct media: it hears nothing, and its media cannot reach the target's
             # phone, until it is moved to the relay (a re-INVITE), which the target's ringing hides.
@@ -385,8 +391,6 @@ class Transfer:
         call.strategy = RingAll()
         call.listed = (state.user, leg.extension)
         core.connect_held(call, leg, now)
-        # to_relay: a transferee that the transferring phone put on hold before its REFER still
-        # holds (sends nothing); re-offer it from the relay here once call control can.
         core.changed(call, now)
 
     def _unanswered(self, call: Call, state: Transferring, overflow: str | None, now: float) -> None:
