@@ -30,7 +30,7 @@ sounds: $(SOUNDS)/.built
 # include changes. The manifest it writes last is the stamp; sentral/__init__.py falls back to
 # the source, with a warning, when the compiled modules do not match it.
 NATIVE := sentral/_native.json
-NATIVE_SOURCES := $(wildcard sentral/pbx/*.py sentral/pbx/sip/*.py sentral/routing/*.py)
+NATIVE_SOURCES := $(wildcard sentral/pbx/*.py sentral/pbx/sip/*.py sentral/pbx/features/*.py sentral/routing/*.py sentral/media/*.py)
 
 $(NATIVE): $(NATIVE_SOURCES) tools/native.py | $(VENV)/.installed
 	$(PY) tools/native.py
