@@ -31,10 +31,48 @@ LOOPBACK = "127.0.0.1"
 
 _handed_out: set[int] = set()
 
+# With tests run in parallel (pytest-xdist), each worker hands out ports from a block of its own,
+# below the kernel's ephemeral range (where the phones' own sockets land) and above the relay's
+# default range: two workers never hand out the same port, which two free ephemeral ports, each
+# bound and let go, could be.
+_WORKER_PORTS = 2000
+_WORKER_FIRST = 21000
+_EPHEMERAL_FIRST = 32768
+
+
+def _worker_ports() -> Iterator[int] | None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        return None
+    first = _WORKER_FIRST + int(worker[2:]) * _WORKER_PORTS
+    if first + _WORKER_PORTS > _EPHEMERAL_FIRST:
+        return None
+    return itertools.cycle(range(first, first + _WORKER_PORTS))
+
+
+_worker_cursor = _worker_ports()
+
+
+def _bindable(family: socket.AddressFamily, host: str, port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(family, kind) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return False
+    return True
+
 
 def free_port(host: str = LOOPBACK) -> int:
     """A port that is free for both UDP and TCP on host right now, never the same one twice per run."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if _worker_cursor is not None:
+        for _ in range(_WORKER_PORTS):
+            port = next(_worker_cursor)
+            if port not in _handed_out and _bindable(family, host, port):
+                _handed_out.add(port)
+                return port
+        # The block is used up: a free ephemeral port, as without workers.
     for _ in range(200):
         with socket.socket(family, socket.SOCK_STREAM) as tcp:
             tcp.bind((host, 0))
