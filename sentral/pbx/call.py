@@ -64,9 +64,9 @@ does not do, so such a caller hears ringback instead.
 Features. What is built on this core lives in ``sentral.pbx.features``, one module each (parking,
 blind and attended transfer, the feature codes, pickup), and speaks the core's vocabulary: ``ring``
 a contact for a call, ``fail`` or ``hang_up`` a call, ``hang_up_leg_at`` a time, ``connect_held``
-and ``take_over`` (bridge a leg to a phone that waits alone), ``adopt`` (move a leg, dialog, relay
-ports and all, into another call: an attended transfer), ``resume`` (offer a phone left on hold the
-relay again), ``leg_of`` (find a dialog), ``answer_and_play``, ``accept_refer`` and
+and ``take_over`` (bridge a leg to a phone that waits alone) with ``joining_media`` (the relay's
+SDP for the caller who joins), ``adopt`` (move a leg, dialog, relay ports and all, into another
+call: an attended transfer), ``resume`` (offer a phone left on hold the relay again), ``leg_of`` (find a dialog), ``answer_and_play``, ``accept_refer`` and
 ``notify_refer`` (a transfer's progress), ``arm`` a call's timer, ``changed`` and ``tell_line``
 (publish a state), and the media layer. The core asks its ``CallFeature`` objects, in turn, at five
 hooks: a new call to a number the dial plan gives a feature (``Feature``, ``Park``, ``Retrieve``,
@@ -1713,14 +1713,27 @@ class CallControl:
             leg.held_ack = response  # the answer comes with the caller's ACK
         else:
             self._ack(leg, response)
+        self._answer_a(call, self._timed_headers(call, now), body, now)
+        self._arm(call)
+
+    def _timed_headers(self, call: Call, now: float) -> list[tuple[str, str]]:
+        """The headers of the 200 that answers the caller, with the session timer negotiated from
+        its INVITE (RFC 4028), which starts on the A leg now."""
+        a = call.a
         headers = [("Contact", a.contact), ("Allow", ALLOW), ("Supported", ", ".join(SUPPORTED))]
         if call.timer_uas is not None:
             headers.extend(call.timer_uas.headers())
             a.timer = SessionTimer.start(
                 call.timer_uas, uas=True, now=now, method=refresh_method(list(a.peer_allow))
             )
+        return headers
+
+    def _answer_a(self, call: Call, headers: list[tuple[str, str]], body: bytes, now: float) -> None:
+        """Send the caller its 200 with ``headers`` and ``body`` (SDP, if any): the A leg's dialog is
+        confirmed, and the 2xx goes out again until its ACK comes."""
+        a = call.a
         if body:
-            headers.append(("Content-Type", SDP))
+            headers = [*headers, ("Content-Type", SDP)]
             a.last_sdp = body
         ok = make_response(call.invite, 200, to_tag=a.local_tag, headers=headers, body=body)
         if a.dialog is None:
@@ -1730,7 +1743,6 @@ class CallControl:
         a.offer.send(ok)
         a.state = LegState.ANSWERED
         self._send_2xx(a, _invite_tx(call), ok, now)
-        self._arm(call)
 
     def _send_2xx(self, leg: Leg, tx: ServerTransaction, response: Response, now: float) -> None:
         leg.rtx = response
@@ -1915,16 +1927,7 @@ class CallControl:
             )
         except SipError:
             body = _inactive_sdp(call.a_sdp, a.local[0] or "0.0.0.0")
-        headers = [("Contact", a.contact), ("Allow", ALLOW), ("Content-Type", SDP)]
-        ok = make_response(call.invite, 200, to_tag=a.local_tag, headers=headers, body=body)
-        if a.dialog is None:
-            a.dialog = Dialog.as_uas(call.invite, ok, a.contact)
-        else:
-            a.dialog.response_sent(ok)
-        a.offer.send(ok)
-        a.last_sdp = body
-        a.state = LegState.ANSWERED
-        self._send_2xx(a, _invite_tx(call), ok, now)
+        self._answer_a(call, [("Contact", a.contact), ("Allow", ALLOW)], body, now)
         self._tell_lines(call, now)
 
     def members_changed(self, now: float) -> None:
@@ -2774,22 +2777,7 @@ class CallControl:
         call.settle_at = now + self.timings.timeout
         self.version += 1
         self._occupy(call, a.extension)
-        headers = [("Contact", a.contact), ("Allow", ALLOW), ("Supported", ", ".join(SUPPORTED))]
-        if call.timer_uas is not None:
-            headers.extend(call.timer_uas.headers())
-            a.timer = SessionTimer.start(
-                call.timer_uas, uas=True, now=now, method=refresh_method(list(a.peer_allow))
-            )
-        headers.append(("Content-Type", SDP))
-        ok = make_response(call.invite, 200, to_tag=a.local_tag, headers=headers, body=body)
-        if a.dialog is None:
-            a.dialog = Dialog.as_uas(call.invite, ok, a.contact)
-        else:
-            a.dialog.response_sent(ok)
-        a.offer.send(ok)
-        a.last_sdp = body
-        a.state = LegState.ANSWERED
-        self._send_2xx(a, _invite_tx(call), ok, now)
+        self._answer_a(call, self._timed_headers(call, now), body, now)
         self._arm(call)
 
     def connect_held(self, call: Call, leg: Leg, now: float) -> None:
@@ -2798,6 +2786,23 @@ class CallControl:
         self._bridge(call, call.a, leg)
         self._occupy(call, leg.extension)
         self._arm(call)
+
+    def joining_media(self, call: Call, into: Call, like: Leg, leg_id: str, now: float) -> bytes | None:
+        """The SDP with which ``call``'s caller, about to join ``into`` (``take_over``), is answered:
+        an answer to its offer (or an offer, for an INVITE without one) from the relay in
+        ``like``'s codec, its media kept under ``into`` as leg ``leg_id``. None when the media layer
+        cannot give one: the caller has been refused with its status, and ``into`` is as it was."""
+        leg = call.a
+        leg.id = leg_id
+        try:
+            if call.a_sdp:
+                return self.media.answer_locally(into, leg, call.a_sdp, like=like)
+            return self.media.offer_locally(into, leg, like=like)
+        except SipError as exc:
+            self.media.release_leg(into, leg)
+            leg.id = "a"
+            self.fail(call, exc.status, exc.reason, now, exc.headers)
+            return None
 
     def take_over(self, call: Call, into: Call, body: bytes, now: float) -> None:
         """``call``'s caller joins ``into`` (answered, its A leg alone): answered with ``body`` (an

@@ -176,18 +176,8 @@ class AttendedTransfer:
         if core.directory().staff_for(domain, call.caller.extension) is None:
             core.fail(call, 403, "Only Staff May Take Over A Call", now)
             return True
-        joining = call.a
-        joining.id = _free_id(old, "r")  # its media lives under the old call from now on
-        try:
-            body = (
-                core.media.answer_locally(old, joining, call.a_sdp, like=peer)
-                if call.a_sdp
-                else core.media.offer_locally(old, joining, like=peer)
-            )
-        except SipError as exc:
-            core.media.release_leg(old, joining)
-            joining.id = "a"
-            core.fail(call, exc.status, exc.reason, now, exc.headers)
+        body = core.joining_media(call, old, peer, _free_id(old, "r"), now)
+        if body is None:
             return True
         _keep_as_a(old, peer)
         old.winner = None

@@ -242,18 +242,9 @@ class Parking:
         if parked is None or parked.parked != slot or parked.caller.clinic.domain != domain:
             core.fail(call, 404, "Nothing parked there", now)
             return
-        held, leg = parked.a, call.a
-        leg.id = f"r{len(parked.b_legs) + 1}"  # its media lives under the parked call from now on
-        try:
-            body = (
-                core.media.answer_locally(parked, leg, call.a_sdp, like=held)
-                if call.a_sdp
-                else core.media.offer_locally(parked, leg, like=held)
-            )
-        except SipError as exc:
-            core.media.release_leg(parked, leg)
-            leg.id = "a"
-            core.fail(call, exc.status, exc.reason, now, exc.headers)
+        leg = call.a
+        body = core.joining_media(call, parked, parked.a, f"r{len(parked.b_legs) + 1}", now)
+        if body is None:
             return
         self._unpark(parked, now)
         for other in parked.b_legs:

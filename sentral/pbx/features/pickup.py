@@ -185,17 +185,8 @@ class CallPickup:
         except SipError as exc:
             core.fail(call, exc.status, exc.reason, now, exc.headers)
             return
-        leg.id = f"p{len(old.b_legs) + 1}"  # its media lives under the picked-up call from now on
-        try:
-            body = (
-                media.answer_locally(old, leg, call.a_sdp, like=a)
-                if call.a_sdp
-                else media.offer_locally(old, leg, like=a)
-            )
-        except SipError as exc:
-            media.release_leg(old, leg)
-            leg.id = "a"
-            core.fail(call, exc.status, exc.reason, now, exc.headers)
+        body = core.joining_media(call, old, a, f"p{len(old.b_legs) + 1}", now)
+        if body is None:
             return
         for other in old.b_legs:
             if _ringing(other):
