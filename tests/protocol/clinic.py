@@ -31,7 +31,7 @@ from tests.protocol.test_call import CLINIC, SDP_A, SDP_B, FakePort, b_request, 
 DOMAIN = "clinic.test"
 LISTEN = Listen("udp", "127.0.0.1", 5060)
 LOT = ParkLotEntry(DOMAIN, "main", "700", "701", "702", 10.0)
-PHONES = {"1001": 4001, "1002": 5002, "1003": 5003}
+PHONES = {"1001": 4001, "1002": 5002, "1003": 5003, "1004": 5004}
 PROMPT = 2.0  # how long the fake media layer says the slot announcement lasts
 
 
@@ -43,7 +43,10 @@ DIRECTORY = Directory(
     1,
     MappingProxyType({DOMAIN: CLINIC}),
     MappingProxyType(
-        {(DOMAIN, e): _staff(e, n) for e, n in (("1001", "Alice"), ("1002", "Bob"), ("1003", "Carol"))}
+        {
+            (DOMAIN, e): _staff(e, n)
+            for e, n in (("1001", "Alice"), ("1002", "Bob"), ("1003", "Carol"), ("1004", "Dave"))
+        }
     ),
     numbers=MappingProxyType({(DOMAIN, n): LOT for n in ("700", *LOT.slots)}),
     park_lots=MappingProxyType({(DOMAIN, "main"): LOT}),

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from sentral.config.directory import Forwards, GroupEntry, GroupKind, MemberEntry, StaffEntry, Strategy
-from sentral.config.store import BindingRow
+from sentral.config.directory import Forwards, GroupEntry, GroupKind, MemberEntry, Strategy
 from sentral.pbx.call import (
     TRANSFER_HANGUP,
     Call,
@@ -29,7 +28,7 @@ from sentral.pbx.features.park import PARK_CODE
 from sentral.pbx.features.transfer import Transfer
 from sentral.pbx.hunting import Hunting
 from sentral.pbx.sip.message import Request, Response, make_response, parse_message
-from sentral.pbx.sip.transaction import ClientTransaction, RequestReceived, ServerTransaction
+from sentral.pbx.sip.transaction import RequestReceived, ServerTransaction
 from sentral.pbx.transport import Origin
 from sentral.routing.dialplan import DialPlan
 from tests.protocol.clinic import DIRECTORY, DOMAIN, LISTEN, PHONES, Clinic, refer
@@ -38,7 +37,6 @@ from tests.protocol.test_presence import FakeTransports, endpoint_for
 
 RECALL = 20.0  # --transfer-recall in these tests
 NO_ANSWER = 15.0
-PORTS = {**PHONES, "1004": 5004}
 
 
 def lab(overflow: str | None = None) -> GroupEntry:
@@ -48,30 +46,18 @@ def lab(overflow: str | None = None) -> GroupEntry:
     )  # fmt: skip
 
 
-def _binding(extension: str) -> BindingRow:
-    port = PORTS[extension]
-    return BindingRow(
-        DOMAIN, extension, f"k{port}", f"sip:{extension}@127.0.0.1:{port}", 9e9, "reg", 1, "udp", "127.0.0.1",
-        port, "udp:127.0.0.1:5060", 0.0,
-    )  # fmt: skip
-
-
 class Transfers(Clinic):
-    """The protocol tests' clinic with a fourth phone, the group 500, groups rung by Hunting, and
-    the recall after ``RECALL`` seconds."""
+    """The protocol tests' clinic with the group 500, groups rung by Hunting, and the recall after
+    ``RECALL`` seconds."""
 
     def __init__(self, *, overflow: str | None = None, language: str = "en") -> None:
         super().__init__()
         group = lab(overflow)
         self.directory = replace(
             DIRECTORY,
-            staff=MappingProxyType(
-                {**DIRECTORY.staff, (DOMAIN, "1004"): StaffEntry(DOMAIN, "1004", "Dave", (), "", "")}
-            ),
             groups=MappingProxyType({(DOMAIN, "lab"): group}),
             numbers=MappingProxyType({**DIRECTORY.numbers, (DOMAIN, "500"): group}),
         )
-        self.bindings = {(DOMAIN, e): [_binding(e)] for e in PORTS}
         self.hunting = Hunting(
             lambda: self.directory,
             lambda aor: self.bindings.get(aor, []),
@@ -89,31 +75,11 @@ class Transfers(Clinic):
             features=standard_features,
         )
 
-    def invites(self, extension: str) -> list[tuple[Request, ClientTransaction]]:
-        return self.port.sent("INVITE", PORTS[extension])
-
-    def answer(
-        self, extension: str, now: float, status: int = 200, index: int = -1
-    ) -> tuple[Request, Response]:
-        request, tx = self.invites(extension)[index]
-        headers = [("Contact", f"<sip:{extension}@127.0.0.1:{PORTS[extension]}>")]
-        if status == 200:
-            headers.append(("Content-Type", "application/sdp"))
-        response = make_response(
-            request,
-            status,
-            to_tag=f"tag-{extension}-{index}",
-            headers=headers,
-            body=SDP_B if status == 200 else b"",
-        )
-        self.cc.on_response(tx, response, now)
-        return request, response
-
     def notifies(self, extension: str) -> list[Request]:
-        return [r for r, _ in self.port.sent("NOTIFY", PORTS[extension])]
+        return [r for r, _ in self.port.sent("NOTIFY", PHONES[extension])]
 
     def byes(self, extension: str) -> list[Request]:
-        return [r for r, _ in self.port.sent("BYE", PORTS[extension])]
+        return [r for r, _ in self.port.sent("BYE", PHONES[extension])]
 
     def feed(self, request: Request, port: int, now: float) -> ServerTransaction:
         [event, *_] = self.layer.receive(request, ("127.0.0.1", port), False, now)
@@ -127,7 +93,7 @@ class Transfers(Clinic):
         """``extension``'s phone sends ``method`` in its (last) dialog as a callee."""
         request = self.invites(extension)[-1][0]
         response = make_response(request, 200, to_tag=f"tag-{extension}--1")  # as ``answer`` tags it
-        return self.feed(b_request(request, response, method, cseq, sdp=sdp), PORTS[extension], now)
+        return self.feed(b_request(request, response, method, cseq, sdp=sdp), PHONES[extension], now)
 
     def from_caller(
         self, method: str, cseq: int, now: float, extra: str = "", sdp: bytes = b""
@@ -153,7 +119,7 @@ def refer_from(c: Transfers, extension: str, target: str, now: float, cseq: int 
     head = b_request(request, ok, "REFER", cseq).to_bytes().decode().split("\r\n\r\n")[0]
     lines = [line for line in head.split("\r\n") if not line.lower().startswith("content-length")]
     return c.feed(
-        parse("\r\n".join(lines) + f"\r\nRefer-To: <sip:{target}@{DOMAIN}>\r\n"), PORTS[extension], now
+        parse("\r\n".join(lines) + f"\r\nRefer-To: <sip:{target}@{DOMAIN}>\r\n"), PHONES[extension], now
     )
 
 
