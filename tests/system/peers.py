@@ -34,8 +34,10 @@ _handed_out: set[int] = set()
 # With tests run in parallel (pytest-xdist), each worker hands out ports from a block of its own,
 # below the kernel's ephemeral range (where the phones' own sockets land) and above the relay's
 # default range: two workers never hand out the same port, which two free ephemeral ports, each
-# bound and let go, could be.
-_WORKER_PORTS = 2000
+# bound and let go, could be. Every fourth port only: SIPp's media port -mp P binds P to P+3
+# (audio and video, RTP and RTCP), which must be nobody else's.
+_WORKER_PORTS = 5000
+_PORT_STEP = 4
 _WORKER_FIRST = 21000
 _EPHEMERAL_FIRST = 32768
 
@@ -47,7 +49,7 @@ def _worker_ports() -> Iterator[int] | None:
     first = _WORKER_FIRST + int(worker[2:]) * _WORKER_PORTS
     if first + _WORKER_PORTS > _EPHEMERAL_FIRST:
         return None
-    return itertools.cycle(range(first, first + _WORKER_PORTS))
+    return itertools.cycle(range(first, first + _WORKER_PORTS, _PORT_STEP))
 
 
 _worker_cursor = _worker_ports()
@@ -67,7 +69,7 @@ def free_port(host: str = LOOPBACK) -> int:
     """A port that is free for both UDP and TCP on host right now, never the same one twice per run."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     if _worker_cursor is not None:
-        for _ in range(_WORKER_PORTS):
+        for _ in range(_WORKER_PORTS // _PORT_STEP):
             port = next(_worker_cursor)
             if port not in _handed_out and _bindable(family, host, port):
                 _handed_out.add(port)
