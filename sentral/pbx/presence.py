@@ -34,7 +34,10 @@ that slot's line, confirmed while it waits, so a busy-lamp key on 701 is lit exa
 is parked there (its presence is always closed: a slot has no phone).
 
 The ``presence`` document's note says where the calls of someone with an unconditional forward
-go ("Available, forwarded to 1003"); the ``dialog`` package has no place for it.
+go ("Available, forwarded to 1003"). The ``dialog`` package has no place for that, so a forward
+shows on a busy-lamp key the way PBXs show a feature's state: a key watching the forwarding code
+``FORWARD_KEY`` (``*21``) is lit (one confirmed dialog) while its own phone's extension forwards
+its calls unconditionally, and dark otherwise; it follows the directory, as forwards change.
 
 ``lines`` summarises every extension in a call or watched by someone as idle, ringing or busy,
 for `sentral presence`.
@@ -125,6 +128,8 @@ class Package(Enum):
 ALLOW_EVENTS = ", ".join(package.value for package in Package)
 NOTES = {Lamp.IDLE: "Available", Lamp.RINGING: "Ringing", Lamp.BUSY: "On the phone"}
 LOGGED_OFF = "Logged off"
+# What a busy-lamp key watches to show its own phone's unconditional forward (the code that sets it).
+FORWARD_KEY = "*21"
 
 # What a subscriber is told, in a form that compares equal when a NOTIFY would say the same.
 DialogView = tuple[tuple[str, Phase, Direction, DialogIds | None], ...]
@@ -245,6 +250,8 @@ class PresenceHub:
         try:
             package = self._package(request)
             watched = self._resource(request, clinic)
+            if watched[1] == FORWARD_KEY and package is not Package.DIALOG:
+                raise SipError(404)  # a forwarding key is a busy-lamp key's alone
             expires = granted_expires(request, self.limits.expires)
             who = (clinic.domain, subscriber)
             if expires and (
@@ -396,7 +403,7 @@ class PresenceHub:
                 self._terminate(watcher, Reason.REJECTED, now)
             elif not _watchable(directory, watcher.watched):
                 self._terminate(watcher, Reason.NORESOURCE, now)
-            elif watcher.package is Package.PRESENCE:
+            elif watcher.package is Package.PRESENCE or watcher.watched[1] == FORWARD_KEY:
                 self._push(watcher, now)
 
     def lamp(self, domain: str, extension: str) -> Lamp:
@@ -406,7 +413,7 @@ class PresenceHub:
     def lines(self) -> list[LineState]:
         """Every extension in a call or watched by a subscriber, by clinic and extension."""
         out = []
-        for aor in sorted(self._lines.keys() | self._watchers.keys()):
+        for aor in sorted(self._lines.keys() | {aor for aor in self._watchers if aor[1] != FORWARD_KEY}):
             current = self._lines.get(aor, {}).values()
             acute = any(line.acute and line.phase is not Phase.TERMINATED for line in current)
             out.append(LineState(aor[0], aor[1], _lamp(current), acute))
@@ -430,6 +437,8 @@ class PresenceHub:
     def _state(self, watcher: Watcher) -> DialogView | PresenceView:
         match watcher.package:
             case Package.DIALOG:
+                if watcher.watched[1] == FORWARD_KEY:
+                    return self._forward_view(watcher.subscriber)
                 return self._dialog_view(watcher.watched)
             case Package.PRESENCE:
                 return self._presence_view(watcher.watched)
@@ -441,6 +450,13 @@ class PresenceHub:
         if not lines:
             return ()
         return tuple((key, line.phase, line.direction, line.ids) for key, line in lines.items())
+
+    def _forward_view(self, subscriber: Aor) -> DialogView:
+        """A forwarding key's lamp: lit while ``subscriber`` forwards every call."""
+        staff = self.directory().staff_for(*subscriber)
+        if staff is None or staff.forwards.always is None:
+            return ()
+        return (("forward", Phase.CONFIRMED, Direction.INITIATOR, None),)
 
     def _presence_view(self, aor: Aor) -> PresenceView:
         staff = self.directory().staff_for(*aor)
@@ -459,7 +475,10 @@ class PresenceHub:
         entity = f"sip:{extension}@{domain}"
         match watcher.package:
             case Package.DIALOG:
-                dialogs = self._dialog_view(watcher.watched)
+                if extension == FORWARD_KEY:
+                    dialogs = self._forward_view(watcher.subscriber)
+                else:
+                    dialogs = self._dialog_view(watcher.watched)
                 entries = [
                     DialogEntry(key, DialogInfoState(phase.value), DialogDirection(direction.value), ids)
                     for key, phase, direction, ids in dialogs
@@ -589,8 +608,9 @@ class PresenceHub:
 
 
 def _watchable(directory: Directory, aor: Aor) -> bool:
-    """True for a member of staff's extension and for a park lot's slot (its lamp shows a parked call)."""
-    if directory.staff_for(*aor) is not None:
+    """True for a member of staff's extension, for a park lot's slot (its lamp shows a parked call),
+    and for the forwarding key (its lamp shows the subscriber's own forward)."""
+    if aor[1] == FORWARD_KEY or directory.staff_for(*aor) is not None:
         return True
     lot = directory.park_lot_at(*aor)
     return lot is not None and lot.number != aor[1]
@@ -634,6 +654,7 @@ def _contact(transport: str, local: tuple[str, int]) -> str:
 
 __all__ = [
     "ALLOW_EVENTS",
+    "FORWARD_KEY",
     "Direction",
     "Lamp",
     "LineState",

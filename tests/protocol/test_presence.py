@@ -22,7 +22,15 @@ from sentral.config.settings import Listen
 from sentral.pbx.endpoint import Endpoint
 from sentral.pbx.guard import Guard
 from sentral.pbx.location import Location
-from sentral.pbx.presence import Direction, Lamp, LineState, Phase, PresenceHub, PresenceLimits
+from sentral.pbx.presence import (
+    FORWARD_KEY,
+    Direction,
+    Lamp,
+    LineState,
+    Phase,
+    PresenceHub,
+    PresenceLimits,
+)
 from sentral.pbx.registrar import Registrar, RegistrarPolicy
 from sentral.pbx.sip.auth import DigestAuthority, compute_ha1, compute_response
 from sentral.pbx.sip.dialog_info import DialogIds
@@ -172,11 +180,13 @@ class World:
         self.hub.line(DOMAIN, ext, key, phase, direction, acute, now)
 
 
-def dialogs(notify: Request) -> tuple[ET.Element, list[tuple[str, str | None, str | None]]]:
+def dialogs(
+    notify: Request, entity: str = "1002"
+) -> tuple[ET.Element, list[tuple[str, str | None, str | None]]]:
     assert notify.content_type == "application/dialog-info+xml"
     root = ET.fromstring(notify.body)
     assert root.tag == f"{DI}dialog-info"
-    assert root.get("state") == "full" and root.get("entity") == f"sip:1002@{DOMAIN}"
+    assert root.get("state") == "full" and root.get("entity") == f"sip:{entity}@{DOMAIN}"
     found = [
         (d.get("id", ""), d.get("direction"), d.findtext(f"{DI}state")) for d in root.findall(f"{DI}dialog")
     ]
@@ -539,6 +549,31 @@ def test_presence_says_where_the_calls_of_someone_forwarded_always_go(world: Wor
     world.directory = directory(3)
     world.hub.directory_changed(6.0)
     assert presence(phone.take()) == ("open", "On the phone")
+
+
+def test_a_key_on_the_forwarding_code_is_lit_while_its_own_phone_forwards_every_call(world: World) -> None:
+    phone = Phone(world)  # 1001's phone, a key on *21
+    assert phone.subscribe(FORWARD_KEY).status == 200
+    _, dark = dialogs(phone.take(), FORWARD_KEY)
+    assert dark == []
+    forwarded = directory(2)
+    people = dict(forwarded.staff)
+    people[(DOMAIN, "1001")] = replace(people[(DOMAIN, "1001")], forwards=Forwards(always="1003"))
+    people[(DOMAIN, "1002")] = replace(people[(DOMAIN, "1002")], forwards=Forwards(busy="1003"))
+    world.directory = replace(forwarded, staff=MappingProxyType(people))
+    world.hub.directory_changed(5.0)
+    _, lit = dialogs(phone.take(), FORWARD_KEY)
+    assert [state for _, _, state in lit] == ["confirmed"]
+    # Another phone's key on *21 shows its own forward: 1002 forwards only when busy.
+    other = Phone(world, "1002", 5002, "blf2@phone")
+    other.subscribe(FORWARD_KEY)
+    assert dialogs(other.take(), FORWARD_KEY)[1] == []
+    world.directory = directory(3)  # the forward cleared
+    world.hub.directory_changed(6.0)
+    assert dialogs(phone.take(), FORWARD_KEY)[1] == []
+    assert all(line.extension != FORWARD_KEY for line in world.hub.lines())
+    buddy = Phone(world, "1001", 4001, "buddy@phone")
+    assert buddy.subscribe(FORWARD_KEY, event="presence").status == 404  # a busy-lamp key's alone
 
 
 def test_presence_document_names_the_extension(world: World) -> None:
