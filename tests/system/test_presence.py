@@ -247,3 +247,17 @@ def test_the_lamp_of_a_colleague_rings_lights_and_goes_dark_with_a_real_call(
     assert ended[:-1] in ([], [["confirmed"]]), ended
     # The call is gone from the state: a key subscribing now sees the line idle.
     assert watcher_factory("1001").subscribe("1002").lamp() == []
+
+
+def test_a_busy_lamp_key_on_the_forwarding_code_lights_while_its_phone_forwards_every_call(
+    clinic: SentralServer, watcher_factory: Callable[[str], Watcher]
+) -> None:
+    key = watcher_factory("1001")  # 1001's desk phone, a key set to *21
+    assert key.subscribe("*21").lamp() == []
+    clinic.reconfigure("user", "set", "1001", "--forward", "always", "1002")
+    assert key.lamps(lambda lamp: lamp == ["confirmed"])[-1] == ["confirmed"]
+    clinic.reconfigure("user", "set", "1001", "--no-forward")
+    assert key.lamps(lambda lamp: lamp == [])[-1] == []
+    # A colleague's forward is not this key's.
+    clinic.reconfigure("user", "set", "1002", "--forward", "always", "1003")
+    assert watcher_factory("1001").subscribe("*21").lamp() == []
