@@ -17,7 +17,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from loadrun import DOMAIN, HEADER, Step, highest_clean, print_run, provision, run_step, step_rates
+from loadrun import (
+    DOMAIN,
+    HEADER,
+    TUNED_ARGS,
+    Step,
+    add_mode_argument,
+    highest_clean,
+    mode_name,
+    print_run,
+    provision,
+    run_step,
+    step_rates,
+)
 
 from tests.system.peers import Sipp, free_port
 from tests.system.server import SentralServer
@@ -34,6 +46,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=30000)
     parser.add_argument("--transport", choices=["udp", "tcp"], default="udp")
     parser.add_argument("--db", help="database URL (default: a new SQLite file)")
+    add_mode_argument(parser)
     args = parser.parse_args()
     rates = step_rates(args.rates)
     command = "python bench/bench_register.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -42,7 +55,8 @@ def main() -> int:
         work = Path(tmp)
         sipp = Sipp(work / "sipp")
         db_url = args.db or f"sqlite:///{work / 'sentral.db'}"
-        server = SentralServer(db_url, work, extra_args=("--log-level", "warning"))
+        # Registrations are logged at info as a clinic runs it; --tuned logs warnings only.
+        server = SentralServer(db_url, work, extra_args=TUNED_ARGS if args.tuned else ())
         users_csv = provision(server, args.users, work)
         server.start()
         assert server.proc is not None
@@ -87,7 +101,9 @@ def main() -> int:
         rows.append(f"baseline (SIPp uac -> SIPp uas): {base.completed_per_second:.0f} registrations/s")
     if best is not None and base is not None:
         rows.append(f"ratio Sentral / baseline: {best.completed_per_second / base.completed_per_second:.2f}")
-    print_run(f"REGISTER with digest auth over {args.transport.upper()}, {DOMAIN}", command, rows)
+    print_run(
+        f"REGISTER with digest auth over {args.transport.upper()}, {DOMAIN}, {mode_name(args.tuned)}", command, rows
+    )
     return 0
 
 
