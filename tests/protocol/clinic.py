@@ -63,7 +63,10 @@ def _binding(extension: str) -> BindingRow:
 
 @dataclass
 class Lines:
+    """The line observer: every report, with the dialog ids of ringing ones by extension."""
+
     seen: list[tuple[str, str, str]] = field(default_factory=list)
+    ids: dict[str, DialogIds] = field(default_factory=dict)
 
     def line(
         self,
@@ -77,6 +80,8 @@ class Lines:
         dialog: DialogIds | None = None,
     ) -> None:
         self.seen.append((extension, call_key, phase.value))
+        if dialog is not None:
+            self.ids[extension] = dialog
 
 
 class Clinic:

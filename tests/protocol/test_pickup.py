@@ -4,7 +4,7 @@ what the phones that rang are told, the lines and the record, message by message
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from sentral.config.directory import Directory, GroupEntry, GroupKind, MemberEntry, Strategy
@@ -12,15 +12,13 @@ from sentral.pbx.call import Call, CallControl, CallState, LegState, OriginPerLe
 from sentral.pbx.features import standard as standard_features
 from sentral.pbx.features.pickup import COMPLETED_ELSEWHERE, CallPickup
 from sentral.pbx.hunting import Hunting
-from sentral.pbx.presence import Direction as Party
-from sentral.pbx.presence import Phase
 from sentral.pbx.sip.dialog_info import DialogIds
 from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.message import Response, make_response
 from sentral.pbx.sip.transaction import RequestReceived, ServerTransaction
 from sentral.routing.dialplan import DialPlan
 from sentral.routing.pickup import Pickup, PickupResolver, Ringing, first_to_pick
-from tests.protocol.clinic import DIRECTORY, DOMAIN, Clinic
+from tests.protocol.clinic import DIRECTORY, DOMAIN, Clinic, Lines
 from tests.protocol.test_call import parse
 
 # 1002 and 1003 are in reception (number 500, acute 599) and the lab (600); 1003 is logged out of
@@ -42,29 +40,6 @@ RECEPTION = GroupEntry(
 LAB = replace(RECEPTION, name="lab", number="600", acute_number=None)
 
 
-@dataclass
-class Lamps:
-    """The line observer: every report, with the dialog ids of ringing ones."""
-
-    seen: list[tuple[str, str, str]] = field(default_factory=list)
-    ids: dict[str, DialogIds] = field(default_factory=dict)
-
-    def line(
-        self,
-        domain: str,
-        extension: str,
-        call_key: str,
-        phase: Phase,
-        direction: Party,
-        acute: bool,
-        now: float,
-        dialog: DialogIds | None = None,
-    ) -> None:
-        self.seen.append((extension, call_key, phase.value))
-        if dialog is not None:
-            self.ids[extension] = dialog
-
-
 def clinic(*, staff: tuple[str, ...] = ("1001", "1002", "1003"), reception: GroupEntry = RECEPTION) -> Clinic:
     """The protocol tests' clinic with reception, its hunt, and only ``staff`` as members of staff."""
     c = Clinic()
@@ -78,8 +53,6 @@ def clinic(*, staff: tuple[str, ...] = ("1001", "1002", "1003"), reception: Grou
         ),
         park_lots=DIRECTORY.park_lots,
     )
-    lamps = Lamps()
-    c.lines = lamps  # type: ignore[assignment]
     c.cc = CallControl(
         c.port,
         DialPlan(),
@@ -87,7 +60,7 @@ def clinic(*, staff: tuple[str, ...] = ("1001", "1002", "1003"), reception: Grou
         lambda aor: c.bindings.get(aor, []),
         media=c.media,
         groups=Hunting(lambda: directory, lambda aor: c.bindings.get(aor, []), lambda d, e: (d, e) in c.cc.busy),
-        lines=lamps,
+        lines=c.lines,
         features=standard_features,
     )
     return c
@@ -97,8 +70,7 @@ def last_response(c: Clinic, tx: ServerTransaction) -> Response:
     return [response for t, response in c.port.responses if t is tx][-1]
 
 
-def lamps(c: Clinic) -> Lamps:
-    assert isinstance(c.lines, Lamps)
+def lamps(c: Clinic) -> Lines:
     return c.lines
 
 
