@@ -1157,7 +1157,8 @@ def _contact(transport: str, local: tuple[str, int]) -> str:
     return f"<sip:sentral@{_hostport(*local)}{suffix}>"
 
 
-def _sdp_of(message: Request | Response) -> bytes:
+def sdp_of(message: Request | Response) -> bytes:
+    """A message's SDP body, or b"" when it carries none."""
     return message.body if message.body and message.content_type == SDP else b""
 
 
@@ -1307,7 +1308,7 @@ class CallControl:
                 raise SipError(415, "Unsupported Media Type", headers=(("Accept", SDP),))
             if len(request.contacts) != 1:
                 raise SipError(400, "An INVITE needs one Contact")
-            sdp = _sdp_of(request)
+            sdp = sdp_of(request)
             if sdp:
                 parse_sdp(sdp)
             negotiated = negotiate_uas(
@@ -1633,7 +1634,7 @@ class CallControl:
         if call.state not in (CallState.TRYING, CallState.RINGING):
             return
         a = call.a
-        sdp = _sdp_of(response) if response is not None else b""
+        sdp = sdp_of(response) if response is not None else b""
         body = b""
         if sdp and source is not None and a.offer.state is OfferState.REMOTE_OFFER:
             try:
@@ -1681,7 +1682,7 @@ class CallControl:
 
     def _connect(self, call: Call, leg: Leg, response: Response, now: float) -> None:
         a = call.a
-        sdp = _sdp_of(response)
+        sdp = sdp_of(response)
         late_offer = not call.a_sdp
         body = b""
         if sdp:
@@ -2210,7 +2211,7 @@ class CallControl:
             self._arm(call)
         else:
             return  # a retransmitted ACK, or one for a 2xx we no longer know
-        sdp = _sdp_of(request)
+        sdp = sdp_of(request)
         if sdp:
             with contextlib.suppress(SipError):
                 leg.offer.receive(request)
@@ -2324,7 +2325,7 @@ class CallControl:
             # A 2xx of ours still waiting for its ACK on the other leg does not block: that INVITE
             # transaction is over for its sender, who may well have ACKed already.
             busy = busy or other.held_ack is not None or other.refresh_pending
-            if busy and (method == "INVITE" or _sdp_of(request)):
+            if busy and (method == "INVITE" or sdp_of(request)):
                 # The other leg is in an exchange of its own: the offer cannot go on now (glare).
                 self.port.respond(tx, make_response(request, 491))
                 return
@@ -2345,7 +2346,7 @@ class CallControl:
                 return
             timer = decided
         try:
-            if offers and _sdp_of(request):
+            if offers and sdp_of(request):
                 parse_sdp(request.body)  # refuse unusable SDP before the offer state moves
             role = source.offer.receive(request) if offers else BodyRole.NONE
         except SipError as exc:
@@ -2426,7 +2427,7 @@ class CallControl:
                 self._ack(leg, response)
         headers: list[tuple[str, str]] = []
         body = b""
-        sdp = _sdp_of(response)
+        sdp = sdp_of(response)
         if sdp and role in (BodyRole.ANSWER, BodyRole.OFFER):
             try:
                 body = (
@@ -2474,7 +2475,7 @@ class CallControl:
         """``source``'s offer in ``request`` was accepted: note whether it holds the call (RFC 3264
         §8.4), which `sentral calls` shows. Its own offers only: what Sentral offers to play
         music is no phone's hold."""
-        sdp = _sdp_of(request)
+        sdp = sdp_of(request)
         if not sdp:
             return
         try:
@@ -2499,7 +2500,7 @@ class CallControl:
         if 200 <= status < 300:
             if response.cseq.method == "INVITE":
                 self._ack(leg, response)
-                sdp = _sdp_of(response)
+                sdp = sdp_of(response)
                 if sdp:
                     # The phone's answer to the SDP we re-sent: the media layer follows it.
                     with contextlib.suppress(SipError):
@@ -2779,6 +2780,15 @@ class CallControl:
         self._occupy(call, a.extension)
         self._answer_a(call, self._timed_headers(call, now), body, now)
         self._arm(call)
+
+    def take_answer(self, call: Call, leg: Leg, response: Response) -> None:
+        """``leg``'s phone answered, with ``response``, what a feature rang it with for ``call`` (an
+        offer of the relay's): ACK it, and hand its SDP to the media layer."""
+        self._ack(leg, response)
+        sdp = sdp_of(response)
+        if sdp:
+            with contextlib.suppress(SipError):
+                self.media.answer_received(call, leg, sdp)
 
     def connect_held(self, call: Call, leg: Leg, now: float) -> None:
         """``leg`` answered ``call``, which a feature held with its A leg alone: the two talk."""
@@ -3150,7 +3160,7 @@ class CallControl:
             self._moved(pending, False, now)
             return
         self._ack(leg, response)
-        sdp = _sdp_of(response)
+        sdp = sdp_of(response)
         if call.over or not sdp:
             self._moved(pending, False, now)
             return
@@ -3347,4 +3357,5 @@ __all__ = [
     "best_failure",
     "binding_target",
     "failure_rank",
+    "sdp_of",
 ]

@@ -40,7 +40,6 @@ follows the call on it through the line observer, as the slot's "extension".
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from math import inf
 from typing import assert_never
@@ -78,10 +77,6 @@ from sentral.routing.park import GiveUp, LotFull, Park, ParkLot, Reparked, Retri
 
 # What a phone keys during a call to park the other side (Asterisk's usual in-call park code).
 PARK_CODE = "#72"
-
-
-def _sdp_of(response: Response) -> bytes:
-    return response.body if response.body and response.content_type == "application/sdp" else b""
 
 
 class Parking:
@@ -325,11 +320,7 @@ class Parking:
     def _recall_answered(self, call: Call, leg: Leg, response: Response, now: float) -> None:
         """The parker answered the recall: connect them to the parked phone."""
         core = self.core
-        core.ack(leg, response)
-        sdp = _sdp_of(response)
-        if sdp:
-            with contextlib.suppress(SipError):
-                core.media.answer_received(call, leg, sdp)
+        core.take_answer(call, leg, response)
         self._unpark(call, now)
         call.strategy = RingAll()
         core.connect_held(call, leg, now)

@@ -48,7 +48,6 @@ transferring phone held before its REFER (as most desk phones do) is offered the
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -116,10 +115,6 @@ class Transferring:
     first: int = 0  # the first B leg rung in this stage: those before are no part of it
     overflow: str | None = None  # the target's overflow number, from its strategy's Route
     music: bool = False  # whether music plays to the transferee
-
-
-def _sdp_of(response: Response) -> bytes:
-    return response.body if response.body and response.content_type == "application/sdp" else b""
 
 
 def _refer_to(request: Request) -> Uri | None:
@@ -377,15 +372,11 @@ class Transfer:
         """``leg`` answered (the target, its overflow, or the transferring phone's recall): connect
         it to the transferee."""
         core = self.core
-        core.ack(leg, response)
+        core.take_answer(call, leg, response)
         for other in call.b_legs[state.first :]:
             if other is not leg and not other.done:
                 # Stopped here: the strategy's own Cancels after its Connect are moot once it is replaced.
                 core.cancel_leg(call, other, now)
-        sdp = _sdp_of(response)
-        if sdp:
-            with contextlib.suppress(SipError):
-                core.media.answer_received(call, leg, sdp)
         self._let_go(call, state, "returned" if state.stage is Stage.RECALL else "answered")
         call.strategy.ended(call, now)
         call.strategy = RingAll()
