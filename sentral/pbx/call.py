@@ -160,6 +160,7 @@ from sentral.pbx.sip.session_timer import (
     refresh_method,
 )
 from sentral.pbx.sip.transaction import ClientTransaction, ServerTransaction, Timings, new_branch
+from sentral.pbx.sip.uri import Uri
 from sentral.pbx.transport import Origin, Target
 from sentral.routing.dialplan import (
     BindingsLookup,
@@ -679,10 +680,17 @@ class CallFeature(Protocol):
         ``KEY_GAP`` of the one before): whether they end in a code of this feature's."""
 
     def refer(
-        self, call: Call, leg: Leg, tx: ServerTransaction, request: Request, decision: Decision, now: float
+        self,
+        call: Call,
+        leg: Leg,
+        tx: ServerTransaction,
+        request: Request,
+        target: Uri,
+        decision: Decision,
+        now: float,
     ) -> bool:
-        """``leg``'s phone sent a REFER whose target the dial plan decides ``decision`` for:
-        whether this feature answered it."""
+        """``leg``'s phone sent a REFER whose one Refer-To names ``target`` (read once, by the core),
+        which the dial plan decides ``decision`` for: whether this feature answered it."""
 
     def carried_out(self, call: Call, outcome: str, now: float) -> bool:
         """The port carried out, for ``call``, what a feature asked of it (``CallPort.feature``);
@@ -3018,7 +3026,7 @@ class CallControl:
         number = uri.user_unescaped or dialled_number(str(uri))
         decision = self.dialplan.route(Query(call.caller.clinic, number, self.directory(), self.bindings))
         for feature in self.features:
-            if feature.refer(call, leg, tx, request, decision, now):
+            if feature.refer(call, leg, tx, request, uri, decision, now):
                 return
         self.port.respond(
             tx, make_response(request, 501, "Transfer Not Supported", headers=[("Allow", ALLOW)])

@@ -9,6 +9,7 @@ from sentral.pbx.call import KEY_GAP, Call, CallControl, CallFeature, FeatureDec
 from sentral.pbx.features.park import PARK_CODE
 from sentral.pbx.sip.message import Request
 from sentral.pbx.sip.transaction import ServerTransaction
+from sentral.pbx.sip.uri import Uri
 from sentral.routing.dialplan import Decision, DialPlan
 from sentral.routing.park import Park
 from tests.protocol.clinic import DIRECTORY, DOMAIN, Clinic, refer
@@ -29,7 +30,14 @@ class Listener:
         return keys.endswith("**")
 
     def refer(
-        self, call: Call, leg: Leg, tx: ServerTransaction, request: Request, decision: Decision, now: float
+        self,
+        call: Call,
+        leg: Leg,
+        tx: ServerTransaction,
+        request: Request,
+        target: Uri,
+        decision: Decision,
+        now: float,
     ) -> bool:
         self.refers.append(decision)
         return False

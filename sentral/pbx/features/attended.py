@@ -58,10 +58,10 @@ from sentral.pbx.call import (
 )
 from sentral.pbx.features.transfer import Transfer
 from sentral.pbx.sip.errors import SipError
-from sentral.pbx.sip.headers import parse_name_addr
 from sentral.pbx.sip.message import Request, make_response
 from sentral.pbx.sip.replaces import Replaces, replaces_of_uri
 from sentral.pbx.sip.transaction import ServerTransaction
+from sentral.pbx.sip.uri import Uri
 from sentral.routing.dialplan import Decision, Query, Ring, RingGroup
 
 # What the record says of a call ended because its parties were handed to another call.
@@ -127,12 +127,19 @@ class AttendedTransfer:
         return False
 
     def refer(
-        self, call: Call, leg: Leg, tx: ServerTransaction, request: Request, decision: Decision, now: float
+        self,
+        call: Call,
+        leg: Leg,
+        tx: ServerTransaction,
+        request: Request,
+        target: Uri,
+        decision: Decision,
+        now: float,
     ) -> bool:
         """A REFER whose Refer-To carries Replaces: an attended (or semi-attended) transfer."""
         respond = self.core.port.respond
         try:
-            replaces = replaces_of_uri(parse_name_addr(request.header_values("refer-to")[0]).uri)
+            replaces = replaces_of_uri(target)
         except SipError as exc:
             respond(tx, make_response(request, exc.status, exc.reason))
             return True

@@ -28,6 +28,7 @@ from sentral.media.sounds import DONE_TONE
 from sentral.pbx.call import Call, CallControl, FeatureDecision, Leg
 from sentral.pbx.sip.message import Request
 from sentral.pbx.sip.transaction import ServerTransaction
+from sentral.pbx.sip.uri import Uri
 from sentral.routing.dialplan import Decision, Feature
 
 
@@ -64,7 +65,14 @@ class FeatureCodes:
         return False  # the codes are dialled, not keyed during a call
 
     def refer(
-        self, call: Call, leg: Leg, tx: ServerTransaction, request: Request, decision: Decision, now: float
+        self,
+        call: Call,
+        leg: Leg,
+        tx: ServerTransaction,
+        request: Request,
+        target: Uri,
+        decision: Decision,
+        now: float,
     ) -> bool:
         return False
 

@@ -72,6 +72,7 @@ from sentral.pbx.presence import Phase
 from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.message import Request, Response, make_response
 from sentral.pbx.sip.transaction import ServerTransaction
+from sentral.pbx.sip.uri import Uri
 from sentral.routing.dialplan import Decision, Query, Ring
 from sentral.routing.park import GiveUp, LotFull, Park, ParkLot, Reparked, Retrieve
 
@@ -107,7 +108,14 @@ class Parking:
         return True
 
     def refer(
-        self, call: Call, leg: Leg, tx: ServerTransaction, request: Request, decision: Decision, now: float
+        self,
+        call: Call,
+        leg: Leg,
+        tx: ServerTransaction,
+        request: Request,
+        target: Uri,
+        decision: Decision,
+        now: float,
     ) -> bool:
         """A blind transfer to the park number parks the other phone."""
         if not isinstance(decision, Park):

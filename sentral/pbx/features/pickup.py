@@ -57,6 +57,7 @@ from sentral.pbx.call import (
 from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.message import Request
 from sentral.pbx.sip.transaction import ServerTransaction
+from sentral.pbx.sip.uri import Uri
 from sentral.routing.dialplan import Decision
 from sentral.routing.pickup import Pickup, Ringing, first_to_pick
 
@@ -112,7 +113,14 @@ class CallPickup:
         return False  # pickup is dialled, never keyed during a call
 
     def refer(
-        self, call: Call, leg: Leg, tx: ServerTransaction, request: Request, decision: Decision, now: float
+        self,
+        call: Call,
+        leg: Leg,
+        tx: ServerTransaction,
+        request: Request,
+        target: Uri,
+        decision: Decision,
+        now: float,
     ) -> bool:
         return False
 

@@ -80,7 +80,6 @@ from sentral.pbx.call import (
     after_prompt,
 )
 from sentral.pbx.sip.errors import SipError
-from sentral.pbx.sip.headers import parse_name_addr
 from sentral.pbx.sip.message import Request, Response, make_response
 from sentral.pbx.sip.transaction import ServerTransaction
 from sentral.pbx.sip.uri import Uri, unescape
@@ -117,17 +116,6 @@ class Transferring:
     music: bool = False  # whether music plays to the transferee
 
 
-def _refer_to(request: Request) -> Uri | None:
-    """The URI of the REFER's one Refer-To (the core has checked that there is one)."""
-    values = request.header_values("refer-to")
-    if len(values) != 1:
-        return None
-    try:
-        return parse_name_addr(values[0]).uri
-    except SipError:
-        return None
-
-
 def _attended(uri: Uri) -> bool:
     """True when the Refer-To asks for an attended transfer (it carries Replaces, RFC 3891)."""
     return any(unescape(name).lower() == "replaces" for name, _ in uri.headers)
@@ -156,11 +144,17 @@ class Transfer:
         return False
 
     def refer(
-        self, call: Call, leg: Leg, tx: ServerTransaction, request: Request, decision: Decision, now: float
+        self,
+        call: Call,
+        leg: Leg,
+        tx: ServerTransaction,
+        request: Request,
+        target: Uri,
+        decision: Decision,
+        now: float,
     ) -> bool:
         """A blind transfer from ``leg``'s phone to the number the dial plan made ``decision`` of."""
-        uri = _refer_to(request)
-        if uri is None or _attended(uri) or isinstance(decision, Park):
+        if _attended(target) or isinstance(decision, Park):
             return False  # an attended transfer, or one to the park number: other features'
         core = self.core
 
@@ -177,7 +171,7 @@ class Transfer:
         transferee = call.peer(leg)
         if call.state is not CallState.ANSWERED or call.holder is not None or transferee is None:
             return refuse(403, "No Answered Call To Transfer")
-        number = uri.user_unescaped or dialled_number(str(uri))
+        number = target.user_unescaped or dialled_number(str(target))
         own = (leg.extension, transferee.extension)
         if number in own or (isinstance(decision, Ring) and decision.extension in own):
             return refuse(403, "Cannot Transfer A Call To Itself")
