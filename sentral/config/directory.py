@@ -43,6 +43,12 @@ from sentral.config.models import (
 )
 
 
+class DialPermission(Enum):
+    INTERNAL = "internal"
+    NATIONAL = "national"
+    INTERNATIONAL = "international"
+
+
 @dataclass(frozen=True, slots=True)
 class ClinicEntry:
     """A clinic as the call path sees it; ``digest_algorithms`` in challenge order."""
@@ -50,6 +56,11 @@ class ClinicEntry:
     domain: str
     name: str
     digest_algorithms: tuple[str, ...]
+    country: str = "NO"                      # ISO 3166 alpha-2, upper case
+    main_number: str | None = None           # E.164 with '+', e.g. "+4722334455"
+    open_countries: frozenset[int] = frozenset()   # country calling codes open for outbound
+                                             # (the clinic's own code is in it unless denied)
+    timezone: str | None = None              # IANA name for opening hours; None: the server's
 
 
 class ForwardKind(Enum):
@@ -113,6 +124,8 @@ class StaffEntry:
     digest_algorithms: tuple[str, ...] = ()
     # Where their calls go instead (always, when busy, when unanswered); none by default.
     forwards: Forwards = NO_FORWARDS
+    dial: DialPermission = DialPermission.NATIONAL
+    public_number: str | None = None         # E.164; their own outbound caller ID
 
     def ha1(self, algorithm: str) -> str:
         """The HA1 for ``algorithm`` ("MD5" or "SHA-256")."""
@@ -121,6 +134,13 @@ class StaffEntry:
         if algorithm == "SHA-256":
             return self.ha1_sha256
         raise KeyError(algorithm)
+
+
+class NumberFormat(Enum):     # how the carrier wants numbers written
+    E164 = "e164"        # +4722334455 (default)
+    DIGITS = "digits"    # 4722334455
+    NATIONAL = "national"  # 22334455 for the clinic's own country, 00+... for others
+    INTERNATIONAL_00 = "00"   # 004722334455
 
 
 class GroupKind(Enum):
