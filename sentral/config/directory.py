@@ -224,6 +224,26 @@ class ParkLotEntry:
         return in_slot_range(number, self.first_slot, self.last_slot)
 
 
+@dataclass(frozen=True, slots=True)
+class TrunkEntry:
+    """A trunk to a carrier: it registers with the carrier, or is trusted by address."""
+
+    domain: str  # the clinic's domain
+    name: str  # unique per clinic
+    host: str  # host name or address
+    port: int  # 5060 by default (5061 for tls)
+    transport: str  # "udp" | "tcp" | "tls"
+    priority: int  # lower first; ties by name
+    register: bool  # registers with the carrier (else: trusted by address)
+    username: str | None
+    password: str | None = field(repr=False)  # never printed by the CLI, never logged
+    realm: str | None  # None: whatever the carrier challenges with
+    number_format: NumberFormat = NumberFormat.E164
+    addresses: tuple[str, ...] = ()  # extra source addresses (IPs or CIDRs) inbound calls may come from;
+    # the resolved host address is always allowed
+    enabled: bool = True
+
+
 def slot_numbers(first_slot: str, last_slot: str) -> tuple[str, ...]:
     """The slots ``first_slot``..``last_slot`` as they are dialled, each as wide as ``first_slot``."""
     width = len(first_slot)
@@ -258,6 +278,8 @@ class Directory:
         default_factory=lambda: MappingProxyType({})
     )
     park_lots: Mapping[tuple[str, str], ParkLotEntry] = field(default_factory=lambda: MappingProxyType({}))
+    # Per clinic domain, ordered by (priority, name).
+    trunks: Mapping[str, tuple[TrunkEntry, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
     def staff_for(self, domain: str, extension: str) -> StaffEntry | None:
         """The staff member at ``extension`` in clinic ``domain``, if any."""
@@ -505,10 +527,12 @@ __all__ = [
     "GroupEntry",
     "GroupKind",
     "MemberEntry",
+    "NumberFormat",
     "ParkLotEntry",
     "RoleEntry",
     "StaffEntry",
     "Strategy",
+    "TrunkEntry",
     "directory_version",
     "in_slot_range",
     "load_directory",

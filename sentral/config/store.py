@@ -1973,6 +1973,24 @@ class LineStateStore:
             ]
 
 
+@dataclass(frozen=True, slots=True)
+class TrunkState:
+    """One trunk as the running server publishes it for `sentral trunk list`.
+
+    ``state`` is "registered", "registering", "failed", "up", "down" or "unregistered";
+    ``last_status`` the carrier's last final status, if any; ``updated_at`` (wall time) is filled in
+    when it is published.
+    """
+
+    domain: str
+    name: str
+    state: str
+    last_status: int | None
+    detail: str | None
+    calls: int
+    updated_at: float = 0.0
+
+
 __all__ = [
     "DEFAULT_PARK_TIMEOUT",
     "LINE_MAX_AGE",
@@ -1991,6 +2009,7 @@ __all__ = [
     "ParkSettings",
     "RoleSummary",
     "StoreError",
+    "TrunkState",
     "normalize_domain",
     "normalize_group_name",
     "normalize_overflow",

@@ -32,6 +32,11 @@ count) cannot be protected against replay, and every SIP client in use sends qop
 auth-int is not offered: it would hash whole message bodies for no protection that TLS does not
 give better.
 
+The client side (``parse_challenge``, ``choose_challenge``, ``authorization``) is what Sentral
+uses when it is the one challenged, registering a trunk with a carrier: it picks the strongest
+challenge it supports (SHA-256 over MD5), answers with qop=auth when offered (auth-int when that
+is all the carrier offers, RFC 2069 style when no qop is offered at all) and echoes the opaque.
+
 The module is pure: callers pass the current time as ``now`` (wall-clock seconds, so that nonces
 survive a restart that keeps the same secret) and the source of random bytes can be injected.
 """
@@ -504,3 +509,134 @@ def _issued(nonce: str) -> float:
     """The issue time carried in a nonce this server issued."""
     issued: float = _ISSUED.unpack_from(base64.urlsafe_b64decode(nonce))[0]
     return issued
+
+
+# ---------------------------------------------------------------------------------------------
+# The client side: answering a carrier's challenge
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """The parameters of one WWW-Authenticate or Proxy-Authenticate value (RFC 7616 §3.3)."""
+
+    scheme: str
+    realm: str
+    nonce: str
+    algorithm: str = "MD5"
+    qop: tuple[str, ...] = ()  # lower case, as offered; empty: no qop (RFC 2069 responses)
+    opaque: str | None = None
+    stale: bool = False
+
+
+def parse_challenge(value: str) -> Challenge:
+    """Parse a WWW-Authenticate / Proxy-Authenticate value; ``SipError`` if it is malformed,
+    ``UnsupportedScheme`` (a SipError too) if it is not Digest."""
+    m = _SCHEME_RE.match(value)
+    if m is None:
+        raise SipError(400, "Malformed challenge")
+    if m.group(1).lower() != "digest":
+        raise UnsupportedScheme(m.group(1))
+    found = _PARAM_RE.findall(value, m.end())
+    params = {name.lower(): token or quoted for name, quoted, token in found}
+    if "" in params:
+        raise SipError(400, "Malformed challenge")
+    if len(params) != len(found):
+        raise SipError(400, "Duplicate parameter in challenge")
+    if "\\" in value:
+        params = {
+            name: _QUOTED_PAIR_RE.sub(r"\1", text) if "\\" in text else text for name, text in params.items()
+        }
+    try:
+        realm = params["realm"]
+        nonce = params["nonce"]
+    except KeyError as missing:
+        raise SipError(400, f"Missing {missing.args[0]} parameter in challenge") from None
+    algorithm = params.get("algorithm")
+    algorithm = "MD5" if algorithm is None else _CANONICAL_ALGORITHM.get(algorithm.lower(), algorithm)
+    qop_text = params.get("qop")
+    qop = () if qop_text is None else tuple(t for t in (p.strip().lower() for p in qop_text.split(",")) if t)
+    return Challenge(
+        scheme="Digest",
+        realm=realm,
+        nonce=nonce,
+        algorithm=algorithm,
+        qop=qop,
+        opaque=params.get("opaque"),
+        stale=params.get("stale", "").lower() == "true",
+    )
+
+
+# Stronger first: the order in which a client prefers the algorithms it supports.
+_PREFERENCE = ("SHA-256", "MD5")
+
+
+def _answerable(challenge: Challenge) -> bool:
+    return challenge.algorithm in _HASHERS and (
+        not challenge.qop or "auth" in challenge.qop or "auth-int" in challenge.qop
+    )
+
+
+def choose_challenge(values: Sequence[str]) -> Challenge | None:
+    """The strongest challenge among ``values`` that this client can answer (SHA-256 over MD5),
+    the first offered of equal strength; None when none can be answered. Malformed values and
+    other schemes are passed over: a carrier may offer several."""
+    best: Challenge | None = None
+    for value in values:
+        try:
+            challenge = parse_challenge(value)
+        except SipError:
+            continue
+        if not _answerable(challenge):
+            continue
+        if best is None or _PREFERENCE.index(challenge.algorithm) < _PREFERENCE.index(best.algorithm):
+            best = challenge
+    return best
+
+
+def authorization(
+    challenge: Challenge,
+    method: str,
+    uri: str,
+    username: str,
+    password: str,
+    *,
+    cnonce: str,
+    nc: int = 1,
+    body: bytes = b"",
+) -> str:
+    """The Authorization / Proxy-Authorization value answering ``challenge`` for a request with
+    ``method`` to ``uri``. ``ValueError`` for a challenge ``choose_challenge`` would not pick."""
+    if not _answerable(challenge):
+        raise ValueError(f"cannot answer a {challenge.algorithm} challenge with qop {challenge.qop}")
+    hasher = _HASHERS[challenge.algorithm]
+    ha1 = hasher(f"{username}:{challenge.realm}:{password}".encode(_ENCODING, _ERRORS)).hexdigest()
+    qop: str | None
+    if not challenge.qop:
+        qop = None
+        ha2 = hasher(f"{method}:{uri}".encode(_ENCODING, _ERRORS)).hexdigest()
+        response = hasher(f"{ha1}:{challenge.nonce}:{ha2}".encode(_ENCODING, _ERRORS)).hexdigest()
+    else:
+        if "auth" in challenge.qop:
+            qop = "auth"
+            ha2 = hasher(f"{method}:{uri}".encode(_ENCODING, _ERRORS)).hexdigest()
+        else:
+            qop = "auth-int"
+            entity = hasher(body).hexdigest()
+            ha2 = hasher(f"{method}:{uri}:{entity}".encode(_ENCODING, _ERRORS)).hexdigest()
+        response = hasher(
+            f"{ha1}:{challenge.nonce}:{nc:08x}:{cnonce}:{qop}:{ha2}".encode(_ENCODING, _ERRORS)
+        ).hexdigest()
+    return format_credentials(
+        Credentials(
+            username=username,
+            realm=challenge.realm,
+            nonce=challenge.nonce,
+            uri=uri,
+            response=response,
+            algorithm=challenge.algorithm,
+            cnonce=cnonce if qop is not None else None,
+            nc=nc if qop is not None else None,
+            qop=qop,
+            opaque=challenge.opaque,
+        )
+    )
