@@ -242,6 +242,19 @@ def test_national_format_keeps_the_trunk_prefix() -> None:
     assert carrier_number("+46812345678", NumberFormat.NATIONAL, "SE") == "0812345678"
 
 
+@pytest.mark.parametrize(
+    ("number", "region"),
+    [("+4700694766", "NO"), ("+464622880071", "SE"), ("+3939001446", "IT")],
+)
+def test_national_format_falls_back_to_00_when_the_national_form_would_mean_another_number(
+    number: str, region: str
+) -> None:
+    # Possible numbers nobody uses; written nationally they would read back as something else.
+    written = carrier_number(number, NumberFormat.NATIONAL, region)
+    assert written == "00" + number[1:]
+    assert normalise(written, region) == number
+
+
 @pytest.mark.parametrize("fmt", list(NumberFormat))
 def test_emergency_numbers_go_to_the_carrier_as_dialled(fmt: NumberFormat) -> None:
     assert carrier_number("113", fmt, "NO") == "113"
