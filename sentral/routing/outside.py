@@ -81,7 +81,7 @@ _ONLY_112 = frozenset({ALWAYS_EMERGENCY})
 # What a dialled number may be written with: an optional '+', then digits and the separators
 # people type or phones insert. Letters are refused before phonenumbers sees them, so that a
 # SIP user such as "role-nurse" or a vanity spelling never becomes a number.
-_DIALLED = re.compile(r"\+?[0-9][0-9 ()./\-\u00a0\u2013]*")
+_DIALLED = re.compile(r"\+?\(?[0-9][0-9 ()./\-\u00a0\u2013]*")
 _LONGEST = 40  # no phone number needs more characters, separators included
 
 _CACHE = 8192  # parsed numbers kept; bounded because inbound callers choose what is parsed
