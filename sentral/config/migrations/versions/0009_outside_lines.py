@@ -58,9 +58,13 @@ def upgrade() -> None:
         sa.Column("addresses", sa.Text(), server_default="", nullable=False),
         sa.Column("enabled", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.CheckConstraint("transport IN ('udp', 'tcp', 'tls')", name="ck_trunk_transport"),
-        sa.CheckConstraint("number_format IN ('e164', 'digits', 'national', '00')", name="ck_trunk_number_format"),
+        sa.CheckConstraint(
+            "number_format IN ('e164', 'digits', 'national', '00')", name="ck_trunk_number_format"
+        ),
         sa.CheckConstraint("port BETWEEN 1 AND 65535", name="ck_trunk_port"),
-        sa.ForeignKeyConstraint(["clinic_id"], ["clinic.id"], name="fk_trunk_clinic_id_clinic", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["clinic_id"], ["clinic.id"], name="fk_trunk_clinic_id_clinic", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_trunk"),
         sa.UniqueConstraint("clinic_id", "name", name="uq_trunk_clinic_id_name"),
     )
@@ -82,7 +86,9 @@ def upgrade() -> None:
         sa.Column("clinic_id", sa.Integer(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("name", sa.String(200), nullable=False),
-        sa.ForeignKeyConstraint(["clinic_id"], ["clinic.id"], name="fk_holiday_clinic_id_clinic", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["clinic_id"], ["clinic.id"], name="fk_holiday_clinic_id_clinic", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("clinic_id", "day", name="pk_holiday"),
     )
     op.create_table(
