@@ -111,7 +111,8 @@ class Clinic(Base):
         String(32), default=DEFAULT_DIGEST_ALGORITHMS, server_default=DEFAULT_DIGEST_ALGORITHMS
     )
     # Where national numbers are read: ISO 3166 alpha-2, upper case.
-    country: Mapped[str] = mapped_column(String(2), default=DEFAULT_COUNTRY, server_default=DEFAULT_COUNTRY)
+    # Server default only: a row inserted without it (as older code does) gets it from the database.
+    country: Mapped[str] = mapped_column(String(2), server_default=DEFAULT_COUNTRY)
     # E.164 with '+': the caller ID of outside calls by staff without a public number of their own.
     main_number: Mapped[str | None] = mapped_column(String(16))
     # IANA name opening hours are read in; NULL: the server's local time.
@@ -144,7 +145,7 @@ class Staff(Base):
     digest_algorithms: Mapped[str | None] = mapped_column(String(32))
     # Which outside numbers they may dial: internal, national or international. The store checks
     # the value: a CHECK constraint would make SQLite rebuild the table, cascading into its children.
-    dial: Mapped[str] = mapped_column(String(16), default=DEFAULT_DIAL, server_default=DEFAULT_DIAL)
+    dial: Mapped[str] = mapped_column(String(16), server_default=DEFAULT_DIAL)
     # E.164: their own caller ID for outside calls; NULL: the clinic's main number.
     public_number: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
