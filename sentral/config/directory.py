@@ -1,5 +1,5 @@
-"""The directory: an immutable in-memory snapshot of clinics, staff, groups, functions, roles and
-park lots.
+"""The directory: an immutable in-memory snapshot of clinics, staff, groups, functions, roles, park
+lots, trunks, public numbers and extra closed days.
 
 The call path never reads the database. The server loads a ``Directory`` at start, then polls
 ``directory_version`` (one cheap query) and loads a fresh snapshot when the number moved; lookups
@@ -21,29 +21,37 @@ a resolver written before park lots existed never meets one. ``read_groups``, ``
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 from typing import Any, assert_never
 
+import phonenumbers
 from sqlalchemy import Connection, Engine, select
 
 from sentral.config.models import (
     Clinic,
+    ClinicCountry,
     DirectoryVersion,
     FunctionRole,
     GroupMember,
+    Holiday,
     ParkLot,
+    PublicNumber,
     RingGroup,
     Role,
     Staff,
     StaffForward,
     StaffRole,
+    Trunk,
 )
 
 
 class DialPermission(Enum):
+    """Which outside numbers a member of staff may dial: none, their own country's, or any open one."""
+
     INTERNAL = "internal"
     NATIONAL = "national"
     INTERNATIONAL = "international"
@@ -56,11 +64,11 @@ class ClinicEntry:
     domain: str
     name: str
     digest_algorithms: tuple[str, ...]
-    country: str = "NO"                      # ISO 3166 alpha-2, upper case
-    main_number: str | None = None           # E.164 with '+', e.g. "+4722334455"
-    open_countries: frozenset[int] = frozenset()   # country calling codes open for outbound
-                                             # (the clinic's own code is in it unless denied)
-    timezone: str | None = None              # IANA name for opening hours; None: the server's
+    country: str = "NO"  # ISO 3166 alpha-2, upper case: where national numbers are read
+    main_number: str | None = None  # E.164 with '+', e.g. "+4722334455": the outbound caller ID
+    # Country calling codes open for outbound calls (the clinic's own code is in it unless denied).
+    open_countries: frozenset[int] = frozenset()
+    timezone: str | None = None  # IANA name opening hours are read in; None: the server's
 
 
 class ForwardKind(Enum):
@@ -124,8 +132,10 @@ class StaffEntry:
     digest_algorithms: tuple[str, ...] = ()
     # Where their calls go instead (always, when busy, when unanswered); none by default.
     forwards: Forwards = NO_FORWARDS
+    # Which outside numbers they may dial.
     dial: DialPermission = DialPermission.NATIONAL
-    public_number: str | None = None         # E.164; their own outbound caller ID
+    # E.164: their own outbound caller ID; None: the clinic's main number.
+    public_number: str | None = None
 
     def ha1(self, algorithm: str) -> str:
         """The HA1 for ``algorithm`` ("MD5" or "SHA-256")."""
@@ -136,11 +146,64 @@ class StaffEntry:
         raise KeyError(algorithm)
 
 
-class NumberFormat(Enum):     # how the carrier wants numbers written
-    E164 = "e164"        # +4722334455 (default)
-    DIGITS = "digits"    # 4722334455
+class NumberFormat(Enum):
+    """How a carrier wants the numbers it is sent written."""
+
+    E164 = "e164"  # +4722334455 (default)
+    DIGITS = "digits"  # 4722334455
     NATIONAL = "national"  # 22334455 for the clinic's own country, 00+... for others
-    INTERNATIONAL_00 = "00"   # 004722334455
+    INTERNATIONAL_00 = "00"  # 004722334455
+
+
+TRUNK_TRANSPORTS = ("udp", "tcp", "tls")
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkEntry:
+    """A trunk to a carrier as the call path sees it.
+
+    A trunk either registers with the carrier (``register``) or is trusted by address: inbound
+    calls may come from the resolved ``host`` and from ``addresses`` (IPs or CIDRs). ``password``
+    is the secret itself, which outbound digest needs; it is never printed or logged.
+    """
+
+    domain: str  # the clinic's domain
+    name: str  # unique per clinic
+    host: str  # host name or address
+    port: int  # 5060 by default (5061 for tls)
+    transport: str  # "udp" | "tcp" | "tls"
+    priority: int  # lower first; ties by name
+    register: bool  # registers with the carrier (else: trusted by address)
+    username: str | None
+    password: str | None = field(repr=False)
+    realm: str | None  # None: whatever the carrier challenges with
+    number_format: NumberFormat = NumberFormat.E164
+    addresses: tuple[str, ...] = ()  # extra inbound source addresses (IPs or CIDRs)
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PublicNumberEntry:
+    """A public number of a clinic: where its calls go, when it is open, and where else when not."""
+
+    domain: str
+    number: str  # E.164 with '+'
+    # A number of the clinic (extension, group, function, role number, acute number, park lot), or
+    # "announcement:NAME" (a prompt in the sound library).
+    destination: str
+    hours: str | None  # opening-hours spec as typed, validated on input; None: always open
+    # Where calls go when closed: a number of the clinic or an outside number (E.164); None: the
+    # closed message is played and the call ends.
+    closed_to: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HolidayEntry:
+    """A day a clinic is closed besides its country's public holidays."""
+
+    domain: str
+    day: datetime.date
+    name: str
 
 
 class GroupKind(Enum):
@@ -224,26 +287,6 @@ class ParkLotEntry:
         return in_slot_range(number, self.first_slot, self.last_slot)
 
 
-@dataclass(frozen=True, slots=True)
-class TrunkEntry:
-    """A trunk to a carrier: it registers with the carrier, or is trusted by address."""
-
-    domain: str  # the clinic's domain
-    name: str  # unique per clinic
-    host: str  # host name or address
-    port: int  # 5060 by default (5061 for tls)
-    transport: str  # "udp" | "tcp" | "tls"
-    priority: int  # lower first; ties by name
-    register: bool  # registers with the carrier (else: trusted by address)
-    username: str | None
-    password: str | None = field(repr=False)  # never printed by the CLI, never logged
-    realm: str | None  # None: whatever the carrier challenges with
-    number_format: NumberFormat = NumberFormat.E164
-    addresses: tuple[str, ...] = ()  # extra source addresses (IPs or CIDRs) inbound calls may come from;
-    # the resolved host address is always allowed
-    enabled: bool = True
-
-
 def slot_numbers(first_slot: str, last_slot: str) -> tuple[str, ...]:
     """The slots ``first_slot``..``last_slot`` as they are dialled, each as wide as ``first_slot``."""
     width = len(first_slot)
@@ -278,8 +321,12 @@ class Directory:
         default_factory=lambda: MappingProxyType({})
     )
     park_lots: Mapping[tuple[str, str], ParkLotEntry] = field(default_factory=lambda: MappingProxyType({}))
-    # Per clinic domain, ordered by (priority, name).
+    # Clinic domain -> its trunks in (priority, name) order.
     trunks: Mapping[str, tuple[TrunkEntry, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    # E.164 number -> the public number (unique across the server).
+    public_numbers: Mapping[str, PublicNumberEntry] = field(default_factory=lambda: MappingProxyType({}))
+    # Clinic domain -> its extra closed days.
+    holidays: Mapping[str, frozenset[datetime.date]] = field(default_factory=lambda: MappingProxyType({}))
 
     def staff_for(self, domain: str, extension: str) -> StaffEntry | None:
         """The staff member at ``extension`` in clinic ``domain``, if any."""
@@ -355,12 +402,10 @@ def load_directory(engine: Engine) -> Directory:
         connection = connection.execution_options(isolation_level="REPEATABLE READ")
     with connection, connection.begin():
         version = int(connection.execute(select(DirectoryVersion.version)).scalar_one())
-        clinic_rows = connection.execute(select(Clinic.id, Clinic.domain, Clinic.name, Clinic.digest_algorithms))
-        domains: dict[int, str] = {}
-        clinics: dict[str, ClinicEntry] = {}
-        for clinic_id, domain, name, algorithms in clinic_rows:
-            domains[clinic_id] = domain
-            clinics[domain] = ClinicEntry(domain, name, parse_stored_algorithms(algorithms))
+        domains = {
+            clinic_id: domain for clinic_id, domain in connection.execute(select(Clinic.id, Clinic.domain))
+        }
+        clinics = {entry.domain: entry for entry in read_clinics(connection)}
         roles: dict[int, list[str]] = {}
         role_rows = connection.execute(
             select(StaffRole.staff_id, Role.name).join(Role, Role.id == StaffRole.role_id).order_by(Role.name)
@@ -370,16 +415,27 @@ def load_directory(engine: Engine) -> Directory:
         forwards = read_forwards(connection)
         staff: dict[tuple[str, str], StaffEntry] = {}
         columns = (Staff.id, Staff.clinic_id, Staff.extension, Staff.name, Staff.ha1_md5, Staff.ha1_sha256)
-        staff_rows = connection.execute(select(*columns, Staff.phone_on, Staff.direct_media, Staff.digest_algorithms))
-        for staff_id, clinic_id, extension, name, ha1_md5, ha1_sha256, phone_on, direct, digest in staff_rows:
+        staff_rows = connection.execute(
+            select(*columns, Staff.phone_on, Staff.direct_media, Staff.digest_algorithms, Staff.dial, Staff.public_number)
+        )
+        for (staff_id, clinic_id, extension, name, ha1_md5, ha1_sha256, phone_on, direct, digest, dial,
+             public_number) in staff_rows:
             domain = domains[clinic_id]
             staff[(domain, extension)] = StaffEntry(
                 domain, extension, name, tuple(roles.get(staff_id, ())), ha1_md5, ha1_sha256, bool(phone_on),
                 bool(direct), parse_stored_algorithms(digest or ""), forwards.get(staff_id, NO_FORWARDS),
+                DialPermission(dial), public_number,
             )  # fmt: skip
         groups = {(group.domain, group.name): group for group in read_groups(connection)}
         role_entries = {(role.domain, role.name): role for role in read_roles(connection)}
         lots = {(lot.domain, lot.name): lot for lot in read_park_lots(connection)}
+        trunks: dict[str, list[TrunkEntry]] = {}
+        for trunk in read_trunks(connection):
+            trunks.setdefault(trunk.domain, []).append(trunk)
+        public_numbers = {entry.number: entry for entry in read_public_numbers(connection)}
+        holidays: dict[str, set[datetime.date]] = {}
+        for holiday in read_holidays(connection):
+            holidays.setdefault(holiday.domain, set()).add(holiday.day)
     numbers: dict[tuple[str, str], GroupEntry | RoleEntry | ParkLotEntry] = {}
     for group in groups.values():
         for number in (group.number, group.acute_number):
@@ -399,7 +455,107 @@ def load_directory(engine: Engine) -> Directory:
         MappingProxyType(role_entries),
         MappingProxyType(numbers),
         MappingProxyType(lots),
+        MappingProxyType({domain: tuple(found) for domain, found in trunks.items()}),
+        MappingProxyType(public_numbers),
+        MappingProxyType({domain: frozenset(days) for domain, days in holidays.items()}),
     )
+
+
+def country_calling_code(region: str) -> int:
+    """The country calling code of ISO region ``region`` ("NO" -> 47); 0 for a region there is none for."""
+    return int(phonenumbers.country_code_for_region(region.upper()))
+
+
+def open_countries(region: str, choices: Mapping[int, bool]) -> frozenset[int]:
+    """The calling codes open for a clinic in ``region``: its own unless closed, and every one opened."""
+    own = country_calling_code(region)
+    opened = {code for code, is_open in choices.items() if is_open}
+    if own and choices.get(own, True):
+        opened.add(own)
+    return frozenset(opened)
+
+
+def read_country_choices(connection: Connection, clinic_id: int | None = None) -> dict[int, dict[int, bool]]:
+    """Clinic id -> the calling codes opened (True) or closed (False) for it by the operator."""
+    query = select(ClinicCountry.clinic_id, ClinicCountry.code, ClinicCountry.open)
+    if clinic_id is not None:
+        query = query.where(ClinicCountry.clinic_id == clinic_id)
+    found: dict[int, dict[int, bool]] = {}
+    for row_clinic, code, is_open in connection.execute(query):
+        found.setdefault(row_clinic, {})[int(code)] = bool(is_open)
+    return found
+
+
+def read_clinics(connection: Connection) -> list[ClinicEntry]:
+    """Every clinic by domain, with its country, main number, time zone and open countries."""
+    choices = read_country_choices(connection)
+    rows = connection.execute(
+        select(Clinic.id, Clinic.domain, Clinic.name, Clinic.digest_algorithms)
+        .add_columns(Clinic.country, Clinic.main_number, Clinic.timezone)
+        .order_by(Clinic.domain)
+    )
+    clinics = []
+    for clinic_id, domain, name, algorithms, country, main_number, timezone in rows:
+        opened = open_countries(country, choices.get(clinic_id, {}))
+        algorithm_names = parse_stored_algorithms(algorithms)
+        clinics.append(ClinicEntry(domain, name, algorithm_names, country, main_number, opened, timezone))
+    return clinics
+
+
+def read_trunks(connection: Connection, domain: str | None = None) -> list[TrunkEntry]:
+    """Trunks of clinic ``domain`` (every clinic if None) by domain, priority and name."""
+    query = (
+        select(Clinic.domain, Trunk.name, Trunk.host, Trunk.port, Trunk.transport, Trunk.priority)
+        .add_columns(Trunk.register, Trunk.username, Trunk.password, Trunk.realm, Trunk.number_format)
+        .add_columns(Trunk.addresses, Trunk.enabled)
+        .join(Clinic, Clinic.id == Trunk.clinic_id)
+        .order_by(Clinic.domain, Trunk.priority, Trunk.name)
+    )
+    if domain is not None:
+        query = query.where(Clinic.domain == domain)
+    return [
+        TrunkEntry(
+            domain=row.domain,
+            name=row.name,
+            host=row.host,
+            port=int(row.port),
+            transport=row.transport,
+            priority=int(row.priority),
+            register=bool(row.register),
+            username=row.username,
+            password=row.password,
+            realm=row.realm,
+            number_format=NumberFormat(row.number_format),
+            addresses=tuple(row.addresses.split()),
+            enabled=bool(row.enabled),
+        )
+        for row in connection.execute(query)
+    ]
+
+
+def read_public_numbers(connection: Connection, domain: str | None = None) -> list[PublicNumberEntry]:
+    """Public numbers of clinic ``domain`` (every clinic if None) by domain and number."""
+    query = (
+        select(Clinic.domain, PublicNumber.number, PublicNumber.destination, PublicNumber.hours)
+        .add_columns(PublicNumber.closed_to)
+        .join(Clinic, Clinic.id == PublicNumber.clinic_id)
+        .order_by(Clinic.domain, PublicNumber.number)
+    )
+    if domain is not None:
+        query = query.where(Clinic.domain == domain)
+    return [PublicNumberEntry(*row) for row in connection.execute(query)]
+
+
+def read_holidays(connection: Connection, domain: str | None = None) -> list[HolidayEntry]:
+    """Extra closed days of clinic ``domain`` (every clinic if None) by domain and day."""
+    query = (
+        select(Clinic.domain, Holiday.day, Holiday.name)
+        .join(Clinic, Clinic.id == Holiday.clinic_id)
+        .order_by(Clinic.domain, Holiday.day)
+    )
+    if domain is not None:
+        query = query.where(Clinic.domain == domain)
+    return [HolidayEntry(*row) for row in connection.execute(query)]
 
 
 def read_groups(connection: Connection, domain: str | None = None) -> list[GroupEntry]:
@@ -520,26 +676,37 @@ def parse_stored_algorithms(text: str) -> tuple[str, ...]:
 __all__ = [
     "FORWARD_AFTER",
     "NO_FORWARDS",
+    "TRUNK_TRANSPORTS",
     "ClinicEntry",
+    "DialPermission",
     "Directory",
     "ForwardKind",
     "Forwards",
     "GroupEntry",
     "GroupKind",
+    "HolidayEntry",
     "MemberEntry",
     "NumberFormat",
     "ParkLotEntry",
+    "PublicNumberEntry",
     "RoleEntry",
     "StaffEntry",
     "Strategy",
     "TrunkEntry",
+    "country_calling_code",
     "directory_version",
     "in_slot_range",
     "load_directory",
+    "open_countries",
     "parse_stored_algorithms",
+    "read_clinics",
+    "read_country_choices",
     "read_forwards",
     "read_groups",
+    "read_holidays",
     "read_park_lots",
+    "read_public_numbers",
     "read_roles",
+    "read_trunks",
     "slot_numbers",
 ]

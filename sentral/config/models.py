@@ -28,17 +28,28 @@ clinic's one name space of numbers; the store checks that too, a range at a time
 ``line_state`` is the state of every busy or ringing line as the running server last published
 it, for ``sentral presence`` in another process; a line without a row is idle.
 
+Outside lines. A clinic has a country (ISO 3166 alpha-2) that national numbers are read in, a main
+number (E.164) its staff call out with, a time zone for opening hours, and a list of country calling
+codes opened or closed for outbound calls (``clinic_country``): its own country is open unless a
+row closes it, every other country is closed unless a row opens it. A ``trunk`` to a carrier keeps
+its password as given, because outbound digest needs the secret itself; the CLI never prints it.
+A ``public_number`` (E.164, unique across the server) leads to a number of its clinic or an
+announcement, within its opening hours; ``holiday`` rows are a clinic's extra closed days.
+``trunk_state`` is what the running server last published about its trunks, as ``line_state``
+is for lines.
+
 ``directory_version`` is a single-row counter. Every configuration change made through the store
 bumps it in the same transaction, and the running server polls it to reload its in-memory directory.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -54,6 +65,15 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 DEFAULT_DIGEST_ALGORITHMS = "SHA-256,MD5"
+DEFAULT_COUNTRY = "NO"
+DEFAULT_DIAL = "national"
+GROUP_KINDS = ("group", "function")
+STRATEGIES = ("ringall", "linear", "rrmemory", "leastrecent", "fewestcalls", "random")
+LINE_STATES = ("idle", "ringing", "busy")
+DIAL_PERMISSIONS = ("internal", "national", "international")
+TRUNK_TRANSPORTS = ("udp", "tcp", "tls")
+NUMBER_FORMATS = ("e164", "digits", "national", "00")
+TRUNK_STATES = ("registered", "registering", "failed", "up", "down", "unregistered")
 
 # Explicit constraint names keep migrations portable between SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -67,6 +87,10 @@ NAMING_CONVENTION = {
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(value) for value in values)})"
 
 
 class Base(DeclarativeBase):
@@ -86,6 +110,13 @@ class Clinic(Base):
     digest_algorithms: Mapped[str] = mapped_column(
         String(32), default=DEFAULT_DIGEST_ALGORITHMS, server_default=DEFAULT_DIGEST_ALGORITHMS
     )
+    # Where national numbers are read: ISO 3166 alpha-2, upper case.
+    # Server default only: a row inserted without it (as older code does) gets it from the database.
+    country: Mapped[str] = mapped_column(String(2), server_default=DEFAULT_COUNTRY)
+    # E.164 with '+': the caller ID of outside calls by staff without a public number of their own.
+    main_number: Mapped[str | None] = mapped_column(String(16))
+    # IANA name opening hours are read in; NULL: the server's local time.
+    timezone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
 
@@ -112,6 +143,11 @@ class Staff(Base):
     # The digest algorithms this phone is challenged with, in order ("MD5", "SHA-256,MD5"), for a
     # phone that cannot follow the clinic's choice; NULL follows the clinic.
     digest_algorithms: Mapped[str | None] = mapped_column(String(32))
+    # Which outside numbers they may dial: internal, national or international. The store checks
+    # the value: a CHECK constraint would make SQLite rebuild the table, cascading into its children.
+    dial: Mapped[str] = mapped_column(String(16), server_default=DEFAULT_DIAL)
+    # E.164: their own caller ID for outside calls; NULL: the clinic's main number.
+    public_number: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
 
@@ -147,15 +183,6 @@ class StaffRole(Base):
 
     staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), primary_key=True)
     role_id: Mapped[int] = mapped_column(ForeignKey("role.id", ondelete="CASCADE"), primary_key=True)
-
-
-GROUP_KINDS = ("group", "function")
-STRATEGIES = ("ringall", "linear", "rrmemory", "leastrecent", "fewestcalls", "random")
-LINE_STATES = ("idle", "ringing", "busy")
-
-
-def _one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(value) for value in values)})"
 
 
 FORWARD_KINDS = ("always", "busy", "noanswer")
@@ -257,6 +284,94 @@ class ParkLot(Base):
     first_slot: Mapped[str] = mapped_column(String(10))
     last_slot: Mapped[str] = mapped_column(String(10))
     timeout: Mapped[int] = mapped_column(Integer, default=45, server_default="45")
+
+
+class ClinicCountry(Base):
+    """A country calling code opened (``open``) or closed for the clinic's outbound calls.
+
+    The clinic's own country needs no row to be open; a row closes it. Any other code is closed
+    until a row opens it.
+    """
+
+    __tablename__ = "clinic_country"
+    __table_args__ = (CheckConstraint("code BETWEEN 1 AND 999", name="code"),)
+
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id", ondelete="CASCADE"), primary_key=True)
+    code: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    open: Mapped[bool] = mapped_column(Boolean)
+
+
+class Trunk(Base):
+    """A trunk to a carrier: where calls go out and come in, and how the server signs in there.
+
+    ``password`` is kept as given: outbound digest needs the secret, not a hash of it. ``addresses``
+    holds the extra inbound source addresses (IPs or CIDRs) joined by spaces.
+    """
+
+    __tablename__ = "trunk"
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "name"),
+        CheckConstraint(_one_of("transport", TRUNK_TRANSPORTS), name="transport"),
+        CheckConstraint(_one_of("number_format", NUMBER_FORMATS), name="number_format"),
+        CheckConstraint("port BETWEEN 1 AND 65535", name="port"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(253))
+    port: Mapped[int] = mapped_column(Integer)
+    transport: Mapped[str] = mapped_column(String(3), default="udp", server_default="udp")
+    priority: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
+    register: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    username: Mapped[str | None] = mapped_column(String(128))
+    password: Mapped[str | None] = mapped_column(String(256))
+    realm: Mapped[str | None] = mapped_column(String(253))
+    number_format: Mapped[str] = mapped_column(String(8), default="e164", server_default="e164")
+    addresses: Mapped[str] = mapped_column(Text, default="", server_default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class PublicNumber(Base):
+    """A public number (E.164) of a clinic: where its calls go, when it is open, and where else when not.
+
+    ``destination`` is a number of the clinic or ``announcement:NAME``; ``hours`` the opening-hours
+    spec as typed (NULL: always open); ``closed_to`` a number of the clinic or an outside number in
+    E.164 (NULL: the closed message).
+    """
+
+    __tablename__ = "public_number"
+
+    number: Mapped[str] = mapped_column(String(16), primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id", ondelete="CASCADE"), index=True)
+    destination: Mapped[str] = mapped_column(String(80))
+    hours: Mapped[str | None] = mapped_column(Text)
+    closed_to: Mapped[str | None] = mapped_column(String(16))
+
+
+class Holiday(Base):
+    """A day a clinic is closed besides its country's public holidays."""
+
+    __tablename__ = "holiday"
+
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class PublishedTrunk(Base):
+    """A trunk's state as the running server last published it, for ``sentral trunk list``."""
+
+    __tablename__ = "trunk_state"
+    __table_args__ = (CheckConstraint(_one_of("state", TRUNK_STATES), name="state"),)
+
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+    calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    updated_at: Mapped[float] = mapped_column(Float)
 
 
 class PublishedLine(Base):
@@ -415,19 +530,29 @@ class PublishedCall(Base):
 
 
 __all__ = [
+    "DEFAULT_COUNTRY",
+    "DEFAULT_DIAL",
     "DEFAULT_DIGEST_ALGORITHMS",
+    "DIAL_PERMISSIONS",
     "GROUP_KINDS",
     "LINE_STATES",
+    "NUMBER_FORMATS",
     "STRATEGIES",
+    "TRUNK_STATES",
+    "TRUNK_TRANSPORTS",
     "Base",
     "Binding",
     "Clinic",
+    "ClinicCountry",
     "DirectoryVersion",
     "FunctionRole",
     "GroupMember",
+    "Holiday",
     "ParkLot",
+    "PublicNumber",
     "PublishedCall",
     "PublishedLine",
+    "PublishedTrunk",
     "RingGroup",
     "Role",
     "ServerSecret",
@@ -436,4 +561,5 @@ __all__ = [
     "StoredCall",
     "StoredLeg",
     "StoredTransfer",
+    "Trunk",
 ]
