@@ -61,10 +61,34 @@ PROMPTS: dict[str, dict[str, str]] = {
     "number_unavailable": {"nb": "Nummeret er ikke tilgjengelig.", "en": "The number is not available."},
     "forwarding_on": {"nb": "Viderekobling er på.", "en": "Call forwarding is on."},
     "forwarding_off": {"nb": "Viderekobling er av.", "en": "Call forwarding is off."},
+    "country_closed": {
+        "nb": "Samtaler til dette landet er ikke åpne fra denne klinikken.",
+        "en": "Calls to this country are not open from this clinic.",
+    },
+    "not_allowed_out": {"nb": "Du har ikke lov til å ringe dette nummeret.", "en": "You are not allowed to make this call."},
+    "clinic_closed": {
+        "nb": "Klinikken er stengt. Vennligst ring igjen i åpningstiden.",
+        "en": "The clinic is closed. Please call again during opening hours.",
+    },
+    "outside_cap": {
+        "nb": "For mange samtaler til utlandet pågår. Prøv igjen senere.",
+        "en": "Too many calls abroad are in progress. Please try again later.",
+    },
 }
 # What the server plays: music on hold and in queues, the feature codes' prompts, and the tone
 # for a feature whose outcome no prompt says.
-REQUIRED = (MUSIC, DONE_TONE, "logged_in", "logged_out", "forwarding_on", "forwarding_off")
+REQUIRED = (
+    MUSIC,
+    DONE_TONE,
+    "logged_in",
+    "logged_out",
+    "forwarding_on",
+    "forwarding_off",
+    "country_closed",
+    "not_allowed_out",
+    "clinic_closed",
+    "outside_cap",
+)
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _LANGUAGE_RE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})?\Z")
 

@@ -132,6 +132,7 @@ from sentral.media.dtmf import DTMF, DTMF_RELAY, Digit, parse_info
 from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
 from sentral.pbx.sip import entropy
+from sentral.pbx.sip.auth import authorization, choose_challenge
 from sentral.pbx.sip.dialog import Dialog, DialogError, DialogState, ForkedDialogs
 from sentral.pbx.sip.dialog_info import DialogIds
 from sentral.pbx.sip.errors import SipError, reason_phrase
@@ -167,12 +168,14 @@ from sentral.routing.dialplan import (
     Decision,
     DialPlan,
     Feature,
+    Play,
     Query,
     Reject,
     Ring,
     RingGroup,
     dialled_number,
 )
+from sentral.routing.outside import Outside, Refused
 from sentral.routing.groups import REJECT_STATUSES as REJECTS
 from sentral.routing.park import Park, ParkLots, Retrieve
 from sentral.routing.pickup import Pickup
@@ -665,7 +668,7 @@ class LineObserver(Protocol):
 
 # What the dial plan decides for a number a feature owns (a feature code, a park number or slot,
 # a pickup code).
-FeatureDecision = Feature | Park | Retrieve | Pickup
+FeatureDecision = Feature | Park | Retrieve | Pickup | Outside | Refused
 
 
 class CallFeature(Protocol):
@@ -763,6 +766,24 @@ class CallState(Enum):
 
 
 @dataclass(eq=False, slots=True)
+class Carrier:
+    """How a leg to a carrier is addressed: the trunk it goes out on, the Request-URI and To, the
+    From and the identity headers (``P-Asserted-Identity``, ``Privacy``), and the credentials that
+    answer the carrier's digest challenge (``password`` never printed)."""
+
+    trunk: str
+    uri: str
+    to: str
+    from_: str
+    headers: tuple[tuple[str, str], ...] = ()
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    # Digest: the Authorization header answering the last challenge, and its nonces so far.
+    authorization: tuple[str, str] | None = None
+    nonces: tuple[str, ...] = ()
+
+
+@dataclass(eq=False, slots=True)
 class Leg:
     """One side of a call: its own dialog, transaction state, offer/answer and session timer."""
 
@@ -808,6 +829,8 @@ class Leg:
     # ``to_relay`` waits to try again (after a 491, or an exchange under way): when, and whom to tell.
     relay_retry_at: float = inf
     relay_then: RelayDone | None = None
+    # A leg to a carrier (a trunk): how its INVITE is addressed and answers the carrier's challenge.
+    carrier: Carrier | None = None
 
     @property
     def done(self) -> bool:
@@ -821,16 +844,24 @@ class Leg:
 
 @dataclass(slots=True, init=False, unsafe_hash=True)
 class Caller:
-    """The authenticated caller: clinic, extension and the name the directory gives."""
+    """The authenticated caller: clinic, extension and the name the directory gives. A caller from
+    outside (a call in on a trunk) is ``outside``: its "extension" is its number (E.164), which has
+    no line, no presence and no busy state here, and ``trunk`` names the trunk it came in on."""
 
     clinic: ClinicEntry
     extension: str
     name: str
+    outside: bool
+    trunk: str
 
-    def __init__(self, clinic: ClinicEntry, extension: str, name: str) -> None:
+    def __init__(
+        self, clinic: ClinicEntry, extension: str, name: str, *, outside: bool = False, trunk: str = ""
+    ) -> None:
         self.clinic = clinic
         self.extension = extension
         self.name = name
+        self.outside = outside
+        self.trunk = trunk
 
 
 @dataclass(eq=False, slots=True)
@@ -1300,9 +1331,11 @@ class CallControl:
         now: float,
         *,
         acute: bool = False,
+        dialled: str | None = None,
     ) -> None:
-        """A new INVITE (no To tag) from an authenticated phone; ``acute`` when it came with
-        ``Priority: emergency`` from a trusted source."""
+        """A new INVITE (no To tag) from an authenticated phone, or from a carrier on a trunk;
+        ``acute`` when it came with ``Priority: emergency`` from a trusted source; ``dialled``, the
+        number to route to when it is not the Request-URI's (a public number's destination)."""
         tx.auto_trying = False
         try:
             max_forwards = request.max_forwards
@@ -1331,7 +1364,7 @@ class CallControl:
         except SipError as exc:
             self._refuse(tx, request, exc.status, exc.reason, exc.headers)
             return
-        number = request.uri.user_unescaped or dialled_number(request.uri_text)
+        number = dialled or request.uri.user_unescaped or dialled_number(request.uri_text)
         decision = self.dialplan.route(
             Query(caller.clinic, number, self.directory(), self.bindings, caller.extension)
         )
@@ -1432,7 +1465,10 @@ class CallControl:
                 call.strategy = self.groups.ring(call, group, call.acute, now)
                 self._event(call, Timer(), now)
                 self._arm(call)
-            case Feature() | Park() | Retrieve() | Pickup():
+            case Play(names=names):
+                call.callee_name = call.callee_name or "announcement"
+                self.answer_and_play(call, names, now)
+            case Feature() | Park() | Retrieve() | Pickup() | Outside() | Refused():
                 self._dialled(call, decision, now)
             case _:
                 assert_never(decision)
@@ -1538,9 +1574,12 @@ class CallControl:
         phases: dict[str, Phase] = {}
         ringing: dict[str, Leg] = {}  # each ringing extension's first ringing leg
         a = call.a
-        phases[a.extension] = _CALL_PHASE[call.state]
+        if not call.caller.outside or a.id != "a":
+            phases[a.extension] = _CALL_PHASE[call.state]
         ended = call.state is CallState.ENDED
         for leg in call.b_legs:
+            if leg.carrier is not None:
+                continue  # a number outside the clinic has no line here
             if ended or leg.done or (leg.state is LegState.ANSWERED and leg is not call.winner):
                 phase = Phase.TERMINATED
             else:
@@ -1562,25 +1601,49 @@ class CallControl:
                 lines.line(domain, extension, call.id, phase, party, call.acute, now, dialog=ids)
 
     def _start_b_leg(self, call: Call, row: BindingRow, now: float) -> None:
-        target = binding_target(row)
+        self._new_b_leg(call, binding_target(row), row.contact, row.extension, row.contact, row.path, now)
+
+    def ring_carrier(self, call: Call, target: Target, carrier: Carrier, number: str, now: float) -> Leg:
+        """Ring ``number`` (E.164) for ``call`` through a carrier at ``target``, addressed as
+        ``carrier`` says: a B leg like a phone's, whose media is always anchored at the relay.
+        Raises SipError when the caller's media cannot be set up towards it."""
+        leg = self._new_b_leg(
+            call, target, f"{carrier.trunk}:{number}", number, carrier.uri, (), now, carrier=carrier
+        )
+        return leg
+
+    def _new_b_leg(
+        self,
+        call: Call,
+        target: Target,
+        label: str,
+        extension: str,
+        uri: str,
+        path: Sequence[str],
+        now: float,
+        *,
+        carrier: Carrier | None = None,
+    ) -> Leg:
         local = self.port.local_address(target)
         leg = Leg(
             id=f"b{len(call.b_legs) + 1}",
             side=Side.B,
             target=target,
-            label=row.contact,
-            extension=row.extension,
+            label=label,
+            extension=extension,
             call_id=_token(),
             local_tag=_token(),
             local=local,
             contact=_contact(target.transport, local),
             started=now,
             timer_request=TimerRequest(interval=self.settings.session_interval, min_se=self.settings.min_se),
+            carrier=carrier,
         )
         call.b_legs.append(leg)
         self._legs[(leg.call_id, leg.local_tag)] = (call, leg)
         try:
-            self._send_b_invite(call, leg, row.contact, row.path, 1, now)
+            self._send_b_invite(call, leg, uri, path, 1, now)
+            return leg
         except SipError as exc:
             leg.state = LegState.FAILED
             leg.status = exc.status
@@ -1607,9 +1670,19 @@ class CallControl:
             # whom the feature says.
             display, user = holder.ring_as(call, leg)
             name, callee = f"{_quote(display)} ", leg.extension
+        carrier = leg.carrier
+        if carrier is not None:
+            # To a carrier: addressed and identified as the trunk's outbound policy made it.
+            headers += [("From", f"{carrier.from_};tag={leg.local_tag}"), ("To", carrier.to)]
+            headers.extend(carrier.headers)
+            if carrier.authorization is not None:
+                headers.append(carrier.authorization)
+        else:
+            headers += [
+                ("From", f"{name}<sip:{user}@{domain}>;tag={leg.local_tag}"),
+                ("To", f"<sip:{callee}@{domain}>"),
+            ]
         headers += [
-            ("From", f"{name}<sip:{user}@{domain}>;tag={leg.local_tag}"),
-            ("To", f"<sip:{callee}@{domain}>"),
             ("Call-ID", leg.call_id),
             ("CSeq", f"{seq} INVITE"),
             ("Contact", leg.contact),
@@ -1618,7 +1691,9 @@ class CallControl:
         if leg.timer_request is not None:
             headers.extend(leg.timer_request.headers())
         if call.acute:
-            headers += [("Priority", "emergency"), ("Alert-Info", ACUTE_ALERT)]
+            headers.append(("Priority", "emergency"))
+            if carrier is None:
+                headers.append(("Alert-Info", ACUTE_ALERT))  # the phone's red ring, not the network's
         if holder is not None and call.referred_by:
             headers.append(("Referred-By", f"<{call.referred_by}>"))
         body = b""
@@ -1670,6 +1745,24 @@ class CallControl:
         call.music = call.early_media = True
         self._provisional(call, 183, body, now)
         return True
+
+    def early_prompt(self, call: Call, names: Sequence[str], now: float) -> float | None:
+        """Play the prompts ``names`` to ``call``'s caller as early media (a 183 answered from the
+        relay), before a refusal: how long they last, or None when they cannot be played (no offer
+        in the INVITE, no media layer that plays)."""
+        a = call.a
+        if not call.a_sdp or a.offer.state is not OfferState.REMOTE_OFFER:
+            return None
+        try:
+            body = self.media.answer_locally(call, a, call.a_sdp)
+        except SipError:
+            return None
+        lasts = self.media.play(call, a, names)
+        if lasts is None:
+            return None
+        call.early_media = True
+        self._provisional(call, 183, body, now)
+        return lasts
 
     def _provisional(self, call: Call, status: int, body: bytes, now: float) -> None:
         """Send the caller a 180 or 183, with ``body`` as early SDP if there is one."""
@@ -2134,6 +2227,20 @@ class CallControl:
         # A final failure: the transaction layer has ACKed it.
         leg.offer.receive(response)
         if (
+            status in (401, 407)
+            and leg.carrier is not None
+            and leg.state in (LegState.CALLING, LegState.EARLY)
+            and leg.forks is not None
+            and self._answer_challenge(leg.carrier, response, leg.forks.invite)
+        ):
+            self._pending = {k: v for k, v in self._pending.items() if v.leg is not leg}
+            seq = leg.forks.invite.cseq.seq + 1
+            try:
+                self._send_b_invite(call, leg, leg.forks.invite.uri_text, (), seq, now)
+                return
+            except SipError as exc:
+                status = exc.status
+        if (
             status == 422
             and leg.timer_request is not None
             and leg.state in (LegState.CALLING, LegState.EARLY)
@@ -2156,6 +2263,28 @@ class CallControl:
             leg.ended = now
             self.media.release_leg(call, leg)
             self._event(call, LegFailed(leg, status), now)
+
+    @staticmethod
+    def _answer_challenge(carrier: Carrier, response: Response, invite: Request) -> bool:
+        """Fill in ``carrier``'s Authorization for the challenge in ``response`` (a 401 or 407 to
+        ``invite``): False when there is nothing to answer with (no credentials, no challenge we
+        support, a nonce already answered: the password is wrong)."""
+        if carrier.username is None or carrier.password is None:
+            return False
+        proxy = response.status == 407
+        values = response.header_values("proxy-authenticate" if proxy else "www-authenticate")
+        try:
+            challenge = choose_challenge(values)
+        except SipError:
+            return False
+        if challenge is None or (challenge.nonce in carrier.nonces and not challenge.stale):
+            return False
+        value = authorization(
+            challenge, "INVITE", invite.uri_text, carrier.username, carrier.password, cnonce=_token()
+        )
+        carrier.authorization = ("Proxy-Authorization" if proxy else "Authorization", value)
+        carrier.nonces = (*carrier.nonces[-3:], challenge.nonce)
+        return True
 
     def _ack_late(
         self, dialog: Dialog, response: Response, target: Target, local: tuple[str, int]
@@ -2706,6 +2835,8 @@ class CallControl:
 
     def _occupy(self, call: Call, extension: str) -> None:
         """``extension`` talks in ``call`` now: one more answered call it is in."""
+        if extension.startswith("+") or (call.caller.outside and extension == call.caller.extension):
+            return  # an outside party's number: no phone of the clinic's is busy
         key = (call.caller.clinic.domain, extension)
         self.busy[key] = self.busy.get(key, 0) + 1
         call.occupying = (*call.occupying, extension)
@@ -2738,6 +2869,10 @@ class CallControl:
     ) -> None:
         """Refuse ``call``, not answered yet, with ``status``."""
         self._execute(call, Fail(status, reason, headers=tuple(headers)), now)
+
+    def execute(self, call: Call, command: Command, now: float) -> None:
+        """Carry out ``command`` for ``call`` as if its ring strategy had given it."""
+        self._execute(call, command, now)
 
     def event(self, call: Call, event: CallEvent, now: float) -> None:
         """Hand ``event`` to ``call``'s strategy and carry out its commands."""

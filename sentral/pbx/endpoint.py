@@ -38,6 +38,7 @@ commit's completion callback. No task is created per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -45,7 +46,7 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from sentral.config.db import StoreError
-from sentral.config.directory import ClinicEntry, Directory, StaffEntry
+from sentral.config.directory import ClinicEntry, Directory, StaffEntry, TrunkEntry
 from sentral.config.store import BindingRow
 from sentral.config.writer import BindingWriter
 from sentral.logs import sip_trace_text, unfiltered_logger
@@ -58,7 +59,7 @@ from sentral.pbx.location import Location
 from sentral.pbx.presence import PresenceHub
 from sentral.pbx.registrar import AuthOutcome, RegisterResult, Registrar
 from sentral.pbx.sip.errors import SipError
-from sentral.pbx.sip.headers import Via
+from sentral.pbx.sip.headers import Via, parse_name_addr
 from sentral.pbx.sip.message import (
     Field,
     ParseError,
@@ -88,6 +89,9 @@ from sentral.pbx.sip.transaction import (
 )
 from sentral.pbx.transport import Origin, Outbound, Target
 from sentral.routing.dialplan import DialPlan, Feature
+from sentral.routing.inbound import called
+from sentral.routing.inbound import route as inbound_route
+from sentral.routing.outside import caller_e164
 
 log = structlog.get_logger("sentral.endpoint")
 security_log = structlog.get_logger("sentral.security")
@@ -296,6 +300,11 @@ class Endpoint:
                 ),
             )
             return
+        trunks = self.trunks
+        line = trunks.for_source(origin.host) if trunks is not None else None
+        if line is not None:
+            self._from_trunk(tx, request, origin, line.entry, now)
+            return
         authenticated = self._authenticate(tx, request, origin, now)
         if authenticated is None:
             return
@@ -306,6 +315,47 @@ class Endpoint:
             origin.host
         )
         self.calls.on_invite(tx, request, origin, caller, now, acute=acute)
+
+    def _from_trunk(
+        self, tx: ServerTransaction, request: Request, origin: Origin, trunk: TrunkEntry, now: float
+    ) -> None:
+        """A call in from a carrier on ``trunk``: the public number it calls (however the carrier
+        writes it) goes where that number leads now (its destination, or when closed its closed-to
+        number or the closed message), with the caller's number in E.164."""
+        directory = self.directory()
+        clinic = directory.clinics.get(trunk.domain)
+        users = [request.uri.user_unescaped]
+        for name in ("p-called-party-id", "to"):
+            value = request.header(name)
+            if value:
+                with contextlib.suppress(SipError):
+                    users.append(parse_name_addr(value).uri.user_unescaped)
+        number = called(users, clinic.country, directory.public_numbers) if clinic is not None else None
+        if clinic is None or number is None or number.domain != clinic.domain:
+            log.info("trunk_call_to_unknown_number", trunk=trunk.name, clinic=trunk.domain)
+            self._respond(tx, make_response(request, 404, "No Such Number", to_tag=local_tag(request)))
+            return
+        routed = inbound_route(number, clinic, directory.holidays.get(clinic.domain, frozenset()), time.time())
+        identity = request.header("p-asserted-identity") or request.header("from") or ""
+        try:
+            user = parse_name_addr(identity.split(",", 1)[0]).uri.user_unescaped
+        except SipError:
+            user = ""
+        private = "id" in (request.header("privacy") or "").lower()
+        caller_number = "anonymous" if private or not user else caller_e164(user, clinic.country)
+        acute = (request.header("priority") or "").strip().lower() == "emergency"
+        log.info("trunk_call_in", trunk=trunk.name, clinic=clinic.domain, closed=routed.closed)
+        log.debug("trunk_call_in_numbers", caller=caller_number, called=number.number, to=routed.dialled)
+        caller = Caller(clinic, caller_number, "", outside=True, trunk=trunk.name)
+        self.calls.on_invite(tx, request, origin, caller, now, acute=acute, dialled=routed.dialled)
+
+    def _public_number(self, request: Request, directory: Directory) -> bool:
+        """Whether ``request`` calls one of the server's public numbers."""
+        if not directory.public_numbers:
+            return False
+        regions = {clinic.country for clinic in directory.clinics.values()}
+        user = request.uri.user_unescaped
+        return any(called([user], region, directory.public_numbers) is not None for region in regions)
 
     def _authenticate(
         self, tx: ServerTransaction, request: Request, origin: Origin, now: float
@@ -318,6 +368,12 @@ class Endpoint:
         addressing = self.registrar.addressing(request, directory)
         clinic = addressing.realm
         if clinic is None:
+            if request.method == "INVITE" and self._public_number(request, directory):
+                # A call to a public number from an address that is no trunk's: toll fraud or a
+                # misconfigured carrier. Refused at once, and told to the security log.
+                security_log.warning("untrusted_call_to_public_number", source=_source_text(*_peer(origin)))
+                self._respond(tx, make_response(request, 403, "Forbidden", to_tag=local_tag(request)))
+                return None
             if addressing.served:
                 self._respond(tx, make_response(request, 404, "Unknown Domain", to_tag=local_tag(request)))
             else:

@@ -24,8 +24,10 @@ The default plan asks, in order:
   extension (``Ring``); a known extension with no registration, or whose phone is logged off, is
   temporarily unavailable (``Reject`` 480).
 
-Trunks will be a further resolver placed behind (anything with a country code goes to a trunk):
-like parking, that changes only the list handed to ``DialPlan``, not this module's shape.
+- ``AnnouncementResolver``: ``announcement:NAME``, where a public number may lead, answers and
+  plays the prompt NAME (``Play``);
+- ``OutsideResolver`` (``sentral.routing.outside``), last: a number outside the clinic goes out on a
+  trunk (``Outside``) or is refused by the clinic's outbound policy (``Refused``).
 
 Everything here is pure: the directory snapshot and a bindings lookup come in, a decision goes
 out. Nothing sends, sleeps or queries a database.
@@ -40,6 +42,7 @@ from typing import Protocol
 
 from sentral.config.directory import ClinicEntry, Directory, ForwardKind, GroupEntry, RoleEntry, StaffEntry
 from sentral.config.store import BindingRow
+from sentral.routing.outside import Outside, Refused, outbound
 from sentral.routing.park import Park, ParkResolver, Retrieve
 from sentral.routing.pickup import Pickup, PickupResolver
 
@@ -154,7 +157,14 @@ class Reject:
     reason: str
 
 
-Decision = Ring | RingGroup | Feature | Reject | Park | Retrieve | Pickup
+@dataclass(frozen=True, slots=True)
+class Play:
+    """Answer the call, play these prompts, and hang up (a public number's announcement)."""
+
+    names: tuple[str, ...]
+
+
+Decision = Ring | RingGroup | Feature | Reject | Park | Retrieve | Pickup | Play | Outside | Refused
 
 
 class Resolver(Protocol):
@@ -262,6 +272,28 @@ class RoleResolver:
         return _ring_role(query, role) if role is not None else NOT_FOUND
 
 
+ANNOUNCEMENT = "announcement:"
+
+
+class AnnouncementResolver:
+    """``announcement:NAME`` plays the prompt NAME to the caller (where a public number leads)."""
+
+    def resolve(self, query: Query) -> Decision | None:
+        if not query.number.startswith(ANNOUNCEMENT):
+            return None
+        name = query.number[len(ANNOUNCEMENT) :]
+        return Play((name,)) if name else NOT_FOUND
+
+
+class OutsideResolver:
+    """A number outside the clinic: out on a trunk, or refused by the clinic's outbound policy.
+    Asked last, so that a number of the clinic's own always rings inside."""
+
+    def resolve(self, query: Query) -> Decision | None:
+        staff = query.directory.staff_for(query.clinic.domain, query.caller) if query.caller else None
+        return outbound(query.number, query.clinic, staff)
+
+
 class DialPlan:
     """Resolvers in order; the first decision wins, and no decision means 404."""
 
@@ -276,6 +308,8 @@ class DialPlan:
                 NumberResolver(),
                 RoleResolver(),
                 ExtensionResolver(),
+                AnnouncementResolver(),
+                OutsideResolver(),
             )
         )
 
@@ -303,6 +337,7 @@ def dialled_number(uri_text: str) -> str:
 
 
 __all__ = [
+    "ANNOUNCEMENT",
     "CLEAR_FORWARD_CODES",
     "FEATURE_CODES",
     "FORWARD_CODES",
@@ -313,7 +348,10 @@ __all__ = [
     "Feature",
     "FeatureCode",
     "FeatureCodeResolver",
+    "AnnouncementResolver",
     "NumberResolver",
+    "OutsideResolver",
+    "Play",
     "Query",
     "Reject",
     "Resolver",

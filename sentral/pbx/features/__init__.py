@@ -21,6 +21,8 @@ call's commands and its timer until it lets go.
   forwarding codes);
 - ``pickup``: answering a colleague's ringing call (``**EXT``, ``*8``, and a busy-lamp key's
   INVITE with Replaces for a ringing dialog).
+- ``outside``: calls out on the clinic's trunks (the hunt over trunks, failover, the identity the
+  carrier is given) and the calls the outbound policy refuses;
 - ``forward``: call forwarding (always, busy, no answer), which call control asks whenever it
   routes a call to a number (``Forwarding``) rather than at the hooks above.
 
@@ -35,17 +37,25 @@ from sentral.pbx.call import CallControl, CallFeature
 from sentral.pbx.features.attended import AttendedTransfer
 from sentral.pbx.features.codes import FeatureCodes
 from sentral.pbx.features.forward import CallForwarding
+from sentral.pbx.features.outside import Carriers, OutsideLines
 from sentral.pbx.features.park import Parking
 from sentral.pbx.features.pickup import CallPickup
 from sentral.pbx.features.transfer import Transfer
 
 
-def standard(core: CallControl) -> Sequence[CallFeature]:
+def standard(core: CallControl, carriers: Carriers | None = None) -> Sequence[CallFeature]:
     """The features a clinic's call control has, in the order they are asked; call forwarding is
-    given to the core as its ``forwarding``."""
+    given to the core as its ``forwarding``; ``carriers``: the trunks calls go out on."""
     core.forwarding = CallForwarding(core)
     transfer = Transfer(core)
-    return (Parking(core), transfer, AttendedTransfer(core, transfer), FeatureCodes(core), CallPickup(core))
+    return (
+        Parking(core),
+        transfer,
+        AttendedTransfer(core, transfer),
+        FeatureCodes(core),
+        CallPickup(core),
+        OutsideLines(core, carriers),
+    )
 
 
 __all__ = ["standard"]
