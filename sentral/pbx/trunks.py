@@ -53,7 +53,7 @@ KEEPALIVE = 30.0  # seconds between OPTIONS to a trunk
 DOWN_AFTER = 3  # failures in a row that mark a trunk down
 FIRST_BACKOFF = 30.0
 MAX_BACKOFF = 600.0
-MIN_REFRESH = 5.0  # never refresh sooner than this, whatever a carrier grants
+MIN_REFRESH = 1.0  # never refresh sooner than this, whatever a carrier grants
 MAX_CHALLENGES = 3  # challenges answered in one registration attempt before it counts as failed
 RESOLVE_EVERY = 300.0  # how long a resolved host name is trusted
 RESOLVE_RETRY = 30.0  # when a name that did not resolve is tried again
@@ -224,6 +224,7 @@ class TrunkLine:
         self.detail = None
         self._registered_until = now + granted
         self._backoff = FIRST_BACKOFF
+        # Half the time: a lost refresh still leaves time for the retransmissions of another.
         self._register_at = now + max(MIN_REFRESH, granted / 2)
         if was is not LineState.REGISTERED:
             log.info("trunk_registered", clinic=self.entry.domain, trunk=self.entry.name, expires=granted)

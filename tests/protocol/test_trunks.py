@@ -8,6 +8,8 @@ report them.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -17,10 +19,11 @@ from structlog.testing import capture_logs
 from sentral.config.directory import ClinicEntry, Directory, TrunkEntry
 from sentral.config.store import TrunkState
 from sentral.pbx.sip.auth import DigestAuthority, Verdict, compute_ha1, parse_credentials
-from sentral.pbx.sip.message import Request, Response, make_response
+from sentral.pbx.sip.message import Request, Response, make_response, parse_message
 from sentral.pbx.sip.transaction import ClientTransaction, TransactionLayer
-from sentral.pbx.transport import Target
+from sentral.pbx.transport import Origin, Target
 from sentral.pbx.trunks import KEEPALIVE, LineState, TrunkLine, Trunks
+from tests.protocol.test_presence import LISTEN, endpoint_for
 
 DOMAIN = "clinic.test"
 CARRIER = "192.0.2.10"
@@ -533,3 +536,31 @@ def test_stop_deregisters_every_registered_trunk() -> None:
     assert world.trunks.next_deadline() is None
     assert world.trunks.on_timeout(sent[0][2], world.now)
     assert world.trunks.leaving == 0
+
+
+# -- through the endpoint ------------------------------------------------------------------------
+
+
+def test_the_endpoint_sends_for_the_trunks_and_hands_them_their_answers() -> None:
+    carrier = DigestAuthority(b"the carrier's secret, 32 bytes!!")
+    trunks = directory(trunk())
+    endpoint, transports = endpoint_for(lambda: trunks)
+
+    async def scenario() -> list[Request]:
+        endpoint.attach(asyncio.get_running_loop())
+        endpoint.trunks_changed()
+        await asyncio.sleep(0.05)  # the endpoint's timer runs the trunks' first deadline
+        sent = [parse_message(data) for data, _ in transports.sent]
+        register = next(m for m in sent if isinstance(m, Request) and m.method == "REGISTER")
+        headers = [("WWW-Authenticate", value) for value in carrier.challenge(REALM, time.time())]
+        response = make_response(register, 401, to_tag="carrier", headers=headers)
+        transports.sent.clear()
+        endpoint.on_message(response.to_bytes(), Origin("udp", CARRIER, 5060, LISTEN))
+        return [m for m in (parse_message(data) for data, _ in transports.sent) if isinstance(m, Request)]
+
+    again = asyncio.run(scenario())
+    assert [request.method for request in again] == ["REGISTER"]
+    creds = parse_credentials(again[0].header("Authorization") or "")
+    assert carrier.verify(
+        "REGISTER", creds, compute_ha1(creds.algorithm, USER, REALM, PASSWORD), time.time()
+    ) is (Verdict.OK)
