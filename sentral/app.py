@@ -22,6 +22,13 @@ the bindings loaded from the database. The live calls
 are published at most once a second, and only when they changed (with a keep-alive touch in
 between, so that `sentral calls` keeps believing a quiet server).
 
+Trunks. Once the listeners are bound, the endpoint's trunks start registering with their
+carriers, and follow the directory from then on. Trunk host names are resolved here, on the
+loop's resolver threads and each within ``TRUNK_RESOLVE_TIMEOUT``, never in the call path; a
+carrier whose name does not resolve leaves its trunk failed and nothing else waiting. The trunks'
+states are published like the live calls; at a stop the registered trunks are deregistered, with
+a short wait for the carriers' answers, before the listeners close.
+
 Garbage collection. Under load the process holds a large, slowly changing heap (every transaction
 lingers for Timer J/K/H, 32 s, with its messages), while each message makes hundreds of container
 objects that die within one turn of the loop. CPython's defaults (a young collection every 700
@@ -57,6 +64,7 @@ import functools
 import gc
 import os
 import signal
+import socket
 import ssl
 import time
 import uuid
@@ -82,7 +90,15 @@ from sentral.config.db import StoreError, first_line, make_engine, schema_is_cur
 from sentral.config.directory import Directory, GroupKind, directory_version, load_directory
 from sentral.config.settings import Reread, ServeConfig, media_address
 from sentral.config.spool import BINDING_SPOOL, CDR_SPOOL, default_spool_dir
-from sentral.config.store import BindingStore, ConfigStore, LineState, LineStateStore, LineStatus
+from sentral.config.store import (
+    BindingStore,
+    ConfigStore,
+    LineState,
+    LineStateStore,
+    LineStatus,
+    TrunkState,
+    TrunkStateStore,
+)
 from sentral.config.writer import BindingWriter
 from sentral.logs import set_level
 from sentral.media.anchor import MediaAnchor
@@ -116,6 +132,9 @@ GC_THRESHOLDS = (50_000, 2, 1000)
 FULL_COLLECTION_EVERY = 900.0
 # How often dead media is looked for, at most (a short --dead-media makes it more often).
 MEDIA_CHECK = 5.0
+TRUNK_RESOLVE = 1.0  # how often trunk host names due for resolving are looked for
+TRUNK_RESOLVE_TIMEOUT = 5.0  # a carrier's DNS gets this long before its name counts as unresolved
+TRUNK_LEAVE_WAIT = 2.0  # how long a stopping server waits for its trunks' deregistrations
 
 
 class Server:
@@ -157,6 +176,7 @@ class Server:
         )
         self.live_store = LiveCallStore(self.engine)
         self.line_store = LineStateStore(self.engine)
+        self.trunk_store = TrunkStateStore(self.engine)
         self.server_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._records: set[asyncio.Future[None]] = set()
         self.tally = CallTally()
@@ -310,7 +330,12 @@ class Server:
             asyncio.create_task(self._follow_directory(), name="directory-follower"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
             asyncio.create_task(self._publish_live_calls(), name="live-calls"),
+            asyncio.create_task(self._resolve_trunk_hosts(), name="trunk-hosts"),
         ]
+        tasks.append(asyncio.create_task(self._publish_trunk_states(self.trunk_store), name="trunk-states"))
+        # Trunks start registering once the listeners are bound, so the carrier's answers have
+        # somewhere to arrive.
+        endpoint.trunks_changed()
         if self.anchor is not None:
             tasks.append(asyncio.create_task(self._watch_media(), name="dead-media"))
         if self.notifier.watchdog is not None:
@@ -326,6 +351,7 @@ class Server:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.metrics is not None:
                 await self.metrics.close()
+            await self._leave_trunks()
             await self.transports.close()
             if self.anchor is not None:
                 self.anchor.relay.close()
@@ -335,6 +361,7 @@ class Server:
             try:
                 await asyncio.to_thread(self.live_store.clear, self.server_id)
                 await asyncio.to_thread(self.line_store.clear)
+                await asyncio.to_thread(self.trunk_store.clear)
             except Exception as exc:
                 log.warning("live_calls_not_cleared", error=str(exc))
             self.engine.dispose()
@@ -554,6 +581,56 @@ class Server:
             except Exception as exc:
                 lines_trouble.failed(exc)
 
+    async def _publish_trunk_states(self, store: TrunkStateStore) -> None:
+        """At most once a second, publish the trunks' states (for `sentral trunk list`) if they
+        changed; touch them otherwise."""
+        published: list[TrunkState] | None = None
+        touched = 0.0
+        trouble = Trouble("trunk_states_not_published", "trunk_states_published_again")
+        while True:
+            await asyncio.sleep(LIVE_PUBLISH)
+            endpoint = self.endpoint
+            if endpoint is None:
+                continue
+            now = time.monotonic()
+            try:
+                states = endpoint.trunks.states()
+                if states != published:
+                    await asyncio.to_thread(store.publish, states)
+                    published = states
+                    touched = now
+                elif now - touched >= LIVE_TOUCH:
+                    await asyncio.to_thread(store.touch)
+                    touched = now
+                trouble.succeeded()
+            except Exception as exc:
+                trouble.failed(exc)
+
+    async def _resolve_trunk_hosts(self) -> None:
+        """Resolve the host names of trunks off the event loop, each within a time limit, so that
+        a carrier whose DNS is slow or gone delays nothing else."""
+        while True:
+            await asyncio.sleep(TRUNK_RESOLVE)
+            endpoint = self.endpoint
+            if endpoint is None:
+                continue
+            names = endpoint.trunks.names_to_resolve(time.monotonic())
+            if not names:
+                continue
+            results = await asyncio.gather(*(resolve_host(name, TRUNK_RESOLVE_TIMEOUT) for name in names))
+            for name, addresses in zip(names, results, strict=True):
+                endpoint.trunk_resolved(name, addresses)
+
+    async def _leave_trunks(self) -> None:
+        """Deregister the trunks and give the carriers a moment to answer."""
+        endpoint = self.endpoint
+        if endpoint is None:
+            return
+        endpoint.stop_trunks()
+        deadline = time.monotonic() + TRUNK_LEAVE_WAIT
+        while endpoint.trunks.leaving and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
     async def _follow_directory(self) -> None:
         """Reload staff and clinics within half a second of a change made with the CLI."""
         trouble = Trouble("directory_reload_failed", "directory_reload_recovered")
@@ -568,6 +645,7 @@ class Server:
                         self.endpoint.calls.lots.sync(self._directory)
                         self.endpoint.members_changed()
                         self.endpoint.presence.directory_changed(time.monotonic())
+                        self.endpoint.trunks_changed()
                 trouble.succeeded()
             except Exception as exc:
                 trouble.failed(exc)
@@ -642,6 +720,18 @@ class Server:
                 await self.writer.write([], [row.identity for row in gone])
             except Exception as exc:
                 log.warning("binding_purge_failed", error=str(exc))
+
+
+async def resolve_host(name: str, timeout: float) -> list[str] | None:
+    """The addresses of host ``name``, looked up on the loop's resolver threads; None when it does
+    not resolve within ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    try:
+        found = await asyncio.wait_for(loop.getaddrinfo(name, None, type=socket.SOCK_DGRAM), timeout)
+    except (OSError, TimeoutError, UnicodeError) as exc:
+        log.debug("trunk_host_lookup_failed", host=name, error=str(exc) or type(exc).__name__)
+        return None
+    return [str(info[4][0]) for info in found] or None
 
 
 class Trouble:

@@ -175,8 +175,8 @@ from sentral.routing.dialplan import (
     RingGroup,
     dialled_number,
 )
-from sentral.routing.outside import Outside, Refused
 from sentral.routing.groups import REJECT_STATUSES as REJECTS
+from sentral.routing.outside import Outside, Refused
 from sentral.routing.park import Park, ParkLots, Retrieve
 from sentral.routing.pickup import Pickup
 

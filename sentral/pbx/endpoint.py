@@ -7,10 +7,11 @@ Via with ``received``/``rport`` (RFC 3261 §18.2.1, RFC 3581), and hands the mes
 transaction layer. New server transactions are dispatched by method to their transaction user:
 the registrar for REGISTER, the endpoint itself for OPTIONS, call control (``CallControl``) for
 INVITE, ACK, CANCEL, BYE, UPDATE, INFO and PRACK and for every response to a request it sent,
-the presence hub (``PresenceHub``) for SUBSCRIBE and for the responses to its NOTIFYs.
-Everything the core wants sent or timed comes back as actions, which the driver carries out:
-bytes to the transports, deadlines to one timer on the event loop (the earliest of the
-transaction layer's, call control's and the presence hub's).
+the presence hub (``PresenceHub``) for SUBSCRIBE and for the responses to its NOTIFYs, and the
+trunks (``Trunks``) for the responses to their REGISTERs and OPTIONS (offered first: they are
+few and cheap to tell apart). Everything the core wants sent or timed comes back as actions,
+which the driver carries out: bytes to the transports, deadlines to one timer on the event loop
+(the earliest of the transaction layer's, call control's, the presence hub's and the trunks').
 
 A new INVITE or SUBSCRIBE is authenticated here, before call control or the presence hub sees
 it, with the same digest rules as REGISTER: a 407 carrying one Proxy-Authenticate per algorithm
@@ -88,6 +89,7 @@ from sentral.pbx.sip.transaction import (
     response_destination,
 )
 from sentral.pbx.transport import Origin, Outbound, Target
+from sentral.pbx.trunks import Trunks
 from sentral.routing.dialplan import DialPlan, Feature
 from sentral.routing.inbound import called
 from sentral.routing.inbound import route as inbound_route
@@ -160,6 +162,7 @@ class Endpoint:
         bindings = lambda aor: location.bindings(aor, time.time())  # noqa: E731
         self.hunting = Hunting(directory, bindings, lambda domain, ext: (domain, ext) in self.calls.busy)
         self.presence = PresenceHub(self, directory, lambda aor: bool(location.bindings(aor, time.time())))
+        self.trunks = Trunks(self, directory)
         self.calls = CallControl(
             self,
             DialPlan(),
@@ -170,7 +173,7 @@ class Endpoint:
             timings=layer.timings,
             groups=self.hunting,
             lines=self.presence,
-            features=standard_features,
+            features=lambda core: standard_features(core, self.trunks),
         )
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -324,12 +327,12 @@ class Endpoint:
         number or the closed message), with the caller's number in E.164."""
         directory = self.directory()
         clinic = directory.clinics.get(trunk.domain)
-        users = [request.uri.user_unescaped]
+        users = [request.uri.user_unescaped or ""]
         for name in ("p-called-party-id", "to"):
             value = request.header(name)
             if value:
                 with contextlib.suppress(SipError):
-                    users.append(parse_name_addr(value).uri.user_unescaped)
+                    users.append(parse_name_addr(value).uri.user_unescaped or "")
         number = called(users, clinic.country, directory.public_numbers) if clinic is not None else None
         if clinic is None or number is None or number.domain != clinic.domain:
             log.info("trunk_call_to_unknown_number", trunk=trunk.name, clinic=trunk.domain)
@@ -354,7 +357,7 @@ class Endpoint:
         if not directory.public_numbers:
             return False
         regions = {clinic.country for clinic in directory.clinics.values()}
-        user = request.uri.user_unescaped
+        user = request.uri.user_unescaped or ""
         return any(called([user], region, directory.public_numbers) is not None for region in regions)
 
     def _authenticate(
@@ -541,7 +544,9 @@ class Endpoint:
                 case AckReceived(request=request):
                     self.calls.on_ack(request, now)
                 case ResponseReceived(tx=tx, response=response):
-                    if not self.presence.on_response(tx, response, now):
+                    if not self.trunks.on_response(tx, response, now) and not self.presence.on_response(
+                        tx, response, now
+                    ):
                         self.calls.on_response(tx, response, now)
                     if response.status >= 200:
                         # The transaction now lingers (up to 32 s) to absorb retransmissions,
@@ -552,7 +557,7 @@ class Endpoint:
                 case StrayResponse(response=response):
                     self.calls.on_stray_response(response, now)
                 case TransactionTimeout(tx=tx) | TransportError(tx=tx):
-                    if not self.presence.on_timeout(tx, now):
+                    if not self.trunks.on_timeout(tx, now) and not self.presence.on_timeout(tx, now):
                         self.calls.on_timeout(tx, now)
 
     def _send(self, action: Send) -> None:
@@ -653,6 +658,21 @@ class Endpoint:
         self.calls.members_changed(time.monotonic())
         self._schedule()
 
+    def trunks_changed(self) -> None:
+        """The directory changed (or the server is ready): bring the trunks in line with it."""
+        self.trunks.reconfigure(time.monotonic())
+        self._schedule()
+
+    def trunk_resolved(self, name: str, addresses: list[str] | None) -> None:
+        """A trunk's host ``name`` resolved to ``addresses`` (None: it did not)."""
+        self.trunks.resolved(name, addresses, time.monotonic())
+        self._schedule()
+
+    def stop_trunks(self) -> None:
+        """The server stops: deregister the trunks that are registered."""
+        self.trunks.stop(time.monotonic())
+        self._schedule()
+
     def hang_up_all(self) -> None:
         """End every call in progress (the end of a drain)."""
         self.calls.hang_up_all(time.monotonic())
@@ -693,6 +713,9 @@ class Endpoint:
         presence_deadline = self.presence.next_deadline()
         if deadline is None or (presence_deadline is not None and presence_deadline < deadline):
             deadline = presence_deadline
+        trunks_deadline = self.trunks.next_deadline()
+        if deadline is None or (trunks_deadline is not None and trunks_deadline < deadline):
+            deadline = trunks_deadline
         if deadline is None:
             return
         if self._timer_at is not None and self._timer_at <= deadline:
@@ -713,6 +736,7 @@ class Endpoint:
         self._run(self.layer.on_timer(now), None)
         self.calls.on_timer(now)
         self.presence.on_timer(now)
+        self.trunks.on_timer(now)
         self._schedule()
 
     # -- stateless answers ----------------------------------------------------------------------
