@@ -1,5 +1,6 @@
-"""The operator's CLI: set up the database, manage clinics, staff, groups, functions, roles and park
-lots, log staff in and out and phones on and off, show presence, registrations and calls, serve.
+"""The operator's CLI: set up the database, manage clinics, staff, groups, functions, roles, park
+lots, trunks, public numbers and closed days, log staff in and out and phones on and off, show
+presence, registrations and calls, serve.
 
 Every command is scriptable: listings take ``--json`` (a JSON array of objects), and a mistake
 ends with one sentence on stderr saying what to fix and exit code 1 (usage errors exit 2), never a
@@ -9,7 +10,13 @@ running server picks them up within a second.
 ``group`` and ``function`` are one set of commands built twice by ``_group_commands``: the two
 kinds differ only in a few options (a function may go without a number and has roles that give
 it) and in whether a new member starts logged in. ``presence`` and ``role members`` read what the
-running server leaves in the database: registrations and the line states it publishes.
+running server leaves in the database: registrations and the line states it publishes; ``trunk
+list`` and ``trunk show`` read the trunk states it publishes the same way.
+
+Phone numbers are taken as the operator writes them (national in the clinic's country, with + or
+00) and stored in E.164; routing reads them (``sentral.routing.outside``) and the opening hours
+(``sentral.routing.hours``), so the CLI refuses exactly what the server could not follow. A trunk's
+password is never printed: listings say whether one is set.
 """
 
 from __future__ import annotations
@@ -23,13 +30,15 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, cast
+from typing import Any, NoReturn, TextIO, assert_never, cast
 
 import click
+import phonenumbers
+from phonenumbers import UNKNOWN_REGION
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -58,13 +67,17 @@ from sentral.config.db import (
 from sentral.config.directory import (
     NO_FORWARDS,
     ClinicEntry,
+    DialPermission,
     ForwardKind,
     Forwards,
     GroupEntry,
     GroupKind,
     MemberEntry,
+    NumberFormat,
     ParkLotEntry,
+    PublicNumberEntry,
     StaffEntry,
+    TrunkEntry,
     load_directory,
 )
 from sentral.config.file import (
@@ -96,7 +109,9 @@ from sentral.config.settings import (
 from sentral.config.spool import ENV_SPOOL, SpoolDepth, default_spool_dir, spool_depth
 from sentral.config.store import (
     DEFAULT_PARK_TIMEOUT,
+    DEFAULT_TRUNK_PRIORITY,
     LINE_MAX_AGE,
+    TRUNK_MAX_AGE,
     BindingRow,
     BindingStore,
     ConfigStore,
@@ -106,12 +121,24 @@ from sentral.config.store import (
     LineStatus,
     NewStaff,
     ParkSettings,
+    PublicNumberSettings,
+    TrunkSettings,
+    TrunkState,
+    TrunkStateStore,
+    default_port,
+    normalize_country,
     normalize_domain,
     normalize_park_name,
+    normalize_trunk_name,
+    parse_day,
+    parse_dial,
     parse_digest_algorithms,
+    parse_host_port,
+    parse_number_format,
     parse_phone_digest,
     parse_slots,
     parse_strategy,
+    parse_transport,
     phone_digest_name,
     validate_extension,
     validate_name,
@@ -119,6 +146,8 @@ from sentral.config.store import (
 )
 from sentral.logs import LEVELS, TARGETS, LogFormat, LogTarget, configure
 from sentral.media.sounds import LANGUAGES
+from sentral.routing.hours import OpeningHours
+from sentral.routing.outside import country_code, normalise
 
 DEFAULT_DOMAIN = "clinic.local"
 # Where `make run` serves the demo (its SIP_PORT may say another port: it passes init --server).
@@ -400,7 +429,18 @@ def clinic_list(target: Target, as_json: bool) -> None:
         clinics = ConfigStore(engine).clinics()
     if as_json:
         _emit_json(
-            [{"domain": c.domain, "name": c.name, "digest_algorithms": list(c.digest_algorithms)} for c in clinics]
+            [
+                {
+                    "domain": c.domain,
+                    "name": c.name,
+                    "digest_algorithms": list(c.digest_algorithms),
+                    "country": c.country,
+                    "main_number": c.main_number,
+                    "timezone": c.timezone,
+                    "open_countries": sorted(c.open_countries),
+                }
+                for c in clinics
+            ]
         )
         return
     _emit_table(
@@ -414,17 +454,123 @@ def clinic_list(target: Target, as_json: bool) -> None:
 @click.argument("domain")
 @click.option(
     "--digest",
-    required=True,
     metavar="sha256,md5|md5|sha256",
     help="Digest algorithms to challenge with, in order (older desk phones only do md5).",
 )
+@click.option("--country", metavar="CC", help="The country national numbers are read in, such as NO or SE.")
+@click.option(
+    "--main-number", metavar="NUMBER", help="The caller ID of outside calls by staff without a number of their own."
+)
+@click.option("--timezone", metavar="ZONE", help="The time zone of opening hours, such as Europe/Oslo.")
 @pass_target
-def clinic_set(target: Target, domain: str, digest: str) -> None:
-    """Change the settings of the clinic DOMAIN."""
+def clinic_set(
+    target: Target,
+    domain: str,
+    digest: str | None,
+    country: str | None,
+    main_number: str | None,
+    timezone: str | None,
+) -> None:
+    """Change the settings of the clinic DOMAIN; options left out keep their value."""
+    if digest is None and country is None and main_number is None and timezone is None:
+        raise click.UsageError(
+            "say what to change, such as --country NO --main-number 22334455; see `sentral clinic set --help`"
+        )
     engine = _open(target)
     with _translated(target):
-        entry = ConfigStore(engine).set_digest_algorithms(domain, parse_digest_algorithms(digest))
-    click.echo(f"Clinic {entry.domain} now challenges with {', '.join(entry.digest_algorithms)}.")
+        store = ConfigStore(engine)
+        canonical = store.resolve_domain(domain)
+        if digest is not None:
+            entry = store.set_digest_algorithms(canonical, parse_digest_algorithms(digest))
+            click.echo(f"Clinic {entry.domain} now challenges with {', '.join(entry.digest_algorithms)}.")
+        if country is None and main_number is None and timezone is None:
+            return
+        region = normalize_country(country) if country is not None else _region_of(store, canonical)
+        e164 = _phone_number(main_number, region, "main number") if main_number is not None else None
+        entry = store.set_clinic_outside(canonical, country=region, main_number=e164, timezone=timezone)
+    where = entry.timezone or "the server's time zone"
+    click.echo(
+        f"Clinic {entry.domain} is in {entry.country} (+{country_code(entry.country)}), calls out as "
+        f"{entry.main_number or 'no main number'}, and keeps opening hours in {where}."
+    )
+
+
+@clinic.group("countries")
+def clinic_countries() -> None:
+    """Open or close outbound calls to countries (the clinic's own is open unless denied)."""
+
+
+def _calling_code(text: str) -> int:
+    """A country as the operator names it, by calling code (46, +46) or ISO code (SE), as its calling code."""
+    spelled = text.strip().removeprefix("+")
+    if spelled.isdigit():
+        code = int(spelled)
+        if 1 <= code <= 999 and phonenumbers.region_code_for_country_code(code) != UNKNOWN_REGION:
+            return code
+    elif len(spelled) == 2 and spelled.isalpha():
+        with suppress(ValueError):
+            return country_code(spelled)
+    raise OperatorError(f"country {text!r} is not known; give a calling code such as 46 or a country such as SE")
+
+
+def _country_json(code: int, is_open: bool, own: bool) -> dict[str, Any]:
+    return {
+        "code": code,
+        "region": phonenumbers.region_code_for_country_code(code),
+        "open": is_open,
+        "own": own,
+    }
+
+
+def _countries_command(is_open: bool) -> click.Command:
+    verb = "allow" if is_open else "deny"
+
+    @click.command(verb)
+    @click.argument("domain")
+    @click.argument("codes", nargs=-1, required=True, metavar="CODE...")
+    @pass_target
+    def command(target: Target, domain: str, codes: tuple[str, ...]) -> None:
+        with _translated(target):
+            wanted = [_calling_code(code) for code in codes]
+            store = ConfigStore(_open(target))
+            entry = store.set_countries_open(store.resolve_domain(domain), wanted, is_open)
+        opened = ", ".join(f"+{code}" for code in sorted(entry.open_countries)) or "none"
+        click.echo(f"Clinic {entry.domain} calls out to: {opened}.")
+
+    command.help = (
+        f"{'Open' if is_open else 'Close'} outbound calls from clinic DOMAIN to the countries CODE... "
+        "(calling codes such as 46, or countries such as SE)."
+    )
+    return command
+
+
+clinic_countries.add_command(_countries_command(True))
+clinic_countries.add_command(_countries_command(False))
+
+
+@clinic_countries.command("list")
+@click.argument("domain")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@pass_target
+def clinic_countries_list(target: Target, domain: str, as_json: bool) -> None:
+    """List the countries clinic DOMAIN's staff may call, and those closed by hand."""
+    with _translated(target):
+        store = ConfigStore(_open(target))
+        canonical = store.resolve_domain(domain)
+        entry = store.clinic(canonical)
+        choices = store.country_choices(canonical)
+    assert entry is not None
+    own = country_code(entry.country)
+    codes = sorted({own, *choices})
+    rows = [_country_json(code, code in entry.open_countries, code == own) for code in codes]
+    if as_json:
+        _emit_json(rows)
+        return
+    _emit_table(
+        ("CODE", "COUNTRY", "OPEN"),
+        [(f"+{r['code']}", r["region"] + (" (own)" if r["own"] else ""), _yes(r["open"])) for r in rows],
+        "",
+    )
 
 
 # -- staff ---------------------------------------------------------------------------------------
@@ -573,6 +719,8 @@ def user_list(target: Target, as_json: bool, domain: str | None) -> None:
                         for name, logged_in in functions.get((s.domain, s.extension), ())
                     ],
                     "forwards": _forwards_json(s.forwards),
+                    "dial": s.dial.value,
+                    "public_number": s.public_number,
                 }
                 for s in staff
             ]
@@ -653,6 +801,8 @@ def user_show(target: Target, extension: str, as_json: bool, domain: str | None)
             **digest,
             "functions": [{"name": name, "logged_in": logged_in} for name, logged_in in functions],
             "forwards": _forwards_json(entry.forwards),
+            "dial": entry.dial.value,
+            "public_number": entry.public_number,
         }
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
@@ -666,6 +816,8 @@ def user_show(target: Target, extension: str, as_json: bool, domain: str | None)
         ("digest", chosen),
         ("functions", ", ".join(f"{n} (logged in)" if li else n for n, li in functions) or "-"),
         ("forwards", forwards_text(entry.forwards) or "-"),
+        ("dial", entry.dial.value),
+        ("number", entry.public_number or "the clinic's"),
     ]
     click.echo(f"Extension {entry.extension}@{entry.domain}")
     for label, value in settings:
@@ -704,6 +856,15 @@ FORWARD_KINDS = {kind.value: kind for kind in ForwardKind}
     metavar="[always|busy|noanswer]",
     help="Clear that forward; without a kind, every forward.",
 )
+@click.option(
+    "--dial",
+    metavar="internal|national|international",
+    help="Which outside numbers they may dial (national by default).",
+)
+@click.option(
+    "--number", "public_number", metavar="NUMBER", help="Their own public number: their caller ID on outside calls."
+)
+@click.option("--no-number", is_flag=True, help="Call out with the clinic's main number again.")
 @domain_option
 @pass_target
 def user_set(
@@ -713,13 +874,19 @@ def user_set(
     forward: tuple[str, str] | None,
     after: int | None,
     no_forward: str | None,
+    dial: str | None,
+    public_number: str | None,
+    no_number: bool,
     domain: str | None,
 ) -> None:
     """Change the settings of the phone at EXTENSION; options left out keep their value."""
-    if digest is None and forward is None and no_forward is None:
+    outside = dial is not None or public_number is not None or no_number
+    if digest is None and forward is None and no_forward is None and not outside:
         raise click.UsageError(
             "say what to change, such as --digest md5 or --forward busy 1002; see `sentral user set --help`"
         )
+    if public_number is not None and no_number:
+        raise OperatorError("give either --number or --no-number, not both")
     if after is not None and (forward is None or forward[0].lower() != ForwardKind.NO_ANSWER.value):
         raise OperatorError("--after goes with a no-answer forward: --forward noanswer NUMBER --after SEC")
     if forward is not None and no_forward is not None:
@@ -731,6 +898,14 @@ def user_set(
         algorithms = parse_phone_digest(digest) if digest is not None else None
         store = ConfigStore(_open(target))
         resolved = store.resolve_domain(domain)
+        if outside:
+            permission = parse_dial(dial) if dial is not None else None
+            own = _phone_number(public_number, _region_of(store, resolved), "number") if public_number else None
+            entry = store.set_dial(resolved, extension, permission, own, clear_number=no_number)
+            click.echo(
+                f"{entry.extension}@{entry.domain} may dial {_dial_text(entry.dial)} and calls out as "
+                f"{entry.public_number or 'the clinic'}."
+            )
         if forward is not None and forward_kind is not None:
             entry = store.set_forward(resolved, extension, forward_kind, forward[1], after)
             click.echo(f"{entry.extension}@{entry.domain} forwards {forwards_text(entry.forwards)}.")
@@ -748,6 +923,19 @@ def user_set(
         click.echo(f"{entry.extension}@{entry.domain} is now challenged with {offered}.")
     else:
         click.echo(f"{entry.extension}@{entry.domain} now follows the clinic: challenged with {offered}.")
+
+
+def _dial_text(dial: DialPermission) -> str:
+    """What a dial permission lets someone call, in words."""
+    match dial:
+        case DialPermission.INTERNAL:
+            return "internal numbers only"
+        case DialPermission.NATIONAL:
+            return "national numbers"
+        case DialPermission.INTERNATIONAL:
+            return "national and open international numbers"
+        case _:
+            assert_never(dial)
 
 
 def _forward_kind(text: str) -> ForwardKind:
@@ -1478,6 +1666,575 @@ def park_remove(target: Target, name: str, domain: str | None) -> None:
         lot = store.park_lot(resolved, name)
         store.remove_park_lot(resolved, lot.name)
     click.echo(f"Removed park lot {lot.name}@{resolved}.")
+
+
+# -- outside lines: trunks, public numbers, closed days --------------------------------------------
+
+clinic_option = click.option(
+    "--clinic", "--domain", "domain", help="The clinic; may be left out when there is only one.", metavar="DOMAIN"
+)
+listing_clinic_option = click.option(
+    "--clinic", "--domain", "domain", help="Only this clinic; default: every clinic.", metavar="DOMAIN"
+)
+
+
+def _phone_number(text: str, region: str, what: str) -> str:
+    """``text`` as the operator wrote it (22334455, +4722334455, 004722334455) in E.164."""
+    found = normalise(text, region)
+    if found is None:
+        raise OperatorError(
+            f"{what} {text!r} is not a phone number; write it as a national number of {region} or with its "
+            "country code, such as +4722334455"
+        )
+    return found
+
+
+def _region_of(store: ConfigStore, domain: str) -> str:
+    """The country the clinic ``domain`` reads national numbers in."""
+    clinic_entry = store.clinic(domain)
+    assert clinic_entry is not None  # resolved by the caller
+    return clinic_entry.country
+
+
+@cli.group()
+def trunk() -> None:
+    """Manage trunks to carriers: where outside calls go out and come in."""
+
+
+def _trunk_options(*, changing: bool) -> Decorator:
+    """The options of `trunk add` and `trunk set` (for set, all optional and without defaults)."""
+    return _decorate(
+        click.option(
+            "--host",
+            required=not changing,
+            metavar="HOST[:PORT]",
+            help="The carrier's SIP server: a host name or address, with its port unless 5060 (5061 for tls).",
+        ),
+        click.option(
+            "--transport", default=None if changing else "udp", metavar="udp|tcp|tls", help="How to reach it."
+        ),
+        click.option("--username", metavar="USER", help="The username the carrier gave the clinic."),
+        click.option("--password", metavar="PASSWORD", help="Its password; stored, never printed."),
+        click.option(
+            "--password-stdin", is_flag=True, help="Read the password from the first line of standard input."
+        ),
+        click.option(
+            "--register/--no-register",
+            default=None if changing else False,
+            help="Register with the carrier (needs --username and --password); else trusted by address.",
+        ),
+        click.option(
+            "--priority",
+            type=int,
+            default=None if changing else DEFAULT_TRUNK_PRIORITY,
+            show_default=not changing,
+            help="Lower goes first; a call fails over to the next trunk.",
+        ),
+        click.option(
+            "--format",
+            "number_format",
+            metavar="e164|digits|national|00",
+            help="How the carrier wants numbers written (default e164: +4722334455).",
+        ),
+        click.option(
+            "--address",
+            "addresses",
+            multiple=True,
+            metavar="IP/CIDR",
+            help="Another address inbound calls may come from; repeatable"
+            + ("; replaces the list." if changing else "."),
+        ),
+        click.option("--realm", metavar="REALM", help="The carrier's digest realm, if it must be fixed."),
+        click.option("--enable/--disable", "enabled", default=None if changing else True, help="Use the trunk or not."),
+        clinic_option,
+    )
+
+
+def _trunk_password(password: str | None, from_stdin: bool) -> str | None:
+    """The password given with --password or piped in with --password-stdin, or None."""
+    if password is not None and from_stdin:
+        raise click.UsageError("give either --password or --password-stdin, not both")
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise OperatorError("--password-stdin read no password; pipe the password in as the first line")
+        return line
+    return password
+
+
+def _trunk_state_text(state: TrunkState | None) -> str:
+    """registered, down, failed (403 Forbidden) ...; unknown when no running server published one."""
+    if state is None:
+        return "unknown"
+    if state.last_status is not None and state.state in ("failed", "down"):
+        return f"{state.state} ({' '.join(str(part) for part in (state.last_status, state.detail) if part)})"
+    return state.state
+
+
+def _trunk_json(entry: TrunkEntry, state: TrunkState | None) -> dict[str, Any]:
+    """A trunk for listings; the password only as whether one is set."""
+    return {
+        "domain": entry.domain,
+        "name": entry.name,
+        "host": entry.host,
+        "port": entry.port,
+        "transport": entry.transport,
+        "priority": entry.priority,
+        "register": entry.register,
+        "username": entry.username,
+        "password_set": entry.password is not None,
+        "realm": entry.realm,
+        "format": entry.number_format.value,
+        "addresses": list(entry.addresses),
+        "enabled": entry.enabled,
+        "state": state.state if state is not None else "unknown",
+        "last_status": state.last_status if state is not None else None,
+        "detail": state.detail if state is not None else None,
+        "calls": state.calls if state is not None else None,
+    }
+
+
+def _host_text(entry: TrunkEntry) -> str:
+    host = f"[{entry.host}]" if ":" in entry.host else entry.host
+    return f"{host}:{entry.port}"
+
+
+def _trunk_states(engine: Engine) -> dict[tuple[str, str], TrunkState]:
+    """What the running servers published about their trunks lately, by (domain, name)."""
+    return {
+        (state.domain, state.name): state
+        for state in TrunkStateStore(engine).list(max_age=TRUNK_MAX_AGE, now=time.time())
+    }
+
+
+def _trunk_summary(entry: TrunkEntry) -> str:
+    how = f"registers as {entry.username}" if entry.register else "trusted by address"
+    off = "" if entry.enabled else "; disabled"
+    return f"{_host_text(entry)} over {entry.transport}, priority {entry.priority}, {how}{off}"
+
+
+@trunk.command("add")
+@click.argument("name")
+@_trunk_options(changing=False)
+@pass_target
+def trunk_add(
+    target: Target,
+    name: str,
+    host: str,
+    transport: str,
+    username: str | None,
+    password: str | None,
+    password_stdin: bool,
+    register: bool,
+    priority: int,
+    number_format: str | None,
+    addresses: tuple[str, ...],
+    realm: str | None,
+    enabled: bool,
+    domain: str | None,
+) -> None:
+    """Add the trunk NAME (letters, digits and hyphens, such as telenor) to a carrier."""
+    with _translated(target):
+        trunk_name = normalize_trunk_name(name)
+        host_name, port = parse_host_port(host)
+        settings = TrunkSettings(
+            host=host_name,
+            port=port,
+            transport=parse_transport(transport),
+            priority=priority,
+            register=register,
+            username=username,
+            password=_trunk_password(password, password_stdin),
+            realm=realm,
+            number_format=parse_number_format(number_format) if number_format is not None else NumberFormat.E164,
+            addresses=addresses,
+            enabled=enabled,
+        ).checked(trunk_name)
+        store = ConfigStore(_open(target))
+        entry = store.add_trunk(store.resolve_domain(domain), trunk_name, settings)
+    click.echo(f"Added trunk {entry.name}@{entry.domain}: {_trunk_summary(entry)}.")
+
+
+@trunk.command("set")
+@click.argument("name")
+@_trunk_options(changing=True)
+@click.option("--no-address", "no_address", is_flag=True, help="Forget the extra inbound addresses.")
+@pass_target
+def trunk_set(
+    target: Target,
+    name: str,
+    host: str | None,
+    transport: str | None,
+    username: str | None,
+    password: str | None,
+    password_stdin: bool,
+    register: bool | None,
+    priority: int | None,
+    number_format: str | None,
+    addresses: tuple[str, ...],
+    realm: str | None,
+    enabled: bool | None,
+    domain: str | None,
+    no_address: bool,
+) -> None:
+    """Change the trunk NAME; options left out keep their value."""
+    secret = _trunk_password(password, password_stdin)
+    given = (host, transport, username, secret, register, priority, number_format, realm, enabled)
+    if all(value is None for value in given) and not addresses and not no_address:
+        raise click.UsageError("say what to change, such as --priority 20; see `sentral trunk set --help`")
+    if addresses and no_address:
+        raise OperatorError("give either --address or --no-address, not both")
+    with _translated(target):
+        changes: dict[str, Any] = {}
+        if host is not None:
+            changes["host"], port = parse_host_port(host)
+            changes["port"] = port
+        if transport is not None:
+            changes["transport"] = parse_transport(transport)
+            if host is None or changes["port"] is None:
+                changes["port"] = None  # the new transport's default, unless a port came with --host
+        given_values: dict[str, Any] = {
+            "username": username,
+            "password": secret,
+            "register": register,
+            "priority": priority,
+            "realm": realm,
+            "enabled": enabled,
+        }
+        changes.update({key: value for key, value in given_values.items() if value is not None})
+        if number_format is not None:
+            changes["number_format"] = parse_number_format(number_format)
+        if addresses or no_address:
+            changes["addresses"] = addresses
+        store = ConfigStore(_open(target))
+        resolved = store.resolve_domain(domain)
+        entry = store.trunk(resolved, name)
+        if transport is not None and host is None and entry.port != default_port(entry.transport):
+            changes["port"] = entry.port  # a port the operator chose stays
+        entry = store.change_trunk(resolved, entry.name, replace(TrunkSettings.of(entry), **changes))
+    click.echo(f"Trunk {entry.name}@{entry.domain}: {_trunk_summary(entry)}.")
+
+
+@trunk.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@listing_clinic_option
+@pass_target
+def trunk_list(target: Target, as_json: bool, domain: str | None) -> None:
+    """List trunks with their state as the running server last published it, and calls in progress."""
+    engine = _open(target)
+    with _translated(target):
+        store = ConfigStore(engine)
+        trunks = store.trunks(store.resolve_domain(domain) if domain is not None else None)
+        states = _trunk_states(engine)
+    if as_json:
+        _emit_json([_trunk_json(entry, states.get((entry.domain, entry.name))) for entry in trunks])
+        return
+    rows = []
+    for entry in trunks:
+        state = states.get((entry.domain, entry.name))
+        rows.append(
+            (
+                entry.name,
+                entry.domain,
+                _host_text(entry),
+                entry.transport,
+                str(entry.priority),
+                _yes(entry.register),
+                _yes(entry.enabled),
+                _trunk_state_text(state),
+                str(state.calls) if state is not None else "-",
+            )
+        )
+    _emit_table(
+        ("NAME", "DOMAIN", "HOST", "TRANSPORT", "PRIORITY", "REGISTER", "ENABLED", "STATE", "CALLS"),
+        rows,
+        "No trunks yet; add one with `sentral trunk add NAME --host HOST`.",
+    )
+
+
+@trunk.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@clinic_option
+@pass_target
+def trunk_show(target: Target, name: str, as_json: bool, domain: str | None) -> None:
+    """Show the settings and state of the trunk NAME (never its password)."""
+    engine = _open(target)
+    with _translated(target):
+        store = ConfigStore(engine)
+        entry = store.trunk(store.resolve_domain(domain), name)
+        state = _trunk_states(engine).get((entry.domain, entry.name))
+    if as_json:
+        click.echo(json.dumps(_trunk_json(entry, state), indent=2, ensure_ascii=False))
+        return
+    click.echo(f"Trunk {entry.name}@{entry.domain}")
+    for label, value in (
+        ("host", _host_text(entry)),
+        ("transport", entry.transport),
+        ("priority", str(entry.priority)),
+        ("register", _yes(entry.register)),
+        ("username", entry.username or "-"),
+        ("password", "(set)" if entry.password is not None else "-"),
+        ("realm", entry.realm or "-"),
+        ("format", entry.number_format.value),
+        ("addresses", ", ".join(entry.addresses) or "-"),
+        ("enabled", _yes(entry.enabled)),
+        ("state", _trunk_state_text(state)),
+        ("calls", str(state.calls) if state is not None else "-"),
+    ):
+        click.echo(f"  {label + ':':<14}{value}")
+
+
+@trunk.command("remove")
+@click.argument("name")
+@clinic_option
+@pass_target
+def trunk_remove(target: Target, name: str, domain: str | None) -> None:
+    """Remove the trunk NAME; calls in progress on it go on."""
+    with _translated(target):
+        store = ConfigStore(_open(target))
+        resolved = store.resolve_domain(domain)
+        removed = store.remove_trunk(resolved, name)
+    click.echo(f"Removed trunk {removed}@{resolved}.")
+
+
+@cli.group()
+def number() -> None:
+    """Manage public numbers: where calls to the clinic's numbers go, and when it is open."""
+
+
+def _hours_text(hours: str | None) -> str:
+    return hours if hours is not None else "always open"
+
+
+def _checked_hours(text: str | None) -> str | None:
+    """The opening hours as typed, once they read; None (always open) for an empty spec."""
+    if text is None or not text.strip():
+        return None
+    try:
+        OpeningHours.parse(text)
+    except ValueError as exc:
+        raise OperatorError(f"--hours {text!r}: {exc}") from exc
+    return " ".join(text.split())
+
+
+def _closed_to(store: ConfigStore, domain: str, text: str) -> str:
+    """A number of the clinic as it is, or an outside number in E.164."""
+    wanted = text.strip()
+    if store.number_owner(domain, wanted) is not None:
+        return wanted
+    found = normalise(wanted, _region_of(store, domain))
+    if found is None:
+        raise OperatorError(
+            f"--closed-to {text!r} is neither a number of {domain} nor a phone number, such as +4722334455"
+        )
+    return found
+
+
+def _public_e164(store: ConfigStore, text: str, domain: str | None) -> str:
+    """A public number the operator wrote, in E.164: read in the clinic's country when it is national."""
+    spelled = text.strip()
+    if domain is None and spelled.startswith(("+", "00")):
+        region = "NO"  # an international form reads the same in any country
+    else:
+        region = _region_of(store, store.resolve_domain(domain))
+    return _phone_number(spelled, region, "number")
+
+
+def _number_json(entry: PublicNumberEntry) -> dict[str, Any]:
+    return {
+        "domain": entry.domain,
+        "number": entry.number,
+        "to": entry.destination,
+        "hours": entry.hours,
+        "closed_to": entry.closed_to,
+    }
+
+
+def _number_summary(entry: PublicNumberEntry) -> str:
+    closed = f", else to {entry.closed_to}" if entry.closed_to is not None else ", else the closed message"
+    closed = closed if entry.hours is not None else ""
+    return f"goes to {entry.destination}, {_hours_text(entry.hours)}{closed}"
+
+
+@number.command("add")
+@click.argument("number_text", metavar="NUMBER")
+@click.option(
+    "--to",
+    "destination",
+    required=True,
+    metavar="DESTINATION",
+    help="An extension, group, function, acute, role or park number of the clinic, or announcement:NAME.",
+)
+@click.option("--hours", metavar="SPEC", help="Opening hours, such as 'mon-fri 08:00-16:00; sat 09:00-12:00'.")
+@click.option(
+    "--closed-to",
+    metavar="NUMBER",
+    help="Where calls go outside opening hours: a number of the clinic or an outside number. "
+    "Left out, callers hear that the clinic is closed.",
+)
+@clinic_option
+@pass_target
+def number_add(
+    target: Target, number_text: str, destination: str, hours: str | None, closed_to: str | None, domain: str | None
+) -> None:
+    """Give the clinic the public NUMBER (written nationally, with + or with 00)."""
+    with _translated(target):
+        spec = _checked_hours(hours)
+        store = ConfigStore(_open(target))
+        resolved = store.resolve_domain(domain)
+        e164 = _phone_number(number_text, _region_of(store, resolved), "number")
+        closed = _closed_to(store, resolved, closed_to) if closed_to is not None else None
+        entry = store.add_public_number(resolved, e164, PublicNumberSettings(destination, spec, closed))
+    click.echo(f"Added public number {entry.number} to {entry.domain}: {_number_summary(entry)}.")
+
+
+@number.command("set")
+@click.argument("number_text", metavar="NUMBER")
+@click.option("--to", "destination", metavar="DESTINATION", help="Where its calls go.")
+@click.option("--hours", metavar="SPEC", help="New opening hours.")
+@click.option("--no-hours", is_flag=True, help="Always open.")
+@click.option("--closed-to", metavar="NUMBER", help="Where calls go outside opening hours.")
+@click.option("--no-closed-to", is_flag=True, help="Outside opening hours, callers hear that the clinic is closed.")
+@clinic_option
+@pass_target
+def number_set(
+    target: Target,
+    number_text: str,
+    destination: str | None,
+    hours: str | None,
+    no_hours: bool,
+    closed_to: str | None,
+    no_closed_to: bool,
+    domain: str | None,
+) -> None:
+    """Change where the public NUMBER leads and when; options left out keep their value."""
+    if destination is None and hours is None and closed_to is None and not no_hours and not no_closed_to:
+        raise click.UsageError("say what to change, such as --to 200; see `sentral number set --help`")
+    if (hours is not None and no_hours) or (closed_to is not None and no_closed_to):
+        raise OperatorError("give either a value or its --no- option, not both")
+    with _translated(target):
+        spec = _checked_hours(hours)
+        store = ConfigStore(_open(target))
+        entry = store.public_number(_public_e164(store, number_text, domain))
+        changes: dict[str, Any] = {}
+        if destination is not None:
+            changes["destination"] = destination
+        if hours is not None or no_hours:
+            changes["hours"] = spec
+        if closed_to is not None:
+            changes["closed_to"] = _closed_to(store, entry.domain, closed_to)
+        if no_closed_to:
+            changes["closed_to"] = None
+        entry = store.change_public_number(entry.number, replace(PublicNumberSettings.of(entry), **changes))
+    click.echo(f"Public number {entry.number} of {entry.domain} {_number_summary(entry)}.")
+
+
+@number.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@listing_clinic_option
+@pass_target
+def number_list(target: Target, as_json: bool, domain: str | None) -> None:
+    """List public numbers: where each leads, its opening hours, and where it leads when closed."""
+    with _translated(target):
+        store = ConfigStore(_open(target))
+        entries = store.public_numbers(store.resolve_domain(domain) if domain is not None else None)
+    if as_json:
+        _emit_json([_number_json(entry) for entry in entries])
+        return
+    _emit_table(
+        ("NUMBER", "DOMAIN", "TO", "HOURS", "CLOSED-TO"),
+        [
+            (e.number, e.domain, e.destination, _hours_text(e.hours), e.closed_to or "-")
+            for e in entries
+        ],
+        "No public numbers yet; add one with `sentral number add NUMBER --to DESTINATION`.",
+    )
+
+
+@number.command("show")
+@click.argument("number_text", metavar="NUMBER")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@clinic_option
+@pass_target
+def number_show(target: Target, number_text: str, as_json: bool, domain: str | None) -> None:
+    """Show where the public NUMBER leads and when."""
+    with _translated(target):
+        store = ConfigStore(_open(target))
+        entry = store.public_number(_public_e164(store, number_text, domain))
+    if as_json:
+        click.echo(json.dumps(_number_json(entry), indent=2, ensure_ascii=False))
+        return
+    click.echo(f"Public number {entry.number}@{entry.domain}")
+    closed = entry.closed_to or "the closed message"
+    for label, value in (("to", entry.destination), ("hours", _hours_text(entry.hours)), ("closed to", closed)):
+        click.echo(f"  {label + ':':<14}{value}")
+
+
+@number.command("remove")
+@click.argument("number_text", metavar="NUMBER")
+@clinic_option
+@pass_target
+def number_remove(target: Target, number_text: str, domain: str | None) -> None:
+    """Remove the public NUMBER; its calls are refused from then on."""
+    with _translated(target):
+        store = ConfigStore(_open(target))
+        entry = store.remove_public_number(_public_e164(store, number_text, domain))
+    click.echo(f"Removed public number {entry.number} from {entry.domain}.")
+
+
+@cli.group()
+def holiday() -> None:
+    """Manage a clinic's extra closed days; its country's public holidays are closed anyway."""
+
+
+@holiday.command("add")
+@click.argument("day_text", metavar="DATE")
+@click.option("--name", default="Closed", show_default=True, metavar="TEXT", help="What the day is.")
+@clinic_option
+@pass_target
+def holiday_add(target: Target, day_text: str, name: str, domain: str | None) -> None:
+    """Close the clinic all day on DATE (YYYY-MM-DD): its public numbers follow their closed rule."""
+    with _translated(target):
+        day = parse_day(day_text)
+        store = ConfigStore(_open(target))
+        entry = store.add_holiday(store.resolve_domain(domain), day, name)
+    click.echo(f"{entry.domain} is closed on {entry.day.isoformat()} ({entry.name}).")
+
+
+@holiday.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@clinic_option
+@pass_target
+def holiday_list(target: Target, as_json: bool, domain: str | None) -> None:
+    """List the clinic's extra closed days."""
+    with _translated(target):
+        store = ConfigStore(_open(target))
+        resolved = store.resolve_domain(domain)
+        entries = store.holidays(resolved)
+        country = _region_of(store, resolved)
+    if as_json:
+        _emit_json([{"domain": e.domain, "date": e.day.isoformat(), "name": e.name} for e in entries])
+        return
+    _emit_table(
+        ("DATE", "NAME"),
+        [(e.day.isoformat(), e.name) for e in entries],
+        f"No extra closed days in {resolved}; the public holidays of {country} are closed anyway.",
+    )
+
+
+@holiday.command("remove")
+@click.argument("day_text", metavar="DATE")
+@clinic_option
+@pass_target
+def holiday_remove(target: Target, day_text: str, domain: str | None) -> None:
+    """Open the clinic on DATE again, as its opening hours say."""
+    with _translated(target):
+        day = parse_day(day_text)
+        store = ConfigStore(_open(target))
+        resolved = store.resolve_domain(domain)
+        store.remove_holiday(resolved, day)
+    click.echo(f"{resolved} is no longer closed on {day.isoformat()}.")
 
 
 # -- logging in and out, phones and presence -----------------------------------------------------
