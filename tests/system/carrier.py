@@ -103,7 +103,7 @@ def start_carrier(
     rtp: RtpPeer | None = None,
     pause_ms: int = 1000,
     calls: int | None = None,
-    timeout: float = 60.0,
+    timeout: float = 120.0,
     keys: dict[str, str] | None = None,
     answer_options: bool = True,
 ) -> Carrier:
