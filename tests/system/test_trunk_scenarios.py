@@ -4,7 +4,9 @@ tests/system/test_trunks.py plays the carrier with SIPp scenarios and an RTP pee
 when one of those tests fails, this file says whether the harness or the server is wrong. Each
 carrier scenario meets the carrier's-caller scenario on loopback (as Sentral would sit between
 them), on the loopback addresses the trunk tests use, and what each side logged is checked; the
-registrar is answered by a small client here that speaks MD5 and SHA-256 digests.
+registrar is answered by a small client here that speaks MD5 and SHA-256 digests. The answering
+and the announcing carrier are also called through Sentral as an extension, which proves the RTP
+peer and the phone's recordings against the relay as it is.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import secrets
 import socket
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.system.audio import write_tone
 from tests.system.carrier import (
     ANSWER,
     CALLER,
@@ -28,15 +32,18 @@ from tests.system.carrier import (
     REGISTRAR,
     SECOND_CARRIER_IP,
     SILENT,
+    Carrier,
     caller_keys,
     digest_params,
     digest_valid,
     read_log,
     start_carrier,
 )
-from tests.system.peers import Sipp, free_port, wait_until, write_users_csv
+from tests.system.peers import LOOPBACK, Sipp, Softphone, free_port, wait_until, write_users_csv
 from tests.system.rtp_peer import RtpPeer
-from tests.system.test_call_media import assert_hears
+from tests.system.server import SentralServer
+from tests.system.test_call_media import assert_hears, media_range
+from tests.system.test_calls import dial, phone_for, register_sipp_uas, start_clinic
 
 NUMBER = "+4722334455"
 SIPP_REGISTER = Path(__file__).parent / "scenarios" / "register_auth.xml"
@@ -224,3 +231,96 @@ def test_sipps_own_md5_client_answers_the_registrars_challenge(sipp: Sipp, tmp_p
     carrier.stop()
     [line] = [line for line in read_log(tmp_path / "registrar.log")["register"] if line[1] == "answered"]
     assert digest_valid(line[2], "REGISTER", "pw-1")
+
+
+# -- the carrier scenarios behind Sentral, as a phone registered to it --------------------------------
+#
+# Before trunks, the same scenarios and RTP peer are called through Sentral as an extension: what
+# the trunk tests do with the audio (a phone's tone to the carrier, the carrier's back, early media
+# played before any packet came) is proven against the relay as it is.
+
+
+@pytest.fixture
+def relay_clinic(tmp_path: Path, sounds: Path) -> Iterator[tuple[SentralServer, tuple[int, int]]]:
+    first, last = media_range()
+    server = start_clinic(
+        tmp_path,
+        "--sounds",
+        str(sounds),
+        "--media-ports",
+        f"{first}-{last}",
+        "--drain-timeout",
+        "2",
+        digest="md5",
+    )
+    try:
+        yield server, (first, last)
+    finally:
+        server.stop()
+
+
+def carrier_as_extension(
+    sipp: Sipp, server: SentralServer, tmp_path: Path, scenario: Path, far: RtpPeer, pause_ms: int = 1000
+) -> Carrier:
+    """A carrier scenario registered to Sentral as 1002 (from the loopback address the phones use)."""
+    port = free_port()
+    register_sipp_uas(sipp, server, tmp_path, "1002", port)
+    log = tmp_path / "carrier.log"
+    return start_carrier(sipp, scenario, log, ip=LOOPBACK, port=port, rtp=far, calls=1, pause_ms=pause_ms)
+
+
+def test_behind_sentral_the_answering_carrier_and_its_peer_talk_both_ways(
+    relay_clinic: tuple[SentralServer, tuple[int, int]],
+    sipp: Sipp,
+    softphone_factory: Callable[..., Softphone],
+    tmp_path: Path,
+) -> None:
+    server, relay = relay_clinic
+    with RtpPeer(LOOPBACK) as far:
+        carrier = carrier_as_extension(sipp, server, tmp_path, ANSWER, far)
+        phone = phone_for(softphone_factory, server, "1001")
+        call = phone.call("1001", dial(server, "1002"))
+        phone.wait_call_state(call, "CONFIRMED")
+        phone.wait_event("media_state", call=call, status="active")
+        [invite] = carrier.invites()
+        assert invite.user == "1002" and invite.sdp_ip == LOOPBACK, invite
+        assert relay[0] <= invite.sdp_port <= relay[1], invite
+        phone.play(call, write_tone(tmp_path / "phone.wav", CALLER_TONE), loop=True)
+        wait_until(lambda: far.source is not None, 3, "the phone's audio at the carrier")
+        far.talk(CARRIER_TONE)
+        heard = tmp_path / "phone-heard.wav"
+        phone.record(call, heard)
+        time.sleep(2.5)
+        assert phone.stop_media(call) == [str(heard)]
+        assert_hears(heard, "the phone", CARRIER_TONE, CALLER_TONE)
+        assert_hears(far.write_wav(tmp_path / "carrier-heard.wav"), "the carrier", CALLER_TONE, CARRIER_TONE)
+        phone.hangup(call)
+        phone.wait_call_state(call, "DISCONNECTED")
+        served = carrier.process.wait(5)
+    assert served.successful == 1 and served.failed == 0, served
+
+
+def test_behind_sentral_the_carriers_early_media_reaches_the_phone(
+    relay_clinic: tuple[SentralServer, tuple[int, int]],
+    sipp: Sipp,
+    softphone_factory: Callable[..., Softphone],
+    tmp_path: Path,
+) -> None:
+    server, _ = relay_clinic
+    with RtpPeer(LOOPBACK) as far:
+        carrier = carrier_as_extension(sipp, server, tmp_path, EARLY_486, far, pause_ms=3000)
+        phone = phone_for(softphone_factory, server, "1001")
+        call = phone.call("1001", dial(server, "1002"))
+        wait_until(lambda: bool(carrier.invites()), 5, "the INVITE at the carrier")
+        [invite] = carrier.invites()
+        far.send_to(invite.sdp_ip, invite.sdp_port)
+        far.talk(CARRIER_TONE)
+        phone.wait_event("media_state", call=call, status="active", timeout=5)
+        heard = tmp_path / "early.wav"
+        phone.record(call, heard)
+        ended = phone.wait_call_state(call, "DISCONNECTED", timeout=10)
+        phone.wait_event("record_done", call=call)
+        served = carrier.process.wait(5)
+    assert ended["code"] == 486, ended
+    assert_hears(heard, "the phone in early media", CARRIER_TONE, CALLER_TONE)
+    assert served.successful == 1 and served.failed == 0, served
