@@ -495,13 +495,14 @@ class SippProcess:
     local_port: int
     hard_timeout: float
     started: float = field(default_factory=time.monotonic)
+    local_ip: str = LOOPBACK
 
     def wait_listening(self, timeout: float = 5.0) -> None:
         """Wait until SIPp has bound its UDP port (or ended, which wait() then reports)."""
         wait_until(
-            lambda: self.proc.poll() is not None or udp_port_in_use(self.local_port),
+            lambda: self.proc.poll() is not None or udp_port_in_use(self.local_port, self.local_ip),
             timeout,
-            f"sipp to listen on udp port {self.local_port}",
+            f"sipp to listen on udp port {self.local_ip}:{self.local_port}",
         )
 
     def wait(self, timeout: float | None = None) -> SippResult:
@@ -556,6 +557,7 @@ class Sipp:
         timeout: float = 30.0,
         local_port: int | None = None,
         auth_uri: str | None = None,
+        local_ip: str = LOOPBACK,
         extra: Iterable[str] = (),
     ) -> SippProcess:
         """Start SIPp in the background.
@@ -565,7 +567,8 @@ class Sipp:
         timeout: SIPp's own -timeout (seconds) after which it stops and exits non-zero; the
         process is killed a few seconds later if it has not. auth_uri: the digest uri SIPp
         answers challenges with ("clinic.test" gives uri="sip:clinic.test"); SIPp's default is
-        the remote address.
+        the remote address. local_ip: the address SIPp binds (and puts in its messages); another
+        loopback address such as 127.0.0.2 makes a peer that Sentral tells apart from the phones.
         """
         run = next(self._runs)
         name = Path(scenario).stem if str(scenario) not in BUILTIN_SCENARIOS else str(scenario)
@@ -573,7 +576,7 @@ class Sipp:
         stat_file = stem.with_suffix(".stat.csv")
         error_file = stem.with_suffix(".errors.log")
         stderr_file = stem.with_suffix(".stderr.log")
-        port = local_port or free_port()
+        port = local_port or free_port(local_ip)
         if transport not in TRANSPORT_FLAGS:
             raise ValueError(f"transport must be one of {sorted(TRANSPORT_FLAGS)}")
         cmd = [self.binary]
@@ -586,7 +589,8 @@ class Sipp:
             if not path.is_file():
                 raise FileNotFoundError(f"SIPp scenario {path} does not exist")
             cmd += ["-sf", str(path)]
-        cmd += ["-i", LOOPBACK, "-p", str(port), "-mp", str(free_port()), "-t", TRANSPORT_FLAGS[transport]]
+        cmd += ["-i", local_ip, "-p", str(port), "-mp", str(free_port(local_ip))]
+        cmd += ["-t", TRANSPORT_FLAGS[transport]]
         if users is not None:
             cmd += ["-inf", str(Path(users).resolve())]
         if calls is not None:
@@ -622,6 +626,7 @@ class Sipp:
             stderr_file=stderr_file,
             local_port=port,
             hard_timeout=timeout + 10.0,
+            local_ip=local_ip,
         )
 
     def run(self, remote: str | None, scenario: str | Path, **kwargs: Any) -> SippResult:
