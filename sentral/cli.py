@@ -403,14 +403,16 @@ def clinic_add(target: Target, domain: str, name: str | None) -> None:
 @clinic.command("remove")
 @click.argument("domain")
 @click.option(
-    "--force", is_flag=True, help="Also remove its staff, groups, functions, park lots and role numbers."
+    "--force",
+    is_flag=True,
+    help="Also remove its staff, groups, functions, park lots, role numbers, trunks and public numbers.",
 )
 @pass_target
 def clinic_remove(target: Target, domain: str, force: bool) -> None:
     """Remove the clinic DOMAIN and its registrations; its call records stay.
 
-    Refused while the clinic still has staff, groups, functions, park lots or role numbers,
-    unless --force, which removes them too.
+    Refused while the clinic still has staff, groups, functions, park lots, role numbers, trunks or
+    public numbers, unless --force, which removes them too.
     """
     with _translated(target):
         canonical = normalize_domain(domain)

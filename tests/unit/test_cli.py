@@ -194,9 +194,10 @@ def test_clinic_add_list_and_set_digest(db: str) -> None:
     assert "Added clinic nord.example (Nord legekontor)" in ok(db, "clinic", "add", "nord.example", "--name", "Nord legekontor")
     ok(db, "clinic", "set", "nord.example", "--digest", "md5")
     clinics = json.loads(ok(db, "clinic", "list", "--json"))
+    outside = {"country": "NO", "main_number": None, "timezone": None, "open_countries": [47]}
     assert clinics == [
-        {"domain": "clinic.local", "name": "clinic.local", "digest_algorithms": ["SHA-256", "MD5"]},
-        {"domain": "nord.example", "name": "Nord legekontor", "digest_algorithms": ["MD5"]},
+        {"domain": "clinic.local", "name": "clinic.local", "digest_algorithms": ["SHA-256", "MD5"], **outside},
+        {"domain": "nord.example", "name": "Nord legekontor", "digest_algorithms": ["MD5"], **outside},
     ]
     table = ok(db, "clinic", "list")
     assert re.search(r"^nord\.example\s+Nord legekontor\s+MD5$", table, re.MULTILINE)
@@ -260,10 +261,10 @@ def test_user_add_list_passwd_remove(db: str) -> None:
     assert json.loads(ok(db, "user", "list", "--json")) == [
         {"domain": "clinic.local", "extension": "1001", "name": "Ingrid Solberg", "roles": ["doctor"],
          "phone_on": True, "direct_media": False, "digest": "clinic", "digest_algorithms": ["SHA-256", "MD5"],
-         "functions": [], "forwards": NO_FORWARDS},
+         "functions": [], "forwards": NO_FORWARDS, "dial": "national", "public_number": None},
         {"domain": "clinic.local", "extension": "1003", "name": "Silje Nilsen", "roles": [],
          "phone_on": True, "direct_media": False, "digest": "clinic", "digest_algorithms": ["SHA-256", "MD5"],
-         "functions": [], "forwards": NO_FORWARDS},
+         "functions": [], "forwards": NO_FORWARDS, "dial": "national", "public_number": None},
     ]  # fmt: skip
     assert re.search(r"^1001\s+clinic\.local\s+Ingrid Solberg\s+doctor$", ok(db, "user", "list"), re.MULTILINE)
 
