@@ -308,6 +308,12 @@ class Endpoint:
         if line is not None:
             self._from_trunk(tx, request, origin, line.entry, now)
             return
+        if self._stranger_to_public_number(request):
+            # A call to a public number from an address that is no trunk's, and not from a member
+            # of staff: toll fraud or a misconfigured carrier. Refused at once, and logged.
+            security_log.warning("untrusted_call_to_public_number", source=_source_text(*_peer(origin)))
+            self._respond(tx, make_response(request, 403, "Forbidden", to_tag=local_tag(request)))
+            return
         authenticated = self._authenticate(tx, request, origin, now)
         if authenticated is None:
             return
@@ -352,13 +358,20 @@ class Endpoint:
         caller = Caller(clinic, caller_number, "", outside=True, trunk=trunk.name)
         self.calls.on_invite(tx, request, origin, caller, now, acute=acute, dialled=routed.dialled)
 
-    def _public_number(self, request: Request, directory: Directory) -> bool:
-        """Whether ``request`` calls one of the server's public numbers."""
+    def _stranger_to_public_number(self, request: Request) -> bool:
+        """Whether ``request`` calls one of the server's public numbers from someone who is not a
+        member of staff of a clinic here (by its From: a phone of the clinic's is challenged as
+        usual, and may call its own clinic's public number)."""
+        directory = self.directory()
         if not directory.public_numbers:
             return False
-        regions = {clinic.country for clinic in directory.clinics.values()}
         user = request.uri.user_unescaped or ""
-        return any(called([user], region, directory.public_numbers) is not None for region in regions)
+        regions = {clinic.country for clinic in directory.clinics.values()}
+        if not any(called([user], region, directory.public_numbers) is not None for region in regions):
+            return False
+        clinic = self.registrar.addressing(request, directory).realm
+        caller = request.from_.uri.user_unescaped or ""
+        return clinic is None or directory.staff_for(clinic.domain, caller) is None
 
     def _authenticate(
         self, tx: ServerTransaction, request: Request, origin: Origin, now: float
@@ -371,12 +384,6 @@ class Endpoint:
         addressing = self.registrar.addressing(request, directory)
         clinic = addressing.realm
         if clinic is None:
-            if request.method == "INVITE" and self._public_number(request, directory):
-                # A call to a public number from an address that is no trunk's: toll fraud or a
-                # misconfigured carrier. Refused at once, and told to the security log.
-                security_log.warning("untrusted_call_to_public_number", source=_source_text(*_peer(origin)))
-                self._respond(tx, make_response(request, 403, "Forbidden", to_tag=local_tag(request)))
-                return None
             if addressing.served:
                 self._respond(tx, make_response(request, 404, "Unknown Domain", to_tag=local_tag(request)))
             else:

@@ -93,6 +93,8 @@ class _Pending:
     kind: _Kind
     request: Request
     target: Target
+    sent: float = 0.0  # when an OPTIONS went: an answer to one sent before the trunk went down
+    # says nothing of whether it is back
 
 
 def _is_failure(status: int | None) -> bool:
@@ -133,6 +135,7 @@ class TrunkLine:
         self.addresses: tuple[str, ...] = (address,) if address is not None else ()
         self._registration = LineState.REGISTERING if entry.register else LineState.UP
         self._down = False
+        self._down_at = 0.0
         self._failures = 0  # failures in a row (keepalive and calls)
         self._registered_until = 0.0
         self._backoff = FIRST_BACKOFF
@@ -175,7 +178,7 @@ class TrunkLine:
     def call_failed(self, status: int | None, now: float) -> None:
         """A call sent to this trunk failed with ``status`` (None: no answer at all)."""
         if _is_failure(status):
-            self._failed_once(status, "calls fail")
+            self._failed_once(status, "calls fail", now)
         else:
             # Busy, not found and the like: the carrier is there, and answering.
             self._answered_once()
@@ -184,10 +187,11 @@ class TrunkLine:
         """A call sent to this trunk was answered: it works."""
         self._answered_once()
 
-    def _failed_once(self, status: int | None, why: str) -> None:
+    def _failed_once(self, status: int | None, why: str, now: float = 0.0) -> None:
         self._failures += 1
         if self._failures >= DOWN_AFTER and not self._down:
             self._down = True
+            self._down_at = now
             log.warning("trunk_down", clinic=self.entry.domain, trunk=self.entry.name, status=status, why=why)
 
     def _answered_once(self) -> None:
@@ -440,7 +444,7 @@ class Trunks:
                 self._send_register(line, _Kind.REGISTER)
             if line._options_at is not None and line._options_at <= now:
                 line._options_at = None
-                self._send_options(line)
+                self._send_options(line, now)
 
     # -- requests ---------------------------------------------------------------------------------
 
@@ -477,7 +481,7 @@ class Trunks:
         tx = self.port.send_request(request, target)
         self._pending[tx] = _Pending(line, kind, request, target)
 
-    def _send_options(self, line: TrunkLine) -> None:
+    def _send_options(self, line: TrunkLine, now: float) -> None:
         entry = line.entry
         target = self.target(line)
         local = self.port.local_address(target)
@@ -496,7 +500,7 @@ class Trunks:
             ],
         )
         tx = self.port.send_request(request, target)
-        self._pending[tx] = _Pending(line, _Kind.OPTIONS, request, target)
+        self._pending[tx] = _Pending(line, _Kind.OPTIONS, request, target, now)
 
     def _unregister(self, line: TrunkLine, now: float) -> None:
         """Deregister ``line`` if it is registered; it then takes no more part in anything else."""
@@ -534,7 +538,7 @@ class Trunks:
         match pending.kind:
             case _Kind.OPTIONS:
                 if self._current(line):
-                    self._keepalive_answered(line, response.status, now)
+                    self._keepalive_answered(line, response.status, now, pending.sent)
             case _Kind.REGISTER:
                 if self._current(line):
                     self._register_answered(pending, response, now)
@@ -559,7 +563,7 @@ class Trunks:
             return True
         match pending.kind:
             case _Kind.OPTIONS:
-                self._keepalive_answered(line, None, now)
+                self._keepalive_answered(line, None, now, pending.sent)
             case _Kind.REGISTER:
                 line._registration_failed(None, "no answer from the carrier", now)
             case _Kind.UNREGISTER:
@@ -570,13 +574,13 @@ class Trunks:
         """True while ``line`` is still one of the server's trunks (not removed or replaced)."""
         return self._lines.get(line.key) is line and line.entry.enabled
 
-    def _keepalive_answered(self, line: TrunkLine, status: int | None, now: float) -> None:
+    def _keepalive_answered(self, line: TrunkLine, status: int | None, now: float, sent: float) -> None:
         line._options_at = now + KEEPALIVE
         if _is_failure(status):
             line._failed_once(
-                status, "no answer to OPTIONS" if status is None else f"OPTIONS answered {status}"
+                status, "no answer to OPTIONS" if status is None else f"OPTIONS answered {status}", now
             )
-        else:
+        elif not line._down or sent >= line._down_at:
             line._answered_once()
 
     def _register_answered(self, pending: _Pending, response: Response, now: float) -> None:

@@ -417,6 +417,20 @@ def test_calls_failing_mark_it_down_and_busy_is_no_failure() -> None:
     assert line.state is LineState.UP
 
 
+def test_an_answer_to_a_keepalive_sent_before_calls_marked_it_down_does_not_bring_it_back() -> None:
+    world = World(trusted())
+    line = world.line()
+    early = world.one("OPTIONS")  # in flight while the calls fail
+    for _ in range(3):
+        line.call_failed(503, world.now + 1)
+    assert line.state is LineState.DOWN
+    world.answer(early, 200)
+    assert line.state is LineState.DOWN
+    world.tick(world.now + KEEPALIVE)
+    world.answer(world.one("OPTIONS"), 200)
+    assert line.state is LineState.UP
+
+
 # -- the set of trunks ---------------------------------------------------------------------------
 
 

@@ -210,8 +210,7 @@ class TrunkHunt:
             case LegRinging(leg=leg, response=response):
                 if leg is not self.leg:
                     return []
-                if line is not None:
-                    line.call_answered(now)
+                # Ringing is no verdict on the trunk yet: a carrier may ring, then fail with 503.
                 self.deadline = now + OUTSIDE_RING
                 return [RingCaller(leg, response)]
             case LegAnswered(leg=leg, response=response):
