@@ -260,6 +260,8 @@ class Server:
                 no_answer=self.config.no_answer_timeout,
                 session_interval=self.config.session_interval,
                 transfer_recall=self.config.transfer_recall,
+                international_calls=self.config.international_calls,
+                international_calls_per_staff=self.config.international_calls_per_staff,
                 language=self.config.language,
             ),
             on_record=self._record,
@@ -432,6 +434,8 @@ class Server:
                 no_answer=config.no_answer_timeout,
                 session_interval=config.session_interval,
                 transfer_recall=config.transfer_recall,
+                international_calls=config.international_calls,
+                international_calls_per_staff=config.international_calls_per_staff,
             )
         # Dead-media times and the drain timeout are read from self.config when they are used.
         return [f"{name.replace('_', '-')}={value}" for name, value in sorted(updates.items()) if name not in ("cert", "key")]

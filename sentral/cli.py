@@ -2927,6 +2927,20 @@ def _check_readable(path: str, what: str) -> None:
     help="Seconds a blind-transferred call rings its target before it rings the transferring phone again.",
 )
 @click.option(
+    "--international-calls",
+    type=click.IntRange(min=0),
+    default=SERVE_DEFAULTS.international_calls,
+    show_default=True,
+    help="International calls a clinic may have in progress at once; more are refused (toll-fraud guard).",
+)
+@click.option(
+    "--international-calls-per-staff",
+    type=click.IntRange(min=0),
+    default=SERVE_DEFAULTS.international_calls_per_staff,
+    show_default=True,
+    help="International calls one member of staff may have in progress at once.",
+)
+@click.option(
     "--direct-media",
     is_flag=True,
     help="Let phones send RTP straight to each other: no relay, no music on hold, prompts or dead-media checks.",
@@ -3014,6 +3028,8 @@ def serve(
     no_answer_timeout: float,
     session_interval: int,
     transfer_recall: float,
+    international_calls: int,
+    international_calls_per_staff: int,
     direct_media: bool,
     media_address: str | None,
     media_ports_spec: str,
@@ -3072,6 +3088,8 @@ def serve(
         no_answer_timeout=no_answer_timeout,
         session_interval=session_interval,
         transfer_recall=transfer_recall,
+        international_calls=international_calls,
+        international_calls_per_staff=international_calls_per_staff,
         direct_media=direct_media,
         media_address=media_address,
         media_ports=media_ports,
@@ -3101,6 +3119,8 @@ _RELOADABLE = {
     "no_answer_timeout": "no_answer_timeout",
     "session_interval": "session_interval",
     "transfer_recall": "transfer_recall",
+    "international_calls": "international_calls",
+    "international_calls_per_staff": "international_calls_per_staff",
     "dead_media": "dead_media",
     "dead_media_on_hold": "dead_media_on_hold",
     "cert": "cert",

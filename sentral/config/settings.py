@@ -120,6 +120,10 @@ class ServeConfig:
     transfer_recall: float = 30.0
     """A blind transfer nobody answers (or its target rejects) rings the transferring phone again
     after this many seconds."""
+    international_calls: int = 10
+    """International calls a clinic may have in progress at once (the toll-fraud guard)."""
+    international_calls_per_staff: int = 2
+    """International calls one member of staff may have in progress at once."""
     direct_media: bool = False
     """Phones send RTP straight to each other; Sentral plays no music or prompts and cannot tell
     dead media. By default every call's media is anchored at Sentral's relay."""

@@ -1087,6 +1087,9 @@ class CallSettings:
     # A blind transfer nobody answers this long rings the transferring phone again.
     transfer_recall: float = 30.0
     language: str = "nb"
+    # The toll-fraud guard: international calls in progress at once, per clinic and per member of staff.
+    international_calls: int = 10
+    international_calls_per_staff: int = 2
 
 
 class Purpose(Enum):
@@ -3159,7 +3162,10 @@ class CallControl:
             self.port.respond(tx, make_response(request, exc.status, exc.reason))
             return
         number = uri.user_unescaped or dialled_number(str(uri))
-        decision = self.dialplan.route(Query(call.caller.clinic, number, self.directory(), self.bindings))
+        # Asked as the transferring phone: its own outbound permission holds, a role skips it.
+        decision = self.dialplan.route(
+            Query(call.caller.clinic, number, self.directory(), self.bindings, leg.extension)
+        )
         for feature in self.features:
             if feature.refer(call, leg, tx, request, uri, decision, now):
                 return

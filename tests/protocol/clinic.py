@@ -4,15 +4,16 @@ test_anchoring, and the line observer's reports kept."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from sentral.config.directory import Directory, ParkLotEntry, StaffEntry
+from sentral.config.directory import ClinicEntry, Directory, ParkLotEntry, StaffEntry
 from sentral.config.settings import Listen
 from sentral.config.store import BindingRow
 from sentral.media.dtmf import Digit
 from sentral.pbx.call import Call, CallControl, Caller, CallState
 from sentral.pbx.features import standard as standard_features
+from sentral.pbx.features.outside import Carriers
 from sentral.pbx.presence import Direction as Party
 from sentral.pbx.presence import Phase
 from sentral.pbx.sip.dialog_info import DialogIds
@@ -87,7 +88,10 @@ class Lines:
 class Clinic:
     """Call control with a park lot 700 (slots 701-702, recall after 10 s) and phones 1001-1003."""
 
-    def __init__(self) -> None:
+    def __init__(self, carriers: Carriers | None = None, clinic: ClinicEntry = CLINIC) -> None:
+        """``carriers``: the trunks outside calls go out on; ``clinic``: the callers' clinic."""
+        self.clinic = clinic
+        directory = replace(DIRECTORY, clinics=MappingProxyType({DOMAIN: clinic}))
         self.port = FakePort()
         self.layer = TransactionLayer()
         self.media = FakeMedia(prompt=PROMPT)
@@ -96,11 +100,11 @@ class Clinic:
         self.cc = CallControl(
             self.port,
             DialPlan(),
-            lambda: DIRECTORY,
+            lambda: directory,
             lambda aor: self.bindings.get(aor, []),
             media=self.media,
             lines=self.lines,
-            features=standard_features,
+            features=lambda core: standard_features(core, carriers),
         )
         self.n = 0
         self.txs: dict[str, ServerTransaction] = {}
@@ -123,7 +127,7 @@ class Clinic:
         [event, *_] = self.layer.receive(request, ("127.0.0.1", port), False, now)
         assert isinstance(event, RequestReceived)
         origin = Origin("udp", "127.0.0.1", port, LISTEN)
-        self.cc.on_invite(event.tx, request, origin, Caller(CLINIC, caller, caller), now)
+        self.cc.on_invite(event.tx, request, origin, Caller(self.clinic, caller, caller), now)
         self.txs[f"call-{self.n}@{caller}"] = event.tx
         return event.tx
 

@@ -17,7 +17,7 @@ from sentral.config.directory import (
     TrunkEntry,
 )
 from sentral.config.settings import Listen
-from sentral.pbx.call import CallControl, Caller, CallState
+from sentral.pbx.call import CallControl, Caller, CallSettings, CallState
 from sentral.pbx.features import standard as standard_features
 from sentral.pbx.features.outside import CARRIER_TIMEOUT
 from sentral.pbx.sip.auth import parse_challenge
@@ -30,6 +30,8 @@ from sentral.pbx.sip.transaction import (
 )
 from sentral.pbx.transport import Origin, Target
 from sentral.routing.dialplan import DialPlan
+from tests.protocol.clinic import Clinic as TransferClinic
+from tests.protocol.clinic import refer
 from tests.protocol.test_anchoring import FakeMedia
 from tests.protocol.test_call import SDP_A, SDP_B, FakePort, parse
 
@@ -83,7 +85,9 @@ class Carriers:
 class Clinic:
     """Phone 1001 (national), 1002 (international) and 1003 (internal only), two trunks."""
 
-    def __init__(self, clinic: ClinicEntry = CLINIC, **trunk_b: object) -> None:
+    def __init__(
+        self, clinic: ClinicEntry = CLINIC, settings: CallSettings | None = None, **trunk_b: object
+    ) -> None:
         staff = {
             "1001": StaffEntry(DOMAIN, "1001", "Alice", (), "", ""),
             "1002": StaffEntry(DOMAIN, "1002", "Bob", (), "", "", dial=DialPermission.INTERNATIONAL),
@@ -106,6 +110,7 @@ class Clinic:
             lambda: self.directory,
             lambda aor: [],
             media=self.media,
+            settings=settings,
             features=lambda core: standard_features(core, Carriers(self.lines)),
         )
         self.n = 0
@@ -304,3 +309,55 @@ def test_international_calls_are_capped_per_member_of_staff() -> None:
     assert c.statuses(first)[-1] == 486 and c.statuses(second)[-1] == 100
     c.dial("1002", "+46812345671", 3.2)
     assert len(c.to_carrier(7001)) == 3
+
+
+def test_the_caps_are_the_servers_settings_and_a_clinics_cap_counts_all_its_staff() -> None:
+    settings = CallSettings(international_calls=1, international_calls_per_staff=1)
+    open_clinic = replace(CLINIC, open_countries=frozenset({47, 46}))
+    c = Clinic(clinic=open_clinic, settings=settings)
+    c.directory = replace(
+        c.directory,
+        staff=MappingProxyType(
+            {
+                **c.directory.staff,
+                (DOMAIN, "1001"): replace(
+                    c.directory.staff[(DOMAIN, "1001")], dial=DialPermission.INTERNATIONAL
+                ),
+            }
+        ),
+    )
+    c.dial("1002", "+46812345678")
+    refused = c.dial("1001", "+46812345679")
+    assert len(c.to_carrier(7001)) == 1
+    c.cc.on_timer(3.0)
+    assert c.statuses(refused)[-1] == 403
+    national = c.dial("1001", "22334455", 3.1)  # a national call is never capped
+    assert len(c.to_carrier(7001)) == 2 and c.statuses(national)[-1] == 100
+
+
+def test_a_blind_transfer_to_an_outside_number_goes_out_on_a_trunk_and_connects() -> None:
+    lines = [Line(_trunk("a", 7001, 1))]
+    c = TransferClinic(Carriers(lines), CLINIC)
+    call = c.talking()  # 1001 talks to 1002
+    tx = refer(c, "<sip:22334455@clinic.test>", 1.0)
+    assert c.port.statuses(tx) == [202]
+    [(invite, _)] = c.port.sent("INVITE", 7001)
+    assert invite.uri_text == "sip:+4722334455@127.0.0.1:7001"
+    assert ("music", "a", "on") in c.media.asked  # the transferee holds meanwhile
+    ok = make_response(
+        invite, 200, to_tag="carrier", headers=[("Contact", "<sip:c@127.0.0.1:7001>"), ("Content-Type", "application/sdp")],
+        body=SDP_B,
+    )  # fmt: skip
+    c.cc.on_response(c.port.sent("INVITE", 7001)[0][1], ok, 5.0)
+    assert call.winner is not None and call.winner.carrier is not None
+    assert call.transfers[-1].outcome == "answered" and call.transfers[-1].target == "22334455"
+
+
+def test_a_member_of_staff_may_not_transfer_out_beyond_their_permission() -> None:
+    c = TransferClinic(Carriers([Line(_trunk("a", 7001, 1))]), CLINIC)
+    c.talking()
+    tx = refer(c, "<sip:+46812345678@clinic.test>", 1.0)  # 1002 may dial nationally only
+    assert c.port.statuses(tx) == [202]
+    assert not c.port.sent("INVITE", 7001)
+    [*_, last] = [n for n, _ in c.port.sent("NOTIFY", 5002)]
+    assert last.body.startswith(b"SIP/2.0 403")

@@ -58,6 +58,7 @@ def test_serve_takes_its_options_from_the_file(db: str, served: list[ServeConfig
         'listen = ["udp:127.0.0.1:5071", "tcp:127.0.0.1:5071"]\n'
         "no-answer-timeout = 30\n"
         "transfer-recall = 12\n"
+        "international-calls = 4\n"
         "drain_timeout = 5\n"  # underscores spell the same key
         "direct-media = true\n"
         'trust = "192.0.2.0/24"\n'  # a single value for a repeatable option
@@ -70,6 +71,7 @@ def test_serve_takes_its_options_from_the_file(db: str, served: list[ServeConfig
     assert got.listens == (Listen("udp", "127.0.0.1", 5071), Listen("tcp", "127.0.0.1", 5071))
     assert (got.no_answer_timeout, got.drain_timeout, got.direct_media) == (30.0, 5.0, True)
     assert got.transfer_recall == 12.0
+    assert (got.international_calls, got.international_calls_per_staff) == (4, 2)
     assert (got.trusted, got.log_format, got.spool_dir) == (
         ("192.0.2.0/24",),
         "json",

@@ -294,6 +294,10 @@ class OutsideLines:
             return
         release = None
         if outside.international and not outside.emergency:
+            settings = self.core.settings
+            # Read at each call, so that a reload's new caps hold from the next call on.
+            self.caps.per_clinic = settings.international_calls
+            self.caps.per_staff = settings.international_calls_per_staff
             if not self.caps.admit(domain, caller.extension):
                 security_log.warning("international_cap_hit", clinic=domain, extension=caller.extension)
                 self._refuse(call, CAP_REFUSED, now)

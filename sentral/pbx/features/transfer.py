@@ -84,6 +84,7 @@ from sentral.pbx.sip.message import Request, Response, make_response
 from sentral.pbx.sip.transaction import ServerTransaction
 from sentral.pbx.sip.uri import Uri, unescape
 from sentral.routing.dialplan import Decision, Query, Reject, Ring, RingGroup, dialled_number
+from sentral.routing.outside import Outside, Refused
 from sentral.routing.park import Park
 
 # What the phone rung by a recall shows before the transferee's name, by prompt language.
@@ -177,13 +178,14 @@ class Transfer:
             return refuse(403, "Cannot Transfer A Call To Itself")
         _, decision = self._follow(call, number, decision, transferee.extension, now)
         match decision:
-            case Reject(status=status, reason=reason):
-                # Nobody to ring: the phone hears why, and its call goes on as it was.
+            case Reject(status=status, reason=reason) | Refused(status=status, reason=reason):
+                # Nobody to ring, or a number the transferring phone may not call out to: the phone
+                # hears why, and its call goes on as it was.
                 core.port.respond(tx, make_response(request, 202))
                 core.notify_refer(leg, status, reason)
                 call.transfers.append(TransferReport(now, leg.extension, "blind", number, "failed"))
                 return True
-            case Ring() | RingGroup():
+            case Ring() | RingGroup() | Outside():
                 pass
             case _:
                 return refuse(403, "Not A Number To Transfer To")  # a feature code or a park slot
@@ -292,6 +294,10 @@ class Transfer:
                 core.event(call, Timer(), now)
             case Reject(status=status, reason=reason):
                 self.command(call, Fail(status, reason), now)
+            case Outside():
+                # Out on a trunk: the outside-lines feature hunts the trunks for the call.
+                if not any(feature.dialled(call, decision, now) for feature in core.features):
+                    self.command(call, Fail(503, "No Outside Line"), now)
             case _:
                 self.command(call, Fail(404, "Not Found"), now)
         core.tell_lines(call, now)
