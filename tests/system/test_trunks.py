@@ -61,6 +61,9 @@ PUBLIC = "+4722334455"  # rings the reception group
 GROUP = "700"
 PATIENT = "91234567"  # a Norwegian mobile, as dialled at home
 PATIENT_E164 = "+4791234567"
+SWEDEN = "0046812345678"  # a Stockholm number dialled with 00, once Sweden is open
+SWEDEN_E164 = "+46812345678"
+GERMANY = "00493012345678"  # a Berlin number: Germany stays closed
 COUNTRY_CLOSED_TONE = 2600.0
 CLINIC_CLOSED_TONE = 2000.0
 PHONE_TONE, CARRIER_TONE = 440.0, 1000.0
@@ -168,16 +171,11 @@ def hang_up(phone: Softphone, call: str) -> None:
     phone.wait_call_state(call, "DISCONNECTED")
 
 
-def prompt_windows(path: Path, hz: float) -> int:
-    """In how many quarter-second windows of a recording a prompt's tone is loud."""
-    rate, parts = windows(path)
-    return sum(amplitude(w, hz, rate) > 1000 for w in parts)
-
-
 def assert_prompt(path: Path, hz: float, who: str) -> None:
+    """The recording holds a prompt's tone, loud in at least half a second of quarter-second windows."""
     rate, parts = windows(path)
-    table = [round(amplitude(w, hz, rate)) for w in parts]
-    assert prompt_windows(path, hz) >= 2, f"{who} did not hear the {hz:g} Hz prompt: {table}"
+    levels = [round(amplitude(w, hz, rate)) for w in parts]
+    assert sum(level > 1000 for level in levels) >= 2, f"{who} did not hear the {hz:g} Hz prompt: {levels}"
 
 
 # -- outbound ---------------------------------------------------------------------------------------
@@ -219,11 +217,11 @@ def test_an_open_international_number_goes_out_and_a_closed_one_gets_403_and_the
     clinic.server.reconfigure("clinic", "countries", "allow", DOMAIN, "46")
     carrier = clinic.carrier(ANSWER)
     phone = clinic.phone("1001")
-    call = call_out(phone, "0046812345678")
+    call = call_out(phone, SWEDEN)
     hang_up(phone, call)
-    assert [i.user for i in carrier.invites()] == ["+46812345678"]
+    assert [i.user for i in carrier.invites()] == [SWEDEN_E164]
 
-    refused = phone.call("1001", dial("004930123456 78".replace(" ", "")))
+    refused = phone.call("1001", dial(GERMANY))
     phone.wait_event("media_state", call=refused, status="active", timeout=5)
     heard = tmp_path / "refused.wav"
     phone.record(refused, heard)
@@ -231,7 +229,7 @@ def test_an_open_international_number_goes_out_and_a_closed_one_gets_403_and_the
     phone.wait_event("record_done", call=refused)
     assert ended["code"] == 403, ended
     assert_prompt(heard, COUNTRY_CLOSED_TONE, "the phone dialling Germany")
-    assert [i.user for i in carrier.invites()] == ["+46812345678"], "the closed country reached the carrier"
+    assert [i.user for i in carrier.invites()] == [SWEDEN_E164], "the closed country reached the carrier"
     [row] = [row for row in records(clinic.server, 2) if row["status_to_caller"] == 403]
     assert "country" in row["hangup_reason"], row
 
@@ -486,8 +484,7 @@ def test_an_invite_to_the_public_number_from_no_trunk_gets_403(clinic: Clinic) -
     phone = clinic.phone("1002")
     process, log = call_in(clinic, source=STRANGER_IP, name="stranger")
     result = process.wait()
-    assert result.successful == 1, result
-    assert read_log(log)["final"] == [["403"]]
+    assert read_log(log).get("final") == [["403"]], result
     assert phone.events("incoming_call") == []
     lines = [line for line in clinic.server.log_tail(400).splitlines() if STRANGER_IP in line]
     assert any("warning" in line for line in lines), clinic.server.log_tail(60)
