@@ -27,6 +27,7 @@ STRANGER_IP = "127.0.0.9"
 
 ANSWER = SCENARIOS / "trunk_answer_uas.xml"
 FAIL_503 = SCENARIOS / "trunk_503_uas.xml"
+RING_503 = SCENARIOS / "trunk_ring_503_uas.xml"
 EARLY_486 = SCENARIOS / "trunk_early_486_uas.xml"
 SILENT = SCENARIOS / "trunk_silent_uas.xml"
 REGISTRAR = SCENARIOS / "trunk_registrar_uas.xml"

@@ -30,6 +30,7 @@ from tests.system.carrier import (
     EARLY_486,
     FAIL_503,
     REGISTRAR,
+    RING_503,
     SECOND_CARRIER_IP,
     SILENT,
     Carrier,
@@ -83,7 +84,7 @@ def test_a_call_the_carrier_answers_carries_audio_both_ways(sipp: Sipp, tmp_path
     assert read_log(log)["bye"] == [["caller"]]
 
 
-@pytest.mark.parametrize(("scenario", "final"), [(FAIL_503, "503"), (EARLY_486, "486")])
+@pytest.mark.parametrize(("scenario", "final"), [(FAIL_503, "503"), (RING_503, "503"), (EARLY_486, "486")])
 def test_a_carrier_that_fails_is_acknowledged(sipp: Sipp, tmp_path: Path, scenario: Path, final: str) -> None:
     with RtpPeer(CARRIER_IP) as far, RtpPeer(SECOND_CARRIER_IP) as near:
         carrier = start_carrier(sipp, scenario, tmp_path / "carrier.log", rtp=far, calls=1, pause_ms=2000)

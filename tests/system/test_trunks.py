@@ -35,6 +35,7 @@ from tests.system.carrier import (
     EARLY_486,
     FAIL_503,
     REGISTRAR,
+    RING_503,
     SECOND_CARRIER_IP,
     SILENT,
     STRANGER_IP,
@@ -60,6 +61,9 @@ PUBLIC = "+4722334455"  # rings the reception group
 GROUP = "700"
 PATIENT = "91234567"  # a Norwegian mobile, as dialled at home
 PATIENT_E164 = "+4791234567"
+SWEDEN = "0046812345678"  # a Stockholm number dialled with 00, once Sweden is open
+SWEDEN_E164 = "+46812345678"
+GERMANY = "00493012345678"  # a Berlin number: Germany stays closed
 COUNTRY_CLOSED_TONE = 2600.0
 CLINIC_CLOSED_TONE = 2000.0
 PHONE_TONE, CARRIER_TONE = 440.0, 1000.0
@@ -167,16 +171,11 @@ def hang_up(phone: Softphone, call: str) -> None:
     phone.wait_call_state(call, "DISCONNECTED")
 
 
-def prompt_windows(path: Path, hz: float) -> int:
-    """In how many quarter-second windows of a recording a prompt's tone is loud."""
-    rate, parts = windows(path)
-    return sum(amplitude(w, hz, rate) > 1000 for w in parts)
-
-
 def assert_prompt(path: Path, hz: float, who: str) -> None:
+    """The recording holds a prompt's tone, loud in at least half a second of quarter-second windows."""
     rate, parts = windows(path)
-    table = [round(amplitude(w, hz, rate)) for w in parts]
-    assert prompt_windows(path, hz) >= 2, f"{who} did not hear the {hz:g} Hz prompt: {table}"
+    levels = [round(amplitude(w, hz, rate)) for w in parts]
+    assert sum(level > 1000 for level in levels) >= 2, f"{who} did not hear the {hz:g} Hz prompt: {levels}"
 
 
 # -- outbound ---------------------------------------------------------------------------------------
@@ -218,11 +217,11 @@ def test_an_open_international_number_goes_out_and_a_closed_one_gets_403_and_the
     clinic.server.reconfigure("clinic", "countries", "allow", DOMAIN, "46")
     carrier = clinic.carrier(ANSWER)
     phone = clinic.phone("1001")
-    call = call_out(phone, "0046812345678")
+    call = call_out(phone, SWEDEN)
     hang_up(phone, call)
-    assert [i.user for i in carrier.invites()] == ["+46812345678"]
+    assert [i.user for i in carrier.invites()] == [SWEDEN_E164]
 
-    refused = phone.call("1001", dial("004930123456 78".replace(" ", "")))
+    refused = phone.call("1001", dial(GERMANY))
     phone.wait_event("media_state", call=refused, status="active", timeout=5)
     heard = tmp_path / "refused.wav"
     phone.record(refused, heard)
@@ -230,7 +229,7 @@ def test_an_open_international_number_goes_out_and_a_closed_one_gets_403_and_the
     phone.wait_event("record_done", call=refused)
     assert ended["code"] == 403, ended
     assert_prompt(heard, COUNTRY_CLOSED_TONE, "the phone dialling Germany")
-    assert [i.user for i in carrier.invites()] == ["+46812345678"], "the closed country reached the carrier"
+    assert [i.user for i in carrier.invites()] == [SWEDEN_E164], "the closed country reached the carrier"
     [row] = [row for row in records(clinic.server, 2) if row["status_to_caller"] == 403]
     assert "country" in row["hangup_reason"], row
 
@@ -258,7 +257,7 @@ def test_own_number_and_the_hide_number_code_reach_the_carrier(clinic: Clinic) -
 
 
 def test_a_503_from_the_first_trunk_fails_over_to_the_second(clinic: Clinic) -> None:
-    first = clinic.carrier(FAIL_503)
+    first = clinic.carrier(RING_503)
     second = clinic.carrier(ANSWER, "second")
     phone = clinic.phone("1001")
     call = call_out(phone, PATIENT)
@@ -268,19 +267,20 @@ def test_a_503_from_the_first_trunk_fails_over_to_the_second(clinic: Clinic) -> 
 
 
 def test_a_first_trunk_that_does_not_answer_fails_over_to_the_second(clinic: Clinic) -> None:
-    first = clinic.carrier(SILENT, pause_ms=45000, calls=1)
+    first = clinic.carrier(SILENT, pause_ms=20000, calls=1, answer_options=False)
     second = clinic.carrier(ANSWER, "second")
     phone = clinic.phone("1001")
     call = phone.call("1001", dial(PATIENT))
-    # However long Sentral gives a carrier to answer, no longer than an INVITE transaction (32 s).
-    phone.wait_call_state(call, "CONFIRMED", timeout=40)
+    # A carrier that says nothing at all is given a few seconds, far less than Timer B's 32.
+    phone.wait_call_state(call, "CONFIRMED", timeout=15)
     hang_up(phone, call)
     assert [i.user for i in first.invites()] == [PATIENT_E164]
     assert [i.user for i in second.invites()] == [PATIENT_E164]
 
 
 def test_a_trunk_that_keeps_failing_is_marked_down_skipped_and_comes_back(clinic: Clinic) -> None:
-    failing = clinic.carrier(FAIL_503)
+    # It fails every call at once and answers no keepalive, so nothing brings it back meanwhile.
+    failing = clinic.carrier(FAIL_503, answer_options=False)
     second = clinic.carrier(ANSWER, "second")
     phone = clinic.phone("1001")
     for _ in range(3):
@@ -404,20 +404,26 @@ def call_in(
     return process, log
 
 
-@pytest.mark.parametrize("way", sorted(WAYS))
-def test_the_public_number_written_each_way_rings_the_group_with_the_caller_in_e164(
-    clinic: Clinic, way: str
-) -> None:
+def test_the_public_number_written_each_way_rings_the_group_with_the_caller_in_e164(clinic: Clinic) -> None:
+    # One server for every way: a server of its own for each would double the time, and the ways
+    # share no state (each call is answered and hung up before the next).
     phone = clinic.phone("1002")
-    process, log = call_in(clinic, WAYS[way])
-    incoming = phone.wait_incoming("1002")
-    assert PATIENT_E164 in incoming["remote_uri"], incoming
-    phone.answer(incoming["call"])
-    phone.wait_call_state(incoming["call"], "CONFIRMED")
-    hang_up(phone, incoming["call"])
-    result = process.wait()
-    assert result.successful == 1, result
-    assert read_log(log)["bye"] == [["clinic"]]
+    for way in WAYS:
+        process, log = call_in(clinic, WAYS[way], name=f"caller-{way}")
+        try:
+            incoming = phone.wait_incoming("1002", timeout=5)
+        except AssertionError as exc:
+            process.stop()
+            raise AssertionError(
+                f"the number written the {way!r} way rang nobody: {process.wait(1)}"
+            ) from exc
+        assert PATIENT_E164 in incoming["remote_uri"], (way, incoming)
+        phone.answer(incoming["call"])
+        phone.wait_call_state(incoming["call"], "CONFIRMED")
+        hang_up(phone, incoming["call"])
+        result = process.wait()
+        assert result.successful == 1, (way, result)
+        assert read_log(log)["bye"] == [["clinic"]], way
 
 
 def test_audio_crosses_both_ways_on_an_inbound_call(clinic: Clinic, tmp_path: Path) -> None:
@@ -462,7 +468,7 @@ def test_outside_opening_hours_the_caller_hears_the_closed_message(clinic: Clini
 
 
 def test_on_a_holiday_the_caller_hears_the_closed_message(clinic: Clinic) -> None:
-    clinic.server.reconfigure("number", "set", PUBLIC, "--hours", "mon-sun 00:00-23:59")
+    clinic.server.reconfigure("number", "set", PUBLIC, "--hours", "mon-sun 00:00-24:00")
     phone = clinic.phone("1002")
     # Open today: the group rings, and the phone sends the caller away busy.
     process, _ = call_in(clinic, name="open")
@@ -478,8 +484,7 @@ def test_an_invite_to_the_public_number_from_no_trunk_gets_403(clinic: Clinic) -
     phone = clinic.phone("1002")
     process, log = call_in(clinic, source=STRANGER_IP, name="stranger")
     result = process.wait()
-    assert result.successful == 1, result
-    assert read_log(log)["final"] == [["403"]]
+    assert read_log(log).get("final") == [["403"]], result
     assert phone.events("incoming_call") == []
     lines = [line for line in clinic.server.log_tail(400).splitlines() if STRANGER_IP in line]
     assert any("warning" in line for line in lines), clinic.server.log_tail(60)
