@@ -345,6 +345,12 @@ def test_only_client_transactions_without_a_final_response_count_as_awaiting_one
     assert layer.client_count == 2 and layer.clients_awaiting_final == 0
 
 
+def test_a_keepalive_waiting_for_its_answer_is_not_awaited() -> None:
+    layer = TransactionLayer()
+    layer.send_request(outgoing("OPTIONS"), TRUNK, False, 0.0)
+    assert layer.client_count == 1 and layer.clients_awaiting_final == 0
+
+
 def test_client_non_invite_reliable_final_response_terminates_at_once() -> None:
     layer = TransactionLayer()
     req = outgoing("OPTIONS", transport="TLS")

@@ -732,9 +732,11 @@ class TransactionLayer:
 
     @property
     def clients_awaiting_final(self) -> int:
-        """Client transactions that have no final response yet; the others only wait to absorb
-        retransmissions of one."""
-        return sum(1 for tx in self._clients.values() if tx.state in _AWAITING_FINAL)
+        """Client transactions that have no final response yet, but for OPTIONS (keepalives, which
+        nobody waits on); the others only wait to absorb retransmissions of one."""
+        return sum(
+            1 for tx in self._clients.values() if tx.state in _AWAITING_FINAL and tx.method != "OPTIONS"
+        )
 
     # -- receiving -------------------------------------------------------------------------------
 
