@@ -70,7 +70,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, assert_never, cast
+from typing import TYPE_CHECKING, Any, TypeVar, assert_never, cast
 
 import structlog
 
@@ -119,7 +119,11 @@ from sentral.pbx.sip.transaction import TransactionLayer
 from sentral.pbx.transport import ListenError, Origin, TlsFileError, Transports, make_server_ssl_context
 from sentral.routing.dialplan import Feature, FeatureCode
 
+if TYPE_CHECKING:
+    from sentral.web.service import WebService
+
 log = structlog.get_logger("sentral")
+T = TypeVar("T")
 
 DIRECTORY_POLL = 0.5
 LIVE_PUBLISH = 1.0
@@ -182,6 +186,7 @@ class Server:
         self.tally = CallTally()
         self.serving = False  # listeners bound and start-up done: what health calls ready
         self.metrics: MetricsService | None = None
+        self.web: WebService | None = None
         self.notifier = Notifier()
         self._stop = asyncio.Event()
         self._drain = asyncio.Event()
@@ -314,6 +319,13 @@ class Server:
                 await self.writer.close()
                 await self.cdr_writer.close()
                 return 1
+        if config.web and not await self._start_web():
+            if self.metrics is not None:
+                await self.metrics.close()
+            await self.transports.close()
+            await self.writer.close()
+            await self.cdr_writer.close()
+            return 1
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -324,6 +336,7 @@ class Server:
             clinics=sorted(self.directory().clinics),
             bindings=len(self.location),
             metrics=self.metrics.bound if self.metrics is not None else None,
+            web=self.web.bound if self.web is not None else None,
         )
         self.notifier.ready(
             f"serving {len(self.directory().clinics)} clinics on {', '.join(str(b) for b in self.transports.bound)}"
@@ -351,6 +364,8 @@ class Server:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.web is not None:
+                await self.web.close()
             if self.metrics is not None:
                 await self.metrics.close()
             await self._leave_trunks()
@@ -370,6 +385,30 @@ class Server:
         self.notifier.close()
         log.info("stopped")
         return 0
+
+    async def _start_web(self) -> bool:
+        """Start the web service on this loop; False (with the reason logged) when it cannot."""
+        # aiohttp is imported only when the web service is asked for.
+        from sentral.web.service import WebService, parse_web_address
+
+        config = self.config
+        assert config.web is not None
+        host, port = parse_web_address(config.web)
+        context = None
+        if config.web_cert and config.web_key:
+            try:
+                context = make_server_ssl_context(config.web_cert, config.web_key)
+            except TlsFileError as exc:
+                log.error("cannot_use_tls_file", error=str(exc))
+                return False
+        self.web = WebService(self, host, port, ssl_context=context, guard_policy=guard_policy(config))
+        try:
+            await self.web.start()
+        except OSError as exc:
+            log.error("cannot_listen", web=config.web, error=exc.strerror or str(exc))
+            self.web = None
+            return False
+        return True
 
     def _on_signal(self, signum: int) -> None:
         self._interrupts += 1
@@ -413,6 +452,14 @@ class Server:
                 reloaded.append("tls")
             except (TlsFileError, OSError, ssl.SSLError) as exc:
                 log.error("tls_not_reloaded", error=str(exc), action="the certificate in use stays")
+        web = self.web
+        if web is not None and web.ssl_context is not None and config.web_cert and config.web_key:
+            try:
+                make_server_ssl_context(config.web_cert, config.web_key)
+                web.ssl_context.load_cert_chain(config.web_cert, config.web_key)
+                reloaded.append("web-tls")
+            except (TlsFileError, OSError, ssl.SSLError) as exc:
+                log.error("tls_not_reloaded", web=True, error=str(exc), action="the certificate in use stays")
         log.info("reloaded", what=reloaded)
         self.notifier.ready(f"serving, reloaded {', '.join(reloaded) or 'nothing'}")
 
@@ -426,6 +473,8 @@ class Server:
             set_level(config.log_level)
         if guard_policy(config) != guard_policy(old):
             self.guard.reconfigure(guard_policy(config))
+            if self.web is not None:
+                self.web.reconfigure(guard_policy(config))
         endpoint = self.endpoint
         if endpoint is not None:
             endpoint.sip_trace = config.sip_trace
@@ -438,7 +487,7 @@ class Server:
                 international_calls_per_staff=config.international_calls_per_staff,
             )
         # Dead-media times and the drain timeout are read from self.config when they are used.
-        return [f"{name.replace('_', '-')}={value}" for name, value in sorted(updates.items()) if name not in ("cert", "key")]
+        return [f"{name.replace('_', '-')}={value}" for name, value in sorted(updates.items()) if name not in ("cert", "key", "web_cert", "web_key")]
 
     async def _keep_watchdog(self, interval: float) -> None:
         """Ping systemd's watchdog from the event loop, at half its interval: a stuck loop stops pinging."""
@@ -643,16 +692,33 @@ class Server:
             try:
                 version = await asyncio.to_thread(directory_version, self.engine)
                 if version != self.directory().version:
-                    self._directory = await asyncio.to_thread(load_directory, self.engine)
-                    log.info("directory_reloaded", version=version)
-                    if self.endpoint is not None:
-                        self.endpoint.calls.lots.sync(self._directory)
-                        self.endpoint.members_changed()
-                        self.endpoint.presence.directory_changed(time.monotonic())
-                        self.endpoint.trunks_changed()
+                    self._directory_changed(await asyncio.to_thread(load_directory, self.engine))
                 trouble.succeeded()
             except Exception as exc:
                 trouble.failed(exc)
+
+    def _directory_changed(self, directory: Directory) -> None:
+        """Put a freshly loaded directory in force, and tell the engine what may have changed."""
+        self._directory = directory
+        log.info("directory_reloaded", version=directory.version)
+        if self.endpoint is not None:
+            self.endpoint.calls.lots.sync(directory)
+            self.endpoint.members_changed()
+            self.endpoint.presence.directory_changed(time.monotonic())
+            self.endpoint.trunks_changed()
+
+    async def change(self, apply: Callable[[ConfigStore], T]) -> T:
+        """Make a configuration change (``apply``) in a worker thread and put it in force at once,
+        as the CLI's changes are within half a second; what ``apply`` returned."""
+
+        def work() -> tuple[T, Directory]:
+            result = apply(ConfigStore(self.engine))
+            return result, load_directory(self.engine)
+
+        result, directory = await asyncio.to_thread(work)
+        if directory.version > self.directory().version:
+            self._directory_changed(directory)
+        return result
 
     def _direct_media(self, domain: str, extension: str) -> bool:
         """Whether the phone of ``extension`` may send media straight to another (the directory's word)."""
@@ -713,6 +779,8 @@ class Server:
             await asyncio.sleep(1.0)
             self.collector.tick(time.monotonic())
             self.guard.poll(time.monotonic())
+            if self.web is not None:
+                self.web.poll(time.monotonic())
             if self.endpoint is not None:
                 self.endpoint.log_security()
             gone = self.location.expire(time.time())

@@ -2739,6 +2739,71 @@ def cdr(target: Target, since: float | None, limit: int | None, as_json: bool) -
     )
 
 
+# -- API tokens ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def token() -> None:
+    """Manage the API tokens a clinic platform uses for the web API (serve --web)."""
+
+
+@token.command("add")
+@click.argument("name")
+@clinic_option
+@pass_target
+def token_add(target: Target, name: str, domain: str | None) -> None:
+    """Make a token called NAME for the clinic; it is printed this once, and only its hash is kept."""
+    from sentral.config.tokens import TokenStore
+
+    with _translated(target):
+        engine = _open(target)
+        resolved = ConfigStore(engine).resolve_domain(domain)
+        entry, secret = TokenStore(engine).add(resolved, name)
+    click.echo(secret)
+    click.echo(
+        f"Token {entry.name} for {entry.domain}: send it as 'Authorization: Bearer TOKEN'. "
+        "It is not shown again.",
+        err=True,
+    )
+
+
+@token.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@listing_clinic_option
+@pass_target
+def token_list(target: Target, as_json: bool, domain: str | None) -> None:
+    """List the API tokens (names and when they were made; never the tokens)."""
+    from sentral.config.tokens import TokenStore
+
+    with _translated(target):
+        engine = _open(target)
+        resolved = ConfigStore(engine).resolve_domain(domain) if domain is not None else None
+        entries = TokenStore(engine).list(resolved)
+    if as_json:
+        _emit_json([{"domain": e.domain, "name": e.name, "created_at": _utc(e.created_at)} for e in entries])
+        return
+    _emit_table(
+        ("CLINIC", "NAME", "CREATED"),
+        [(e.domain, e.name, _local(e.created_at)) for e in entries],
+        "No API tokens; make one with `sentral token add NAME`.",
+    )
+
+
+@token.command("remove")
+@click.argument("name")
+@clinic_option
+@pass_target
+def token_remove(target: Target, name: str, domain: str | None) -> None:
+    """Remove the token NAME: it stops working within a second."""
+    from sentral.config.tokens import TokenStore
+
+    with _translated(target):
+        engine = _open(target)
+        resolved = ConfigStore(engine).resolve_domain(domain)
+        TokenStore(engine).remove(resolved, name)
+    click.echo(f"Removed token {name.strip()} of {resolved}.")
+
+
 # -- the config file: how serve reads it -------------------------------------------------------
 
 _CONFIG_FILE = "sentral.config_file"
@@ -3006,11 +3071,24 @@ def _check_readable(path: str, what: str) -> None:
     help="Serve /metrics (Prometheus text format) and /health (JSON; 200 when ready, 503 when not) "
     "over HTTP on this address, e.g. 127.0.0.1:9060. Off by default.",
 )
+@click.option(
+    "--web",
+    "web",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve the web API (sign-in, REST, /api/openapi.json) on this address, e.g. 127.0.0.1:8080; "
+    "HTTPS with --web-cert/--web-key, plain HTTP on loopback only. Off by default.",
+)
+@click.option("--web-cert", type=click.Path(dir_okay=False), help="TLS certificate chain (PEM) for --web.")
+@click.option("--web-key", type=click.Path(dir_okay=False), help="TLS private key (PEM) for --web.")
 @_spool_option
 @_config_option
 @pass_target
 def serve(
     target: Target,
+    web: str | None,
+    web_cert: str | None,
+    web_key: str | None,
     metrics: str | None,
     spool_dir: Path | None,
     listen_specs: tuple[str, ...],
@@ -3063,6 +3141,10 @@ def serve(
             parse_metrics_address(metrics)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
+    if web is not None:
+        _check_web_setting(web, {"web_cert": web_cert, "web_key": web_key})
+    elif web_cert or web_key:
+        raise click.UsageError("--web-cert and --web-key are for the web service: give --web HOST:PORT too")
     _open(target).dispose()
     # The server is imported only here, so that every other command stays light and starts fast.
     from sentral.app import serve as run_server
@@ -3100,6 +3182,9 @@ def serve(
         language=language,
         spool_dir=str(spool_dir.absolute()) if spool_dir is not None else None,
         metrics=metrics,
+        web=web,
+        web_cert=web_cert,
+        web_key=web_key,
     )
     reread = _config_rereader(ctx, Path(config_file)) if config_file is not None else None
     click.get_current_context().exit(run_server(config, reread=reread))
@@ -3125,6 +3210,8 @@ _RELOADABLE = {
     "dead_media_on_hold": "dead_media_on_hold",
     "cert": "cert",
     "key": "key",
+    "web_cert": "web_cert",
+    "web_key": "web_key",
 }
 
 
@@ -3183,6 +3270,20 @@ def _config_rereader(ctx: click.Context, path: Path) -> Callable[[], Reread]:
         return Reread(updates, tuple(restart))
 
     return reread
+
+
+def _check_web_setting(value: Any, settings: Mapping[str, Any]) -> None:
+    """Refuse a web address that cannot be served safely, or certificate files that cannot be read."""
+    from sentral.web.service import WebSpecError, check_web_settings
+
+    cert, key = settings.get("web_cert"), settings.get("web_key")
+    try:
+        check_web_settings(str(value), str(cert) if cert else None, str(key) if key else None)
+    except WebSpecError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if cert and key:
+        _check_readable(str(cert), "web TLS certificate")
+        _check_readable(str(key), "web TLS private key")
 
 
 def _check_media_address(address: str) -> None:
@@ -3275,6 +3376,7 @@ _SERVE_CHECKS: dict[str, Callable[[Any, Mapping[str, Any]], None]] = {
     "media_address": _check_media_address_setting,
     "media_ports_spec": _check_media_ports_setting,
     "sounds_dir": _check_sounds_setting,
+    "web": _check_web_setting,
 }
 
 

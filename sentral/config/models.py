@@ -38,6 +38,8 @@ announcement, within its opening hours; ``holiday`` rows are a clinic's extra cl
 ``trunk_state`` is what the running server last published about its trunks, as ``line_state``
 is for lines.
 
+``api_token`` holds the web API's tokens of each clinic, as SHA-256 hashes of the token.
+
 ``directory_version`` is a single-row counter. Every configuration change made through the store
 bumps it in the same transaction, and the running server polls it to reload its in-memory directory.
 """
@@ -413,6 +415,20 @@ class Binding(Base):
     local_listen: Mapped[str] = mapped_column(Text)
     user_agent: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class ApiToken(Base):
+    """A clinic platform's key to the web API: only the SHA-256 of the token is kept, so a stolen
+    database gives no working token."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (UniqueConstraint("clinic_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
 
 
 class DirectoryVersion(Base):

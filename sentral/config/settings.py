@@ -149,6 +149,12 @@ class ServeConfig:
     """The config file serve read, if any: SIGHUP reads it again."""
     metrics: str | None = None
     """HOST:PORT of the HTTP listener for /metrics (Prometheus) and /health; None: no listener."""
+    web: str | None = None
+    """HOST:PORT of the web service (sign-in, REST API); None: no web service."""
+    web_cert: str | None = None
+    """The web service's TLS certificate chain (PEM); without it, plain HTTP on loopback only."""
+    web_key: str | None = None
+    """The web service's TLS private key (PEM)."""
     spool_dir: str | None = None
     """Where call records and registrations wait while the database is down; None: the default
     (``sentral.config.spool.default_spool_dir``)."""
