@@ -7,6 +7,9 @@ payload as 16-bit PCM, in arrival order, and writes it out as a WAV that the med
 checks read. While ``talk`` is on it sends a tone of its own every 20 ms, as PCMU: to the address
 it was told (``send_to``: the relay address in the SDP Sentral sent, for early media before any
 packet came) or else to where the last packet came from (symmetric RTP, as carriers do).
+
+Keys travel as RFC 4733 telephone-events: the peer notes each event it receives (``digits``), and
+``press`` sends one with the payload type the offer the carrier received names for them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sentral.media.rtp import RtpError, RtpHeader, build_rtp, parse_rtp
 from tests.system.peers import LOOPBACK, free_port
 
 FRAME = 160  # samples in 20 ms at 8 kHz
+_EVENT_CODES = "0123456789*#ABCD"  # RFC 4733 §3.2: event codes 0-15
 
 
 class RtpPeer:
@@ -43,6 +47,10 @@ class RtpPeer:
         self._source: tuple[str, int] | None = None
         self._target: tuple[str, int] | None = None
         self._tone: bytes | None = None
+        self._digits: list[str] = []
+        self._event_stamps: set[tuple[int, int]] = set()
+        # Event packets waiting to go, one per 20 ms: (payload type, payload, marker).
+        self._presses: list[tuple[int, bytes, bool]] = []
         self._running = True
         self._thread = threading.Thread(target=self._run, name=f"rtp-peer-{self.port}", daemon=True)
         self._thread.start()
@@ -64,6 +72,24 @@ class RtpPeer:
         """Where the last packet came from."""
         with self._lock:
             return self._source
+
+    @property
+    def digits(self) -> list[str]:
+        """The keys received as telephone-events, one per event, in order."""
+        with self._lock:
+            return list(self._digits)
+
+    def press(self, key: str, payload_type: int) -> None:
+        """Send ``key`` as a telephone-event (RFC 4733 §2.5: three packets while it is held, three
+        final ones with the E bit) with ``payload_type``: the one the offer to the carrier names."""
+        code = _EVENT_CODES.index(key)
+        # One event, in the peer's own stream (its SSRC and sequence), timestamped at its start.
+        packets = [
+            (payload_type, struct.pack("!BBH", code, (0x80 if n >= 3 else 0) | 10, FRAME * (min(n, 3) + 1)), n == 0)
+            for n in range(6)
+        ]
+        with self._lock:
+            self._presses.extend(packets)
 
     def send_to(self, host: str, port: int) -> None:
         """Send to this address from now on, rather than to where packets come from."""
@@ -105,6 +131,7 @@ class RtpPeer:
         seq = random.randrange(1 << 16)
         ssrc = random.randrange(1 << 32)
         offset = 0
+        event_stamp = 0
         next_send = time.monotonic()
         while self._running:
             with contextlib.suppress(TimeoutError, BlockingIOError):
@@ -116,6 +143,16 @@ class RtpPeer:
             next_send = max(next_send + 0.02, now - 0.1)
             with self._lock:
                 tone, where = self._tone, self._target or self._source
+                press = self._presses.pop(0) if self._presses and where is not None else None
+            if press is not None and where is not None:
+                payload_type, event, first = press
+                if first:
+                    event_stamp = (seq * FRAME) & 0xFFFFFFFF
+                header = RtpHeader(payload_type, seq, event_stamp, ssrc, marker=first)
+                seq = (seq + 1) & 0xFFFF
+                with contextlib.suppress(OSError):
+                    self._sock.sendto(build_rtp(header, event), where)
+                continue
             if tone is None or where is None:
                 continue
             payload = tone[offset : offset + FRAME]
@@ -130,8 +167,15 @@ class RtpPeer:
             packet = parse_rtp(data)
         except RtpError:
             return  # RTCP or noise
-        if packet.header.payload_type not in (g711.PCMU, g711.PCMA):
-            return  # telephone-event and comfort noise carry no tone
+        payload_type = packet.header.payload_type
+        if payload_type not in (g711.PCMU, g711.PCMA):
+            if payload_type >= 96 and len(packet.payload) >= 4:  # a telephone-event
+                key = (payload_type, packet.header.timestamp)
+                with self._lock:
+                    if key not in self._event_stamps and packet.payload[0] < len(_EVENT_CODES):
+                        self._event_stamps.add(key)
+                        self._digits.append(_EVENT_CODES[packet.payload[0]])
+            return  # comfort noise and events carry no tone
         pcm = g711.decode(packet.payload, packet.header.payload_type)
         with self._lock:
             self._pcm += pcm

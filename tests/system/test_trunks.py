@@ -211,6 +211,25 @@ def test_a_national_number_goes_out_in_e164_with_the_clinics_number_and_audio_cr
     assert result.successful == 1, result
 
 
+def test_keys_cross_both_ways_as_telephone_events(clinic: Clinic, tmp_path: Path) -> None:
+    far = clinic.rtp(CARRIER_IP)
+    carrier = clinic.carrier(ANSWER, rtp=far)
+    phone = clinic.phone("1001")
+    call = call_out(phone, PATIENT)
+    phone.wait_event("media_state", call=call, status="active")
+    phone.play(call, write_tone(tmp_path / "phone.wav", PHONE_TONE), loop=True)
+    wait_until(lambda: far.source is not None, 3, "the phone's audio at the carrier")
+    phone.dtmf(call, "5#")
+    wait_until(lambda: far.digits == ["5", "#"], 5, f"the keys at the carrier: {far.digits}")
+    # The carrier sends with the payload type the offer it got names (RFC 3264 §5.1): the phone's.
+    [[offered]] = read_log(carrier.log)["events"]
+    far.press("7", payload_type=int(offered))
+    event = phone.wait_event("dtmf", call=call, digit="7")
+    assert event["method"] == "rfc4733", event
+    hang_up(phone, call)
+    assert carrier.process.wait(5).successful == 1
+
+
 def test_an_open_international_number_goes_out_and_a_closed_one_gets_403_and_the_prompt(
     clinic: Clinic, tmp_path: Path
 ) -> None:
