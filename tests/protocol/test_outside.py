@@ -277,6 +277,16 @@ def test_emergency_numbers_go_out_acute_with_every_country_closed() -> None:
     assert call.acute
 
 
+def test_an_emergency_call_tries_trunks_marked_down_when_no_trunk_is_up() -> None:
+    c = Clinic()
+    c.lines[0].down = c.lines[1].down = True
+    c.dial("1001", "113")
+    [(invite, _)] = c.to_carrier(7001)
+    assert invite.uri_text == "sip:113@127.0.0.1:7001"
+    normal = c.dial("1001", "22334455")
+    assert c.statuses(normal)[-1] == 503 and len(c.to_carrier(7001)) == 1
+
+
 def test_the_carriers_digest_challenge_is_answered_once_per_nonce() -> None:
     c = Clinic(username="clinic", password="s3cret")
     c.lines[0].down = True

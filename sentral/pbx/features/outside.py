@@ -157,6 +157,9 @@ class TrunkHunt:
         self.outside = outside
         self.carrier = list(carrier)
         self.next = 0
+        # An emergency call that finds every trunk marked down tries them all the same, in order.
+        self.forced = False
+        self.tried: set[int] = set()
         self.line: CarrierLine | None = None
         self.leg: Leg | None = None
         self.deadline = inf
@@ -172,8 +175,9 @@ class TrunkHunt:
             index = self.next
             self.next += 1
             line = self.lines[index]
-            if not line.usable(now):
+            if index in self.tried or (not self.forced and not line.usable(now)):
                 continue
+            self.tried.add(index)
             try:
                 leg = self.core.ring_carrier(
                     call, self.carriers.target(line), self.carrier[index], self.outside.number, now
@@ -186,6 +190,11 @@ class TrunkHunt:
             self.deadline = now + CARRIER_TIMEOUT
             log.info("outside_call", trunk=line.entry.name, clinic=call.caller.clinic.domain)
             return []
+        if self.outside.emergency and not self.forced:
+            # Marked down is a guess made from other calls; an emergency call still goes out.
+            self.forced = True
+            self.next = 0
+            return self.start(call, now)
         if self.statuses:
             status = max(self.statuses)
             return [Fail(503 if status >= 500 else status, "No Outside Line Answered", "all trunks failed")]
