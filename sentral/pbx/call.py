@@ -855,7 +855,7 @@ class Caller:
     trunk: str
 
     def __init__(
-        self, clinic: ClinicEntry, extension: str, name: str, *, outside: bool = False, trunk: str = ""
+        self, clinic: ClinicEntry, extension: str, name: str, outside: bool = False, trunk: str = ""
     ) -> None:
         self.clinic = clinic
         self.extension = extension
