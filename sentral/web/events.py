@@ -152,9 +152,7 @@ class EventSource:
         self._dirty.clear()
         self._everyone = False
         directory = self.directory()
-        self._status = {
-            aor: presence_status(self.presence, *aor) for aor in directory.staff
-        }
+        self._status = {aor: presence_status(self.presence, *aor) for aor in directory.staff}
         self._groups = {domain: groups_view(directory, domain) for domain in directory.clinics}
         self.calls.watch = self
         self.presence.watch = self
@@ -199,7 +197,10 @@ class EventSource:
         if seen.queue != queue:
             if seen.queue:
                 left = "answered" if call.answered is not None else "ended" if call.over else "moved"
-                self._add(domain, {"type": "queue.left", "call": call.id, "group": seen.queue, "outcome": left, "at": at})
+                self._add(
+                    domain,
+                    {"type": "queue.left", "call": call.id, "group": seen.queue, "outcome": left, "at": at},
+                )
             if queue:
                 self._add(domain, self._queued(call, queue, at))
             seen.queue = queue
@@ -207,7 +208,13 @@ class EventSource:
             if seen.parked:
                 self._add(
                     domain,
-                    {"type": "park.retrieved", "call": call.id, "slot": seen.parked, "ended": call.over, "at": at},
+                    {
+                        "type": "park.retrieved",
+                        "call": call.id,
+                        "slot": seen.parked,
+                        "ended": call.over,
+                        "at": at,
+                    },
                 )
             if call.parked:
                 self._add(domain, self._parked(call, at))
@@ -265,14 +272,23 @@ class EventSource:
             if staff is None:
                 if self._status.pop(aor, None) is not None:
                     # Removed from the directory: gone from the list.
-                    self._add(aor[0], {"type": "presence", "extension": aor[1], "status": OFF, "removed": True, "at": at})
+                    self._add(
+                        aor[0],
+                        {"type": "presence", "extension": aor[1], "status": OFF, "removed": True, "at": at},
+                    )
                 continue
             status = presence_status(hub, staff.domain, staff.extension)
             if self._status.get(aor) != status:
                 self._status[aor] = status
                 self._add(
                     staff.domain,
-                    {"type": "presence", "extension": staff.extension, "name": staff.name, "status": status, "at": at},
+                    {
+                        "type": "presence",
+                        "extension": staff.extension,
+                        "name": staff.name,
+                        "status": status,
+                        "at": at,
+                    },
                 )
         self._dirty.clear()
         self._everyone = False
@@ -352,4 +368,14 @@ class EventSource:
         return _Seen(call.state, call.parked, len(call.transfers), queue)
 
 
-__all__ = ["AVAILABLE", "HISTORY", "IN_CALL", "OFF", "RINGING", "Event", "EventSource", "groups_view", "presence_status"]
+__all__ = [
+    "AVAILABLE",
+    "HISTORY",
+    "IN_CALL",
+    "OFF",
+    "RINGING",
+    "Event",
+    "EventSource",
+    "groups_view",
+    "presence_status",
+]

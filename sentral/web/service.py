@@ -199,8 +199,10 @@ class WebService:
         self.add_routes([web.get("/api/openapi.json", self._openapi_document)])
         self.add_routes(self.auth.routes())
         from sentral.web.api import api_routes
+        from sentral.web.feed import mount_feed
 
         self.add_routes(api_routes())
+        self.feed = mount_feed(self)
 
     # -- routes --------------------------------------------------------------------------------
 
