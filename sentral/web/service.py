@@ -200,9 +200,11 @@ class WebService:
         self.add_routes(self.auth.routes())
         from sentral.web.api import api_routes
         from sentral.web.feed import mount_feed
+        from sentral.web.pages import page_routes
 
         self.add_routes(api_routes())
         self.feed = mount_feed(self)
+        self.add_routes(page_routes())
 
     # -- routes --------------------------------------------------------------------------------
 
