@@ -311,15 +311,27 @@ class CdrStore:
         if transfers:
             connection.exec_driver_sql(self._insert_transfers, transfers)
 
-    def list(self, since: float | None = None, limit: int | None = None) -> builtins.list[CallRecord]:
+    def list(
+        self,
+        since: float | None = None,
+        limit: int | None = None,
+        *,
+        domain: str | None = None,
+        before: float | None = None,
+    ) -> builtins.list[CallRecord]:
         """Records of calls that started at or after ``since``, oldest first, with their legs and transfers.
 
-        With ``limit``, only the newest ``limit`` of them (still oldest first).
+        With ``limit``, only the newest ``limit`` of them (still oldest first); with ``domain``, only
+        that clinic's; with ``before``, only calls that started before it (the web API's paging).
         """
         newest_first = (StoredCall.started_at.desc(), StoredCall.call_id.desc())
         calls = self._calls.order_by(*newest_first)
         if since is not None:
             calls = calls.where(StoredCall.started_at >= since)
+        if domain is not None:
+            calls = calls.where(StoredCall.domain == domain)
+        if before is not None:
+            calls = calls.where(StoredCall.started_at < before)
         if limit is not None:
             calls = calls.limit(limit)
         with self._engine.connect() as connection:

@@ -76,7 +76,7 @@ from sentral.routing.groups import (
     RingMember,
     StopMember,
 )
-from sentral.routing.queue import CallDistributor, DistributorCommand, Divert, StartHunt, Wait
+from sentral.routing.queue import CallDistributor, DistributorCommand, Divert, StartHunt, Wait, Waiting
 
 # A caller who starts waiting hears this many seconds of music before their first position.
 FIRST_ANNOUNCEMENT = 4.0
@@ -127,6 +127,11 @@ class Hunting:
     def queue_lengths(self) -> dict[tuple[str, str], int]:
         """How many callers wait in each group's queue now, by (domain, group name), for metrics."""
         return {key: len(distributor.queue) for key, distributor in self._distributors.items() if distributor.queue}
+
+    def queues(self) -> dict[tuple[str, str], list[Waiting]]:
+        """The callers waiting in each group's queue now, next first (acute first), by (domain,
+        group name): what a switchboard shows."""
+        return {key: list(distributor.queue) for key, distributor in self._distributors.items() if distributor.queue}
 
     def _waited(self, key: tuple[str, str], seconds: float) -> None:
         count, total = self.waits.get(key, (0, 0.0))
