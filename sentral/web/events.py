@@ -106,6 +106,19 @@ def _group(group: GroupEntry) -> dict[str, Any]:
     }
 
 
+def _left(call: Call) -> str:
+    """Why a call left its queue: a member's phone rings for it, it was answered, it ended, or
+    it went on elsewhere (the overflow)."""
+    if call.over:
+        return "ended"
+    if call.answered is not None:
+        return "answered"
+    strategy = call.strategy
+    if type(strategy) is GroupRing and strategy.hunt is not None:
+        return "ringing"
+    return "moved"
+
+
 class EventSource:
     """The engine's changes as numbered events in a bounded history (the engine's watch)."""
 
@@ -177,9 +190,7 @@ class EventSource:
         state = call.state
         strategy = call.strategy
         queue = (
-            strategy.group.name
-            if type(strategy) is GroupRing and call.answered is None and state is not CallState.ENDED
-            else ""
+            strategy.group.name if type(strategy) is GroupRing and strategy.queued and not call.over else ""
         )
         if (
             seen is not None
@@ -196,7 +207,7 @@ class EventSource:
             self._call(domain, "call.started", call, at)
         if seen.queue != queue:
             if seen.queue:
-                left = "answered" if call.answered is not None else "ended" if call.over else "moved"
+                left = _left(call)
                 self._add(
                     domain,
                     {"type": "queue.left", "call": call.id, "group": seen.queue, "outcome": left, "at": at},
@@ -337,7 +348,11 @@ class EventSource:
 
     def _queued(self, call: Call, group: str, at: float) -> dict[str, Any]:
         strategy = call.strategy
-        acute = call.acute or (type(strategy) is GroupRing and strategy.acute)
+        acute = call.acute
+        since = call.started
+        if type(strategy) is GroupRing:
+            acute = acute or strategy.acute
+            since = strategy.joined
         return {
             "type": "queue.entered",
             "call": call.id,
@@ -345,7 +360,7 @@ class EventSource:
             "caller": call.caller.extension,
             "caller_name": call.caller.name,
             "acute": acute,
-            "since": round(call.started + self.wall_offset, 3),
+            "since": round(since + self.wall_offset, 3),
             "at": at,
         }
 
@@ -364,7 +379,7 @@ class EventSource:
     @staticmethod
     def _seen(call: Call) -> _Seen:
         strategy = call.strategy
-        queue = strategy.group.name if type(strategy) is GroupRing and call.answered is None else ""
+        queue = strategy.group.name if type(strategy) is GroupRing and strategy.queued else ""
         return _Seen(call.state, call.parked, len(call.transfers), queue)
 
 

@@ -25,7 +25,9 @@ function $(id) { return document.getElementById(id); }
 
 function el(tag, props, ...children) {
   const node = document.createElement(tag);
-  Object.assign(node, props || {});
+  const { dataset, ...rest } = props || {};
+  Object.assign(node, rest);
+  if (dataset) Object.assign(node.dataset, dataset);
   for (const child of children) node.append(child);
   return node;
 }
@@ -57,13 +59,13 @@ function listOf(json, ...keys) {
   return [];
 }
 
+// A colleague's colour from /api/presence: their line first (ringing, busy), then whether
+// their phone is on and registered.
 function statusOf(entry) {
-  const s = entry.status || entry.state || entry.lamp;
-  if (s in STATUS_TEXT) return s;
-  if (entry.phone_on === false || entry.registered === false || s === "off" || s === "offline") return "off";
-  if (s === "busy" || s === "talking" || s === "confirmed") return "in-call";
-  if (s === "early") return "ringing";
-  return "available";
+  if (entry.status in STATUS_TEXT) return entry.status;
+  if (entry.line === "busy") return "in-call";
+  if (entry.line === "ringing") return "ringing";
+  return entry.phone_on && entry.registered ? "available" : "off";
 }
 
 // -- signing in ---------------------------------------------------------------------------------
@@ -128,34 +130,28 @@ async function reload() {
   const [presence, queues, parked, calls, groups] = await Promise.all(
     ["/api/presence", "/api/queues", "/api/parked", "/api/calls", "/api/groups"].map(get));
   state.colleagues.clear();
-  for (const p of listOf(presence, "presence", "staff", "lines")) {
+  for (const p of listOf(presence, "staff")) {
     state.colleagues.set(p.extension, { extension: p.extension, name: p.name || "", status: statusOf(p) });
   }
+  const now = Date.now() / 1000;
   state.queues.clear();
-  for (const q of listOf(queues, "queues", "groups")) {
-    for (const w of listOf(q.waiting || q.callers || q.calls || [], "waiting")) {
-      const id = w.call || w.call_id || w.id;
-      state.queues.set(id, {
-        call: id, group: q.name || q.group, caller: w.caller, caller_name: w.caller_name || w.name || "",
-        acute: !!w.acute, since: w.since || w.started || w.joined || Date.now() / 1000,
+  for (const q of listOf(queues, "queues")) {
+    for (const w of q.waiting || []) {
+      state.queues.set(w.call_id, {
+        call: w.call_id, group: q.group, caller: w.caller || "", caller_name: "", acute: !!w.acute,
+        since: now - (w.waited || 0),
       });
     }
   }
   state.parked.clear();
-  for (const p of listOf(parked, "parked", "slots")) {
-    const id = p.call || p.call_id || p.id;
-    if (!id) continue;
-    state.parked.set(id, {
-      call: id, slot: p.slot, caller: p.caller, caller_name: p.caller_name || "", acute: !!p.acute,
-      since: p.since || p.parked_at || p.started || Date.now() / 1000,
-    });
+  for (const p of listOf(parked, "parked")) {
+    state.parked.set(p.call_id, { call: p.call_id, slot: p.slot, caller: p.caller || "", caller_name: "", since: now });
   }
   state.calls.clear();
   for (const c of listOf(calls, "calls")) {
-    const id = c.call || c.call_id || c.id;
-    state.calls.set(id, Object.assign({ call: id, lines: {} }, c));
+    state.calls.set(c.call_id, { call: c.call_id, caller: c.caller, callee: c.callee, type: c.state, lines: {} });
   }
-  state.groups = listOf(groups, "groups", "functions");
+  state.groups = listOf(groups, "groups");
   const held = state.held;
   state.held = null;
   for (const event of held) apply(event);
@@ -297,11 +293,11 @@ function render() {
 // Log in to (or out of) a group or function: the REST action, then the state it answers with.
 async function logIn(group, login) {
   $("action-error").textContent = "";
-  const path = `/api/groups/${encodeURIComponent(group.name)}/${login ? "login" : "logout"}`;
+  const path = `/api/staff/${encodeURIComponent(state.me.extension)}/groups/${encodeURIComponent(group.name)}`;
   try {
-    await api("POST", path, {});
+    await api("POST", path, { logged_in: login });
     const groups = await api("GET", "/api/groups");
-    state.groups = listOf(groups, "groups", "functions");
+    state.groups = listOf(groups, "groups");
     render();
   } catch (e) {
     $("action-error").textContent = e.message;
