@@ -7,8 +7,15 @@ engine calls synchronously and which only appends to a bounded history. ``Feed``
 half: its own task wakes when there is something new, works out presence (``flush``) and hands
 each new event to every client of its clinic. The engine never waits for a client.
 
-Each client has a send queue of at most ``queue_size`` events, emptied by the client's own
-writer task. A client whose queue is full (it reads too slowly, or not at all) is dropped: its
+Fan-out is the costly part with many clients, so it is done once per event and once per client,
+not once per pair: each event is serialised and framed as a WebSocket text message once
+(``text_frame``), the frames of one round are joined per clinic, and each client's connection
+gets that one buffer in one write. Rounds are at least ``ROUND_PER_CLIENT`` seconds per client
+apart (at most ``MAX_ROUND``), so under load with many clients events are gathered into fewer,
+larger writes, and with a few clients they go out at once.
+
+A client's backlog is what its connection has not yet been able to send: at most
+``MAX_PENDING`` bytes. A client over it (it reads too slowly, or not at all) is dropped: its
 socket is closed with code 1008 and the reason, and if even the close cannot get through within
 ``CLOSE_WAIT`` seconds the connection is cut. The others never wait for it. The kernel's send
 buffer of a feed socket is kept small (``SEND_BUFFER``), so a client that stops reading is found
@@ -32,8 +39,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import struct
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -50,8 +57,12 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("sentral.web")
 
-QUEUE_SIZE = 512
-"""Events waiting to be sent to one client; one more and the client is dropped as too slow."""
+MAX_PENDING = 256 * 1024
+"""Bytes a client's connection may hold unsent; past it the client is dropped as too slow."""
+ROUND_PER_CLIENT = 20e-6
+"""Seconds between fan-out rounds per connected client: 1,000 clients, a round every 20 ms."""
+MAX_ROUND = 0.05
+"""The longest gap between fan-out rounds, however many clients."""
 LINGER = 60.0
 """How long the source stays attached after the last client left, so that clients can resume."""
 CLOSE_WAIT = 2.0
@@ -61,52 +72,53 @@ SEND_BUFFER = 32 * 1024
 HEARTBEAT = 30.0
 """Seconds between pings, so that a vanished client is found and cleaned up."""
 TOO_SLOW = "too slow: events were not read in time"
+RELOAD = '{"type":"reload"}'
+
+
+def text_frame(text: str) -> bytes:
+    """``text`` as one unmasked WebSocket text message (RFC 6455 §5.2), as a server sends it."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
 
 
 class Client:
-    """One WebSocket client of the feed: its clinic, its send queue and its writer."""
+    """One WebSocket client of the feed: its clinic and its connection."""
 
-    def __init__(self, ws: web.WebSocketResponse, domain: str, queue_size: int) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, domain: str) -> None:
         self.ws = ws
+        self.transport = transport
         self.domain = domain
-        self.queue_size = queue_size
-        self.queue: deque[str] = deque()
-        self.ready = asyncio.Event()
         self.dropped: str | None = None
-        self.writer: asyncio.Task[None] | None = None
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def send(self, text: str) -> bool:
-        """Queue ``text``; False when the queue is full (the client is too slow)."""
-        if len(self.queue) >= self.queue_size:
+    def send(self, frames: bytes) -> bool:
+        """Write ``frames`` (whole WebSocket messages); False when the client is too far behind."""
+        transport = self.transport
+        if transport.is_closing():
+            return True  # the reader sees the close and cleans up
+        if transport.get_write_buffer_size() > MAX_PENDING:
             return False
-        self.queue.append(text)
-        self.ready.set()
+        transport.write(frames)
         return True
 
     def drop(self, reason: str) -> None:
         """Stop sending to this client; its handler closes the socket with ``reason``."""
         if self.dropped is None:
             self.dropped = reason
-            self.queue.clear()
-            if self.writer is not None:
-                self.writer.cancel()
-
-    async def write(self) -> None:
-        """Send what is queued, in order, as the client takes it."""
-        queue = self.queue
-        while True:
-            await self.ready.wait()
-            self.ready.clear()
-            while queue:
-                await self.ws.send_str(queue.popleft())
+            if not self.gone.done():
+                self.gone.set_result(None)
 
 
 class Feed:
     """``/api/events``: every connected client, and the task that hands them events."""
 
-    def __init__(self, server: Server, *, queue_size: int = QUEUE_SIZE, linger: float = LINGER) -> None:
+    def __init__(self, server: Server, *, linger: float = LINGER) -> None:
         self.server = server
-        self.queue_size = queue_size
         self.linger = linger
         self.clients: set[Client] = set()
         self._wake = asyncio.Event()
@@ -147,9 +159,6 @@ class Feed:
         """Close every client (going away) so that the server can stop at once."""
         for client in list(self.clients):
             client.drop("server shutting down")
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(CLOSE_WAIT):
-                    await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
     # -- the fan-out -------------------------------------------------------------------------------
 
@@ -166,7 +175,12 @@ class Feed:
                     self.source.detach()
                     continue
             self._wake.clear()
+            started = time.monotonic()
             self.fan_out()
+            # Many clients: let events gather, so each connection gets fewer, larger writes.
+            gap = min(MAX_ROUND, ROUND_PER_CLIENT * len(self.clients)) - (time.monotonic() - started)
+            if gap > 0:
+                await asyncio.sleep(gap)
 
     def fan_out(self) -> None:
         """Give every client the events it has not had yet."""
@@ -177,28 +191,25 @@ class Feed:
         history = source.history
         if not history or history[-1].seq <= self._sent:
             return
-        new: list[Event]
         if history[0].seq > self._sent + 1:
             # More events came at once than the history holds: nobody can have them all.
-            new = []
+            new: list[Event] = []
             for client in list(self.clients):
-                client.send('{"type":"reload"}')
+                if not client.send(text_frame(RELOAD)):
+                    self._drop(client, TOO_SLOW)
         else:
             new = [event for event in history if event.seq > self._sent]
         self._sent = history[-1].seq
-        if not self.clients:
+        if not self.clients or not new:
             return
-        by_domain: dict[str, list[Client]] = {}
-        for client in self.clients:
-            by_domain.setdefault(client.domain, []).append(client)
+        by_domain: dict[str, list[bytes]] = {}
         for event in new:
-            clients = by_domain.get(event.domain)
-            if not clients:
-                continue
-            text = event.text
-            for client in clients:
-                if client.dropped is None and not client.send(text):
-                    self._drop(client, TOO_SLOW)
+            by_domain.setdefault(event.domain, []).append(text_frame(event.text))
+        joined = {domain: b"".join(frames) for domain, frames in by_domain.items()}
+        for client in list(self.clients):
+            frames = joined.get(client.domain)
+            if frames is not None and not client.send(frames):
+                self._drop(client, TOO_SLOW)
 
     def _drop(self, client: Client, reason: str) -> None:
         log.warning("feed_client_dropped", domain=client.domain, reason=reason)
@@ -241,14 +252,15 @@ class Feed:
                 since = int(since_text)
             except ValueError:
                 raise ApiError(400, "since must be the seq of the last event seen, a whole number") from None
-        ws = web.WebSocketResponse(
-            heartbeat=HEARTBEAT, timeout=CLOSE_WAIT, max_msg_size=4096, writer_limit=SEND_BUFFER
-        )
+        # Uncompressed: every client is sent the same frames, made once (``text_frame``).
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT, timeout=CLOSE_WAIT, max_msg_size=4096, compress=False)
         if not ws.can_prepare(request).ok:
             raise ApiError(400, "this is a WebSocket: connect with a WebSocket client (Upgrade: websocket)")
-        transport = request.transport
         await ws.prepare(request)
-        sock = transport.get_extra_info("socket") if transport is not None else None
+        transport = request.transport
+        if transport is None:
+            return ws  # gone during the handshake
+        sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
@@ -258,34 +270,34 @@ class Feed:
             self._sent = source.seq
         # Events not yet handed out are the task's to send; what came before goes now.
         self.fan_out()
-        client = Client(ws, principal.domain, self.queue_size)
+        client = Client(ws, transport, principal.domain)
         if since is not None:
             missed = source.since(since)
             if missed is None:
-                client.send('{"type":"reload"}')
+                client.send(text_frame(RELOAD))
             else:
-                for event in missed:
-                    if event.domain == client.domain and event.seq <= self._sent:
-                        client.send(event.text)
+                backlog = [
+                    text_frame(e.text) for e in missed if e.domain == client.domain and e.seq <= self._sent
+                ]
+                if backlog:
+                    client.send(b"".join(backlog))
         self.clients.add(client)
-        client.writer = asyncio.create_task(client.write(), name="feed-client")
-        reader = asyncio.create_task(self._read(ws), name="feed-client-reader")
+        reader = asyncio.create_task(self._read(ws), name="feed-client")
         try:
-            await asyncio.wait({client.writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({reader, client.gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if client in self.clients:
                 self.clients.discard(client)
                 self._client_left()
             client.drop(client.dropped or "closed")
             reader.cancel()
-            await asyncio.gather(client.writer, reader, return_exceptions=True)
+            await asyncio.gather(reader, return_exceptions=True)
             if not ws.closed:
                 code = WSCloseCode.POLICY_VIOLATION if client.dropped == TOO_SLOW else WSCloseCode.GOING_AWAY
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(CLOSE_WAIT):
+                        # A client that does not take the close within CLOSE_WAIT is cut off.
                         await ws.close(code=code, message=(client.dropped or "").encode())
-            if not ws.closed and transport is not None:
-                transport.abort()
         return ws
 
     @staticmethod
@@ -305,4 +317,4 @@ def mount_feed(service: WebService) -> Feed:
     return feed
 
 
-__all__ = ["CLOSE_WAIT", "LINGER", "QUEUE_SIZE", "SEND_BUFFER", "Client", "Feed", "mount_feed"]
+__all__ = ["CLOSE_WAIT", "LINGER", "MAX_PENDING", "SEND_BUFFER", "Client", "Feed", "mount_feed", "text_frame"]
