@@ -264,6 +264,8 @@ class Feed:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+                # Events go out as they come: no waiting for the last segment's ACK (Nagle).
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         source = self.source
         if not source.attached:
             source.attach()
