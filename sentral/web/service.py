@@ -204,7 +204,8 @@ class WebService:
 
         self.add_routes(api_routes())
         self.feed = mount_feed(self)
-        self.add_routes(page_routes())
+        # The page is no part of the API: not in the OpenAPI document.
+        self.app.router.add_routes(page_routes())
 
     # -- routes --------------------------------------------------------------------------------
 
