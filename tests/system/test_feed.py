@@ -220,3 +220,34 @@ def test_a_client_that_never_reads_is_dropped_while_another_keeps_receiving(
     assert not reader.closed.is_set()
     reader.close()
     stalled.close()
+
+
+def test_a_parked_call_is_told_parked_and_retrieved(
+    clinic: WebClinic, softphone_factory: Callable[..., Softphone]
+) -> None:
+    server = clinic.server
+    server.cli("park", "add", "main", "--number", "700", "--slots", "701-705", "--domain", DOMAIN)
+    server.wait_loaded()
+    feed = clinic.feed()
+    alice = phone(softphone_factory, clinic, "alice", "1001")
+    bob = phone(softphone_factory, clinic, "bob", "1002")
+    out = alice.call("1001", f"sip:1002@{DOMAIN}")
+    incoming = bob.wait_incoming("1002")
+    bob.answer(incoming["call"])
+    alice.wait_call_state(out, "CONFIRMED")
+    # Bob parks Alice the way a park key does: a blind transfer to the park number.
+    bob.xfer(incoming["call"], f"sip:700@{DOMAIN}")
+    parked = feed.wait_for(lambda e: e["type"] == "park.parked", what="park.parked")
+    assert (parked["slot"], parked["caller"]) == ("701", "1001")
+    carol = phone(softphone_factory, clinic, "carol", "1003")
+    taken = carol.call("1003", f"sip:701@{DOMAIN}")
+    carol.wait_call_state(taken, "CONFIRMED")
+    retrieved = feed.wait_for(lambda e: e["type"] == "park.retrieved", what="park.retrieved")
+    assert (retrieved["call"], retrieved["slot"], retrieved["ended"]) == (parked["call"], "701", False)
+    assert feed.events.index(parked) < feed.events.index(retrieved)
+    carol.hangup(taken)
+    ended = feed.wait_for(
+        lambda e: e["type"] == "call.ended" and e["call"] == parked["call"], what="the parked call's end"
+    )
+    assert feed.events.index(retrieved) < feed.events.index(ended)
+    feed.close()
