@@ -664,6 +664,14 @@ class LineObserver(Protocol):
         names Sentral's dialog with its phone (what a busy-lamp key's pickup replaces)."""
 
 
+class CallWatch(Protocol):
+    """Told, synchronously, that a call may have changed (its state, its legs, a feature's hold on
+    it): the web's event feed. It must be quick, since it runs inside the SIP engine's work."""
+
+    def call_changed(self, call: Call, now: float) -> None:
+        """``call`` may have changed; ``call.lines`` holds each extension's phase as just told."""
+
+
 # -- features: what is built on the core ---------------------------------------------------------
 
 # What the dial plan decides for a number a feature owns (a feature code, a park number or slot,
@@ -1294,6 +1302,8 @@ class CallControl:
         self.timings = timings or Timings()
         self.groups = groups
         self.lines = lines
+        # The event feed, while someone listens (None otherwise: the engine then pays one test).
+        self.watch: CallWatch | None = None
         # (domain, extension) -> how many answered calls that extension is in.
         self.busy: dict[tuple[str, str], int] = {}
         self._serving = False  # inside members_changed: calls it wakes must not wake it again
@@ -1573,6 +1583,8 @@ class CallControl:
         """Tell the line observer every extension whose phase in ``call`` changed."""
         lines = self.lines
         if lines is None:
+            if self.watch is not None:
+                self.watch.call_changed(call, now)
             return
         phases: dict[str, Phase] = {}
         ringing: dict[str, Leg] = {}  # each ringing extension's first ringing leg
@@ -1602,6 +1614,9 @@ class CallControl:
                 rung = ringing.get(extension) if phase is Phase.EARLY else None
                 ids = _early_ids(rung) if rung is not None else None
                 lines.line(domain, extension, call.id, phase, party, call.acute, now, dialog=ids)
+        watch = self.watch
+        if watch is not None:
+            watch.call_changed(call, now)
 
     def _start_b_leg(self, call: Call, row: BindingRow, now: float) -> None:
         self._new_b_leg(call, binding_target(row), row.contact, row.extension, row.contact, row.path, now)
@@ -3140,6 +3155,8 @@ class CallControl:
         if self.lines is not None:
             domain = call.caller.clinic.domain
             self.lines.line(domain, line, call.id, phase, Party.RECIPIENT, call.acute, now)
+        if self.watch is not None:
+            self.watch.call_changed(call, now)
 
     def _dialled(self, call: Call, decision: FeatureDecision, now: float) -> None:
         """A number the dial plan gives a feature: the feature that owns it takes the call."""
@@ -3475,6 +3492,7 @@ __all__ = [
     "CallReport",
     "CallSettings",
     "CallState",
+    "CallWatch",
     "Caller",
     "Cancel",
     "Command",

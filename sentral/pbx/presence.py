@@ -157,6 +157,14 @@ class PresenceLimits:
     expires: ExpiresPolicy = field(default_factory=ExpiresPolicy)
 
 
+class PresenceWatch(Protocol):
+    """Told, synchronously, that what the hub shows for an extension may have changed: the web's
+    event feed. It must be quick, since it runs inside the SIP engine's work."""
+
+    def presence_changed(self, aor: Aor | None) -> None:
+        """``aor``'s presence may have changed; None: anyone's may have (the directory changed)."""
+
+
 class PresencePort(Protocol):
     """The IO the hub needs; the endpoint implements it, protocol tests fake it."""
 
@@ -225,6 +233,8 @@ class PresenceHub:
         self._seq = count()
         self._directory_version: int | None = None
         self.version = 0  # bumps whenever ``lines()`` may have changed
+        # The event feed, while someone listens (None otherwise: the engine then pays one test).
+        self.watch: PresenceWatch | None = None
 
     def __len__(self) -> int:
         """The number of live subscriptions."""
@@ -398,6 +408,8 @@ class PresenceHub:
         if directory.version == self._directory_version:
             return
         self._directory_version = directory.version
+        if self.watch is not None:
+            self.watch.presence_changed(None)
         for watcher in list(self._by_key.values()):
             if directory.staff_for(*watcher.subscriber) is None:
                 self._terminate(watcher, Reason.REJECTED, now)
@@ -409,6 +421,15 @@ class PresenceHub:
     def lamp(self, domain: str, extension: str) -> Lamp:
         """What a busy-lamp key watching ``extension`` shows now."""
         return _lamp(self._lines.get((domain.lower(), extension), {}).values())
+
+    def reachable(self, domain: str, extension: str) -> bool:
+        """Whether ``extension``'s phone is on and registered: what a buddy list shows as open."""
+        aor = (domain.lower(), extension)
+        staff = self.directory().staff_for(*aor)
+        if staff is None or not staff.phone_on:
+            return False
+        registered = self._registered.get(aor)
+        return self.registered(aor) if registered is None else registered
 
     def lines(self) -> list[LineState]:
         """Every extension in a call or watched by a subscriber, by clinic and extension."""
@@ -422,6 +443,8 @@ class PresenceHub:
     # -- notifying -------------------------------------------------------------------------------
 
     def _changed(self, aor: Aor, now: float) -> None:
+        if self.watch is not None:
+            self.watch.presence_changed(aor)
         watchers = self._watchers.get(aor)
         if watchers:
             for watcher in list(watchers):
@@ -663,5 +686,6 @@ __all__ = [
     "PresenceHub",
     "PresenceLimits",
     "PresencePort",
+    "PresenceWatch",
     "Watcher",
 ]

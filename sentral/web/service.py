@@ -199,8 +199,13 @@ class WebService:
         self.add_routes([web.get("/api/openapi.json", self._openapi_document)])
         self.add_routes(self.auth.routes())
         from sentral.web.api import api_routes
+        from sentral.web.feed import mount_feed
+        from sentral.web.pages import page_routes
 
         self.add_routes(api_routes())
+        self.feed = mount_feed(self)
+        # The page is no part of the API: not in the OpenAPI document.
+        self.app.router.add_routes(page_routes())
 
     # -- routes --------------------------------------------------------------------------------
 
