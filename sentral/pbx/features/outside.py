@@ -188,7 +188,8 @@ class TrunkHunt:
             self.line, self.leg = line, leg
             line.calls += 1
             self.deadline = now + CARRIER_TIMEOUT
-            log.info("outside_call", trunk=line.entry.name, clinic=call.caller.clinic.domain)
+            # At debug: the record names the trunk of each leg; a line per call out costs at info.
+            log.debug("outside_call", trunk=line.entry.name, clinic=call.caller.clinic.domain)
             return []
         if self.outside.emergency and not self.forced:
             # Marked down is a guess made from other calls; an emergency call still goes out.
