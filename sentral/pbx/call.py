@@ -1751,23 +1751,21 @@ class CallControl:
     def _early_music(self, call: Call, now: float) -> bool:
         """Answer the caller's offer from the relay in a 183 and play music: False when that
         cannot be done (no offer in the INVITE, no media layer that plays)."""
-        a = call.a
-        if not call.a_sdp or a.offer.state is not OfferState.REMOTE_OFFER:
-            return False
-        try:
-            body = self.media.answer_locally(call, a, call.a_sdp)
-        except SipError:
-            return False
-        if not self.media.music(call, a, True):
-            return False  # the answer was not sent: what it set up serves the members' legs later
-        call.music = call.early_media = True
-        self._provisional(call, 183, body, now)
+        played = self._early(call, lambda a: 0.0 if self.media.music(call, a, True) else None, now)
+        if played is None:
+            return False  # an answer not sent: what it set up serves the members' legs later
+        call.music = True
         return True
 
     def early_prompt(self, call: Call, names: Sequence[str], now: float) -> float | None:
         """Play the prompts ``names`` to ``call``'s caller as early media (a 183 answered from the
         relay), before a refusal: how long they last, or None when they cannot be played (no offer
         in the INVITE, no media layer that plays)."""
+        return self._early(call, lambda a: self.media.play(call, a, names), now)
+
+    def _early(self, call: Call, play: Callable[[Leg], float | None], now: float) -> float | None:
+        """Answer the caller's offer from the relay and, if ``play`` starts something on the A leg
+        (saying how long it lasts), send that answer in a 183; None when nothing could start."""
         a = call.a
         if not call.a_sdp or a.offer.state is not OfferState.REMOTE_OFFER:
             return None
@@ -1775,7 +1773,7 @@ class CallControl:
             body = self.media.answer_locally(call, a, call.a_sdp)
         except SipError:
             return None
-        lasts = self.media.play(call, a, names)
+        lasts = play(a)
         if lasts is None:
             return None
         call.early_media = True
