@@ -163,6 +163,7 @@ class Endpoint:
         self.hunting = Hunting(directory, bindings, lambda domain, ext: (domain, ext) in self.calls.busy)
         self.presence = PresenceHub(self, directory, lambda aor: bool(location.bindings(aor, time.time())))
         self.trunks = Trunks(self, directory)
+        guard.also_trusted = lambda host: self.trunks.for_source(host) is not None
         self.calls = CallControl(
             self,
             DialPlan(),

@@ -356,6 +356,9 @@ class Trunks:
 
     def for_source(self, host: str) -> TrunkLine | None:
         """The trunk a request from address ``host`` came from, if it came from one."""
+        found = self._sources.get(host)  # an address as the transports write it: the usual case
+        if found is not None:
+            return found
         address = _address(host)
         if address is None:
             return None

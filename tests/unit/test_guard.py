@@ -181,6 +181,15 @@ def test_trusted_networks_are_never_throttled_or_blocked() -> None:
         assert BLOCK in actions, host
 
 
+def test_a_carriers_address_trusted_besides_the_networks_is_never_throttled() -> None:
+    guard = Guard(GuardPolicy(rate=10.0, burst=20.0, excess_limit=50.0, trusted=()))
+    carriers = {"192.0.2.7"}
+    guard.also_trusted = carriers.__contains__
+    assert {guard.check("192.0.2.7", 0.0) for _ in range(1000)} == {ALLOW}
+    assert guard.tracked_sources == 0
+    assert BLOCK in {guard.check("192.0.2.8", 0.0) for _ in range(1000)}
+
+
 def test_new_limits_and_trusted_networks_apply_to_later_requests() -> None:
     guard = Guard(SMALL)
     assert [guard.check(PHONE, 0.0) for _ in range(21)][-1] is THROTTLE
