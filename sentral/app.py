@@ -672,6 +672,9 @@ class Server:
                 continue
             results = await asyncio.gather(*(resolve_host(name, TRUNK_RESOLVE_TIMEOUT) for name in names))
             for name, addresses in zip(names, results, strict=True):
+                for address in addresses or ():
+                    # A TLS carrier's certificate names its host, not the address it resolved to.
+                    self.transports.server_names[address] = name
                 endpoint.trunk_resolved(name, addresses)
 
     async def _leave_trunks(self) -> None:

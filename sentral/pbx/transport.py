@@ -47,6 +47,7 @@ log = structlog.get_logger("sentral.transport")
 
 UDP_BUFFER = 65_535
 UDP_DRAIN_BATCH = 256
+CONNECT_TIMEOUT = 5.0  # how long a connection Sentral opens (to a carrier) may take to come up
 SOCKET_BUFFER = 4 * 1024 * 1024
 
 # Overload. What waits in a UDP socket's receive queue is read from the kernel (SO_MEMINFO, in its
@@ -295,6 +296,7 @@ class Transports:
         self.on_backlog = on_backlog
         self.overloaded = False
         self.ssl_context = ssl_context
+        self._client_context: ssl.SSLContext | None = None
         self.idle_timeout = idle_timeout
         self._udp: dict[Listen, _UdpListener] = {}
         self._udp_by_family: dict[int, _UdpListener] = {}
@@ -305,6 +307,14 @@ class Transports:
         self._next_conn = 1
         self._sweeper: asyncio.Task[None] | None = None
         self.bound: list[Listen] = []
+        # Connections Sentral opens itself (to a trunk's carrier over TCP or TLS): what waits to
+        # be sent on each while it connects, and the tasks connecting.
+        self._connecting: dict[tuple[str, str, int], list[bytes]] = {}
+        self._connects: set[asyncio.Task[None]] = set()
+        # The name a TLS peer's certificate is checked against, by address (a trunk's host name
+        # for the addresses it resolved to); an address not here is checked as itself.
+        self.server_names: dict[str, str] = {}
+        self.connect_timeout = CONNECT_TIMEOUT
 
     async def start(self, listens: tuple[Listen, ...]) -> None:
         """Bind every listener; raise ListenError, which says why, if one cannot be bound."""
@@ -395,9 +405,58 @@ class Transports:
         if conn is None:
             conn = self._conns_by_peer.get((target.transport, target.host, target.port))
         if conn is None:
-            log.info("no_connection", transport=target.transport, peer=f"{target.host}:{target.port}")
-            return False
+            if target.conn_id:
+                # A phone's flow that has closed: only the phone can open it again (RFC 5626).
+                log.info("no_connection", transport=target.transport, peer=f"{target.host}:{target.port}")
+                return False
+            return self._connect(data, target)
         return conn.send(data)
+
+    def _connect(self, data: bytes, target: Target) -> bool:
+        """Open a connection to ``target`` (a carrier: nobody else is sent to first over a stream)
+        and send ``data`` on it once it is up. What cannot be sent is lost, as a datagram would be:
+        the transactions' own timers take it from there."""
+        key = (target.transport, target.host, target.port)
+        waiting = self._connecting.get(key)
+        if waiting is not None:
+            waiting.append(data)
+            return True
+        if target.transport == "tls" and self._client_context is None:
+            self._client_context = ssl.create_default_context()
+        listen = next((b for b in self.bound if b.transport == target.transport), None)
+        if listen is None:
+            listen = Listen(target.transport, "0.0.0.0", 0)
+        self._connecting[key] = [data]
+        task = asyncio.get_running_loop().create_task(self._open(key, listen), name=f"connect-{target.host}")
+        self._connects.add(task)
+        task.add_done_callback(self._connects.discard)
+        return True
+
+    async def _open(self, key: tuple[str, str, int], listen: Listen) -> None:
+        transport, host, port = key
+        loop = asyncio.get_running_loop()
+        tls = transport == "tls"
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _StreamConnection(self, listen, transport),
+                    host,
+                    port,
+                    ssl=self._client_context if tls else None,
+                    server_hostname=self.server_names.get(host, host) if tls else None,
+                ),
+                self.connect_timeout,
+            )
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            log.info("connect_failed", transport=transport, peer=f"{host}:{port}", error=str(exc) or type(exc).__name__)
+            self._connecting.pop(key, None)
+            return
+        waiting = self._connecting.pop(key, [])
+        conn = self._conns_by_peer.get(key)
+        if conn is None:
+            return
+        for data in waiting:
+            conn.send(data)
 
     def connection_open(self, conn_id: int) -> bool:
         """True while stream connection ``conn_id`` is open (a flow of RFC 5626)."""
@@ -423,6 +482,8 @@ class Transports:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        for task in list(self._connects):
+            task.cancel()
         for listener in self._udp.values():
             loop.remove_reader(listener.sock.fileno())
             listener.sock.close()

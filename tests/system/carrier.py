@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +108,7 @@ def start_carrier(
     timeout: float = 120.0,
     keys: dict[str, str] | None = None,
     answer_options: bool = True,
+    transport: str = "udp",
 ) -> Carrier:
     """Start a carrier scenario as a UAS and wait until it listens. ``rtp``: the peer its SDP names
     (else a port nothing listens on); ``pause_ms``: SIPp's -d, how long a scenario's pause lasts;
@@ -119,9 +121,9 @@ def start_carrier(
     if answer_options:
         extra.append("-aa")
     process = sipp.start(
-        None, scenario, local_ip=ip, local_port=port, calls=calls, timeout=timeout, extra=extra
+        None, scenario, local_ip=ip, local_port=port, calls=calls, timeout=timeout, extra=extra, transport=transport
     )
-    process.wait_listening()
+    process.wait_listening(kind=socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM)
     return Carrier(process, log, ip, port)
 
 

@@ -91,10 +91,11 @@ def free_port(host: str = LOOPBACK) -> int:
     raise RuntimeError(f"no port free for both UDP and TCP on {host}")
 
 
-def udp_port_in_use(port: int, host: str = LOOPBACK) -> bool:
-    """True when some process has bound this UDP port (used to see that a peer is listening)."""
+def udp_port_in_use(port: int, host: str = LOOPBACK, kind: int = socket.SOCK_DGRAM) -> bool:
+    """True when some process has bound this UDP port (with ``kind`` SOCK_STREAM: this TCP port),
+    used to see that a peer is listening."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+    with socket.socket(family, kind) as probe:
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -497,12 +498,13 @@ class SippProcess:
     started: float = field(default_factory=time.monotonic)
     local_ip: str = LOOPBACK
 
-    def wait_listening(self, timeout: float = 5.0) -> None:
-        """Wait until SIPp has bound its UDP port (or ended, which wait() then reports)."""
+    def wait_listening(self, timeout: float = 5.0, kind: int = socket.SOCK_DGRAM) -> None:
+        """Wait until SIPp has bound its UDP port (``kind`` SOCK_STREAM: its TCP port), or ended,
+        which wait() then reports."""
         wait_until(
-            lambda: self.proc.poll() is not None or udp_port_in_use(self.local_port, self.local_ip),
+            lambda: self.proc.poll() is not None or udp_port_in_use(self.local_port, self.local_ip, kind),
             timeout,
-            f"sipp to listen on udp port {self.local_ip}:{self.local_port}",
+            f"sipp to listen on port {self.local_ip}:{self.local_port}",
         )
 
     def wait(self, timeout: float | None = None) -> SippResult:

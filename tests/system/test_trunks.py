@@ -230,6 +230,21 @@ def test_keys_cross_both_ways_as_telephone_events(clinic: Clinic, tmp_path: Path
     assert carrier.process.wait(5).successful == 1
 
 
+def test_a_trunk_over_tcp_is_connected_to_and_the_call_goes_out_on_it(clinic: Clinic) -> None:
+    port = free_port(SECOND_CARRIER_IP)
+    clinic.server.reconfigure("trunk", "remove", "first")
+    clinic.server.reconfigure(
+        "trunk", "set", "second", "--host", f"{SECOND_CARRIER_IP}:{port}", "--transport", "tcp"
+    )
+    log = clinic.tmp / "carrier-tcp.log"
+    carrier = start_carrier(clinic.sipp, ANSWER, log, ip=SECOND_CARRIER_IP, port=port, transport="tcp")
+    clinic.carriers.append(carrier)
+    phone = clinic.phone("1001")
+    hang_up(phone, call_out(phone, PATIENT))
+    assert [i.user for i in carrier.invites()] == [PATIENT_E164]
+    assert carrier.process.wait(5).successful == 1
+
+
 def test_an_open_international_number_goes_out_and_a_closed_one_gets_403_and_the_prompt(
     clinic: Clinic, tmp_path: Path
 ) -> None:
