@@ -470,11 +470,14 @@ class Server:
             self.endpoint.calls.digit(call_id, leg_id, digit, time.monotonic())
 
     async def _watch_media(self) -> None:
-        """Every few seconds, hang up answered calls whose media has died."""
+        """Every few seconds, hang up answered calls whose media has died, and close the relay's
+        resting sockets that no call took (a quiet server would otherwise keep them)."""
         while True:
             config = self.config  # SIGHUP may change the times
             interval = min(MEDIA_CHECK, max(0.5, config.dead_media / 3))
             await asyncio.sleep(interval)
+            if self.anchor is not None:
+                self.anchor.relay.retire(time.monotonic())
             endpoint = self.endpoint
             if endpoint is None:
                 continue
