@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import tracemalloc
 from dataclasses import replace
 from typing import Any
 
@@ -333,6 +334,23 @@ def test_replay_table_forgets_expired_nonces() -> None:
     (value,) = authority.challenge(REALM, 100.0, algorithms=("MD5",))
     assert verify(authority, answer(value), 101.0) is Verdict.OK
     assert authority.tracked_nonces == 1
+
+
+def test_the_replay_table_keeps_little_per_nonce() -> None:
+    """Every nonce answered within its lifetime stays in the table (some 60,000 at 200 calls a
+    second), so an entry must not hold on to the nonce's text."""
+    authority = DigestAuthority(SECRET)
+    values = [authority.challenge(REALM, 1000.0 + i / 100, algorithms=("MD5",))[0] for i in range(5000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for value in values:
+            assert verify(authority, answer(value), 1060.0) is Verdict.OK
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert authority.tracked_nonces == 5000
+    assert held / 5000 < 100  # bytes an entry; the text of a nonce alone takes more than 100
 
 
 def test_replay_table_is_bounded_and_never_reopens_an_evicted_nonce() -> None:
