@@ -8,19 +8,31 @@ resident memory and its open file descriptors; at the end, the growth of the res
 the last. The server runs in the configuration a clinic runs (media anchored, calls logged at
 info) unless ``--tuned``.
 
-``--tracemalloc DIR`` runs the server under tracemalloc and writes a snapshot into DIR at every
-sample (the server is started through a small launcher that dumps one on SIGUSR2), then prints the
+As in ``bench_calls.py``, each anchored call opens two relay endpoints and its SDP names them,
+but SIPp sends no RTP: the relay's sockets and their reuse are exercised, not its packet path.
+
+``--probe DIR`` starts the server through a small launcher that, on SIGUSR2 (sent at every
+sample), appends one JSON line to DIR/probe.jsonl: resident memory (anonymous and file-backed),
+Python's allocated blocks, glibc's heap (in use and free, from ``mallinfo2``), SQLite's memory,
+the objects the collector tracks, and the length of every container of 200 or more held by
+sentral's objects (found from the running tasks, since start-up's objects are frozen out of the
+collector's view). With ``SOAK_COLLECT=1`` in the environment the probe also runs a full
+collection and names the types of the reference cycles it freed; with ``SOAK_TRIM=1`` it calls
+``malloc_trim`` and records the memory after. ``--tracemalloc DIR`` does the same and runs the
+server under tracemalloc, writing a snapshot into DIR at every sample, then prints the
 allocation sites whose memory grew most between the first minute's snapshot and the last. It
 slows the server several times over, so run it at a lower rate, for finding where memory goes
-rather than for the figure.
+rather than for the figure. Nothing of this is in the server itself.
 
     .venv/bin/python bench/bench_soak.py --minutes 60 --rate 200
-    .venv/bin/python bench/bench_soak.py --minutes 5 --rate 50 --tracemalloc /tmp/soak-snapshots
+    .venv/bin/python bench/bench_soak.py --minutes 10 --rate 100 --probe /tmp/soak-probe
+    .venv/bin/python bench/bench_soak.py --minutes 5 --rate 12 --tracemalloc /tmp/soak-snapshots
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import signal
@@ -47,14 +59,93 @@ HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE.parent / "tests" / "system" / "scenarios"
 CALLER, CALLEE = "1001", "1002"
 
-# Runs `sentral` as the console script would, with tracemalloc on and a snapshot on SIGUSR2.
+# Runs `sentral` as the console script would, with a probe on SIGUSR2: one JSON line into
+# DIR/probe.jsonl with the process's memory as the allocators see it (Python's blocks, glibc's
+# heap, SQLite's caches, resident anonymous and file-backed pages) and the sizes of the largest
+# containers held by sentral's objects, and a tracemalloc snapshot when tracing is on.
 LAUNCHER = """
-import signal, sys, tracemalloc
-tracemalloc.start(12)
+import ctypes, ctypes.util, gc, json, os, signal, sys, time, tracemalloc
+if os.environ.get("SOAK_TRACEMALLOC"):
+    tracemalloc.start(12)
 counter = iter(range(1_000_000))
-def dump(*_):
-    tracemalloc.take_snapshot().dump(f"{DIR}/snapshot-{next(counter):04d}.bin")
-signal.signal(signal.SIGUSR2, dump)
+libc = ctypes.CDLL(None)
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc.mallinfo2.restype = MallInfo2
+sqlite = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+sqlite.sqlite3_memory_used.restype = ctypes.c_int64
+def status():
+    fields = {}
+    for line in open("/proc/self/status"):
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+            fields[name] = int(value.split()[0]) * 1024
+    return fields
+def containers():
+    # The tables were made at start-up and the server froze them out of the collector's view
+    # (gc.freeze), so walk from what it still sees (young objects, sentral's modules) through
+    # sentral's objects and the small containers between them.
+    def ours(obj):
+        return (getattr(type(obj), "__module__", "") or "").startswith("sentral.")
+    seen, sizes = set(), {}
+    todo = [o for o in gc.get_objects() if ours(o)]
+    todo += [m for name, m in list(sys.modules.items()) if name.startswith("sentral")]
+    import asyncio.tasks
+    for task in list(asyncio.tasks._all_tasks):
+        coro = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                todo.extend(v for v in frame.f_locals.values() if ours(v))
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        names = list(getattr(obj, "__dict__", {}))
+        for klass in type(obj).__mro__:
+            names.extend(getattr(klass, "__slots__", ()))
+        for name in names:
+            value = getattr(obj, name, None)
+            if ours(value):
+                todo.append(value)
+            elif isinstance(value, (dict, list, set, frozenset, tuple)) or type(value).__name__ == "deque":
+                if len(value) >= 200:
+                    key = f"{getattr(type(obj), '__qualname__', type(obj).__name__)}.{name}"
+                    sizes[key] = sizes.get(key, 0) + len(value)
+                elif len(value) < 50:
+                    items = value.values() if isinstance(value, dict) else value
+                    todo.extend(item for item in items if ours(item))
+    return sizes
+def probe(*_):
+    n = next(counter)
+    if tracemalloc.is_tracing():
+        tracemalloc.take_snapshot().dump(f"{DIR}/snapshot-{n:04d}.bin")
+    info = libc.mallinfo2()
+    row = {"n": n, "at": time.time(), **status(), "py_blocks": sys.getallocatedblocks(),
+           "traced": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None,
+           "malloc_arena": info.arena, "malloc_mmap": info.hblkhd, "malloc_used": info.uordblks,
+           "malloc_free": info.fordblks, "sqlite": sqlite.sqlite3_memory_used(), "gc_objects": len(gc.get_objects()),
+           "containers": containers()}
+    if os.environ.get("SOAK_COLLECT"):
+        # What a full collection finds now: reference cycles that wait for it in the old generation.
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        row["collected"] = gc.collect()
+        kinds = {}
+        for obj in gc.garbage:
+            name = f"{getattr(type(obj), '__module__', '')}.{type(obj).__qualname__}"
+            kinds[name] = kinds.get(name, 0) + 1
+        row["garbage"] = dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:25])
+        gc.garbage.clear()
+        gc.set_debug(0)
+    if os.environ.get("SOAK_TRIM"):
+        libc.malloc_trim(0)
+        row["after_trim"] = status()
+    with open(f"{DIR}/probe.jsonl", "a") as out:
+        out.write(json.dumps(row) + "\\n")
+signal.signal(signal.SIGUSR2, probe)
 from sentral.cli import main
 sys.argv[0] = "sentral"
 main()
@@ -81,8 +172,14 @@ def main() -> int:
     parser.add_argument("--refresh", type=float, default=60.0, help="seconds between a phone's registrations")
     parser.add_argument("--sample", type=float, default=60.0, help="seconds between rows")
     parser.add_argument("--tracemalloc", type=Path, help="write tracemalloc snapshots of the server here")
+    parser.add_argument(
+        "--probe", type=Path,
+        help="write a line of the server's memory by allocator and its largest containers here at every sample",
+    )
     add_mode_argument(parser)
     args = parser.parse_args()
+    # Stopped early with SIGTERM, the soak still stops the server and its SIPp peers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     seconds = args.minutes * 60
     print("command: python bench/bench_soak.py " + shlex.join(sys.argv[1:]))
     print(f"server: {mode_name(args.tuned)}", flush=True)
@@ -91,10 +188,13 @@ def main() -> int:
         work = Path(tmp)
         sipp = Sipp(work / "sipp")
         server = call_server(work, (CALLER, CALLEE, *phones), tuned=args.tuned)
-        if args.tracemalloc is not None:
-            args.tracemalloc.mkdir(parents=True, exist_ok=True)
-            code = LAUNCHER.replace("{DIR}", str(args.tracemalloc.resolve()))
+        probe_dir = args.tracemalloc if args.tracemalloc is not None else args.probe
+        if probe_dir is not None:
+            probe_dir.mkdir(parents=True, exist_ok=True)
+            code = LAUNCHER.replace("{DIR}", str(probe_dir.resolve()))
             server.command = [sys.executable, "-c", code]
+            if args.tracemalloc is not None:
+                server.env["SOAK_TRACEMALLOC"] = "1"
         server.start(timeout=120)
         assert server.proc is not None
         pid = server.proc.pid
@@ -137,7 +237,7 @@ def main() -> int:
                         return 1
                     rss = process_rss(pid)
                     cpu = process_cpu(pid)
-                    if args.tracemalloc is not None:
+                    if probe_dir is not None:
                         os.kill(pid, signal.SIGUSR2)
                     calls = read_last_stats_row(uac.stat_file)
                     regs = read_last_stats_row(registrar.stat_file)
@@ -164,9 +264,28 @@ def main() -> int:
         f"RSS after the first minute {after_first_minute / 2**20:.1f} MiB, at the end {last / 2**20:.1f} MiB: "
         f"{(last / after_first_minute - 1) * 100:+.1f} %"
     )
+    if probe_dir is not None:
+        probe_rows(probe_dir)
     if args.tracemalloc is not None:
         growth(args.tracemalloc, samples)
     return 0
+
+
+def probe_rows(directory: Path) -> None:
+    """The probe's lines as a table: where the resident memory is, sample by sample."""
+    path = directory / "probe.jsonl"
+    if not path.exists():
+        return
+    mib = 2**20
+    print(f"\n{'sample':>6} {'RSS':>7} {'anon':>7} {'heap':>7} {'in use':>7} {'free':>6} {'py blocks':>10} largest containers")
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        largest = sorted(row["containers"].items(), key=lambda item: -item[1])[:3]
+        print(
+            f"{row['n']:>6} {row['VmRSS'] / mib:>7.1f} {row['RssAnon'] / mib:>7.1f} {row['malloc_arena'] / mib:>7.1f} "
+            f"{row['malloc_used'] / mib:>7.1f} {row['malloc_free'] / mib:>6.1f} {row['py_blocks']:>10} "
+            + ", ".join(f"{name} {size}" for name, size in largest)
+        )
 
 
 def growth(directory: Path, samples: list[tuple[float, int]]) -> None:

@@ -34,6 +34,11 @@ just before reuse, so that no stale packet can be the first a new latch learns f
 pairs still hold their ports; the relay closes them for real when the range has no other pair
 free, so that resting never refuses a call, and keeps at most ``max_resting`` of them (half the
 range, and a quarter of the process's file descriptors).
+
+A pair that has rested ``retire_after`` seconds is closed for real too. Each new endpoint takes at
+most one resting pair, so without it every moment when calls ended faster than new ones began
+(a burst of hang-ups, a pause in new calls) would leave the pool larger for good, until it held
+``max_resting`` pairs of sockets and their handles that the call rate never needed.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ log = structlog.get_logger("sentral.media")
 BUFFER_SIZE = 65_535
 DRAIN_BATCH = 512  # datagrams read per wake-up at most, so one busy socket cannot starve the rest
 REUSE_AFTER = 2.0  # seconds a closed endpoint's sockets rest before another endpoint takes them
+RETIRE_AFTER = 2 * REUSE_AFTER  # seconds after which a resting pair nobody took is closed for real
 _RTCP_TYPES = range(64, 96)  # RTCP packet types 192..223 as they read in the RTP payload-type bits
 _unpack_header = FIXED_HEADER.unpack_from
 
@@ -417,6 +423,7 @@ class Relay:
         policy: LatchPolicy = DEFAULT_POLICY,
         socket_buffer: int = 0,
         reuse_after: float = REUSE_AFTER,
+        retire_after: float = RETIRE_AFTER,
         max_resting: int | None = None,
     ) -> None:
         self.address = address
@@ -424,6 +431,7 @@ class Relay:
         self.policy = policy
         self.socket_buffer = socket_buffer
         self.reuse_after = reuse_after
+        self.retire_after = max(retire_after, reuse_after)
         if max_resting is None:
             files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             max_resting = pool.capacity // 2
@@ -450,7 +458,13 @@ class Relay:
     def open(self) -> Endpoint:
         """A new endpoint on a free port pair; PortsExhausted when none can be had."""
         resting = self._resting
-        if resting and resting[0][0] + self.reuse_after <= time.monotonic():
+        ripe = False
+        if resting:
+            now = time.monotonic()
+            if resting[0][0] + self.reuse_after <= now:
+                self.retire(now)  # the pair taken below is then one still worth keeping
+                ripe = bool(resting) and resting[0][0] + self.reuse_after <= now
+        if ripe:
             _, port, rtp, rtcp = resting.popleft()
             # What came since the last wake-up is dropped; a pair someone keeps spraying is not reused.
             if rtp.drain() and rtcp.drain():
@@ -468,6 +482,18 @@ class Relay:
             # Every free pair rests: the one that has rested longest is closed for real instead.
             _, port, rtp, rtcp = resting.popleft()
             self._discard(port, rtp, rtcp)
+
+    def retire(self, now: float) -> int:
+        """Close for real the resting pairs that have rested ``retire_after`` seconds by ``now``;
+        how many were closed."""
+        resting = self._resting
+        limit = now - self.retire_after
+        retired = 0
+        while resting and resting[0][0] < limit:
+            _, port, rtp, rtcp = resting.popleft()
+            self._discard(port, rtp, rtcp)
+            retired += 1
+        return retired
 
     def _open_fresh(self) -> Endpoint:
         loop = self.loop

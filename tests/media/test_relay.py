@@ -8,11 +8,13 @@ import gc
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from sentral.media import g711
+from sentral.media import relay as relay_module
 from sentral.media.dtmf import Digit, TelephoneEvent, build_event
 from sentral.media.latch import PortPool, PortsExhausted
 from sentral.media.player import Player
@@ -363,6 +365,33 @@ async def test_resting_pairs_are_capped() -> None:
     finally:
         relay.close()
     assert Relay(HOST, PortPool(41200, 41207)).max_resting == 2  # half the range at most
+
+
+def test_pairs_left_over_from_a_burst_of_hang_ups_are_closed(run: Runner[None], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each new endpoint takes one resting pair at most, so pairs beyond what the call rate
+    needs would rest for ever: once they have rested ``retire_after`` seconds they are closed."""
+    clock = [1000.0]
+    monkeypatch.setattr(relay_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+
+    async def body() -> None:
+        pool = PortPool(*POOL_RANGE)
+        relay = Relay(HOST, pool, reuse_after=2.0, retire_after=4.0)
+        try:
+            burst = [relay.open() for _ in range(10)]
+            for endpoint in burst:  # ten calls end at once
+                endpoint.close()
+            assert pool.resting == 10
+            for _ in range(20):  # then one call a second, each over within that second
+                clock[0] += 1.0
+                relay.open().close()
+            assert 2 <= pool.resting <= 5  # what one call a second needs, rested 2 to 4 s
+            resting = pool.resting
+            assert relay.retire(clock[0] + 60) == resting
+            assert pool.resting == 0 and pool.available == pool.capacity
+        finally:
+            relay.close()
+
+    run(body())
 
 
 def _live_endpoints() -> int:

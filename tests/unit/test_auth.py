@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import tracemalloc
 from dataclasses import replace
 from typing import Any
 
@@ -324,32 +325,59 @@ def test_algorithm_and_qop_are_case_insensitive(authority: DigestAuthority) -> N
     assert verify(authority, parse_credentials(header), 1001.0) is Verdict.OK
 
 
-def test_replay_table_forgets_expired_nonces() -> None:
+def test_an_expired_nonce_is_stale_whatever_its_count() -> None:
     authority = DigestAuthority(SECRET, nonce_lifetime=10.0)
-    for i in range(5):
-        (value,) = authority.challenge(REALM, float(i), algorithms=("MD5",))
-        assert verify(authority, answer(value), float(i) + 1) is Verdict.OK
-    assert authority.tracked_nonces == 5
-    (value,) = authority.challenge(REALM, 100.0, algorithms=("MD5",))
-    assert verify(authority, answer(value), 101.0) is Verdict.OK
-    assert authority.tracked_nonces == 1
+    (value,) = authority.challenge(REALM, 0.0, algorithms=("MD5",))
+    assert verify(authority, answer(value, nc=1), 1.0) is Verdict.OK
+    assert verify(authority, answer(value, nc=1), 20.0) is Verdict.STALE
+    assert verify(authority, answer(value, nc=2), 20.0) is Verdict.STALE
 
 
-def test_replay_table_is_bounded_and_never_reopens_an_evicted_nonce() -> None:
+def test_the_replay_table_does_not_grow_with_the_nonces_answered() -> None:
+    """Every nonce answered within its lifetime needs its count remembered (some 60,000 at 200
+    calls a second): the table is allocated once, so the server does not grow as it fills."""
+    authority = DigestAuthority(SECRET)
+    values = [authority.challenge(REALM, 1000.0 + i / 100, algorithms=("MD5",))[0] for i in range(5000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for value in values:
+            assert verify(authority, answer(value), 1060.0) is Verdict.OK
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 5000  # bytes in all; a table of entries made as nonces come holds 85-130 each
+    for value in values:
+        assert verify(authority, answer(value), 1060.0) is Verdict.REPLAY
+
+
+def test_a_nonce_whose_slot_a_later_nonce_took_is_stale_never_replayed() -> None:
     authority = DigestAuthority(SECRET, max_nonces=10)
     values = [authority.challenge(REALM, 1000.0 + i, algorithms=("MD5",))[0] for i in range(50)]
-    for value in values:
+    # Only the last ten issued still have their slots.
+    for value in values[:40]:
+        assert verify(authority, answer(value, nc=1), 1060.0) is Verdict.STALE
+        assert verify(authority, answer(value, nc=2), 1060.0) is Verdict.STALE
+    for value in values[40:]:
         assert verify(authority, answer(value, nc=1), 1060.0) is Verdict.OK
-        assert authority.tracked_nonces <= 10
-    # The first nonce was evicted: its history is gone, so even a higher count is not trusted.
-    assert verify(authority, answer(values[0], nc=1), 1060.0) is Verdict.STALE
-    assert verify(authority, answer(values[0], nc=2), 1060.0) is Verdict.STALE
-    # Recent ones still remember their count.
-    assert verify(authority, answer(values[-1], nc=1), 1060.0) is Verdict.REPLAY
-    assert verify(authority, answer(values[-1], nc=2), 1060.0) is Verdict.OK
-    # A nonce issued after the eviction horizon is accepted as usual.
+        assert verify(authority, answer(value, nc=1), 1060.0) is Verdict.REPLAY
+        assert verify(authority, answer(value, nc=2), 1060.0) is Verdict.OK
+    # A later nonce takes the slot of the oldest of them, which goes stale.
     (fresh,) = authority.challenge(REALM, 1100.0, algorithms=("MD5",))
     assert verify(authority, answer(fresh), 1101.0) is Verdict.OK
+    assert verify(authority, answer(values[40], nc=3), 1101.0) is Verdict.STALE
+    assert verify(authority, answer(values[41], nc=3), 1101.0) is Verdict.OK
+
+
+def test_nonces_from_before_a_restart_are_stale_not_replayable() -> None:
+    """The secret outlives a restart, but the counts seen before it do not: such a nonce is stale."""
+    before = DigestAuthority(SECRET)
+    (value,) = before.challenge(REALM, 1000.0, algorithms=("MD5",))
+    assert verify(before, answer(value), 1001.0) is Verdict.OK
+    after = DigestAuthority(SECRET)
+    assert verify(after, answer(value), 1002.0) is Verdict.STALE
+    (fresh,) = after.challenge(REALM, 1003.0, algorithms=("MD5",))
+    assert verify(after, answer(fresh), 1004.0) is Verdict.OK
 
 
 def test_injected_randomness_makes_nonces_reproducible() -> None:

@@ -9,20 +9,21 @@ algorithm it supports. The client proves it knows the password by returning
 
 where HA1 = H(username ":" realm ":" password) is what storage keeps instead of the password.
 
-Nonces are stateless to check. Each one is the issue time, twelve random bytes and an HMAC over
-both and the realm, keyed with the server's secret. A nonce that was not issued here, was altered
-or was issued for another realm fails the HMAC; an old one is recognised from its issue time.
-Nothing is stored when a challenge goes out, so a flood of unauthenticated requests costs no
-memory.
+Nonces are stateless to check. Each one is the issue time, a sequence number, four random bytes
+and an HMAC over them and the realm, keyed with the server's secret. A nonce that was not issued
+here, was altered or was issued for another realm fails the HMAC; an old one is recognised from
+its issue time. Nothing is stored when a challenge goes out, so a flood of unauthenticated
+requests costs no memory.
 
 What does need memory is replay protection: RFC 7616 §3.3 has the client count the requests it
 sends with one nonce (``nc``), and the server refuses a count it has already seen. The highest
-count accepted per nonce is kept in a table that only grows on a *successful* verification (a
-forged response cannot evict or poison anyone's entry), that forgets nonces once they are past
-their lifetime (a stale nonce is refused anyway), and that is capped in size. When the cap forces
-out a nonce that is still young, the issue time of that nonce becomes a horizon: any nonce issued
-no later than the horizon and absent from the table is answered STALE, so an evicted nonce can
-never be replayed, at worst a client pays one extra challenge.
+count accepted per nonce is kept in a table of fixed size, allocated at the start: one slot for
+each of the last ``max_nonces`` nonces issued, found from the nonce's sequence number. A slot is
+written only on a *successful* verification (a forged response cannot poison anyone's entry). A
+nonce whose slot a later nonce has taken is answered STALE, so it can never be replayed; at worst
+a client pays one extra challenge, which is also all that a flood of challenges can cost others
+(it numbers ``max_nonces`` nonces before a phone's nonce goes stale early). The table's size never
+changes, so the server's memory does not grow as nonces are answered.
 
 An unknown user is checked against a dummy HA1 with exactly the work a known user costs, and gets
 the same verdict as a wrong password, so neither timing nor answers reveal which extensions exist.
@@ -48,11 +49,10 @@ import hashlib
 import hmac
 import re
 import struct
-from collections import deque
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from math import inf
 from typing import Protocol
 from urllib.parse import unquote
 
@@ -315,12 +315,16 @@ class Verdict(Enum):
 _NONCE_LABEL = b"sentral digest nonce\x00"
 _OPAQUE_LABEL = b"sentral digest opaque\x00"
 _DUMMY_LABEL = b"sentral digest dummy\x00"
+# A nonce is its issue time, its sequence number, random bytes and an HMAC tag over them.
 _ISSUED = struct.Struct(">d")
-_RANDOM_BYTES = 12
+_SEQUENCE = struct.Struct(">Q")
+_RANDOM_BYTES = 4
+_BODY_BYTES = _ISSUED.size + _SEQUENCE.size + _RANDOM_BYTES
 _TAG_BYTES = 16
-_RAW_NONCE_BYTES = _ISSUED.size + _RANDOM_BYTES + _TAG_BYTES
+_RAW_NONCE_BYTES = _BODY_BYTES + _TAG_BYTES
+_MAX_NC = 0xFFFFFFFF  # the eight hex digits of a nonce-count
 # 36 bytes are exactly 48 base64 characters: no padding and no spare bits, so each nonce has a
-# single spelling and can key the nonce-count table as text.
+# single spelling.
 _NONCE_RE = re.compile(rf"[A-Za-z0-9_-]{{{_RAW_NONCE_BYTES * 4 // 3}}}")
 # A nonce issued up to this far in the future still counts as fresh, for a wall clock stepped back
 # a little between challenge and answer; further than that it is treated as stale.
@@ -351,19 +355,18 @@ class DigestAuthority:
         self._random = random_bytes
         self._dummy = {name: hasher(_DUMMY_LABEL + secret).hexdigest() for name, hasher in _HASHERS.items()}
         self._opaque: dict[str, str] = {}
-        # Highest nonce-count accepted per nonce, and the nonces in the order they were first
-        # accepted. A deque beside a dict rather than an OrderedDict: half the memory per entry,
-        # and popping from the front stays O(1) (a plain dict degrades when emptied from the front).
-        self._nc: dict[str, int] = {}
-        self._order: deque[str] = deque()
-        # When the nonce at the front of ``_order`` stops being fresh (inf while it is empty).
-        self._front_expires = float("inf")
-        self._horizon = float("-inf")
-
-    @property
-    def tracked_nonces(self) -> int:
-        """How many nonces the replay table currently holds."""
-        return len(self._nc)
+        # The replay table: a slot for each of the last ``max_nonces`` nonces issued, the nonce
+        # numbered n in slot n % max_nonces, holding n + 1 once the nonce has been answered (0
+        # before) and the highest nonce-count accepted with it. Allocated here once and for all:
+        # a table that grew with the nonces answered (some 60,000 within the lifetime at 200
+        # calls a second) grew the server for the first five minutes and scattered long-lived
+        # objects among short-lived ones. A nonce whose slot a later one has taken is stale.
+        self._window = max_nonces
+        self._owners = array("Q", bytes(_SEQUENCE.size * max_nonces))
+        self._counts = array("I", bytes(4 * max_nonces))
+        # This run numbers its nonces from a random start, so that nonces from before a restart
+        # (the secret is kept) fall outside the window and are stale rather than taking slots.
+        self._next = int.from_bytes(random_bytes(6))
 
     def challenge(
         self,
@@ -409,10 +412,10 @@ class DigestAuthority:
             return Verdict.FAILED
         if realm is not None and creds.realm != realm:
             return Verdict.FAILED
-        nonce = creds.nonce
-        issued = self._nonce_issued(nonce, creds.realm)
-        if issued is None:
+        fields = self._nonce_fields(creds.nonce, creds.realm)
+        if fields is None or nc > _MAX_NC:
             return Verdict.FAILED
+        issued, number = fields
         # Only now is the realm known to be one this server challenged for, which keeps the
         # opaque cache from filling with realms made up by clients.
         if creds.opaque is not None and creds.opaque != self._opaque_for(creds.realm):
@@ -423,7 +426,7 @@ class DigestAuthority:
         expected = _response(
             hasher,
             ha1 if ha1 is not None else self._dummy[creds.algorithm],
-            nonce,
+            creds.nonce,
             nc,
             cnonce,
             qop,
@@ -437,22 +440,25 @@ class DigestAuthority:
         age = now - issued
         if age > self._lifetime or age < -_CLOCK_SKEW:
             return Verdict.STALE
-        highest = self._nc.get(nonce)
-        if highest is None:
-            if issued <= self._horizon:
-                # Possibly evicted from a full table: its history is gone, so it cannot be trusted.
-                return Verdict.STALE
-            self._remember(nonce, nc, issued, now)
+        newest = self._next - 1
+        if not newest - self._window < number <= newest:
+            return Verdict.STALE  # its slot has gone to a later nonce, or it is from before a restart
+        slot = number % self._window
+        if self._owners[slot] != number + 1:
+            self._owners[slot] = number + 1
+            self._counts[slot] = nc
             return Verdict.OK
-        if nc <= highest:
+        if nc <= self._counts[slot]:
             return Verdict.REPLAY
-        self._nc[nonce] = nc
+        self._counts[slot] = nc
         return Verdict.OK
 
     def _new_nonce(self, realm: str, now: float) -> str:
-        body = _ISSUED.pack(now) + self._random(_RANDOM_BYTES)
-        if len(body) != _ISSUED.size + _RANDOM_BYTES:
+        random = self._random(_RANDOM_BYTES)
+        if len(random) != _RANDOM_BYTES:
             raise ValueError("random_bytes returned the wrong number of bytes")
+        body = _ISSUED.pack(now) + _SEQUENCE.pack(self._next) + random
+        self._next += 1
         return base64.urlsafe_b64encode(body + self._nonce_tag(body, realm)).decode("ascii")
 
     def _nonce_tag(self, body: bytes, realm: str) -> bytes:
@@ -461,19 +467,21 @@ class DigestAuthority:
         message = _NONCE_LABEL + body + realm.encode(_ENCODING, _ERRORS)
         return hmac.digest(self._secret, message, "sha256")[:_TAG_BYTES]
 
-    def _nonce_issued(self, nonce: str, realm: str) -> float | None:
-        """The issue time of ``nonce`` if this server issued it for ``realm``, else None."""
+    def _nonce_fields(self, nonce: str, realm: str) -> tuple[float, int] | None:
+        """The issue time and sequence number of ``nonce`` if this server issued it for
+        ``realm``, else None."""
         # The alphabet check also keeps the spelling unique: the decoder would take "+" for "-"
         # and "/" for "_", and a second spelling of a nonce would have a replay table entry of
         # its own.
         if _NONCE_RE.fullmatch(nonce) is None:
             return None
         raw = base64.urlsafe_b64decode(nonce)
-        body = raw[: _ISSUED.size + _RANDOM_BYTES]
-        if not hmac.compare_digest(self._nonce_tag(body, realm), raw[_ISSUED.size + _RANDOM_BYTES :]):
+        body = raw[:_BODY_BYTES]
+        if not hmac.compare_digest(self._nonce_tag(body, realm), raw[_BODY_BYTES:]):
             return None
         issued: float = _ISSUED.unpack_from(raw)[0]
-        return issued
+        number: int = _SEQUENCE.unpack_from(raw, _ISSUED.size)[0]
+        return issued, number
 
     def _opaque_for(self, realm: str) -> str:
         opaque = self._opaque.get(realm)
@@ -483,32 +491,6 @@ class DigestAuthority:
             digest = hmac.digest(self._secret, _OPAQUE_LABEL + realm.encode(_ENCODING, _ERRORS), "sha256")
             opaque = self._opaque[realm] = digest[:12].hex()
         return opaque
-
-    def _remember(self, nonce: str, nc: int, issued: float, now: float) -> None:
-        table = self._nc
-        order = self._order
-        # Entries were accepted in roughly issue order, so expired ones gather at the front; one
-        # that is not at the front yet is dropped when it gets there or when the cap forces it out.
-        while self._front_expires < now:
-            table.pop(order.popleft(), None)
-            self._front_expires = _issued(order[0]) + self._lifetime if order else inf
-        while len(table) >= self._max_nonces:
-            first = order.popleft()
-            del table[first]
-            evicted = _issued(first)
-            if evicted > self._horizon:
-                self._horizon = evicted
-            self._front_expires = _issued(order[0]) + self._lifetime if order else inf
-        table[nonce] = nc
-        if not order:
-            self._front_expires = issued + self._lifetime
-        order.append(nonce)
-
-
-def _issued(nonce: str) -> float:
-    """The issue time carried in a nonce this server issued."""
-    issued: float = _ISSUED.unpack_from(base64.urlsafe_b64decode(nonce))[0]
-    return issued
 
 
 # ---------------------------------------------------------------------------------------------
