@@ -86,6 +86,8 @@ async def register_with(sipp: Sipp, password: str, seconds: float) -> tuple[list
             if not states or states[-1] is not line.state:
                 states.append(line.state)
             await asyncio.sleep(0.05)
+        # SIPp ends as soon as it has sent its last answer: give the loop time to read that answer.
+        await asyncio.sleep(1.0)
         line = endpoint.trunks.line(DOMAIN, "carrier")
         assert line is not None
         if states[-1] is not line.state:
