@@ -53,6 +53,7 @@ from sentral.config.writer import BindingWriter
 from sentral.logs import sip_trace_text, unfiltered_logger
 from sentral.pbx.call import ALLOW as CALL_ALLOW
 from sentral.pbx.call import Call, CallControl, Caller, CallReport, CallSettings, MediaPolicy
+from sentral.pbx.caller_id import CallerId, CallerLookups
 from sentral.pbx.features import standard as standard_features
 from sentral.pbx.guard import Guard, GuardAction, SecurityEventKind
 from sentral.pbx.hunting import Hunting
@@ -134,6 +135,7 @@ class Endpoint:
         on_record: Callable[[CallReport], asyncio.Future[None] | None] | None = None,
         on_feature: Callable[[Call, Feature], asyncio.Future[str]] | None = None,
         media: MediaPolicy | None = None,
+        caller_lookups: CallerLookups | None = None,
     ) -> None:
         self.transports = transports
         self.layer = layer
@@ -176,6 +178,8 @@ class Endpoint:
             lines=self.presence,
             features=lambda core: standard_features(core, self.trunks),
         )
+        # Who calls from outside, from the clinic's records (None: no lookups, nothing held).
+        self.caller_id = CallerId(self.calls, caller_lookups, self._schedule) if caller_lookups is not None else None
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind to the running event loop (timers are scheduled on it)."""
@@ -357,7 +361,20 @@ class Endpoint:
         log.info("trunk_call_in", trunk=trunk.name, clinic=clinic.domain, closed=routed.closed)
         log.debug("trunk_call_in_numbers", caller=caller_number, called=number.number, to=routed.dialled)
         caller = Caller(clinic, caller_number, "", outside=True, trunk=trunk.name)
-        self.calls.on_invite(tx, request, origin, caller, now, acute=acute, dialled=routed.dialled)
+        caller_id = self.caller_id
+        found = caller_id.chain(clinic.domain) if caller_id is not None and caller_number != "anonymous" else None
+        if found is None:
+            self.calls.on_invite(tx, request, origin, caller, now, acute=acute, dialled=routed.dialled)
+            return
+        # The clinic's records are asked who calls; the phones ring when they answer, or when
+        # the clinic's budget has passed, whichever comes first.
+        assert caller_id is not None
+        chain, budget = found
+        call = self.calls.on_invite(
+            tx, request, origin, caller, now, acute=acute, dialled=routed.dialled, hold_until=now + budget
+        )
+        if call is not None and call.routing is not None:
+            caller_id.start(call, chain, caller_number)
 
     def _stranger_to_public_number(self, request: Request) -> bool:
         """Whether ``request`` calls one of the server's public numbers from someone who is not a
@@ -703,6 +720,8 @@ class Endpoint:
         )
         # A number from outside the clinic is a patient's: in full only at DEBUG.
         log.debug("call_ended_parties", call=report.call_id, caller=report.caller, callee=report.callee)
+        if self.caller_id is not None:
+            self.caller_id.forget(report.call_id)
         stored = self.on_record(report) if self.on_record is not None else None
         if reply is None:
             return
