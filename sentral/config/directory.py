@@ -69,6 +69,8 @@ class ClinicEntry:
     # Country calling codes open for outbound calls (the clinic's own code is in it unless denied).
     open_countries: frozenset[int] = frozenset()
     timezone: str | None = None  # IANA name opening hours are read in; None: the server's
+    # Seconds the caller-ID lookup may hold ringing back; past it the phones show the number.
+    lookup_budget: float = 0.150
 
 
 class ForwardKind(Enum):
@@ -195,6 +197,43 @@ class PublicNumberEntry:
     # Where calls go when closed: a number of the clinic or an outside number (E.164); None: the
     # closed message is played and the call ends.
     closed_to: str | None
+    # A caller whose number matched nothing is asked to key their national ID number.
+    ask_id: bool = False
+
+
+ADAPTER_KINDS = ("sql", "csv", "fhir", "contacts")
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterEntry:
+    """One caller-ID lookup adapter of a clinic, as configured; which fields matter depends on ``kind``.
+
+    ``kind`` names a factory in the ``sentral.adapters`` entry-point group: the built-in ones are
+    in ``ADAPTER_KINDS``, a clinic platform may ship more. ``position`` orders a clinic's chain.
+    """
+
+    domain: str
+    name: str  # unique per clinic
+    kind: str
+    position: int
+    url: str | None = None  # sql: a SQLAlchemy URL; fhir: the FHIR base URL
+    query_number: str | None = None  # sql: the query by phone number (``:number`` ...)
+    query_id: str | None = None  # sql: the query by national ID (``:national_id``)
+    file: str | None = None  # csv: the file
+    token_file: str | None = None  # fhir: a file holding the bearer token
+
+
+CONTACT_KINDS = ("patient", "contact", "staff")
+
+
+@dataclass(frozen=True, slots=True)
+class ContactEntry:
+    """A person or third party in Sentral's own contacts: a name for a number."""
+
+    domain: str
+    name: str
+    number: str  # E.164 with '+'
+    kind: str = "contact"  # one of CONTACT_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +366,10 @@ class Directory:
     public_numbers: Mapping[str, PublicNumberEntry] = field(default_factory=lambda: MappingProxyType({}))
     # Clinic domain -> its extra closed days.
     holidays: Mapping[str, frozenset[datetime.date]] = field(default_factory=lambda: MappingProxyType({}))
+    # Clinic domain -> its caller-ID adapters in chain order (position, then name).
+    adapters: Mapping[str, tuple[AdapterEntry, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    # Clinic domain -> its contacts by name.
+    contacts: Mapping[str, tuple[ContactEntry, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
     def staff_for(self, domain: str, extension: str) -> StaffEntry | None:
         """The staff member at ``extension`` in clinic ``domain``, if any."""
@@ -674,10 +717,14 @@ def parse_stored_algorithms(text: str) -> tuple[str, ...]:
 
 
 __all__ = [
+    "ADAPTER_KINDS",
+    "CONTACT_KINDS",
     "FORWARD_AFTER",
     "NO_FORWARDS",
     "TRUNK_TRANSPORTS",
+    "AdapterEntry",
     "ClinicEntry",
+    "ContactEntry",
     "DialPermission",
     "Directory",
     "ForwardKind",
