@@ -74,6 +74,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, assert_never, cast
 
 import structlog
 
+from sentral.adapters import CallerLookup
 from sentral.config.cdr import (
     PARKED,
     CallRecord,
@@ -166,6 +167,8 @@ class Server:
         self._shed_before = 0
         self.collector = CollectorPacer(time.monotonic())
         self.endpoint: Endpoint | None = None
+        # The clinics' caller-ID lookup chains, built once the directory is loaded.
+        self.lookup: CallerLookup | None = None
         self.anchor: MediaAnchor | None = None
         if not config.direct_media:
             self.anchor = MediaAnchor(
@@ -275,6 +278,8 @@ class Server:
         )
         endpoint.attach(loop)
         self._directory = await asyncio.to_thread(load_directory, self.engine)
+        self.lookup = CallerLookup(self._directory)
+        endpoint.look_up_callers(self.lookup)
         rows = await asyncio.to_thread(self.store.load_active, time.time())
         self.location.apply(rows, [])
         try:
@@ -364,6 +369,10 @@ class Server:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if endpoint.caller_id is not None:
+                await endpoint.caller_id.close()
+            if self.lookup is not None:
+                await self.lookup.close()
             if self.web is not None:
                 await self.web.close()
             if self.metrics is not None:
@@ -693,6 +702,8 @@ class Server:
                 version = await asyncio.to_thread(directory_version, self.engine)
                 if version != self.directory().version:
                     self._directory_changed(await asyncio.to_thread(load_directory, self.engine))
+                    if self.lookup is not None:
+                        await self.lookup.close_retired()
                 trouble.succeeded()
             except Exception as exc:
                 trouble.failed(exc)
@@ -701,6 +712,8 @@ class Server:
         """Put a freshly loaded directory in force, and tell the engine what may have changed."""
         self._directory = directory
         log.info("directory_reloaded", version=directory.version)
+        if self.lookup is not None:
+            self.lookup.update(directory)
         if self.endpoint is not None:
             self.endpoint.calls.lots.sync(directory)
             self.endpoint.members_changed()

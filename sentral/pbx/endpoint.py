@@ -135,7 +135,6 @@ class Endpoint:
         on_record: Callable[[CallReport], asyncio.Future[None] | None] | None = None,
         on_feature: Callable[[Call, Feature], asyncio.Future[str]] | None = None,
         media: MediaPolicy | None = None,
-        caller_lookups: CallerLookups | None = None,
     ) -> None:
         self.transports = transports
         self.layer = layer
@@ -179,7 +178,11 @@ class Endpoint:
             features=lambda core: standard_features(core, self.trunks),
         )
         # Who calls from outside, from the clinic's records (None: no lookups, nothing held).
-        self.caller_id = CallerId(self.calls, caller_lookups, self._schedule) if caller_lookups is not None else None
+        self.caller_id: CallerId | None = None
+
+    def look_up_callers(self, lookups: CallerLookups) -> None:
+        """Ask ``lookups`` who calls from outside before the phones ring (``sentral.pbx.caller_id``)."""
+        self.caller_id = CallerId(self.calls, lookups, self._schedule)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind to the running event loop (timers are scheduled on it)."""
@@ -374,7 +377,7 @@ class Endpoint:
             tx, request, origin, caller, now, acute=acute, dialled=routed.dialled, hold_until=now + budget
         )
         if call is not None and call.routing is not None:
-            caller_id.start(call, chain, caller_number)
+            caller_id.start(call, chain, caller_number, ask_id=number.ask_id and not routed.closed)
 
     def _stranger_to_public_number(self, request: Request) -> bool:
         """Whether ``request`` calls one of the server's public numbers from someone who is not a
