@@ -50,7 +50,8 @@ _HETU_CHECK = "0123456789ABCDEFHJKLMNPRSTUVWXY"
 
 def valid_national_id(keys: str, country: str, today: datetime.date | None = None) -> str | None:
     """The national identity number ``keys`` spell for a clinic in ``country``, in the form the
-    records are searched by, or None when it is not a valid one.
+    records are searched by (the digits, but in Finland the whole henkilötunnus), or None when it
+    is not a valid one.
 
     Norway: fødselsnummer or D-number, 11 digits. Sweden: personnummer, 10 or 12 digits. Denmark:
     CPR, 10 digits. Finland: henkilötunnus, whose century sign and check character (a letter,
@@ -64,7 +65,8 @@ def valid_national_id(keys: str, country: str, today: datetime.date | None = Non
             case "NO":
                 return fodselsnummer.validate(keys) if len(keys) == 11 else None
             case "SE":
-                return personnummer.validate(keys) if len(keys) in (10, 12) else None
+                # Checked with its separator put in; searched by the digits keyed, as elsewhere.
+                return keys if len(keys) in (10, 12) and personnummer.is_valid(keys) else None
             case "DK":
                 return cpr.validate(keys) if len(keys) == 10 else None
             case "FI":
