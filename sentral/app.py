@@ -529,7 +529,7 @@ class Server:
 
     def _on_dtmf(self, call_id: str, leg_id: str, digit: Digit) -> None:
         if self.endpoint is not None:
-            self.endpoint.calls.digit(call_id, leg_id, digit, time.monotonic())
+            self.endpoint.digit(call_id, leg_id, digit)
 
     async def _watch_media(self) -> None:
         """Every few seconds, hang up answered calls whose media has died."""

@@ -51,6 +51,7 @@ from sentral.config.directory import ClinicEntry, Directory, StaffEntry, TrunkEn
 from sentral.config.store import BindingRow
 from sentral.config.writer import BindingWriter
 from sentral.logs import sip_trace_text, unfiltered_logger
+from sentral.media.dtmf import Digit
 from sentral.pbx.call import ALLOW as CALL_ALLOW
 from sentral.pbx.call import Call, CallControl, Caller, CallReport, CallSettings, MediaPolicy
 from sentral.pbx.caller_id import CallerId, CallerLookups
@@ -680,6 +681,12 @@ class Endpoint:
             self._schedule()
 
         future.add_done_callback(done)
+
+    def digit(self, call_id: str, leg_id: str, digit: Digit) -> None:
+        """A key pressed on a phone, as the media relay heard it (RFC 4733): call control's, and
+        the timers it may have set (a prompt waiting for the next key)."""
+        self.calls.digit(call_id, leg_id, digit, time.monotonic())
+        self._schedule()
 
     def members_changed(self) -> None:
         """Staff logged in or out, or registered: calls waiting in a queue may ring now."""
