@@ -2670,6 +2670,9 @@ def _record_json(record: CallRecord) -> dict[str, Any]:
         "domain": record.domain,
         "caller": record.caller,
         "caller_name": record.caller_name,
+        "caller_kind": record.caller_kind,
+        "caller_reference": record.caller_reference,
+        "caller_source": record.caller_source,
         "callee": record.callee,
         "callee_extension": record.callee_extension,
         **_times(

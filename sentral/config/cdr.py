@@ -123,6 +123,11 @@ class CallRecord:
     transfers: tuple[TransferRecord, ...] = ()
     # The forwards the call followed, in order, as ``forwarded_text`` writes them; None: none.
     forwarded: str | None = None
+    # Who the caller-ID lookup found ("patient", "contact", "staff"), their record for the clinic
+    # platform, and the adapter that matched; None when nobody was found.
+    caller_kind: str | None = None
+    caller_reference: str | None = None
+    caller_source: str | None = None
 
     @property
     def forwards(self) -> tuple[tuple[str, str, str], ...]:
@@ -194,6 +199,7 @@ class LiveCall:
 _CALL_COLUMNS = (
     "call_id", "domain", "caller", "caller_name", "callee", "callee_extension", "started_at", "ringing_at",
     "answered_at", "ended_at", "disposition", "hangup_by", "hangup_reason", "status_to_caller", "forwarded",
+    "caller_kind", "caller_reference", "caller_source",
 )  # fmt: skip
 _LEG_COLUMNS = (
     "call_id", "leg", "role", "target", "started_at", "ringing_at", "answered_at", "ended_at", "outcome", "status",
@@ -211,7 +217,8 @@ def _call_params(record: CallRecord) -> tuple[Any, ...]:
         record.call_id, record.domain, record.caller, record.caller_name, record.callee,
         record.callee_extension, record.started_at, record.ringing_at, record.answered_at,
         record.ended_at, record.disposition, record.hangup_by, record.hangup_reason,
-        record.status_to_caller, record.forwarded,
+        record.status_to_caller, record.forwarded, record.caller_kind, record.caller_reference,
+        record.caller_source,
     )  # fmt: skip
 
 
@@ -408,6 +415,9 @@ def _call_record(values: Any, legs: tuple[LegRecord, ...], transfers: tuple[Tran
         legs=legs,
         forwarded=values.forwarded,
         transfers=transfers,
+        caller_kind=values.caller_kind,
+        caller_reference=values.caller_reference,
+        caller_source=values.caller_source,
     )
 
 

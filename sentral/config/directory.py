@@ -32,8 +32,11 @@ import phonenumbers
 from sqlalchemy import Connection, Engine, select
 
 from sentral.config.models import (
+    CONTACT_KINDS,
+    CallerAdapter,
     Clinic,
     ClinicCountry,
+    Contact,
     DirectoryVersion,
     FunctionRole,
     GroupMember,
@@ -221,9 +224,6 @@ class AdapterEntry:
     query_id: str | None = None  # sql: the query by national ID (``:national_id``)
     file: str | None = None  # csv: the file
     token_file: str | None = None  # fhir: a file holding the bearer token
-
-
-CONTACT_KINDS = ("patient", "contact", "staff")
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,6 +479,12 @@ def load_directory(engine: Engine) -> Directory:
         holidays: dict[str, set[datetime.date]] = {}
         for holiday in read_holidays(connection):
             holidays.setdefault(holiday.domain, set()).add(holiday.day)
+        adapters: dict[str, list[AdapterEntry]] = {}
+        for adapter in read_adapters(connection):
+            adapters.setdefault(adapter.domain, []).append(adapter)
+        contacts: dict[str, list[ContactEntry]] = {}
+        for contact in read_contacts(connection):
+            contacts.setdefault(contact.domain, []).append(contact)
     numbers: dict[tuple[str, str], GroupEntry | RoleEntry | ParkLotEntry] = {}
     for group in groups.values():
         for number in (group.number, group.acute_number):
@@ -501,6 +507,8 @@ def load_directory(engine: Engine) -> Directory:
         MappingProxyType({domain: tuple(found) for domain, found in trunks.items()}),
         MappingProxyType(public_numbers),
         MappingProxyType({domain: frozenset(days) for domain, days in holidays.items()}),
+        MappingProxyType({domain: tuple(found) for domain, found in adapters.items()}),
+        MappingProxyType({domain: tuple(found) for domain, found in contacts.items()}),
     )
 
 
@@ -534,14 +542,16 @@ def read_clinics(connection: Connection) -> list[ClinicEntry]:
     choices = read_country_choices(connection)
     rows = connection.execute(
         select(Clinic.id, Clinic.domain, Clinic.name, Clinic.digest_algorithms)
-        .add_columns(Clinic.country, Clinic.main_number, Clinic.timezone)
+        .add_columns(Clinic.country, Clinic.main_number, Clinic.timezone, Clinic.lookup_budget_ms)
         .order_by(Clinic.domain)
     )
     clinics = []
-    for clinic_id, domain, name, algorithms, country, main_number, timezone in rows:
+    for clinic_id, domain, name, algorithms, country, main_number, timezone, budget_ms in rows:
         opened = open_countries(country, choices.get(clinic_id, {}))
         algorithm_names = parse_stored_algorithms(algorithms)
-        clinics.append(ClinicEntry(domain, name, algorithm_names, country, main_number, opened, timezone))
+        clinics.append(
+            ClinicEntry(domain, name, algorithm_names, country, main_number, opened, timezone, budget_ms / 1000)
+        )
     return clinics
 
 
@@ -580,13 +590,41 @@ def read_public_numbers(connection: Connection, domain: str | None = None) -> li
     """Public numbers of clinic ``domain`` (every clinic if None) by domain and number."""
     query = (
         select(Clinic.domain, PublicNumber.number, PublicNumber.destination, PublicNumber.hours)
-        .add_columns(PublicNumber.closed_to)
+        .add_columns(PublicNumber.closed_to, PublicNumber.ask_id)
         .join(Clinic, Clinic.id == PublicNumber.clinic_id)
         .order_by(Clinic.domain, PublicNumber.number)
     )
     if domain is not None:
         query = query.where(Clinic.domain == domain)
-    return [PublicNumberEntry(*row) for row in connection.execute(query)]
+    return [
+        PublicNumberEntry(row.domain, row.number, row.destination, row.hours, row.closed_to, bool(row.ask_id))
+        for row in connection.execute(query)
+    ]
+
+
+def read_adapters(connection: Connection, domain: str | None = None) -> list[AdapterEntry]:
+    """Caller-ID adapters of clinic ``domain`` (every clinic if None) in chain order."""
+    query = (
+        select(Clinic.domain, CallerAdapter.name, CallerAdapter.kind, CallerAdapter.position, CallerAdapter.url)
+        .add_columns(CallerAdapter.query_number, CallerAdapter.query_id, CallerAdapter.file, CallerAdapter.token_file)
+        .join(Clinic, Clinic.id == CallerAdapter.clinic_id)
+        .order_by(Clinic.domain, CallerAdapter.position, CallerAdapter.name)
+    )
+    if domain is not None:
+        query = query.where(Clinic.domain == domain)
+    return [AdapterEntry(*row) for row in connection.execute(query)]
+
+
+def read_contacts(connection: Connection, domain: str | None = None) -> list[ContactEntry]:
+    """Contacts of clinic ``domain`` (every clinic if None) by domain and name."""
+    query = (
+        select(Clinic.domain, Contact.name, Contact.number, Contact.kind)
+        .join(Clinic, Clinic.id == Contact.clinic_id)
+        .order_by(Clinic.domain, Contact.name)
+    )
+    if domain is not None:
+        query = query.where(Clinic.domain == domain)
+    return [ContactEntry(*row) for row in connection.execute(query)]
 
 
 def read_holidays(connection: Connection, domain: str | None = None) -> list[HolidayEntry]:
@@ -746,7 +784,9 @@ __all__ = [
     "load_directory",
     "open_countries",
     "parse_stored_algorithms",
+    "read_adapters",
     "read_clinics",
+    "read_contacts",
     "read_country_choices",
     "read_forwards",
     "read_groups",

@@ -509,7 +509,7 @@ def _call_row(call_id: str) -> dict[str, object]:
 
 
 def test_the_migrated_transfer_tables_are_the_models(engine: Engine) -> None:
-    assert newest_revision() == "0010"
+    assert newest_revision() == "0011"
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         differences = [
