@@ -612,6 +612,10 @@ class Server:
                             answered_at=None if live.answered is None else live.answered + self._wall_offset,
                             legs=live.legs,
                             transfers=transfer_records(transferred.get(live.call_id, ()), self._wall_offset),
+                            caller_name=live.caller_name or None,
+                            caller_kind=live.caller_kind or None,
+                            caller_reference=live.caller_reference or None,
+                            caller_source=live.caller_source or None,
                         )
                         for live in calls.live()
                     ]
@@ -918,6 +922,9 @@ def call_record(report: CallReport, wall_offset: float) -> CallRecord:
         legs=legs,
         forwarded=forwarded_text(report.forwarded),
         transfers=transfer_records(report.transfers, wall_offset),
+        caller_kind=report.caller_kind or None,
+        caller_reference=report.caller_reference or None,
+        caller_source=report.caller_source or None,
     )
 
 

@@ -183,6 +183,12 @@ class LiveCall:
     transfers: tuple[TransferRecord, ...] = ()
     server_id: str | None = None
     updated_at: float | None = None
+    # The caller's name, and for an outside caller the records knew, what they are, their record
+    # and the adapter that knew them.
+    caller_name: str | None = None
+    caller_kind: str | None = None
+    caller_reference: str | None = None
+    caller_source: str | None = None
 
     @property
     def parked_slot(self) -> str | None:
@@ -207,7 +213,7 @@ _LEG_COLUMNS = (
 _TRANSFER_COLUMNS = ("call_id", "seq", "at", "by_extension", "kind", "target", "outcome")
 _LIVE_COLUMNS = (
     "server_id", "call_id", "domain", "caller", "callee", "state", "started_at", "answered_at", "legs",
-    "transfers", "updated_at",
+    "transfers", "updated_at", "caller_name", "caller_kind", "caller_reference", "caller_source",
 )  # fmt: skip
 
 
@@ -529,6 +535,10 @@ class LiveCallStore:
                 "legs": call.legs,
                 "transfers": _transfers_json(call.transfers),
                 "updated_at": stamp,
+                "caller_name": call.caller_name,
+                "caller_kind": call.caller_kind,
+                "caller_reference": call.caller_reference,
+                "caller_source": call.caller_source,
             }
             for call in calls
         ]
@@ -579,6 +589,10 @@ class LiveCallStore:
                     legs=values.legs,
                     transfers=_transfers_from_json(values.transfers),
                     updated_at=values.updated_at,
+                    caller_name=values.caller_name,
+                    caller_kind=values.caller_kind,
+                    caller_reference=values.caller_reference,
+                    caller_source=values.caller_source,
                 )
                 for values in rows
             ]

@@ -591,6 +591,11 @@ class PublishedCall(Base):
     legs: Mapped[int] = mapped_column(Integer)
     transfers: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[float] = mapped_column(Float)
+    # What the clinic's records say of an outside caller (NULL: nothing, or a staff caller's).
+    caller_name: Mapped[str | None] = mapped_column(Text)
+    caller_kind: Mapped[str | None] = mapped_column(String(16))
+    caller_reference: Mapped[str | None] = mapped_column(Text)
+    caller_source: Mapped[str | None] = mapped_column(String(64))
 
 
 __all__ = [
