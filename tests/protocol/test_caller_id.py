@@ -17,11 +17,11 @@ from sentral.pbx.call import Call, Caller, CallerIdentity, CallState
 from sentral.pbx.caller_id import CallerId, Chain
 from sentral.pbx.features.national_id import PROMPT, RETRY, SILENCE, TRIES, valid_national_id
 from sentral.pbx.sip.message import Request
-from sentral.pbx.sip.transaction import RequestReceived
+from sentral.pbx.sip.transaction import CancelReceived, RequestReceived
 from sentral.pbx.transport import Origin
 from tests.protocol.clinic import DOMAIN, LISTEN, Clinic
 from tests.protocol.clinic import PROMPT as PROMPT_LASTS
-from tests.protocol.test_call import SDP_A, parse
+from tests.protocol.test_call import SDP_A, head_of, parse
 
 PATIENT = "+4791234567"
 CARRIER = 5070
@@ -175,6 +175,23 @@ def test_a_call_not_held_is_routed_at_once_and_a_staff_caller_keeps_the_staff_na
     [(invite, _)] = c.invites("1003")
     assert from_of(invite).startswith('"1001" <sip:1001@')
     assert invite.header("p-asserted-identity") is None
+
+
+def test_a_caller_who_gives_up_while_held_ends_the_call_and_a_later_answer_changes_nothing() -> None:
+    c = Clinic()
+    call = call_in(c)
+    cancel = parse(head_of(call.invite, "CANCEL"))
+    [event, *_] = c.layer.receive(cancel, ("127.0.0.1", CARRIER), False, 0.05)
+    assert isinstance(event, CancelReceived)
+    c.cc.on_cancel(event.tx, cancel, event.invite_tx, 0.05)
+    assert c.port.statuses(event.invite_tx)[-1] == 487
+    c.tick(BUDGET)
+    assert c.invites("1002") == []
+    c.cc.identify(call.id, CallerIdentity("Kari Nordmann", "patient", "patient/42", "journal"), 0.4)
+    c.cc.release(call.id, 0.4)
+    assert c.invites("1002") == []
+    [report] = c.port.reports
+    assert (report.cause, report.caller_name, report.caller_kind) == ("CANCEL", "", "")
 
 
 # -- the lookup task, with a fake chain ------------------------------------------------------------
