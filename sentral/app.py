@@ -85,6 +85,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, assert_never, cast
 
 import structlog
 
+from sentral.adapters import CallerLookup
 from sentral.config.cdr import (
     PARKED,
     CallRecord,
@@ -177,6 +178,8 @@ class Server:
         self._shed_before = 0
         self.collector = CollectorPacer(time.monotonic())
         self.endpoint: Endpoint | None = None
+        # The clinics' caller-ID lookup chains, built once the directory is loaded.
+        self.lookup: CallerLookup | None = None
         self.anchor: MediaAnchor | None = None
         if not config.direct_media:
             self.anchor = MediaAnchor(
@@ -286,6 +289,8 @@ class Server:
         )
         endpoint.attach(loop)
         self._directory = await asyncio.to_thread(load_directory, self.engine)
+        self.lookup = CallerLookup(self._directory)
+        endpoint.look_up_callers(self.lookup)
         rows = await asyncio.to_thread(self.store.load_active, time.time())
         self.location.apply(rows, [])
         try:
@@ -376,6 +381,10 @@ class Server:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if endpoint.caller_id is not None:
+                await endpoint.caller_id.close()
+            if self.lookup is not None:
+                await self.lookup.close()
             if self.web is not None:
                 await self.web.close()
             if self.metrics is not None:
@@ -532,7 +541,7 @@ class Server:
 
     def _on_dtmf(self, call_id: str, leg_id: str, digit: Digit) -> None:
         if self.endpoint is not None:
-            self.endpoint.calls.digit(call_id, leg_id, digit, time.monotonic())
+            self.endpoint.digit(call_id, leg_id, digit)
 
     async def _watch_media(self) -> None:
         """Every few seconds, hang up answered calls whose media has died, and close the relay's
@@ -618,6 +627,10 @@ class Server:
                             answered_at=None if live.answered is None else live.answered + self._wall_offset,
                             legs=live.legs,
                             transfers=transfer_records(transferred.get(live.call_id, ()), self._wall_offset),
+                            caller_name=live.caller_name or None,
+                            caller_kind=live.caller_kind or None,
+                            caller_reference=live.caller_reference or None,
+                            caller_source=live.caller_source or None,
                         )
                         for live in calls.live()
                     ]
@@ -711,6 +724,8 @@ class Server:
                 version = await asyncio.to_thread(directory_version, self.engine)
                 if version != self.directory().version:
                     self._directory_changed(await asyncio.to_thread(load_directory, self.engine))
+                    if self.lookup is not None:
+                        await self.lookup.close_retired()
                 trouble.succeeded()
             except Exception as exc:
                 trouble.failed(exc)
@@ -719,6 +734,8 @@ class Server:
         """Put a freshly loaded directory in force, and tell the engine what may have changed."""
         self._directory = directory
         log.info("directory_reloaded", version=directory.version)
+        if self.lookup is not None:
+            self.lookup.update(directory)
         if self.endpoint is not None:
             self.endpoint.calls.lots.sync(directory)
             self.endpoint.members_changed()
@@ -949,6 +966,9 @@ def call_record(report: CallReport, wall_offset: float) -> CallRecord:
         legs=legs,
         forwarded=forwarded_text(report.forwarded),
         transfers=transfer_records(report.transfers, wall_offset),
+        caller_kind=report.caller_kind or None,
+        caller_reference=report.caller_reference or None,
+        caller_source=report.caller_source or None,
     )
 
 

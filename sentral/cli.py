@@ -21,6 +21,7 @@ password is never printed: listings say whether one is set.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import ipaddress
 import json
@@ -31,7 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, assert_never, cast
@@ -40,9 +41,19 @@ import click
 import phonenumbers
 from phonenumbers import UNKNOWN_REGION
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from sentral.adapters import AdapterError, CallerLookup, Match, build_adapter
 from sentral.config.backup import KEPT_SUFFIX, BackupError, backup_sqlite, pg_dump_command, restore_sqlite
+from sentral.config.callerid import (
+    AdapterSettings,
+    CallerIdStore,
+    check_settings,
+    normalize_adapter_name,
+    validate_contact_kind,
+    validate_contact_name,
+)
 from sentral.config.cdr import (
     LIVE_MAX_AGE,
     CallRecord,
@@ -66,7 +77,9 @@ from sentral.config.db import (
 )
 from sentral.config.directory import (
     NO_FORWARDS,
+    AdapterEntry,
     ClinicEntry,
+    ContactEntry,
     DialPermission,
     ForwardKind,
     Forwards,
@@ -111,6 +124,7 @@ from sentral.config.store import (
     DEFAULT_PARK_TIMEOUT,
     DEFAULT_TRUNK_PRIORITY,
     LINE_MAX_AGE,
+    LOOKUP_BUDGET_MS,
     TRUNK_MAX_AGE,
     BindingRow,
     BindingStore,
@@ -440,6 +454,7 @@ def clinic_list(target: Target, as_json: bool) -> None:
                     "main_number": c.main_number,
                     "timezone": c.timezone,
                     "open_countries": sorted(c.open_countries),
+                    "lookup_budget_ms": round(c.lookup_budget * 1000),
                 }
                 for c in clinics
             ]
@@ -464,6 +479,12 @@ def clinic_list(target: Target, as_json: bool) -> None:
     "--main-number", metavar="NUMBER", help="The caller ID of outside calls by staff without a number of their own."
 )
 @click.option("--timezone", metavar="ZONE", help="The time zone of opening hours, such as Europe/Oslo.")
+@click.option(
+    "--lookup-budget",
+    type=click.IntRange(LOOKUP_BUDGET_MS[0], LOOKUP_BUDGET_MS[1]),
+    metavar="MS",
+    help="How long the caller-ID lookup may hold ringing back, in milliseconds (default 150).",
+)
 @pass_target
 def clinic_set(
     target: Target,
@@ -472,9 +493,10 @@ def clinic_set(
     country: str | None,
     main_number: str | None,
     timezone: str | None,
+    lookup_budget: int | None,
 ) -> None:
     """Change the settings of the clinic DOMAIN; options left out keep their value."""
-    if digest is None and country is None and main_number is None and timezone is None:
+    if digest is None and country is None and main_number is None and timezone is None and lookup_budget is None:
         raise click.UsageError(
             "say what to change, such as --country NO --main-number 22334455; see `sentral clinic set --help`"
         )
@@ -485,6 +507,11 @@ def clinic_set(
         if digest is not None:
             entry = store.set_digest_algorithms(canonical, parse_digest_algorithms(digest))
             click.echo(f"Clinic {entry.domain} now challenges with {', '.join(entry.digest_algorithms)}.")
+        if lookup_budget is not None:
+            entry = store.set_clinic_outside(canonical, lookup_budget_ms=lookup_budget)
+            click.echo(
+                f"Clinic {entry.domain} rings after at most {round(entry.lookup_budget * 1000)} ms of caller-ID lookup."
+            )
         if country is None and main_number is None and timezone is None:
             return
         region = normalize_country(country) if country is not None else _region_of(store, canonical)
@@ -2050,13 +2077,15 @@ def _number_json(entry: PublicNumberEntry) -> dict[str, Any]:
         "to": entry.destination,
         "hours": entry.hours,
         "closed_to": entry.closed_to,
+        "ask_id": entry.ask_id,
     }
 
 
 def _number_summary(entry: PublicNumberEntry) -> str:
     closed = f", else to {entry.closed_to}" if entry.closed_to is not None else ", else the closed message"
     closed = closed if entry.hours is not None else ""
-    return f"goes to {entry.destination}, {_hours_text(entry.hours)}{closed}"
+    asking = "; unknown callers are asked for their national ID number" if entry.ask_id else ""
+    return f"goes to {entry.destination}, {_hours_text(entry.hours)}{closed}{asking}"
 
 
 @number.command("add")
@@ -2098,6 +2127,11 @@ def number_add(
 @click.option("--no-hours", is_flag=True, help="Always open.")
 @click.option("--closed-to", metavar="NUMBER", help="Where calls go outside opening hours.")
 @click.option("--no-closed-to", is_flag=True, help="Outside opening hours, callers hear that the clinic is closed.")
+@click.option(
+    "--ask-id/--no-ask-id",
+    default=None,
+    help="Ask a caller whose number matched nobody to key their national ID number (or stop asking).",
+)
 @clinic_option
 @pass_target
 def number_set(
@@ -2108,10 +2142,12 @@ def number_set(
     no_hours: bool,
     closed_to: str | None,
     no_closed_to: bool,
+    ask_id: bool | None,
     domain: str | None,
 ) -> None:
     """Change where the public NUMBER leads and when; options left out keep their value."""
-    if destination is None and hours is None and closed_to is None and not no_hours and not no_closed_to:
+    nothing = destination is None and hours is None and closed_to is None and ask_id is None
+    if nothing and not no_hours and not no_closed_to:
         raise click.UsageError("say what to change, such as --to 200; see `sentral number set --help`")
     if (hours is not None and no_hours) or (closed_to is not None and no_closed_to):
         raise OperatorError("give either a value or its --no- option, not both")
@@ -2128,6 +2164,8 @@ def number_set(
             changes["closed_to"] = _closed_to(store, entry.domain, closed_to)
         if no_closed_to:
             changes["closed_to"] = None
+        if ask_id is not None:
+            changes["ask_id"] = ask_id
         entry = store.change_public_number(entry.number, replace(PublicNumberSettings.of(entry), **changes))
     click.echo(f"Public number {entry.number} of {entry.domain} {_number_summary(entry)}.")
 
@@ -2169,7 +2207,13 @@ def number_show(target: Target, number_text: str, as_json: bool, domain: str | N
         return
     click.echo(f"Public number {entry.number}@{entry.domain}")
     closed = entry.closed_to or "the closed message"
-    for label, value in (("to", entry.destination), ("hours", _hours_text(entry.hours)), ("closed to", closed)):
+    asking = "yes" if entry.ask_id else "no"
+    for label, value in (
+        ("to", entry.destination),
+        ("hours", _hours_text(entry.hours)),
+        ("closed to", closed),
+        ("ask for ID", asking),
+    ):
         click.echo(f"  {label + ':':<14}{value}")
 
 
@@ -2237,6 +2281,366 @@ def holiday_remove(target: Target, day_text: str, domain: str | None) -> None:
         resolved = store.resolve_domain(domain)
         store.remove_holiday(resolved, day)
     click.echo(f"{resolved} is no longer closed on {day.isoformat()}.")
+
+
+# -- caller ID: adapters, contacts, lookups -------------------------------------------------------
+
+
+@cli.group()
+def adapter() -> None:
+    """Manage caller-ID adapters: where a clinic looks callers up, in chain order (first match wins)."""
+
+
+def _shown_url(url: str | None) -> str | None:
+    """An adapter's URL with any password masked."""
+    if url is None:
+        return None
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _adapter_json(entry: AdapterEntry) -> dict[str, Any]:
+    return {
+        "domain": entry.domain,
+        "name": entry.name,
+        "kind": entry.kind,
+        "position": entry.position,
+        "url": _shown_url(entry.url),
+        "query_number": entry.query_number,
+        "query_id": entry.query_id,
+        "file": entry.file,
+        "token_file": entry.token_file,
+    }
+
+
+def _adapter_where(entry: AdapterEntry) -> str:
+    if entry.kind == "contacts":
+        return "Sentral's contacts"
+    return _shown_url(entry.url) or entry.file or "-"
+
+
+def _checked_adapter(entry: AdapterEntry) -> None:
+    """Refuse an adapter that cannot be built (unknown kind, unusable URL) before it is stored."""
+    try:
+        built = build_adapter(entry)
+    except AdapterError as exc:
+        raise OperatorError(str(exc).rstrip(".")) from exc
+    asyncio.run(built.close())
+
+
+def _adapter_options(*, changing: bool) -> Decorator:
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        options = [
+            click.option(
+                "--kind",
+                required=not changing,
+                metavar="sql|csv|fhir|contacts",
+                help="What the adapter reads (or a kind a clinic platform's package installs).",
+            ),
+            click.option("--url", metavar="URL", help="sql: a SQLAlchemy database URL; fhir: the server's base URL."),
+            click.option(
+                "--query-number",
+                metavar="SQL",
+                help="sql: the query by number, returning name[, kind, reference]; it gets :number, :digits, "
+                ":zero_zero, :national, :national_spaced and :international_spaced.",
+            ),
+            click.option("--query-id", metavar="SQL", help="sql: the query by national ID, given :national_id."),
+            click.option("--file", metavar="PATH", help="csv: the file of name,number[,kind,reference] rows."),
+            click.option("--token-file", metavar="PATH", help="fhir: a file holding the bearer token."),
+            click.option(
+                "--position", type=int, metavar="N", help="Where in the chain: 1 is asked first (default: last)."
+            ),
+            clinic_option,
+        ]
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+@adapter.command("add")
+@click.argument("name")
+@_adapter_options(changing=False)
+@pass_target
+def adapter_add(
+    target: Target,
+    name: str,
+    kind: str,
+    url: str | None,
+    query_number: str | None,
+    query_id: str | None,
+    file: str | None,
+    token_file: str | None,
+    position: int | None,
+    domain: str | None,
+) -> None:
+    """Add the caller-ID adapter NAME to a clinic's chain."""
+    with _translated(target):
+        engine = _open(target)
+        resolved = ConfigStore(engine).resolve_domain(domain)
+        name = normalize_adapter_name(name)
+        settings = check_settings(name, AdapterSettings(kind, url, query_number, query_id, file, token_file))
+        _checked_adapter(AdapterEntry(resolved, name, settings.kind, 0, *astuple(settings)[1:]))
+        entry = CallerIdStore(engine).add_adapter(resolved, name, settings, position)
+    click.echo(f"Added {entry.kind} adapter {entry.name} to {entry.domain}, asked {_ordinal(entry.position)}.")
+
+
+@adapter.command("set")
+@click.argument("name")
+@_adapter_options(changing=True)
+@pass_target
+def adapter_set(
+    target: Target,
+    name: str,
+    kind: str | None,
+    url: str | None,
+    query_number: str | None,
+    query_id: str | None,
+    file: str | None,
+    token_file: str | None,
+    position: int | None,
+    domain: str | None,
+) -> None:
+    """Change the adapter NAME; options left out keep their value, '' clears one."""
+    given = {
+        "kind": kind, "url": url, "query_number": query_number, "query_id": query_id, "file": file,
+        "token_file": token_file,
+    }  # fmt: skip
+    changes = {key: value for key, value in given.items() if value is not None}
+    if not changes and position is None:
+        raise click.UsageError("say what to change, such as --position 1; see `sentral adapter set --help`")
+    with _translated(target):
+        engine = _open(target)
+        store = CallerIdStore(engine)
+        entry = store.adapter(ConfigStore(engine).resolve_domain(domain), name)
+        settings = check_settings(entry.name, replace(AdapterSettings.of(entry), **changes))
+        _checked_adapter(AdapterEntry(entry.domain, entry.name, settings.kind, 0, *astuple(settings)[1:]))
+        entry = store.change_adapter(entry.domain, entry.name, settings, position)
+    click.echo(f"Adapter {entry.name} of {entry.domain} ({entry.kind}) is asked {_ordinal(entry.position)}.")
+
+
+def _ordinal(position: int) -> str:
+    return "first" if position == 1 else f"as number {position}"
+
+
+@adapter.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@listing_clinic_option
+@pass_target
+def adapter_list(target: Target, as_json: bool, domain: str | None) -> None:
+    """List caller-ID adapters in chain order."""
+    with _translated(target):
+        engine = _open(target)
+        resolved = ConfigStore(engine).resolve_domain(domain) if domain is not None else None
+        entries = CallerIdStore(engine).adapters(resolved)
+    if as_json:
+        _emit_json([_adapter_json(entry) for entry in entries])
+        return
+    _emit_table(
+        ("DOMAIN", "#", "NAME", "KIND", "WHERE"),
+        [(e.domain, str(e.position), e.name, e.kind, _adapter_where(e)) for e in entries],
+        "No caller-ID adapters yet; add one with `sentral adapter add NAME --kind contacts`.",
+    )
+
+
+@adapter.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@clinic_option
+@pass_target
+def adapter_show(target: Target, name: str, as_json: bool, domain: str | None) -> None:
+    """Show the adapter NAME's settings (a password in its URL masked)."""
+    with _translated(target):
+        engine = _open(target)
+        entry = CallerIdStore(engine).adapter(ConfigStore(engine).resolve_domain(domain), name)
+    shown = _adapter_json(entry)
+    if as_json:
+        click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"Adapter {entry.name}@{entry.domain}")
+    for key, value in shown.items():
+        if key not in ("domain", "name") and value is not None:
+            click.echo(f"  {key.replace('_', ' ') + ':':<14}{value}")
+
+
+@adapter.command("remove")
+@click.argument("name")
+@clinic_option
+@pass_target
+def adapter_remove(target: Target, name: str, domain: str | None) -> None:
+    """Take the adapter NAME out of the clinic's chain."""
+    with _translated(target):
+        engine = _open(target)
+        entry = CallerIdStore(engine).remove_adapter(ConfigStore(engine).resolve_domain(domain), name)
+    click.echo(f"Removed adapter {entry.name} from {entry.domain}.")
+
+
+@cli.group()
+def contact() -> None:
+    """Manage a clinic's own contacts: names for the numbers of people and offices that call."""
+
+
+def _contact_json(entry: ContactEntry) -> dict[str, Any]:
+    return {"domain": entry.domain, "name": entry.name, "number": entry.number, "kind": entry.kind}
+
+
+@contact.command("add")
+@click.option("--name", required=True, metavar="NAME", help="What the phones show, such as 'Apotek 1'.")
+@click.option("--number", "number_text", required=True, metavar="NUMBER", help="Written nationally, with + or with 00.")
+@click.option(
+    "--kind", default="contact", show_default=True, metavar="patient|contact|staff", help="Who they are."
+)
+@clinic_option
+@pass_target
+def contact_add(target: Target, name: str, number_text: str, kind: str, domain: str | None) -> None:
+    """Add a contact: the phones show NAME when NUMBER calls."""
+    with _translated(target):
+        engine = _open(target)
+        config = ConfigStore(engine)
+        resolved = config.resolve_domain(domain)
+        e164 = _phone_number(number_text, _region_of(config, resolved), "--number")
+        (entry,) = CallerIdStore(engine).add_contacts(resolved, [(name, e164, kind)])
+    click.echo(f"Added contact {entry.name} ({entry.kind}, {entry.number}) to {entry.domain}.")
+
+
+@contact.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@listing_clinic_option
+@pass_target
+def contact_list(target: Target, as_json: bool, domain: str | None) -> None:
+    """List contacts by name."""
+    with _translated(target):
+        engine = _open(target)
+        resolved = ConfigStore(engine).resolve_domain(domain) if domain is not None else None
+        entries = CallerIdStore(engine).contacts(resolved)
+    if as_json:
+        _emit_json([_contact_json(entry) for entry in entries])
+        return
+    _emit_table(
+        ("DOMAIN", "NAME", "NUMBER", "KIND"),
+        [(e.domain, e.name, e.number, e.kind) for e in entries],
+        "No contacts yet; add one with `sentral contact add --name NAME --number NUMBER`.",
+    )
+
+
+@contact.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@clinic_option
+@pass_target
+def contact_show(target: Target, name: str, as_json: bool, domain: str | None) -> None:
+    """Show the contact NAME."""
+    with _translated(target):
+        engine = _open(target)
+        entry = CallerIdStore(engine).contact(ConfigStore(engine).resolve_domain(domain), name)
+    if as_json:
+        click.echo(json.dumps(_contact_json(entry), indent=2, ensure_ascii=False))
+        return
+    click.echo(f"Contact {entry.name}@{entry.domain}")
+    click.echo(f"  {'number:':<14}{entry.number}")
+    click.echo(f"  {'kind:':<14}{entry.kind}")
+
+
+@contact.command("remove")
+@click.argument("name")
+@clinic_option
+@pass_target
+def contact_remove(target: Target, name: str, domain: str | None) -> None:
+    """Remove the contact NAME."""
+    with _translated(target):
+        engine = _open(target)
+        entry = CallerIdStore(engine).remove_contact(ConfigStore(engine).resolve_domain(domain), name)
+    click.echo(f"Removed contact {entry.name} from {entry.domain}.")
+
+
+@contact.command("import")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@clinic_option
+@pass_target
+def contact_import(target: Target, path: Path, domain: str | None) -> None:
+    """Add the contacts in the CSV file PATH (name,number[,kind] rows; a name,number header is skipped),
+    all of them or, on any mistake, none."""
+    with _translated(target):
+        engine = _open(target)
+        config = ConfigStore(engine)
+        resolved = config.resolve_domain(domain)
+        region = _region_of(config, resolved)
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                rows = list(csv.reader(handle))
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise OperatorError(f"cannot read {path}: {exc}") from exc
+        found: list[tuple[str, str, str]] = []
+        for line, row in enumerate(rows, start=1):
+            cells = [cell.strip() for cell in row]
+            if not any(cells) or (line == 1 and [c.lower() for c in cells[:2]] == ["name", "number"]):
+                continue
+            if len(cells) < 2 or len(cells) > 3:
+                raise OperatorError(f"{path} line {line}: give name,number or name,number,kind; nothing was imported")
+            try:
+                e164 = _phone_number(cells[1], region, "the number")
+                kind = validate_contact_kind(cells[2] if len(cells) == 3 and cells[2] else "contact")
+                found.append((validate_contact_name(cells[0]), e164, kind))
+            except (OperatorError, StoreError) as exc:
+                message = exc.format_message() if isinstance(exc, OperatorError) else str(exc)
+                raise OperatorError(f"{path} line {line}: {message}; nothing was imported") from exc
+        if not found:
+            raise OperatorError(f"{path} holds no contacts; write one name,number[,kind] per line")
+        try:
+            added = CallerIdStore(engine).add_contacts(resolved, found)
+        except StoreError as exc:
+            raise OperatorError(f"{exc}; nothing was imported") from exc
+    click.echo(f"Imported {len(added)} contacts into {resolved}.")
+
+
+@cli.command("lookup")
+@click.argument("number_text", metavar="NUMBER")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@clinic_option
+@pass_target
+def lookup_command(target: Target, number_text: str, as_json: bool, domain: str | None) -> None:
+    """Look NUMBER up through the clinic's caller-ID chain, as a call from it would be."""
+    with _translated(target):
+        engine = _open(target)
+        config = ConfigStore(engine)
+        resolved = config.resolve_domain(domain)
+        e164 = _phone_number(number_text, _region_of(config, resolved), "number")
+        directory = load_directory(engine)
+    if not directory.adapters.get(resolved):
+        raise OperatorError(
+            f"{resolved} has no caller-ID adapters; add one with `sentral adapter add NAME --kind contacts`"
+        )
+    # An adapter that fails is reported on stderr, as the server would log it; the answer stays on stdout.
+    configure("console", "warning", "stderr")
+
+    async def run() -> tuple[Match | None, float, float]:
+        lookup = CallerLookup(directory, ttl=0)
+        chain = lookup.chain(resolved)
+        assert chain is not None
+        started = time.perf_counter()
+        try:
+            found = await chain.by_number(e164)
+        finally:
+            await lookup.close()
+        return found, (time.perf_counter() - started) * 1000, lookup.budget(resolved) * 1000
+
+    match, ms, budget = asyncio.run(run())
+    if as_json:
+        found = None if match is None else {
+            "name": match.name, "kind": match.kind.value, "reference": match.reference, "adapter": match.source,
+        }  # fmt: skip
+        payload = {"number": e164, "domain": resolved, "match": found, "ms": round(ms, 2), "budget_ms": round(budget)}
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    late = f", past the clinic's budget of {round(budget)} ms" if ms > budget else ""
+    if match is None:
+        click.echo(f"{e164}: nobody found in {ms:.1f} ms{late}.")
+        return
+    reference = f", {match.reference}" if match.reference else ""
+    click.echo(f"{e164}: {match.name} ({match.kind.value}{reference}) from adapter {match.source} in {ms:.1f} ms{late}.")
 
 
 # -- logging in and out, phones and presence -----------------------------------------------------
@@ -2558,6 +2962,10 @@ def _live_json(call: LiveCall, now: float) -> dict[str, Any]:
         "server_id": call.server_id,
         "domain": call.domain,
         "caller": call.caller,
+        "caller_name": call.caller_name,
+        "caller_kind": call.caller_kind,
+        "caller_reference": call.caller_reference,
+        "caller_source": call.caller_source,
         "callee": call.callee,
         "state": "parked" if call.parked_slot is not None else call.state,
         "parked": call.parked_slot,
@@ -2670,6 +3078,9 @@ def _record_json(record: CallRecord) -> dict[str, Any]:
         "domain": record.domain,
         "caller": record.caller,
         "caller_name": record.caller_name,
+        "caller_kind": record.caller_kind,
+        "caller_reference": record.caller_reference,
+        "caller_source": record.caller_source,
         "callee": record.callee,
         "callee_extension": record.callee_extension,
         **_times(

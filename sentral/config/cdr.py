@@ -123,6 +123,11 @@ class CallRecord:
     transfers: tuple[TransferRecord, ...] = ()
     # The forwards the call followed, in order, as ``forwarded_text`` writes them; None: none.
     forwarded: str | None = None
+    # Who the caller-ID lookup found ("patient", "contact", "staff"), their record for the clinic
+    # platform, and the adapter that matched; None when nobody was found.
+    caller_kind: str | None = None
+    caller_reference: str | None = None
+    caller_source: str | None = None
 
     @property
     def forwards(self) -> tuple[tuple[str, str, str], ...]:
@@ -178,6 +183,12 @@ class LiveCall:
     transfers: tuple[TransferRecord, ...] = ()
     server_id: str | None = None
     updated_at: float | None = None
+    # The caller's name, and for an outside caller the records knew, what they are, their record
+    # and the adapter that knew them.
+    caller_name: str | None = None
+    caller_kind: str | None = None
+    caller_reference: str | None = None
+    caller_source: str | None = None
 
     @property
     def parked_slot(self) -> str | None:
@@ -194,6 +205,7 @@ class LiveCall:
 _CALL_COLUMNS = (
     "call_id", "domain", "caller", "caller_name", "callee", "callee_extension", "started_at", "ringing_at",
     "answered_at", "ended_at", "disposition", "hangup_by", "hangup_reason", "status_to_caller", "forwarded",
+    "caller_kind", "caller_reference", "caller_source",
 )  # fmt: skip
 _LEG_COLUMNS = (
     "call_id", "leg", "role", "target", "started_at", "ringing_at", "answered_at", "ended_at", "outcome", "status",
@@ -201,7 +213,7 @@ _LEG_COLUMNS = (
 _TRANSFER_COLUMNS = ("call_id", "seq", "at", "by_extension", "kind", "target", "outcome")
 _LIVE_COLUMNS = (
     "server_id", "call_id", "domain", "caller", "callee", "state", "started_at", "answered_at", "legs",
-    "transfers", "updated_at",
+    "transfers", "updated_at", "caller_name", "caller_kind", "caller_reference", "caller_source",
 )  # fmt: skip
 
 
@@ -211,7 +223,8 @@ def _call_params(record: CallRecord) -> tuple[Any, ...]:
         record.call_id, record.domain, record.caller, record.caller_name, record.callee,
         record.callee_extension, record.started_at, record.ringing_at, record.answered_at,
         record.ended_at, record.disposition, record.hangup_by, record.hangup_reason,
-        record.status_to_caller, record.forwarded,
+        record.status_to_caller, record.forwarded, record.caller_kind, record.caller_reference,
+        record.caller_source,
     )  # fmt: skip
 
 
@@ -408,6 +421,9 @@ def _call_record(values: Any, legs: tuple[LegRecord, ...], transfers: tuple[Tran
         legs=legs,
         forwarded=values.forwarded,
         transfers=transfers,
+        caller_kind=values.caller_kind,
+        caller_reference=values.caller_reference,
+        caller_source=values.caller_source,
     )
 
 
@@ -519,6 +535,10 @@ class LiveCallStore:
                 "legs": call.legs,
                 "transfers": _transfers_json(call.transfers),
                 "updated_at": stamp,
+                "caller_name": call.caller_name,
+                "caller_kind": call.caller_kind,
+                "caller_reference": call.caller_reference,
+                "caller_source": call.caller_source,
             }
             for call in calls
         ]
@@ -569,6 +589,10 @@ class LiveCallStore:
                     legs=values.legs,
                     transfers=_transfers_from_json(values.transfers),
                     updated_at=values.updated_at,
+                    caller_name=values.caller_name,
+                    caller_kind=values.caller_kind,
+                    caller_reference=values.caller_reference,
+                    caller_source=values.caller_source,
                 )
                 for values in rows
             ]

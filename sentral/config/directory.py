@@ -32,8 +32,11 @@ import phonenumbers
 from sqlalchemy import Connection, Engine, select
 
 from sentral.config.models import (
+    CONTACT_KINDS,
+    CallerAdapter,
     Clinic,
     ClinicCountry,
+    Contact,
     DirectoryVersion,
     FunctionRole,
     GroupMember,
@@ -69,6 +72,8 @@ class ClinicEntry:
     # Country calling codes open for outbound calls (the clinic's own code is in it unless denied).
     open_countries: frozenset[int] = frozenset()
     timezone: str | None = None  # IANA name opening hours are read in; None: the server's
+    # Seconds the caller-ID lookup may hold ringing back; past it the phones show the number.
+    lookup_budget: float = 0.150
 
 
 class ForwardKind(Enum):
@@ -195,6 +200,40 @@ class PublicNumberEntry:
     # Where calls go when closed: a number of the clinic or an outside number (E.164); None: the
     # closed message is played and the call ends.
     closed_to: str | None
+    # A caller whose number matched nothing is asked to key their national ID number.
+    ask_id: bool = False
+
+
+ADAPTER_KINDS = ("sql", "csv", "fhir", "contacts")
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterEntry:
+    """One caller-ID lookup adapter of a clinic, as configured; which fields matter depends on ``kind``.
+
+    ``kind`` names a factory in the ``sentral.adapters`` entry-point group: the built-in ones are
+    in ``ADAPTER_KINDS``, a clinic platform may ship more. ``position`` orders a clinic's chain.
+    """
+
+    domain: str
+    name: str  # unique per clinic
+    kind: str
+    position: int
+    url: str | None = None  # sql: a SQLAlchemy URL; fhir: the FHIR base URL
+    query_number: str | None = None  # sql: the query by phone number (``:number`` ...)
+    query_id: str | None = None  # sql: the query by national ID (``:national_id``)
+    file: str | None = None  # csv: the file
+    token_file: str | None = None  # fhir: a file holding the bearer token
+
+
+@dataclass(frozen=True, slots=True)
+class ContactEntry:
+    """A person or third party in Sentral's own contacts: a name for a number."""
+
+    domain: str
+    name: str
+    number: str  # E.164 with '+'
+    kind: str = "contact"  # one of CONTACT_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +366,10 @@ class Directory:
     public_numbers: Mapping[str, PublicNumberEntry] = field(default_factory=lambda: MappingProxyType({}))
     # Clinic domain -> its extra closed days.
     holidays: Mapping[str, frozenset[datetime.date]] = field(default_factory=lambda: MappingProxyType({}))
+    # Clinic domain -> its caller-ID adapters in chain order (position, then name).
+    adapters: Mapping[str, tuple[AdapterEntry, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    # Clinic domain -> its contacts by name.
+    contacts: Mapping[str, tuple[ContactEntry, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
     def staff_for(self, domain: str, extension: str) -> StaffEntry | None:
         """The staff member at ``extension`` in clinic ``domain``, if any."""
@@ -436,6 +479,12 @@ def load_directory(engine: Engine) -> Directory:
         holidays: dict[str, set[datetime.date]] = {}
         for holiday in read_holidays(connection):
             holidays.setdefault(holiday.domain, set()).add(holiday.day)
+        adapters: dict[str, list[AdapterEntry]] = {}
+        for adapter in read_adapters(connection):
+            adapters.setdefault(adapter.domain, []).append(adapter)
+        contacts: dict[str, list[ContactEntry]] = {}
+        for contact in read_contacts(connection):
+            contacts.setdefault(contact.domain, []).append(contact)
     numbers: dict[tuple[str, str], GroupEntry | RoleEntry | ParkLotEntry] = {}
     for group in groups.values():
         for number in (group.number, group.acute_number):
@@ -458,6 +507,8 @@ def load_directory(engine: Engine) -> Directory:
         MappingProxyType({domain: tuple(found) for domain, found in trunks.items()}),
         MappingProxyType(public_numbers),
         MappingProxyType({domain: frozenset(days) for domain, days in holidays.items()}),
+        MappingProxyType({domain: tuple(found) for domain, found in adapters.items()}),
+        MappingProxyType({domain: tuple(found) for domain, found in contacts.items()}),
     )
 
 
@@ -491,14 +542,16 @@ def read_clinics(connection: Connection) -> list[ClinicEntry]:
     choices = read_country_choices(connection)
     rows = connection.execute(
         select(Clinic.id, Clinic.domain, Clinic.name, Clinic.digest_algorithms)
-        .add_columns(Clinic.country, Clinic.main_number, Clinic.timezone)
+        .add_columns(Clinic.country, Clinic.main_number, Clinic.timezone, Clinic.lookup_budget_ms)
         .order_by(Clinic.domain)
     )
     clinics = []
-    for clinic_id, domain, name, algorithms, country, main_number, timezone in rows:
+    for clinic_id, domain, name, algorithms, country, main_number, timezone, budget_ms in rows:
         opened = open_countries(country, choices.get(clinic_id, {}))
         algorithm_names = parse_stored_algorithms(algorithms)
-        clinics.append(ClinicEntry(domain, name, algorithm_names, country, main_number, opened, timezone))
+        clinics.append(
+            ClinicEntry(domain, name, algorithm_names, country, main_number, opened, timezone, budget_ms / 1000)
+        )
     return clinics
 
 
@@ -537,13 +590,41 @@ def read_public_numbers(connection: Connection, domain: str | None = None) -> li
     """Public numbers of clinic ``domain`` (every clinic if None) by domain and number."""
     query = (
         select(Clinic.domain, PublicNumber.number, PublicNumber.destination, PublicNumber.hours)
-        .add_columns(PublicNumber.closed_to)
+        .add_columns(PublicNumber.closed_to, PublicNumber.ask_id)
         .join(Clinic, Clinic.id == PublicNumber.clinic_id)
         .order_by(Clinic.domain, PublicNumber.number)
     )
     if domain is not None:
         query = query.where(Clinic.domain == domain)
-    return [PublicNumberEntry(*row) for row in connection.execute(query)]
+    return [
+        PublicNumberEntry(row.domain, row.number, row.destination, row.hours, row.closed_to, bool(row.ask_id))
+        for row in connection.execute(query)
+    ]
+
+
+def read_adapters(connection: Connection, domain: str | None = None) -> list[AdapterEntry]:
+    """Caller-ID adapters of clinic ``domain`` (every clinic if None) in chain order."""
+    query = (
+        select(Clinic.domain, CallerAdapter.name, CallerAdapter.kind, CallerAdapter.position, CallerAdapter.url)
+        .add_columns(CallerAdapter.query_number, CallerAdapter.query_id, CallerAdapter.file, CallerAdapter.token_file)
+        .join(Clinic, Clinic.id == CallerAdapter.clinic_id)
+        .order_by(Clinic.domain, CallerAdapter.position, CallerAdapter.name)
+    )
+    if domain is not None:
+        query = query.where(Clinic.domain == domain)
+    return [AdapterEntry(*row) for row in connection.execute(query)]
+
+
+def read_contacts(connection: Connection, domain: str | None = None) -> list[ContactEntry]:
+    """Contacts of clinic ``domain`` (every clinic if None) by domain and name."""
+    query = (
+        select(Clinic.domain, Contact.name, Contact.number, Contact.kind)
+        .join(Clinic, Clinic.id == Contact.clinic_id)
+        .order_by(Clinic.domain, Contact.name)
+    )
+    if domain is not None:
+        query = query.where(Clinic.domain == domain)
+    return [ContactEntry(*row) for row in connection.execute(query)]
 
 
 def read_holidays(connection: Connection, domain: str | None = None) -> list[HolidayEntry]:
@@ -674,10 +755,14 @@ def parse_stored_algorithms(text: str) -> tuple[str, ...]:
 
 
 __all__ = [
+    "ADAPTER_KINDS",
+    "CONTACT_KINDS",
     "FORWARD_AFTER",
     "NO_FORWARDS",
     "TRUNK_TRANSPORTS",
+    "AdapterEntry",
     "ClinicEntry",
+    "ContactEntry",
     "DialPermission",
     "Directory",
     "ForwardKind",
@@ -699,7 +784,9 @@ __all__ = [
     "load_directory",
     "open_countries",
     "parse_stored_algorithms",
+    "read_adapters",
     "read_clinics",
+    "read_contacts",
     "read_country_choices",
     "read_forwards",
     "read_groups",

@@ -75,6 +75,7 @@ LINE_STATES = ("idle", "ringing", "busy")
 DIAL_PERMISSIONS = ("internal", "national", "international")
 TRUNK_TRANSPORTS = ("udp", "tcp", "tls")
 NUMBER_FORMATS = ("e164", "digits", "national", "00")
+CONTACT_KINDS = ("patient", "contact", "staff")  # what sort of person a contact is, as caller ID says
 TRUNK_STATES = ("registered", "registering", "failed", "up", "down", "unregistered")
 
 # Explicit constraint names keep migrations portable between SQLite and PostgreSQL.
@@ -119,6 +120,9 @@ class Clinic(Base):
     main_number: Mapped[str | None] = mapped_column(String(16))
     # IANA name opening hours are read in; NULL: the server's local time.
     timezone: Mapped[str | None] = mapped_column(String(64))
+    # Milliseconds the caller-ID lookup may hold ringing back.
+    # Server default only, as for the country: older code inserts clinics without it.
+    lookup_budget_ms: Mapped[int] = mapped_column(Integer, server_default="150")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
 
@@ -349,6 +353,46 @@ class PublicNumber(Base):
     destination: Mapped[str] = mapped_column(String(80))
     hours: Mapped[str | None] = mapped_column(Text)
     closed_to: Mapped[str | None] = mapped_column(String(16))
+    # An unknown caller is asked for their national ID number.
+    ask_id: Mapped[bool] = mapped_column(Boolean, server_default=false())
+
+
+class CallerAdapter(Base):
+    """One caller-ID lookup adapter of a clinic, in chain order by ``position`` (then name).
+
+    ``url`` may hold a database password: it is kept as given, since the adapter needs it, and
+    shown masked. Which of the other columns matter depends on ``kind``.
+    """
+
+    __tablename__ = "caller_adapter"
+    __table_args__ = (UniqueConstraint("clinic_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str | None] = mapped_column(Text)
+    query_number: Mapped[str | None] = mapped_column(Text)
+    query_id: Mapped[str | None] = mapped_column(Text)
+    file: Mapped[str | None] = mapped_column(Text)
+    token_file: Mapped[str | None] = mapped_column(Text)
+
+
+class Contact(Base):
+    """A person or third party in a clinic's own contacts: a name for an E.164 number."""
+
+    __tablename__ = "contact"
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "name"),
+        CheckConstraint(_one_of("kind", CONTACT_KINDS), name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    number: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16), default="contact", server_default="contact")
 
 
 class Holiday(Base):
@@ -482,6 +526,10 @@ class StoredCall(Base):
     status_to_caller: Mapped[int] = mapped_column(Integer)
     # The forwards the call followed, in order: "1002 always 1003, 1003 noanswer 1004".
     forwarded: Mapped[str | None] = mapped_column(Text)
+    # Who the caller-ID lookup found: patient, contact or staff; their record; the adapter's name.
+    caller_kind: Mapped[str | None] = mapped_column(String(16))
+    caller_reference: Mapped[str | None] = mapped_column(Text)
+    caller_source: Mapped[str | None] = mapped_column(String(64))
 
 
 class StoredLeg(Base):
@@ -543,9 +591,15 @@ class PublishedCall(Base):
     legs: Mapped[int] = mapped_column(Integer)
     transfers: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[float] = mapped_column(Float)
+    # What the clinic's records say of an outside caller (NULL: nothing, or a staff caller's).
+    caller_name: Mapped[str | None] = mapped_column(Text)
+    caller_kind: Mapped[str | None] = mapped_column(String(16))
+    caller_reference: Mapped[str | None] = mapped_column(Text)
+    caller_source: Mapped[str | None] = mapped_column(String(64))
 
 
 __all__ = [
+    "CONTACT_KINDS",
     "DEFAULT_COUNTRY",
     "DEFAULT_DIAL",
     "DEFAULT_DIGEST_ALGORITHMS",
@@ -558,8 +612,10 @@ __all__ = [
     "TRUNK_TRANSPORTS",
     "Base",
     "Binding",
+    "CallerAdapter",
     "Clinic",
     "ClinicCountry",
+    "Contact",
     "DirectoryVersion",
     "FunctionRole",
     "GroupMember",

@@ -512,11 +512,17 @@ class PublicNumberSettings:
     destination: str
     hours: str | None = None
     closed_to: str | None = None
+    ask_id: bool = False  # an unknown caller is asked for their national ID number
 
     @classmethod
     def of(cls, entry: PublicNumberEntry) -> PublicNumberSettings:
         """The settings of an existing public number, to change with ``dataclasses.replace``."""
-        return cls(entry.destination, entry.hours, entry.closed_to)
+        return cls(entry.destination, entry.hours, entry.closed_to, entry.ask_id)
+
+
+# Milliseconds a clinic's caller-ID lookup may hold ringing back: 0 rings at once (a late answer
+# still reaches the call), 2 s is already long for a caller to hear nothing.
+LOOKUP_BUDGET_MS = (0, 2000)
 
 
 def _bump_version(connection: Connection) -> None:
@@ -799,11 +805,20 @@ class ConfigStore:
         country: str | None = None,
         main_number: str | None = None,
         timezone: str | None = None,
+        lookup_budget_ms: int | None = None,
     ) -> ClinicEntry:
-        """Set the clinic's country (ISO code), main number (E.164) and time zone (IANA name); None
-        keeps a value as it is."""
+        """Set the clinic's country (ISO code), main number (E.164), time zone (IANA name) and
+        caller-ID lookup budget (milliseconds); None keeps a value as it is."""
         canonical = normalize_domain(domain)
         values: dict[str, Any] = {}
+        if lookup_budget_ms is not None:
+            low, high = LOOKUP_BUDGET_MS
+            if isinstance(lookup_budget_ms, bool) or not low <= lookup_budget_ms <= high:
+                raise StoreError(
+                    f"the lookup budget must be a whole number of milliseconds from {low} to {high}, "
+                    f"not {lookup_budget_ms}"
+                )
+            values["lookup_budget_ms"] = lookup_budget_ms
         if country is not None:
             values["country"] = normalize_country(country)
         if main_number is not None:
@@ -1763,18 +1778,24 @@ class ConfigStore:
 
     @staticmethod
     def _public_columns(settings: PublicNumberSettings) -> dict[str, Any]:
-        return {"destination": settings.destination, "hours": settings.hours, "closed_to": settings.closed_to}
+        return {
+            "destination": settings.destination,
+            "hours": settings.hours,
+            "closed_to": settings.closed_to,
+            "ask_id": settings.ask_id,
+        }
 
     @staticmethod
     def _public_number_entry(connection: Connection, number: str) -> PublicNumberEntry:
         row = connection.execute(
             select(Clinic.domain, PublicNumber.destination, PublicNumber.hours, PublicNumber.closed_to)
+            .add_columns(PublicNumber.ask_id)
             .join(Clinic, Clinic.id == PublicNumber.clinic_id)
             .where(PublicNumber.number == number)
         ).one_or_none()
         if row is None:
             raise StoreError(f"there is no public number {number}; see `sentral number list`")
-        return PublicNumberEntry(row.domain, number, row.destination, row.hours, row.closed_to)
+        return PublicNumberEntry(row.domain, number, row.destination, row.hours, row.closed_to, bool(row.ask_id))
 
     @staticmethod
     def _refuse_used_public_number(connection: Connection, number: str) -> None:
@@ -1808,7 +1829,7 @@ class ConfigStore:
                     raise StoreError(f"public number {number} cannot send its calls to itself when closed")
             else:
                 self._require_destination(connection, clinic_id, domain, closed_to, "--closed-to")
-        return PublicNumberSettings(destination, hours, closed_to)
+        return PublicNumberSettings(destination, hours, closed_to, settings.ask_id)
 
     def _require_destination(
         self, connection: Connection, clinic_id: int, domain: str, number: str, what: str

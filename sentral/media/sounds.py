@@ -56,6 +56,7 @@ PROMPTS: dict[str, dict[str, str]] = {
         "nb": "Tast inn fødselsnummeret ditt, og avslutt med firkant.",
         "en": "Please key in your national identity number, followed by hash.",
     },
+    "national_id_invalid": {"nb": "Nummeret er ikke gyldig.", "en": "That number is not valid."},
     "logged_in": {"nb": "Du er logget inn.", "en": "You are logged in."},
     "logged_out": {"nb": "Du er logget ut.", "en": "You are logged out."},
     "number_unavailable": {"nb": "Nummeret er ikke tilgjengelig.", "en": "The number is not available."},

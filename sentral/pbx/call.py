@@ -854,22 +854,67 @@ class Leg:
 class Caller:
     """The authenticated caller: clinic, extension and the name the directory gives. A caller from
     outside (a call in on a trunk) is ``outside``: its "extension" is its number (E.164), which has
-    no line, no presence and no busy state here, and ``trunk`` names the trunk it came in on."""
+    no line, no presence and no busy state here, and ``trunk`` names the trunk it came in on. Once
+    the clinic's records know an outside caller (``CallControl.identify``), ``name`` is theirs and
+    ``kind``, ``reference`` and ``source`` say what they are, their record and who knew them."""
 
     clinic: ClinicEntry
     extension: str
     name: str
     outside: bool
     trunk: str
+    kind: str
+    reference: str
+    source: str
 
     def __init__(
-        self, clinic: ClinicEntry, extension: str, name: str, outside: bool = False, trunk: str = ""
+        self,
+        clinic: ClinicEntry,
+        extension: str,
+        name: str,
+        outside: bool = False,
+        trunk: str = "",
+        kind: str = "",
+        reference: str = "",
+        source: str = "",
     ) -> None:
         self.clinic = clinic
         self.extension = extension
         self.name = name
         self.outside = outside
         self.trunk = trunk
+        self.kind = kind
+        self.reference = reference
+        self.source = source
+
+
+@dataclass(frozen=True, slots=True)
+class CallerIdentity:
+    """Who an outside caller is, as the clinic's records say: the name the phones show, the kind
+    ("patient", "contact", "staff"), the record's reference for the clinic platform and the
+    adapter that knew them."""
+
+    name: str
+    kind: str
+    reference: str
+    source: str
+
+
+class RoutingHold(Protocol):
+    """A feature that asks a new call's caller something before the call is routed (the
+    national-ID prompt): told the keys the caller presses and the time while it holds the call."""
+
+    def digit(self, call: Call, digit: Digit, now: float) -> None:
+        """The caller pressed a key."""
+
+    def on_timer(self, call: Call, now: float) -> None:
+        """``next_deadline`` came."""
+
+    def next_deadline(self, call: Call) -> float:
+        """When ``on_timer`` is next due for ``call`` (``math.inf``: never)."""
+
+    def ended(self, call: Call, now: float) -> None:
+        """The call ended (or was routed on) while held."""
 
 
 @dataclass(eq=False, slots=True)
@@ -931,6 +976,11 @@ class Call:
     # Who `sentral calls` shows talking (caller, callee) once a feature gave the call to others
     # than its caller and callee (a transfer); empty: the call's own.
     listed: tuple[str, ...] = ()
+    # A new call whose routing is held (``CallControl.hold``): the number it goes to once
+    # released, and when it is released at the latest; a feature asking the caller something.
+    routing: str | None = None
+    route_at: float = inf
+    asking: RoutingHold | None = None
 
     @property
     def legs(self) -> list[Leg]:
@@ -1024,6 +1074,10 @@ class CallReport:
     transfers: tuple[TransferReport, ...]  # in the order they happened
     # The forwards the call followed, in order: (extension, kind, number it went on to).
     forwarded: tuple[tuple[str, str, str], ...]
+    # What the clinic's records say of an outside caller ("" when they know nothing).
+    caller_kind: str
+    caller_reference: str
+    caller_source: str
 
     def __init__(
         self,
@@ -1045,6 +1099,9 @@ class CallReport:
         answered_by: str = "",
         transfers: tuple[TransferReport, ...] = (),
         forwarded: tuple[tuple[str, str, str], ...] = (),
+        caller_kind: str = "",
+        caller_reference: str = "",
+        caller_source: str = "",
     ) -> None:
         self.call_id = call_id
         self.clinic = clinic
@@ -1064,6 +1121,9 @@ class CallReport:
         self.answered_by = answered_by
         self.transfers = transfers
         self.forwarded = forwarded
+        self.caller_kind = caller_kind
+        self.caller_reference = caller_reference
+        self.caller_source = caller_source
 
 
 # A live call's state while a phone holds it (the others are ``CallState`` values).
@@ -1083,6 +1143,11 @@ class LiveCall:
     answered: float | None
     legs: int
     parked: str = ""  # the slot it waits on
+    # What the clinic's records say of the caller (an outside caller's name, once known).
+    caller_name: str = ""
+    caller_kind: str = ""
+    caller_reference: str = ""
+    caller_source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1345,10 +1410,13 @@ class CallControl:
         *,
         acute: bool = False,
         dialled: str | None = None,
-    ) -> None:
+        hold_until: float | None = None,
+    ) -> Call | None:
         """A new INVITE (no To tag) from an authenticated phone, or from a carrier on a trunk;
         ``acute`` when it came with ``Priority: emergency`` from a trusted source; ``dialled``, the
-        number to route to when it is not the Request-URI's (a public number's destination)."""
+        number to route to when it is not the Request-URI's (a public number's destination);
+        ``hold_until``: route it only when ``release`` says so, or at that time (``hold``). The
+        call, or None when the INVITE was refused at once."""
         tx.auto_trying = False
         try:
             max_forwards = request.max_forwards
@@ -1376,11 +1444,8 @@ class CallControl:
             replaces = _replaces_of(request)
         except SipError as exc:
             self._refuse(tx, request, exc.status, exc.reason, exc.headers)
-            return
+            return None
         number = dialled or request.uri.user_unescaped or dialled_number(request.uri_text)
-        decision = self.dialplan.route(
-            Query(caller.clinic, number, self.directory(), self.bindings, caller.extension)
-        )
         target = Target(origin.transport, origin.host, origin.port, origin.local, origin.conn_id)
         local = self.port.local_address(target)
         a = Leg(
@@ -1417,9 +1482,86 @@ class CallControl:
         self.version += 1
         if replaces is not None:
             self._replacing(call, replaces, now)
+        elif hold_until is not None:
+            self.hold(call, number, hold_until)
         else:
-            self._ring(call, decision, now, number)
+            self._route(call, number, now)
         self._tell_lines(call, now)
+        return call
+
+    def _route(self, call: Call, number: str, now: float) -> None:
+        caller = call.caller
+        decision = self.dialplan.route(
+            Query(caller.clinic, number, self.directory(), self.bindings, caller.extension)
+        )
+        self._ring(call, decision, now, number)
+
+    # -- holding a new call's routing --------------------------------------------------------------
+    #
+    # Some calls cannot be routed the moment they arrive: who calls is still being looked up in
+    # the clinic's records (with a time budget), or a feature asks the caller something first
+    # (the national-ID prompt). Such a call waits, with its caller hearing nothing or what the
+    # feature plays, until ``release`` or its ``route_at``; it is then routed as any other call.
+
+    def hold(self, call: Call, number: str, until: float) -> None:
+        """Hold ``call``'s routing to ``number`` until ``release``, or ``until`` at the latest."""
+        call.routing = number
+        call.route_at = until
+        self._arm(call)
+
+    def held(self, call_id: str) -> Call | None:
+        """The call ``call_id`` if its routing is held."""
+        call = self.calls.get(call_id)
+        return call if call is not None and call.routing is not None and not call.over else None
+
+    def ask(self, call: Call, asking: RoutingHold, until: float = inf) -> None:
+        """Let ``asking`` hold ``call`` (its routing already held) and hear its keys, until it
+        releases the call or ``until``."""
+        call.asking = asking
+        call.route_at = until
+        self._arm(call)
+
+    def release(self, call_id: str, now: float) -> None:
+        """Route the held call ``call_id`` now (nothing when it is not held any more)."""
+        call = self.held(call_id)
+        if call is not None:
+            self._release(call, now)
+
+    def _release(self, call: Call, now: float) -> None:
+        number = call.routing
+        assert number is not None
+        asking = call.asking
+        call.routing = None
+        call.route_at = inf
+        call.asking = None
+        if asking is not None:
+            asking.ended(call, now)
+        self._route(call, number, now)
+        self._tell_lines(call, now)
+        self._arm(call)
+
+    def identify(self, call_id: str, identity: CallerIdentity, now: float) -> None:
+        """The clinic's records know the caller of ``call_id``: the phones rung from now on show
+        the name, and the live call and its record carry it (an answer that came late, after the
+        phones began ringing, still reaches those two)."""
+        call = self.calls.get(call_id)
+        if call is None or call.over:
+            return
+        old = call.caller
+        call.caller = Caller(
+            old.clinic,
+            old.extension,
+            identity.name,
+            old.outside,
+            old.trunk,
+            identity.kind,
+            identity.reference,
+            identity.source,
+        )
+        self.version += 1
+        watch = self.watch
+        if watch is not None:
+            watch.call_changed(call, now)
 
     def _replacing(self, call: Call, replaces: Replaces, now: float) -> None:
         """``call``'s INVITE names a dialog to replace (RFC 3891 §3): the features are offered the
@@ -1700,6 +1842,10 @@ class CallControl:
                 ("From", f"{name}<sip:{user}@{domain}>;tag={leg.local_tag}"),
                 ("To", f"<sip:{callee}@{domain}>"),
             ]
+            if caller.outside and caller.name and holder is None:
+                # An outside caller the clinic's records know: the phone shows the name, from
+                # either header (RFC 3325, within the clinic's own trust domain).
+                headers.append(("P-Asserted-Identity", f"{name}<sip:{user}@{domain}>"))
         headers += [
             ("Call-ID", leg.call_id),
             ("CSeq", f"{seq} INVITE"),
@@ -1989,6 +2135,10 @@ class CallControl:
             call.status = 200 if call.answered is not None else None
         if call.holder is not None:
             call.holder.ended(call, now)
+        if call.asking is not None:
+            call.asking.ended(call, now)
+            call.asking = None
+        call.routing = None
         for leg in call.legs:
             if leg.ended is None:
                 leg.ended = now
@@ -2096,6 +2246,9 @@ class CallControl:
             answered_by=first.extension if first is not None else "",
             transfers=tuple(call.transfers),
             forwarded=call.forwarded,
+            caller_kind=call.caller.kind,
+            caller_reference=call.caller.reference,
+            caller_source=call.caller.source,
         )
 
     # -- responses to our requests -------------------------------------------------------------
@@ -2393,9 +2546,12 @@ class CallControl:
             return
         call, leg = entry
         dialog = leg.dialog
+        # A caller asked something before the call is routed (the national-ID prompt hears it in
+        # early media) may key in with INFO in the early dialog (RFC 6086 §4.2).
+        early_keys = method == "INFO" and call.asking is not None and leg is call.a
         if (
             dialog is None
-            or dialog.state is not DialogState.CONFIRMED
+            or (dialog.state is not DialogState.CONFIRMED and not early_keys)
             or dialog.remote_tag != (request.from_tag or "")
         ):
             self.port.respond(tx, make_response(request, 481))
@@ -2444,10 +2600,11 @@ class CallControl:
                 digit = _info_digit(request)
                 if digit is not None:
                     self.digit(call.id, leg.id, digit, now)
-                    if call.peer(leg) is None:
-                        # Nobody to pass it to (Sentral answered the call): the key was heard.
-                        self.port.respond(tx, make_response(request, 200))
-                        return
+                if (digit is not None and call.peer(leg) is None) or early_keys:
+                    # Nobody to pass it to (Sentral answered the call, or asks the caller
+                    # something before it is routed): the key was heard.
+                    self.port.respond(tx, make_response(request, 200))
+                    return
                 self._relay(call, leg, tx, request, now)
             case "OPTIONS":
                 self.port.respond(
@@ -2670,6 +2827,11 @@ class CallControl:
     # -- timers -----------------------------------------------------------------------------------
 
     def _deadline(self, call: Call) -> float:
+        if call.routing is not None:
+            at = call.route_at
+            if call.asking is not None:
+                at = min(at, call.asking.next_deadline(call))
+            return at
         at = call.strategy.next_deadline() if call.state is not CallState.ANSWERED else call.hangup_at
         if call.holder is not None:
             at = min(at, call.recall_at, call.strategy.next_deadline())
@@ -2726,6 +2888,12 @@ class CallControl:
             self._arm(call)
 
     def _tick(self, call: Call, now: float) -> None:
+        if call.routing is not None:
+            if call.route_at <= now:
+                self._release(call, now)
+            elif call.asking is not None:
+                call.asking.on_timer(call, now)
+            return
         if call.state in (CallState.TRYING, CallState.RINGING) and call.strategy.next_deadline() <= now:
             self._event(call, Timer(), now)
             return
@@ -3364,7 +3532,11 @@ class CallControl:
         call = self.calls.get(call_id)
         if call is None:
             return
-        if call.state is CallState.ANSWERED and call.holder is None:
+        asking = call.asking
+        if asking is not None and leg_id == "a":
+            asking.digit(call, digit, now)
+            self._arm(call)
+        elif call.state is CallState.ANSWERED and call.holder is None:
             leg = next((leg for leg in call.legs if leg.id == leg_id), None)
             if leg is not None and call.peer(leg) is not None:
                 self._keyed(call, leg, digit, now)
@@ -3408,6 +3580,10 @@ class CallControl:
                 answered=call.answered,
                 legs=len(call.legs),
                 parked=call.parked,
+                caller_name=call.caller.name,
+                caller_kind=call.caller.kind,
+                caller_reference=call.caller.reference,
+                caller_source=call.caller.source,
             )
             for call in self.calls.values()
         ]
@@ -3492,6 +3668,7 @@ __all__ = [
     "CallState",
     "CallWatch",
     "Caller",
+    "CallerIdentity",
     "Cancel",
     "Command",
     "Connect",
@@ -3514,6 +3691,7 @@ __all__ = [
     "RingCaller",
     "RingStrategy",
     "Ringback",
+    "RoutingHold",
     "Side",
     "Timer",
     "TransferReport",

@@ -51,8 +51,10 @@ from sentral.config.directory import ClinicEntry, Directory, StaffEntry, TrunkEn
 from sentral.config.store import BindingRow
 from sentral.config.writer import BindingWriter
 from sentral.logs import sip_trace_text, unfiltered_logger
+from sentral.media.dtmf import Digit
 from sentral.pbx.call import ALLOW as CALL_ALLOW
 from sentral.pbx.call import Call, CallControl, Caller, CallReport, CallSettings, MediaPolicy
+from sentral.pbx.caller_id import CallerId, CallerLookups
 from sentral.pbx.features import standard as standard_features
 from sentral.pbx.guard import Guard, GuardAction, SecurityEventKind
 from sentral.pbx.hunting import Hunting
@@ -176,6 +178,12 @@ class Endpoint:
             lines=self.presence,
             features=lambda core: standard_features(core, self.trunks),
         )
+        # Who calls from outside, from the clinic's records (None: no lookups, nothing held).
+        self.caller_id: CallerId | None = None
+
+    def look_up_callers(self, lookups: CallerLookups) -> None:
+        """Ask ``lookups`` who calls from outside before the phones ring (``sentral.pbx.caller_id``)."""
+        self.caller_id = CallerId(self.calls, lookups, self._schedule)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind to the running event loop (timers are scheduled on it)."""
@@ -357,7 +365,20 @@ class Endpoint:
         log.info("trunk_call_in", trunk=trunk.name, clinic=clinic.domain, closed=routed.closed)
         log.debug("trunk_call_in_numbers", caller=caller_number, called=number.number, to=routed.dialled)
         caller = Caller(clinic, caller_number, "", outside=True, trunk=trunk.name)
-        self.calls.on_invite(tx, request, origin, caller, now, acute=acute, dialled=routed.dialled)
+        caller_id = self.caller_id
+        found = caller_id.chain(clinic.domain) if caller_id is not None and caller_number != "anonymous" else None
+        if found is None:
+            self.calls.on_invite(tx, request, origin, caller, now, acute=acute, dialled=routed.dialled)
+            return
+        # The clinic's records are asked who calls; the phones ring when they answer, or when
+        # the clinic's budget has passed, whichever comes first.
+        assert caller_id is not None
+        chain, budget = found
+        call = self.calls.on_invite(
+            tx, request, origin, caller, now, acute=acute, dialled=routed.dialled, hold_until=now + budget
+        )
+        if call is not None and call.routing is not None:
+            caller_id.start(call, chain, caller_number, ask_id=number.ask_id and not routed.closed)
 
     def _stranger_to_public_number(self, request: Request) -> bool:
         """Whether ``request`` calls one of the server's public numbers from someone who is not a
@@ -661,6 +682,12 @@ class Endpoint:
 
         future.add_done_callback(done)
 
+    def digit(self, call_id: str, leg_id: str, digit: Digit) -> None:
+        """A key pressed on a phone, as the media relay heard it (RFC 4733): call control's, and
+        the timers it may have set (a prompt waiting for the next key)."""
+        self.calls.digit(call_id, leg_id, digit, time.monotonic())
+        self._schedule()
+
     def members_changed(self) -> None:
         """Staff logged in or out, or registered: calls waiting in a queue may ring now."""
         self.calls.members_changed(time.monotonic())
@@ -703,6 +730,8 @@ class Endpoint:
         )
         # A number from outside the clinic is a patient's: in full only at DEBUG.
         log.debug("call_ended_parties", call=report.call_id, caller=report.caller, callee=report.callee)
+        if self.caller_id is not None:
+            self.caller_id.forget(report.call_id)
         stored = self.on_record(report) if self.on_record is not None else None
         if reply is None:
             return

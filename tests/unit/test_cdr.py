@@ -447,6 +447,17 @@ def test_a_live_call_carries_its_transfers_so_far(engine: Engine) -> None:
     assert stored[0] == ("a1", None)
 
 
+def test_a_live_call_carries_who_the_records_say_the_caller_is(engine: Engine) -> None:
+    calls = LiveCallStore(engine)
+    known = live("a1", caller_name="Kari Nordmann", caller_kind="patient", caller_reference="p-42", caller_source="journal")
+    calls.publish("sip-a", [known, live("a2")], now=T0 + 60)
+    named, unknown = calls.list(5.0, now=T0 + 61)
+    assert (named.caller_name, named.caller_kind, named.caller_reference, named.caller_source) == (
+        "Kari Nordmann", "patient", "p-42", "journal"
+    )  # fmt: skip
+    assert (unknown.caller_name, unknown.caller_kind) == (None, None)
+
+
 # -- from the call controller's report, and the schema ----------------------------------------------
 
 
@@ -467,6 +478,14 @@ def test_the_servers_record_of_a_report_keeps_its_transfers_on_the_wall_clock() 
         TransferRecord(at=T0 + 130.0, by="1002", kind="blind", target="1003", outcome="answered"),
     )
     assert call_record(replace(report, transfers=()), T0).transfers == ()
+    # What the clinic's records said of the caller reaches the record; nothing known, NULLs.
+    known = call_record(
+        replace(report, caller_kind="patient", caller_reference="p-42", caller_source="journal"), T0
+    )
+    assert (known.caller_name, known.caller_kind, known.caller_reference, known.caller_source) == (
+        "Kari Nordmann", "patient", "p-42", "journal"
+    )  # fmt: skip
+    assert (record.caller_kind, record.caller_reference, record.caller_source) == (None, None, None)
 
 
 def _alembic(engine: Engine, action: str, revision: str) -> None:
@@ -509,7 +528,7 @@ def _call_row(call_id: str) -> dict[str, object]:
 
 
 def test_the_migrated_transfer_tables_are_the_models(engine: Engine) -> None:
-    assert newest_revision() == "0010"
+    assert newest_revision() == "0012"
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         differences = [
