@@ -23,6 +23,8 @@ gets 429 until its block ends. Passwords and tokens never reach a log line.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import secrets
 import time
@@ -157,7 +159,9 @@ class Authenticator:
         """Find the request's principal; refuse unsafe cookie requests without the CSRF token."""
         request[PRINCIPAL_KEY] = None
         authorization = request.headers.get("Authorization")
-        if authorization is not None:
+        if authorization is not None and authorization[:6].lower() == "basic ":
+            pass  # a desk phone's credentials: the routes that take them check them (``basic_staff``)
+        elif authorization is not None:
             request[PRINCIPAL_KEY] = await self._bearer(request, authorization)
         else:
             session_id = request.cookies.get(SESSION_COOKIE)
@@ -308,6 +312,34 @@ class Authenticator:
         response = web.json_response({"signed_out": True})
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
+
+    def basic_staff(self, request: web.Request) -> Principal | None:
+        """The member of staff whose extension (``1001`` or ``1001@clinic``) and SIP password the
+        request's HTTP Basic credentials give, as desk phones send them; None without credentials.
+
+        Wrong credentials are a failed sign-in (logged, counted by the guard) and raise 401.
+        """
+        authorization = request.headers.get("Authorization", "")
+        if authorization[:6].lower() != "basic ":
+            return None
+        host = request.remote or "?"
+        if self.guard.check(host, time.monotonic()) is GuardAction.BLOCK:
+            raise ApiError(429, "too many failed sign-ins from your address; try again later")
+        try:
+            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise ApiError(401, "the Basic credentials do not decode") from None
+        user, _, password = decoded.partition(":")
+        extension, _, domain = user.strip().partition("@")
+        directory = self.server.directory()
+        if not domain and len(directory.clinics) == 1:
+            domain = next(iter(directory.clinics))
+        domain = domain.strip().lower()
+        staff = directory.staff_for(domain, extension) if domain else None
+        if staff is None or not _password_matches(staff.ha1_sha256, staff.ha1_md5, extension, domain, password):
+            self._failed(request, extension, "unknown extension" if staff is None else "wrong password")
+            raise ApiError(401, "wrong extension or password")
+        return Principal(domain, extension, None)
 
     def _failed(self, request: web.Request, user: str | None, reason: str) -> None:
         """A failed sign-in or unknown token: the security log's auth_failed line, and the guard."""

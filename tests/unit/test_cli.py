@@ -194,7 +194,7 @@ def test_clinic_add_list_and_set_digest(db: str) -> None:
     assert "Added clinic nord.example (Nord legekontor)" in ok(db, "clinic", "add", "nord.example", "--name", "Nord legekontor")
     ok(db, "clinic", "set", "nord.example", "--digest", "md5")
     clinics = json.loads(ok(db, "clinic", "list", "--json"))
-    outside = {"country": "NO", "main_number": None, "timezone": None, "open_countries": [47]}
+    outside = {"country": "NO", "main_number": None, "timezone": None, "open_countries": [47], "lookup_budget_ms": 150}
     assert clinics == [
         {"domain": "clinic.local", "name": "clinic.local", "digest_algorithms": ["SHA-256", "MD5"], **outside},
         {"domain": "nord.example", "name": "Nord legekontor", "digest_algorithms": ["MD5"], **outside},
@@ -773,6 +773,7 @@ def test_cdr_lists_records_newest_last_with_every_field_and_the_legs(db: str, os
     first, second = listed
     assert first == {
         "call_id": "c1", "domain": "clinic.local", "caller": "+4791234567", "caller_name": "Kari Nordmann",
+        "caller_kind": None, "caller_reference": None, "caller_source": None,
         "callee": "22", "callee_extension": "1001",
         "started_at": "2025-03-01T08:00:00.000Z", "started_at_epoch": T0,
         "ringing_at": "2025-03-01T08:00:00.750Z", "ringing_at_epoch": T0 + 0.75,
