@@ -425,8 +425,11 @@ class Relay:
         reuse_after: float = REUSE_AFTER,
         retire_after: float = RETIRE_AFTER,
         max_resting: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.address = address
+        # What pairs rest by (the monotonic clock; a test's own in tests, compiled or not).
+        self.clock = clock
         self.pool = pool
         self.policy = policy
         self.socket_buffer = socket_buffer
@@ -460,7 +463,7 @@ class Relay:
         resting = self._resting
         ripe = False
         if resting:
-            now = time.monotonic()
+            now = self.clock()
             if resting[0][0] + self.reuse_after <= now:
                 self.retire(now)  # the pair taken below is then one still worth keeping
                 ripe = bool(resting) and resting[0][0] + self.reuse_after <= now
@@ -594,7 +597,7 @@ class Relay:
         loop = self._loop
         rtp, rtcp = endpoint.rtp.bound, endpoint.rtcp.bound
         if len(self._resting) < self.max_resting and loop is not None and not loop.is_closed():
-            self._resting.append((time.monotonic(), endpoint.port, rtp, rtcp))
+            self._resting.append((self.clock(), endpoint.port, rtp, rtcp))
             self.pool.rest(endpoint.port)
         else:
             self._discard(endpoint.port, rtp, rtcp)

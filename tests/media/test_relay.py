@@ -8,13 +8,11 @@ import gc
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from sentral.media import g711
-from sentral.media import relay as relay_module
 from sentral.media.dtmf import Digit, TelephoneEvent, build_event
 from sentral.media.latch import PortPool, PortsExhausted
 from sentral.media.player import Player
@@ -367,15 +365,14 @@ async def test_resting_pairs_are_capped() -> None:
     assert Relay(HOST, PortPool(41200, 41207)).max_resting == 2  # half the range at most
 
 
-def test_pairs_left_over_from_a_burst_of_hang_ups_are_closed(run: Runner[None], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pairs_left_over_from_a_burst_of_hang_ups_are_closed(run: Runner[None]) -> None:
     """Each new endpoint takes one resting pair at most, so pairs beyond what the call rate
     needs would rest for ever: once they have rested ``retire_after`` seconds they are closed."""
     clock = [1000.0]
-    monkeypatch.setattr(relay_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
 
     async def body() -> None:
         pool = PortPool(*POOL_RANGE)
-        relay = Relay(HOST, pool, reuse_after=2.0, retire_after=4.0)
+        relay = Relay(HOST, pool, reuse_after=2.0, retire_after=4.0, clock=lambda: clock[0])
         try:
             burst = [relay.open() for _ in range(10)]
             for endpoint in burst:  # ten calls end at once
