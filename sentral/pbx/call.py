@@ -160,7 +160,13 @@ from sentral.pbx.sip.session_timer import (
     negotiate_uas,
     refresh_method,
 )
-from sentral.pbx.sip.transaction import ClientTransaction, ServerTransaction, Timings, new_branch
+from sentral.pbx.sip.transaction import (
+    ClientTransaction,
+    ServerTransaction,
+    Timings,
+    local_contact,
+    local_via,
+)
 from sentral.pbx.sip.uri import Uri
 from sentral.pbx.transport import Origin, Target
 from sentral.routing.dialplan import (
@@ -1259,17 +1265,7 @@ def _token() -> str:
     return entropy.token_hex(8)
 
 
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-
-def _via(transport: str, local: tuple[str, int]) -> str:
-    return f"SIP/2.0/{transport.upper()} {_hostport(*local)};branch={new_branch()};rport"
-
-
-def _contact(transport: str, local: tuple[str, int]) -> str:
-    suffix = "" if transport == "udp" else f";transport={transport}"
-    return f"<sip:sentral@{_hostport(*local)}{suffix}>"
 
 
 def sdp_of(message: Request | Response) -> bytes:
@@ -1457,7 +1453,7 @@ class CallControl:
             call_id=request.call_id,
             local_tag=_token(),
             local=local,
-            contact=_contact(origin.transport, local),
+            contact=local_contact(origin.transport, local),
             started=now,
             peer_allow=tuple(request.tokens("allow")),
         )
@@ -1794,7 +1790,7 @@ class CallControl:
             call_id=_token(),
             local_tag=_token(),
             local=local,
-            contact=_contact(target.transport, local),
+            contact=local_contact(target.transport, local),
             started=now,
             timer_request=TimerRequest(interval=self.settings.session_interval, min_se=self.settings.min_se),
             carrier=carrier,
@@ -1818,7 +1814,7 @@ class CallControl:
         domain = caller.clinic.domain
         max_forwards = call.invite.max_forwards
         headers: list[tuple[str, str]] = [
-            ("Via", _via(leg.transport, leg.local)),
+            ("Via", local_via(leg.transport, leg.local)),
             ("Max-Forwards", str(max_forwards - 1 if max_forwards is not None else 70)),
         ]
         headers.extend(("Route", value) for value in path)
@@ -2025,7 +2021,7 @@ class CallControl:
             return
         try:
             ack = dialog.ack_for(
-                response, _via(leg.transport, leg.local), body=body, content_type=SDP if body else None
+                response, local_via(leg.transport, leg.local), body=body, content_type=SDP if body else None
             )
         except ValueError:
             return
@@ -2089,7 +2085,7 @@ class CallControl:
             return
         headers = [("Reason", reason)] if reason else []
         try:
-            bye = dialog.request("BYE", via=_via(leg.transport, leg.local), headers=headers)
+            bye = dialog.request("BYE", via=local_via(leg.transport, leg.local), headers=headers)
         except DialogError:
             return
         leg.state = LegState.ENDED
@@ -2461,8 +2457,8 @@ class CallControl:
         """ACK a 2xx that came too late to be taken; return the BYE that ends its dialog (None if
         the response could not be ACKed)."""
         try:
-            self.port.send_ack(dialog.ack_for(response, _via(target.transport, local)), target)
-            return dialog.request("BYE", via=_via(target.transport, local))
+            self.port.send_ack(dialog.ack_for(response, local_via(target.transport, local)), target)
+            return dialog.request("BYE", via=local_via(target.transport, local))
         except (ValueError, DialogError):
             return None
 
@@ -2692,7 +2688,7 @@ class CallControl:
         try:
             outgoing = dialog.request(
                 method,
-                via=_via(other.transport, other.local),
+                via=local_via(other.transport, other.local),
                 body=body,
                 headers=headers,
                 content_type=content_type if body else None,
@@ -2958,7 +2954,7 @@ class CallControl:
         try:
             request = dialog.request(
                 method,
-                via=_via(leg.transport, leg.local),
+                via=local_via(leg.transport, leg.local),
                 body=body,
                 headers=headers,
                 content_type=SDP if body else None,
@@ -3199,7 +3195,7 @@ class CallControl:
         try:
             notify = dialog.request(
                 "NOTIFY",
-                via=_via(leg.transport, leg.local),
+                via=local_via(leg.transport, leg.local),
                 headers=[("Event", "refer"), ("Subscription-State", state)],
                 body=line.encode(),
                 content_type="message/sipfrag;version=2.0",
@@ -3287,7 +3283,7 @@ class CallControl:
             headers.extend(leg.timer.refresh_request().headers())
         try:
             request = dialog.request(
-                "INVITE", via=_via(leg.transport, leg.local), body=body, headers=headers, content_type=SDP
+                "INVITE", via=local_via(leg.transport, leg.local), body=body, headers=headers, content_type=SDP
             )
             leg.offer.send(request)
         except (DialogError, OfferStateError):
@@ -3439,7 +3435,7 @@ class CallControl:
             headers.extend(leg.timer.refresh_request().headers())
         try:
             request = dialog.request(
-                "INVITE", via=_via(leg.transport, leg.local), body=body, headers=headers, content_type=SDP
+                "INVITE", via=local_via(leg.transport, leg.local), body=body, headers=headers, content_type=SDP
             )
             offer.send(request)
         except (DialogError, OfferStateError):

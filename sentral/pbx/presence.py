@@ -78,7 +78,7 @@ from sentral.pbx.sip.event import (
 from sentral.pbx.sip.message import Request, Response, local_tag, make_response
 from sentral.pbx.sip.pidf import CONTENT_TYPE as PIDF
 from sentral.pbx.sip.pidf import Basic, PresenceTuple, pidf
-from sentral.pbx.sip.transaction import ClientTransaction, ServerTransaction, new_branch
+from sentral.pbx.sip.transaction import ClientTransaction, ServerTransaction, local_contact, local_via
 from sentral.pbx.transport import Origin, Target
 
 Aor = tuple[str, str]  # (domain, extension)
@@ -273,7 +273,7 @@ class PresenceHub:
                 )
             target = Target(origin.transport, origin.host, origin.port, origin.local, origin.conn_id)
             local = self.port.local_address(target)
-            contact = _contact(target.transport, local)
+            contact = local_contact(target.transport, local)
             subscription = Subscription.accept(request, entropy.token_hex(8), contact, expires, now)
         except SipError as exc:
             self._refuse(tx, request, exc)
@@ -519,7 +519,7 @@ class PresenceHub:
         state, body = self._document(watcher, subscription.sent)
         try:
             request = subscription.notify(
-                body, watcher.package.content_type, _via(watcher.target.transport, watcher.local), now
+                body, watcher.package.content_type, local_via(watcher.target.transport, watcher.local), now
             )
         except (DialogError, SipError):
             self._unindex(watcher)  # the dialog is gone: nothing more can be sent in it
@@ -662,17 +662,7 @@ def _request_key(request: Request, event: EventHeader) -> SubscriptionKey:
     return (request.call_id, request.to_tag or "", request.from_tag or "", event.package, event.id or "")
 
 
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-
-def _via(transport: str, local: tuple[str, int]) -> str:
-    return f"SIP/2.0/{transport.upper()} {_hostport(*local)};branch={new_branch()};rport"
-
-
-def _contact(transport: str, local: tuple[str, int]) -> str:
-    suffix = "" if transport == "udp" else f";transport={transport}"
-    return f"<sip:sentral@{_hostport(*local)}{suffix}>"
 
 
 __all__ = [

@@ -43,7 +43,7 @@ from sentral.pbx.sip import entropy
 from sentral.pbx.sip.auth import Challenge, authorization, choose_challenge, parse_challenge
 from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.message import Request, Response
-from sentral.pbx.sip.transaction import ClientTransaction, ServerTransaction, new_branch
+from sentral.pbx.sip.transaction import ClientTransaction, ServerTransaction, hostport, local_via
 from sentral.pbx.transport import Target
 
 # Not cached on first use: trunk events are rare, and a CLI run in the same process must not pin
@@ -103,9 +103,6 @@ def _is_failure(status: int | None) -> bool:
     """What counts against a trunk's health: no answer, 408 or a server error."""
     return status is None or status == 408 or status >= 500
 
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _host(host: str) -> str:
@@ -466,13 +463,13 @@ class Trunks:
         uri = f"sip:{_host(entry.host)}{port}{transport_param}"
         aor = f"<sip:{user}@{_host(entry.host)}>"
         headers = [
-            ("Via", _via(entry.transport, local)),
+            ("Via", local_via(entry.transport, local)),
             ("Max-Forwards", "70"),
             ("From", f"{aor};tag={line._from_tag}"),
             ("To", aor),
             ("Call-ID", line._call_id),
             ("CSeq", f"{line._cseq} REGISTER"),
-            ("Contact", f"<sip:{user}@{_hostport(*local)}{transport_param}>"),
+            ("Contact", f"<sip:{user}@{hostport(*local)}{transport_param}>"),
             ("Expires", str(expires)),
             ("User-Agent", "Sentral"),
         ]
@@ -490,14 +487,14 @@ class Trunks:
         entry = line.entry
         target = self.target(line)
         local = self.port.local_address(target)
-        uri = f"sip:{_hostport(entry.host, entry.port)}"
+        uri = f"sip:{hostport(entry.host, entry.port)}"
         request = Request.build(
             "OPTIONS",
             uri,
             [
-                ("Via", _via(entry.transport, local)),
+                ("Via", local_via(entry.transport, local)),
                 ("Max-Forwards", "70"),
-                ("From", f"<sip:sentral@{_hostport(*local)}>;tag={entropy.token_hex(6)}"),
+                ("From", f"<sip:sentral@{hostport(*local)}>;tag={entropy.token_hex(6)}"),
                 ("To", f"<{uri}>"),
                 ("Call-ID", f"{entropy.token_hex(12)}@sentral"),
                 ("CSeq", "1 OPTIONS"),
@@ -668,9 +665,6 @@ def _same_registration(old: TrunkEntry, new: TrunkEntry) -> bool:
         new.enabled,
     )
 
-
-def _via(transport: str, local: tuple[str, int]) -> str:
-    return f"SIP/2.0/{transport.upper()} {_hostport(*local)};branch={new_branch()};rport"
 
 
 __all__ = ["KEEPALIVE", "REGISTER_EXPIRES", "LineState", "TrunkLine", "Trunks", "TrunksPort"]

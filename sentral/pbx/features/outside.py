@@ -54,7 +54,7 @@ from sentral.pbx.call import (
     after_prompt,
 )
 from sentral.pbx.sip.errors import SipError, reason_phrase
-from sentral.pbx.sip.transaction import State
+from sentral.pbx.sip.transaction import State, hostport
 from sentral.pbx.transport import Target
 from sentral.routing.outside import (
     CAP_REFUSED,
@@ -99,9 +99,10 @@ class Carriers(Protocol):
 
 
 def _hostport(entry: TrunkEntry) -> str:
-    default = 5061 if entry.transport == "tls" else 5060
-    host = f"[{entry.host}]" if ":" in entry.host else entry.host
-    return host if entry.port == default else f"{host}:{entry.port}"
+    """The trunk's host, with its port when that is not the transport's default."""
+    if entry.port == (5061 if entry.transport == "tls" else 5060):
+        return f"[{entry.host}]" if ":" in entry.host else entry.host
+    return hostport(entry.host, entry.port)
 
 
 def carrier_for(

@@ -286,6 +286,22 @@ def new_branch() -> str:
     return BRANCH_MAGIC + entropy.token_hex(12)
 
 
+def hostport(host: str, port: int) -> str:
+    """``host:port`` as a SIP header writes it, an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def local_via(transport: str, local: tuple[str, int]) -> str:
+    """The Via of a request Sentral starts from ``local``: a fresh branch, rport asked for."""
+    return f"SIP/2.0/{transport.upper()} {hostport(*local)};branch={new_branch()};rport"
+
+
+def local_contact(transport: str, local: tuple[str, int]) -> str:
+    """Sentral's own Contact at ``local`` (its transport named unless UDP)."""
+    suffix = "" if transport == "udp" else f";transport={transport}"
+    return f"<sip:sentral@{hostport(*local)}{suffix}>"
+
+
 def _top_via_text(request: Request) -> str:
     first = request.header_lines("via")[0]
     return str(request.top_via) if "," in first else first
