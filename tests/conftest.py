@@ -14,12 +14,40 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import structlog
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 
 from sentral.config.db import database_url, make_engine, migrate
 
 PG_ENV = "SENTRAL_TEST_PG"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loggers_follow_the_configuration() -> Iterator[None]:
+    """The server caches each logger's configuration on its first use, which is right for a
+    process configured once. Tests run the CLI in-process, each run configuring logging anew:
+    a module's logger first used under one test's configuration would keep its level and
+    processors for every later test (and hide events from ``capture_logs``). Here no logger
+    caches, so each follows the configuration of the moment."""
+    original = structlog.configure
+
+    def configure(**settings: object) -> None:
+        settings["cache_logger_on_first_use"] = False
+        original(**settings)  # type: ignore[arg-type]
+
+    structlog.configure = configure  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        structlog.configure = original  # type: ignore[assignment]
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_found() -> Iterator[None]:
+    """Whatever logging a test configured ends with it."""
+    yield
+    structlog.reset_defaults()
 
 
 def _postgres_base_url() -> str:

@@ -33,8 +33,7 @@ import structlog
 
 from sentral.adapters.caller import Adapter, Match
 
-# Not cached on first use: a lookup run by a CLI command must not pin the CLI's logging here.
-log = structlog.wrap_logger(None, cache_logger_on_first_use=False, logger_factory_args=("sentral.adapters",))
+log = structlog.get_logger("sentral.adapters")
 
 ADAPTER_TIMEOUT = 2.0  # seconds one adapter may take before it counts as a miss
 CACHE_TTL = 60.0  # seconds an answer (or a miss) is reused

@@ -25,8 +25,7 @@ from sentral.adapters.caller import AdapterError, Match, parse_kind
 from sentral.adapters.numbers import read_stored
 from sentral.config.directory import AdapterEntry, Directory
 
-# Not cached on first use: a lookup run by a CLI command must not pin the CLI's logging here.
-log = structlog.wrap_logger(None, cache_logger_on_first_use=False, logger_factory_args=("sentral.adapters",))
+log = structlog.get_logger("sentral.adapters")
 
 RECHECK = 1.0  # seconds between looks at the file's modification time
 

@@ -25,8 +25,7 @@ from sentral.adapters.caller import Adapter, AdapterError
 from sentral.adapters.chain import ADAPTER_TIMEOUT, CACHE_TTL, LookupChain
 from sentral.config.directory import AdapterEntry, Directory
 
-# Not cached on first use: a lookup run by a CLI command must not pin the CLI's logging here.
-log = structlog.wrap_logger(None, cache_logger_on_first_use=False, logger_factory_args=("sentral.adapters",))
+log = structlog.get_logger("sentral.adapters")
 
 ENTRY_POINT_GROUP = "sentral.adapters"
 DEFAULT_BUDGET = 0.150  # seconds

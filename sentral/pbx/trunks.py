@@ -46,9 +46,7 @@ from sentral.pbx.sip.message import Request, Response
 from sentral.pbx.sip.transaction import ClientTransaction, ServerTransaction, hostport, local_via
 from sentral.pbx.transport import Target
 
-# Not cached on first use: trunk events are rare, and a CLI run in the same process must not pin
-# its logging here.
-log = structlog.wrap_logger(None, cache_logger_on_first_use=False, logger_factory_args=("sentral.trunks",))
+log = structlog.get_logger("sentral.trunks")
 
 REGISTER_EXPIRES = 3600  # asked for; the carrier grants what it will
 KEEPALIVE = 30.0  # seconds between OPTIONS to a trunk

@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from sentral.pbx.transport import BACKLOG_CHECK
 from tests.system.peers import wait_until
 from tests.system.server import SentralServer
 from tests.system.sipclient import SipClient
@@ -51,6 +53,12 @@ def final_answer(client: SipClient, call_id: str) -> str:
             return text
 
 
+def stopped(pid: int) -> bool:
+    """Whether the process is stopped by a signal, as /proc tells (state T)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2] == "T"
+
+
 def test_a_server_far_behind_refuses_new_calls_until_it_has_caught_up(clinic: SentralServer) -> None:
     assert clinic.proc is not None
     with (
@@ -60,6 +68,8 @@ def test_a_server_far_behind_refuses_new_calls_until_it_has_caught_up(clinic: Se
         first = uuid.uuid4().hex
         os.kill(clinic.proc.pid, signal.SIGSTOP)
         try:
+            # kill() returns before a busy process has stopped: it must not read the INVITE early.
+            wait_until(lambda: stopped(clinic.proc.pid), 5, "the server to stop")
             caller.send(invite(caller, first))  # first in the queue: read while it is deepest
             for n in range(BURST):
                 noisy.send(
@@ -70,6 +80,7 @@ def test_a_server_far_behind_refuses_new_calls_until_it_has_caught_up(clinic: Se
                         f"Call-ID: burst-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
                     ).encode()
                 )
+            time.sleep(BACKLOG_CHECK * 2)  # its first reading after the pause measures the queue
         finally:
             os.kill(clinic.proc.pid, signal.SIGCONT)
         refused = final_answer(caller, first)
