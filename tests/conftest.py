@@ -40,7 +40,7 @@ def _loggers_follow_the_configuration() -> Iterator[None]:
     try:
         yield
     finally:
-        structlog.configure = original  # type: ignore[assignment]
+        structlog.configure = original
 
 
 @pytest.fixture(autouse=True)

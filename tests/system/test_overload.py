@@ -66,10 +66,11 @@ def test_a_server_far_behind_refuses_new_calls_until_it_has_caught_up(clinic: Se
         SipClient(clinic.host, clinic.port) as noisy,
     ):
         first = uuid.uuid4().hex
-        os.kill(clinic.proc.pid, signal.SIGSTOP)
+        pid = clinic.proc.pid
+        os.kill(pid, signal.SIGSTOP)
         try:
             # kill() returns before a busy process has stopped: it must not read the INVITE early.
-            wait_until(lambda: stopped(clinic.proc.pid), 5, "the server to stop")
+            wait_until(lambda: stopped(pid), 5, "the server to stop")
             caller.send(invite(caller, first))  # first in the queue: read while it is deepest
             for n in range(BURST):
                 noisy.send(
@@ -82,7 +83,7 @@ def test_a_server_far_behind_refuses_new_calls_until_it_has_caught_up(clinic: Se
                 )
             time.sleep(BACKLOG_CHECK * 2)  # its first reading after the pause measures the queue
         finally:
-            os.kill(clinic.proc.pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
         refused = final_answer(caller, first)
         assert refused.startswith("SIP/2.0 503 "), refused
         assert re.search(r"^Retry-After: 2\r$", refused, re.M), refused
