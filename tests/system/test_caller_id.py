@@ -4,21 +4,26 @@ clinic's public number, and the staff phone (pjsua2) shows who calls.
 The clinic has one trunk trusted by address (the carrier on 127.0.0.2) and a public number that
 rings 1002. Its records are what an operator configures with the CLI: a CSV patient list, a
 SQLite database queried by number and by national ID, and, for the budget test, a database
-server that takes the connection and never answers. The server logs at DEBUG for the whole run, so that
+server that takes the connection and never answers; and a FHIR R4 server on loopback (the one the
+adapter's own tests use) answering the patient search with a Bundle. The server logs at DEBUG for the whole run, so that
 the check that no national ID reached the log covers everything it could write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.adapters.test_fhir import TOKEN, fhir_server
 from tests.system.carrier import CALLER, CARRIER_IP, caller_keys, read_log
 from tests.system.peers import Sipp, SippProcess, Softphone, free_port, wait_until, write_users_csv
 from tests.system.rtp_peer import RtpPeer
@@ -139,6 +144,45 @@ def test_a_patient_calling_from_a_known_number_rings_the_phone_with_their_name(c
     [record] = records(clinic.server, 1)
     assert record["caller"] == PATIENT_E164
     assert record["caller_name"] == NAME
+
+
+@contextmanager
+def fhir_on_loopback() -> Iterator[tuple[str, list[object]]]:
+    """The FHIR server, on an event loop of its own in a thread: its base URL and the requests seen."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fhir", daemon=True)
+    thread.start()
+    server = fhir_server()
+    try:
+        url, seen = asyncio.run_coroutine_threadsafe(server.__aenter__(), loop).result(10)
+        try:
+            yield url, seen  # type: ignore[misc]
+        finally:
+            asyncio.run_coroutine_threadsafe(server.__aexit__(None, None, None), loop).result(10)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_a_patient_found_in_the_fhir_journal_rings_the_phone_with_their_name(clinic: Clinic) -> None:
+    token = clinic.tmp / "fhir.token"
+    token.write_text(TOKEN + "\n", encoding="utf-8")
+    with fhir_on_loopback() as (url, seen):
+        clinic.server.reconfigure(
+            "adapter", "add", "journal", "--kind", "fhir", "--url", url, "--token-file", str(token)
+        )
+        phone = clinic.phone()
+        process, _ = clinic.call_in("91234501", "fhir")  # the patient's record writes "+47 91 23 45 01"
+        incoming = phone.wait_incoming("1002")
+        assert shows(incoming, "Ola Nordmann"), incoming["headers"]
+        answer_and_hang_up(phone, str(incoming["call"]), process)
+        assert seen, "the FHIR server was never asked"
+    [record] = records(clinic.server, 1)
+    fields = ("caller", "caller_name", "caller_kind", "caller_reference", "caller_source")
+    found = [record[field] for field in fields]
+    assert found == ["+4791234501", "Ola Nordmann", "patient", "Patient/ola", "journal"]
+    assert TOKEN not in clinic.server.log_path.read_text(errors="replace")
 
 
 class Silent:
