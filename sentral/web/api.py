@@ -93,6 +93,7 @@ _I: dict[str, Any] = {"type": "integer"}
 _CALL = {
     "call_id": _S, "caller": _S, "callee": _S, "state": _S, "parked": _SN, "legs": _I,
     "started_at": _N, "answered_at": _NN, "elapsed": _N, "duration": _N,
+    "caller_name": _SN, "caller_kind": _SN, "caller_reference": _SN, "caller_source": _SN,
 }  # fmt: skip
 
 
@@ -108,6 +109,11 @@ def _call_json(call: LiveCall, offset: float, now: float) -> dict[str, Any]:
         "answered_at": round(call.answered + offset, 3) if call.answered is not None else None,
         "elapsed": round(max(0.0, now - call.started), 3),
         "duration": round(max(0.0, now - call.answered), 3) if call.answered is not None else 0.0,
+        # Who the clinic's records say calls: the platform opens the record by its reference.
+        "caller_name": call.caller_name or None,
+        "caller_kind": call.caller_kind or None,
+        "caller_reference": call.caller_reference or None,
+        "caller_source": call.caller_source or None,
     }
 
 
@@ -309,6 +315,9 @@ def _record_json(record: CallRecord) -> dict[str, Any]:
         "call_id": record.call_id,
         "caller": record.caller,
         "caller_name": record.caller_name,
+        "caller_kind": record.caller_kind,
+        "caller_reference": record.caller_reference,
+        "caller_source": record.caller_source,
         "callee": record.callee,
         "callee_extension": record.callee_extension,
         "started_at": record.started_at,

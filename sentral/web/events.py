@@ -26,6 +26,7 @@ events only; the domain is not part of what a client is sent. Times (``at``, ``s
 ``since``) are seconds since the epoch.
 
 Event types: ``call.started``, ``call.ringing``, ``call.answered``, ``call.transferred``,
+``call.identified`` (the clinic's records named the caller after the call was first told),
 ``call.ended``; ``queue.entered``, ``queue.left``; ``park.parked``, ``park.retrieved``;
 ``presence``; ``groups`` (who is logged in to each group and function, after a change).
 """
@@ -80,6 +81,12 @@ class _Seen:
     parked: str
     transfers: int
     queue: str
+    named: tuple[str, str, str] = ("", "", "")  # the caller's name, kind and record reference
+
+
+def _named(call: Call) -> tuple[str, str, str]:
+    caller = call.caller
+    return (caller.name, caller.kind, caller.reference)
 
 
 def presence_status(hub: PresenceHub, domain: str, extension: str) -> str:
@@ -198,13 +205,20 @@ class EventSource:
             and seen.parked == call.parked
             and seen.transfers == len(call.transfers)
             and seen.queue == queue
+            and seen.named == _named(call)
         ):
             return
         domain = call.caller.clinic.domain
         at = round(now + self.wall_offset, 3)
         if seen is None:
-            seen = self._calls[call.id] = _Seen(CallState.TRYING, "", 0, "")
+            seen = self._calls[call.id] = _Seen(CallState.TRYING, "", 0, "", _named(call))
             self._call(domain, "call.started", call, at)
+        named = _named(call)
+        if seen.named != named:
+            # The clinic's records named the caller after the call was first told (a lookup
+            # slower than the start, or the national ID the caller keyed).
+            seen.named = named
+            self._call(domain, "call.identified", call, at)
         if seen.queue != queue:
             if seen.queue:
                 left = _left(call)
@@ -335,6 +349,9 @@ class EventSource:
             "call": call.id,
             "caller": listed[0] if listed else call.caller.extension,
             "caller_name": "" if listed else call.caller.name,
+            # The caller's record for the clinic platform, once the lookup found one.
+            "caller_kind": "" if listed else call.caller.kind,
+            "caller_reference": "" if listed else call.caller.reference,
             "callee": listed[1] if listed else call.callee,
             "callee_name": call.callee_name,
             "outside": call.caller.outside,
@@ -359,6 +376,8 @@ class EventSource:
             "group": group,
             "caller": call.caller.extension,
             "caller_name": call.caller.name,
+            "caller_kind": call.caller.kind,
+            "caller_reference": call.caller.reference,
             "acute": acute,
             "since": round(since + self.wall_offset, 3),
             "at": at,
@@ -380,7 +399,7 @@ class EventSource:
     def _seen(call: Call) -> _Seen:
         strategy = call.strategy
         queue = strategy.group.name if type(strategy) is GroupRing and strategy.queued else ""
-        return _Seen(call.state, call.parked, len(call.transfers), queue)
+        return _Seen(call.state, call.parked, len(call.transfers), queue, _named(call))
 
 
 __all__ = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sentral.pbx.call import CallerIdentity
 from sentral.pbx.presence import Direction, Phase, PresenceHub
 from sentral.web.events import EventSource
 from sentral.web.feed import text_frame
@@ -59,6 +60,23 @@ def test_a_call_is_told_started_ringing_answered_in_order_with_rising_numbers() 
     # What does not change what the feed shows (a re-look at the same call) is not told again.
     feed.calls.cc.tell_lines(feed.calls.cc.calls[answered["call"]], 3.0)
     assert len(feed.events()) == 3
+
+
+def test_a_caller_the_records_name_after_the_start_is_told_once_with_their_reference() -> None:
+    feed = Feed()
+    feed.call()
+    call_id = feed.events()[-1]["call"]
+    identity = CallerIdentity("Kari Nordmann", "patient", "Patient/kari", "journal")
+    feed.calls.cc.identify(call_id, identity, 2.5)
+    feed.calls.cc.identify(call_id, identity, 2.6)  # the same again tells nothing new
+    [told] = feed.events()[3:]
+    assert told["type"] == "call.identified"
+    assert (told["caller_name"], told["caller_kind"], told["caller_reference"]) == (
+        "Kari Nordmann", "patient", "Patient/kari"
+    )  # fmt: skip
+    feed.calls.cc.hang_up_all(3.0)
+    [ended] = feed.events()[4:]
+    assert (ended["type"], ended["caller_reference"]) == ("call.ended", "Patient/kari")
 
 
 def test_a_client_resumes_from_its_number_or_is_told_to_reload() -> None:

@@ -27,9 +27,10 @@ from tests.adapters.test_fhir import TOKEN, fhir_server
 from tests.system.carrier import CALLER, CARRIER_IP, caller_keys, read_log
 from tests.system.peers import Sipp, SippProcess, Softphone, free_port, wait_until, write_users_csv
 from tests.system.rtp_peer import RtpPeer
-from tests.system.server import SentralServer
+from tests.system.server import SentralServer, tcp_accepts
 from tests.system.test_call_media import media_range
 from tests.system.test_calls import records
+from tests.system.test_web import Web
 
 DOMAIN = "clinic.test"
 PUBLIC = "+4722334455"
@@ -52,6 +53,7 @@ class Clinic:
     tmp: Path
     trunk_port: int
     factory: Callable[..., Softphone]
+    web: Web
 
     def phone(self) -> Softphone:
         phone = self.factory("phone1002")
@@ -78,12 +80,14 @@ def clinic(
     first, last = media_range()
     trunk_port = free_port(CARRIER_IP)
     workdir = tmp_path / "server"
+    web_port = free_port()
+    web_address = f"127.0.0.1:{web_port}"
     server = SentralServer(
         f"sqlite:///{workdir / 'sentral.db'}",
         workdir,
         extra_args=[
             "--sounds", str(sounds), "--media-ports", f"{first}-{last}", "--drain-timeout", "2",
-            "--log-level", "debug",
+            "--log-level", "debug", "--web", web_address,
         ],
     )  # fmt: skip
     server.cli_batch(
@@ -93,8 +97,11 @@ def clinic(
         ("trunk", "add", "first", "--host", f"{CARRIER_IP}:{trunk_port}"),
         ("number", "add", PUBLIC, "--to", "1002"),
     )  # fmt: skip
+    token = server.cli("token", "add", "platform", "--clinic", DOMAIN).stdout.strip()
     server.start()
-    found = Clinic(server, sipp, tmp_path, trunk_port, softphone_factory)
+    wait_until(lambda: tcp_accepts("127.0.0.1", web_port), 10, "the web listener")
+    web = Web(server, f"http://{web_address}", {DOMAIN: token})
+    found = Clinic(server, sipp, tmp_path, trunk_port, softphone_factory, web)
     try:
         yield found
     finally:
@@ -176,12 +183,17 @@ def test_a_patient_found_in_the_fhir_journal_rings_the_phone_with_their_name(cli
         process, _ = clinic.call_in("91234501", "fhir")  # the patient's record writes "+47 91 23 45 01"
         incoming = phone.wait_incoming("1002")
         assert shows(incoming, "Ola Nordmann"), incoming["headers"]
+        # The clinic platform sees who calls, with the reference that opens the patient's record.
+        [live] = clinic.web.get("/api/calls")["calls"]
+        assert (live["caller_name"], live["caller_reference"]) == ("Ola Nordmann", "Patient/ola")
         answer_and_hang_up(phone, str(incoming["call"]), process)
         assert seen, "the FHIR server was never asked"
     [record] = records(clinic.server, 1)
     fields = ("caller", "caller_name", "caller_kind", "caller_reference", "caller_source")
     found = [record[field] for field in fields]
     assert found == ["+4791234501", "Ola Nordmann", "patient", "Patient/ola", "journal"]
+    [published] = clinic.web.get("/api/records")["records"]
+    assert [published[field] for field in fields] == found
     assert TOKEN not in clinic.server.log_path.read_text(errors="replace")
 
 

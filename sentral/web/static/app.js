@@ -207,6 +207,10 @@ function apply(event) {
     case "call.started": case "call.ringing": case "call.answered": case "call.transferred":
       state.calls.set(event.call, event);
       break;
+    case "call.identified":  // the clinic's records named the caller after the call began
+      state.calls.set(event.call, event);
+      if (state.queues.has(event.call)) state.queues.get(event.call).caller_name = event.caller_name;
+      break;
     case "call.ended":
       state.calls.delete(event.call);
       state.queues.delete(event.call);
