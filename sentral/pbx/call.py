@@ -211,6 +211,10 @@ KEYS_KEPT = 8
 TRANSFER_HANGUP = 5.0
 
 
+# What the record shows as the target of the A leg of a call Sentral placed itself (``originate``).
+ORIGINATED_LABEL = "sentral (click-to-call)"
+
+
 def after_prompt(lasts: float | None) -> float:
     """How long after a prompt lasting ``lasts`` seconds (None: nothing could be played) its
     hearer may be hung up."""
@@ -1485,6 +1489,56 @@ class CallControl:
         self._tell_lines(call, now)
         return call
 
+    def originate(self, caller: Caller, number: str, holder: CallHolder, now: float) -> Call:
+        """A call Sentral places itself on ``caller``'s behalf to ``number`` (click-to-call): no
+        INVITE came in, so its A leg is Sentral's own, ended from the start, and ``holder`` holds
+        the call from the first moment, ringing the caller's phones first (``ring``). The call is
+        answered in the core's sense (a held call with its A leg alone) but ``answered`` stays
+        unset until ``holder`` says someone answered."""
+        domain = caller.clinic.domain
+        a = Leg(
+            id="a",
+            side=Side.A,
+            target=Target("udp", "", 0),
+            label=ORIGINATED_LABEL,
+            extension="",  # nobody's line: the caller's phones are rung as B legs
+            call_id=_token(),
+            local_tag=_token(),
+            local=("", 0),
+            contact="",
+            started=now,
+            state=LegState.ENDED,
+            ended=now,
+        )
+        invite = Request.build(
+            "INVITE",
+            f"sip:{number}@{domain}",
+            [
+                ("Max-Forwards", "70"),
+                ("From", f"<sip:{caller.extension}@{domain}>;tag={a.local_tag}"),
+                ("To", f"<sip:{number}@{domain}>"),
+                ("Call-ID", a.call_id),
+                ("CSeq", "1 INVITE"),
+            ],
+        )
+        call = Call(
+            id=_token(),
+            caller=caller,
+            callee=number,
+            callee_name="",
+            a=a,
+            invite=invite,
+            invite_tx=None,
+            started=now,
+            strategy=RingAll(),
+            timer_uas=None,
+            state=CallState.ANSWERED,
+            holder=holder,
+        )
+        self.calls[call.id] = call
+        self.version += 1
+        return call
+
     def _route(self, call: Call, number: str, now: float) -> None:
         caller = call.caller
         decision = self.dialplan.route(
@@ -1727,12 +1781,12 @@ class CallControl:
         phases: dict[str, Phase] = {}
         ringing: dict[str, Leg] = {}  # each ringing extension's first ringing leg
         a = call.a
-        if not call.caller.outside or a.id != "a":
+        if a.extension and (not call.caller.outside or a.id != "a"):
             phases[a.extension] = _CALL_PHASE[call.state]
         ended = call.state is CallState.ENDED
         for leg in call.b_legs:
-            if leg.carrier is not None:
-                continue  # a number outside the clinic has no line here
+            if leg.carrier is not None or not leg.extension:
+                continue  # a number outside the clinic, or Sentral's own leg: no line here
             if ended or leg.done or (leg.state is LegState.ANSWERED and leg is not call.winner):
                 phase = Phase.TERMINATED
             else:
@@ -3176,6 +3230,10 @@ class CallControl:
     def step_out(self, call: Call, extension: str) -> None:
         """``extension`` left ``call`` while the call goes on (it parked the call)."""
         self._step_out(call, extension)
+
+    def occupy(self, call: Call, extension: str) -> None:
+        """``extension`` talks in ``call`` now (the phone that answered a call Sentral placed)."""
+        self._occupy(call, extension)
 
     def accept_refer(self, leg: Leg, tx: ServerTransaction, request: Request) -> None:
         """Answer a REFER received on ``leg`` with 202 and tell the phone at once that the transfer

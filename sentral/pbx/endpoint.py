@@ -56,6 +56,7 @@ from sentral.pbx.call import ALLOW as CALL_ALLOW
 from sentral.pbx.call import Call, CallControl, Caller, CallReport, CallSettings, MediaPolicy
 from sentral.pbx.caller_id import CallerId, CallerLookups
 from sentral.pbx.features import standard as standard_features
+from sentral.pbx.features.click import ClickRefused, ClickToCall
 from sentral.pbx.guard import Guard, GuardAction, SecurityEventKind
 from sentral.pbx.hunting import Hunting
 from sentral.pbx.location import Location
@@ -687,6 +688,17 @@ class Endpoint:
         the timers it may have set (a prompt waiting for the next key)."""
         self.calls.digit(call_id, leg_id, digit, time.monotonic())
         self._schedule()
+
+    def click_to_call(self, domain: str, extension: str, number: str) -> str:
+        """Ring ``extension``'s phones, then connect the one that answers to ``number`` (the
+        ``click`` feature): the call's id. Raises ClickRefused with the status and a sentence."""
+        feature = next((f for f in self.calls.features if isinstance(f, ClickToCall)), None)
+        if feature is None:
+            raise ClickRefused(501, "click-to-call is not part of this server's call control")
+        call = feature.call(domain, extension, number, time.monotonic())
+        self._schedule()
+        log.info("click_to_call", call=call.id, clinic=domain, extension=extension)
+        return call.id
 
     def members_changed(self) -> None:
         """Staff logged in or out, or registered: calls waiting in a queue may ring now."""

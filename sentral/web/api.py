@@ -25,6 +25,7 @@ from aiohttp import web
 from sentral.config.cdr import CallRecord, CdrStore
 from sentral.config.db import StoreError
 from sentral.config.directory import Directory, GroupEntry, GroupKind
+from sentral.pbx.features.click import ClickRefused
 from sentral.web.auth import Principal, principal_of
 from sentral.web.service import SERVER_KEY, ApiError, documented, json_body
 
@@ -498,6 +499,52 @@ async def set_phone(request: web.Request) -> web.Response:
     return web.json_response({"extension": extension, "phone_on": on, "changed": changed})
 
 
+# A click-to-call refused with a SIP status: the HTTP status that says the same.
+_CLICK_HTTP = {400: 400, 403: 403, 404: 404, 501: 501}
+
+
+@documented(
+    {
+        "summary": "Click-to-call: ring a member of staff's phones, then connect the one that answers to a number",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "required": ["number"], "properties": {"number": _S}}
+                }
+            },
+        },
+        "responses": {
+            "202": {
+                "description": "{call, extension, number}: the phones ring; follow the call on /api/events"
+            },
+            "400": {"description": "no number, the extension's own number, or a feature code"},
+            "403": {
+                "description": "a member of staff may call only from their own phone; or the "
+                "outbound policy does not let them call the number"
+            },
+            "404": {"description": "no such extension, or nobody has the number"},
+            "409": {"description": "the extension has no phone to ring, or the number cannot be reached now"},
+        },
+    }
+)
+async def click_to_call(request: web.Request) -> web.Response:
+    """Ring the member of staff's phones, then connect the one that answers to the number."""
+    principal = principal_of(request)
+    server = _server(request)
+    extension = request.match_info["ext"]
+    _acting_for(principal, extension, server.directory())
+    body = await json_body(request)
+    number = body.get("number")
+    if not isinstance(number, str) or not number.strip():
+        raise ApiError(400, 'give the number to call: {"number": "..."}')
+    try:
+        call_id = _endpoint(request).click_to_call(principal.domain, extension, number)
+    except ClickRefused as refused:
+        raise ApiError(_CLICK_HTTP.get(refused.status, 409), refused.sentence) from None
+    return web.json_response({"call": call_id, "extension": extension, "number": number.strip()}, status=202)
+
+
 def api_routes() -> list[web.RouteDef]:
     """Every route of the REST API."""
     return [
@@ -510,6 +557,7 @@ def api_routes() -> list[web.RouteDef]:
         web.get("/api/trunks", get_trunks),
         web.post("/api/staff/{ext}/groups/{group}", set_group_login),
         web.post("/api/staff/{ext}/phone", set_phone),
+        web.post("/api/staff/{ext}/call", click_to_call),
     ]
 
 

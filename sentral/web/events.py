@@ -82,6 +82,7 @@ class _Seen:
     transfers: int
     queue: str
     named: tuple[str, str, str] = ("", "", "")  # the caller's name, kind and record reference
+    answered: bool = False
 
 
 def _named(call: Call) -> tuple[str, str, str]:
@@ -206,6 +207,7 @@ class EventSource:
             and seen.transfers == len(call.transfers)
             and seen.queue == queue
             and seen.named == _named(call)
+            and seen.answered == (call.answered is not None)
         ):
             return
         domain = call.caller.clinic.domain
@@ -251,12 +253,15 @@ class EventSource:
                 body.update(by=transfer.by, kind=transfer.kind, target=transfer.target)
                 self._add(domain, body)
             seen.transfers = transfers
+        # A state may be skipped between two looks (rung and answered at once): told anyway. A call
+        # Sentral placed (click-to-call) is answered when its member of staff answers, though the
+        # core holds it as answered from its start.
+        if seen.state is not state and seen.state is CallState.TRYING and call.rang is not None:
+            self._call(domain, "call.ringing", call, at)
+        if not seen.answered and call.answered is not None:
+            seen.answered = True
+            self._call(domain, "call.answered", call, at)
         if seen.state is not state:
-            # A state may be skipped between two looks (rung and answered at once): told anyway.
-            if seen.state is CallState.TRYING and call.rang is not None:
-                self._call(domain, "call.ringing", call, at)
-            if seen.state is not CallState.ANSWERED and call.answered is not None:
-                self._call(domain, "call.answered", call, at)
             if state is CallState.ENDED:
                 body = self._call_body("call.ended", call, at)
                 body.update(status=call.status, hangup_by=call.hangup_by)
@@ -399,7 +404,9 @@ class EventSource:
     def _seen(call: Call) -> _Seen:
         strategy = call.strategy
         queue = strategy.group.name if type(strategy) is GroupRing and strategy.queued else ""
-        return _Seen(call.state, call.parked, len(call.transfers), queue, _named(call))
+        return _Seen(
+            call.state, call.parked, len(call.transfers), queue, _named(call), call.answered is not None
+        )
 
 
 __all__ = [

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+import pytest
+
 from sentral.config.directory import (
     ClinicEntry,
     DialPermission,
@@ -17,8 +19,10 @@ from sentral.config.directory import (
     TrunkEntry,
 )
 from sentral.config.settings import Listen
+from sentral.config.store import BindingRow
 from sentral.pbx.call import CallControl, Caller, CallSettings, CallState
 from sentral.pbx.features import standard as standard_features
+from sentral.pbx.features.click import ClickRefused, ClickToCall
 from sentral.pbx.features.outside import CARRIER_TIMEOUT
 from sentral.pbx.sip.auth import parse_challenge
 from sentral.pbx.sip.message import Request, make_response
@@ -371,3 +375,29 @@ def test_a_member_of_staff_may_not_transfer_out_beyond_their_permission() -> Non
     assert not c.port.sent("INVITE", 7001)
     [*_, last] = [n for n, _ in c.port.sent("NOTIFY", 5002)]
     assert last.body.startswith(b"SIP/2.0 403")
+
+
+def test_click_to_call_goes_out_with_the_staff_members_identity_under_their_permission() -> None:
+    c = Clinic()
+    desk = BindingRow(
+        DOMAIN, "1004", "k1", f"sip:1004@127.0.0.1:{PHONE}", 9e9, "reg", 1, "udp", "127.0.0.1", PHONE,
+        "udp:127.0.0.1:5060", 0.0,
+    )  # fmt: skip
+    c.cc.bindings = lambda aor: [desk] if aor == (DOMAIN, "1004") else []
+    [click] = [f for f in c.cc.features if isinstance(f, ClickToCall)]
+    with pytest.raises(ClickRefused) as refused:
+        click.call(DOMAIN, "1003", "22334455", 0.0)  # 1003 may call inside the clinic only
+    assert refused.value.status == 403 and c.port.requests == []
+    call = click.call(DOMAIN, "1004", "22 33 44 55", 0.0)
+    [(ringing, tx)] = c.port.sent("INVITE", PHONE)
+    assert str(ringing.header("from")).startswith('"22 33 44 55" <sip:+4722334455@')  # as typed, and E.164
+    assert not c.to_carrier(7001)
+    c.cc.on_response(tx, make_response(ringing, 200, to_tag="desk", headers=[
+        ("Contact", f"<sip:1004@127.0.0.1:{PHONE}>"), ("Content-Type", "application/sdp")], body=SDP_B), 1.0)  # fmt: skip
+    [(invite, _)] = c.to_carrier(7001)
+    assert invite.uri_text == "sip:+4722334455@127.0.0.1:7001"
+    assert invite.header("p-asserted-identity") == "<sip:+4722000004@127.0.0.1:7001;user=phone>"
+    assert invite.header("referred-by") is None
+    c.carrier_answers(7001, 200, 3.0)
+    assert call.winner is not None and call.winner.carrier is not None
+    assert c.media.asked[-1] == ("join", call.a.id, call.winner.id)

@@ -244,6 +244,7 @@ def test_the_openapi_document_lists_every_route(web: Web) -> None:
         ("/api/trunks", "get"),
         ("/api/staff/{ext}/groups/{group}", "post"),
         ("/api/staff/{ext}/phone", "post"),
+        ("/api/staff/{ext}/call", "post"),
         ("/api/events", "get"),
     }
     assert document["paths"]["/api/staff/{ext}/phone"]["post"]["parameters"][0]["name"] == "ext"

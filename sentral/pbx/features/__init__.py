@@ -23,6 +23,8 @@ call's commands and its timer until it lets go.
   INVITE with Replaces for a ringing dialog).
 - ``outside``: calls out on the clinic's trunks (the hunt over trunks, failover, the identity the
   carrier is given) and the calls the outbound policy refuses;
+- ``click``: click-to-call, a call Sentral places for a member of staff (their phones ring first,
+  then the one that answers is connected to the number, as ``transfer`` connects a transferee);
 - ``forward``: call forwarding (always, busy, no answer), which call control asks whenever it
   routes a call to a number (``Forwarding``) rather than at the hooks above.
 
@@ -35,6 +37,7 @@ from collections.abc import Sequence
 
 from sentral.pbx.call import CallControl, CallFeature
 from sentral.pbx.features.attended import AttendedTransfer
+from sentral.pbx.features.click import ClickToCall
 from sentral.pbx.features.codes import FeatureCodes
 from sentral.pbx.features.forward import CallForwarding
 from sentral.pbx.features.outside import Carriers, OutsideLines
@@ -55,6 +58,7 @@ def standard(core: CallControl, carriers: Carriers | None = None) -> Sequence[Ca
         FeatureCodes(core),
         CallPickup(core),
         OutsideLines(core, carriers),
+        ClickToCall(core, transfer),
     )
 
 

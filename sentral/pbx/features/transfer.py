@@ -208,7 +208,7 @@ class Transfer:
         leg: Leg,
         transferee: Leg,
         number: str,
-        decision: Ring | RingGroup,
+        decision: Ring | RingGroup | Outside,
         now: float,
         kind: str,
     ) -> None:
@@ -248,14 +248,16 @@ class Transfer:
             name = staff.name if staff is not None else ""
         if call.leaving is not None and call.leaving is not leg:
             core.cancel_leg(call, call.leaving, now)  # an earlier transferring phone, still up: it goes now
-        call.transfers.append(TransferReport(now, leg.extension, kind, number))
+        # A call Sentral placed for a member of staff (click-to-call) is handed on by nobody's
+        # phone: the record names the member of staff, and the INVITEs no Referred-By.
+        call.transfers.append(TransferReport(now, leg.extension or transferee.extension, kind, number))
         state = Transferring(
             leg.extension, number, name or transferee.extension, transferee.extension, len(call.transfers) - 1
         )
         self._calls[call.id] = state
         call.winner = None
         call.holder = self
-        call.referred_by = f"sip:{leg.extension}@{domain}"
+        call.referred_by = f"sip:{leg.extension}@{domain}" if leg.extension else ""
         call.listed = (state.user, number)
         leg.outcome = "transferred"
         core.step_out(call, leg.extension)
@@ -417,6 +419,9 @@ class Transfer:
         core = self.core
         state.stage = Stage.RECALL
         call.referred_by = ""
+        if not state.by:
+            self._unanswered(call, state, None, now)  # nobody's phone handed the call on: none to recall
+            return
         call.listed = (state.user, state.by)
         decision = core.dialplan.route(Query(call.caller.clinic, state.by, core.directory(), core.bindings))
         if isinstance(decision, Ring):
@@ -432,7 +437,7 @@ class Transfer:
             self._give_up(call, state, now)
             return
         state.stage = Stage.OVERFLOW
-        call.referred_by = f"sip:{state.by}@{call.caller.clinic.domain}"
+        call.referred_by = f"sip:{state.by}@{call.caller.clinic.domain}" if state.by else ""
         call.listed = (state.user, number)
         query = Query(call.caller.clinic, number, core.directory(), core.bindings, state.user)
         _, decision = self._follow(call, number, core.dialplan.route(query), state.user, now)

@@ -73,6 +73,7 @@ function statusOf(entry) {
 async function start() {
   $("sign-in").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", signOut);
+  $("click-to-call").addEventListener("submit", clickToCall);
   try {
     state.me = await api("GET", "/api/session");
   } catch (e) {
@@ -118,6 +119,7 @@ function showBoard() {
   $("board").hidden = false;
   $("sign-out").hidden = false;
   $("me").textContent = `${state.me.extension || state.me.token} @ ${state.me.domain}`;
+  $("click-to-call").hidden = !state.me.extension;  // a token has no phone of its own to ring
   connect();
   reload();
 }
@@ -305,6 +307,20 @@ async function logIn(group, login) {
     render();
   } catch (e) {
     $("action-error").textContent = e.message;
+  }
+}
+
+// Click-to-call: Sentral rings this member of staff's phone, then connects it to the number.
+async function clickToCall(event) {
+  event.preventDefault();
+  $("call-error").textContent = "";
+  const number = $("call-number").value.trim();
+  const path = `/api/staff/${encodeURIComponent(state.me.extension)}/call`;
+  try {
+    await api("POST", path, { number });
+    $("call-number").value = "";
+  } catch (e) {
+    $("call-error").textContent = e.message;
   }
 }
 
