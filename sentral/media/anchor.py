@@ -547,10 +547,11 @@ class MediaAnchor:
 
     # -- music and prompts -----------------------------------------------------------------------
 
-    def start_music(self, call_key: str, leg_key: str) -> None:
-        """Play music on hold to ``leg_key``'s phone, looping, until ``stop_music``."""
+    def start_music(self, call_key: str, leg_key: str, sound: str = MUSIC) -> None:
+        """Play music on hold (or another language-neutral ``sound``, the ringing tone) to
+        ``leg_key``'s phone, looping, until ``stop_music``."""
         endpoint, payload_type = self._audio(call_key, leg_key)
-        audio = self._encode(MUSIC, None, payload_type)
+        audio = self._encode(sound, None, payload_type)
         endpoint.play(Player(audio, payload_type, loop=True))
 
     def stop_music(self, call_key: str, leg_key: str) -> None:

@@ -4,11 +4,13 @@ Theory of operation. Nothing recorded by someone else ships with Sentral, so not
 licence doubt: the hold music is synthesised here in pure Python (a slow I-vi-IV-V chord
 progression of soft sine pads with a plucked arpeggio, voiced inside the telephone band, 32
 seconds that loop without a seam), so is a short rising two-note tone that confirms something
-was done where no spoken prompt fits, and the prompts are spoken by espeak-ng and converted by
+was done where no spoken prompt fits, and the ringing tone a member of staff hears while a call
+Sentral placed for them rings (425 Hz, one second in five), and the prompts are spoken by espeak-ng and converted by
 sox to 8 kHz 16-bit mono. ``python -m sentral.media.sounds build DIR`` writes them:
 
     DIR/music.wav
     DIR/done_tone.wav
+    DIR/ringback.wav
     DIR/<language>/<prompt>.wav      e.g. DIR/nb/please_hold.wav, DIR/en/digit_7.wav
 
 Prompts are short pieces that are played one after another ("you_are_number", "digit_3",
@@ -40,6 +42,7 @@ from sentral.media.wav import RATE, SoundError, read_wav, write_wav
 
 MUSIC = "music"
 DONE_TONE = "done_tone"
+RINGBACK = "ringback"  # the ringing tone a caller hears while a call Sentral placed rings
 LANGUAGES = ("nb", "en")
 _DIGIT_WORDS = {
     "nb": ("null", "én", "to", "tre", "fire", "fem", "seks", "sju", "åtte", "ni"),
@@ -81,6 +84,7 @@ PROMPTS: dict[str, dict[str, str]] = {
 REQUIRED = (
     MUSIC,
     DONE_TONE,
+    RINGBACK,
     "logged_in",
     "logged_out",
     "forwarding_on",
@@ -230,6 +234,19 @@ def synthesize_tone(
     return struct.pack(f"<{len(out)}h", *out)
 
 
+def synthesize_ringback(
+    frequency: float = 425.0, on: float = 1.0, off: float = 4.0, level: float = 6000.0
+) -> bytes:
+    """One cycle of the ringing tone as 16-bit 8 kHz PCM: ``frequency`` for ``on`` seconds, then
+    silence for ``off`` (425 Hz, 1 s in 5: the tone of Norway and most of Europe, ITU-T E.180)."""
+    length, edge = round(on * RATE), round(0.005 * RATE)
+    step = 2 * math.pi * frequency / RATE
+    tone = [
+        round(level * min(1.0, i / edge, (length - 1 - i) / edge) * math.sin(step * i)) for i in range(length)
+    ]
+    return struct.pack(f"<{length}h", *tone) + bytes(2 * round(off * RATE))
+
+
 # -- prompts -------------------------------------------------------------------------------------
 
 
@@ -301,6 +318,9 @@ def build(
         written.append(path)
         path = root / f"{DONE_TONE}.wav"
         write_wav(path, synthesize_tone())
+        written.append(path)
+        path = root / f"{RINGBACK}.wav"
+        write_wav(path, synthesize_ringback())
         written.append(path)
     for language in languages:
         (root / language).mkdir(exist_ok=True)

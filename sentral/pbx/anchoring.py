@@ -60,6 +60,7 @@ from typing import TypeVar
 import structlog
 
 from sentral.media.anchor import MediaAnchor, MediaError
+from sentral.media.sounds import RINGBACK
 from sentral.media.wav import SoundError
 from sentral.pbx.call import Call, Leg, OriginPerLeg
 from sentral.pbx.sip.errors import SipError
@@ -272,6 +273,14 @@ class AnchoredMedia:
             self.anchor.start_music(call.id, leg.id)
         except (MediaError, SoundError) as exc:
             log.info("music_not_played", call_id=call.id, leg=leg.id, reason=str(exc))
+            return False
+        return True
+
+    def ringback(self, call: Call, leg: Leg) -> bool:
+        try:
+            self.anchor.start_music(call.id, leg.id, RINGBACK)
+        except (MediaError, SoundError) as exc:
+            log.info("ringback_not_played", call_id=call.id, leg=leg.id, reason=str(exc))
             return False
         return True
 

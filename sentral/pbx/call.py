@@ -307,6 +307,10 @@ class MediaPolicy(Protocol):
     def music(self, call: Call, leg: Leg, on: bool) -> bool:
         """Start (or stop) music to ``leg``'s phone; whether music now plays."""
 
+    def ringback(self, call: Call, leg: Leg) -> bool:
+        """Play the ringing tone to ``leg``'s phone, looping, until ``music(..., False)``; whether
+        it plays."""
+
     def announce(self, call: Call, leg: Leg, names: Sequence[str]) -> bool:
         """Play the prompts ``names`` to ``leg``'s phone, which hears music, and the music again
         after them; whether they play."""
@@ -384,6 +388,9 @@ class OriginPerLeg:
         return None
 
     def music(self, call: Call, leg: Leg, on: bool) -> bool:
+        return False
+
+    def ringback(self, call: Call, leg: Leg) -> bool:
         return False
 
     def announce(self, call: Call, leg: Leg, names: Sequence[str]) -> bool:

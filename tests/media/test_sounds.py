@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sentral.media.sounds import DONE_TONE, PROMPTS, SoundLibrary, digits, missing, synthesize_music
+from sentral.media.sounds import DONE_TONE, PROMPTS, RINGBACK, SoundLibrary, digits, missing, synthesize_music
 from sentral.media.wav import SoundError, read_wav, write_wav
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,12 +91,15 @@ def test_digits_name_the_digit_prompts() -> None:
 def test_build_writes_music_and_spoken_prompts(tmp_path: Path) -> None:
     done = build(str(tmp_path), "--prompt", "please_hold", "--prompt", "digit_7")
     assert done.returncode == 0, done.stderr
-    assert "wrote 6 sound files" in done.stdout
+    assert "wrote 7 sound files" in done.stdout
     library = SoundLibrary([tmp_path])
     assert len(library.pcm("music")) == 32 * 8000 * 2
     tone = samples(library.pcm(DONE_TONE))
     assert 0.2 < len(tone) / 8000 < 0.5 and rms(tone) > 3000
     assert abs(tone[0]) < 500 and abs(tone[-1]) < 500  # soft edges: no click at either end
+    ring = samples(library.pcm(RINGBACK))
+    assert len(ring) == 5 * 8000  # one cycle: 1 s of tone, 4 s of silence
+    assert rms(ring[:8000]) > 3000 and max(abs(v) for v in ring[8000:]) == 0
     assert missing(library, ["music", DONE_TONE, "please_hold", "logged_in"], "nb") == ["logged_in"]
     for language in ("nb", "en"):
         speech = samples(library.pcm("please_hold", language))  # read_wav checks 8 kHz 16-bit mono

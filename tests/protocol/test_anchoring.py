@@ -103,6 +103,11 @@ class FakeMedia:
             self.playing_music.discard(leg.id)
         return on
 
+    def ringback(self, call: Call, leg: Leg) -> bool:
+        self.asked.append(("ringback", leg.id))
+        self.playing_music.add(leg.id)
+        return True
+
     def announce(self, call: Call, leg: Leg, names: Sequence[str]) -> bool:
         self.asked.append(("announce", leg.id, *names))
         return True

@@ -36,8 +36,9 @@ def test_the_staff_phone_rings_first_then_answering_rings_the_number_and_the_two
     assert (live.caller, live.callee) == ("1001", "1002")
     c.answer("1001", 2.0)
     assert [target.port for _, target in c.port.acks] == [PHONES["1001"]]
-    # Answered: the phone hears music while 1002 rings, shown 1001 (the directory's Alice).
-    assert call.a.extension == "1001" and ("music", "b1", "on") in c.media.asked
+    # Answered: the phone hears the ringing tone while 1002 rings, shown 1001 (the directory's Alice).
+    assert call.a.extension == "1001" and ("ringback", "b1") in c.media.asked
+    assert ("music", "b1", "on") not in c.media.asked
     [(ringing, _)] = c.invites("1002")
     assert '"Alice" <sip:1001@clinic.test>' in str(ringing.header("from"))
     assert ringing.header("referred-by") is None

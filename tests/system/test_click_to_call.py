@@ -4,6 +4,7 @@ then hear each other's tone through the relay, and the record says how the call 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import pytest
 from tests.system.audio import write_tone
 from tests.system.peers import LOOPBACK, Softphone, free_port, wait_until
 from tests.system.server import SentralServer, tcp_accepts
-from tests.system.test_call_media import A_TONE, B_TONE, assert_hears, listen, media_range
+from tests.system.test_call_media import A_TONE, B_TONE, assert_hears, hearing, listen, media_range
 from tests.system.test_calls import DOMAIN, phone_for, records
 from tests.system.test_web import Web
+
+RINGBACK_HZ = 425.0  # the ringing tone Sentral plays (sentral.media.sounds.synthesize_ringback)
 
 
 @pytest.fixture
@@ -73,9 +76,15 @@ def test_the_staff_phone_rings_first_then_the_number_and_they_hear_each_other(
         bob.wait_incoming("1002", timeout=0.5)
     alice.answer(first["call"])
     alice.wait_call_state(first["call"], "CONFIRMED")
-    # Answered: now 1002 rings, shown as 1001.
+    # Answered: now 1002 rings, shown as 1001, and 1001 hears the ringing tone meanwhile.
     second = bob.wait_incoming("1002")
     assert '"Staff 1001" <sip:1001@' in shown(second), second
+    ringing = tmp_path / "ringing.wav"
+    alice.record(first["call"], ringing)
+    time.sleep(2.0)
+    assert alice.stop_media(first["call"]) == [str(ringing)]
+    share, table = hearing(ringing, RINGBACK_HZ, (A_TONE, B_TONE))
+    assert share >= 0.2, f"1001 heard no ringing tone while 1002 rang: {table}"
     bob.answer(second["call"])
     bob.wait_call_state(second["call"], "CONFIRMED")
     [live] = web.get("/api/calls")["calls"]

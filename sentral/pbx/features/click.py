@@ -18,7 +18,8 @@ record says so.
 
 When a phone answers, the others stop ringing, and the call goes on as a blind transfer of that
 phone to NUMBER (``Transfer.transfer``, kind ``click-to-call``), so that everything a transfer
-does for its target holds here too: the phone hears music from the relay while the number rings;
+does for its target holds here too, but that the phone hears the ringing tone from the relay (not
+music) while the number rings;
 an extension rings all its phones, a group or function hunts by its strategy, an outside number
 goes out on the clinic's trunks with EXT's caller ID; the number's forwards are followed. When
 nobody takes it the phone hears that the number is unavailable and is hung up on: there is no
@@ -227,7 +228,7 @@ class ClickToCall:
         call.holder = None
         call.answered = now
         core.occupy(call, placing.extension)
-        self.transfer.transfer(call, call.a, leg, placing.number, placing.decision, now, KIND)
+        self.transfer.transfer(call, call.a, leg, placing.number, placing.decision, now, KIND, ringback=True)
 
     def _not_answered(self, call: Call, status: int, reason: str, now: float) -> None:
         """The member of staff's phones did not take the call: it ends."""

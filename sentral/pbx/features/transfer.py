@@ -114,7 +114,8 @@ class Transferring:
     stage: Stage = Stage.TARGET
     first: int = 0  # the first B leg rung in this stage: those before are no part of it
     overflow: str | None = None  # the target's overflow number, from its strategy's Route
-    music: bool = False  # whether music plays to the transferee
+    music: bool = False  # whether music (or the ringing tone) plays to the transferee
+    ringback: bool = False  # the transferee hears the ringing tone rather than music
 
 
 def _attended(uri: Uri) -> bool:
@@ -211,13 +212,16 @@ class Transfer:
         decision: Ring | RingGroup | Outside,
         now: float,
         kind: str,
+        *,
+        ringback: bool = False,
     ) -> None:
         """Transfer ``call``, answered, from ``leg``'s phone to ``number`` (``decision``: what the
         dial plan made of it) as a blind transfer, the REFER being answered by whoever asks: an
         attended transfer made while its target still rang ("semi-attended", ``kind``) goes on this
-        way, forwards and recall rule and all."""
+        way, forwards and recall rule and all; so does a call Sentral placed (click-to-call) once
+        its member of staff answered, who hears the ringing tone (``ringback``) rather than music."""
         _, followed = self._follow(call, number, decision, transferee.extension, now)
-        self._take(call, leg, transferee, number, self.core.directory(), now, kind)
+        self._take(call, leg, transferee, number, self.core.directory(), now, kind, ringback)
         self._ring(call, self._calls[call.id], followed, now)
         self.core.changed(call, now)
         self.core.arm(call)
@@ -232,6 +236,7 @@ class Transfer:
         directory: Directory,
         now: float,
         kind: str = "blind",
+        ringback: bool = False,
     ) -> None:
         """``leg`` transfers ``call`` to ``number``: it steps out, the transferee waits alone."""
         core = self.core
@@ -254,6 +259,7 @@ class Transfer:
         state = Transferring(
             leg.extension, number, name or transferee.extension, transferee.extension, len(call.transfers) - 1
         )
+        state.ringback = ringback
         self._calls[call.id] = state
         call.winner = None
         call.holder = self
@@ -264,7 +270,7 @@ class Transfer:
         # A transferring phone hangs up itself once told the transfer worked; if not, we do.
         core.hang_up_leg_at(call, leg, now + TRANSFER_HANGUP)
         if core.media.anchored(call, call.a):
-            state.music = core.media.music(call, call.a, True)
+            state.music = self._waiting(call, state)
             if leg.holding:
                 # Most desk phones hold the other side before a blind transfer, and a held phone
                 # sends nothing: it is offered the relay again, so the target will hear it.
@@ -279,7 +285,12 @@ class Transfer:
         call = self.core.calls.get(call_id)
         state = self._calls.get(call_id)
         if moved and call is not None and state is not None and call.holder is self and not state.music:
-            state.music = self.core.media.music(call, call.a, True)
+            state.music = self._waiting(call, state)
+
+    def _waiting(self, call: Call, state: Transferring) -> bool:
+        """What the transferee hears while the target rings: music, or the ringing tone."""
+        media = self.core.media
+        return media.ringback(call, call.a) if state.ringback else media.music(call, call.a, True)
 
     def _ring(self, call: Call, state: Transferring, decision: Decision, now: float) -> None:
         """Ring what the dial plan decided for the target (or its overflow) as a direct call would."""
@@ -361,10 +372,10 @@ class Transfer:
             case ReOffer(source=source, tx=tx, request=request):
                 core.relay(call, source, tx, request, now)
             case Announce(names=names):
-                if state.music:
+                if state.music and not state.ringback:
                     core.media.announce(call, call.a, names)  # the transferee's place in a queue
             case RingCaller() | Ringback():
-                pass  # the transferee hears music meanwhile
+                pass  # the transferee hears music (or the ringing tone) meanwhile
             case _:
                 assert_never(command)
 
