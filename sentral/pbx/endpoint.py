@@ -55,8 +55,8 @@ from sentral.media.dtmf import Digit
 from sentral.pbx.call import ALLOW as CALL_ALLOW
 from sentral.pbx.call import Call, CallControl, Caller, CallReport, CallSettings, MediaPolicy
 from sentral.pbx.caller_id import CallerId, CallerLookups
+from sentral.pbx.features import click_to_call
 from sentral.pbx.features import standard as standard_features
-from sentral.pbx.features.click import ClickRefused, ClickToCall
 from sentral.pbx.guard import Guard, GuardAction, SecurityEventKind
 from sentral.pbx.hunting import Hunting
 from sentral.pbx.location import Location
@@ -179,6 +179,7 @@ class Endpoint:
             lines=self.presence,
             features=lambda core: standard_features(core, self.trunks),
         )
+        self.clicks = click_to_call(self.calls)
         # Who calls from outside, from the clinic's records (None: no lookups, nothing held).
         self.caller_id: CallerId | None = None
 
@@ -692,10 +693,7 @@ class Endpoint:
     def click_to_call(self, domain: str, extension: str, number: str) -> str:
         """Ring ``extension``'s phones, then connect the one that answers to ``number`` (the
         ``click`` feature): the call's id. Raises ClickRefused with the status and a sentence."""
-        feature = next((f for f in self.calls.features if isinstance(f, ClickToCall)), None)
-        if feature is None:
-            raise ClickRefused(501, "click-to-call is not part of this server's call control")
-        call = feature.call(domain, extension, number, time.monotonic())
+        call = self.clicks.call(domain, extension, number, time.monotonic())
         self._schedule()
         log.info("click_to_call", call=call.id, clinic=domain, extension=extension)
         return call.id

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from sentral.pbx.call import ORIGINATED_LABEL, TransferReport
+from sentral.pbx.features import click_to_call
 from sentral.pbx.features.click import ClickRefused, ClickToCall
 from sentral.pbx.presence import PresenceHub
 from sentral.web.events import EventSource
@@ -18,8 +19,7 @@ from tests.protocol.test_transfer import NO_ANSWER, RECALL, Transfers, outcomes
 
 
 def clicks(c: Transfers) -> ClickToCall:
-    [feature] = [f for f in c.cc.features if isinstance(f, ClickToCall)]
-    return feature
+    return click_to_call(c.cc)
 
 
 def test_the_staff_phone_rings_first_then_answering_rings_the_number_and_the_two_talk() -> None:

@@ -21,8 +21,9 @@ from sentral.config.directory import (
 from sentral.config.settings import Listen
 from sentral.config.store import BindingRow
 from sentral.pbx.call import CallControl, Caller, CallSettings, CallState
+from sentral.pbx.features import click_to_call
 from sentral.pbx.features import standard as standard_features
-from sentral.pbx.features.click import ClickRefused, ClickToCall
+from sentral.pbx.features.click import ClickRefused
 from sentral.pbx.features.outside import CARRIER_TIMEOUT
 from sentral.pbx.sip.auth import parse_challenge
 from sentral.pbx.sip.message import Request, make_response
@@ -384,7 +385,7 @@ def test_click_to_call_goes_out_with_the_staff_members_identity_under_their_perm
         "udp:127.0.0.1:5060", 0.0,
     )  # fmt: skip
     c.cc.bindings = lambda aor: [desk] if aor == (DOMAIN, "1004") else []
-    [click] = [f for f in c.cc.features if isinstance(f, ClickToCall)]
+    click = click_to_call(c.cc)
     with pytest.raises(ClickRefused) as refused:
         click.call(DOMAIN, "1003", "22334455", 0.0)  # 1003 may call inside the clinic only
     assert refused.value.status == 403 and c.port.requests == []

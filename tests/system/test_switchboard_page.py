@@ -188,3 +188,42 @@ def _functions(server: SentralServer, extension: str) -> list[str]:
         if functions or time.monotonic() > deadline:
             return functions
         time.sleep(0.2)
+
+
+def test_the_call_box_rings_the_staff_members_phone_then_the_number(
+    clinic: tuple[SentralServer, str], chromium: str, softphone_factory: Callable[..., Softphone]
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    server, base = clinic
+    alice = phone(softphone_factory, server, "1001")
+    carol = phone(softphone_factory, server, "1003")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(base + "/")
+            page.fill("input[name=extension]", "1001")
+            page.fill("input[name=password]", "secret-1001")
+            page.click("#sign-in button[type=submit]")
+            expect(page.locator("#click-to-call")).to_be_visible()
+            # A number nobody has: a sentence on the page, and no phone rings.
+            page.fill("#call-number", "4711")
+            page.click("#click-to-call button[type=submit]")
+            expect(page.locator("#call-error")).to_contain_text("4711")
+            # Carol's extension: 1001's own phone rings first; answering it rings Carol's.
+            page.fill("#call-number", "1003")
+            page.click("#click-to-call button[type=submit]")
+            expect(page.locator("#call-error")).to_have_text("")
+            expect(page.locator("#call-number")).to_have_value("")
+            first = alice.wait_incoming("1001")
+            alice.answer(first["call"])
+            second = carol.wait_incoming("1003")
+            carol.answer(second["call"])
+            alice.wait_call_state(first["call"], "CONFIRMED")
+            carol.wait_call_state(second["call"], "CONFIRMED")
+            expect(page.locator("#colleague-1003")).to_have_class(re.compile(r"\bin-call\b"))
+            carol.hangup(second["call"])
+            alice.wait_call_state(first["call"], "DISCONNECTED")
+        finally:
+            browser.close()

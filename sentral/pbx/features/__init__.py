@@ -25,6 +25,8 @@ call's commands and its timer until it lets go.
   carrier is given) and the calls the outbound policy refuses;
 - ``click``: click-to-call, a call Sentral places for a member of staff (their phones ring first,
   then the one that answers is connected to the number, as ``transfer`` connects a transferee);
+  no hook of the core's leads there, so it is not among ``standard``'s features but made on the
+  side with ``click_to_call``;
 - ``forward``: call forwarding (always, busy, no answer), which call control asks whenever it
   routes a call to a number (``Forwarding``) rather than at the hooks above.
 
@@ -58,8 +60,14 @@ def standard(core: CallControl, carriers: Carriers | None = None) -> Sequence[Ca
         FeatureCodes(core),
         CallPickup(core),
         OutsideLines(core, carriers),
-        ClickToCall(core, transfer),
     )
 
 
-__all__ = ["standard"]
+def click_to_call(core: CallControl) -> ClickToCall:
+    """Click-to-call for ``core``, whose features are ``standard``'s: it hands answered calls to
+    their blind transfer."""
+    transfer = next(feature for feature in core.features if isinstance(feature, Transfer))
+    return ClickToCall(core, transfer)
+
+
+__all__ = ["click_to_call", "standard"]

@@ -40,7 +40,6 @@ from sentral.pbx.call import (
     Command,
     Connect,
     Fail,
-    FeatureDecision,
     HangUp,
     Leg,
     ReOffer,
@@ -53,10 +52,8 @@ from sentral.pbx.call import (
 )
 from sentral.pbx.features.transfer import Transfer
 from sentral.pbx.sip.errors import SipError
-from sentral.pbx.sip.message import Request, Response
-from sentral.pbx.sip.transaction import ServerTransaction
-from sentral.pbx.sip.uri import Uri
-from sentral.routing.dialplan import Decision, Query, Reject, Ring, RingGroup
+from sentral.pbx.sip.message import Response
+from sentral.routing.dialplan import Query, Reject, Ring, RingGroup
 from sentral.routing.outside import Outside, Refused
 
 KIND = "click-to-call"  # the kind of transfer the record lists
@@ -88,39 +85,13 @@ def _user(number: str) -> str:
 
 
 class ClickToCall:
-    """Click-to-call: a ``CallFeature`` with no hooks of its own, and the ``CallHolder`` of the
-    calls it places while their member of staff's phones ring."""
+    """Click-to-call: the ``CallHolder`` of the calls it places while their member of staff's
+    phones ring. It hooks nothing in the core (it is no ``CallFeature``): calls start here."""
 
     def __init__(self, core: CallControl, transfer: Transfer) -> None:
         self.core = core
         self.transfer = transfer
         self._calls: dict[str, Placing] = {}
-
-    # -- the core's hooks: nothing dialled, keyed or referred is this feature's
-
-    def dialled(self, call: Call, decision: FeatureDecision, now: float) -> bool:
-        return False
-
-    def keyed(self, call: Call, leg: Leg, keys: str, now: float) -> bool:
-        return False
-
-    def refer(
-        self,
-        call: Call,
-        leg: Leg,
-        tx: ServerTransaction,
-        request: Request,
-        target: Uri,
-        decision: Decision,
-        now: float,
-    ) -> bool:
-        return False
-
-    def carried_out(self, call: Call, outcome: str, now: float) -> bool:
-        return False
-
-    def replaces(self, call: Call, old: Call, leg: Leg, now: float) -> bool:
-        return False
 
     # -- placing a call
 
