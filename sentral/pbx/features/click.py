@@ -17,13 +17,13 @@ one). Nobody answering within the no-answer time, or every phone rejecting, ends
 record says so.
 
 When a phone answers, the others stop ringing, and the call goes on as a blind transfer of that
-phone to NUMBER (``Transfer.transfer``, kind ``click-to-call``), so that everything a transfer
-does for its target holds here too, but that the phone hears the ringing tone from the relay (not
-music) while the number rings;
-an extension rings all its phones, a group or function hunts by its strategy, an outside number
-goes out on the clinic's trunks with EXT's caller ID; the number's forwards are followed. When
-nobody takes it the phone hears that the number is unavailable and is hung up on: there is no
-transferring phone to recall. The record lists the transfer with EXT as the one who asked.
+phone to NUMBER (``Transfer.transfer``, kind ``click-to-call``), so that what a transfer does for
+its target holds here too: an extension rings all its phones, a group or function hunts by its
+strategy, an outside number goes out on the clinic's trunks with EXT's caller ID, and the number's
+forwards are followed. The phone hears the ringing tone from the relay meanwhile (not the music a
+transferee hears). When nobody takes the call the phone hears that the number is unavailable and
+is hung up on: there is no transferring phone to recall. The record lists the transfer, with EXT
+as the one who asked for it.
 """
 
 from __future__ import annotations
