@@ -409,7 +409,7 @@ def test_no_relay_port_is_held_for_a_call_once_the_calls_are_over(
         (
             ("--sounds", "{empty}"),
             1,
-            "sentral: the sounds directory {empty} lacks music, done_tone, logged_in",
+            "sentral: the sounds directory {empty} lacks music, done_tone, ringback, logged_in",
         ),
         (("--media-ports", "20000-10000"), 2, "--media-ports '20000-10000': the ports must run upwards"),
         (("--media-ports", "10001-10001"), 2, "must hold an even port and the one above it"),
