@@ -58,6 +58,9 @@ MAX_CHALLENGES = 3  # challenges answered in one registration attempt before it 
 RESOLVE_EVERY = 300.0  # how long a resolved host name is trusted
 RESOLVE_RETRY = 30.0  # when a name that did not resolve is tried again
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+# Sources already asked about (``Trunks.for_source``), kept until the trunks change or this many:
+# every request a phone sends asks, and parsing its address each time costs more than the rest.
+SOURCE_MEMO = 4096
 
 
 class LineState(Enum):
@@ -279,6 +282,7 @@ class Trunks:
         self._pending: dict[ClientTransaction, _Pending] = {}
         self._sources: dict[str, TrunkLine] = {}
         self._networks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, TrunkLine]] = []
+        self._asked: dict[str, TrunkLine | None] = {}
         # Host names: their addresses, when they were resolved (or last failed), and whether a
         # resolution is under way.
         self._names: dict[str, tuple[tuple[str, ...], float]] = {}
@@ -342,6 +346,7 @@ class Trunks:
                         networks.append((network, line))
         self._sources = sources
         self._networks = networks
+        self._asked = {}
 
     def lines(self, domain: str) -> list[TrunkLine]:
         """The trunks of clinic ``domain`` in (priority, name) order."""
@@ -354,8 +359,18 @@ class Trunks:
     def for_source(self, host: str) -> TrunkLine | None:
         """The trunk a request from address ``host`` came from, if it came from one."""
         found = self._sources.get(host)  # an address as the transports write it: the usual case
-        if found is not None:
+        if found is not None or not (self._sources or self._networks):
             return found
+        asked = self._asked
+        if host in asked:
+            return asked[host]
+        if len(asked) >= SOURCE_MEMO:
+            asked.clear()
+        found = asked[host] = self._match(host)
+        return found
+
+    def _match(self, host: str) -> TrunkLine | None:
+        """The trunk whose addresses or networks hold ``host`` written in any form."""
         address = _address(host)
         if address is None:
             return None
@@ -429,6 +444,8 @@ class Trunks:
 
     def next_deadline(self) -> float | None:
         """When ``on_timer`` next has work, or None."""
+        if not self._lines:
+            return None  # asked after every message: a clinic without trunks pays nothing
         deadlines = [at for at in (line.next_deadline() for line in self._lines.values()) if at is not None]
         return min(deadlines) if deadlines else None
 

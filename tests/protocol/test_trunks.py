@@ -484,6 +484,10 @@ def test_a_host_name_is_resolved_off_the_timer_and_nothing_goes_out_before() -> 
     # A passing DNS failure keeps the addresses it had.
     world.trunks.resolved("sip.carrier.example", [], world.now)
     assert world.trunks.for_source("192.0.2.51") is line
+    # An address asked about before the name resolved to it is the trunk's once it does.
+    assert world.trunks.for_source("192.0.2.52") is None
+    world.trunks.resolved("sip.carrier.example", ["192.0.2.52"], world.now)
+    assert world.trunks.for_source("192.0.2.52") is line
 
 
 def test_trusted_trunk_with_a_name_that_does_not_resolve_is_down() -> None:
