@@ -500,7 +500,7 @@ async def set_phone(request: web.Request) -> web.Response:
 
 
 # A click-to-call refused with a SIP status: the HTTP status that says the same.
-_CLICK_HTTP = {400: 400, 403: 403, 404: 404, 501: 501}
+_CLICK_HTTP = {400: 400, 403: 403, 404: 404}
 
 
 @documented(
