@@ -263,7 +263,9 @@ def key(rtp: RtpPeer, keys: str) -> None:
         time.sleep(0.25)
 
 
-def test_an_unknown_number_is_asked_for_the_national_id_and_rings_with_the_name_found(clinic: Clinic) -> None:
+def asks_for_the_national_id(clinic: Clinic) -> None:
+    """The records in an SQLite database searched by number and by national ID, and the public
+    number asking a caller whose number matched nothing for the national ID."""
     db = patients_db(clinic.tmp / "records.db")
     clinic.server.reconfigure(
         "adapter", "add", "records", "--kind", "sql", "--url", f"sqlite:///{db}",
@@ -271,6 +273,10 @@ def test_an_unknown_number_is_asked_for_the_national_id_and_rings_with_the_name_
         "--query-id", "SELECT name, 'patient', id FROM patients WHERE fnr = :national_id",
     )  # fmt: skip
     clinic.server.reconfigure("number", "set", PUBLIC, "--ask-id")
+
+
+def test_an_unknown_number_is_asked_for_the_national_id_and_rings_with_the_name_found(clinic: Clinic) -> None:
+    asks_for_the_national_id(clinic)
     phone = clinic.phone()
     rtp = RtpPeer(CARRIER_IP)
     try:
@@ -294,13 +300,7 @@ def test_an_unknown_number_is_asked_for_the_national_id_and_rings_with_the_name_
 
 
 def test_a_caller_who_keys_nothing_rings_as_unknown_after_the_silence(clinic: Clinic) -> None:
-    db = patients_db(clinic.tmp / "records.db")
-    clinic.server.reconfigure(
-        "adapter", "add", "records", "--kind", "sql", "--url", f"sqlite:///{db}",
-        "--query-number", "SELECT name, 'patient', id FROM patients WHERE replace(phone, ' ', '') = :number",
-        "--query-id", "SELECT name, 'patient', id FROM patients WHERE fnr = :national_id",
-    )  # fmt: skip
-    clinic.server.reconfigure("number", "set", PUBLIC, "--ask-id")
+    asks_for_the_national_id(clinic)
     phone = clinic.phone()
     process, log = clinic.call_in(STRANGER, "silent")
     early_media(log)
