@@ -52,7 +52,7 @@ SOCKET_BUFFER = 4 * 1024 * 1024
 
 # Overload. What waits in a UDP socket's receive queue is read from the kernel (SO_MEMINFO, in its
 # own accounting: about 1,280 bytes per datagram of a SIP message's size) at most every
-# BACKLOG_CHECK seconds, before a wake-up drains the socket. Past BACKLOG_HIGH of the receive
+# BACKLOG_CHECK seconds, before the next datagram is taken from it. Past BACKLOG_HIGH of the receive
 # buffer (3 MiB of the usual 8: some 2,400 messages, about 200 ms of work at full load, well
 # before T1 makes phones retransmit) the socket is too deep until it is back under BACKLOG_LOW.
 BACKLOG_HIGH = 3 / 8
@@ -178,17 +178,20 @@ class _UdpListener:
             self._on_change()
 
     def on_readable(self) -> None:
-        if self._metered:
-            now = time.monotonic()
-            if now - self._read_at >= BACKLOG_CHECK:
-                self._read_at = now
-                self.read_queue()
         sock = self.sock
         view = self._view
         recv = sock.recvfrom_into
         buf = self._buf
         origins = self._origins
+        monotonic = time.monotonic
         for _ in range(UDP_DRAIN_BATCH):
+            # Read before each datagram, not only on waking: a pause in the middle of a drain (a
+            # long handler, the process stopped or starved) is measured before the next message.
+            if self._metered:
+                now = monotonic()
+                if now - self._read_at >= BACKLOG_CHECK:
+                    self._read_at = now
+                    self.read_queue()
             try:
                 n, addr = recv(buf)
             except (BlockingIOError, InterruptedError):

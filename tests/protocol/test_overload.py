@@ -171,3 +171,36 @@ def test_a_queue_below_the_mark_is_not_overload(share: float) -> None:
     reports, received, (high, _) = fill(lambda high, low: int(high * share) // 1280)
     assert received == int(high * share) // 1280
     assert reports == []
+
+
+def test_a_pause_in_the_middle_of_a_drain_is_measured_before_the_next_datagram() -> None:
+    """A handler that holds the loop (or a process stopped while draining) while the queue fills
+    past the mark: the very next datagram is taken with the server already overloaded."""
+    seen: list[bool] = []
+
+    async def scenario() -> None:
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+        def handle(data: bytes, origin: Origin) -> None:
+            seen.append(transports.overloaded)
+            if len(seen) == 1:  # the first datagram: the queue fills while it is handled
+                high, low = transports.backlog_marks()[listen]
+                for _ in range((high + low) // 1000):
+                    sender.sendto(DATAGRAM, ("127.0.0.1", port))
+                time.sleep(BACKLOG_CHECK * 2)
+
+        transports = Transports(handle)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        listen = Listen("udp", "127.0.0.1", port)
+        await transports.start((listen,))
+        try:
+            sender.sendto(DATAGRAM, ("127.0.0.1", port))
+            await _until(lambda: len(seen) >= 2)
+        finally:
+            sender.close()
+            await transports.close()
+
+    asyncio.run(scenario())
+    assert seen[:2] == [False, True]
