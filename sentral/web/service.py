@@ -201,9 +201,11 @@ class WebService:
         from sentral.web.api import api_routes
         from sentral.web.feed import mount_feed
         from sentral.web.pages import page_routes
+        from sentral.web.phone import phone_routes
         from sentral.web.phonebook import phonebook_routes
 
         self.add_routes(api_routes())
+        self.add_routes(phone_routes())
         self.feed = mount_feed(self)
         # The page and the desk phones' phone book are no part of the API: not in the OpenAPI document.
         self.app.router.add_routes(page_routes())

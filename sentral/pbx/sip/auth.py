@@ -585,13 +585,17 @@ def authorization(
     cnonce: str,
     nc: int = 1,
     body: bytes = b"",
+    ha1: str | None = None,
 ) -> str:
     """The Authorization / Proxy-Authorization value answering ``challenge`` for a request with
-    ``method`` to ``uri``. ``ValueError`` for a challenge ``choose_challenge`` would not pick."""
+    ``method`` to ``uri``. ``ha1``, when given, stands for the password (the HA1 of the
+    challenge's algorithm and realm, as a registrar stores it). ``ValueError`` for a challenge
+    ``choose_challenge`` would not pick."""
     if not _answerable(challenge):
         raise ValueError(f"cannot answer a {challenge.algorithm} challenge with qop {challenge.qop}")
     hasher = _HASHERS[challenge.algorithm]
-    ha1 = hasher(f"{username}:{challenge.realm}:{password}".encode(_ENCODING, _ERRORS)).hexdigest()
+    if ha1 is None:
+        ha1 = hasher(f"{username}:{challenge.realm}:{password}".encode(_ENCODING, _ERRORS)).hexdigest()
     qop: str | None
     if not challenge.qop:
         qop = None

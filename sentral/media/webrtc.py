@@ -1,0 +1,184 @@
+"""A browser's audio and the relay's, joined: one WebRTC peer (aiortc, DTLS-SRTP, Opus or G.711
+as the browser and aiortc agree) on one side, plain RTP with G.711 on a UDP port of its own on the
+other, where the relay sends a call's audio as it would to a desk phone.
+
+aiortc decodes what the browser sends into PCM frames (48 kHz for Opus); ``AudioBridge`` resamples
+them to 8 kHz, encodes them with the law the SIP side agreed on and sends them in 20 ms packets.
+RTP from the relay is decoded and queued for ``RelayedAudio``, the track aiortc sends the browser:
+it hands aiortc a frame every 20 ms, the oldest queued or silence, so the browser hears silence
+between calls rather than nothing. The queue holds at most ``JITTER_FRAMES``: a relay that sends
+faster than real time loses its oldest audio, not the call's timing.
+
+Nothing here knows SIP: the owner says where the relay's audio for a call comes from
+(``connect``), and when the call is over (``disconnect``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import fractions
+import secrets
+import time
+from typing import Any
+
+import structlog
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame, AudioResampler
+
+from sentral.media.g711 import PCMA, PCMU, decode, encode
+from sentral.media.rtp import RtpError, RtpHeader, build_rtp, parse_rtp
+
+log = structlog.get_logger("sentral.media")
+
+RATE = 8000
+PTIME = 0.020
+SAMPLES = int(RATE * PTIME)  # 160 samples a packet
+JITTER_FRAMES = 10  # 200 ms of the relay's audio queued for the browser at most
+
+
+def _frame(pcm: bytes, pts: int) -> AudioFrame:
+    frame = AudioFrame(format="s16", layout="mono", samples=SAMPLES)
+    frame.planes[0].update(pcm)
+    frame.pts = pts
+    frame.sample_rate = RATE
+    frame.time_base = fractions.Fraction(1, RATE)
+    return frame
+
+
+class RelayedAudio(MediaStreamTrack):
+    """The track the browser hears: 20 ms frames, paced by the clock, from what the relay sent."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue: collections.deque[bytes] = collections.deque(maxlen=JITTER_FRAMES)
+        self._silence = bytes(SAMPLES * 2)
+        self._start = 0.0
+        self._pts = -1
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._pts < 0:
+            self._start = time.monotonic()
+            self._pts = 0
+        else:
+            self._pts += SAMPLES
+            wait = self._start + self._pts / RATE - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        pcm = self.queue.popleft() if self.queue else self._silence
+        return _frame(pcm, self._pts)
+
+
+class _RtpSide(asyncio.DatagramProtocol):
+    def __init__(self, bridge: AudioBridge) -> None:
+        self.bridge = bridge
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.bridge._from_relay(data, addr)
+
+
+class AudioBridge:
+    """One browser phone's audio: the WebRTC track out, RTP on ``port`` towards the relay."""
+
+    def __init__(self) -> None:
+        self.track = RelayedAudio()
+        self.port = 0
+        self.host = ""
+        self.received = 0  # RTP packets from the relay, for the owner's health
+        self.sent = 0
+        self._transport: asyncio.DatagramTransport | None = None
+        self._remote: tuple[str, int] | None = None
+        self._payload_type = PCMU
+        self._ssrc = secrets.randbits(32)
+        self._sequence = secrets.randbits(16)
+        self._timestamp = secrets.randbits(32)
+        self._pending = bytearray()
+        self._consumer: asyncio.Task[None] | None = None
+
+    async def open(self, host: str) -> AudioBridge:
+        """Bind the RTP port on ``host`` (OSError when none can be had)."""
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _RtpSide(self), local_addr=(host, 0))
+        self._transport = transport
+        self.host, self.port = transport.get_extra_info("sockname")[:2]
+        return self
+
+    def connect(self, host: str, port: int, payload_type: int) -> None:
+        """Send to the relay at ``host``:``port`` from now on, in G.711 of ``payload_type``."""
+        if payload_type not in (PCMU, PCMA):
+            raise ValueError(f"payload type {payload_type} is not G.711")
+        self._remote = (host, port)
+        self._payload_type = payload_type
+
+    def disconnect(self) -> None:
+        """The call is over: send nothing, and let the browser hear silence."""
+        self._remote = None
+        self.track.queue.clear()
+        self._pending.clear()
+
+    @property
+    def connected(self) -> bool:
+        return self._remote is not None
+
+    def consume(self, track: MediaStreamTrack) -> None:
+        """Carry ``track`` (the browser's microphone, as aiortc decodes it) to the relay."""
+        if self._consumer is not None:
+            self._consumer.cancel()
+        self._consumer = asyncio.create_task(self._carry(track), name="webrtc-audio-in")
+
+    async def _carry(self, track: MediaStreamTrack) -> None:
+        resampler = AudioResampler(format="s16", layout="mono", rate=RATE)
+        while True:
+            try:
+                frame: Any = await track.recv()
+            except MediaStreamError:
+                return
+            if self._remote is None:
+                continue
+            for pcm_frame in resampler.resample(frame):
+                self._pending += bytes(pcm_frame.planes[0])[: pcm_frame.samples * 2]
+            while len(self._pending) >= SAMPLES * 2:
+                chunk = bytes(self._pending[: SAMPLES * 2])
+                del self._pending[: SAMPLES * 2]
+                self._send(encode(chunk, self._payload_type))
+
+    def _send(self, payload: bytes) -> None:
+        remote, transport = self._remote, self._transport
+        if remote is None or transport is None:
+            return
+        header = RtpHeader(self._payload_type, self._sequence, self._timestamp, self._ssrc)
+        self._sequence = (self._sequence + 1) & 0xFFFF
+        self._timestamp = (self._timestamp + SAMPLES) & 0xFFFFFFFF
+        transport.sendto(build_rtp(header, payload), remote)
+        self.sent += 1
+
+    def _from_relay(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self._remote is None:
+            return
+        try:
+            packet = parse_rtp(data)
+        except RtpError:
+            return  # RTCP or noise on the port
+        if packet.header.payload_type not in (PCMU, PCMA) or not packet.payload:
+            return  # telephone-event and comfort noise are not audio to play
+        self.received += 1
+        pcm = decode(packet.payload, packet.header.payload_type)
+        queue = self.track.queue
+        for start in range(0, len(pcm) - SAMPLES * 2 + 1, SAMPLES * 2):
+            queue.append(pcm[start : start + SAMPLES * 2])
+
+    async def close(self) -> None:
+        self.disconnect()
+        if self._consumer is not None:
+            self._consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._consumer
+        self.track.stop()
+        if self._transport is not None:
+            self._transport.close()

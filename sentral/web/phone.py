@@ -1,0 +1,824 @@
+"""The browser phone: a signed-in member of staff's page as one of their phones.
+
+Theory of operation. The page opens a WebSocket on ``/api/browser-phone`` and sends a WebRTC offer (its
+microphone, all ICE candidates gathered); Sentral answers it with an aiortc peer whose audio is
+joined to plain RTP (``sentral.media.webrtc.AudioBridge``). For the call core the browser is then
+a phone like any other: a small SIP user agent of Sentral's own registers the member's extension
+over loopback UDP with a contact of its own (digest, answered with the HA1 the directory holds:
+no password is kept), so the browser rings with the member's other phones, is shown in presence,
+follows the reject rule and is anchored by the relay as a desk phone is. What the page asks
+(dial, pick up, decline, hang up) becomes SIP; what SIP says (ringing, connected, ended) becomes
+a message to the page.
+
+Messages, JSON objects with a ``type``. From the page: ``offer`` {sdp}, ``dial`` {number},
+``pick-up``, ``decline``, ``hang-up``. To the page: ``sdp`` {sdp} (the answer), ``registered``
+{extension}, ``incoming`` {from, name}, ``ringing``, ``connected``, ``ended`` {reason},
+``error`` {error}. One call at a time: a second call while one is up gets 486 Busy Here, and the
+member's other phones still ring for it.
+
+The user agent speaks RFC 3261 as far as a phone on loopback needs: requests are retransmitted
+on T1 doubling, a 2xx to an INVITE it answered is repeated until the ACK, retransmitted requests
+get the last response again, CANCEL ends a ringing call with 487, and a re-INVITE (hold, the relay
+moving) is answered with the same media.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import WSMsgType, web
+
+from sentral.pbx.sip import entropy
+from sentral.pbx.sip.auth import authorization, choose_challenge
+from sentral.pbx.sip.errors import SipError
+from sentral.pbx.sip.message import Request, Response, make_response, parse_message
+from sentral.pbx.sip.sdp import parse_sdp
+from sentral.pbx.sip.transaction import hostport
+from sentral.web.auth import staff_of
+from sentral.web.service import SERVER_KEY, ApiError, documented
+
+if TYPE_CHECKING:
+    from sentral.app import Server
+    from sentral.media.webrtc import AudioBridge
+
+log = structlog.get_logger("sentral.web")
+
+PHONE_PATH = "/api/browser-phone"
+REGISTER_EXPIRES = 120  # seconds asked for; refreshed at half of what is granted
+T1 = 0.5
+T2 = 4.0
+TRANSACTION_TIMEOUT = 32.0  # 64 * T1
+MAX_MESSAGE = 65536  # a WebRTC offer with every candidate fits well within this
+USER_AGENT = "Sentral browser phone"
+
+
+class PhoneUnavailable(Exception):
+    """The browser phone cannot run on this server (no UDP listener, aiortc missing)."""
+
+
+def _loopback_for(host: str) -> str:
+    """Where Sentral's own user agent reaches a listener on ``host``."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "127.0.0.1"
+    if address.is_unspecified:
+        return "::1" if address.version == 6 else "127.0.0.1"
+    return host
+
+
+def sip_address(server: Server) -> tuple[str, int]:
+    """The UDP listener the browser phones' user agents talk to."""
+    for listen in server.transports.bound:
+        if listen.transport == "udp":
+            return _loopback_for(listen.host), listen.port
+    raise PhoneUnavailable("the browser phone needs a UDP SIP listener (serve --listen udp:...)")
+
+
+def _audio(sdp: bytes) -> tuple[str, int, int] | None:
+    """The first audio stream of ``sdp`` Sentral's relay can talk G.711 on: host, port, law."""
+    parsed = parse_sdp(sdp)
+    for media in parsed.media:
+        if media.media != "audio" or media.rejected:
+            continue
+        connection = parsed.media_connection(media)
+        if connection is None:
+            continue
+        for fmt in media.formats:
+            if fmt in ("0", "8"):
+                return connection.address, media.port, int(fmt)
+    return None
+
+
+def _direction(sdp: bytes) -> str:
+    """The direction our answer takes to an offer in ``sdp`` (RFC 3264 §6.1)."""
+    parsed = parse_sdp(sdp)
+    for media in parsed.media:
+        if media.media == "audio" and not media.rejected:
+            offered = str(parsed.media_direction(media))
+            return {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}.get(
+                offered, "sendrecv"
+            )
+    return "sendrecv"
+
+
+@dataclass(slots=True)
+class _Client:
+    """A request of ours waiting for its final response."""
+
+    request: Request
+    data: bytes
+    done: asyncio.Future[Response]
+    on_provisional: Callable[[Response], None] | None
+    started: float
+    interval: float = T1
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(slots=True)
+class _Call:
+    """The one call of a browser phone: its dialog and where it stands."""
+
+    call_id: str
+    local_tag: str
+    incoming: bool
+    state: str  # "ringing" (incoming, not answered), "calling" (outgoing), "answering", "up", "ended"
+    remote_uri: str = ""  # the From (incoming) or To (outgoing) as written
+    local_uri: str = ""
+    remote_tag: str = ""
+    target: str = ""  # the peer's Contact: the Request-URI of requests inside the dialog
+    local_cseq: int = 1
+    invite: Request | None = None  # incoming: the INVITE being answered; outgoing: the one sent
+    last_response: bytes = b""
+    ok_timer: asyncio.TimerHandle | None = None
+    sdp_version: int = 1
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class BrowserPhone(asyncio.DatagramProtocol):
+    """One page's phone: its SIP user agent, its WebRTC peer and its WebSocket."""
+
+    def __init__(
+        self,
+        server: Server,
+        domain: str,
+        extension: str,
+        send_page: Callable[[dict[str, Any]], None],
+        bridge: AudioBridge,
+    ) -> None:
+        self.server = server
+        self.domain = domain
+        self.extension = extension
+        self.send_page = send_page
+        self.bridge = bridge
+        self.sentral = sip_address(server)
+        self.local: tuple[str, int] = ("", 0)
+        self.transport: asyncio.DatagramTransport | None = None
+        self.registered = False
+        self.call: _Call | None = None
+        self._clients: dict[str, _Client] = {}
+        self._register_call_id = f"{entropy.token_hex(12)}@browser"
+        self._register_cseq = 0
+        self._register_tag = entropy.token_hex(6)
+        self._refresh: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._nc = 0
+
+    # -- the socket --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(self.sentral[0], 0))
+        self.transport = transport
+        self.local = transport.get_extra_info("sockname")[:2]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if (addr[0], addr[1]) != self.sentral:
+            return  # only Sentral talks to this socket
+        try:
+            message = parse_message(data)
+            message.validate()
+        except SipError:
+            return
+        if isinstance(message, Response):
+            self._on_response(message)
+        else:
+            self._on_request(message)
+
+    def _send(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.sendto(data, self.sentral)
+
+    @property
+    def contact(self) -> str:
+        return f"<sip:{self.extension}@{hostport(*self.local)};transport=udp>"
+
+    @property
+    def aor(self) -> str:
+        return f"sip:{self.extension}@{self.domain}"
+
+    def _via(self, branch: str) -> str:
+        return f"SIP/2.0/UDP {hostport(*self.local)};branch={branch};rport"
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro, name="browser-phone")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- requests of ours --------------------------------------------------------------------
+
+    def _request(
+        self, request: Request, on_provisional: Callable[[Response], None] | None = None
+    ) -> asyncio.Future[Response]:
+        """Send ``request`` and retransmit it until a response comes (a final one for an INVITE)."""
+        loop = asyncio.get_running_loop()
+        branch = request.branch or ""
+        client = _Client(request, request.to_bytes(), loop.create_future(), on_provisional, loop.time())
+        self._clients[branch] = client
+        self._send(client.data)
+        client.timer = loop.call_later(client.interval, self._retransmit, branch)
+        return client.done
+
+    def _retransmit(self, branch: str) -> None:
+        client = self._clients.get(branch)
+        if client is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() - client.started >= TRANSACTION_TIMEOUT:
+            del self._clients[branch]
+            if not client.done.done():
+                client.done.set_exception(TimeoutError(f"{client.request.method} got no answer"))
+            return
+        self._send(client.data)
+        client.interval = min(client.interval * 2, T2)
+        client.timer = loop.call_later(client.interval, self._retransmit, branch)
+
+    def _on_response(self, response: Response) -> None:
+        branch = response.top_via.branch or ""
+        client = self._clients.get(branch)
+        if client is None:
+            # A 2xx to an INVITE of ours repeated: our ACK was lost; send it again.
+            call = self.call
+            if (
+                response.status < 300
+                and response.cseq.method == "INVITE"
+                and call is not None
+                and call.call_id == response.call_id
+                and call.state == "up"
+            ):
+                self._ack_2xx(call, response)
+            return
+        if response.status < 200:
+            if client.timer is not None and client.request.method == "INVITE":
+                client.timer.cancel()  # a provisional answer stops an INVITE's retransmission
+                client.timer = None
+            if client.on_provisional is not None:
+                client.on_provisional(response)
+            return
+        if client.timer is not None:
+            client.timer.cancel()
+        del self._clients[branch]
+        if not client.done.done():
+            client.done.set_result(response)
+
+    def _credentials(self, request: Request, response: Response) -> tuple[str, str] | None:
+        """The Authorization or Proxy-Authorization answering ``response``'s challenge."""
+        proxy = response.status == 407
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        challenge = choose_challenge(response.header_values(name))
+        if challenge is None:
+            return None
+        staff = self.server.directory().staff_for(self.domain, self.extension)
+        if staff is None:
+            return None
+        ha1 = staff.ha1(challenge.algorithm)
+        self._nc += 1
+        value = authorization(
+            challenge, request.method, request.uri_text, self.extension, "",
+            cnonce=entropy.token_hex(8), nc=self._nc, ha1=ha1,
+        )  # fmt: skip
+        return ("Proxy-Authorization" if proxy else "Authorization", value)
+
+    async def _authenticated(
+        self, build: Callable[[int, tuple[str, str] | None], Request],
+        cseq: int, on_provisional: Callable[[Response], None] | None = None,
+    ) -> tuple[Response, int]:  # fmt: skip
+        """Send ``build(cseq, None)``; once more with credentials when challenged. The final
+        response and the CSeq used last."""
+        request = build(cseq, None)
+        response = await self._request(request, on_provisional)
+        if response.status in (401, 407):
+            if request.method == "INVITE":
+                self._ack_failure(request, response)
+            credentials = self._credentials(request, response)
+            if credentials is None:
+                return response, cseq
+            cseq += 1
+            request = build(cseq, credentials)
+            response = await self._request(request, on_provisional)
+        return response, cseq
+
+    def _ack_failure(self, invite: Request, response: Response) -> None:
+        """The ACK of a non-2xx final response: the INVITE's transaction (RFC 3261 §17.1.1.3)."""
+        cseq = invite.cseq.seq
+        ack = Request.build(
+            "ACK", invite.uri_text,
+            [
+                ("Via", invite.header("via") or ""),
+                ("Max-Forwards", "70"),
+                ("From", invite.header("from") or ""),
+                ("To", response.header("to") or ""),
+                ("Call-ID", invite.call_id),
+                ("CSeq", f"{cseq} ACK"),
+            ],
+        )  # fmt: skip
+        self._send(ack.to_bytes())
+
+    def _ack_2xx(self, call: _Call, response: Response) -> None:
+        """The ACK of a 2xx: a transaction of its own, to the peer's Contact (§13.2.2.4)."""
+        contacts = response.contacts
+        if contacts:
+            call.target = str(contacts[0].uri)
+        ack = Request.build(
+            "ACK", call.target or f"sip:{hostport(*self.sentral)}",
+            [
+                ("Via", self._via(_branch())),
+                ("Max-Forwards", "70"),
+                ("From", f"{call.local_uri};tag={call.local_tag}"),
+                ("To", response.header("to") or ""),
+                ("Call-ID", call.call_id),
+                ("CSeq", f"{response.cseq.seq} ACK"),
+            ],
+        )  # fmt: skip
+        self._send(ack.to_bytes())
+
+    # -- registration ------------------------------------------------------------------------
+
+    def _register_request(self, expires: int) -> Callable[[int, tuple[str, str] | None], Request]:
+        def build(cseq: int, credentials: tuple[str, str] | None) -> Request:
+            headers = [
+                ("Via", self._via(_branch())),
+                ("Max-Forwards", "70"),
+                ("From", f"<{self.aor}>;tag={self._register_tag}"),
+                ("To", f"<{self.aor}>"),
+                ("Call-ID", self._register_call_id),
+                ("CSeq", f"{cseq} REGISTER"),
+                ("Contact", self.contact),
+                ("Expires", str(expires)),
+                ("User-Agent", USER_AGENT),
+            ]
+            if credentials is not None:
+                headers.append(credentials)
+            return Request.build("REGISTER", f"sip:{self.domain}", headers)
+
+        return build
+
+    async def register(self, expires: int = REGISTER_EXPIRES) -> int:
+        """Register (``expires`` 0: unregister); the status of the final answer."""
+        self._register_cseq += 1
+        response, self._register_cseq = await self._authenticated(
+            self._register_request(expires), self._register_cseq
+        )
+        if response.status >= 300 or expires == 0:
+            self.registered = False
+            return response.status
+        granted = response.expires or expires
+        for contact in response.contacts:
+            value = contact.param("expires")
+            if value is not None and value.isdigit() and f"{hostport(*self.local)}" in str(contact.uri):
+                granted = int(value)
+        self.registered = True
+        loop = asyncio.get_running_loop()
+        if self._refresh is not None:
+            self._refresh.cancel()
+        self._refresh = loop.call_later(
+            max(granted / 2, 5), lambda: self._spawn(self._refresh_registration())
+        )
+        return response.status
+
+    async def _refresh_registration(self) -> None:
+        try:
+            status = await self.register()
+        except TimeoutError:
+            status = 408
+        if status >= 300:
+            log.warning("browser_phone_register_failed", extension=self.extension, status=status)
+
+    # -- calls out ---------------------------------------------------------------------------
+
+    def _offer(self, call: _Call, direction: str = "sendrecv") -> bytes:
+        host = self.bridge.host
+        family = "IP6" if ":" in host else "IP4"
+        call.sdp_version += 1
+        session = int(call.local_tag, 16) % 10**9
+        return (
+            f"v=0\r\no=sentral-browser {session} {call.sdp_version} IN {family} {host}\r\ns=-\r\n"
+            f"c=IN {family} {host}\r\nt=0 0\r\nm=audio {self.bridge.port} RTP/AVP 0 8\r\n"
+            f"a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=ptime:20\r\na={direction}\r\n"
+        ).encode()
+
+    def _answer(self, call: _Call, offer: bytes) -> bytes:
+        """Our answer to ``offer``: the law it offered first, the direction that fits."""
+        found = _audio(offer)
+        if found is None:
+            raise SipError(488, "Not Acceptable Here")
+        host, port, law = found
+        direction = _direction(offer)
+        self.bridge.connect(host, port, law)
+        sdp = self._offer(call, direction).decode()
+        return (
+            sdp.replace("RTP/AVP 0 8\r\n", f"RTP/AVP {law}\r\n")
+            .replace(
+                "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n",
+                f"a=rtpmap:{law} {'PCMU' if law == 0 else 'PCMA'}/8000\r\n",
+            )
+            .encode()
+        )
+
+    def dial(self, number: str) -> None:
+        if self.call is not None:
+            self.send_page({"type": "error", "error": "hang up the call in progress first"})
+            return
+        number = number.strip()
+        if not number or any(c in number for c in "<>@;:\"' \t\r\n"):
+            self.send_page({"type": "error", "error": "dial an extension or a number"})
+            return
+        call = self.call = _Call(f"{entropy.token_hex(12)}@browser", entropy.token_hex(6), False, "calling")
+        call.local_uri = f"<{self.aor}>"
+        call.remote_uri = f"<sip:{number}@{self.domain}>"
+        call.target = f"sip:{number}@{self.domain}"
+        self._spawn(self._place(call))
+
+    async def _place(self, call: _Call) -> None:
+        body = self._offer(call)
+
+        def build(cseq: int, credentials: tuple[str, str] | None) -> Request:
+            headers = [
+                ("Via", self._via(_branch())),
+                ("Max-Forwards", "70"),
+                ("From", f"{call.local_uri};tag={call.local_tag}"),
+                ("To", call.remote_uri),
+                ("Call-ID", call.call_id),
+                ("CSeq", f"{cseq} INVITE"),
+                ("Contact", self.contact),
+                ("User-Agent", USER_AGENT),
+                ("Content-Type", "application/sdp"),
+            ]
+            if credentials is not None:
+                headers.append(credentials)
+            call.invite = Request.build("INVITE", call.target, headers, body)
+            return call.invite
+
+        def provisional(response: Response) -> None:
+            if response.status in (180, 183) and call.state == "calling":
+                self.send_page({"type": "ringing"})
+
+        try:
+            response, call.local_cseq = await self._authenticated(build, 1, provisional)
+        except TimeoutError:
+            self._ended(call, "no answer from the server")
+            return
+        if response.status >= 300:
+            assert call.invite is not None
+            self._ack_failure(call.invite, response)
+            self._ended(call, f"{response.status} {response.reason}")
+            return
+        call.remote_tag = response.to_tag or ""
+        self._ack_2xx(call, response)
+        if call.state == "ended":  # hung up while it was being answered: end it now
+            self._bye(call)
+            return
+        found = _audio(response.body) if response.body else None
+        if found is None:
+            self._bye(call)
+            self._ended(call, "the other side offered no audio")
+            return
+        self.bridge.connect(*found)
+        call.state = "up"
+        self.send_page({"type": "connected"})
+
+    # -- calls in ----------------------------------------------------------------------------
+
+    def _on_request(self, request: Request) -> None:
+        method = request.method
+        call = self.call
+        if method == "INVITE" and request.to_tag is None:
+            self._incoming(request)
+        elif call is None or request.call_id != call.call_id:
+            if method != "ACK":
+                self._respond(request, 481 if method in ("BYE", "INVITE", "CANCEL") else 200)
+        elif method == "INVITE":
+            self._reinvite(call, request)
+        elif method == "ACK":
+            if call.ok_timer is not None:
+                call.ok_timer.cancel()
+                call.ok_timer = None
+            if call.state == "answering":
+                call.state = "up"
+                self.send_page({"type": "connected"})
+        elif method == "CANCEL":
+            self._respond(request, 200)
+            if call.state == "ringing" and call.invite is not None:
+                call.last_response = self._respond(call.invite, 487, to_tag=call.local_tag)
+                self._ended(call, "cancelled")
+        elif method == "BYE":
+            self._respond(request, 200)
+            self._ended(call, "hung up")
+        elif method in ("OPTIONS", "NOTIFY", "INFO", "UPDATE"):
+            self._respond(request, 200)
+        else:
+            self._respond(request, 501)
+
+    def _respond(
+        self, request: Request, status: int, *, to_tag: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (), body: bytes = b"",
+    ) -> bytes:  # fmt: skip
+        response = make_response(request, status, to_tag=to_tag, headers=headers, body=body)
+        data = response.to_bytes()
+        self._send(data)
+        return data
+
+    def _incoming(self, invite: Request) -> None:
+        call = self.call
+        if call is not None and call.invite is not None and call.invite.branch == invite.branch:
+            if call.last_response:
+                self._send(call.last_response)  # a retransmission: the last answer again
+            return
+        if call is not None or not self.bridge_ready():
+            self._respond(invite, 486, to_tag=entropy.token_hex(6))
+            return
+        call = self.call = _Call(invite.call_id, entropy.token_hex(6), True, "ringing", invite=invite)
+        call.remote_uri = invite.header("from") or ""
+        call.remote_tag = invite.from_tag or ""
+        call.local_uri = invite.header("to") or ""
+        contacts = invite.contacts
+        call.target = str(contacts[0].uri) if contacts else ""
+        call.last_response = self._respond(
+            invite, 180, to_tag=call.local_tag, headers=(("Contact", self.contact),)
+        )
+        caller = invite.from_
+        self.send_page({"type": "incoming", "from": caller.uri.user or "", "name": caller.display or ""})
+
+    def bridge_ready(self) -> bool:
+        return self.bridge.port != 0 and self.registered
+
+    def pick_up(self) -> None:
+        call = self.call
+        if call is None or call.state != "ringing" or call.invite is None:
+            self.send_page({"type": "error", "error": "no call is ringing"})
+            return
+        try:
+            body = self._answer(call, call.invite.body) if call.invite.body else self._offer(call)
+        except SipError as error:
+            call.last_response = self._respond(call.invite, error.status, to_tag=call.local_tag)
+            self._ended(call, "no audio in common")
+            return
+        call.state = "answering"
+        self._answer_ok(call, call.invite, body)
+
+    def _answer_ok(self, call: _Call, invite: Request, body: bytes) -> None:
+        """200 OK with ``body``, repeated on T1 doubling until the ACK comes (§13.3.1.4)."""
+        data = self._respond(
+            invite, 200, to_tag=call.local_tag,
+            headers=(("Contact", self.contact), ("Content-Type", "application/sdp")), body=body,
+        )  # fmt: skip
+        call.last_response = data
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        def again(interval: float) -> None:
+            if loop.time() - started >= TRANSACTION_TIMEOUT:
+                call.ok_timer = None
+                if call.state == "answering":  # never acknowledged: the call is not up
+                    self._bye(call)
+                    self._ended(call, "the answer was never acknowledged")
+                return
+            self._send(data)
+            call.ok_timer = loop.call_later(min(interval * 2, T2), again, min(interval * 2, T2))
+
+        if call.ok_timer is not None:
+            call.ok_timer.cancel()
+        call.ok_timer = loop.call_later(T1, again, T1)
+
+    def _reinvite(self, call: _Call, invite: Request) -> None:
+        if call.invite is not None and call.invite.branch == invite.branch:
+            self._send(call.last_response)
+            return
+        if call.state not in ("up", "answering"):
+            self._respond(invite, 491)
+            return
+        try:
+            body = self._answer(call, invite.body) if invite.body else self._offer(call)
+        except SipError as error:
+            self._respond(invite, error.status)
+            return
+        call.invite = invite
+        self._answer_ok(call, invite, body)
+
+    def decline(self) -> None:
+        call = self.call
+        if call is None or call.state != "ringing" or call.invite is None:
+            return
+        call.last_response = self._respond(call.invite, 603, to_tag=call.local_tag)
+        self._ended(call, "declined")
+
+    # -- ending ------------------------------------------------------------------------------
+
+    def hang_up(self) -> None:
+        call = self.call
+        if call is None:
+            return
+        if call.state == "ringing":
+            self.decline()
+        elif call.state == "calling":
+            call.state = "ended"
+            self._cancel(call)
+            self.call = None
+            self.bridge.disconnect()
+            self.send_page({"type": "ended", "reason": "hung up"})
+        else:
+            self._bye(call)
+            self._ended(call, "hung up")
+
+    def _cancel(self, call: _Call) -> None:
+        invite = call.invite
+        if invite is None:
+            return
+        cancel = Request.build(
+            "CANCEL", invite.uri_text,
+            [
+                ("Via", invite.header("via") or ""),
+                ("Max-Forwards", "70"),
+                ("From", invite.header("from") or ""),
+                ("To", invite.header("to") or ""),
+                ("Call-ID", invite.call_id),
+                ("CSeq", f"{invite.cseq.seq} CANCEL"),
+            ],
+        )  # fmt: skip
+        self._spawn(self._quietly(self._request(cancel)))
+
+    def _bye(self, call: _Call) -> None:
+        call.local_cseq += 1
+        from_ = f"{call.local_uri};tag={call.local_tag}"
+        # Incoming, the caller's From (its tag in it) is the To; outgoing, the answer's tag is added.
+        to = call.remote_uri if call.incoming else f"{call.remote_uri};tag={call.remote_tag}"
+        bye = Request.build(
+            "BYE", call.target or f"sip:{hostport(*self.sentral)}",
+            [
+                ("Via", self._via(_branch())),
+                ("Max-Forwards", "70"),
+                ("From", from_),
+                ("To", to),
+                ("Call-ID", call.call_id),
+                ("CSeq", f"{call.local_cseq} BYE"),
+                ("User-Agent", USER_AGENT),
+            ],
+        )  # fmt: skip
+        self._spawn(self._quietly(self._request(bye)))
+
+    @staticmethod
+    async def _quietly(done: asyncio.Future[Response]) -> None:
+        with contextlib.suppress(TimeoutError):
+            await done
+
+    def _ended(self, call: _Call, reason: str) -> None:
+        call.state = "ended"
+        if call.ok_timer is not None:
+            call.ok_timer.cancel()
+            call.ok_timer = None
+        if self.call is call:
+            self.call = None
+        self.bridge.disconnect()
+        self.send_page({"type": "ended", "reason": reason})
+
+    async def close(self) -> None:
+        """The page went away: end its call, unregister, let go of the socket."""
+        self.hang_up()
+        if self._refresh is not None:
+            self._refresh.cancel()
+        if self.registered:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3):
+                    await self.register(0)
+        for client in self._clients.values():
+            if client.timer is not None:
+                client.timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _branch() -> str:
+    return f"z9hG4bK{entropy.token_hex(10)}"
+
+
+# -- the WebSocket -----------------------------------------------------------------------------
+
+
+@documented(
+    {
+        "summary": "The page as one of the signed-in member's phones (WebSocket, WebRTC audio)",
+        "description": (
+            "Send {type: offer, sdp} with the page's WebRTC offer (candidates gathered); the answer "
+            "comes as {type: sdp}. Then dial, pick-up, decline and hang-up; the phone reports "
+            "registered, incoming, ringing, connected and ended."
+        ),
+        "responses": {
+            "101": {"description": "WebSocket; each text message is one JSON object with a type"},
+            "401": {"description": "not signed in"},
+            "403": {"description": "an API token, not a member of staff"},
+            "503": {"description": "the browser phone cannot run on this server"},
+        },
+    }
+)
+async def phone_socket(request: web.Request) -> web.StreamResponse:
+    """The browser phone (WebSocket)."""
+    principal = staff_of(request)
+    assert principal.extension is not None
+    server: Server = request.app[SERVER_KEY]
+    try:
+        sip_address(server)
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+        from sentral.media.webrtc import AudioBridge
+    except (PhoneUnavailable, ImportError) as exc:
+        raise ApiError(
+            503, str(exc) if isinstance(exc, PhoneUnavailable) else "aiortc is not installed"
+        ) from None
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE)
+    if not ws.can_prepare(request).ok:
+        raise ApiError(400, "this is a WebSocket: connect with a WebSocket client (Upgrade: websocket)")
+    await ws.prepare(request)
+
+    def send_page(message: dict[str, Any]) -> None:
+        if not ws.closed:
+            asyncio.get_running_loop().create_task(ws.send_str(json.dumps(message)))
+
+    bridge = AudioBridge()
+    phone: BrowserPhone | None = None
+    peer: Any = None
+    try:
+        await bridge.open(sip_address(server)[0])
+        phone = BrowserPhone(server, principal.domain, principal.extension, send_page, bridge)
+        await phone.open()
+        async for message in ws:
+            if message.type != WSMsgType.TEXT:
+                continue
+            try:
+                body = json.loads(message.data)
+                kind = body["type"] if isinstance(body, dict) else None
+            except (ValueError, KeyError):
+                send_page({"type": "error", "error": "send JSON objects with a type"})
+                continue
+            if kind == "offer":
+                if peer is not None:
+                    send_page({"type": "error", "error": "this phone is connected already"})
+                    continue
+                sdp = body.get("sdp")
+                if not isinstance(sdp, str) or not sdp:
+                    send_page({"type": "error", "error": "an offer carries the page's SDP in sdp"})
+                    continue
+                peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+                peer.addTrack(bridge.track)
+
+                def on_track(track: Any) -> None:
+                    if track.kind == "audio":
+                        bridge.consume(track)
+
+                peer.on("track", on_track)
+
+                try:
+                    await peer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                    await peer.setLocalDescription(await peer.createAnswer())
+                except ValueError as exc:
+                    send_page({"type": "error", "error": f"the offer cannot be answered: {exc}"})
+                    await peer.close()
+                    peer = None
+                    continue
+                send_page({"type": "sdp", "sdp": peer.localDescription.sdp})
+                try:
+                    status = await phone.register()
+                except TimeoutError:
+                    status = 408
+                if status < 300:
+                    log.info(
+                        "browser_phone_registered", extension=principal.extension, clinic=principal.domain
+                    )
+                    send_page({"type": "registered", "extension": principal.extension})
+                else:
+                    send_page({"type": "error", "error": f"the phone could not register ({status})"})
+            elif peer is None:
+                send_page({"type": "error", "error": "send the page's offer first"})
+            elif kind == "dial":
+                phone.dial(str(body.get("number", "")))
+            elif kind == "pick-up":
+                phone.pick_up()
+            elif kind == "decline":
+                phone.decline()
+            elif kind == "hang-up":
+                phone.hang_up()
+            else:
+                send_page({"type": "error", "error": f"unknown message type {kind!r}"})
+    finally:
+        if phone is not None:
+            await phone.close()
+            log.info("browser_phone_closed", extension=principal.extension, clinic=principal.domain)
+        if peer is not None:
+            await peer.close()
+        await bridge.close()
+    return ws
+
+
+def phone_routes() -> list[web.RouteDef]:
+    return [web.get(PHONE_PATH, phone_socket)]
+
+
+__all__ = ["BrowserPhone", "PhoneUnavailable", "phone_routes", "sip_address"]

@@ -1,0 +1,122 @@
+"""The browser phone with a WebRTC peer made of aiortc (as a browser's stack is) and pjsua2 desk
+phones, through a server as a clinic runs it (media anchored): the page registers as one of the
+member's phones, rings with their desk phone, answers, calls out, and audio crosses both ways
+(Opus on the browser's side, G.711 on the desk phone's)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.system.audio import write_tone
+from tests.system.browserclient import BrowserClient
+from tests.system.peers import Softphone, wait_until
+from tests.system.test_call_media import A_TONE, B_TONE, ELSEWHERE, LISTEN_SECONDS, hearing
+from tests.system.test_calls import DOMAIN, phone_for
+from tests.system.test_click_to_call import web
+from tests.system.test_web import Web
+
+__all__ = ["web"]  # the fixture, used here by name
+
+
+@pytest.fixture
+def browser(web: Web) -> Iterator[BrowserClient]:
+    """1001's browser phone, registered, sending A_TONE."""
+    with BrowserClient(web.url, DOMAIN, "1001", "secret-1001", tone_hz=A_TONE) as client:
+        answer = client.wait("sdp")["sdp"]
+        # Opus on the browser's side (what browsers prefer), G.711 towards the relay: transcoded.
+        first = answer.split("m=audio ", 1)[1].split("\r\n", 1)[0].split()[2]
+        assert f"a=rtpmap:{first} opus/48000/2" in answer, answer
+        assert client.wait("registered")["extension"] == "1001"
+        yield client
+
+
+def contacts_of(web: Web, extension: str) -> list[str]:
+    rows = web.server.cli_json("registrations")
+    return [row["contact"] for row in rows if row["extension"] == extension]
+
+
+def exchange_tones(
+    browser: BrowserClient, desk: Softphone, call: str, tmp_path: Path, label: str
+) -> tuple[Path, Path]:
+    """The desk phone plays B_TONE and records while the browser records: both recordings."""
+    desk.play(call, write_tone(tmp_path / f"{label}-b.wav", B_TONE), loop=True)
+    desk_heard = tmp_path / f"{label}-desk-heard.wav"
+    desk.record(call, desk_heard)
+    browser_heard = browser.record(LISTEN_SECONDS, tmp_path / f"{label}-browser-heard.wav")
+    assert desk.stop_media(call) == [str(desk_heard)]
+    return browser_heard, desk_heard
+
+
+def assert_tones_cross(browser_heard: Path, desk_heard: Path) -> None:
+    share, table = hearing(browser_heard, B_TONE, (A_TONE, *ELSEWHERE))
+    assert share >= 0.6, (
+        f"the browser heard the desk phone's tone in only {share:.0%} of the windows: {table}"
+    )
+    share, table = hearing(desk_heard, A_TONE, (B_TONE, *ELSEWHERE))
+    assert share >= 0.6, (
+        f"the desk phone heard the browser's tone in only {share:.0%} of the windows: {table}"
+    )
+
+
+def test_a_desk_phone_calls_the_browser_and_they_hear_each_other(
+    web: Web, browser: BrowserClient, softphone_factory: Callable[..., Softphone], tmp_path: Path
+) -> None:
+    desk = phone_for(softphone_factory, web.server, "1002")
+    assert len(contacts_of(web, "1001")) == 1  # the browser is one of 1001's phones
+    call = desk.call("1002", f"sip:1001@{DOMAIN}")
+    incoming = browser.wait("incoming")
+    assert (incoming["from"], incoming["name"]) == ("1002", "Staff 1002"), incoming
+    desk.wait_event("call_state", call=call, state="EARLY")
+    browser.send("pick-up")
+    browser.wait("connected")
+    desk.wait_call_state(call, "CONFIRMED")
+    desk.wait_event("media_state", call=call, status="active")
+    assert_tones_cross(*exchange_tones(browser, desk, call, tmp_path, "in"))
+    [live] = web.get("/api/calls")["calls"]
+    assert (live["caller"], live["callee"]) == ("1002", "1001"), live
+    seen = len(browser.messages)
+    desk.hangup(call)
+    assert browser.wait("ended", after=seen)["reason"] == "hung up"
+    wait_until(lambda: web.get("/api/calls")["calls"] == [], 5, "the call to end")
+
+
+def test_the_browser_calls_a_desk_phone_and_hangs_up(
+    web: Web, browser: BrowserClient, softphone_factory: Callable[..., Softphone], tmp_path: Path
+) -> None:
+    desk = phone_for(softphone_factory, web.server, "1002")
+    browser.send("dial", number="1002")
+    incoming = desk.wait_incoming("1002")
+    browser.wait("ringing")
+    desk.answer(incoming["call"])
+    browser.wait("connected")
+    desk.wait_call_state(incoming["call"], "CONFIRMED")
+    desk.wait_event("media_state", call=incoming["call"], status="active")
+    assert_tones_cross(*exchange_tones(browser, desk, incoming["call"], tmp_path, "out"))
+    seen = len(browser.messages)
+    browser.send("hang-up")
+    assert browser.wait("ended", after=seen)["reason"] == "hung up"
+    desk.wait_call_state(incoming["call"], "DISCONNECTED")
+
+
+def test_a_call_the_browser_declines_ends_as_a_rejected_direct_call_and_a_closed_page_unregisters(
+    web: Web, softphone_factory: Callable[..., Softphone]
+) -> None:
+    own_desk = phone_for(softphone_factory, web.server, "1001")
+    caller = phone_for(softphone_factory, web.server, "1002")
+    with BrowserClient(web.url, DOMAIN, "1001", "secret-1001", tone_hz=A_TONE) as browser:
+        browser.wait("registered")
+        assert len(contacts_of(web, "1001")) == 2
+        call = caller.call("1002", f"sip:1001@{DOMAIN}")
+        browser.wait("incoming")
+        ringing = own_desk.wait_incoming("1001")  # both of 1001's phones ring
+        browser.send("decline")
+        assert browser.wait("ended")["reason"] == "declined"
+        time.sleep(0.5)
+        # The clinic's rule: a direct call rejected by a person ends; the caller hears it.
+        caller.wait_call_state(call, "DISCONNECTED")
+        own_desk.wait_call_state(ringing["call"], "DISCONNECTED")
+    wait_until(lambda: len(contacts_of(web, "1001")) == 1, 5, "the browser phone to unregister")
