@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,9 +18,10 @@ from tests.system.peers import Softphone, wait_until
 from tests.system.test_call_media import A_TONE, B_TONE, ELSEWHERE, LISTEN_SECONDS, hearing
 from tests.system.test_calls import DOMAIN, phone_for
 from tests.system.test_click_to_call import web
+from tests.system.test_switchboard_page import chromium
 from tests.system.test_web import Web
 
-__all__ = ["web"]  # the fixture, used here by name
+__all__ = ["chromium", "web"]  # the fixtures, used here by name
 
 
 @pytest.fixture
@@ -120,3 +122,79 @@ def test_a_call_the_browser_declines_ends_as_a_rejected_direct_call_and_a_closed
         caller.wait_call_state(call, "DISCONNECTED")
         own_desk.wait_call_state(ringing["call"], "DISCONNECTED")
     wait_until(lambda: len(contacts_of(web, "1001")) == 1, 5, "the browser phone to unregister")
+
+
+def test_the_switchboard_page_is_a_phone_in_chromium(
+    web: Web, chromium: str, softphone_factory: Callable[..., Softphone], tmp_path: Path
+) -> None:
+    """Debian's chromium, headless, its microphone a file holding A_TONE: the page's browser phone
+    calls a pjsua2 desk phone, which hears the tone; the page's getStats shows audio arriving."""
+    from playwright.sync_api import expect, sync_playwright
+
+    desk = phone_for(softphone_factory, web.server, "1002")
+    microphone = write_tone(tmp_path / "microphone.wav", A_TONE, seconds=4.0, rate=48000)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                f"--use-file-for-fake-audio-capture={microphone}",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(web.url + "/")
+            page.fill("input[name=extension]", "1001")
+            page.fill("input[name=password]", "secret-1001")
+            page.click("#sign-in button[type=submit]")
+            expect(page.locator("#browser-phone")).to_be_visible()
+            page.click("#phone-start")
+            expect(page.locator("#phone-status")).to_contain_text("ready", timeout=15000)
+            assert len(contacts_of(web, "1001")) == 1
+            page.fill("#phone-number", "1002")
+            page.click("#phone-dial button[type=submit]")
+            incoming = desk.wait_incoming("1002")
+            desk.answer(incoming["call"])
+            expect(page.locator("#phone-status")).to_have_text("in a call with 1002")
+            desk.wait_event("media_state", call=incoming["call"], status="active")
+            heard = tmp_path / "desk-heard.wav"
+            desk.play(incoming["call"], write_tone(tmp_path / "desk.wav", B_TONE), loop=True)
+            desk.record(incoming["call"], heard)
+            first = received_audio(page)
+            time.sleep(LISTEN_SECONDS)
+            second = received_audio(page)
+            assert desk.stop_media(incoming["call"]) == [str(heard)]
+            share, table = hearing(heard, A_TONE, (B_TONE, *ELSEWHERE))
+            assert share >= 0.6, (
+                f"the desk phone heard the page's tone in only {share:.0%} of the windows: {table}"
+            )
+            # The page receives audio, and it is not silence: its energy keeps rising.
+            assert second["packetsReceived"] - first["packetsReceived"] >= 100, (first, second)
+            assert second["totalAudioEnergy"] > first["totalAudioEnergy"], (first, second)
+            shot = tmp_path / "switchboard-browser-phone.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot of the switchboard with the browser phone in a call: {shot}")
+            page.click("#phone-hang-up")
+            desk.wait_call_state(incoming["call"], "DISCONNECTED")
+            expect(page.locator("#phone-status")).to_contain_text("call ended")
+        finally:
+            browser.close()
+    wait_until(lambda: contacts_of(web, "1001") == [], 5, "the page's phone to unregister")
+
+
+def received_audio(page: Any) -> dict[str, float]:
+    """The page's inbound audio as getStats reports it: packets and total audio energy."""
+    found: dict[str, float] = page.evaluate(
+        """async () => {
+            const stats = await phone.pc.getStats();
+            for (const report of stats.values()) {
+                if (report.type === "inbound-rtp" && report.kind === "audio") {
+                    return {packetsReceived: report.packetsReceived, totalAudioEnergy: report.totalAudioEnergy || 0};
+                }
+            }
+            return {packetsReceived: 0, totalAudioEnergy: 0};
+        }"""
+    )
+    return found

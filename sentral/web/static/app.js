@@ -74,6 +74,11 @@ async function start() {
   $("sign-in").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", signOut);
   $("click-to-call").addEventListener("submit", clickToCall);
+  $("phone-start").addEventListener("click", startPhone);
+  $("phone-dial").addEventListener("submit", dial);
+  $("phone-pick-up").addEventListener("click", () => phoneSend({ type: "pick-up" }));
+  $("phone-decline").addEventListener("click", () => phoneSend({ type: "decline" }));
+  $("phone-hang-up").addEventListener("click", () => phoneSend({ type: "hang-up" }));
   try {
     state.me = await api("GET", "/api/session");
   } catch (e) {
@@ -107,6 +112,7 @@ async function signIn(event) {
 }
 
 async function signOut() {
+  stopPhone();
   try { await api("DELETE", "/api/session"); } catch (e) { /* signed out anyway */ }
   if (state.socket) { state.socket.onclose = null; state.socket.close(); state.socket = null; }
   state.me = null;
@@ -120,6 +126,7 @@ function showBoard() {
   $("sign-out").hidden = false;
   $("me").textContent = `${state.me.extension || state.me.token} @ ${state.me.domain}`;
   $("click-to-call").hidden = !state.me.extension;  // a token has no phone of its own to ring
+  $("browser-phone").hidden = !state.me.extension || !window.RTCPeerConnection;
   connect();
   reload();
 }
@@ -322,6 +329,103 @@ async function clickToCall(event) {
   } catch (e) {
     $("call-error").textContent = e.message;
   }
+}
+
+// -- the browser phone -------------------------------------------------------------------------
+//
+// The page as one of this member of staff's phones: its microphone and speaker over WebRTC to
+// Sentral (/api/browser-phone), which registers it with their extension. The offer is sent once
+// every ICE candidate is gathered; the socket then carries what the buttons ask and what the
+// call does.
+
+const phone = { ws: null, pc: null, stream: null, peer: "" };
+
+function phoneShow(status, { dial = false, incoming = null, hangUp = false } = {}) {
+  $("phone-status").textContent = status;
+  $("phone-dial").hidden = !dial;
+  $("phone-incoming").hidden = !incoming;
+  if (incoming) $("phone-caller").textContent = incoming;
+  $("phone-hang-up").hidden = !hangUp;
+}
+
+function phoneSend(message) {
+  $("phone-error").textContent = "";
+  if (phone.ws && phone.ws.readyState === WebSocket.OPEN) phone.ws.send(JSON.stringify(message));
+}
+
+async function startPhone() {
+  $("phone-error").textContent = "";
+  $("phone-start").disabled = true;
+  phoneShow("connecting…");
+  try {
+    phone.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+    const pc = phone.pc = new RTCPeerConnection();
+    for (const track of phone.stream.getAudioTracks()) pc.addTrack(track, phone.stream);
+    pc.ontrack = (event) => { $("phone-audio").srcObject = event.streams[0] || new MediaStream([event.track]); };
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((resolve) => {
+      if (pc.iceGatheringState === "complete") return resolve();
+      const timer = setTimeout(resolve, 3000);  // what is gathered by then is enough on a LAN
+      pc.addEventListener("icegatheringstatechange", () => {
+        if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
+      });
+    });
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = phone.ws = new WebSocket(`${scheme}//${location.host}/api/browser-phone`);
+    ws.onopen = () => ws.send(JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }));
+    ws.onmessage = (event) => phoneMessage(JSON.parse(event.data));
+    ws.onclose = () => { stopPhone(); phoneShow("off"); };
+  } catch (e) {
+    stopPhone();
+    phoneShow("off");
+    $("phone-error").textContent = `The browser phone could not start: ${e.message}`;
+  }
+}
+
+function stopPhone() {
+  if (phone.ws) { phone.ws.onclose = null; phone.ws.close(); phone.ws = null; }
+  if (phone.pc) { phone.pc.close(); phone.pc = null; }
+  if (phone.stream) { for (const track of phone.stream.getTracks()) track.stop(); phone.stream = null; }
+  $("phone-start").disabled = false;
+  $("phone-start").hidden = false;
+}
+
+async function phoneMessage(message) {
+  switch (message.type) {
+    case "sdp":
+      await phone.pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+      break;
+    case "registered":
+      $("phone-start").hidden = true;
+      phoneShow(`ready: ${message.extension} rings here too`, { dial: true });
+      break;
+    case "incoming":
+      phone.peer = who(message.from, message.name);
+      phoneShow("ringing", { incoming: phone.peer });
+      break;
+    case "ringing":
+      phoneShow("calling…", { hangUp: true });
+      break;
+    case "connected":
+      phoneShow(`in a call with ${phone.peer}`, { hangUp: true });
+      break;
+    case "ended":
+      phoneShow(`ready (call ended: ${message.reason})`, { dial: true });
+      break;
+    case "error":
+      $("phone-error").textContent = message.error;
+      break;
+  }
+}
+
+function dial(event) {
+  event.preventDefault();
+  const number = $("phone-number").value.trim();
+  if (!number) return;
+  phoneSend({ type: "dial", number });
+  phone.peer = number;
+  phoneShow("calling…", { hangUp: true });
+  $("phone-number").value = "";
 }
 
 // How long callers have waited, every second.
