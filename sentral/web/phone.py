@@ -11,9 +11,9 @@ follows the reject rule and is anchored by the relay as a desk phone is. What th
 a message to the page.
 
 Messages, JSON objects with a ``type``. From the page: ``offer`` {sdp}, ``dial`` {number},
-``pick-up``, ``decline``, ``hang-up``. To the page: ``sdp`` {sdp} (the answer), ``registered``
-{extension}, ``incoming`` {from, name}, ``ringing``, ``connected``, ``ended`` {reason},
-``error`` {error}. One call at a time: a second call while one is up gets 486 Busy Here, and the
+``pick-up``, ``decline``, ``hang-up``, ``hold``, ``resume``, ``transfer`` {number} (blind). To the
+page: ``sdp`` {sdp} (the answer), ``registered`` {extension}, ``incoming`` {from, name},
+``ringing``, ``connected``, ``held``, ``ended`` {reason}, ``error`` {error}. One call at a time: a second call while one is up gets 486 Busy Here, and the
 member's other phones still ring for it.
 
 The user agent speaks RFC 3261 as far as a phone on loopback needs: requests are retransmitted
@@ -29,7 +29,7 @@ import contextlib
 import ipaddress
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -139,7 +139,8 @@ class _Call:
     last_response: bytes = b""
     ok_timer: asyncio.TimerHandle | None = None
     sdp_version: int = 1
-    headers: dict[str, str] = field(default_factory=dict)
+    held: bool = False
+    changing: bool = False  # a re-INVITE or REFER of ours awaits its answer
 
 
 class BrowserPhone(asyncio.DatagramProtocol):
@@ -427,7 +428,7 @@ class BrowserPhone(asyncio.DatagramProtocol):
             self.send_page({"type": "error", "error": "hang up the call in progress first"})
             return
         number = number.strip()
-        if not number or any(c in number for c in "<>@;:\"' \t\r\n"):
+        if not _dialable(number):
             self.send_page({"type": "error", "error": "dial an extension or a number"})
             return
         call = self.call = _Call(f"{entropy.token_hex(12)}@browser", entropy.token_hex(6), False, "calling")
@@ -644,24 +645,117 @@ class BrowserPhone(asyncio.DatagramProtocol):
         )  # fmt: skip
         self._spawn(self._quietly(self._request(cancel)))
 
-    def _bye(self, call: _Call) -> None:
-        call.local_cseq += 1
+    def _dialog_request(
+        self, call: _Call, method: str, cseq: int, extra: list[tuple[str, str]], body: bytes = b""
+    ) -> Request:
+        """A request inside ``call``'s dialog (RFC 3261 §12.2.1.1)."""
         from_ = f"{call.local_uri};tag={call.local_tag}"
         # Incoming, the caller's From (its tag in it) is the To; outgoing, the answer's tag is added.
         to = call.remote_uri if call.incoming else f"{call.remote_uri};tag={call.remote_tag}"
-        bye = Request.build(
-            "BYE", call.target or f"sip:{hostport(*self.sentral)}",
-            [
-                ("Via", self._via(_branch())),
-                ("Max-Forwards", "70"),
-                ("From", from_),
-                ("To", to),
-                ("Call-ID", call.call_id),
-                ("CSeq", f"{call.local_cseq} BYE"),
-                ("User-Agent", USER_AGENT),
-            ],
-        )  # fmt: skip
+        headers = [
+            ("Via", self._via(_branch())),
+            ("Max-Forwards", "70"),
+            ("From", from_),
+            ("To", to),
+            ("Call-ID", call.call_id),
+            ("CSeq", f"{cseq} {method}"),
+            ("User-Agent", USER_AGENT),
+            *extra,
+        ]
+        return Request.build(method, call.target or f"sip:{hostport(*self.sentral)}", headers, body)
+
+    def _bye(self, call: _Call) -> None:
+        call.local_cseq += 1
+        bye = self._dialog_request(call, "BYE", call.local_cseq, [])
         self._spawn(self._quietly(self._request(bye)))
+
+    # -- hold and transfer -------------------------------------------------------------------
+
+    def _up(self, what: str) -> _Call | None:
+        call = self.call
+        if call is None or call.state != "up":
+            self.send_page({"type": "error", "error": f"there is no call to {what}"})
+            return None
+        if call.changing:
+            self.send_page({"type": "error", "error": "wait until the last change to the call is done"})
+            return None
+        return call
+
+    def hold(self, on: bool) -> None:
+        """Hold the call (the other side hears music) or take it off hold: a re-INVITE."""
+        call = self._up("hold" if on else "resume")
+        if call is not None:
+            call.changing = True
+            self._spawn(self._hold(call, on))
+
+    async def _hold(self, call: _Call, on: bool) -> None:
+        body = self._offer(call, "sendonly" if on else "sendrecv")
+
+        def build(cseq: int, credentials: tuple[str, str] | None) -> Request:
+            extra = [("Contact", self.contact), ("Content-Type", "application/sdp")]
+            call.invite = self._dialog_request(
+                call, "INVITE", cseq, extra + ([credentials] if credentials else []), body
+            )
+            return call.invite
+
+        try:
+            response, call.local_cseq = await self._authenticated(build, call.local_cseq + 1)
+        except TimeoutError:
+            response = None
+        finally:
+            call.changing = False
+        if call.state != "up":
+            return
+        if response is None or response.status >= 300:
+            if response is not None and call.invite is not None:
+                self._ack_failure(call.invite, response)
+            status = "no answer" if response is None else f"{response.status} {response.reason}"
+            self.send_page(
+                {"type": "error", "error": f"the call could not be {'held' if on else 'resumed'} ({status})"}
+            )
+            return
+        self._ack_2xx(call, response)
+        found = _audio(response.body) if response.body else None
+        if found is not None:
+            self.bridge.connect(*found)
+        call.held = on
+        self.send_page({"type": "held" if on else "connected"})
+
+    def transfer(self, number: str) -> None:
+        """A blind transfer (REFER, RFC 3515): the other side is put through to ``number`` and
+        this phone leaves the call."""
+        number = number.strip()
+        if not _dialable(number):
+            self.send_page({"type": "error", "error": "transfer to an extension or a number"})
+            return
+        call = self._up("transfer")
+        if call is not None:
+            call.changing = True
+            self._spawn(self._transfer(call, number))
+
+    async def _transfer(self, call: _Call, number: str) -> None:
+        def build(cseq: int, credentials: tuple[str, str] | None) -> Request:
+            extra = [
+                ("Refer-To", f"<sip:{number}@{self.domain}>"),
+                ("Referred-By", f"<{self.aor}>"),
+                ("Contact", self.contact),
+            ]
+            return self._dialog_request(call, "REFER", cseq, extra + ([credentials] if credentials else []))
+
+        try:
+            response, call.local_cseq = await self._authenticated(build, call.local_cseq + 1)
+        except TimeoutError:
+            response = None
+        finally:
+            call.changing = False
+        if call.state != "up":
+            return
+        if response is None or response.status >= 300:
+            status = "no answer" if response is None else f"{response.status} {response.reason}"
+            self.send_page({"type": "error", "error": f"the transfer was refused ({status})"})
+            return
+        self._bye(call)
+        self._ended(call, f"transferred to {number}")
 
     @staticmethod
     async def _quietly(done: asyncio.Future[Response]) -> None:
@@ -700,6 +794,11 @@ def _branch() -> str:
     return f"z9hG4bK{entropy.token_hex(10)}"
 
 
+def _dialable(number: str) -> bool:
+    """Whether ``number`` can stand as the user part of a SIP URI as a person types it."""
+    return 0 < len(number) <= 64 and all(c.isalnum() or c in "+*#-._" for c in number)
+
+
 # -- the WebSocket -----------------------------------------------------------------------------
 
 
@@ -708,8 +807,8 @@ def _branch() -> str:
         "summary": "The page as one of the signed-in member's phones (WebSocket, WebRTC audio)",
         "description": (
             "Send {type: offer, sdp} with the page's WebRTC offer (candidates gathered); the answer "
-            "comes as {type: sdp}. Then dial, pick-up, decline and hang-up; the phone reports "
-            "registered, incoming, ringing, connected and ended."
+            "comes as {type: sdp}. Then dial, pick-up, decline, hang-up, hold, resume and transfer; the phone reports "
+            "registered, incoming, ringing, connected, held and ended."
         ),
         "responses": {
             "101": {"description": "WebSocket; each text message is one JSON object with a type"},
@@ -805,6 +904,10 @@ async def phone_socket(request: web.Request) -> web.StreamResponse:
                 phone.decline()
             elif kind == "hang-up":
                 phone.hang_up()
+            elif kind in ("hold", "resume"):
+                phone.hold(kind == "hold")
+            elif kind == "transfer":
+                phone.transfer(str(body.get("number", "")))
             else:
                 send_page({"type": "error", "error": f"unknown message type {kind!r}"})
     finally:

@@ -18,6 +18,7 @@ from tests.system.peers import Softphone, wait_until
 from tests.system.test_call_media import A_TONE, B_TONE, ELSEWHERE, LISTEN_SECONDS, hearing
 from tests.system.test_calls import DOMAIN, phone_for
 from tests.system.test_click_to_call import web
+from tests.system.test_media import assert_music
 from tests.system.test_switchboard_page import chromium
 from tests.system.test_web import Web
 
@@ -104,6 +105,46 @@ def test_the_browser_calls_a_desk_phone_and_hangs_up(
     desk.wait_call_state(incoming["call"], "DISCONNECTED")
 
 
+def test_the_browser_holds_resumes_and_transfers_blind(
+    web: Web, browser: BrowserClient, softphone_factory: Callable[..., Softphone], tmp_path: Path
+) -> None:
+    desk = phone_for(softphone_factory, web.server, "1002")
+    other = phone_for(softphone_factory, web.server, "1003")
+    browser.send("dial", number="1002")
+    call = desk.wait_incoming("1002")["call"]
+    desk.answer(call)
+    browser.wait("connected")
+    desk.wait_event("media_state", call=call, status="active")
+    # Held: the desk phone hears music, not the browser's tone.
+    seen = len(browser.messages)
+    browser.send("hold")
+    browser.wait("held", after=seen)
+    time.sleep(0.5)
+    music = tmp_path / "held.wav"
+    desk.record(call, music)
+    time.sleep(LISTEN_SECONDS)
+    assert desk.stop_media(call) == [str(music)]
+    assert_music(music, "the held desk phone", (A_TONE,))
+    # Resumed: the tones cross again.
+    seen = len(browser.messages)
+    browser.send("resume")
+    browser.wait("connected", after=seen)
+    time.sleep(0.5)
+    assert_tones_cross(*exchange_tones(browser, desk, call, tmp_path, "resumed"))
+    # Transferred to 1003: the browser leaves, 1003 rings showing 1002 and talks to it.
+    seen = len(browser.messages)
+    browser.send("transfer", number="1003")
+    assert browser.wait("ended", after=seen)["reason"] == "transferred to 1003"
+    incoming = other.wait_incoming("1003")
+    assert "<sip:1002@" in str(incoming["headers"].get("from", "")), incoming
+    other.answer(incoming["call"])
+    other.wait_call_state(incoming["call"], "CONFIRMED")
+    [live] = web.get("/api/calls")["calls"]
+    assert {live["caller"], live["callee"]} == {"1002", "1003"}, live
+    other.hangup(incoming["call"])
+    desk.wait_call_state(call, "DISCONNECTED")
+
+
 def test_a_call_the_browser_declines_ends_as_a_rejected_direct_call_and_a_closed_page_unregisters(
     web: Web, softphone_factory: Callable[..., Softphone]
 ) -> None:
@@ -176,6 +217,11 @@ def test_the_switchboard_page_is_a_phone_in_chromium(
             shot = tmp_path / "switchboard-browser-phone.png"
             page.screenshot(path=str(shot), full_page=True)
             print(f"screenshot of the switchboard with the browser phone in a call: {shot}")
+            page.click("#phone-hold")
+            expect(page.locator("#phone-status")).to_have_text("1002 is on hold")
+            expect(page.locator("#phone-hold")).to_have_text("Resume")
+            page.click("#phone-hold")
+            expect(page.locator("#phone-status")).to_have_text("in a call with 1002")
             page.click("#phone-hang-up")
             desk.wait_call_state(incoming["call"], "DISCONNECTED")
             expect(page.locator("#phone-status")).to_contain_text("call ended")

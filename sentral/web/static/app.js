@@ -79,6 +79,8 @@ async function start() {
   $("phone-pick-up").addEventListener("click", () => phoneSend({ type: "pick-up" }));
   $("phone-decline").addEventListener("click", () => phoneSend({ type: "decline" }));
   $("phone-hang-up").addEventListener("click", () => phoneSend({ type: "hang-up" }));
+  $("phone-hold").addEventListener("click", () => phoneSend({ type: phone.held ? "resume" : "hold" }));
+  $("phone-transfer").addEventListener("submit", transfer);
   try {
     state.me = await api("GET", "/api/session");
   } catch (e) {
@@ -338,14 +340,19 @@ async function clickToCall(event) {
 // every ICE candidate is gathered; the socket then carries what the buttons ask and what the
 // call does.
 
-const phone = { ws: null, pc: null, stream: null, peer: "" };
+const phone = { ws: null, pc: null, stream: null, peer: "", held: false };
 
-function phoneShow(status, { dial = false, incoming = null, hangUp = false } = {}) {
+// What the panel shows: the status line, and the controls that fit it. Calling shows only Hang
+// up; a call that is up also Hold (or Resume) and Transfer.
+function phoneShow(status, { dial = false, incoming = null, hangUp = false, inCall = false } = {}) {
   $("phone-status").textContent = status;
   $("phone-dial").hidden = !dial;
   $("phone-incoming").hidden = !incoming;
   if (incoming) $("phone-caller").textContent = incoming;
-  $("phone-hang-up").hidden = !hangUp;
+  $("phone-in-call").hidden = !(hangUp || inCall);
+  $("phone-hold").hidden = !inCall;
+  $("phone-transfer").hidden = !inCall;
+  $("phone-hold").textContent = phone.held ? "Resume" : "Hold";
 }
 
 function phoneSend(message) {
@@ -407,9 +414,15 @@ async function phoneMessage(message) {
       phoneShow("calling…", { hangUp: true });
       break;
     case "connected":
-      phoneShow(`in a call with ${phone.peer}`, { hangUp: true });
+      phone.held = false;
+      phoneShow(`in a call with ${phone.peer}`, { inCall: true });
+      break;
+    case "held":
+      phone.held = true;
+      phoneShow(`${phone.peer} is on hold`, { inCall: true });
       break;
     case "ended":
+      phone.held = false;
       phoneShow(`ready (call ended: ${message.reason})`, { dial: true });
       break;
     case "error":
@@ -426,6 +439,14 @@ function dial(event) {
   phone.peer = number;
   phoneShow("calling…", { hangUp: true });
   $("phone-number").value = "";
+}
+
+function transfer(event) {
+  event.preventDefault();
+  const number = $("phone-transfer-number").value.trim();
+  if (!number) return;
+  phoneSend({ type: "transfer", number });
+  $("phone-transfer-number").value = "";
 }
 
 // How long callers have waited, every second.
