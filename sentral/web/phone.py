@@ -825,99 +825,144 @@ async def phone_socket(request: web.Request) -> web.StreamResponse:
     server: Server = request.app[SERVER_KEY]
     try:
         sip_address(server)
-        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-
-        from sentral.media.webrtc import AudioBridge
-    except (PhoneUnavailable, ImportError) as exc:
-        raise ApiError(
-            503, str(exc) if isinstance(exc, PhoneUnavailable) else "aiortc is not installed"
-        ) from None
+        import aiortc  # noqa: F401
+    except PhoneUnavailable as exc:
+        raise ApiError(503, str(exc)) from None
+    except ImportError:
+        raise ApiError(503, "the browser phone needs aiortc, which is not installed") from None
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE)
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "this is a WebSocket: connect with a WebSocket client (Upgrade: websocket)")
     await ws.prepare(request)
-
-    def send_page(message: dict[str, Any]) -> None:
-        if not ws.closed:
-            asyncio.get_running_loop().create_task(ws.send_str(json.dumps(message)))
-
-    bridge = AudioBridge()
-    phone: BrowserPhone | None = None
-    peer: Any = None
+    page = _Page(server, ws, principal.domain, principal.extension)
     try:
-        await bridge.open(sip_address(server)[0])
-        phone = BrowserPhone(server, principal.domain, principal.extension, send_page, bridge)
-        await phone.open()
-        async for message in ws:
+        await page.serve()
+    finally:
+        await page.close()
+    return ws
+
+
+class _Page:
+    """One page's WebSocket: its messages in order, its WebRTC peer and its phone."""
+
+    def __init__(self, server: Server, ws: web.WebSocketResponse, domain: str, extension: str) -> None:
+        from sentral.media.webrtc import AudioBridge
+
+        self.server = server
+        self.ws = ws
+        self.domain = domain
+        self.extension = extension
+        self.bridge = AudioBridge()
+        self.phone: BrowserPhone | None = None
+        self.peer: Any = None
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write(), name="browser-phone-page")
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue ``message`` for the page; messages go out in the order they were queued."""
+        self._outbox.put_nowait(json.dumps(message))
+
+    def error(self, sentence: str) -> None:
+        self.send({"type": "error", "error": sentence})
+
+    async def _write(self) -> None:
+        while (text := await self._outbox.get()) is not None:
+            try:
+                await self.ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                return  # the page is gone; the reader ends the session
+
+    async def serve(self) -> None:
+        await self.bridge.open(sip_address(self.server)[0])
+        self.phone = BrowserPhone(self.server, self.domain, self.extension, self.send, self.bridge)
+        await self.phone.open()
+        async for message in self.ws:
             if message.type != WSMsgType.TEXT:
                 continue
             try:
                 body = json.loads(message.data)
-                kind = body["type"] if isinstance(body, dict) else None
-            except (ValueError, KeyError):
-                send_page({"type": "error", "error": "send JSON objects with a type"})
+            except ValueError:
+                body = None
+            if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+                self.error("send JSON objects with a type")
                 continue
-            if kind == "offer":
-                if peer is not None:
-                    send_page({"type": "error", "error": "this phone is connected already"})
-                    continue
-                sdp = body.get("sdp")
-                if not isinstance(sdp, str) or not sdp:
-                    send_page({"type": "error", "error": "an offer carries the page's SDP in sdp"})
-                    continue
-                peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-                peer.addTrack(bridge.track)
+            await self._handle(self.phone, body["type"], body)
 
-                def on_track(track: Any) -> None:
-                    if track.kind == "audio":
-                        bridge.consume(track)
+    async def _handle(self, phone: BrowserPhone, kind: str, body: dict[str, Any]) -> None:
+        if kind == "offer":
+            await self._offer(phone, body.get("sdp"))
+        elif self.peer is None:
+            self.error("send the page's offer first")
+        elif kind == "dial":
+            phone.dial(str(body.get("number", "")))
+        elif kind == "pick-up":
+            phone.pick_up()
+        elif kind == "decline":
+            phone.decline()
+        elif kind == "hang-up":
+            phone.hang_up()
+        elif kind in ("hold", "resume"):
+            phone.hold(kind == "hold")
+        elif kind == "transfer":
+            phone.transfer(str(body.get("number", "")))
+        else:
+            self.error(f"unknown message type {kind[:40]!r}")
 
-                peer.on("track", on_track)
+    async def _offer(self, phone: BrowserPhone, sdp: object) -> None:
+        """Answer the page's WebRTC offer, then register the phone."""
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-                try:
-                    await peer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-                    await peer.setLocalDescription(await peer.createAnswer())
-                except ValueError as exc:
-                    send_page({"type": "error", "error": f"the offer cannot be answered: {exc}"})
-                    await peer.close()
-                    peer = None
-                    continue
-                send_page({"type": "sdp", "sdp": peer.localDescription.sdp})
-                try:
-                    status = await phone.register()
-                except TimeoutError:
-                    status = 408
-                if status < 300:
-                    log.info(
-                        "browser_phone_registered", extension=principal.extension, clinic=principal.domain
-                    )
-                    send_page({"type": "registered", "extension": principal.extension})
-                else:
-                    send_page({"type": "error", "error": f"the phone could not register ({status})"})
-            elif peer is None:
-                send_page({"type": "error", "error": "send the page's offer first"})
-            elif kind == "dial":
-                phone.dial(str(body.get("number", "")))
-            elif kind == "pick-up":
-                phone.pick_up()
-            elif kind == "decline":
-                phone.decline()
-            elif kind == "hang-up":
-                phone.hang_up()
-            elif kind in ("hold", "resume"):
-                phone.hold(kind == "hold")
-            elif kind == "transfer":
-                phone.transfer(str(body.get("number", "")))
-            else:
-                send_page({"type": "error", "error": f"unknown message type {kind!r}"})
-    finally:
-        if phone is not None:
-            await phone.close()
-            log.info("browser_phone_closed", extension=principal.extension, clinic=principal.domain)
-        if peer is not None:
+        if self.peer is not None:
+            self.error("this phone is connected already")
+            return
+        if not isinstance(sdp, str) or not sdp:
+            self.error("an offer carries the page's SDP in sdp")
+            return
+        peer = self.peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        peer.addTrack(self.bridge.track)
+
+        def on_track(track: Any) -> None:
+            if track.kind == "audio":
+                self.bridge.consume(track)
+
+        def on_state() -> None:
+            if peer.connectionState == "failed":
+                self.error("the browser's audio could not connect to the server (ICE failed)")
+                asyncio.get_running_loop().create_task(self.ws.close())
+
+        peer.on("track", on_track)
+        peer.on("connectionstatechange", on_state)
+        try:
+            await peer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await peer.setLocalDescription(await peer.createAnswer())
+        except Exception as exc:  # what a library makes of SDP it cannot take: the page's mistake
+            log.debug("browser_phone_offer_refused", extension=self.extension, error=str(exc))
+            self.error("the offer cannot be answered: send an audio offer from RTCPeerConnection")
+            self.peer = None
             await peer.close()
-        await bridge.close()
-    return ws
+            return
+        self.send({"type": "sdp", "sdp": peer.localDescription.sdp})
+        try:
+            status = await phone.register()
+        except TimeoutError:
+            status = 408
+        if status < 300:
+            log.info("browser_phone_registered", extension=self.extension, clinic=self.domain)
+            self.send({"type": "registered", "extension": self.extension})
+        else:
+            log.warning("browser_phone_register_failed", extension=self.extension, status=status)
+            self.error(f"the phone could not register ({status})")
+
+    async def close(self) -> None:
+        if self.phone is not None:
+            await self.phone.close()
+            log.info("browser_phone_closed", extension=self.extension, clinic=self.domain)
+        if self.peer is not None:
+            await self.peer.close()
+        await self.bridge.close()
+        self._outbox.put_nowait(None)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
 
 
 def phone_routes() -> list[web.RouteDef]:

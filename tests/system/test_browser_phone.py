@@ -5,11 +5,14 @@ member's phones, rings with their desk phone, answers, calls out, and audio cros
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.system.audio import write_tone
@@ -244,3 +247,58 @@ def received_audio(page: Any) -> dict[str, float]:
         }"""
     )
     return found
+
+
+def test_what_the_phone_cannot_take_gets_a_sentence(web: Web) -> None:
+    """Who may not have a browser phone gets 401 or 403; a page that sends what makes no sense gets
+    an error message and keeps its phone."""
+    status, _, body = web.request("GET", "/api/browser-phone")
+    assert status == 401 and "sign in" in body["error"], body
+    status, _, body = web.request("GET", "/api/browser-phone", token=web.tokens[DOMAIN])
+    assert status == 403 and "member of staff" in body["error"], body
+
+    async def before_the_offer() -> list[dict[str, Any]]:
+        answers = []
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+            sign_in = {"extension": "1001", "domain": DOMAIN, "password": "secret-1001"}
+            async with session.post(web.url + "/api/session", json=sign_in) as response:
+                assert response.status == 200
+            async with session.get(web.url + "/api/browser-phone") as response:
+                assert response.status == 400 and "WebSocket" in (await response.json())["error"]
+            async with session.ws_connect(web.url.replace("http", "ws", 1) + "/api/browser-phone") as ws:
+                for text in (
+                    "not json",
+                    '["offer"]',
+                    '{"type": "dial", "number": "1002"}',
+                    '{"type": "offer"}',
+                    '{"type": "offer", "sdp": "v=0\\r\\nnot an offer"}',
+                ):
+                    await ws.send_str(text)
+                    answers.append(json.loads((await ws.receive(timeout=10)).data))
+        return answers
+
+    answers = asyncio.run(before_the_offer())
+    assert [a["type"] for a in answers] == ["error"] * 5, answers
+    assert [a["error"] for a in answers] == [
+        "send JSON objects with a type",
+        "send JSON objects with a type",
+        "send the page's offer first",
+        "an offer carries the page's SDP in sdp",
+        "the offer cannot be answered: send an audio offer from RTCPeerConnection",
+    ]
+    assert contacts_of(web, "1001") == []  # nothing registered for a page that never offered
+    with BrowserClient(web.url, DOMAIN, "1001", "secret-1001", tone_hz=A_TONE) as browser:
+        browser.wait("registered")
+        for message, sentence in (
+            ({"type": "bogus"}, "unknown message type 'bogus'"),
+            ({"type": "dial", "number": "<sip:1002@elsewhere>"}, "dial an extension or a number"),
+            ({"type": "pick-up"}, "no call is ringing"),
+            ({"type": "hold"}, "there is no call to hold"),
+            ({"type": "transfer", "number": "1003"}, "there is no call to transfer"),
+            ({"type": "offer", "sdp": "v=0"}, "this phone is connected already"),
+        ):
+            seen = len(browser.messages)
+            kind = message.pop("type")
+            browser.send(kind, **message)
+            assert browser.wait("error", after=seen)["error"] == sentence
+        assert len(contacts_of(web, "1001")) == 1  # still the member's phone
