@@ -11,7 +11,7 @@ follows the reject rule and is anchored by the relay as a desk phone is. What th
 a message to the page.
 
 Messages, JSON objects with a ``type``. From the page: ``offer`` {sdp}, ``dial`` {number},
-``pick-up``, ``decline``, ``hang-up``, ``hold``, ``resume``, ``transfer`` {number} (blind). To the
+``pick-up``, ``decline``, ``hang-up``, ``hold``, ``resume``, ``transfer`` {number} (blind), ``dtmf`` {key}. To the
 page: ``sdp`` {sdp} (the answer), ``registered`` {extension}, ``incoming`` {from, name},
 ``ringing``, ``connected``, ``held``, ``ended`` {reason}, ``error`` {error}. One call at a time: a second call while one is up gets 486 Busy Here, and the
 member's other phones still ring for it.
@@ -721,6 +721,23 @@ class BrowserPhone(asyncio.DatagramProtocol):
         call.held = on
         self.send_page({"type": "held" if on else "connected"})
 
+    def dtmf(self, key: str) -> None:
+        """A key pressed on the page's keypad: SIP INFO with application/dtmf-relay, which Sentral
+        passes on to the other side as it does a desk phone's."""
+        if len(key) != 1 or key not in "0123456789*#ABCD":
+            self.send_page({"type": "error", "error": "a key is one of 0-9, *, # and A-D"})
+            return
+        call = self.call
+        if call is None or call.state != "up":
+            self.send_page({"type": "error", "error": "there is no call to send a key to"})
+            return
+        call.local_cseq += 1
+        info = self._dialog_request(
+            call, "INFO", call.local_cseq, [("Content-Type", "application/dtmf-relay")],
+            f"Signal={key}\r\nDuration=160\r\n".encode(),
+        )  # fmt: skip
+        self._spawn(self._quietly(self._request(info)))
+
     def transfer(self, number: str) -> None:
         """A blind transfer (REFER, RFC 3515): the other side is put through to ``number`` and
         this phone leaves the call."""
@@ -807,7 +824,7 @@ def _dialable(number: str) -> bool:
         "summary": "The page as one of the signed-in member's phones (WebSocket, WebRTC audio)",
         "description": (
             "Send {type: offer, sdp} with the page's WebRTC offer (candidates gathered); the answer "
-            "comes as {type: sdp}. Then dial, pick-up, decline, hang-up, hold, resume and transfer; the phone reports "
+            "comes as {type: sdp}. Then dial, pick-up, decline, hang-up, hold, resume, transfer and dtmf; the phone reports "
             "registered, incoming, ringing, connected, held and ended."
         ),
         "responses": {
@@ -905,6 +922,8 @@ class _Page:
             phone.hold(kind == "hold")
         elif kind == "transfer":
             phone.transfer(str(body.get("number", "")))
+        elif kind == "dtmf":
+            phone.dtmf(str(body.get("key", "")))
         else:
             self.error(f"unknown message type {kind[:40]!r}")
 

@@ -102,6 +102,10 @@ def test_the_browser_calls_a_desk_phone_and_hangs_up(
     desk.wait_call_state(incoming["call"], "CONFIRMED")
     desk.wait_event("media_state", call=incoming["call"], status="active")
     assert_tones_cross(*exchange_tones(browser, desk, incoming["call"], tmp_path, "out"))
+    # Keys pressed on the page reach the desk phone.
+    for key in "5#":
+        browser.send("dtmf", key=key)
+        desk.wait_event("dtmf", call=incoming["call"], digit=key)
     seen = len(browser.messages)
     browser.send("hang-up")
     assert browser.wait("ended", after=seen)["reason"] == "hung up"
@@ -220,6 +224,8 @@ def test_the_switchboard_page_is_a_phone_in_chromium(
             shot = tmp_path / "switchboard-browser-phone.png"
             page.screenshot(path=str(shot), full_page=True)
             print(f"screenshot of the switchboard with the browser phone in a call: {shot}")
+            page.click("#phone-keypad button[data-key='7']")
+            desk.wait_event("dtmf", call=incoming["call"], digit="7")
             page.click("#phone-hold")
             expect(page.locator("#phone-status")).to_have_text("1002 is on hold")
             expect(page.locator("#phone-hold")).to_have_text("Resume")
@@ -295,6 +301,8 @@ def test_what_the_phone_cannot_take_gets_a_sentence(web: Web) -> None:
             ({"type": "pick-up"}, "no call is ringing"),
             ({"type": "hold"}, "there is no call to hold"),
             ({"type": "transfer", "number": "1003"}, "there is no call to transfer"),
+            ({"type": "dtmf", "key": "5"}, "there is no call to send a key to"),
+            ({"type": "dtmf", "key": "55"}, "a key is one of 0-9, *, # and A-D"),
             ({"type": "offer", "sdp": "v=0"}, "this phone is connected already"),
         ):
             seen = len(browser.messages)

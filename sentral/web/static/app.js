@@ -81,6 +81,12 @@ async function start() {
   $("phone-hang-up").addEventListener("click", () => phoneSend({ type: "hang-up" }));
   $("phone-hold").addEventListener("click", () => phoneSend({ type: phone.held ? "resume" : "hold" }));
   $("phone-transfer").addEventListener("submit", transfer);
+  for (const key of "123456789*0#") {
+    $("phone-keypad").append(el("button", {
+      type: "button", textContent: key, dataset: { key },
+      onclick: () => phoneSend({ type: "dtmf", key }),
+    }));
+  }
   try {
     state.me = await api("GET", "/api/session");
   } catch (e) {
@@ -352,6 +358,7 @@ function phoneShow(status, { dial = false, incoming = null, hangUp = false, inCa
   $("phone-in-call").hidden = !(hangUp || inCall);
   $("phone-hold").hidden = !inCall;
   $("phone-transfer").hidden = !inCall;
+  $("phone-keypad").hidden = !inCall;
   $("phone-hold").textContent = phone.held ? "Resume" : "Hold";
 }
 
