@@ -27,7 +27,8 @@ process's event loop ran (a 10 ms timer; late clients hear late audio). The figu
 N with every call clean. The calls are hung up and the pages closed between steps, on one server.
 
 On two shared cores the clients, SIPp and the server compete for the same CPU: a client process
-that cannot keep up shows as a late loop, and the figures are then a lower bound of the server's.
+that cannot keep up shows as a late loop, and the calls held are then a lower bound of what the
+server alone would hold; its CPU per call at the lowest step says what it needs.
 
     .venv/bin/python bench/bench_browser_phone.py [--calls 10,25,50] [--seconds 20]
 """
@@ -351,7 +352,7 @@ async def run_step(url: str, server_pid: int, calls: int, seconds: float, batch:
     try:
         for start in range(0, calls, batch):
             outcomes = await asyncio.gather(
-                *(phone.start(30.0) for phone in phones[start : start + batch]), return_exceptions=True
+                *(phone.start(60.0) for phone in phones[start : start + batch]), return_exceptions=True
             )
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
@@ -515,8 +516,11 @@ def main() -> int:
             notes.append(f"{result.ended_early} calls ended during the window")
         if result.ice_failed:
             notes.append(f"{result.ice_failed} peers' connections failed")
-        if result.received and not notes:
-            notes.append(f"window {result.window:.1f} s")
+        if result.received:
+            notes.append(
+                f"window {result.window:.1f} s; server {result.server_cpu / result.window * 100 / result.calls:.1f} % "
+                f"and client {result.client_cpu / result.window * 100 / result.calls:.1f} % of a core per call"
+            )
         rows.append(f"{result.calls} calls: " + "; ".join(notes))
     clean = [r.calls for r in results if r.received and r.clean(args.min_share) == r.calls]
     rows.append(
