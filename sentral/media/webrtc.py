@@ -5,9 +5,12 @@ other, where the relay sends a call's audio as it would to a desk phone.
 aiortc decodes what the browser sends into PCM frames (48 kHz for Opus); ``AudioBridge`` resamples
 them to 8 kHz, encodes them with the law the SIP side agreed on and sends them in 20 ms packets.
 RTP from the relay is decoded and queued for ``RelayedAudio``, the track aiortc sends the browser:
-it hands aiortc a frame every 20 ms, the oldest queued or silence, so the browser hears silence
-between calls rather than nothing. The queue holds at most ``JITTER_FRAMES``: a relay that sends
-faster than real time loses its oldest audio, not the call's timing.
+during a call it hands aiortc a frame every 20 ms, the oldest queued or silence. After running dry
+it waits until ``PREBUFFER`` frames are queued again before playing on (40 ms of playout delay,
+which absorbs the relay's packets arriving a little late, as any phone's jitter buffer does). The
+queue holds at most ``JITTER_FRAMES``: a relay that sends faster than real time loses its oldest
+audio, not the call's timing. Between calls the track sends nothing at all, so an open page that
+is not in a call costs no encoding.
 
 Nothing here knows SIP: the owner says where the relay's audio for a call comes from
 (``connect``), and when the call is over (``disconnect``).
@@ -37,6 +40,7 @@ RATE = 8000
 PTIME = 0.020
 SAMPLES = int(RATE * PTIME)  # 160 samples a packet
 JITTER_FRAMES = 10  # 200 ms of the relay's audio queued for the browser at most
+PREBUFFER = 2  # frames queued before playing on after the queue ran dry
 
 
 def _frame(pcm: bytes, pts: int) -> AudioFrame:
@@ -56,23 +60,36 @@ class RelayedAudio(MediaStreamTrack):
     def __init__(self) -> None:
         super().__init__()
         self.queue: collections.deque[bytes] = collections.deque(maxlen=JITTER_FRAMES)
+        self.active = asyncio.Event()  # set while a call is up
         self._silence = bytes(SAMPLES * 2)
         self._start = 0.0
         self._pts = -1
+        self._priming = True
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
+        if not self.active.is_set():
+            await self.active.wait()  # no call: nothing to send, nothing to encode
+            self._start = 0.0
+        now = time.monotonic()
         if self._pts < 0:
-            self._start = time.monotonic()
             self._pts = 0
+            self._start = now
         else:
             self._pts += SAMPLES
-            wait = self._start + self._pts / RATE - time.monotonic()
+            if not self._start:  # the first frame of a call: the clock starts again here
+                self._start = now - self._pts / RATE
+            wait = self._start + self._pts / RATE - now
             if wait > 0:
                 await asyncio.sleep(wait)
-        pcm = self.queue.popleft() if self.queue else self._silence
-        return _frame(pcm, self._pts)
+        queue = self.queue
+        if self._priming and len(queue) >= PREBUFFER:
+            self._priming = False
+        if self._priming or not queue:
+            self._priming = True
+            return _frame(self._silence, self._pts)
+        return _frame(queue.popleft(), self._pts)
 
 
 class _RtpSide(asyncio.DatagramProtocol):
@@ -115,10 +132,12 @@ class AudioBridge:
             raise ValueError(f"payload type {payload_type} is not G.711")
         self._remote = (host, port)
         self._payload_type = payload_type
+        self.track.active.set()
 
     def disconnect(self) -> None:
         """The call is over: send nothing, and let the browser hear silence."""
         self._remote = None
+        self.track.active.clear()
         self.track.queue.clear()
         self._pending.clear()
 

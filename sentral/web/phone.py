@@ -794,7 +794,7 @@ class BrowserPhone(asyncio.DatagramProtocol):
         self.hang_up()
         if self._refresh is not None:
             self._refresh.cancel()
-        if self.registered:
+        if self._register_cseq:  # registered, or a REGISTER was under way: the binding goes
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(3):
                     await self.register(0)
@@ -873,6 +873,7 @@ class _Page:
         self.phone: BrowserPhone | None = None
         self.peer: Any = None
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._writer = asyncio.create_task(self._write(), name="browser-phone-page")
 
     def send(self, message: dict[str, Any]) -> None:
@@ -929,7 +930,7 @@ class _Page:
 
     async def _offer(self, phone: BrowserPhone, sdp: object) -> None:
         """Answer the page's WebRTC offer, then register the phone."""
-        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
         if self.peer is not None:
             self.error("this phone is connected already")
@@ -939,6 +940,12 @@ class _Page:
             return
         peer = self.peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         peer.addTrack(self.bridge.track)
+        # G.711 first: every browser offers it, and the relay speaks it, so nothing is transcoded.
+        # A browser that offers neither law gets Opus, transcoded here.
+        codecs = RTCRtpSender.getCapabilities("audio").codecs
+        g711 = [c for c in codecs if c.mimeType in ("audio/PCMU", "audio/PCMA")]
+        for transceiver in peer.getTransceivers():
+            transceiver.setCodecPreferences(g711 + [c for c in codecs if c not in g711])
 
         def on_track(track: Any) -> None:
             if track.kind == "audio":
@@ -947,7 +954,7 @@ class _Page:
         def on_state() -> None:
             if peer.connectionState == "failed":
                 self.error("the browser's audio could not connect to the server (ICE failed)")
-                asyncio.get_running_loop().create_task(self.ws.close())
+                self._spawn(self.ws.close())
 
         peer.on("track", on_track)
         peer.on("connectionstatechange", on_state)
@@ -961,6 +968,15 @@ class _Page:
             await peer.close()
             return
         self.send({"type": "sdp", "sdp": peer.localDescription.sdp})
+        # Registering takes a round trip or two: the page's next messages are read meanwhile.
+        self._spawn(self._register(phone))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name="browser-phone-page")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _register(self, phone: BrowserPhone) -> None:
         try:
             status = await phone.register()
         except TimeoutError:
@@ -973,6 +989,8 @@ class _Page:
             self.error(f"the phone could not register ({status})")
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         if self.phone is not None:
             await self.phone.close()
             log.info("browser_phone_closed", extension=self.extension, clinic=self.domain)

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, AudioResampler
 
@@ -67,8 +73,13 @@ class ToneTrack(MediaStreamTrack):
 class BrowserClient:
     """One signed-in member of staff's browser phone, driven from a synchronous test."""
 
-    def __init__(self, url: str, domain: str, extension: str, password: str, *, tone_hz: float) -> None:
+    def __init__(
+        self, url: str, domain: str, extension: str, password: str, *, tone_hz: float,
+        codecs: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
+        """``codecs`` (such as ``("audio/opus",)``) limits what the offer holds, in that order."""
         self.url = url
+        self.codecs = codecs
         self.credentials = {"extension": extension, "domain": domain, "password": password}
         self.tone_hz = tone_hz
         self.messages: list[dict[str, Any]] = []
@@ -97,6 +108,12 @@ class BrowserClient:
                 async with session.ws_connect(ws_url) as ws:
                     self._ws = ws
                     peer.addTrack(ToneTrack(self.tone_hz))
+                    if self.codecs:
+                        offered = RTCRtpSender.getCapabilities("audio").codecs
+                        for transceiver in peer.getTransceivers():
+                            transceiver.setCodecPreferences(
+                                [c for name in self.codecs for c in offered if c.mimeType == name]
+                            )
                     peer.on("track", lambda track: asyncio.ensure_future(self._hear(track)))
                     await peer.setLocalDescription(await peer.createOffer())
                     await ws.send_str(json.dumps({"type": "offer", "sdp": peer.localDescription.sdp}))

@@ -32,12 +32,17 @@ __all__ = ["chromium", "web"]  # the fixtures, used here by name
 def browser(web: Web) -> Iterator[BrowserClient]:
     """1001's browser phone, registered, sending A_TONE."""
     with BrowserClient(web.url, DOMAIN, "1001", "secret-1001", tone_hz=A_TONE) as client:
-        answer = client.wait("sdp")["sdp"]
-        # Opus on the browser's side (what browsers prefer), G.711 towards the relay: transcoded.
-        first = answer.split("m=audio ", 1)[1].split("\r\n", 1)[0].split()[2]
-        assert f"a=rtpmap:{first} opus/48000/2" in answer, answer
+        # The browser offers Opus first and G.711 too: G.711 is chosen, and nothing is transcoded.
+        assert answered_codec(client.wait("sdp")["sdp"]) == "PCMU/8000"
         assert client.wait("registered")["extension"] == "1001"
         yield client
+
+
+def answered_codec(answer: str) -> str:
+    """The codec an SDP answer put first on its audio line, as its rtpmap names it."""
+    first = answer.split("m=audio ", 1)[1].split("\r\n", 1)[0].split()[2]
+    rtpmap = f"a=rtpmap:{first} "
+    return answer.split(rtpmap, 1)[1].split("\r\n", 1)[0]
 
 
 def contacts_of(web: Web, extension: str) -> list[str]:
@@ -66,6 +71,26 @@ def assert_tones_cross(browser_heard: Path, desk_heard: Path) -> None:
     assert share >= 0.6, (
         f"the desk phone heard the browser's tone in only {share:.0%} of the windows: {table}"
     )
+
+
+def test_a_browser_offering_only_opus_is_transcoded_and_they_hear_each_other(
+    web: Web, softphone_factory: Callable[..., Softphone], tmp_path: Path
+) -> None:
+    desk = phone_for(softphone_factory, web.server, "1002")
+    with BrowserClient(
+        web.url, DOMAIN, "1001", "secret-1001", tone_hz=A_TONE, codecs=("audio/opus",)
+    ) as opus:
+        assert answered_codec(opus.wait("sdp")["sdp"]) == "opus/48000/2"
+        opus.wait("registered")
+        call = desk.call("1002", f"sip:1001@{DOMAIN}")
+        opus.wait("incoming")
+        opus.send("pick-up")
+        opus.wait("connected")
+        desk.wait_call_state(call, "CONFIRMED")
+        desk.wait_event("media_state", call=call, status="active")
+        assert_tones_cross(*exchange_tones(opus, desk, call, tmp_path, "opus"))
+        desk.hangup(call)
+        opus.wait("ended")
 
 
 def test_a_desk_phone_calls_the_browser_and_they_hear_each_other(
