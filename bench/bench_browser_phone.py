@@ -8,13 +8,15 @@ and echoes every RTP packet it gets back to its sender (``-rtp_echo``). Each bro
 aiortc peer, as a browser's WebRTC stack is: it signs in (POST /api/session), opens
 /api/browser-phone, offers a microphone that plays a sine tone of its own (400 Hz, 450 Hz, ... a
 whole number of cycles in 20 ms, so one precomputed frame serves every 20 ms) and waits for
-``registered`` and the first frame of the server's track. All N run on one asyncio loop in this
+``registered`` and its peer connected (ICE and DTLS done). All N run on one asyncio loop in this
 process, not a thread each.
 
 Then all N dial 1002 at once and, once every call is ``connected`` and a second has passed for
 the echo to come round, the calls are held for ``--seconds``. The browser hears its own tone back
-through the whole path: aiortc (Opus, DTLS-SRTP) -> Sentral's WebRTC bridge -> G.711 RTP ->
-relay -> SIPp echo -> relay -> bridge -> Opus -> aiortc. Per call, over the held window, every
+through the whole path: aiortc (SRTP over DTLS) -> Sentral's WebRTC bridge -> RTP -> relay ->
+SIPp echo -> relay -> bridge -> aiortc. The clients offer what a browser does (Opus first, G.711
+too), so the browser phone answers G.711 and nothing is transcoded; ``--opus`` offers Opus only,
+which the bridge transcodes to and from G.711 both ways. Per call, over the held window, every
 frame aiortc decodes from the server's track is counted and sorted: silent (RMS under 300 of
 32767: the bridge plays silence when it has nothing queued), the call's own tone (at least half
 the frame's energy at its frequency), or other (anything else: a glitch, or another call's
@@ -22,7 +24,7 @@ tone). A call is clean when the audio received covers at least ``--min-share`` (
 window and its own tone covers at least as much. Figures per step: calls connected, clean
 calls, the lowest and median share of audio received and of own tone heard, the frames silent
 and other over all calls, the server's CPU over the window (/proc utime + stime, all threads)
-and this process's (the N clients: Opus both ways, SRTP, ICE consent), and how late this
+and this process's (the N clients: codecs both ways, SRTP, ICE consent), and how late this
 process's event loop ran (a 10 ms timer; late clients hear late audio). The figure is the highest
 N with every call clean. The calls are hung up and the pages closed between steps, on one server.
 
@@ -56,7 +58,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 from loadrun import DOMAIN, bench_password, call_server, mode_name, print_run, process_cpu, register_extension
@@ -170,14 +178,15 @@ class Ear:
 class BrowserPhone:
     """One member of staff's page: signed in, its WebSocket, its aiortc peer and what it hears."""
 
-    def __init__(self, url: str, extension: str, hz: float) -> None:
+    def __init__(self, url: str, extension: str, hz: float, *, opus_only: bool = False) -> None:
         self.url = url
+        self.opus_only = opus_only
         self.extension = extension
         self.ear = Ear(hz)
         self.messages: list[dict[str, Any]] = []
         self.ice_failed = False
         self._changed = asyncio.Condition()
-        self._first_frame = asyncio.Event()
+        self._connected = asyncio.Event()
         self._session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -185,7 +194,7 @@ class BrowserPhone:
         self._hz = hz
 
     async def start(self, timeout: float) -> None:
-        """Sign in, offer, and wait for ``registered`` and the first frame of the server's track."""
+        """Sign in, offer, and wait for ``registered`` and the peer connected (ICE and DTLS done)."""
         async with asyncio.timeout(timeout):
             credentials = {
                 "extension": self.extension,
@@ -201,13 +210,17 @@ class BrowserPhone:
                 self.url.replace("http", "ws", 1) + "/api/browser-phone"
             )
             self._peer.addTrack(ToneTrack(self._hz))
+            if self.opus_only:
+                opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
+                for transceiver in self._peer.getTransceivers():
+                    transceiver.setCodecPreferences(opus)
             self._peer.on("track", self._on_track)
             self._peer.on("connectionstatechange", self._on_state)
             await self._peer.setLocalDescription(await self._peer.createOffer())
             await self._ws.send_str(json.dumps({"type": "offer", "sdp": self._peer.localDescription.sdp}))
             self._tasks.append(asyncio.create_task(self._read(self._ws)))
             await self.wait("registered")
-            await self._first_frame.wait()
+            await self._connected.wait()
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
@@ -216,6 +229,8 @@ class BrowserPhone:
     async def _on_state(self) -> None:
         if self._peer.connectionState == "failed":
             self.ice_failed = True
+        elif self._peer.connectionState == "connected":
+            self._connected.set()
 
     async def _hear(self, track: MediaStreamTrack) -> None:
         while True:
@@ -223,7 +238,6 @@ class BrowserPhone:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            self._first_frame.set()
             if isinstance(frame, AudioFrame):
                 self.ear.hear(frame)
 
@@ -345,10 +359,12 @@ async def watch_loop(lateness: list[float], stop: asyncio.Event) -> None:
         lateness.append(loop.time() - before - 0.01)
 
 
-async def run_step(url: str, server_pid: int, calls: int, seconds: float, batch: int) -> StepResult:
+async def run_step(
+    url: str, server_pid: int, calls: int, seconds: float, batch: int, *, opus_only: bool = False
+) -> StepResult:
     """Start ``calls`` browser phones, have them all call the echo, hold the calls, measure, close."""
     result = StepResult(calls)
-    phones = [BrowserPhone(url, str(FIRST_STAFF + i), tone_hz(i)) for i in range(calls)]
+    phones = [BrowserPhone(url, str(FIRST_STAFF + i), tone_hz(i), opus_only=opus_only) for i in range(calls)]
     try:
         for start in range(0, calls, batch):
             outcomes = await asyncio.gather(
@@ -475,6 +491,9 @@ def main() -> int:
         help="the server's --sounds (default $SENTRAL_SOUNDS, else ./sounds)",
     )
     parser.add_argument("--media-ports", help="the relay's port range (default: a free block below 10000)")
+    parser.add_argument(
+        "--opus", action="store_true", help="offer Opus only, so that the bridge transcodes both ways"
+    )
     args = parser.parse_args()
     steps = [int(part) for part in args.calls.split(",") if part.strip()]
     if not steps or min(steps) < 1:
@@ -497,7 +516,9 @@ def main() -> int:
                 uas.wait_listening()
                 print(HEADER, flush=True)
                 for calls in steps:
-                    result = asyncio.run(run_step(url, server.proc.pid, calls, args.seconds, args.batch))
+                    result = asyncio.run(
+                        run_step(url, server.proc.pid, calls, args.seconds, args.batch, opus_only=args.opus)
+                    )
                     results.append(result)
                     rows.append(result.row(args.min_share))
                     print(rows[-1], flush=True)
@@ -529,7 +550,10 @@ def main() -> int:
         + " (target 50)"
     )
     print_run(
-        f"WebRTC-to-SIP audio calls held at once, echoed by a SIP phone, {mode_name(False)}", command, rows
+        f"WebRTC-to-SIP audio calls held at once, echoed by a SIP phone "
+        f"({'Opus, transcoded' if args.opus else 'G.711 end to end'}), {mode_name(False)}",
+        command,
+        rows,
     )
     return 0 if results and all(r.received for r in results) else 1
 

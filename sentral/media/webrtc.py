@@ -160,8 +160,11 @@ class AudioBridge:
                 return
             if self._remote is None:
                 continue
-            for pcm_frame in resampler.resample(frame):
-                self._pending += bytes(pcm_frame.planes[0])[: pcm_frame.samples * 2]
+            if frame.sample_rate == RATE and frame.format.name == "s16" and frame.layout.name == "mono":
+                self._pending += bytes(frame.planes[0])[: frame.samples * 2]  # G.711 decoded: as is
+            else:
+                for pcm_frame in resampler.resample(frame):
+                    self._pending += bytes(pcm_frame.planes[0])[: pcm_frame.samples * 2]
             while len(self._pending) >= SAMPLES * 2:
                 chunk = bytes(self._pending[: SAMPLES * 2])
                 del self._pending[: SAMPLES * 2]
