@@ -1,20 +1,21 @@
 """The browser phone: a signed-in member of staff's page as one of their phones.
 
-Theory of operation. The page opens a WebSocket on ``/api/browser-phone`` and sends a WebRTC offer (its
-microphone, all ICE candidates gathered); Sentral answers it with an aiortc peer whose audio is
-joined to plain RTP (``sentral.media.webrtc.AudioBridge``). For the call core the browser is then
+Theory of operation. The page opens a WebSocket on ``/api/browser-phone`` and sends a WebRTC
+offer (its microphone, all ICE candidates gathered); Sentral answers it with an aiortc peer whose
+audio is joined to plain RTP (``sentral.media.webrtc.AudioBridge``). For the call core the browser is then
 a phone like any other: a small SIP user agent of Sentral's own registers the member's extension
 over loopback UDP with a contact of its own (digest, answered with the HA1 the directory holds:
 no password is kept), so the browser rings with the member's other phones, is shown in presence,
 follows the reject rule and is anchored by the relay as a desk phone is. What the page asks
-(dial, pick up, decline, hang up) becomes SIP; what SIP says (ringing, connected, ended) becomes
-a message to the page.
+(dial, pick up, decline, hang up, hold, transfer, a key) becomes SIP; what SIP says (ringing,
+connected, ended) becomes a message to the page.
 
 Messages, JSON objects with a ``type``. From the page: ``offer`` {sdp}, ``dial`` {number},
-``pick-up``, ``decline``, ``hang-up``, ``hold``, ``resume``, ``transfer`` {number} (blind), ``dtmf`` {key}. To the
-page: ``sdp`` {sdp} (the answer), ``registered`` {extension}, ``incoming`` {from, name},
-``ringing``, ``connected``, ``held``, ``ended`` {reason}, ``error`` {error}. One call at a time: a second call while one is up gets 486 Busy Here, and the
-member's other phones still ring for it.
+``pick-up``, ``decline``, ``hang-up``, ``hold``, ``resume``, ``transfer`` {number} (blind) and
+``dtmf`` {key} (sent as SIP INFO). To the page: ``sdp`` {sdp} (the answer), ``registered``
+{extension}, ``incoming`` {from, name}, ``ringing``, ``connected``, ``held``, ``ended`` {reason}
+and ``error`` {error}. One call at a time: a second call while one is up gets 486 Busy Here, and
+the member's other phones still ring for it.
 
 The user agent speaks RFC 3261 as far as a phone on loopback needs: requests are retransmitted
 on T1 doubling, a 2xx to an INVITE it answered is repeated until the ACK, retransmitted requests
@@ -102,7 +103,7 @@ def _direction(sdp: bytes) -> str:
     parsed = parse_sdp(sdp)
     for media in parsed.media:
         if media.media == "audio" and not media.rejected:
-            offered = str(parsed.media_direction(media))
+            offered = parsed.media_direction(media).value
             return {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}.get(
                 offered, "sendrecv"
             )
@@ -290,16 +291,17 @@ class BrowserPhone(asyncio.DatagramProtocol):
     async def _authenticated(
         self, build: Callable[[int, tuple[str, str] | None], Request],
         cseq: int, on_provisional: Callable[[Response], None] | None = None,
+        wanted: Callable[[], bool] = lambda: True,
     ) -> tuple[Response, int]:  # fmt: skip
-        """Send ``build(cseq, None)``; once more with credentials when challenged. The final
-        response and the CSeq used last."""
+        """Send ``build(cseq, None)``; once more with credentials when challenged (and still
+        ``wanted``). The final response and the CSeq used last."""
         request = build(cseq, None)
         response = await self._request(request, on_provisional)
         if response.status in (401, 407):
             if request.method == "INVITE":
                 self._ack_failure(request, response)
             credentials = self._credentials(request, response)
-            if credentials is None:
+            if credentials is None or not wanted():
                 return response, cseq
             cseq += 1
             request = build(cseq, credentials)
@@ -462,14 +464,19 @@ class BrowserPhone(asyncio.DatagramProtocol):
                 self.send_page({"type": "ringing"})
 
         try:
-            response, call.local_cseq = await self._authenticated(build, 1, provisional)
+            response, call.local_cseq = await self._authenticated(
+                build, 1, provisional, wanted=lambda: call.state != "ended"
+            )
         except TimeoutError:
-            self._ended(call, "no answer from the server")
+            if call.state != "ended":
+                self._ended(call, "no answer from the server")
             return
         if response.status >= 300:
             assert call.invite is not None
-            self._ack_failure(call.invite, response)
-            self._ended(call, f"{response.status} {response.reason}")
+            if response.status not in (401, 407):  # a challenge was ACKed where it came
+                self._ack_failure(call.invite, response)
+            if call.state != "ended":  # hung up meanwhile: the page was told then
+                self._ended(call, f"{response.status} {response.reason}")
             return
         call.remote_tag = response.to_tag or ""
         self._ack_2xx(call, response)

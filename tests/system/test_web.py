@@ -246,6 +246,7 @@ def test_the_openapi_document_lists_every_route(web: Web) -> None:
         ("/api/staff/{ext}/phone", "post"),
         ("/api/staff/{ext}/call", "post"),
         ("/api/events", "get"),
+        ("/api/browser-phone", "get"),
     }
     assert document["paths"]["/api/staff/{ext}/phone"]["post"]["parameters"][0]["name"] == "ext"
 
