@@ -175,6 +175,23 @@ def test_answers_the_rfc7616_example(algorithm: str, published: str) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("algorithm", "published"),
+    [
+        ("MD5", "8ca523f5e9506fed4657c9700eebdbec"),
+        ("SHA-256", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"),
+    ],
+)
+def test_answers_from_the_stored_ha1_without_the_password(algorithm: str, published: str) -> None:
+    """What a registrar stores (the HA1) is enough to answer: the browser phone answers so."""
+    ha1 = compute_ha1(algorithm, "Mufasa", "http-auth@example.org", "Circle of Life")
+    value = authorization(
+        parse_challenge(rfc_challenge(algorithm)), "GET", "/dir/index.html", "Mufasa", "",
+        cnonce=RFC_CNONCE, ha1=ha1,
+    )  # fmt: skip
+    assert parse_credentials(value).response == published
+
+
 def test_answers_without_qop_in_the_rfc2069_way() -> None:
     challenge = parse_challenge('Digest realm="carrier", nonce="abc123"')
     creds = parse_credentials(authorization(challenge, "REGISTER", "sip:carrier", "u", "p", cnonce="c"))
