@@ -130,6 +130,7 @@ from sentral.pbx.sip.auth import DigestAuthority
 from sentral.pbx.sip.transaction import TransactionLayer
 from sentral.pbx.transport import ListenError, Origin, TlsFileError, Transports, make_server_ssl_context
 from sentral.routing.dialplan import Feature, FeatureCode
+from sentral.web import BROWSER_PHONE_AGENT
 
 if TYPE_CHECKING:
     from sentral.web.service import WebService
@@ -297,6 +298,7 @@ class Server:
             # Registrations acknowledged while the database was down are newer than what it holds.
             spooled, gone = self.writer.spooled_changes()
             self.location.apply(spooled, gone)
+            await self._drop_browser_phones()
             self.writer.start()
             self.cdr_writer.start()
         except StoreError as exc:
@@ -515,6 +517,20 @@ class Server:
         while True:
             self.notifier.ping()
             await asyncio.sleep(interval / 2)
+
+    async def _drop_browser_phones(self) -> None:
+        """Browser phones registered with the process before this one are gone with it: their
+        bindings would ring nothing until they expire."""
+        stale = [row.identity for row in self.location.all() if row.user_agent == BROWSER_PHONE_AGENT]
+        if not stale:
+            return
+        try:
+            await asyncio.to_thread(self.store.apply, [], stale)
+        except StoreError as exc:
+            log.warning("browser_phones_not_dropped", error=str(exc))
+            return
+        self.location.apply([], stale)
+        log.info("browser_phones_dropped", bindings=len(stale))
 
     async def _drain_calls(self) -> None:
         """Refuse new calls, let those in progress finish within the drain timeout, end the rest."""

@@ -42,6 +42,7 @@ from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.message import Request, Response, make_response, parse_message
 from sentral.pbx.sip.sdp import parse_sdp
 from sentral.pbx.sip.transaction import hostport
+from sentral.web import BROWSER_PHONE_AGENT
 from sentral.web.auth import staff_of
 from sentral.web.service import SERVER_KEY, ApiError, documented
 
@@ -57,7 +58,7 @@ T1 = 0.5
 T2 = 4.0
 TRANSACTION_TIMEOUT = 32.0  # 64 * T1
 MAX_MESSAGE = 65536  # a WebRTC offer with every candidate fits well within this
-USER_AGENT = "Sentral browser phone"
+USER_AGENT = BROWSER_PHONE_AGENT
 
 
 class PhoneUnavailable(Exception):

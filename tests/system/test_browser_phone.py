@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from sentral.web import BROWSER_PHONE_AGENT
 from tests.system.audio import write_tone
 from tests.system.browserclient import BrowserClient
 from tests.system.peers import Softphone, wait_until
@@ -335,3 +337,27 @@ def test_what_the_phone_cannot_take_gets_a_sentence(web: Web) -> None:
             browser.send(kind, **message)
             assert browser.wait("error", after=seen)["error"] == sentence
         assert len(contacts_of(web, "1001")) == 1  # still the member's phone
+
+
+def test_a_server_that_died_drops_the_browser_phones_it_had_when_it_starts_again(
+    web: Web, softphone_factory: Callable[..., Softphone]
+) -> None:
+    phone_for(softphone_factory, web.server, "1001")
+
+    def agents() -> list[str]:
+        rows = web.server.cli_json("registrations")
+        return sorted(str(row["user_agent"]) for row in rows if row["extension"] == "1001")
+
+    with BrowserClient(web.url, DOMAIN, "1001", "secret-1001", tone_hz=A_TONE) as browser:
+        browser.wait("registered")
+        desk_agent = [a for a in agents() if a != BROWSER_PHONE_AGENT]
+        assert len(desk_agent) == 1 and BROWSER_PHONE_AGENT in agents(), agents()
+        web.server.kill()  # the page's peer dies with it; its binding stays in the database
+    assert BROWSER_PHONE_AGENT in agents()
+    web.server.start()
+    # Started again: the browser phone's binding is gone (nothing would answer it any more); the
+    # desk phone's stays.
+    assert agents() == desk_agent
+    assert re.search(r"browser_phones_dropped .*bindings=1\b", web.server.log_tail(200)), (
+        web.server.log_tail()
+    )
