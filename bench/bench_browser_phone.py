@@ -66,9 +66,12 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame
+from av import AudioFrame, Packet
 from loadrun import DOMAIN, bench_password, call_server, mode_name, print_run, process_cpu, register_extension
 
+from sentral.media import g711
+from sentral.media.g711 import PCMA, PCMU
+from sentral.media.webrtc import answered_law
 from tests.system.peers import LOOPBACK, Sipp, free_port, wait_until
 from tests.system.server import SentralServer, tcp_accepts
 
@@ -96,21 +99,28 @@ def tone_hz(index: int) -> float:
 class ToneTrack(MediaStreamTrack):
     """A microphone hearing a sine tone at a multiple of 50 Hz (amplitude 12000 of 32767), 20 ms
     a frame, paced by the clock. A whole number of cycles fits in 20 ms, so every frame is the
-    same one, computed once."""
+    same one, computed once. Once the answer chose G.711 (``law``) the frame goes out already
+    encoded, as a packet aiortc only packetizes: a browser encodes in native code, and the
+    clients should cost this machine as little as they can."""
 
     kind = "audio"
 
     def __init__(self, hz: float) -> None:
         super().__init__()
+        self.law: int | None = None
         self._samples = int(RATE * PTIME)
         self._pcm = struct.pack(
             f"<{self._samples}h",
             *(int(AMPLITUDE * math.sin(2 * math.pi * hz * i / RATE)) for i in range(self._samples)),
         )
+        narrow = struct.pack(
+            "<160h", *(int(AMPLITUDE * math.sin(2 * math.pi * hz * i / 8000)) for i in range(160))
+        )
+        self._codes = {PCMU: g711.encode(narrow, PCMU), PCMA: g711.encode(narrow, PCMA)}
         self._pts = -1
         self._start = 0.0
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> AudioFrame | Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         if self._pts < 0:
@@ -120,6 +130,11 @@ class ToneTrack(MediaStreamTrack):
             wait = self._start + self._pts / RATE - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+        if self.law is not None:
+            packet = Packet(self._codes[self.law])
+            packet.pts = self._pts // (RATE // 8000)
+            packet.time_base = fractions.Fraction(1, 8000)
+            return packet
         frame = AudioFrame(format="s16", layout="mono", samples=self._samples)
         frame.planes[0].update(self._pcm)
         frame.pts = self._pts
@@ -192,6 +207,7 @@ class BrowserPhone:
         self._peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._tasks: list[asyncio.Task[None]] = []
         self._hz = hz
+        self._tone: ToneTrack | None = None
 
     async def start(self, timeout: float) -> None:
         """Sign in, offer, and wait for ``registered`` and the peer connected (ICE and DTLS done)."""
@@ -209,7 +225,8 @@ class BrowserPhone:
             self._ws = await self._session.ws_connect(
                 self.url.replace("http", "ws", 1) + "/api/browser-phone"
             )
-            self._peer.addTrack(ToneTrack(self._hz))
+            self._tone = ToneTrack(self._hz)
+            self._peer.addTrack(self._tone)
             if self.opus_only:
                 opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
                 for transceiver in self._peer.getTransceivers():
@@ -248,6 +265,8 @@ class BrowserPhone:
             body = json.loads(message.data)
             if body.get("type") == "sdp":
                 await self._peer.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="answer"))
+                if self._tone is not None:
+                    self._tone.law = answered_law(body["sdp"])
             async with self._changed:
                 self.messages.append(body)
                 self._changed.notify_all()

@@ -4,7 +4,8 @@ other, where the relay sends a call's audio as it would to a desk phone.
 
 aiortc decodes what the browser sends into PCM frames (48 kHz for Opus); ``AudioBridge`` resamples
 them to 8 kHz, encodes them with the law the SIP side agreed on and sends them in 20 ms packets.
-RTP from the relay is decoded and queued for ``RelayedAudio``, the track aiortc sends the browser:
+RTP from the relay is queued for ``RelayedAudio``, the track aiortc sends the browser (as G.711
+codes when the browser was answered with G.711, else decoded for aiortc to encode as Opus):
 during a call it hands aiortc a frame every 20 ms, the oldest queued or silence. After running dry
 it waits until ``PREBUFFER`` frames are queued again before playing on (40 ms of playout delay,
 which absorbs the relay's packets arriving a little late, as any phone's jitter buffer does). The
@@ -29,9 +30,9 @@ from typing import Any
 import structlog
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame, AudioResampler
+from av import AudioFrame, AudioResampler, Packet
 
-from sentral.media.g711 import PCMA, PCMU, decode, encode
+from sentral.media.g711 import PCMA, PCMU, alaw_to_ulaw, decode, encode, ulaw_to_alaw
 from sentral.media.rtp import RtpError, RtpHeader, build_rtp, parse_rtp
 
 log = structlog.get_logger("sentral.media")
@@ -41,6 +42,28 @@ PTIME = 0.020
 SAMPLES = int(RATE * PTIME)  # 160 samples a packet
 JITTER_FRAMES = 10  # 200 ms of the relay's audio queued for the browser at most
 PREBUFFER = 2  # frames queued before playing on after the queue ran dry
+
+
+_SILENCE = {PCMU: b"\xff" * SAMPLES, PCMA: b"\xd5" * SAMPLES}
+_TIME_BASE = fractions.Fraction(1, RATE)
+
+
+def answered_law(sdp: str) -> int | None:
+    """The G.711 law an SDP answer to the browser chose for its audio (0 PCMU, 8 PCMA), or None
+    (Opus, or no audio)."""
+    for line in sdp.splitlines():
+        if line.startswith("m=audio "):
+            fields = line.split()
+            first = fields[3] if len(fields) > 3 else ""
+            return {"0": PCMU, "8": PCMA}.get(first)
+    return None
+
+
+def _packet(codes: bytes, pts: int) -> Packet[Any]:
+    packet = Packet(codes)
+    packet.pts = pts
+    packet.time_base = _TIME_BASE
+    return packet
 
 
 def _frame(pcm: bytes, pts: int) -> AudioFrame:
@@ -53,12 +76,18 @@ def _frame(pcm: bytes, pts: int) -> AudioFrame:
 
 
 class RelayedAudio(MediaStreamTrack):
-    """The track the browser hears: 20 ms frames, paced by the clock, from what the relay sent."""
+    """The track the browser hears: 20 ms frames, paced by the clock, from what the relay sent.
+
+    With ``law`` set (the browser was answered with G.711) the queue holds G.711 codes in that
+    law and each is handed to aiortc as an encoded packet, which it only packetizes: no decoding,
+    resampling or encoding on the way, and no hop through aiortc's encoding thread. Otherwise the
+    queue holds 16-bit PCM for aiortc to encode (Opus)."""
 
     kind = "audio"
 
     def __init__(self) -> None:
         super().__init__()
+        self.law: int | None = None
         self.queue: collections.deque[bytes] = collections.deque(maxlen=JITTER_FRAMES)
         self.active = asyncio.Event()  # set while a call is up
         self._silence = bytes(SAMPLES * 2)
@@ -66,7 +95,7 @@ class RelayedAudio(MediaStreamTrack):
         self._pts = -1
         self._priming = True
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> AudioFrame | Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         if not self.active.is_set():
@@ -86,10 +115,12 @@ class RelayedAudio(MediaStreamTrack):
         queue = self.queue
         if self._priming and len(queue) >= PREBUFFER:
             self._priming = False
+        law = self.law
         if self._priming or not queue:
             self._priming = True
-            return _frame(self._silence, self._pts)
-        return _frame(queue.popleft(), self._pts)
+            return _frame(self._silence, self._pts) if law is None else _packet(_SILENCE[law], self._pts)
+        chunk = queue.popleft()
+        return _frame(chunk, self._pts) if law is None else _packet(chunk, self._pts)
 
 
 class _RtpSide(asyncio.DatagramProtocol):
@@ -125,6 +156,11 @@ class AudioBridge:
         self._transport = transport
         self.host, self.port = transport.get_extra_info("sockname")[:2]
         return self
+
+    def speak_to_browser(self, law: int | None) -> None:
+        """The browser was answered with G.711 of ``law`` (None: Opus), which the track hands on."""
+        self.track.law = law
+        self.track.queue.clear()
 
     def connect(self, host: str, port: int, payload_type: int) -> None:
         """Send to the relay at ``host``:``port`` from now on, in G.711 of ``payload_type``."""
@@ -190,10 +226,17 @@ class AudioBridge:
         if packet.header.payload_type not in (PCMU, PCMA) or not packet.payload:
             return  # telephone-event and comfort noise are not audio to play
         self.received += 1
-        pcm = decode(packet.payload, packet.header.payload_type)
-        queue = self.track.queue
-        for start in range(0, len(pcm) - SAMPLES * 2 + 1, SAMPLES * 2):
-            queue.append(pcm[start : start + SAMPLES * 2])
+        law, queue = self.track.law, self.track.queue
+        if law is None:
+            pcm = decode(packet.payload, packet.header.payload_type)
+            for start in range(0, len(pcm) - SAMPLES * 2 + 1, SAMPLES * 2):
+                queue.append(pcm[start : start + SAMPLES * 2])
+            return
+        codes = packet.payload
+        if packet.header.payload_type != law:
+            codes = ulaw_to_alaw(codes) if law == PCMA else alaw_to_ulaw(codes)
+        for start in range(0, len(codes) - SAMPLES + 1, SAMPLES):
+            queue.append(codes[start : start + SAMPLES])
 
     async def close(self) -> None:
         self.disconnect()

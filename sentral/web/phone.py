@@ -940,6 +940,8 @@ class _Page:
         """Answer the page's WebRTC offer, then register the phone."""
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
+        from sentral.media.webrtc import answered_law
+
         if self.peer is not None:
             self.error("this phone is connected already")
             return
@@ -975,6 +977,7 @@ class _Page:
             self.peer = None
             await peer.close()
             return
+        self.bridge.speak_to_browser(answered_law(peer.localDescription.sdp))
         self.send({"type": "sdp", "sdp": peer.localDescription.sdp})
         # Registering takes a round trip or two: the page's next messages are read meanwhile.
         self._spawn(self._register(phone))
