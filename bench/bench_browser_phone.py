@@ -46,7 +46,6 @@ import math
 import os
 import random
 import shlex
-import socket
 import statistics
 import struct
 import sys
@@ -72,8 +71,10 @@ from loadrun import DOMAIN, bench_password, call_server, mode_name, print_run, p
 from sentral.media import g711
 from sentral.media.g711 import PCMA, PCMU
 from sentral.media.webrtc import answered_law
+from tests.system.browserclient import RATE, PacedTrack
 from tests.system.peers import LOOPBACK, Sipp, free_port, wait_until
 from tests.system.server import SentralServer, tcp_accepts
+from tests.system.test_call_media import udp_free
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -82,8 +83,6 @@ with warnings.catch_warnings():
 ROOT = Path(__file__).resolve().parent.parent
 CALLEE = "1002"
 FIRST_STAFF = 2001
-RATE = 48000
-PTIME = 0.02
 AMPLITUDE = 12000
 SILENCE_RMS = 300  # of 32767: the bridge's silence decodes to a few units at most
 OWN_TONE = 0.5  # share of a frame's energy at the call's own frequency that makes it its tone
@@ -96,19 +95,16 @@ def tone_hz(index: int) -> float:
     return 400.0 + 50.0 * (index % 50)
 
 
-class ToneTrack(MediaStreamTrack):
+class ToneTrack(PacedTrack):
     """A microphone hearing a sine tone at a multiple of 50 Hz (amplitude 12000 of 32767), 20 ms
     a frame, paced by the clock. A whole number of cycles fits in 20 ms, so every frame is the
     same one, computed once. Once the answer chose G.711 (``law``) the frame goes out already
     encoded, as a packet aiortc only packetizes: a browser encodes in native code, and the
     clients should cost this machine as little as they can."""
 
-    kind = "audio"
-
     def __init__(self, hz: float) -> None:
         super().__init__()
         self.law: int | None = None
-        self._samples = int(RATE * PTIME)
         self._pcm = struct.pack(
             f"<{self._samples}h",
             *(int(AMPLITUDE * math.sin(2 * math.pi * hz * i / RATE)) for i in range(self._samples)),
@@ -117,19 +113,9 @@ class ToneTrack(MediaStreamTrack):
             "<160h", *(int(AMPLITUDE * math.sin(2 * math.pi * hz * i / 8000)) for i in range(160))
         )
         self._codes = {PCMU: g711.encode(narrow, PCMU), PCMA: g711.encode(narrow, PCMA)}
-        self._pts = -1
-        self._start = 0.0
 
     async def recv(self) -> AudioFrame | Packet[Any]:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._pts < 0:
-            self._start, self._pts = time.monotonic(), 0
-        else:
-            self._pts += self._samples
-            wait = self._start + self._pts / RATE - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        await self._next_pts()
         if self.law is not None:
             packet = Packet(self._codes[self.law])
             packet.pts = self._pts // (RATE // 8000)
@@ -463,15 +449,6 @@ def free_block(size: int) -> tuple[int, int]:
         if all(udp_free(port) for port in range(first, first + size)):
             return first, first + size - 1
     raise SystemExit(f"no free block of {size} UDP ports for the relay")
-
-
-def udp_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
 
 
 def start_server(work: Path, staff: int, sounds: Path, media_ports: str | None) -> tuple[SentralServer, str]:

@@ -309,21 +309,25 @@ class BrowserPhone(asyncio.DatagramProtocol):
             response = await self._request(request, on_provisional)
         return response, cseq
 
-    def _ack_failure(self, invite: Request, response: Response) -> None:
-        """The ACK of a non-2xx final response: the INVITE's transaction (RFC 3261 §17.1.1.3)."""
-        cseq = invite.cseq.seq
-        ack = Request.build(
-            "ACK", invite.uri_text,
+    @staticmethod
+    def _in_invite_transaction(invite: Request, method: str, to: str) -> Request:
+        """An ACK or CANCEL of ``invite``: its Request-URI, Via, From, Call-ID and CSeq number
+        (RFC 3261 §9.1, §17.1.1.3)."""
+        return Request.build(
+            method, invite.uri_text,
             [
                 ("Via", invite.header("via") or ""),
                 ("Max-Forwards", "70"),
                 ("From", invite.header("from") or ""),
-                ("To", response.header("to") or ""),
+                ("To", to),
                 ("Call-ID", invite.call_id),
-                ("CSeq", f"{cseq} ACK"),
+                ("CSeq", f"{invite.cseq.seq} {method}"),
             ],
         )  # fmt: skip
-        self._send(ack.to_bytes())
+
+    def _ack_failure(self, invite: Request, response: Response) -> None:
+        """The ACK of a non-2xx final response, in the INVITE's transaction, with the response's To."""
+        self._send(self._in_invite_transaction(invite, "ACK", response.header("to") or "").to_bytes())
 
     def _ack_2xx(self, call: _Call, response: Response) -> None:
         """The ACK of a 2xx: a transaction of its own, to the peer's Contact (§13.2.2.4)."""
@@ -640,17 +644,7 @@ class BrowserPhone(asyncio.DatagramProtocol):
         invite = call.invite
         if invite is None:
             return
-        cancel = Request.build(
-            "CANCEL", invite.uri_text,
-            [
-                ("Via", invite.header("via") or ""),
-                ("Max-Forwards", "70"),
-                ("From", invite.header("from") or ""),
-                ("To", invite.header("to") or ""),
-                ("Call-ID", invite.call_id),
-                ("CSeq", f"{invite.cseq.seq} CANCEL"),
-            ],
-        )  # fmt: skip
+        cancel = self._in_invite_transaction(invite, "CANCEL", invite.header("to") or "")
         self._spawn(self._quietly(self._request(cancel)))
 
     def _dialog_request(
@@ -832,8 +826,8 @@ def _dialable(number: str) -> bool:
         "summary": "The page as one of the signed-in member's phones (WebSocket, WebRTC audio)",
         "description": (
             "Send {type: offer, sdp} with the page's WebRTC offer (candidates gathered); the answer "
-            "comes as {type: sdp}. Then dial, pick-up, decline, hang-up, hold, resume, transfer and dtmf; the phone reports "
-            "registered, incoming, ringing, connected, held and ended."
+            "comes as {type: sdp}. Then dial, pick-up, decline, hang-up, hold, resume, transfer "
+            "and dtmf; the phone reports registered, incoming, ringing, connected, held and ended."
         ),
         "responses": {
             "101": {"description": "WebSocket; each text message is one JSON object with a type"},

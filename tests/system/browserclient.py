@@ -35,19 +35,20 @@ RATE = 48000
 PTIME = 0.02
 
 
-class ToneTrack(MediaStreamTrack):
-    """A microphone that hears a sine tone (amplitude 12000 of 32767), 20 ms a frame, paced."""
+class PacedTrack(MediaStreamTrack):
+    """An audio track that hands out one 20 ms frame at a time, paced by the clock, as a
+    microphone does."""
 
     kind = "audio"
 
-    def __init__(self, hz: float) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.hz = hz
         self._samples = int(RATE * PTIME)
         self._pts = -1
         self._start = 0.0
 
-    async def recv(self) -> AudioFrame:
+    async def _next_pts(self) -> int:
+        """Wait until the next frame is due; its timestamp, in samples at RATE."""
         if self.readyState != "live":
             raise MediaStreamError
         if self._pts < 0:
@@ -57,7 +58,18 @@ class ToneTrack(MediaStreamTrack):
             wait = self._start + self._pts / RATE - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-        n0 = self._pts
+        return self._pts
+
+
+class ToneTrack(PacedTrack):
+    """A microphone that hears a sine tone (amplitude 12000 of 32767)."""
+
+    def __init__(self, hz: float) -> None:
+        super().__init__()
+        self.hz = hz
+
+    async def recv(self) -> AudioFrame:
+        n0 = await self._next_pts()
         pcm = struct.pack(
             f"<{self._samples}h",
             *(int(12000 * math.sin(2 * math.pi * self.hz * (n0 + i) / RATE)) for i in range(self._samples)),
@@ -145,7 +157,7 @@ class BrowserClient:
         resampler = AudioResampler(format="s16", layout="mono", rate=8000)
         while True:
             try:
-                frame = await track.recv()
+                frame: Any = await track.recv()
             except MediaStreamError:
                 return
             self.frames_received += 1
