@@ -700,21 +700,15 @@ class BrowserPhone(asyncio.DatagramProtocol):
             )
             return call.invite
 
-        try:
-            response, call.local_cseq = await self._authenticated(build, call.local_cseq + 1)
-        except TimeoutError:
-            response = None
-        finally:
-            call.changing = False
-        if call.state != "up":
-            return
-        if response is None or response.status >= 300:
+        response, failure = await self._change(call, build)
+        if failure:
             if response is not None and call.invite is not None:
                 self._ack_failure(call.invite, response)
-            status = "no answer" if response is None else f"{response.status} {response.reason}"
             self.send_page(
-                {"type": "error", "error": f"the call could not be {'held' if on else 'resumed'} ({status})"}
+                {"type": "error", "error": f"the call could not be {'held' if on else 'resumed'} ({failure})"}
             )
+            return
+        if response is None:
             return
         self._ack_2xx(call, response)
         found = _audio(response.body) if response.body else None
@@ -722,6 +716,24 @@ class BrowserPhone(asyncio.DatagramProtocol):
             self.bridge.connect(*found)
         call.held = on
         self.send_page({"type": "held" if on else "connected"})
+
+    async def _change(
+        self, call: _Call, build: Callable[[int, tuple[str, str] | None], Request]
+    ) -> tuple[Response | None, str]:
+        """Send a re-INVITE or REFER of ours inside ``call``: the final answer and, when it failed,
+        what failed (no answer, or the status); no answer and no failure when the call ended
+        meanwhile."""
+        try:
+            response, call.local_cseq = await self._authenticated(build, call.local_cseq + 1)
+        except TimeoutError:
+            response = None
+        finally:
+            call.changing = False
+        if call.state != "up":
+            return None, ""
+        if response is None:
+            return None, "no answer"
+        return response, f"{response.status} {response.reason}" if response.status >= 300 else ""
 
     def dtmf(self, key: str) -> None:
         """A key pressed on the page's keypad: SIP INFO with application/dtmf-relay, which Sentral
@@ -761,17 +773,11 @@ class BrowserPhone(asyncio.DatagramProtocol):
             ]
             return self._dialog_request(call, "REFER", cseq, extra + ([credentials] if credentials else []))
 
-        try:
-            response, call.local_cseq = await self._authenticated(build, call.local_cseq + 1)
-        except TimeoutError:
-            response = None
-        finally:
-            call.changing = False
-        if call.state != "up":
+        response, failure = await self._change(call, build)
+        if failure:
+            self.send_page({"type": "error", "error": f"the transfer was refused ({failure})"})
             return
-        if response is None or response.status >= 300:
-            status = "no answer" if response is None else f"{response.status} {response.reason}"
-            self.send_page({"type": "error", "error": f"the transfer was refused ({status})"})
+        if response is None:
             return
         self._bye(call)
         self._ended(call, f"transferred to {number}")
