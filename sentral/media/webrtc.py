@@ -138,8 +138,6 @@ class AudioBridge:
         self.track = RelayedAudio()
         self.port = 0
         self.host = ""
-        self.received = 0  # RTP packets from the relay, for the owner's health
-        self.sent = 0
         self._transport: asyncio.DatagramTransport | None = None
         self._remote: tuple[str, int] | None = None
         self._payload_type = PCMU
@@ -177,10 +175,6 @@ class AudioBridge:
         self.track.queue.clear()
         self._pending.clear()
 
-    @property
-    def connected(self) -> bool:
-        return self._remote is not None
-
     def consume(self, track: MediaStreamTrack) -> None:
         """Carry ``track`` (the browser's microphone, as aiortc decodes it) to the relay."""
         if self._consumer is not None:
@@ -214,7 +208,6 @@ class AudioBridge:
         self._sequence = (self._sequence + 1) & 0xFFFF
         self._timestamp = (self._timestamp + SAMPLES) & 0xFFFFFFFF
         transport.sendto(build_rtp(header, payload), remote)
-        self.sent += 1
 
     def _from_relay(self, data: bytes, addr: tuple[str, int]) -> None:
         if self._remote is None:
@@ -225,7 +218,6 @@ class AudioBridge:
             return  # RTCP or noise on the port
         if packet.header.payload_type not in (PCMU, PCMA) or not packet.payload:
             return  # telephone-event and comfort noise are not audio to play
-        self.received += 1
         law, queue = self.track.law, self.track.queue
         if law is None:
             pcm = decode(packet.payload, packet.header.payload_type)

@@ -141,7 +141,6 @@ class _Call:
     last_response: bytes = b""
     ok_timer: asyncio.TimerHandle | None = None
     sdp_version: int = 1
-    held: bool = False
     changing: bool = False  # a re-INVITE or REFER of ours awaits its answer
 
 
@@ -604,8 +603,8 @@ class BrowserPhone(asyncio.DatagramProtocol):
         if call.invite is not None and call.invite.branch == invite.branch:
             self._send(call.last_response)
             return
-        if call.state not in ("up", "answering"):
-            self._respond(invite, 491)
+        if call.state not in ("up", "answering") or call.changing:
+            self._respond(invite, 491)  # ours is under way: glare (RFC 3261 §14.2)
             return
         try:
             body = self._answer(call, invite.body) if invite.body else self._offer(call)
@@ -714,7 +713,6 @@ class BrowserPhone(asyncio.DatagramProtocol):
         found = _audio(response.body) if response.body else None
         if found is not None:
             self.bridge.connect(*found)
-        call.held = on
         self.send_page({"type": "held" if on else "connected"})
 
     async def _change(
