@@ -27,15 +27,12 @@ import secrets
 import time
 from typing import Any
 
-import structlog
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, AudioResampler, Packet
 
 from sentral.media.g711 import PCMA, PCMU, alaw_to_ulaw, decode, encode, ulaw_to_alaw
 from sentral.media.rtp import RtpError, RtpHeader, build_rtp, parse_rtp
-
-log = structlog.get_logger("sentral.media")
 
 RATE = 8000
 PTIME = 0.020
@@ -71,7 +68,7 @@ def _frame(pcm: bytes, pts: int) -> AudioFrame:
     frame.planes[0].update(pcm)
     frame.pts = pts
     frame.sample_rate = RATE
-    frame.time_base = fractions.Fraction(1, RATE)
+    frame.time_base = _TIME_BASE
     return frame
 
 
@@ -219,16 +216,15 @@ class AudioBridge:
         if packet.header.payload_type not in (PCMU, PCMA) or not packet.payload:
             return  # telephone-event and comfort noise are not audio to play
         law, queue = self.track.law, self.track.queue
-        if law is None:
-            pcm = decode(packet.payload, packet.header.payload_type)
-            for start in range(0, len(pcm) - SAMPLES * 2 + 1, SAMPLES * 2):
-                queue.append(pcm[start : start + SAMPLES * 2])
-            return
-        codes = packet.payload
-        if packet.header.payload_type != law:
-            codes = ulaw_to_alaw(codes) if law == PCMA else alaw_to_ulaw(codes)
-        for start in range(0, len(codes) - SAMPLES + 1, SAMPLES):
-            queue.append(codes[start : start + SAMPLES])
+        received = packet.header.payload_type
+        if law is None:  # for aiortc to encode: 16-bit PCM, two bytes a sample
+            audio, size = decode(packet.payload, received), SAMPLES * 2
+        elif received == law:
+            audio, size = packet.payload, SAMPLES
+        else:
+            audio, size = (ulaw_to_alaw if law == PCMA else alaw_to_ulaw)(packet.payload), SAMPLES
+        for start in range(0, len(audio) - size + 1, size):
+            queue.append(audio[start : start + size])
 
     async def close(self) -> None:
         self.disconnect()

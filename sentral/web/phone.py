@@ -210,9 +210,7 @@ class BrowserPhone(asyncio.DatagramProtocol):
         return f"SIP/2.0/UDP {hostport(*self.local)};branch={branch};rport"
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro, name="browser-phone")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        _keep(self._tasks, coro)
 
     # -- requests of ours --------------------------------------------------------------------
 
@@ -385,30 +383,33 @@ class BrowserPhone(asyncio.DatagramProtocol):
         loop = asyncio.get_running_loop()
         if self._refresh is not None:
             self._refresh.cancel()
-        self._refresh = loop.call_later(
-            max(granted / 2, 5), lambda: self._spawn(self._refresh_registration())
-        )
+        self._refresh = loop.call_later(max(granted / 2, 5), lambda: self._spawn(self.try_register()))
         return response.status
 
-    async def _refresh_registration(self) -> None:
+    async def try_register(self) -> int:
+        """Register, or refresh the registration: the status, 408 for no answer; a failure is
+        logged."""
         try:
             status = await self.register()
         except TimeoutError:
             status = 408
         if status >= 300:
             log.warning("browser_phone_register_failed", extension=self.extension, status=status)
+        return status
 
     # -- calls out ---------------------------------------------------------------------------
 
-    def _offer(self, call: _Call, direction: str = "sendrecv") -> bytes:
+    def _offer(self, call: _Call, direction: str = "sendrecv", laws: tuple[int, ...] = (0, 8)) -> bytes:
+        """Our SDP: the bridge's RTP port, G.711 in ``laws``, ``direction``."""
         host = self.bridge.host
         family = "IP6" if ":" in host else "IP4"
         call.sdp_version += 1
         session = int(call.local_tag, 16) % 10**9
+        rtpmaps = "".join(f"a=rtpmap:{law} {'PCMU' if law == 0 else 'PCMA'}/8000\r\n" for law in laws)
         return (
             f"v=0\r\no=sentral-browser {session} {call.sdp_version} IN {family} {host}\r\ns=-\r\n"
-            f"c=IN {family} {host}\r\nt=0 0\r\nm=audio {self.bridge.port} RTP/AVP 0 8\r\n"
-            f"a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=ptime:20\r\na={direction}\r\n"
+            f"c=IN {family} {host}\r\nt=0 0\r\nm=audio {self.bridge.port} RTP/AVP {' '.join(map(str, laws))}\r\n"
+            f"{rtpmaps}a=ptime:20\r\na={direction}\r\n"
         ).encode()
 
     def _answer(self, call: _Call, offer: bytes) -> bytes:
@@ -417,17 +418,8 @@ class BrowserPhone(asyncio.DatagramProtocol):
         if found is None:
             raise SipError(488, "Not Acceptable Here")
         host, port, law = found
-        direction = _direction(offer)
         self.bridge.connect(host, port, law)
-        sdp = self._offer(call, direction).decode()
-        return (
-            sdp.replace("RTP/AVP 0 8\r\n", f"RTP/AVP {law}\r\n")
-            .replace(
-                "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n",
-                f"a=rtpmap:{law} {'PCMU' if law == 0 else 'PCMA'}/8000\r\n",
-            )
-            .encode()
-        )
+        return self._offer(call, _direction(offer), (law,))
 
     def dial(self, number: str) -> None:
         if self.call is not None:
@@ -444,24 +436,7 @@ class BrowserPhone(asyncio.DatagramProtocol):
         self._spawn(self._place(call))
 
     async def _place(self, call: _Call) -> None:
-        body = self._offer(call)
-
-        def build(cseq: int, credentials: tuple[str, str] | None) -> Request:
-            headers = [
-                ("Via", self._via(_branch())),
-                ("Max-Forwards", "70"),
-                ("From", f"{call.local_uri};tag={call.local_tag}"),
-                ("To", call.remote_uri),
-                ("Call-ID", call.call_id),
-                ("CSeq", f"{cseq} INVITE"),
-                ("Contact", self.contact),
-                ("User-Agent", USER_AGENT),
-                ("Content-Type", "application/sdp"),
-            ]
-            if credentials is not None:
-                headers.append(credentials)
-            call.invite = Request.build("INVITE", call.target, headers, body)
-            return call.invite
+        build = self._inviting(call, self._offer(call))
 
         def provisional(response: Response) -> None:
             if response.status in (180, 183) and call.state == "calling":
@@ -543,7 +518,7 @@ class BrowserPhone(asyncio.DatagramProtocol):
             if call.last_response:
                 self._send(call.last_response)  # a retransmission: the last answer again
             return
-        if call is not None or not self.bridge_ready():
+        if call is not None or not self.registered:
             self._respond(invite, 486, to_tag=entropy.token_hex(6))
             return
         call = self.call = _Call(invite.call_id, entropy.token_hex(6), True, "ringing", invite=invite)
@@ -557,9 +532,6 @@ class BrowserPhone(asyncio.DatagramProtocol):
         )
         caller = invite.from_
         self.send_page({"type": "incoming", "from": caller.uri.user or "", "name": caller.display or ""})
-
-    def bridge_ready(self) -> bool:
-        return self.bridge.port != 0 and self.registered
 
     def pick_up(self) -> None:
         call = self.call
@@ -651,8 +623,10 @@ class BrowserPhone(asyncio.DatagramProtocol):
     ) -> Request:
         """A request inside ``call``'s dialog (RFC 3261 §12.2.1.1)."""
         from_ = f"{call.local_uri};tag={call.local_tag}"
-        # Incoming, the caller's From (its tag in it) is the To; outgoing, the answer's tag is added.
-        to = call.remote_uri if call.incoming else f"{call.remote_uri};tag={call.remote_tag}"
+        # Incoming, the caller's From (its tag in it) is the To; outgoing, the answer's tag is added
+        # once there is one (none on the first INVITE).
+        tagged = not call.incoming and call.remote_tag
+        to = f"{call.remote_uri};tag={call.remote_tag}" if tagged else call.remote_uri
         headers = [
             ("Via", self._via(_branch())),
             ("Max-Forwards", "70"),
@@ -664,6 +638,19 @@ class BrowserPhone(asyncio.DatagramProtocol):
             *extra,
         ]
         return Request.build(method, call.target or f"sip:{hostport(*self.sentral)}", headers, body)
+
+    def _inviting(self, call: _Call, body: bytes) -> Callable[[int, tuple[str, str] | None], Request]:
+        """What builds ``call``'s INVITE (the first or a re-INVITE) with ``body``, for
+        ``_authenticated``; the INVITE built last is kept as ``call.invite``."""
+
+        def build(cseq: int, credentials: tuple[str, str] | None) -> Request:
+            extra = [("Contact", self.contact), ("Content-Type", "application/sdp")]
+            call.invite = self._dialog_request(
+                call, "INVITE", cseq, extra + ([credentials] if credentials else []), body
+            )
+            return call.invite
+
+        return build
 
     def _bye(self, call: _Call) -> None:
         call.local_cseq += 1
@@ -690,14 +677,7 @@ class BrowserPhone(asyncio.DatagramProtocol):
             self._spawn(self._hold(call, on))
 
     async def _hold(self, call: _Call, on: bool) -> None:
-        body = self._offer(call, "sendonly" if on else "sendrecv")
-
-        def build(cseq: int, credentials: tuple[str, str] | None) -> Request:
-            extra = [("Contact", self.contact), ("Content-Type", "application/sdp")]
-            call.invite = self._dialog_request(
-                call, "INVITE", cseq, extra + ([credentials] if credentials else []), body
-            )
-            return call.invite
+        build = self._inviting(call, self._offer(call, "sendonly" if on else "sendrecv"))
 
         response, failure = await self._change(call, build)
         if failure:
@@ -815,6 +795,13 @@ class BrowserPhone(asyncio.DatagramProtocol):
 
 def _branch() -> str:
     return f"z9hG4bK{entropy.token_hex(10)}"
+
+
+def _keep(tasks: set[asyncio.Task[Any]], coro: Any) -> None:
+    """Run ``coro`` as a task held in ``tasks`` until it is done (the loop keeps only weak ones)."""
+    task = asyncio.get_running_loop().create_task(coro, name="browser-phone")
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 def _dialable(number: str) -> bool:
@@ -981,20 +968,14 @@ class _Page:
         self._spawn(self._register(phone))
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name="browser-phone-page")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        _keep(self._tasks, coro)
 
     async def _register(self, phone: BrowserPhone) -> None:
-        try:
-            status = await phone.register()
-        except TimeoutError:
-            status = 408
+        status = await phone.try_register()
         if status < 300:
             log.info("browser_phone_registered", extension=self.extension, clinic=self.domain)
             self.send({"type": "registered", "extension": self.extension})
         else:
-            log.warning("browser_phone_register_failed", extension=self.extension, status=status)
             self.error(f"the phone could not register ({status})")
 
     async def close(self) -> None:
