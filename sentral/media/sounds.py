@@ -6,7 +6,8 @@ progression of soft sine pads with a plucked arpeggio, voiced inside the telepho
 seconds that loop without a seam), so is a short rising two-note tone that confirms something
 was done where no spoken prompt fits, and so is the ringing tone a member of staff hears while a
 call Sentral placed for them rings (425 Hz, one second in five); the prompts are spoken by
-espeak-ng and converted by sox to 8 kHz 16-bit mono. ``python -m sentral.media.sounds build DIR`` writes them:
+espeak-ng and converted by sox to 8 kHz 16-bit mono. ``python -m sentral.media.sounds build DIR``
+writes them:
 
     DIR/music.wav
     DIR/done_tone.wav
