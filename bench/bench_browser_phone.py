@@ -44,7 +44,6 @@ import fractions
 import json
 import math
 import os
-import random
 import shlex
 import statistics
 import struct
@@ -74,7 +73,7 @@ from sentral.media.webrtc import answered_law
 from tests.system.browserclient import RATE, PacedTrack
 from tests.system.peers import LOOPBACK, Sipp, free_port, wait_until
 from tests.system.server import SentralServer, tcp_accepts
-from tests.system.test_call_media import udp_free
+from tests.system.test_call_media import media_range
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -441,23 +440,13 @@ async def run_step(
         await asyncio.gather(*(phone.close() for phone in phones), return_exceptions=True)
 
 
-def free_block(size: int) -> tuple[int, int]:
-    """A block of ``size`` UDP ports nothing holds now, below the relay's default range (10000-20000,
-    where other servers may be) and the kernel's ephemeral ports."""
-    for _ in range(200):
-        first = random.randrange(6000, 9990 - size, 2)
-        if all(udp_free(port) for port in range(first, first + size)):
-            return first, first + size - 1
-    raise SystemExit(f"no free block of {size} UDP ports for the relay")
-
-
 def start_server(work: Path, staff: int, sounds: Path, media_ports: str | None) -> tuple[SentralServer, str]:
     """The server as a clinic runs it, with the web API: staff for the phones and the callee."""
     extensions = [CALLEE, *(str(FIRST_STAFF + i) for i in range(staff))]
     server = call_server(work, extensions)
     if media_ports is None:
         # Each call is two relay endpoints of two ports (RTP, RTCP); room for resting pairs too.
-        first, last = free_block(max(200, staff * 8))
+        first, last = media_range(max(200, staff * 8))
         media_ports = f"{first}-{last}"
     web_port = free_port()
     server.extra_args += [
