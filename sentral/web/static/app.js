@@ -438,22 +438,26 @@ async function phoneMessage(message) {
   }
 }
 
-function dial(event) {
+// A number typed into the box `input` goes to the phone as a `type` message; the box is emptied.
+function sendNumber(event, input, type) {
   event.preventDefault();
-  const number = $("phone-number").value.trim();
+  const number = $(input).value.trim();
+  if (number) {
+    phoneSend({ type, number });
+    $(input).value = "";
+  }
+  return number;
+}
+
+function dial(event) {
+  const number = sendNumber(event, "phone-number", "dial");
   if (!number) return;
-  phoneSend({ type: "dial", number });
   phone.peer = number;
   phoneShow("calling…", { hangUp: true });
-  $("phone-number").value = "";
 }
 
 function transfer(event) {
-  event.preventDefault();
-  const number = $("phone-transfer-number").value.trim();
-  if (!number) return;
-  phoneSend({ type: "transfer", number });
-  $("phone-transfer-number").value = "";
+  sendNumber(event, "phone-transfer-number", "transfer");
 }
 
 // How long callers have waited, every second.
