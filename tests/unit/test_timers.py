@@ -43,6 +43,27 @@ def test_a_timer_pushed_behind_the_first_ones_is_not_lost() -> None:
     assert wheel.pop_due(40.0) == [(32.0, "late")]
 
 
+def test_timers_before_the_first_one_go_on_the_wheel_not_into_the_heap() -> None:
+    # A server's first timer is often Timer J, 32 s ahead; the calls of the next 32 s set timers
+    # before it, and each of those in the heap would cost a logarithmic push and pop.
+    wheel: TimerWheel[str] = TimerWheel(tick=0.01, slots=4096)
+    wheel.push(132.0, "J")
+    for i in range(100):
+        wheel.push(100.0 + i * 0.01, f"t{i}")
+    assert wheel._far == []
+    assert [name for _, name in wheel.pop_due(100.995)][:3] == ["t0", "t1", "t2"]
+    assert len(wheel.pop_due(132.0)) == 1
+
+
+def test_the_window_moves_back_only_as_far_as_its_latest_timer_allows() -> None:
+    wheel: TimerWheel[str] = TimerWheel(tick=0.01, slots=8)
+    wheel.push(1.0, "latest")  # slot 100: the window may start no earlier than slot 93
+    wheel.push(0.95, "near")  # slot 95: the window moves back to it
+    wheel.push(0.1, "early")  # slot 10: too far back, it waits in the heap
+    assert [entry[2] for entry in wheel._far] == ["early"]
+    assert [name for _, name in wheel.pop_due(2.0)] == ["early", "near", "latest"]
+
+
 def test_compact_drops_the_timers_no_longer_needed() -> None:
     wheel: TimerWheel[int] = TimerWheel(tick=0.01, slots=16)
     for i in range(100):

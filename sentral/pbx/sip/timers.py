@@ -41,11 +41,12 @@ class TimerWheel(Generic[T]):
         self._mask = slots - 1
         self._slots: list[list[tuple[float, T]]] = [[] for _ in range(slots)]
         self._near = 0  # timers on the wheel
-        # Timers outside the wheel's window: too far ahead, or (before the clock has caught up with
-        # the first timer) behind it.
+        # Timers outside the wheel's window: too far ahead, or behind it by more than it can move
+        # back (see ``push``).
         self._far: list[tuple[float, int, T]] = []
         self._far_seq = 0
         self._cursor = -1  # the slot the window starts at; -1 until the first timer
+        self._top = -1  # the latest slot a timer on the wheel was put in (it may have fired since)
         self._next = inf
 
     def __len__(self) -> int:
@@ -60,11 +61,17 @@ class TimerWheel(Generic[T]):
         """Hand ``item`` back from ``pop_due`` once the clock reaches ``at``."""
         index = int(at * self._per_second)
         cursor = self._cursor
-        if cursor < 0:
+        if (index < cursor or cursor < 0) and self._top - index < self._size:
+            # The first timer, or one before the window: the window moves back to it, as far as it
+            # can without losing the latest slot in use. Set from the first timer alone, the window
+            # would start where that one falls, often Timer J's 32 s ahead, and every timer until
+            # the clock got there would wait in the heap.
             cursor = self._cursor = index
         if 0 <= index - cursor < self._size:
             self._slots[index & self._mask].append((at, item))
             self._near += 1
+            if index > self._top:
+                self._top = index
         else:
             self._far_seq += 1
             heapq.heappush(self._far, (at, self._far_seq, item))
@@ -167,6 +174,8 @@ class TimerWheel(Generic[T]):
             at, _, item = heapq.heappop(far)
             slots[index & mask].append((at, item))
             self._near += 1
+            if index > self._top:
+                self._top = index
 
     def _find_next(self) -> None:
         nearest = self._far[0][0] if self._far else inf
