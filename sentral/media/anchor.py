@@ -54,7 +54,6 @@ cannot be parsed raises the SipError its parser gives (400 or 488).
 from __future__ import annotations
 
 import ipaddress
-import secrets
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -69,6 +68,7 @@ from sentral.media.player import Player
 from sentral.media.relay import Endpoint, EndpointStats, Relay
 from sentral.media.sounds import MUSIC, SoundLibrary
 from sentral.media.wav import RATE
+from sentral.pbx.sip import entropy
 from sentral.pbx.sip.errors import SipError
 from sentral.pbx.sip.sdp import (
     Direction,
@@ -275,7 +275,7 @@ class MediaAnchor:
 
     def _origin(self, leg: _Leg, address: str) -> OriginRewriter:
         if leg.origin is None:
-            leg.origin = OriginRewriter(secrets.randbits(48), address)
+            leg.origin = OriginRewriter(entropy.randbits(48), address)
         return leg.origin
 
     # -- Sentral as the other end ----------------------------------------------------------------

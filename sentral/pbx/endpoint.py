@@ -760,9 +760,10 @@ class Endpoint:
         presence_deadline = self.presence.next_deadline()
         if deadline is None or (presence_deadline is not None and presence_deadline < deadline):
             deadline = presence_deadline
-        trunks_deadline = self.trunks.next_deadline()
-        if deadline is None or (trunks_deadline is not None and trunks_deadline < deadline):
-            deadline = trunks_deadline
+        if self.trunks.configured:
+            trunks_deadline = self.trunks.next_deadline()
+            if deadline is None or (trunks_deadline is not None and trunks_deadline < deadline):
+                deadline = trunks_deadline
         if deadline is None:
             return
         if self._timer_at is not None and self._timer_at <= deadline:
@@ -783,7 +784,8 @@ class Endpoint:
         self._run(self.layer.on_timer(now), None)
         self.calls.on_timer(now)
         self.presence.on_timer(now)
-        self.trunks.on_timer(now)
+        if self.trunks.configured:
+            self.trunks.on_timer(now)
         self._schedule()
 
     # -- stateless answers ----------------------------------------------------------------------

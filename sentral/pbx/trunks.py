@@ -287,6 +287,9 @@ class Trunks:
         # resolution is under way.
         self._names: dict[str, tuple[tuple[str, ...], float]] = {}
         self._resolving: set[str] = set()
+        # Whether any trunk is configured: the endpoint asks after every message whether a trunk
+        # has timers, and a clinic without trunks should not pay a call for that answer.
+        self.configured = False
 
     # -- configuration ----------------------------------------------------------------------------
 
@@ -311,6 +314,7 @@ class Trunks:
         for key, entry in wanted.items():
             if key not in self._lines:
                 self._lines[key] = self._new_line(entry, now)
+        self.configured = bool(self._lines)
         self._index()
 
     def _new_line(self, entry: TrunkEntry, now: float) -> TrunkLine:
