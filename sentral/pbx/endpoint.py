@@ -315,7 +315,7 @@ class Endpoint:
             )
             return
         trunks = self.trunks
-        line = trunks.for_source(origin.host) if trunks is not None else None
+        line = trunks.for_source(origin.host) if trunks is not None and trunks.configured else None
         if line is not None:
             self._from_trunk(tx, request, origin, line.entry, now)
             return
@@ -575,9 +575,9 @@ class Endpoint:
                 case AckReceived(request=request):
                     self.calls.on_ack(request, now)
                 case ResponseReceived(tx=tx, response=response):
-                    if not self.trunks.on_response(tx, response, now) and not self.presence.on_response(
-                        tx, response, now
-                    ):
+                    trunks = self.trunks
+                    taken = trunks.configured and trunks.on_response(tx, response, now)
+                    if not taken and not self.presence.on_response(tx, response, now):
                         self.calls.on_response(tx, response, now)
                     if response.status >= 200:
                         # The transaction now lingers (up to 32 s) to absorb retransmissions,
@@ -588,7 +588,9 @@ class Endpoint:
                 case StrayResponse(response=response):
                     self.calls.on_stray_response(response, now)
                 case TransactionTimeout(tx=tx) | TransportError(tx=tx):
-                    if not self.trunks.on_timeout(tx, now) and not self.presence.on_timeout(tx, now):
+                    trunks = self.trunks
+                    taken = trunks.configured and trunks.on_timeout(tx, now)
+                    if not taken and not self.presence.on_timeout(tx, now):
                         self.calls.on_timeout(tx, now)
 
     def _send(self, action: Send) -> None:

@@ -287,8 +287,10 @@ class Trunks:
         # resolution is under way.
         self._names: dict[str, tuple[tuple[str, ...], float]] = {}
         self._resolving: set[str] = set()
-        # Whether any trunk is configured: the endpoint asks after every message whether a trunk
-        # has timers, and a clinic without trunks should not pay a call for that answer.
+        # Whether a trunk has been configured since the start: until then the endpoint does not
+        # ask the trunks about each message, response and timer, so that a clinic without trunks
+        # pays no call for the answer. It stays set once a trunk was there, since a removed
+        # trunk's deregistration may still be under way.
         self.configured = False
 
     # -- configuration ----------------------------------------------------------------------------
@@ -314,7 +316,8 @@ class Trunks:
         for key, entry in wanted.items():
             if key not in self._lines:
                 self._lines[key] = self._new_line(entry, now)
-        self.configured = bool(self._lines)
+        if self._lines:
+            self.configured = True
         self._index()
 
     def _new_line(self, entry: TrunkEntry, now: float) -> TrunkLine:
