@@ -12,11 +12,11 @@ where HA1 = H(username ":" realm ":" password) is what storage keeps instead of 
 Nonces are stateless to check. Each one is the issue time, a sequence number, four random bytes
 and a MAC over them and the realm, keyed with the server's secret. A nonce that was not issued
 here, was altered or was issued for another realm fails the MAC; an old one is recognised from
-its issue time. The MAC is keyed BLAKE2b (RFC 7693), a MAC by design: every call computes two
-(one challenge, one answer), and OpenSSL's one-shot HMAC looks its algorithms up anew each time
-and lets go of the GIL around a few microseconds of work, which under load handed the event
-loop's GIL to other threads twice a call. Nothing is stored when a challenge goes out, so a flood of unauthenticated
-requests costs no memory.
+its issue time. Nothing is stored when a challenge goes out, so a flood of unauthenticated
+requests costs no memory. The MAC is keyed BLAKE2b (RFC 7693), a MAC by design. Every call
+computes two (one challenge, one answer), and OpenSSL's one-shot HMAC, used before, looked its
+algorithms up anew each time and let go of the GIL around a few microseconds of work, which
+under load handed the event loop's GIL to other threads twice a call.
 
 What does need memory is replay protection: RFC 7616 §3.3 has the client count the requests it
 sends with one nonce (``nc``), and the server refuses a count it has already seen. The highest
