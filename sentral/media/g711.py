@@ -154,6 +154,7 @@ def alaw_to_ulaw(codes: bytes | bytearray | memoryview) -> bytes:
 
 PCMU = 0  # static RTP payload types (RFC 3551 §6)
 PCMA = 8
+SILENCE = {PCMU: 0xFF, PCMA: 0xD5}  # the code for a zero sample in each law, by payload type
 
 
 def encode(pcm: bytes | bytearray | memoryview, payload_type: int) -> bytes:

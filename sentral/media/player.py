@@ -28,12 +28,11 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sentral.media.g711 import PCMA, PCMU
+from sentral.media.g711 import SILENCE
 from sentral.media.rtp import FIXED_HEADER, VERSION, seq_add, timestamp_add
 
 PTIME = 0.02
 SAMPLES_PER_PACKET = 160  # 20 ms at 8 kHz, one byte per sample in G.711
-_SILENCE = {PCMU: 0xFF, PCMA: 0xD5}  # the code for a zero sample in each law
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +57,7 @@ class Player:
         timestamp: int | None = None,
         max_late: float = 0.2,
     ) -> None:
-        if payload_type not in _SILENCE:
+        if payload_type not in SILENCE:
             raise ValueError(f"payload type {payload_type} is not G.711 (PCMU is 0, PCMA is 8)")
         if loop and not audio:
             raise ValueError("cannot loop empty audio")
@@ -132,7 +131,7 @@ class Player:
             return chunk
         chunk = audio[offset : offset + SAMPLES_PER_PACKET]
         if len(chunk) < SAMPLES_PER_PACKET:
-            chunk += bytes((_SILENCE[self.payload_type],)) * (SAMPLES_PER_PACKET - len(chunk))
+            chunk += bytes((SILENCE[self.payload_type],)) * (SAMPLES_PER_PACKET - len(chunk))
         return chunk
 
     def _packet(self) -> bytes:

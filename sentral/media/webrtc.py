@@ -31,8 +31,9 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, AudioResampler, Packet
 
-from sentral.media.g711 import PCMA, PCMU, alaw_to_ulaw, decode, encode, ulaw_to_alaw
+from sentral.media.g711 import PCMA, PCMU, SILENCE, alaw_to_ulaw, decode, encode, ulaw_to_alaw
 from sentral.media.rtp import RtpError, RtpHeader, build_rtp, parse_rtp
+from sentral.pbx.sip.sdp import parse_sdp
 
 RATE = 8000
 PTIME = 0.020
@@ -41,17 +42,16 @@ JITTER_FRAMES = 10  # 200 ms of the relay's audio queued for the browser at most
 PREBUFFER = 2  # frames queued before playing on after the queue ran dry
 
 
-_SILENCE = {PCMU: b"\xff" * SAMPLES, PCMA: b"\xd5" * SAMPLES}
+_SILENCE = {law: bytes((code,)) * SAMPLES for law, code in SILENCE.items()}  # 20 ms of it
 _TIME_BASE = fractions.Fraction(1, RATE)
 
 
 def answered_law(sdp: str) -> int | None:
     """The G.711 law an SDP answer to the browser chose for its audio (0 PCMU, 8 PCMA), or None
     (Opus, or no audio)."""
-    for line in sdp.splitlines():
-        if line.startswith("m=audio "):
-            fields = line.split()
-            first = fields[3] if len(fields) > 3 else ""
+    for media in parse_sdp(sdp.encode()).media:
+        if media.media == "audio":
+            first = media.formats[0] if media.formats else ""
             return {"0": PCMU, "8": PCMA}.get(first)
     return None
 

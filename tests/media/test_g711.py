@@ -114,3 +114,8 @@ def test_encode_by_payload_type() -> None:
     assert g711.decode(g711.encode(frame, 8), 8) == g711.alaw_decode(g711.alaw_encode(frame))
     with pytest.raises(ValueError, match=r"not G\.711"):
         g711.encode(frame, 9)
+
+
+@pytest.mark.parametrize("law", [g711.PCMU, g711.PCMA])
+def test_the_silence_code_is_what_a_zero_sample_encodes_to(law: int) -> None:
+    assert g711.encode(b"\x00\x00", law) == bytes((g711.SILENCE[law],))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sentral.media.webrtc import answered_law
 from sentral.web.phone import _audio, _dialable, _direction, _loopback_for
 
 
@@ -43,3 +44,28 @@ def test_the_user_agent_reaches_a_wildcard_listener_on_loopback() -> None:
     assert _loopback_for("::") == "::1"
     assert _loopback_for("192.0.2.7") == "192.0.2.7"
     assert _loopback_for("sip.clinic.test") == "127.0.0.1"
+
+
+def webrtc_answer(formats: str) -> str:
+    """An answer as aiortc writes it to a browser, ICE and DTLS lines included."""
+    lines = [
+        "v=0", "o=- 4005608075 4005608075 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE 0",
+        "a=msid-semantic:WMS *", f"m=audio 57975 UDP/TLS/RTP/SAVPF {formats}", "c=IN IP4 192.0.2.2",
+        "a=sendrecv", "a=mid:0", "a=rtcp:9 IN IP4 0.0.0.0", "a=rtcp-mux", "a=rtpmap:96 opus/48000/2",
+        "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000",
+        "a=candidate:f957a2332b1715da 1 udp 2130706431 192.0.2.2 57975 typ host", "a=end-of-candidates",
+        "a=ice-ufrag:KiYE", "a=ice-pwd:tLtvB8EmsuVx6ynUeWVQCq", "a=fingerprint:sha-256 55:6E:94:C4",
+        "a=setup:active",
+    ]  # fmt: skip
+    return "\r\n".join(lines) + "\r\n"
+
+
+@pytest.mark.parametrize(
+    ("formats", "law"), [("0 8", 0), ("8 0", 8), ("0", 0), ("96 0 8", None), ("96", None)]
+)
+def test_the_bridge_hands_on_the_law_the_browser_was_answered_with(formats: str, law: int | None) -> None:
+    assert answered_law(webrtc_answer(formats)) == law
+
+
+def test_an_answer_without_audio_is_answered_with_no_law() -> None:
+    assert answered_law("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n") is None
