@@ -16,7 +16,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, event, func, select
 
 from sentral.app import call_record
 from sentral.config.cdr import (
@@ -230,6 +230,33 @@ def test_write_sustains_well_over_1000_calls_per_second(engine: Engine) -> None:
     assert elapsed < 1.0, f"2000 records took {elapsed:.3f}s"
 
 
+def test_a_batch_takes_one_statement_per_table_however_many_rows_up_to_64(engine: Engine) -> None:
+    """sqlite3 hands the GIL to other threads at every step of a statement: a batch of rows in one
+    statement per table is what keeps the writer thread from taking it from the event loop once
+    per row. Larger batches take a statement per 64 rows and one for the rest, and every row
+    arrives whatever the split."""
+    store = CdrStore(engine)
+    inserts: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.startswith("INSERT"):
+            inserts.append(statement.split()[2])
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        small = [answered(f"s{i}", T0 + i, targets=1) for i in range(30)]  # 60 legs
+        store.write(small)
+        assert inserts == ["call_record", "call_leg"]
+        inserts.clear()
+        large = [transferred(f"l{i}", T0 + 100 + i) if i % 50 == 0 else busy(f"l{i}", T0 + 100 + i) for i in range(130)]
+        store.write(large)
+        # 130 calls: 64 + 64 + 2; 260 legs: 4 x 64 + 4; 3 transferred calls, 6 transfers.
+        assert inserts == ["call_record"] * 3 + ["call_leg"] * 5 + ["call_transfer"]
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert store.list() == small + large
+
+
 # -- CdrWriter -----------------------------------------------------------------------------------
 
 
@@ -405,6 +432,16 @@ def test_a_publication_replaces_only_that_servers_calls(engine: Engine) -> None:
     assert [c.call_id for c in calls.list(5.0, now=now + 2)] == ["a2", "a3"]
     calls.clear("sip-a")
     assert calls.list(5.0, now=now + 2) == []
+
+
+def test_a_publication_larger_than_one_statement_is_stored_whole(engine: Engine) -> None:
+    calls = LiveCallStore(engine)
+    published = [live(f"c{i:03}", "ringing" if i % 3 else "answered", started_at=T0 + i) for i in range(150)]
+    calls.publish("sip-a", published, now=T0 + 200)
+    listed = calls.list(5.0, now=T0 + 201)
+    assert listed == [replace(call, server_id="sip-a", updated_at=T0 + 200) for call in published]
+    calls.publish("sip-a", published[:70], now=T0 + 202)
+    assert [c.call_id for c in calls.list(5.0, now=T0 + 203)] == [c.call_id for c in published[:70]]
 
 
 def test_servers_that_stopped_publishing_are_not_shown(engine: Engine) -> None:
