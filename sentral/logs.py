@@ -58,7 +58,7 @@ _DIGEST_RESPONSE = re.compile(
 )
 
 
-_FALLBACK_KEYS = ("stack", "exception", "exc_info", "logger", "logger_name")
+_FALLBACK_KEYS = frozenset(("stack", "exception", "exc_info", "logger", "logger_name"))
 _QUOTED = frozenset(" \t=\r\n\"'")
 
 
@@ -74,9 +74,8 @@ class PlainRenderer:
         self._fallback = structlog.dev.ConsoleRenderer(colors=False)
 
     def __call__(self, logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> str:
-        for key in _FALLBACK_KEYS:
-            if key in event_dict:
-                return str(self._fallback(logger, name, event_dict))
+        if not _FALLBACK_KEYS.isdisjoint(event_dict):
+            return str(self._fallback(logger, name, event_dict))
         parts: list[str] = []
         timestamp = event_dict.pop("timestamp", None)
         if timestamp is not None:
@@ -88,11 +87,11 @@ class PlainRenderer:
             parts.append(f"{event_dict.pop('event')!s:<30}")
         for key in sorted(event_dict):
             value = event_dict[key]
-            if isinstance(value, str) and not _QUOTED.intersection(value):
+            if isinstance(value, str) and _QUOTED.isdisjoint(value):
                 parts.append(f"{key}={value}")
             else:
                 parts.append(f"{key}={value!r}")
-        return " ".join(part for part in parts if part).rstrip(" ")
+        return " ".join([part for part in parts if part]).rstrip(" ")
 
 
 class DatagramLogger:
