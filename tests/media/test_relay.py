@@ -362,7 +362,7 @@ async def test_resting_pairs_are_capped() -> None:
         assert (pool.available, pool.in_use, pool.resting) == (pool.capacity - 1, 0, 1)
     finally:
         relay.close()
-    assert Relay(HOST, PortPool(41200, 41207)).max_resting == 2  # half the range at most
+    assert Relay(HOST, PortPool(41200, 41207)).max_resting == 4  # the whole range at most
 
 
 def test_pairs_left_over_from_a_burst_of_hang_ups_are_closed(run: Runner[None]) -> None:
