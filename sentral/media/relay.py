@@ -32,8 +32,8 @@ that has rested longest once it has rested ``reuse_after`` seconds: the old call
 that long to stop sending, and whatever it sent is read and dropped as it comes and once more
 just before reuse, so that no stale packet can be the first a new latch learns from. Resting
 pairs still hold their ports; the relay closes them for real when the range has no other pair
-free, so that resting never refuses a call, and keeps at most ``max_resting`` of them (the range,
-and half the process's file descriptors). Pairs rest as long as calls end in ``reuse_after``
+free or the process no file descriptor left, so that resting never refuses a call, and keeps at
+most ``max_resting`` of them (the range, and half the process's file descriptors). Pairs rest as long as calls end in ``reuse_after``
 seconds on both legs: 4,000 at 1,000 calls a second. A cap at half the range (2,500 pairs of the
 default 10000-20000) left every fourth leg at 800 calls a second to close a pair for real and bind
 a fresh one, some twenty system calls each.
@@ -485,7 +485,11 @@ class Relay:
             except PortsExhausted:
                 if not resting:
                     raise
-            # Every free pair rests: the one that has rested longest is closed for real instead.
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE) or not resting:
+                    raise
+            # Every free pair rests, or resting pairs hold the file descriptors a new pair needs:
+            # the one that has rested longest is closed for real instead.
             _, port, rtp, rtcp = resting.popleft()
             self._discard(port, rtp, rtcp)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -363,6 +365,47 @@ async def test_resting_pairs_are_capped() -> None:
     finally:
         relay.close()
     assert Relay(HOST, PortPool(41200, 41207)).max_resting == 4  # the whole range at most
+
+
+RESTING_PAIRS_YIELD_DESCRIPTORS = """
+import asyncio, resource, sys
+from sentral.media.latch import PortPool
+from sentral.media.relay import Relay
+
+async def main() -> None:
+    # A process allowed 64 open files, whose resting pairs may take nearly all of them.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    relay = Relay("127.0.0.1", PortPool(int(sys.argv[1]), int(sys.argv[1]) + 199), max_resting=100)
+    try:
+        opened = []
+        while True:
+            try:
+                opened.append(relay.open())
+            except OSError:
+                break  # the descriptors are all taken by endpoints in use
+        for endpoint in opened:
+            endpoint.close()  # every pair rests, holding its two descriptors
+        rested = relay.pool.resting
+        again = [relay.open() for _ in range(len(opened))]  # none has rested long enough to be taken
+        print(len(opened), rested, len(again), relay.pool.resting)
+    finally:
+        relay.close()
+
+asyncio.run(main())
+"""
+
+
+def test_resting_pairs_give_way_when_a_new_pair_needs_their_file_descriptors() -> None:
+    """A new pair that cannot be bound for want of file descriptors closes a resting pair for real
+    and takes its descriptors, as it takes its port when the range is used up."""
+    result = subprocess.run(
+        [sys.executable, "-c", RESTING_PAIRS_YIELD_DESCRIPTORS, "42400"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    opened, rested, again, resting_after = map(int, result.stdout.split())
+    assert opened >= 20 and rested == opened
+    assert again == opened and resting_after == 0
 
 
 def test_pairs_left_over_from_a_burst_of_hang_ups_are_closed(run: Runner[None]) -> None:
