@@ -33,10 +33,10 @@ that long to stop sending, and whatever it sent is read and dropped as it comes 
 just before reuse, so that no stale packet can be the first a new latch learns from. Resting
 pairs still hold their ports; the relay closes them for real when the range has no other pair
 free or the process no file descriptor left, so that resting never refuses a call, and keeps at
-most ``max_resting`` of them (the range, and half the process's file descriptors). Pairs rest as long as calls end in ``reuse_after``
-seconds on both legs: 4,000 at 1,000 calls a second. A cap at half the range (2,500 pairs of the
-default 10000-20000) left every fourth leg at 800 calls a second to close a pair for real and bind
-a fresh one, some twenty system calls each.
+most ``max_resting`` of them (the range, and half the process's file descriptors). As many pairs
+rest as legs end in ``reuse_after`` seconds: 4,000 at 1,000 calls a second. A cap at half the
+range (2,500 pairs of the default 10000-20000) left every fourth leg at 800 calls a second to
+close a pair for real and bind a fresh one, some twenty system calls each.
 
 A pair that has rested ``retire_after`` seconds is closed for real too. Each new endpoint takes at
 most one resting pair, so without it every moment when calls ended faster than new ones began
