@@ -241,9 +241,11 @@ def _transfer_params(call_id: str, seq: int, transfer: TransferRecord) -> tuple[
     return (call_id, seq, transfer.at, transfer.by, transfer.kind, transfer.target, transfer.outcome)
 
 
-# Rows in one multi-row INSERT at most (see ``_MultiRowInsert``). 64 rows of the widest table are
-# 1,152 parameters, far below what SQLite (32,766) and PostgreSQL (65,535) take in one statement.
+# Rows in one multi-row INSERT at most (see ``_MultiRowInsert``), and its parameters at most: 999 is
+# the lowest limit SQLite has had (before 3.32; 32,766 since, PostgreSQL 65,535), so a call record's
+# 18 columns take 55 rows a statement.
 _MAX_ROWS_PER_INSERT = 64
+_MAX_PARAMETERS = 999
 
 
 class _MultiRowInsert:
@@ -254,9 +256,9 @@ class _MultiRowInsert:
     and resets once per row: each row of a batch handed the GIL from the writer thread to the
     event loop and back, and each handover costs the loop a wake-up of the other thread. At 650
     calls a second the record writer's thread blocked some 5,500 times a second that way, and
-    1,700 with a statement per table. A batch is written in statements of
-    ``_MAX_ROWS_PER_INSERT`` rows and one of the rest, so a commit under load takes one statement
-    per table; a statement's text is built once per row count and the driver keeps it prepared.
+    1,700 with a statement per table. A batch is written in statements of ``max_rows`` rows and
+    one of the rest, so a commit under load takes one statement per table; a statement's text is
+    built once per row count and the driver keeps it prepared.
     """
 
     def __init__(self, table: str, columns: Sequence[str], paramstyle: str) -> None:
@@ -264,6 +266,7 @@ class _MultiRowInsert:
         self._head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
         self._row = f"({', '.join([mark] * len(columns))})"
         self._statements: dict[int, str] = {}
+        self.max_rows = min(_MAX_ROWS_PER_INSERT, _MAX_PARAMETERS // len(columns))
 
     def statement(self, rows: int) -> str:
         """The INSERT of ``rows`` rows."""
@@ -274,8 +277,9 @@ class _MultiRowInsert:
 
     def run(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert ``rows`` (each in the columns' order)."""
-        for start in range(0, len(rows), _MAX_ROWS_PER_INSERT):
-            chunk = rows[start : start + _MAX_ROWS_PER_INSERT]
+        step = self.max_rows
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
             connection.exec_driver_sql(self.statement(len(chunk)), tuple(value for row in chunk for value in row))
 
 

@@ -230,11 +230,12 @@ def test_write_sustains_well_over_1000_calls_per_second(engine: Engine) -> None:
     assert elapsed < 1.0, f"2000 records took {elapsed:.3f}s"
 
 
-def test_a_batch_takes_one_statement_per_table_however_many_rows_up_to_64(engine: Engine) -> None:
+def test_a_batch_takes_one_statement_per_table_until_it_is_large(engine: Engine) -> None:
     """sqlite3 hands the GIL to other threads at every step of a statement: a batch of rows in one
     statement per table is what keeps the writer thread from taking it from the event loop once
-    per row. Larger batches take a statement per 64 rows and one for the rest, and every row
-    arrives whatever the split."""
+    per row. Larger batches take a statement per 55 calls (999 parameters at most, the lowest
+    limit SQLite has had) or 64 legs and one for the rest, and every row arrives whatever the
+    split."""
     store = CdrStore(engine)
     inserts: list[str] = []
 
@@ -250,7 +251,7 @@ def test_a_batch_takes_one_statement_per_table_however_many_rows_up_to_64(engine
         inserts.clear()
         large = [transferred(f"l{i}", T0 + 100 + i) if i % 50 == 0 else busy(f"l{i}", T0 + 100 + i) for i in range(130)]
         store.write(large)
-        # 130 calls: 64 + 64 + 2; 260 legs: 4 x 64 + 4; 3 transferred calls, 6 transfers.
+        # 130 calls: 55 + 55 + 20; 260 legs: 4 x 64 + 4; 3 transferred calls, 6 transfers.
         assert inserts == ["call_record"] * 3 + ["call_leg"] * 5 + ["call_transfer"]
     finally:
         event.remove(engine, "before_cursor_execute", seen)
