@@ -30,8 +30,10 @@ import re
 import socket
 import struct
 import sys
-from collections.abc import MutableMapping
-from typing import Any, Literal
+import threading
+import time
+from collections.abc import Callable, MutableMapping
+from typing import Any, Literal, TextIO
 
 import structlog
 
@@ -92,6 +94,78 @@ class PlainRenderer:
             else:
                 parts.append(f"{key}={value!r}")
         return " ".join([part for part in parts if part]).rstrip(" ")
+
+
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}  # as structlog's add_log_level names them
+# Keys that only the generic chain handles: asked-for stacks, and a level or time given by hand.
+_CHAIN_KEYS = _FALLBACK_KEYS | {"stack_info", "level", "timestamp"}
+
+
+class ConsoleLine:
+    """The console chain after the context is merged (``add_log_level``, an ISO UTC
+    ``TimeStamper``, ``StackInfoRenderer``, ``PlainRenderer``) as one step, with the same output.
+
+    Every call's line at info goes through here, so the steps between are cut: no keys added only
+    to be taken out again, and the timestamp is written from the clock directly, the date and time
+    of day once a second. An event with a key only the generic chain handles takes that chain.
+    """
+
+    def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
+        self._clock = clock
+        self._second = -1
+        self._prefix = ""
+        self._chain: list[Callable[[Any, str, Any], Any]] = [
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            PlainRenderer(),
+        ]
+
+    def timestamp(self) -> str:
+        """Now, as ``TimeStamper(fmt="iso", utc=True)`` writes it."""
+        micro = self._clock() // 1000
+        second, fraction = divmod(micro, 1_000_000)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        # datetime's isoformat leaves out a fraction of zero.
+        return f"{self._prefix}.{fraction:06d}Z" if fraction else f"{self._prefix}Z"
+
+    def __call__(self, logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> Any:
+        if not _CHAIN_KEYS.isdisjoint(event_dict):
+            result: Any = event_dict
+            for step in self._chain:
+                result = step(logger, name, result)
+            return result
+        level = _LEVEL_NAMES.get(name, name)
+        parts = [self.timestamp(), f"[{level:<9}]"]
+        if "event" in event_dict:
+            parts.append(f"{event_dict.pop('event')!s:<30}")
+        for key in sorted(event_dict):
+            value = event_dict[key]
+            if isinstance(value, str) and _QUOTED.isdisjoint(value):
+                parts.append(f"{key}={value}")
+            else:
+                parts.append(f"{key}={value!r}")
+        return " ".join([part for part in parts if part]).rstrip(" ")
+
+
+class StreamLogger:
+    """structlog's ``PrintLogger`` for a text stream, one write and one flush per line instead of
+    print's two writes, under the same per-stream lock (threads log too)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._write = stream.write
+        self._flush = stream.flush
+        self._lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            self._write(message + "\n")
+            self._flush()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
 
 
 class DatagramLogger:
@@ -160,19 +234,23 @@ def configure(
         renderer = structlog.dev.ConsoleRenderer(colors=True) if colors else PlainRenderer()
     else:
         raise ValueError(f"log format {log_format!r}: choose console or json")
-    processors: list[structlog.typing.Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.StackInfoRenderer(),
-    ]
-    if log_format == "json":
-        processors.append(structlog.processors.format_exc_info)
-    processors.append(renderer)
+    processors: list[structlog.typing.Processor] = [structlog.contextvars.merge_contextvars]
+    if isinstance(renderer, PlainRenderer):
+        processors.append(ConsoleLine())
+    else:
+        processors += [
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+        ]
+        if log_format == "json":
+            processors.append(structlog.processors.format_exc_info)
+        processors.append(renderer)
     _wrapper = type("SentralLogger", (structlog.make_filtering_bound_logger(numeric),), {})
     factory: Any
     if target == "stderr":
-        factory = structlog.PrintLoggerFactory(sys.stderr)
+        stream = StreamLogger(sys.stderr)
+        factory = lambda *_args: stream  # noqa: E731
     else:
         shared = DatagramLogger(target, address)
         factory = lambda *_args: shared  # noqa: E731
@@ -221,10 +299,12 @@ def sip_trace_text(data: bytes) -> str:
 __all__ = [
     "LEVELS",
     "TARGETS",
+    "ConsoleLine",
     "DatagramLogger",
     "LogFormat",
     "LogTarget",
     "PlainRenderer",
+    "StreamLogger",
     "configure",
     "set_level",
     "sip_trace_text",

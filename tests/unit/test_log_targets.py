@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import io
 import socket
 import struct
 import uuid
@@ -12,7 +14,7 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sentral.logs import DatagramLogger, PlainRenderer, configure, set_level
+from sentral.logs import ConsoleLine, DatagramLogger, PlainRenderer, StreamLogger, configure, set_level
 
 
 @pytest.fixture
@@ -114,6 +116,64 @@ def test_the_plain_renderer_writes_what_the_console_renderer_writes(
         data["timestamp"] = "2026-12-06T12:00:00.000000Z"
     expected = structlog.dev.ConsoleRenderer(colors=False)(None, level, dict(data))
     assert PlainRenderer()(None, level, dict(data)) == expected
+
+
+@given(
+    event=st.text(max_size=40),
+    fields=st.dictionaries(st.text(st.characters(categories=("Ll",)), min_size=1, max_size=8), _VALUES, max_size=6),
+    level=st.sampled_from(["debug", "info", "warning", "warn", "error", "critical", "exception"]),
+    nanoseconds=st.integers(min_value=0, max_value=4_102_444_800 * 10**9),
+)
+def test_the_console_line_writes_what_the_generic_chain_writes(
+    event: str, fields: dict[str, object], level: str, nanoseconds: int
+) -> None:
+    # The one-step chain serve uses for console logs: same line, timestamp included.
+    reserved = {"timestamp", "level", "event", "stack", "exception", "exc_info", "logger", "logger_name", "stack_info"}
+    data = {key: value for key, value in fields.items() if key not in reserved}
+    data["event"] = event
+    at = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(microseconds=nanoseconds // 1000)
+    stamped = dict(data, level=structlog.processors.add_log_level(None, level, {})["level"])
+    stamped["timestamp"] = at.isoformat().replace("+00:00", "Z")
+    expected = structlog.dev.ConsoleRenderer(colors=False)(None, level, stamped)
+    assert ConsoleLine(clock=lambda: nanoseconds)(None, level, dict(data)) == expected
+
+
+def test_the_console_line_timestamp_is_the_time_stampers() -> None:
+    # A whole second has no fraction in isoformat; the date and time of day follow each second.
+    line = ConsoleLine(clock=lambda: clock[0])
+    for clock in ([1_796_040_000_000_000_000], [1_796_040_000_000_001_999], [1_796_040_059_999_999_999], [0]):
+        at = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(
+            microseconds=clock[0] // 1000
+        )
+        assert line.timestamp() == at.isoformat().replace("+00:00", "Z")
+    assert ConsoleLine(clock=lambda: 1_796_040_000_000_000_000).timestamp() == "2026-11-30T12:00:00Z"
+
+
+def test_the_console_line_leaves_stacks_and_exceptions_to_the_generic_chain() -> None:
+    line = ConsoleLine()
+    assert "Stack (most recent call last)" in line(None, "info", {"event": "where", "stack_info": True})
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        assert "ValueError: boom" in line(None, "error", {"event": "failed", "exc_info": True})
+    # As in the generic chain, the time stamper overwrites a timestamp given by hand.
+    assert line(None, "info", {"event": "stamped", "timestamp": "then"}).endswith("Z [info     ] stamped")
+
+
+def test_serve_logs_one_line_per_event_to_the_stream(capsys: pytest.CaptureFixture[str]) -> None:
+    configure("console", "info")
+    log = structlog.get_logger("test")
+    log.info("first", n=1)
+    log.debug("hidden")
+    log.warning("second", text="two words")
+    lines = capsys.readouterr().err.splitlines()
+    assert [line[28:] for line in lines] == [
+        "[info     ] first                          n=1",
+        "[warning  ] second                         text='two words'",
+    ]
+    stream = io.StringIO()
+    StreamLogger(stream).info("a line")
+    assert stream.getvalue() == "a line\n"
 
 
 def test_the_plain_renderer_hands_exceptions_to_the_console_renderer() -> None:
