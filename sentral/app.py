@@ -79,25 +79,14 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, assert_never, cast
+from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
 import structlog
 
 from sentral.adapters import CallerLookup
-from sentral.config.cdr import (
-    PARKED,
-    CallRecord,
-    CdrStore,
-    CdrWriter,
-    LegRecord,
-    LiveCall,
-    LiveCallStore,
-    TransferKind,
-    TransferRecord,
-    forwarded_text,
-)
+from sentral.config.cdr import PARKED, CdrStore, CdrWriter, LiveCall, LiveCallStore
 from sentral.config.db import StoreError, first_line, make_engine, schema_is_current
 from sentral.config.directory import Directory, GroupKind, directory_version, load_directory
 from sentral.config.settings import Reread, ServeConfig, media_address
@@ -120,11 +109,12 @@ from sentral.media.sounds import SoundLibrary
 from sentral.metrics import CallTally, MetricsService, parse_metrics_address
 from sentral.notify import Notifier
 from sentral.pbx.anchoring import AnchoredMedia
-from sentral.pbx.call import Call, CallReport, CallSettings, MediaPolicy, TransferReport
+from sentral.pbx.call import Call, CallReport, CallSettings, MediaPolicy
 from sentral.pbx.endpoint import Endpoint
 from sentral.pbx.guard import Guard, GuardPolicy, parse_networks
 from sentral.pbx.location import Location
 from sentral.pbx.presence import Lamp
+from sentral.pbx.records import call_record, transfer_records
 from sentral.pbx.registrar import Registrar, RegistrarPolicy
 from sentral.pbx.sip.auth import DigestAuthority
 from sentral.pbx.sip.transaction import TransactionLayer
@@ -940,94 +930,6 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-def call_record(report: CallReport, wall_offset: float) -> CallRecord:
-    """The stored record of a call report; monotonic times shifted by ``wall_offset`` to epoch."""
-
-    def wall(at: float | None) -> float | None:
-        return None if at is None else at + wall_offset
-
-    legs = tuple(
-        LegRecord(
-            leg=index,
-            role="caller" if leg.side == "a" else "callee",
-            target=leg.target,
-            started_at=leg.started + wall_offset,
-            ended_at=(leg.ended if leg.ended is not None else report.ended) + wall_offset,
-            outcome=_leg_outcome(leg.outcome, leg.status),
-            answered_at=wall(leg.answered),
-            ringing_at=wall(leg.ringing),
-            status=leg.status,
-        )
-        for index, leg in enumerate(report.legs)
-    )
-    status = report.status if report.status is not None else 500
-    return CallRecord(
-        call_id=report.call_id,
-        domain=report.clinic,
-        caller=report.caller,
-        caller_name=report.caller_name or None,
-        callee=report.callee,
-        # Who answered: a group's or a role's number is dialled, and one member answers it.
-        callee_extension=report.answered_by or None,
-        started_at=report.started + wall_offset,
-        ringing_at=wall(report.rang),
-        answered_at=wall(report.answered),
-        ended_at=report.ended + wall_offset,
-        disposition=_disposition(report),
-        hangup_by=report.hangup_by if report.hangup_by in ("caller", "callee", "system") else None,  # type: ignore[arg-type]
-        hangup_reason=report.cause,
-        status_to_caller=status,
-        legs=legs,
-        forwarded=forwarded_text(report.forwarded),
-        transfers=transfer_records(report.transfers, wall_offset),
-        caller_kind=report.caller_kind or None,
-        caller_reference=report.caller_reference or None,
-        caller_source=report.caller_source or None,
-    )
-
-
-def transfer_records(transfers: Sequence[TransferReport], wall_offset: float) -> tuple[TransferRecord, ...]:
-    """The stored form of a call's transfers; monotonic times shifted by ``wall_offset`` to epoch."""
-    if not transfers:
-        return ()
-    return tuple(
-        TransferRecord(
-            at=transfer.at + wall_offset,
-            by=transfer.by,
-            kind=cast(TransferKind, transfer.kind),
-            target=transfer.target,
-            outcome=transfer.outcome,
-        )
-        for transfer in transfers
-    )
-
-
-_DISPOSITIONS = {
-    486: "busy",
-    600: "busy",
-    603: "declined",
-    404: "not_found",
-    480: "unavailable",
-    487: "cancelled",
-}
-
-
-def _disposition(report: CallReport) -> str:
-    if report.answered is not None:
-        return "answered"
-    if report.cause == "no answer timeout":
-        return "no_answer"
-    return _DISPOSITIONS.get(report.status or 0, "failed")
-
-
-def _leg_outcome(outcome: str, status: int | None) -> str:
-    if outcome == "rejected":
-        return {486: "busy", 600: "busy", 603: "declined"}.get(status or 0, "failed")
-    if outcome == "timeout":
-        return "no_answer"
-    return outcome.replace(" ", "_")
 
 
 def guard_policy(config: ServeConfig) -> GuardPolicy:

@@ -64,6 +64,7 @@ GROUPS: dict[str, list[str]] = {
         "sentral/pbx/hunting.py",
         "sentral/pbx/location.py",
         "sentral/pbx/presence.py",
+        "sentral/pbx/records.py",
         "sentral/pbx/registrar.py",
         "sentral/pbx/transport.py",
         "sentral/routing/dialplan.py",

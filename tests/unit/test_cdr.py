@@ -526,6 +526,35 @@ def test_the_servers_record_of_a_report_keeps_its_transfers_on_the_wall_clock() 
     assert (record.caller_kind, record.caller_reference, record.caller_source) == (None, None, None)
 
 
+def test_the_servers_record_of_a_report_says_how_each_call_and_leg_went() -> None:
+    def report(status: int | None, cause: str, *legs: tuple[str, int | None]) -> CallReport:
+        return CallReport(
+            call_id="c2", clinic="fjordheim.example", caller="1001", caller_name="", callee="600",
+            callee_name="", sip_call_id="def@192.0.2.11", status=status,
+            legs=tuple(LegReport(f"b{n}", "b", f"sip:100{n}@192.0.2.1{n}", outcome, code, 10.0, 10.5, None, None)
+                       for n, (outcome, code) in enumerate(legs, 2)),
+            started=10.0, rang=10.5, answered=None, ended=40.0, hangup_by="nobody", cause=cause, answered_by="",
+            transfers=(), forwarded=(("1002", "noanswer", "1003"),),
+        )  # fmt: skip
+
+    record = call_record(
+        report(486, "486 Busy Here", ("rejected", 486), ("rejected", 603), ("rejected", 500), ("timeout", None),
+               ("not reached", None)), T0
+    )  # fmt: skip
+    assert [leg.outcome for leg in record.legs] == ["busy", "declined", "failed", "no_answer", "not_reached"]
+    assert [leg.leg for leg in record.legs] == [0, 1, 2, 3, 4]
+    # A leg still open when the call ended ends with it; a time never reached stays NULL.
+    assert {(leg.ended_at, leg.answered_at, leg.ringing_at) for leg in record.legs} == {(T0 + 40.0, None, T0 + 10.5)}
+    assert (record.disposition, record.status_to_caller, record.hangup_by) == ("busy", 486, None)
+    assert (record.answered_at, record.caller_name, record.callee_extension) == (None, None, None)
+    assert record.forwarded == "1002 noanswer 1003"
+    assert call_record(report(480, "no answer timeout"), T0).disposition == "no_answer"
+    assert call_record(report(487, "CANCEL"), T0).disposition == "cancelled"
+    # No final status at all: the record says the caller got a 500.
+    unknown = call_record(report(None, "drain"), T0)
+    assert (unknown.disposition, unknown.status_to_caller, unknown.legs) == ("failed", 500, ())
+
+
 def _alembic(engine: Engine, action: str, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
