@@ -8,6 +8,7 @@ import gc
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,7 +19,7 @@ from sentral.media import g711
 from sentral.media.dtmf import Digit, TelephoneEvent, build_event
 from sentral.media.latch import PortPool, PortsExhausted
 from sentral.media.player import Player
-from sentral.media.relay import Endpoint, Relay, RelaySession
+from sentral.media.relay import Endpoint, Relay, RelaySession, _Bound
 from sentral.media.rtp import parse_rtp
 from tests.media.conftest import Runner
 from tests.media.phones import Phone
@@ -316,6 +317,24 @@ async def test_a_closed_pair_rests_before_another_endpoint_takes_it() -> None:
         assert third.port == first.port
     finally:
         relay.close()
+
+
+def test_a_socket_says_whether_anything_waits_without_reading_it() -> None:
+    # What the relay asks of a pair taken from rest: FIONREAD, not a read that fails when empty.
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone,
+    ):
+        sock.bind((HOST, 0))
+        sock.setblocking(False)
+        bound = _Bound(sock, bytearray(2048))
+        assert bound.empty()
+        phone.sendto(b"\x80" * 172, sock.getsockname())
+        deadline = time.monotonic() + 2
+        while bound.empty() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert not bound.empty()
+        assert bound.drain() and bound.empty()
 
 
 @both_loops
