@@ -85,15 +85,21 @@ class PlainRenderer:
         level = event_dict.pop("level", None)
         if level is not None:
             parts.append(f"[{level:<9}]")
-        if "event" in event_dict:
-            parts.append(f"{event_dict.pop('event')!s:<30}")
-        for key in sorted(event_dict):
-            value = event_dict[key]
-            if isinstance(value, str) and _QUOTED.isdisjoint(value):
-                parts.append(f"{key}={value}")
-            else:
-                parts.append(f"{key}={value!r}")
-        return " ".join([part for part in parts if part]).rstrip(" ")
+        return _line(parts, event_dict)
+
+
+def _line(parts: list[str], event_dict: MutableMapping[str, Any]) -> str:
+    """``parts`` (timestamp and level, as far as there are any), the event padded to 30, then the
+    rest of ``event_dict`` as ``key=value`` sorted by key, as the ConsoleRenderer writes them."""
+    if "event" in event_dict:
+        parts.append(f"{event_dict.pop('event')!s:<30}")
+    for key in sorted(event_dict):
+        value = event_dict[key]
+        if isinstance(value, str) and _QUOTED.isdisjoint(value):
+            parts.append(f"{key}={value}")
+        else:
+            parts.append(f"{key}={value!r}")
+    return " ".join([part for part in parts if part]).rstrip(" ")
 
 
 _LEVEL_NAMES = {"warn": "warning", "exception": "error"}  # as structlog's add_log_level names them
@@ -139,15 +145,7 @@ class ConsoleLine:
             return result
         level = _LEVEL_NAMES.get(name, name)
         parts = [self.timestamp(), f"[{level:<9}]"]
-        if "event" in event_dict:
-            parts.append(f"{event_dict.pop('event')!s:<30}")
-        for key in sorted(event_dict):
-            value = event_dict[key]
-            if isinstance(value, str) and _QUOTED.isdisjoint(value):
-                parts.append(f"{key}={value}")
-            else:
-                parts.append(f"{key}={value!r}")
-        return " ".join([part for part in parts if part]).rstrip(" ")
+        return _line(parts, event_dict)
 
 
 class StreamLogger:
