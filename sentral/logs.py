@@ -102,6 +102,16 @@ def _line(parts: list[str], event_dict: MutableMapping[str, Any]) -> str:
     return " ".join([part for part in parts if part]).rstrip(" ")
 
 
+def _stamping() -> list[structlog.typing.Processor]:
+    """The steps between the merged context and the renderer: the level, the ISO UTC timestamp,
+    and the stack when one is asked for."""
+    return [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+
+
 _LEVEL_NAMES = {"warn": "warning", "exception": "error"}  # as structlog's add_log_level names them
 # Keys that only the generic chain handles: asked-for stacks, and a level or time given by hand.
 _CHAIN_KEYS = _FALLBACK_KEYS | {"stack_info", "level", "timestamp"}
@@ -120,12 +130,7 @@ class ConsoleLine:
         self._clock = clock
         self._second = -1
         self._prefix = ""
-        self._chain: list[Callable[[Any, str, Any], Any]] = [
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.StackInfoRenderer(),
-            PlainRenderer(),
-        ]
+        self._chain: list[structlog.typing.Processor] = [*_stamping(), PlainRenderer()]
 
     def timestamp(self) -> str:
         """Now, as ``TimeStamper(fmt="iso", utc=True)`` writes it."""
@@ -224,26 +229,16 @@ def configure(
     numeric = _numeric(level)
     if target not in TARGETS:
         raise ValueError(f"log target {target!r}: choose one of {', '.join(TARGETS)}")
-    renderer: structlog.typing.Processor
+    processors: list[structlog.typing.Processor] = [structlog.contextvars.merge_contextvars]
     if log_format == "json":
-        renderer = structlog.processors.JSONRenderer()
+        processors += [*_stamping(), structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     elif log_format == "console":
-        colors = target == "stderr" and sys.stderr.isatty()
-        renderer = structlog.dev.ConsoleRenderer(colors=True) if colors else PlainRenderer()
+        if target == "stderr" and sys.stderr.isatty():
+            processors += [*_stamping(), structlog.dev.ConsoleRenderer(colors=True)]
+        else:
+            processors.append(ConsoleLine())
     else:
         raise ValueError(f"log format {log_format!r}: choose console or json")
-    processors: list[structlog.typing.Processor] = [structlog.contextvars.merge_contextvars]
-    if isinstance(renderer, PlainRenderer):
-        processors.append(ConsoleLine())
-    else:
-        processors += [
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.StackInfoRenderer(),
-        ]
-        if log_format == "json":
-            processors.append(structlog.processors.format_exc_info)
-        processors.append(renderer)
     _wrapper = type("SentralLogger", (structlog.make_filtering_bound_logger(numeric),), {})
     factory: Any
     if target == "stderr":

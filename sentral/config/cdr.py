@@ -276,7 +276,7 @@ class _MultiRowInsert:
         return text
 
     def run(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Insert ``rows`` (each in the columns' order)."""
+        """Insert ``rows`` (each in the columns' order); no rows, no statement."""
         step = self.max_rows
         for start in range(0, len(rows), step):
             chunk = rows[start : start + step]
@@ -347,18 +347,15 @@ class CdrStore:
 
     def _write(self, connection: Connection, records: Sequence[CallRecord]) -> None:
         self._insert_calls.run(connection, [_call_params(record) for record in records])
-        legs = [_leg_params(record.call_id, leg) for record in records for leg in record.legs]
-        if legs:
-            self._insert_legs.run(connection, legs)
-        # Few calls are transferred: most batches skip this statement altogether.
+        self._insert_legs.run(connection, [_leg_params(record.call_id, leg) for record in records for leg in record.legs])
+        # Few calls are transferred: most batches have no row for this statement, and so no statement.
         transfers = [
             _transfer_params(record.call_id, seq, transfer)
             for record in records
             if record.transfers
             for seq, transfer in enumerate(record.transfers)
         ]
-        if transfers:
-            self._insert_transfers.run(connection, transfers)
+        self._insert_transfers.run(connection, transfers)
 
     def list(
         self,
