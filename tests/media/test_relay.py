@@ -338,6 +338,36 @@ def test_a_socket_says_whether_anything_waits_without_reading_it() -> None:
 
 
 @both_loops
+async def test_an_empty_datagram_queued_at_reuse_is_not_learned_from() -> None:
+    """FIONREAD reads a queued datagram of no bytes as nothing, so a pair taken from rest keeps
+    it: the next endpoint reads it first, and must neither latch onto its sender nor relay it."""
+    stale, new_phone, other = Phone(), Phone(), Phone()
+    relay = Relay(HOST, PortPool(*POOL_RANGE), reuse_after=0.0)
+    try:
+        endpoint = relay.open()
+        port = (HOST, endpoint.port)
+        endpoint.close()
+        stale.send(port, b"")
+        reused = relay.open()  # at once: the empty datagram is still queued
+        assert reused.port == endpoint.port
+        peer = relay.open()
+        relay.pair(reused, peer)
+        peer.set_remote(other.address)
+        reused.set_remote(("127.0.0.5", 9))  # behind NAT: it learns from the first packet it admits
+        await asyncio.sleep(0.05)
+        sent = new_phone.send_audio(port, 1)
+        assert payloads(await other.expect(1)) == sent
+        assert payloads(await other.quiet()) == []
+        stats = reused.stats()
+        assert (stats.rtp.packets_in, stats.rtp.dropped) == (1, 1)
+        assert stats.rtp_address == new_phone.address
+    finally:
+        relay.close()
+        for phone in (stale, new_phone, other):
+            phone.close()
+
+
+@both_loops
 async def test_what_the_old_call_sent_never_reaches_the_next_endpoint() -> None:
     """A phone still sending to a port its call no longer has must not be the first source the
     next endpoint on that port learns: whatever came while the pair rested is dropped."""
