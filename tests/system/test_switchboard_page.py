@@ -14,7 +14,6 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -113,14 +112,14 @@ def test_the_switchboard_shows_colleagues_queues_and_logs_in_to_a_function(
             # Bob is registered and free: green. In a call with Carol: yellow. The page follows the feed.
             bob_row = page.locator("#colleague-1002")
             expect(bob_row).to_have_class(re.compile(r"\bavailable\b"))
-            assert _colour(bob_row.locator(".dot")) == GREEN
+            expect(bob_row.locator(".dot")).to_have_css("background-color", GREEN)
             expect(page.locator("#colleague-1005")).to_have_class(re.compile(r"\boff\b"))
-            assert _colour(page.locator("#colleague-1005 .dot")) == RED
+            expect(page.locator("#colleague-1005 .dot")).to_have_css("background-color", RED)
             talk = bob.call("1002", f"sip:1003@{DOMAIN}")
             carol.answer(carol.wait_incoming("1003")["call"])
             bob.wait_call_state(talk, "CONFIRMED")
             expect(bob_row).to_have_class(re.compile(r"\bin-call\b"))
-            assert _colour(bob_row.locator(".dot")) == YELLOW
+            expect(bob_row.locator(".dot")).to_have_css("background-color", YELLOW)
             expect(page.locator("#colleague-1003")).to_have_class(re.compile(r"\bin-call\b"))
 
             # Reception's only logged-in member is busy: Dave waits, then an acute SIPp caller.
@@ -141,9 +140,9 @@ def test_the_switchboard_shows_colleagues_queues_and_logs_in_to_a_function(
                 first = queue.nth(0)
                 expect(first).to_have_class(re.compile(r"\bacute\b"))
                 expect(first).to_contain_text("1005")
-                assert _colour(first) == RED
+                expect(first).to_have_css("color", RED)
                 expect(queue.nth(1)).to_contain_text("1004")
-                assert _colour(queue.nth(1)) != RED
+                expect(queue.nth(1)).not_to_have_css("color", RED)
                 # How long they have waited counts up.
                 wait_until(lambda: first.locator(".wait").inner_text() != "0:00", 5.0, "the wait to count")
 
@@ -169,15 +168,6 @@ def test_the_switchboard_shows_colleagues_queues_and_logs_in_to_a_function(
                 assert incoming["headers"].get("priority") == "emergency"
         finally:
             browser.close()
-
-
-def _colour(locator: Any) -> str:
-    """The computed colour of an element: its background for a presence dot, else its text."""
-    return str(
-        locator.evaluate(
-            "n => n.classList.contains('dot') ? getComputedStyle(n).backgroundColor : getComputedStyle(n).color"
-        )
-    )
 
 
 def _functions(server: SentralServer, extension: str) -> list[str]:
