@@ -19,7 +19,7 @@ from sentral.media import g711
 from sentral.media.dtmf import Digit, TelephoneEvent, build_event
 from sentral.media.latch import PortPool, PortsExhausted
 from sentral.media.player import Player
-from sentral.media.relay import Endpoint, Relay, RelaySession, _Bound
+from sentral.media.relay import Endpoint, EndpointStats, Relay, RelaySession, _Bound
 from sentral.media.rtp import parse_rtp
 from tests.media.conftest import Runner
 from tests.media.phones import Phone
@@ -337,6 +337,29 @@ def test_a_socket_says_whether_anything_waits_without_reading_it() -> None:
         assert bound.drain() and bound.empty()
 
 
+async def _reused_hears_only(
+    relay: Relay, port: int, new_phone: Phone, other: Phone, settle: float = 0.0
+) -> EndpointStats:
+    """Take the endpoint on ``port`` back from rest, pair it with one sending to ``other``, and
+    check that the first audio it relays is ``new_phone``'s, nothing else follows, and it latched
+    onto ``new_phone`` (its SDP names an address behind NAT); its stats. ``settle``: seconds to
+    let the loop run between the pairing and ``new_phone``'s packet."""
+    reused = relay.open()
+    assert reused.port == port
+    peer = relay.open()
+    relay.pair(reused, peer)
+    peer.set_remote(other.address)
+    reused.set_remote(("127.0.0.5", 9))  # behind NAT: it learns from the first packet it admits
+    if settle:
+        await asyncio.sleep(settle)
+    sent = new_phone.send_audio((HOST, port), 1)
+    assert payloads(await other.expect(1)) == sent
+    assert payloads(await other.quiet()) == []
+    stats = reused.stats()
+    assert stats.rtp_address == new_phone.address
+    return stats
+
+
 @both_loops
 async def test_an_empty_datagram_queued_at_reuse_is_not_learned_from() -> None:
     """FIONREAD reads a queued datagram of no bytes as nothing, so a pair taken from rest keeps
@@ -348,19 +371,9 @@ async def test_an_empty_datagram_queued_at_reuse_is_not_learned_from() -> None:
         port = (HOST, endpoint.port)
         endpoint.close()
         stale.send(port, b"")
-        reused = relay.open()  # at once: the empty datagram is still queued
-        assert reused.port == endpoint.port
-        peer = relay.open()
-        relay.pair(reused, peer)
-        peer.set_remote(other.address)
-        reused.set_remote(("127.0.0.5", 9))  # behind NAT: it learns from the first packet it admits
-        await asyncio.sleep(0.05)
-        sent = new_phone.send_audio(port, 1)
-        assert payloads(await other.expect(1)) == sent
-        assert payloads(await other.quiet()) == []
-        stats = reused.stats()
+        # At once: the empty datagram is still queued. Then a pause, for the loop to read it first.
+        stats = await _reused_hears_only(relay, endpoint.port, new_phone, other, settle=0.05)
         assert (stats.rtp.packets_in, stats.rtp.dropped) == (1, 1)
-        assert stats.rtp_address == new_phone.address
     finally:
         relay.close()
         for phone in (stale, new_phone, other):
@@ -383,18 +396,8 @@ async def test_what_the_old_call_sent_never_reaches_the_next_endpoint() -> None:
                 old_phone.send((HOST, endpoint.rtcp_port), old_phone.rtcp())
                 await asyncio.sleep(0.05 if settle else 0)
                 old_phone.send_audio(port, 0 if settle else 2)
-                reused = relay.open()
-                assert reused.port == endpoint.port
-                peer = relay.open()
-                relay.pair(reused, peer)
-                peer.set_remote(other.address)
-                reused.set_remote(("127.0.0.5", 9))  # behind NAT: it learns from the first packet
-                sent = new_phone.send_audio(port, 1)
-                assert payloads(await other.expect(1)) == sent
-                assert payloads(await other.quiet()) == []
-                stats = reused.stats()
+                stats = await _reused_hears_only(relay, endpoint.port, new_phone, other)
                 assert (stats.rtp.packets_in, stats.rtcp.packets_in) == (1, 0)
-                assert stats.rtp_address == new_phone.address
             finally:
                 relay.close()
     finally:
